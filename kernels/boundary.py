@@ -1,0 +1,114 @@
+"""Batched bracket-and-bisect state machine for boundary searches along rays.
+
+Each ray starts at a data point ``x`` and walks along a direction ``u``; the model's label at
+``x + t u`` is compared with the label at ``x``. The state of ray ``r``:
+
+* ``lo[r]``: largest ``t`` known to keep the label of ``x`` (starts at 0);
+* ``hi[r]``: smallest ``t`` known to have another label (``inf`` until found);
+* ``t[r]``: the next ``t`` to query;
+* ``phase[r]``: ``BRACKET`` (grow ``t`` geometrically), ``BISECT`` (halve ``[lo, hi]``),
+  ``FOUND`` (``hi - lo <= max(rtol * hi, atol)``: boundary at ``hi``), ``CENSORED`` (no flip up to ``tmax``).
+
+Queries per ray: the bracketing steps, ``ceil(log_growth(t* / t0)) + 1``, plus about
+``log2((growth - 1) / rtol)`` bisection steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels._jit import njit
+
+BRACKET = 0
+BISECT = 1
+FOUND = 2
+CENSORED = 3
+
+
+@njit(nogil=True)
+def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol, atol):
+    """Update every queried ray with the label seen at its query point.
+
+    Parameters
+    ----------
+    active : ndarray of shape (k,), int64
+        Indices of the rays queried in this round.
+    labels : ndarray of shape (k,), int64
+        Label at ``x + t[r] u`` for each queried ray ``r = active[j]``.
+    base : ndarray of shape (R,), int64
+        Label at ``x`` for every ray.
+    lo, hi, t, tmax : ndarray of shape (R,), float64
+        Ray state (updated in place); ``tmax`` bounds the walk.
+    phase : ndarray of shape (R,), int8
+        Updated in place.
+    flip : ndarray of shape (R,), int64
+        Label at ``hi`` (updated in place).
+    growth : float
+        Bracketing factor (> 1).
+    rtol, atol : float
+        Bisection stops when ``hi - lo <= max(rtol * hi, atol)`` (``atol``: one step of a discrete
+        path; 0 for continuous inputs).
+
+    Returns
+    -------
+    int
+        Number of rays still searching.
+    """
+    for j in range(active.shape[0]):
+        r = active[j]
+        tq = t[r]
+        if labels[j] != base[r]:
+            hi[r] = tq
+            flip[r] = labels[j]
+            if phase[r] == BRACKET:
+                phase[r] = BISECT
+        else:
+            lo[r] = tq
+            if phase[r] == BRACKET:
+                if tq >= tmax[r]:
+                    phase[r] = CENSORED
+                else:
+                    t[r] = min(tq * growth, tmax[r])
+        if phase[r] == BISECT:
+            if hi[r] - lo[r] <= max(rtol * hi[r], atol):
+                phase[r] = FOUND
+            else:
+                t[r] = 0.5 * (lo[r] + hi[r])
+    remaining = 0
+    for r in range(phase.shape[0]):
+        if phase[r] < FOUND:
+            remaining += 1
+    return remaining
+
+
+@njit(nogil=True)
+def ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
+    """Query points ``x[origin[r]] + t[r] * u[r]`` for the active rays, clipped to the bounds.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+        Data points (flattened).
+    u : ndarray of shape (R, d), float32
+        Unit directions, one per ray.
+    origin : ndarray of shape (R,), int64
+        Row of ``x`` each ray starts from.
+    active : ndarray of shape (k,), int64
+    t : ndarray of shape (R,), float64
+    lo_bound, hi_bound : ndarray of shape (d,), float32
+        Valid input range per feature.
+    out : ndarray of shape (>= k, d), float32
+        Written in place.
+    """
+    d = x.shape[1]
+    for j in range(active.shape[0]):
+        r = active[j]
+        o = origin[r]
+        s = np.float32(t[r])
+        for i in range(d):
+            v = x[o, i] + s * u[r, i]
+            if v < lo_bound[i]:
+                v = lo_bound[i]
+            elif v > hi_bound[i]:
+                v = hi_bound[i]
+            out[j, i] = v

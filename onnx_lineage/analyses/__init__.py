@@ -1,0 +1,1 @@
+"""Analyses: interpolation sweep, determination, boundary search, directions, sampling, closeness."""

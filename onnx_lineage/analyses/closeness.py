@@ -1,0 +1,323 @@
+"""Lineage closeness: how far B's decision boundaries moved from A's, from labels alone.
+
+For sampled points x and directions u shared by both models, each model's boundary along
+``x + t u`` is found by a batched bracket-and-bisect search (:mod:`.boundary`). Per ray:
+
+* match: both models give x the same label and flip to the same label;
+* distance similarity: ``1 - |dA - dB| / (dA + dB)`` (a censored ray counts at ``tmax``);
+* ray score: match x distance similarity.
+
+A point's score is the mean of its rays' scores; closeness is the mean over points, with a 95%
+interval over points. Points are added in rounds until the interval's half-width is below
+``tolerance`` or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnx_lineage.analyses import directions as dirs
+from onnx_lineage.analyses.boundary import search
+from onnx_lineage.analyses.labels import Labeler
+from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
+from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
+from onnx_lineage.data import Dataset, digits, feeds_for, sources
+from onnx_lineage.errors import DataError, LineageError
+from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.runner import Prediction, Runner
+from onnx_lineage.results import Result
+
+
+@dataclass(frozen=True)
+class ClosenessResult(Result):
+    """Closeness of B to A and its parts."""
+
+    model_a: str
+    model_b: str
+    closeness: float
+    ci95: list
+    matching_rate: float
+    distance_similarity: float
+    mean_distance: dict
+    points: int
+    rays: int
+    queries: dict
+    rounds: int
+    directions: list
+    labels: str
+    path: str
+    matching_by_class: dict
+    provider: dict
+    seconds: float
+    forward_seconds: dict
+    notes: list
+    _distances: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def distances(self) -> dict:
+        """Per-ray boundary distances of ``a`` and ``b`` (NaN where censored)."""
+        return self._distances
+
+
+@dataclass
+class _Rays:
+    origin: list = field(default_factory=list)
+    u: list = field(default_factory=list)
+    kind: list = field(default_factory=list)
+    dist_a: list = field(default_factory=list)
+    dist_b: list = field(default_factory=list)
+    flip_a: list = field(default_factory=list)
+    flip_b: list = field(default_factory=list)
+
+
+def _loaded(m) -> LoadedModel:
+    return m if isinstance(m, LoadedModel) else load_model(m)
+
+
+class _Model:
+    """A model with its view of the data and a labeler."""
+
+    def __init__(self, runner: Runner, view: ModelView, labeler: Labeler):
+        self.runner, self.view, self.labeler = runner, view, labeler
+
+    def labels(self, moved, comp, origin_rows) -> np.ndarray:
+        return self.labeler(self.runner.predict(self.view.feeds(moved, comp, origin_rows)))
+
+
+def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
+              points: int = 256, budget: int | None = None, tolerance: float = 0.02,
+              rays_per_point: int = 6, directions=("random", "manifold", "adversarial"),
+              rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
+              output: str = "auto", round_size: int = 64) -> ClosenessResult:
+    """How close B's decision boundaries are to A's (black-box, labels only).
+
+    Parameters
+    ----------
+    a, b : path or LoadedModel
+    data : Dataset, optional
+        Default: the built-in digits.
+    points : int
+        Most points to measure.
+    budget : int, optional
+        Most queries (forward rows) per model; stops adding rounds once spent.
+    tolerance : float
+        Stop when the 95% interval's half-width is below this.
+    rays_per_point : int
+        Rays per point, shared out among ``directions``.
+    rtol : float
+        Relative bisection tolerance.
+    bounds : (float, float), optional
+        Valid input range; default: per-feature range of the data.
+    """
+    if points < 1 or rays_per_point < 1 or not 0 < tolerance < 1 or not 0 < rtol < 1:
+        raise LineageError("points and rays per point must be >= 1; tolerance and rtol in (0, 1)")
+    dirs.check_names(directions)
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    a, b = _loaded(a), _loaded(b)
+    data = digits() if data is None else data
+    ra = Runner(a.proto, device=device, output=output, name=a.name)
+    rb = Runner(b.proto, device=device, output=output, name=b.name)
+    src_a = sources(ra.inputs, data, a.name)
+    key = src_a[ra.inputs[0].name]
+    moved = data.arrays[key]
+    discrete = moved.dtype.kind in "iu"
+    companions = tuple(k for k, v in data.arrays.items()
+                       if discrete and k != key and v.shape == moved.shape)
+
+    feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
+    ref = ra.predict(feeds_a)
+    labeler = Labeler(ra.output_kind, ref, rng)
+    labels_all = labeler(ref)
+    notes = [f"data arrays not used by A: {', '.join(ignored)}"] if ignored else []
+    if ra.batch_dependent or rb.batch_dependent:
+        notes.append("batch-dependent model (dynamic quantization) run one row at a time")
+    if labeler.derived:
+        notes.append(f"labels derived for both models: {labeler.derived}")
+
+    ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler)
+    mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler)
+    if not mb.view.moved:
+        raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays move")
+
+    if discrete:
+        space = DiscreteSpace(moved, {k: data.arrays[k] for k in companions})
+        kinds = ["path"]
+        t0, tmax, atol = 1.0 / moved.shape[1], 1.0, 1.0 / moved.shape[1]
+        path = "discrete: positions replaced towards another sample, in random order"
+    else:
+        flat = moved.reshape(len(moved), -1).astype(np.float32)
+        lo = flat.min(axis=0) if bounds is None else np.full(flat.shape[1], bounds[0], np.float32)
+        hi = flat.max(axis=0) if bounds is None else np.full(flat.shape[1], bounds[1], np.float32)
+        if bounds is not None and (np.any(flat < bounds[0]) or np.any(flat > bounds[1])):
+            raise DataError(f"--bounds {bounds[0]},{bounds[1]} exclude some of the data")
+        space = ContinuousSpace(flat, lo, hi, moved.shape[1:])
+        kinds = list(directions)
+        t0, tmax, atol = space.scale / 64.0, 2.0 * space.scale, 0.0
+        path = "continuous: straight rays clipped to the valid input range"
+
+    base_a_all = labels_all
+    base_b_all = None
+    order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
+    order = order[:points]
+    rays, point_scores, point_rows = _Rays(), [], []
+    rounds, taken = 0, 0
+    queries_start_a = ra.forward_rows
+    while taken < order.size:
+        rows = order[taken: taken + round_size]
+        taken += rows.size
+        rounds += 1
+        if base_b_all is None:
+            base_b_all = {}
+        pb = mb.labels(*_origin_inputs(space, rows), rows)
+        for r, lab in zip(rows, pb):
+            base_b_all[int(r)] = int(lab)
+        scores = _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng,
+                        t0, tmax, rtol, atol, rays)
+        point_scores.extend(scores)
+        point_rows.extend(int(r) for r in rows)
+        _, ci_lo, ci_hi = mean_ci95(np.asarray(point_scores))
+        spent = max(ra.forward_rows - queries_start_a, rb.forward_rows)
+        if (ci_hi - ci_lo) / 2 <= tolerance and len(point_scores) >= 32:
+            break
+        if budget is not None and spent >= budget:
+            notes.append(f"query budget {budget} reached")
+            break
+
+    ps = np.asarray(point_scores)
+    value, ci_lo, ci_hi = mean_ci95(ps)
+    da, db = np.asarray(rays.dist_a), np.asarray(rays.dist_b)
+    fa, fb = np.asarray(rays.flip_a), np.asarray(rays.flip_b)
+    origin = np.asarray(rays.origin)
+    same_base = np.array([base_a_all[o] == base_b_all[o] for o in origin])
+    match = same_base & (fa == fb)
+    both = np.isfinite(da) & np.isfinite(db)
+    sim = _distance_similarity(da, db, tmax)
+    by_class = {}
+    for c in np.unique(base_a_all[origin]):
+        sel = base_a_all[origin] == c
+        by_class[str(int(c))] = float(match[sel].mean())
+    return ClosenessResult(
+        model_a=a.name, model_b=b.name, closeness=value, ci95=[ci_lo, ci_hi],
+        matching_rate=float(match.mean()),
+        distance_similarity=float(sim[both].mean()) if both.any() else 0.0,
+        mean_distance={"a": _mean_min(origin, da), "b": _mean_min(origin, db)},
+        points=len(ps), rays=int(origin.size),
+        queries={"a": int(ra.forward_rows), "b": int(rb.forward_rows)}, rounds=rounds,
+        directions=kinds, labels=labeler.derived or f"A's and B's own {ra.output_kind}", path=path,
+        matching_by_class=by_class, provider={"a": ra.provider, "b": rb.provider},
+        seconds=time.perf_counter() - t_start,
+        forward_seconds={"a": ra.forward_seconds, "b": rb.forward_seconds}, notes=notes,
+        _distances={"a": np.where(np.isfinite(da), da, np.nan), "b": np.where(np.isfinite(db), db, np.nan)})
+
+
+def _origin_inputs(space, rows):
+    """The unmoved rows as (moved, companions) arrays, for labelling the ray origins."""
+    if isinstance(space, DiscreteSpace):
+        return space.x[rows], {k: v[rows] for k, v in space.companions.items()}
+    return space.x[rows].reshape((rows.size,) + space.shape), {}
+
+
+def _distance_similarity(da, db, tmax):
+    a = np.where(np.isfinite(da), da, tmax)
+    b = np.where(np.isfinite(db), db, tmax)
+    return 1.0 - np.abs(a - b) / np.maximum(a + b, 1e-30)
+
+
+def _mean_min(origin, d) -> float | None:
+    best = {}
+    for o, v in zip(origin, d):
+        if np.isfinite(v):
+            best[o] = min(best.get(o, np.inf), v)
+    return float(np.mean(list(best.values()))) if best else None
+
+
+def _allot(kinds: list[str], n: int) -> list[str]:
+    """``n`` ray kinds shared out in turn (random, manifold, adversarial, random, ...)."""
+    return [kinds[k % len(kinds)] for k in range(n)]
+
+
+def _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng, t0, tmax,
+           rtol, atol, rays: _Rays) -> list[float]:
+    """Measure the rays of one round of points; returns one score per point."""
+    plan = _allot(kinds, rays_per_point)
+    first = [k for k in plan if k != "adversarial"] or ["random"]
+    n_adv = plan.count("adversarial")
+    origin = np.repeat(rows, len(first))
+    ray_kind = np.tile(first, rows.size)
+    u = _directions(space, origin, ray_kind, base_a_all, rng)
+    res_a, res_b = _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol)
+    d_a = res_a.distance.reshape(rows.size, len(first))
+
+    if n_adv and not space.discrete:
+        # the closest boundary point of A per point, and the boundary normal estimated there
+        j = np.argmin(d_a, axis=1)
+        ok = np.isfinite(d_a[np.arange(rows.size), j])
+        idx = np.arange(rows.size)[ok] * len(first) + j[ok]
+        if idx.size:
+            pts, _ = space.points(u, origin, idx, res_a.distance.copy())
+            flat_pts = pts.reshape(idx.size, -1)
+            radius = 0.05 * res_a.distance[idx]
+            normals = dirs.normal_estimate(
+                flat_pts, base_a_all[origin[idx]], radius,
+                lambda p, o=origin[idx]: ma.labels(p.reshape((p.shape[0],) + space.shape), {},
+                                                   np.repeat(o, p.shape[0] // o.size)),
+                rng)
+            adv_origin = np.repeat(origin[idx], n_adv)
+            adv_u = np.repeat(normals, n_adv, axis=0)
+            ra2, rb2 = _both(ma, mb, space, adv_u, adv_origin, base_a_all, base_b_all, t0, tmax,
+                             rtol, atol)
+            origin = np.concatenate([origin, adv_origin])
+            u = np.concatenate([u, adv_u])
+            ray_kind = np.concatenate([ray_kind, np.repeat("adversarial", adv_origin.size)])
+            res_a = _concat(res_a, ra2)
+            res_b = _concat(res_b, rb2)
+
+    rays.origin.extend(origin.tolist())
+    rays.kind.extend(ray_kind.tolist())
+    rays.dist_a.extend(res_a.distance.tolist())
+    rays.dist_b.extend(res_b.distance.tolist())
+    rays.flip_a.extend(res_a.flip.tolist())
+    rays.flip_b.extend(res_b.flip.tolist())
+
+    same_base = np.array([base_a_all[o] == base_b_all[int(o)] for o in origin])
+    score = (same_base & (res_a.flip == res_b.flip)) * _distance_similarity(res_a.distance,
+                                                                             res_b.distance, tmax)
+    return [float(score[origin == r].mean()) for r in rows]
+
+
+class _Concat:
+    def __init__(self, distance, flip):
+        self.distance, self.flip = distance, flip
+
+
+def _concat(x, y):
+    return _Concat(np.concatenate([x.distance, y.distance]), np.concatenate([x.flip, y.flip]))
+
+
+def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:
+    if space.discrete:
+        partner = dirs.manifold_targets(origin, labels, rng)
+        rank = np.argsort(rng.random((origin.size, space.length)), axis=1).argsort(axis=1)
+        space.set_paths(partner, rank)
+        return np.zeros((origin.size, 1), np.float32)
+    d = space.x.shape[1]
+    u = np.empty((origin.size, d), np.float32)
+    rnd = ray_kind == "random"
+    if rnd.any():
+        u[rnd] = dirs.random_directions(origin[rnd], d, rng)
+    man = ray_kind == "manifold"
+    if man.any():
+        u[man] = dirs.manifold_directions(space.x, origin[man], labels, rng)
+    return u
+
+
+def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol):
+    base_a = base_a_all[origin]
+    base_b = np.array([base_b_all[int(o)] for o in origin], np.int64)
+    kw = dict(t0=t0, tmax=tmax, rtol=rtol, atol=atol)
+    return (search(ma.labels, space, u, origin, base_a, **kw),
+            search(mb.labels, space, u, origin, base_b, **kw))

@@ -1,0 +1,97 @@
+"""Ray spaces: how a point ``t`` along a ray becomes the inputs of a model.
+
+* :class:`ContinuousSpace`: ``x + t u`` in the flattened input, clipped to the valid range.
+* :class:`DiscreteSpace`: token ids (and masks that follow them): from ``x`` towards another sample
+  ``x'``, replace positions one at a time in a random order; ``t`` in ``[0, 1]`` is the fraction of
+  positions replaced, and bisection runs on that count.
+
+Both models of a pair see exactly the same query points; each gets them through its own inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.boundary import ray_points
+from onnx_lineage.data import Dataset, fit, sources
+
+
+class ModelView:
+    """One model's inputs over a sampled dataset: which input the rays move, and the rest."""
+
+    def __init__(self, runner, data: Dataset, key: str, companions: tuple[str, ...], name: str):
+        src = sources(runner.inputs, data, name)
+        self.runner = runner
+        self.name = name
+        self.moved = [i for i in runner.inputs if src[i.name] == key]
+        self.companions = [i for i in runner.inputs if src[i.name] in companions]
+        self.fixed = {i.name: fit(i, data.arrays[src[i.name]], name) for i in runner.inputs
+                      if src[i.name] != key and src[i.name] not in companions}
+        self.src = src
+
+    def feeds(self, moved: np.ndarray, companions: dict, origin: np.ndarray) -> dict:
+        """Feeds for query rows: ``moved`` (k, ...) for the moved input, the rest from ``origin``."""
+        f = {i.name: fit(i, moved, self.name) for i in self.moved}
+        for i in self.companions:
+            f[i.name] = fit(i, companions[self.src[i.name]], self.name)
+        for k, v in self.fixed.items():
+            f[k] = v[origin]
+        return f
+
+
+class ContinuousSpace:
+    """Straight rays in a continuous input, clipped to ``[lo, hi]`` per feature.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d), float32
+        The moved array, flattened.
+    lo, hi : ndarray of shape (d,), float32
+    """
+
+    discrete = False
+
+    def __init__(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: tuple):
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.lo, self.hi = lo.astype(np.float32), hi.astype(np.float32)
+        self.shape = shape
+        self.scale = float(np.linalg.norm(self.hi - self.lo)) or 1.0
+
+    def points(self, u, origin, active, t) -> tuple[np.ndarray, dict]:
+        out = np.empty((active.size, self.x.shape[1]), np.float32)
+        ray_points(self.x, u, origin, active, t, self.lo, self.hi, out)
+        return out.reshape((active.size,) + self.shape), {}
+
+
+class DiscreteSpace:
+    """Position-replacement paths between token sequences.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, L), integer
+        The moved array (token ids).
+    companions : dict of str to ndarray of shape (n, L)
+        Arrays that follow the same replacements (attention masks, token type ids).
+    """
+
+    discrete = True
+
+    def __init__(self, x: np.ndarray, companions: dict):
+        self.x = x
+        self.companions = companions
+        self.length = x.shape[1]
+        self.scale = 1.0
+        self.partner: np.ndarray | None = None
+        self.rank: np.ndarray | None = None
+
+    def set_paths(self, partner: np.ndarray, rank: np.ndarray) -> None:
+        """Partner rows (R,) and position ranks (R, L): position p is replaced once ``k > rank``."""
+        self.partner, self.rank = partner, rank
+
+    def points(self, u, origin, active, t) -> tuple[np.ndarray, dict]:
+        k = np.ceil(t[active] * self.length - 1e-9)
+        mask = self.rank[active] < k[:, None]
+        o, p = origin[active], self.partner[active]
+        moved = np.where(mask, self.x[p], self.x[o])
+        comp = {name: np.where(mask, arr[p], arr[o]) for name, arr in self.companions.items()}
+        return moved, comp

@@ -1,0 +1,33 @@
+"""The ``onnx-lineage`` command line: one module per command, rendering in :mod:`.render`.
+
+Commands import the library lazily, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from onnx_lineage.cli import (cmd_closeness, cmd_demo, cmd_determine, cmd_inspect,  # noqa: F401
+                              cmd_match)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Is model B derived from model A? Lineage determination and closeness for "
+                       "ONNX models from any framework.")
+
+for _module in (cmd_inspect, cmd_match, cmd_determine, cmd_closeness, cmd_demo):
+    app.command(name=_module.NAME)(_module.command)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1 (or 2)."""
+    from onnx_lineage.errors import LineageError
+    try:
+        app()
+    except LineageError as exc:
+        print(f"onnx-lineage: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("onnx-lineage: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,50 @@
+"""``onnx-lineage demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from onnx_lineage.cli.options import Device, DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+
+NAME = "demo"
+
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Keep the family's ONNX files here.")]
+
+
+def command(out: OutOpt = None, seed: SeedOpt = 0, device: DeviceOpt = Device.auto,
+            json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Train a small model family on the built-in digits (parent, fine-tuned, pruned, noisy,
+    int8, obfuscated, independent) and run every analysis of each member against the parent."""
+    import sys
+
+    from onnx_lineage.cli import render
+    from onnx_lineage.demo.run import run_demo
+
+    def progress(name: str) -> None:
+        if not (json or quiet):
+            print(f"analysing {name} ...", file=sys.stderr)
+
+    if not (json or quiet):
+        print("training the demo family on the built-in digits ...", file=sys.stderr)
+    r = run_demo(out, seed=seed, device=device.value, progress=progress)
+    if json:
+        render.emit_json(r)
+        return
+    c = render.console()
+    p = r.parent
+    c.print(f"parent: {p['n_params']:,} parameters in {len(p['layers'])} layers, "
+            f"output {p['output']} ({p['output_kind']}), provider {p['provider']}")
+    c.print(render.table("every family member against the parent",
+                         ["model", "expected", "verdict", "barrier", "unit sim.", "closeness",
+                          "95% CI"],
+                         [[x["model"], x["expected"],
+                           x["verdict"] + ("" if x["correct"] else " (!)"), x["barrier"],
+                           x["similarity"], x["closeness"],
+                           f"{x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}"]
+                          for x in r.rows]))
+    for x in r.rows:
+        c.print(f"  {x['model']}: {x['description']}")
+    c.print(f"{r.correct}/{r.total} verdicts as expected, in {r.seconds:.1f} s; files: {r.folder}")

@@ -1,0 +1,35 @@
+"""``onnx-lineage inspect MODEL``."""
+
+from __future__ import annotations
+
+from onnx_lineage.cli.options import DeviceOpt, Device, JsonOpt, ModelArg, OutputKind, OutputOpt
+
+NAME = "inspect"
+
+
+def command(model: ModelArg, device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
+            json: JsonOpt = False) -> None:
+    """Inputs, outputs, producer, opset, parametric layers, quantization and batch dependence."""
+    from onnx_lineage.cli import render
+    from onnx_lineage.model.inspect import inspect_model
+
+    r = inspect_model(model, device=device.value, output=output.value)
+    if json:
+        render.emit_json(r)
+        return
+    c = render.console()
+    c.print(render.kv_table(f"{r.model}", [
+        ("producer", r.producer),
+        ("opsets", ", ".join(f"{k} {v}" for k, v in r.opsets.items())),
+        ("inputs", "; ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r.inputs)),
+        ("outputs", "; ".join(f"{o['name']} {o['dtype']} {o['shape']}" for o in r.outputs)),
+        ("prediction", f"{r.output} ({r.output_kind})"),
+        ("parameters", f"{r.n_params:,} in {len(r.layers)} layers"),
+        ("quantization", ", ".join(r.quantization) or "none (float)"),
+        ("batch dependent", "yes: run one row at a time" if r.batch_dependent else "no"),
+        ("provider", r.provider),
+    ]))
+    c.print(render.table("parametric layers", ["#", "kind", "op", "shape", "params", "quant"],
+                         [[str(layer["index"]), layer["kind"], layer["op"],
+                           "x".join(map(str, layer["shape"])), f"{layer['params']:,}",
+                           layer["quantization"] or "-"] for layer in r.layers]))

@@ -1,0 +1,36 @@
+"""Options shared by several commands (typer ``Annotated`` types)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class OutputKind(str, Enum):
+    auto = "auto"
+    logits = "logits"
+    probabilities = "probabilities"
+    labels = "labels"
+    embedding = "embedding"
+    regression = "regression"
+
+
+ModelArg = Annotated[Path, typer.Argument(help="An ONNX file.", show_default=False)]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="A .npy or .npz data file "
+                                                 "(default: the built-in handwritten digits).")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Random seed; the same seed gives the "
+                                      "same numbers.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where onnxruntime runs.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
+OutputOpt = Annotated[OutputKind, typer.Option("--output", help="What the model's prediction output "
+                                               "holds (auto decides from the graph).")]

@@ -1,0 +1,228 @@
+"""Parameter correspondence between two models: the ``match`` analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnx_lineage.matching.align import align
+from onnx_lineage.matching.batchnorm import fold
+from onnx_lineage.matching.permutation import Chain, align_units
+from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.parameters import Layer, extract_layers
+from onnx_lineage.model.topology import links
+from onnx_lineage.results import Result
+
+
+@dataclass(frozen=True)
+class MatchResult(Result):
+    """Layer correspondence of A and B, and B's parameters mapped onto A's layout.
+
+    Attributes
+    ----------
+    pairs : list of dict
+        Per matched layer: ``a``, ``b`` (layer indices), ``kind``, ``shape``, ``transforms``,
+        ``cosine`` (after alignment).
+    coverage : dict
+        ``a``/``b``: fraction of each model's parameters that were matched.
+    unmatched : dict
+        ``a``/``b``: indices of layers left unmatched.
+    """
+
+    model_a: str
+    model_b: str
+    pairs: list
+    coverage: dict
+    unmatched: dict
+    transforms: list
+    limits: list
+    statement: str
+    _a_layers: list = field(default_factory=list, repr=False)
+    _b_layers: list = field(default_factory=list, repr=False)
+    _b_aligned: dict = field(default_factory=dict, repr=False)
+    _folded: str | None = None
+    _chains: list = field(default_factory=list, repr=False)
+
+    @property
+    def a_layers(self) -> list[Layer]:
+        """A's canonical layers (after any BatchNorm folding)."""
+        return self._a_layers
+
+    @property
+    def b_layers(self) -> list[Layer]:
+        """B's canonical layers (after any BatchNorm folding), before alignment."""
+        return self._b_layers
+
+    @property
+    def b_aligned(self) -> dict:
+        """A's layer index -> B's parameters for it, permuted/rescaled into A's unit order."""
+        return self._b_aligned
+
+    @property
+    def chains(self) -> list:
+        """Permutable junctions (in A's and B's indices) used to align units."""
+        return self._chains
+
+    @property
+    def folded(self) -> str | None:
+        """``"a"`` or ``"b"`` when that model's BatchNorm layers were folded to match the other."""
+        return self._folded
+
+
+def _as_loaded(m) -> LoadedModel:
+    return m if isinstance(m, LoadedModel) else load_model(m)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return float(na == nb)
+    return float(np.dot(a, b) / (na * nb))
+
+
+def flat(params: dict, keys=None) -> np.ndarray:
+    """Parameters of one layer as one float32 vector (``eps`` excluded), in a fixed key order."""
+    keys = keys or sorted(k for k in params if k != "eps")
+    return np.concatenate([params[k].reshape(-1) for k in keys]).astype(np.float32)
+
+
+def common_keys(pa: dict, pb: dict) -> list[str]:
+    """Parameter names present in both layers (a dropped zero bias counts as present)."""
+    return sorted(k for k in set(pa) | set(pb) if k != "eps" and (k in pa or k == "bias")
+                  and (k in pb or k == "bias"))
+
+
+def with_bias(params: dict, keys: list[str]) -> dict:
+    """``params`` with a zero bias added where ``keys`` asks for one it lacks (tf2onnx drops them)."""
+    if "bias" in keys and "bias" not in params:
+        params = dict(params, bias=np.zeros(params["weight"].shape[0], np.float32))
+    return params
+
+
+def match(a, b, *, permutations: bool = True) -> MatchResult:
+    """Put the parameters of models A and B in correspondence.
+
+    Parameters
+    ----------
+    a, b : path or LoadedModel
+    permutations : bool
+        Undo hidden-unit permutation and rescaling of B (weight matching).
+
+    Returns
+    -------
+    MatchResult
+    """
+    a, b = _as_loaded(a), _as_loaded(b)
+    la, lb = extract_layers(a.proto), extract_layers(b.proto)
+    links_a, links_b = links(a.proto, la), links(b.proto, lb)
+    folded = None
+    transforms: list[str] = []
+    has_bn_a = any(x.kind == "batchnorm" for x in la)
+    has_bn_b = any(x.kind == "batchnorm" for x in lb)
+    if has_bn_a and not has_bn_b:
+        la, idx = fold(la, links_a)
+        folded = "a" if idx else None
+    elif has_bn_b and not has_bn_a:
+        lb, idx = fold(lb, links_b)
+        folded = "b" if idx else None
+    if folded:
+        transforms.append(f"BatchNorm folded into the preceding layers of {folded.upper()} "
+                          "(the other model has them folded)")
+
+    pairs = align(la, lb)
+    a_by, b_by = {x.index: x for x in la}, {x.index: x for x in lb}
+    a_params = {la[i].index: la[i].params for i, _ in pairs}
+    b_params = {}
+    keys_of = {}
+    for i, j in pairs:
+        keys = common_keys(la[i].params, lb[j].params)
+        keys_of[la[i].index] = keys
+        b_params[lb[j].index] = {k: v.copy() for k, v in with_bias(lb[j].params, keys).items()}
+        a_params[la[i].index] = with_bias(la[i].params, keys)
+    b_of = {la[i].index: lb[j].index for i, j in pairs}
+
+    chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by)
+    units = align_units(a_params, b_params, chains) if permutations and chains else {}
+
+    pair_rows, aligned = [], {}
+    for i, j in pairs:
+        ai, bj = la[i].index, lb[j].index
+        keys = keys_of[ai]
+        tr = _layer_transforms(la[i], lb[j], folded)
+        if bj in units and units[bj].permuted:
+            tr.append("permutation")
+        if bj in units and units[bj].rescaled:
+            tr.append("scale")
+        aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
+        cos = _cosine(flat(a_params[ai], keys), flat(aligned[ai], keys))
+        pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
+                          "shape": list(la[i].weight.shape), "params": la[i].n_params,
+                          "transforms": tr, "cosine": cos})
+    n_perm = sum(1 for u in units.values() if u.permuted)
+    n_scale = sum(1 for u in units.values() if u.rescaled)
+    if n_perm:
+        transforms.append(f"hidden units of B permuted to match A in {n_perm} layer(s)")
+    if n_scale:
+        transforms.append(f"per-unit scale of B normalised to A's in {n_scale} layer(s)")
+
+    cov_a = _coverage(la, [la[i] for i, _ in pairs])
+    cov_b = _coverage(lb, [lb[j] for _, j in pairs])
+    unmatched = {"a": [x.index for k, x in enumerate(la) if k not in {i for i, _ in pairs}],
+                 "b": [x.index for k, x in enumerate(lb) if k not in {j for _, j in pairs}]}
+    if not pairs:
+        statement = "the two models have no parametric layer in common (coverage 0)"
+    else:
+        statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
+                     f"{cov_b:.1%} of B's parameters")
+    return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
+                       limits, statement, la, lb, aligned, folded, chains)
+
+
+def _coverage(all_layers: list[Layer], matched: list[Layer]) -> float:
+    total = sum(x.n_params for x in all_layers)
+    return float(sum(x.n_params for x in matched) / total) if total else 0.0
+
+
+def _layer_transforms(a: Layer, b: Layer, folded: str | None) -> list[str]:
+    tr = []
+    for side, layer in (("A", a), ("B", b)):
+        site = layer.sites.get("weight")
+        if site is not None and site.to_stored == "transpose" and layer.kind == "dense":
+            tr.append(f"transpose {side}")
+        if layer.quant:
+            tr.append(f"dequantize {side} ({layer.quant})")
+        if layer.kind == "linear":
+            tr.append(f"attributes {side}")
+    if folded and not (a.sites if folded == "a" else b.sites):
+        tr.append(f"bn_fold {folded.upper()}")
+    if set(a.params) ^ set(b.params):
+        tr.append("zero bias added")
+    return tr
+
+
+def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by):
+    """Permutable junctions present in both models, and the reasons others are not."""
+    chains, limits = [], []
+    for i, j in pairs:
+        ai, bj = la[i].index, lb[j].index
+        if ai not in links_a or bj not in links_b:
+            continue
+        la_link, lb_link = links_a[ai], links_b[bj]
+        if la_link.next is None or lb_link.next is None:
+            reason = lb_link.reason or la_link.reason
+            if reason not in ("output of the model",) and not reason.startswith("passes through Softmax"):
+                limits.append(f"layer {ai}: units not aligned ({reason})")
+            continue
+        if b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial:
+            limits.append(f"layer {ai}: the layers reading its units differ between A and B")
+            continue
+        fa = [f for f in la_link.followers if f in a_by]
+        fb = [f for f in lb_link.followers if f in b_by]
+        followers = [(x, y) for x, y in zip(fa, fb) if b_of.get(x) == y]
+        if len(followers) != len(fa) or len(fa) != len(fb):
+            limits.append(f"layer {ai}: normalisation layers after it differ between A and B")
+            continue
+        chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
+                            lb_link.homogeneous))
+    return chains, limits

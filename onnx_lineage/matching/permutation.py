@@ -1,0 +1,172 @@
+"""Undoing function-preserving obfuscation: hidden-unit permutation and positive rescaling.
+
+For a chain ``layer -> (activation, BatchNorm, Flatten, ...) -> next layer``, permuting the output
+units of ``layer`` (rows of its weight, its bias, the per-unit parameters of BatchNorm/LayerNorm on
+the way) together with the matching inputs of ``next`` leaves the network's function unchanged;
+so does scaling unit ``k``'s incoming weights and bias by ``s > 0`` and its outgoing weights by
+``1/s`` when every op on the way is positively homogeneous (ReLU, max-pool, ...).
+
+:func:`align_units` finds, for every such chain, the permutation of B's units that best matches A's
+(Hungarian assignment on the cosine similarity of incoming plus outgoing weights, iterated over the
+layers as in weight matching / Git Re-Basin), then gives each of B's units the incoming norm of its
+A counterpart. Cosine similarity is scale-invariant, so the assignment sees through rescaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_EPS = 1e-12
+
+
+@dataclass
+class Chain:
+    """One permutable junction, in A's and B's layer indices.
+
+    Attributes
+    ----------
+    a, b : int
+        The layer whose output units are permuted.
+    a_next, b_next : int
+        The layer that reads them.
+    followers : list of (int, int)
+        Matched BatchNorm/LayerNorm layers between them.
+    spatial : int
+        Inputs of ``next`` per unit.
+    homogeneous : bool
+        Rescaling is function-preserving (in B).
+    """
+
+    a: int
+    b: int
+    a_next: int
+    b_next: int
+    followers: list = field(default_factory=list)
+    spatial: int = 1
+    homogeneous: bool = True
+
+
+@dataclass
+class UnitAlignment:
+    """What :func:`align_units` did to one junction (in B's layer index ``b``)."""
+
+    perm: np.ndarray
+    scale: np.ndarray | None
+
+    @property
+    def permuted(self) -> bool:
+        return bool(np.any(self.perm != np.arange(self.perm.size)))
+
+    @property
+    def rescaled(self) -> bool:
+        return self.scale is not None and bool(np.any(np.abs(self.scale - 1.0) > 1e-2))
+
+
+def _rows(w: np.ndarray) -> np.ndarray:
+    return w.reshape(w.shape[0], -1)
+
+
+def _in_features(params: dict, followers: list[dict]) -> np.ndarray:
+    """Per unit: incoming weights and bias, shape (units, fan_in + 1)."""
+    w = _rows(params["weight"])
+    b = params.get("bias", np.zeros(w.shape[0], np.float32))
+    return np.concatenate([w, b[:, None]], axis=1)
+
+
+def _out_features(next_weight: np.ndarray, units: int, spatial: int) -> np.ndarray:
+    """Per unit: the weights that read it in the next layer, shape (units, fan_out)."""
+    w = next_weight
+    out = w.shape[0]
+    if w.ndim == 2:  # dense: columns grouped by unit (channel-major flatten)
+        return w.reshape(out, units, spatial).transpose(1, 0, 2).reshape(units, -1)
+    return np.moveaxis(w, 1, 0).reshape(units, -1)  # conv: input channel axis
+
+
+def _unit_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    an = a / (np.linalg.norm(a, axis=1, keepdims=True) + _EPS)
+    bn = b / (np.linalg.norm(b, axis=1, keepdims=True) + _EPS)
+    return an @ bn.T
+
+
+def _permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None
+                    ) -> np.ndarray:
+    units = perm.size
+    if w.ndim == 2:
+        out = w.shape[0]
+        blocks = w.reshape(out, units, spatial)[:, perm, :]
+        if scale is not None:
+            blocks = blocks / scale[None, :, None]
+        return blocks.reshape(out, -1).astype(np.float32)
+    res = w[:, perm]
+    if scale is not None:
+        res = res / scale.reshape((1, -1) + (1,) * (w.ndim - 2))
+    return res.astype(np.float32)
+
+
+def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: list[Chain],
+                iterations: int = 4, rescale: bool = True) -> dict[int, UnitAlignment]:
+    """Permute (and rescale) B's hidden units to match A's, in place on ``b_params``.
+
+    Parameters
+    ----------
+    a_params, b_params : dict of layer index to dict of str to ndarray
+        Canonical parameters by layer index (A's and B's own indices). ``b_params`` is modified.
+    chains : list of Chain
+        Junctions to align, in graph order.
+    iterations : int
+        Passes over the chains (the outgoing weights of one junction depend on the next one).
+
+    Returns
+    -------
+    dict of B's layer index to UnitAlignment
+        The total permutation and scale applied to each junction.
+    """
+    done = {c.b: UnitAlignment(np.arange(b_params[c.b]["weight"].shape[0]), None) for c in chains}
+    for _ in range(iterations):
+        changed = False
+        for c in chains:
+            pa, pb = a_params[c.a], b_params[c.b]
+            units = pb["weight"].shape[0]
+            sim = (_unit_cos(_in_features(pa, []), _in_features(pb, []))
+                   + _unit_cos(_out_features(a_params[c.a_next]["weight"], units, c.spatial),
+                               _out_features(b_params[c.b_next]["weight"], units, c.spatial)))
+            for fa, fb in c.followers:
+                fa_feat = np.stack([a_params[fa][k] for k in sorted(a_params[fa]) if k != "eps"], 1)
+                fb_feat = np.stack([b_params[fb][k] for k in sorted(b_params[fb]) if k != "eps"], 1)
+                sim = sim + 0.5 * _unit_cos(fa_feat, fb_feat)
+            _, perm = linear_sum_assignment(sim, maximize=True)
+            if np.any(perm != np.arange(units)):
+                changed = True
+                _apply(b_params, c, perm, None)
+                done[c.b].perm = done[c.b].perm[perm]
+        if not changed:
+            break
+    if rescale:
+        for c in chains:
+            if not c.homogeneous or c.followers:
+                continue
+            na = np.linalg.norm(_in_features(a_params[c.a], []), axis=1)
+            nb = np.linalg.norm(_in_features(b_params[c.b], []), axis=1)
+            scale = np.where((na > _EPS) & (nb > _EPS), na / np.maximum(nb, _EPS), 1.0)
+            scale = scale.astype(np.float32)
+            _apply(b_params, c, np.arange(scale.size), scale)
+            prev = done[c.b].scale
+            done[c.b].scale = scale if prev is None else prev * scale
+    return done
+
+
+def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:
+    pb = b_params[c.b]
+    w = pb["weight"][perm]
+    if scale is not None:
+        w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    pb["weight"] = w.astype(np.float32)
+    if "bias" in pb:
+        pb["bias"] = (pb["bias"][perm] * (1 if scale is None else scale)).astype(np.float32)
+    for _, fb in c.followers:
+        b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
+    nxt = b_params[c.b_next]
+    nxt["weight"] = _permute_inputs(nxt["weight"], perm, c.spatial, scale)

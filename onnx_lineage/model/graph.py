@@ -1,0 +1,222 @@
+"""Read-only index over an ONNX graph: producers, consumers, and constant folding of weight chains.
+
+Weights reach their operator in many ways: a plain initializer, a ``Constant`` node, a
+``DequantizeLinear`` of an int8 initializer (QDQ), ``Cast`` + ``Mul`` of ``X_q`` and ``X_scale``, a
+``Cast`` from float16, a ``Transpose``. :meth:`GraphIndex.constant` evaluates such chains with numpy
+and says which quantization (if any) it went through, so the rest of the package sees one float32
+array per weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+#: Ops that a constant chain may go through, and how they are evaluated.
+_FOLDABLE = {"Identity", "Cast", "DequantizeLinear", "Transpose", "Mul", "Sub", "Reshape",
+             "Squeeze", "Unsqueeze", "Constant"}
+
+#: Cap on elements of one tensor that are materialised (the size limits of the safety issue).
+MAX_TENSOR_ELEMENTS = 2**31
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant value reaching an op input.
+
+    Attributes
+    ----------
+    value : ndarray
+        The evaluated value (float32 after dequantization or cast, else the stored dtype).
+    quant : str or None
+        ``"qdq"``, ``"cast_mul"``, ``"fp16"``, ``"bf16"`` when the chain dequantized or cast it.
+    step : float
+        Largest quantization step of the chain (0 for float weights).
+    """
+
+    value: np.ndarray
+    quant: str | None = None
+    step: float = 0.0
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    """Value of a node attribute, or ``default``."""
+    return _attr(node, name, default)
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1
+               ) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float32, per tensor or per channel along ``axis``.
+
+    Parameters
+    ----------
+    q : ndarray of int8/uint8/int32, any shape
+    scale : ndarray, scalar or shape (q.shape[axis],)
+    zero_point : ndarray or None, same shape as scale
+    axis : int
+        Channel axis for per-channel scales (negative values count from the end).
+    """
+    qf = q.astype(np.float32)
+    s = np.asarray(scale, dtype=np.float32)
+    z = np.zeros_like(s) if zero_point is None else np.asarray(zero_point).astype(np.float32)
+    if s.ndim == 1 and s.size > 1 and qf.ndim > 0:
+        shape = [1] * qf.ndim
+        shape[axis % qf.ndim] = s.size
+        s = s.reshape(shape)
+        z = z.reshape(shape)
+    return ((qf - z) * s).astype(np.float32)
+
+
+class GraphIndex:
+    """Producers, consumers, initializers of one graph (and the scopes that enclose it).
+
+    Parameters
+    ----------
+    graph : onnx.GraphProto
+    outer : GraphIndex, optional
+        The enclosing graph's index, for subgraphs of If/Loop/Scan (outer names are visible).
+    """
+
+    def __init__(self, graph: onnx.GraphProto, outer: "GraphIndex | None" = None):
+        self.graph = graph
+        self.outer = outer
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.producers: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for out in node.output:
+                if out:
+                    self.producers[out] = node
+            for inp in node.input:
+                if inp:
+                    self.consumers.setdefault(inp, []).append(node)
+        self.graph_outputs = {o.name for o in graph.output}
+        self._cache: dict[str, Const | None] = {}
+
+    # -- structure -------------------------------------------------------------------------
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        """The node that computes ``name`` in this graph, or None."""
+        return self.producers.get(name)
+
+    def consumers_of(self, name: str) -> list[onnx.NodeProto]:
+        """Nodes of this graph that read ``name``."""
+        return self.consumers.get(name, [])
+
+    def subgraphs(self, node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+        """Subgraph attributes (If branches, Loop/Scan bodies) of ``node``."""
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield a.name, a.g
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for i, g in enumerate(a.graphs):
+                    yield f"{a.name}[{i}]", g
+
+    # -- constants -------------------------------------------------------------------------
+    def is_constant(self, name: str) -> bool:
+        """Whether ``name`` is a constant (an initializer or a foldable chain of constants)."""
+        return self.constant(name) is not None
+
+    def constant(self, name: str) -> Const | None:
+        """Evaluate ``name`` if it is constant, else None."""
+        if not name:
+            return None
+        if name in self._cache:
+            return self._cache[name]
+        self._cache[name] = None  # guards against cycles in malformed graphs
+        result = self._evaluate(name)
+        self._cache[name] = result
+        return result
+
+    def _evaluate(self, name: str) -> Const | None:
+        if name in self.initializers:
+            t = self.initializers[name]
+            n = int(np.prod(t.dims)) if len(t.dims) else 1
+            if n > MAX_TENSOR_ELEMENTS:
+                return None
+            return _from_stored(numpy_helper.to_array(t))
+        node = self.producers.get(name)
+        if node is None:
+            if self.outer is not None and not any(i.name == name for i in self.graph.input):
+                return self.outer.constant(name)
+            return None
+        if node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx"):
+            return None
+        if node.op_type == "Constant":
+            t = _attr(node, "value")
+            if t is None:
+                return None
+            return _from_stored(numpy_helper.to_array(t))
+        ins = [self.constant(i) if i else None for i in node.input]
+        if any(c is None for i, c in zip(node.input, ins) if i):
+            return None
+        try:
+            return _fold(node, ins)
+        except Exception:  # an inconsistent constant chain: treat as non-constant
+            return None
+
+
+def _from_stored(arr: np.ndarray) -> Const:
+    if arr.dtype == np.float16:
+        return Const(arr.astype(np.float32), "fp16")
+    if arr.dtype.name == "bfloat16":
+        return Const(arr.astype(np.float32), "bf16")
+    return Const(arr)
+
+
+def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
+    op = node.op_type
+    quant = next((c.quant for c in ins if c is not None and c.quant), None)
+    step = max((c.step for c in ins if c is not None), default=0.0)
+    v = [c.value if c is not None else None for c in ins]
+    if op == "Identity":
+        return Const(v[0], quant, step)
+    if op == "Cast":
+        to = onnx.helper.tensor_dtype_to_np_dtype(_attr(node, "to"))
+        src = v[0]
+        if src.dtype.kind in "iu" and np.dtype(to).kind == "f":
+            quant = quant or "cast_mul"
+        return Const(src.astype(to), quant, step)
+    if op == "DequantizeLinear":
+        axis = _attr(node, "axis", 1)
+        out = dequantize(v[0], v[1], v[2] if len(v) > 2 else None, axis)
+        return Const(out, "qdq", max(step, float(np.max(np.abs(v[1])))))
+    if op == "Transpose":
+        perm = _attr(node, "perm")
+        return Const(np.transpose(v[0], perm), quant, step)
+    if op == "Mul":
+        out = v[0] * v[1]
+        if quant == "cast_mul":  # X_q cast to float, times X_scale
+            scale = v[1] if ins[0].quant == "cast_mul" else v[0]
+            step = max(step, float(np.max(np.abs(scale))))
+        return Const(np.asarray(out, dtype=np.result_type(v[0], v[1])), quant, step)
+    if op == "Sub":
+        return Const(v[0] - v[1], quant, step)
+    if op == "Reshape":
+        return Const(v[0].reshape(_reshape_target(v[0].shape, v[1])), quant, step)
+    if op == "Squeeze":
+        axes = v[1] if len(v) > 1 and v[1] is not None else _attr(node, "axes")
+        return Const(np.squeeze(v[0], axis=None if axes is None else tuple(int(a) for a in axes)),
+                     quant, step)
+    if op == "Unsqueeze":
+        axes = v[1] if len(v) > 1 and v[1] is not None else _attr(node, "axes")
+        out = v[0]
+        for a in sorted(int(a) % (out.ndim + len(axes)) for a in axes):
+            out = np.expand_dims(out, a)
+        return Const(out, quant, step)
+    raise ValueError(op)
+
+
+def _reshape_target(shape: tuple, target: np.ndarray) -> list[int]:
+    t = [int(d) for d in target]
+    return [shape[i] if d == 0 else d for i, d in enumerate(t)]

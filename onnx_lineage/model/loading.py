@@ -1,0 +1,120 @@
+"""Safe loading of ONNX files, including external data kept beside the model.
+
+External data is only read from files inside the model's own folder: no absolute paths, no ``..``,
+no symbolic links that lead out, and the referenced byte range must lie inside the file. Anything
+else is refused with a :class:`~onnx_lineage.errors.ModelError` before a byte is read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import external_data_helper
+
+from onnx_lineage.errors import ModelError
+
+#: Largest model file (protobuf plus external data) read by default, in bytes.
+MAX_MODEL_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An ONNX model read from disk.
+
+    Attributes
+    ----------
+    proto : onnx.ModelProto
+        The model, external data loaded into the tensors.
+    path : pathlib.Path
+        Where it was read from.
+    """
+
+    proto: onnx.ModelProto
+    path: Path
+
+    @property
+    def name(self) -> str:
+        """The file name, used to label the model in results."""
+        return self.path.name
+
+
+def _check_external(model: onnx.ModelProto, folder: Path, max_bytes: int) -> None:
+    """Refuse external data that lies outside ``folder`` or beyond its file's end."""
+    root = folder.resolve()
+    total = 0
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        location = info.location or ""
+        if not location or os.path.isabs(location) or ".." in Path(location).parts:
+            raise ModelError(f"tensor {tensor.name!r} points to external data outside the model's "
+                             f"folder ({location!r}); refused")
+        target = (folder / location)
+        resolved = target.resolve()
+        if root not in resolved.parents:
+            raise ModelError(f"tensor {tensor.name!r}: external file {location!r} leads outside the "
+                             "model's folder; refused")
+        if not resolved.is_file():
+            raise ModelError(f"tensor {tensor.name!r}: external data file {location!r} not found "
+                             "beside the model")
+        size = resolved.stat().st_size
+        offset = int(info.offset or 0)
+        length = int(info.length) if info.length is not None else size - offset
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ModelError(f"tensor {tensor.name!r}: external data range {offset}+{length} lies "
+                             f"beyond the end of {location!r} ({size} bytes)")
+        total += length
+    if total > max_bytes:
+        raise ModelError(f"external data totals {total} bytes, over the limit of {max_bytes}")
+
+
+def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_MODEL_BYTES,
+               check: bool = True) -> LoadedModel:
+    """Read and validate an ONNX file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``.onnx`` file. External data files must sit in the same folder (or below it).
+    max_bytes : int
+        Refuse models whose protobuf plus external data exceed this size.
+    check : bool
+        Run ``onnx.checker`` on the loaded model.
+
+    Raises
+    ------
+    ModelError
+        With a one-line message, for any file that cannot be read as a valid ONNX model.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such file")
+    if not p.is_file():
+        raise ModelError(f"{p}: not a file")
+    size = p.stat().st_size
+    if size == 0:
+        raise ModelError(f"{p}: empty file, not an ONNX model")
+    if size > max_bytes:
+        raise ModelError(f"{p}: {size} bytes, over the limit of {max_bytes}")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf raises several unrelated types
+        raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
+    if not proto.HasField("graph") or len(proto.graph.node) == 0:
+        raise ModelError(f"{p}: not an ONNX model (no graph nodes)")
+    _check_external(proto, p.parent, max_bytes - size)
+    try:
+        external_data_helper.load_external_data_for_model(proto, str(p.parent))
+    except Exception as exc:
+        raise ModelError(f"{p}: external data could not be read ({exc})") from None
+    if check:
+        try:
+            onnx.checker.check_model(proto)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{p}: invalid ONNX model: {first}") from None
+    return LoadedModel(proto=proto, path=p)

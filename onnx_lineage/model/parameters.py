@@ -1,0 +1,482 @@
+"""Canonical parametric layers of an ONNX model, whatever exported it.
+
+Walks the graph in topological order (descending into If/Loop/Scan bodies) and lists every layer
+that holds trained parameters, as float32 arrays in one orientation:
+
+========================  ==================================================================
+kind                      canonical ``weight`` shape
+========================  ==================================================================
+``dense``                 ``(out, in)``  from Gemm (either ``transB``), MatMul with a constant
+                          operand (stored ``(in, out)``), QGemm, QLinearMatMul, MatMulInteger
+``conv``                  ``(out, in/groups, *kernel)`` from Conv, QLinearConv, ConvInteger
+``conv_transpose``        ``(out/groups, in, *kernel)`` (ONNX stores ``(in, out/groups, ...)``)
+``batchnorm``             ``(C,)`` scale, with ``bias``, ``mean``, ``var``
+``layernorm``             ``(C,)`` scale, with ``bias``
+``embedding``             ``(dim, vocab)`` (a dense layer on one-hot inputs)
+``lstm``/``gru``/``rnn``  ``W`` as stored ``(dirs, gates*hidden, in)``, plus ``recurrent``
+``linear``                ``(classes, features)`` from ai.onnx.ml LinearClassifier/Regressor
+========================  ==================================================================
+
+The bias of a MatMul/Conv without one of its own is taken from the ``Add`` that follows it. Each
+parameter keeps its :class:`Site` (node and input slot, or attribute) and the transform from the
+canonical orientation back to the stored one, so weights can be written back into the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
+
+#: Ops that keep the unit (channel) axis of their input: a permutation of units passes through.
+UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
+                   "HardSigmoid", "Softplus", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
+                   "GlobalMaxPool", "Dropout", "Identity", "Cast", "QuantizeLinear",
+                   "DequantizeLinear", "BatchNormalization", "DynamicQuantizeLinear"}
+
+#: Activations for which ``f(s * x) = s * f(x)`` with ``s > 0``: units may be rescaled around them.
+POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
+                        "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Identity"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a parameter is stored, and how to turn the canonical array back into it.
+
+    Attributes
+    ----------
+    node : str
+        Name of the consuming node (made unique at load time when empty).
+    slot : int or str
+        Input index of the node, or attribute name (``LinearClassifier`` coefficients).
+    shape : tuple of int
+        The stored shape.
+    to_stored : str
+        ``"identity"``, ``"transpose"`` (2-D), ``"swap01"`` or ``"flat"``.
+    writable : bool
+        False when the stored value is quantized or inside a subgraph: it cannot be overwritten
+        with a float array without changing the graph.
+    """
+
+    node: str
+    slot: int | str
+    shape: tuple
+    to_stored: str = "identity"
+    writable: bool = True
+
+    def store(self, canonical: np.ndarray) -> np.ndarray:
+        """The canonical array in this site's stored orientation and shape."""
+        a = canonical
+        if self.to_stored == "transpose":
+            a = a.T
+        elif self.to_stored == "swap01":
+            a = np.swapaxes(a, 0, 1)
+        return np.ascontiguousarray(a.reshape(self.shape), dtype=np.float32)
+
+
+@dataclass
+class Layer:
+    """One parametric layer in canonical form.
+
+    Attributes
+    ----------
+    index : int
+        Position among the model's parametric layers (graph order).
+    kind : str
+        See the module table.
+    node : str
+        Name of the node that holds the main weight.
+    op : str
+        Its op type (``Gemm``, ``QLinearConv``, ...).
+    params : dict of str to ndarray (float32)
+        ``weight`` (and ``bias``, ``mean``, ``var``, ``recurrent`` by kind), canonical orientation.
+    sites : dict of str to Site
+        Where each parameter lives in the graph.
+    quant : str or None
+        ``qdq``, ``qoperator``, ``dynamic``, ``cast_mul``, ``fp16`` or ``bf16``.
+    step : float
+        Largest quantization step of the weight (0 for float).
+    output : str
+        The tensor holding the layer's output (after its bias Add).
+    input : str
+        The tensor the layer reads (its data input).
+    groups : int
+        Convolution groups (1 otherwise).
+    scope : str
+        ``""`` for the main graph, else the path of the subgraph.
+    """
+
+    index: int
+    kind: str
+    node: str
+    op: str
+    params: dict
+    sites: dict = field(default_factory=dict)
+    quant: str | None = None
+    step: float = 0.0
+    output: str = ""
+    input: str = ""
+    groups: int = 1
+    scope: str = ""
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The main weight, canonical orientation, float32."""
+        return self.params["weight"]
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters across all arrays of the layer."""
+        return int(sum(p.size for p in self.params.values()))
+
+    @property
+    def units(self) -> int:
+        """Output units (rows of the canonical weight)."""
+        return int(self.weight.shape[0])
+
+    def summary(self) -> dict:
+        """Kind, op, shapes and counts, for tables and JSON."""
+        return {"index": self.index, "kind": self.kind, "op": self.op, "node": self.node,
+                "shape": list(self.weight.shape), "params": self.n_params,
+                "quantization": self.quant, "scope": self.scope or None}
+
+
+def _f32(c: Const | None) -> np.ndarray | None:
+    return None if c is None else np.asarray(c.value, dtype=np.float32)
+
+
+def _name_nodes(graph: onnx.GraphProto, prefix: str) -> None:
+    """Give every unnamed node a unique name, so sites can refer to nodes."""
+    seen = set()
+    for i, node in enumerate(graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{prefix}{node.op_type}_{i}"
+        seen.add(node.name)
+
+
+class _Walker:
+    """Builds the layer list; one instance per model."""
+
+    def __init__(self):
+        self.layers: list[Layer] = []
+
+    def walk(self, graph: onnx.GraphProto, outer: GraphIndex | None = None, scope: str = "") -> None:
+        _name_nodes(graph, f"{scope}/" if scope else "")
+        g = GraphIndex(graph, outer)
+        for node in graph.node:
+            handler = _HANDLERS.get((node.domain or "ai.onnx", node.op_type))
+            if handler is not None:
+                layer = handler(g, node)
+                if layer is not None:
+                    layer.index = len(self.layers)
+                    layer.scope = scope
+                    if scope:
+                        layer.sites = {k: _readonly(s) for k, s in layer.sites.items()}
+                    self.layers.append(layer)
+            for aname, sub in g.subgraphs(node):
+                self.walk(sub, g, f"{scope}/{node.name}.{aname}" if scope else f"{node.name}.{aname}")
+
+
+def _readonly(site: Site) -> Site:
+    return Site(site.node, site.slot, site.shape, site.to_stored, False)
+
+
+def _bias_add(g: GraphIndex, out: str, n_out: int, channel_axis: int
+              ) -> tuple[np.ndarray | None, Site | None, str]:
+    """Find a bias ``Add`` right after a layer output; returns (bias, site, new output)."""
+    cons = g.consumers_of(out)
+    if len(cons) != 1 or cons[0].op_type != "Add" or out in g.graph_outputs:
+        return None, None, out
+    add = cons[0]
+    slot = 1 if add.input[0] == out else 0
+    c = g.constant(add.input[slot])
+    if c is None or c.value.size != n_out:
+        return None, None, out
+    shape = c.value.shape
+    # the bias must broadcast along the unit axis: (n,), (1, n) for dense, (1, n, 1, 1) for conv
+    if len(shape) > 1 and shape[channel_axis if channel_axis >= 0 else len(shape) + channel_axis] != n_out:
+        return None, None, out
+    return _f32(c).reshape(-1), Site(add.name, slot, tuple(shape), "identity", True), add.output[0]
+
+
+def _dense_from_matmul(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    w = g.constant(node.input[1])
+    if w is None or w.value.ndim != 2 or g.is_constant(node.input[0]):
+        return None
+    weight = _f32(w).T
+    bias, bsite, out = _bias_add(g, node.output[0], weight.shape[0], -1)
+    params = {"weight": weight}
+    sites = {"weight": Site(node.name, 1, w.value.shape, "transpose", True)}
+    if bias is not None:
+        params["bias"], sites["bias"] = bias, bsite
+    return Layer(0, "dense", node.name, node.op_type, params, sites, w.quant, w.step, out,
+                 node.input[0])
+
+
+def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    w = g.constant(node.input[1])
+    if w is None or w.value.ndim != 2 or attr(node, "transA", 0):
+        return None
+    trans_b = attr(node, "transB", 0)
+    alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
+    weight = _f32(w) * np.float32(alpha)
+    if not trans_b:
+        weight = weight.T
+    params = {"weight": np.ascontiguousarray(weight)}
+    sites = {"weight": Site(node.name, 1, w.value.shape, "identity" if trans_b else "transpose",
+                            alpha == 1.0)}
+    out = node.output[0]
+    if len(node.input) > 2 and node.input[2]:
+        c = g.constant(node.input[2])
+        if c is not None and c.value.size == weight.shape[0]:
+            params["bias"] = _f32(c).reshape(-1) * np.float32(beta)
+            sites["bias"] = Site(node.name, 2, c.value.shape, "identity", beta == 1.0)
+    else:
+        bias, bsite, out = _bias_add(g, out, weight.shape[0], -1)
+        if bias is not None:
+            params["bias"], sites["bias"] = bias, bsite
+    return Layer(0, "dense", node.name, "Gemm", params, sites, w.quant, w.step, out, node.input[0])
+
+
+def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    w = g.constant(node.input[1])
+    if w is None or w.value.ndim < 3:
+        return None
+    transpose = node.op_type == "ConvTranspose"
+    groups = int(attr(node, "group", 1))
+    weight = _f32(w)
+    if transpose:
+        weight = np.ascontiguousarray(np.swapaxes(weight, 0, 1))
+    params = {"weight": weight}
+    sites = {"weight": Site(node.name, 1, w.value.shape, "swap01" if transpose else "identity",
+                            True)}
+    out = node.output[0]
+    if len(node.input) > 2 and node.input[2]:
+        c = g.constant(node.input[2])
+        if c is not None:
+            params["bias"] = _f32(c).reshape(-1)
+            sites["bias"] = Site(node.name, 2, c.value.shape, "identity", True)
+    else:
+        n_out = weight.shape[0] * (groups if transpose else 1)
+        bias, bsite, out = _bias_add(g, out, n_out, 1)
+        if bias is not None:
+            params["bias"], sites["bias"] = bias, bsite
+    kind = "conv_transpose" if transpose else "conv"
+    return Layer(0, kind, node.name, node.op_type, params, sites, w.quant, w.step, out,
+                 node.input[0], groups)
+
+
+def _batchnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    cs = [g.constant(i) for i in node.input[1:5]]
+    if any(c is None for c in cs):
+        return None
+    names = ("weight", "bias", "mean", "var")
+    params = {n: _f32(c).reshape(-1) for n, c in zip(names, cs)}
+    params["eps"] = np.array([attr(node, "epsilon", 1e-5)], dtype=np.float32)
+    sites = {n: Site(node.name, i + 1, c.value.shape, "identity", True)
+             for i, (n, c) in enumerate(zip(names, cs))}
+    return Layer(0, "batchnorm", node.name, node.op_type, params, sites, cs[0].quant, 0.0,
+                 node.output[0], node.input[0])
+
+
+def _layernorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    s = g.constant(node.input[1])
+    if s is None:
+        return None
+    params, sites = {"weight": _f32(s).reshape(-1)}, {"weight": Site(node.name, 1, s.value.shape)}
+    if len(node.input) > 2 and node.input[2]:
+        b = g.constant(node.input[2])
+        if b is not None:
+            params["bias"], sites["bias"] = _f32(b).reshape(-1), Site(node.name, 2, b.value.shape)
+    return Layer(0, "layernorm", node.name, node.op_type, params, sites, s.quant, 0.0,
+                 node.output[0], node.input[0])
+
+
+def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    table = g.constant(node.input[0])
+    if table is None or table.value.ndim != 2 or g.is_constant(node.input[1]):
+        return None
+    if table.value.dtype.kind != "f" and table.quant is None:
+        return None  # integer tables (shape gathers) are not embeddings
+    if attr(node, "axis", 0) != 0:
+        return None
+    return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T.copy()},
+                 {"weight": Site(node.name, 0, table.value.shape, "transpose", True)},
+                 table.quant, table.step, node.output[0], node.input[1])
+
+
+def _recurrent(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    w, r = g.constant(node.input[1]), g.constant(node.input[2])
+    if w is None or r is None:
+        return None
+    params = {"weight": _f32(w), "recurrent": _f32(r)}
+    sites = {"weight": Site(node.name, 1, w.value.shape), "recurrent": Site(node.name, 2, r.value.shape)}
+    if len(node.input) > 3 and node.input[3]:
+        b = g.constant(node.input[3])
+        if b is not None:
+            params["bias"], sites["bias"] = _f32(b), Site(node.name, 3, b.value.shape)
+    return Layer(0, node.op_type.lower(), node.name, node.op_type, params, sites, w.quant, w.step,
+                 node.output[0], node.input[0])
+
+
+def _linear_ml(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    coef = np.asarray(attr(node, "coefficients", []), dtype=np.float32)
+    icpt = np.asarray(attr(node, "intercepts", []), dtype=np.float32)
+    n_out = max(icpt.size, int(attr(node, "targets", 1) or 1))
+    if coef.size == 0 or coef.size % n_out:
+        return None
+    weight = coef.reshape(n_out, -1)
+    params, sites = {"weight": weight}, {"weight": Site(node.name, "coefficients", (coef.size,), "flat")}
+    if icpt.size == n_out:
+        params["bias"], sites["bias"] = icpt, Site(node.name, "intercepts", (icpt.size,), "flat")
+    return Layer(0, "linear", node.name, node.op_type, params, sites, None, 0.0, node.output[-1],
+                 node.input[0])
+
+
+# -- quantized operators ----------------------------------------------------------------------
+
+def _qgemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    cs = [g.constant(node.input[i]) for i in (1, 3, 4, 5)]
+    if any(c is None for c in cs):
+        return None
+    a_scale, wq, w_scale, w_zp = (c.value for c in cs)
+    trans_b = attr(node, "transB", 0)
+    w = dequantize(wq, w_scale, w_zp, axis=0 if trans_b else 1)
+    weight = w if trans_b else w.T
+    params = {"weight": np.ascontiguousarray(weight)}
+    if len(node.input) > 6 and node.input[6]:
+        c = g.constant(node.input[6])
+        if c is not None:
+            params["bias"] = (c.value.astype(np.float32) * a_scale * w_scale).reshape(-1)
+    sites = {"weight": Site(node.name, 3, wq.shape, "identity" if trans_b else "transpose", False)}
+    return Layer(0, "dense", node.name, node.op_type, params, sites, "qoperator",
+                 float(np.max(np.abs(w_scale))), node.output[0], node.input[0])
+
+
+def _qlinear(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """QLinearConv (x, xs, xz, w, ws, wz, ys, yz, B) and QLinearMatMul (a, as, az, b, bs, bz, ...)."""
+    cs = [g.constant(node.input[i]) for i in (1, 3, 4, 5)]
+    if any(c is None for c in cs):
+        return None
+    x_scale, wq, w_scale, w_zp = (c.value for c in cs)
+    conv = node.op_type == "QLinearConv"
+    w = dequantize(wq, w_scale, w_zp, axis=0 if conv else 1)
+    params = {"weight": w if conv else np.ascontiguousarray(w.T)}
+    out = node.output[0]
+    if conv and len(node.input) > 8 and node.input[8]:
+        c = g.constant(node.input[8])
+        if c is not None:
+            params["bias"] = (c.value.astype(np.float32) * x_scale * w_scale).reshape(-1)
+    elif not conv:
+        bias, _, out = _qlinear_add_bias(g, node, params["weight"].shape[0])
+        if bias is not None:
+            params["bias"] = bias
+    sites = {"weight": Site(node.name, 3, wq.shape, "identity" if conv else "transpose", False)}
+    return Layer(0, "conv" if conv else "dense", node.name, node.op_type, params, sites,
+                 "qoperator", float(np.max(np.abs(w_scale))), out, node.input[0],
+                 int(attr(node, "group", 1)))
+
+
+def _qlinear_add_bias(g: GraphIndex, node: onnx.NodeProto, n_out: int):
+    """Bias of a QLinearMatMul kept in a following com.microsoft QLinearAdd."""
+    cons = g.consumers_of(node.output[0])
+    if len(cons) != 1 or cons[0].op_type != "QLinearAdd":
+        return None, None, node.output[0]
+    add = cons[0]  # inputs: A, As, Az, B, Bs, Bz, Cs, Cz
+    a_is_ours = add.input[0] == node.output[0]
+    base = 3 if a_is_ours else 0
+    cs = [g.constant(add.input[base + i]) for i in range(3)]
+    if any(c is None for c in cs) or cs[0].value.size != n_out:
+        return None, None, node.output[0]
+    return dequantize(cs[0].value, cs[1].value, cs[2].value).reshape(-1), None, add.output[0]
+
+
+def _integer(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """MatMulInteger / ConvInteger from quantize_dynamic: the weight scale sits in a later Mul."""
+    wq = g.constant(node.input[1])
+    if wq is None:
+        return None
+    w_zp = g.constant(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    conv = node.op_type == "ConvInteger"
+    out, w_scale = _integer_scale(g, node.output[0])
+    if w_scale is None:
+        return None
+    w = dequantize(wq.value, w_scale, None if w_zp is None else w_zp.value, axis=0 if conv else 1)
+    weight = w if conv else np.ascontiguousarray(w.T)
+    params = {"weight": weight}
+    bias, _, out = _bias_add(g, out, weight.shape[0], 1 if conv else -1)
+    if bias is not None:
+        params["bias"] = bias
+    sites = {"weight": Site(node.name, 1, wq.value.shape, "identity" if conv else "transpose", False)}
+    return Layer(0, "conv" if conv else "dense", node.name, node.op_type, params, sites, "dynamic",
+                 float(np.max(np.abs(w_scale))), out, node.input[0], int(attr(node, "group", 1)))
+
+
+def _integer_scale(g: GraphIndex, out: str) -> tuple[str, np.ndarray | None]:
+    """Follow ``Cast -> Mul(., a_scale * w_scale)`` and return (Mul output, w_scale)."""
+    cons = g.consumers_of(out)
+    if len(cons) != 1 or cons[0].op_type != "Cast":
+        return out, None
+    cast_out = cons[0].output[0]
+    cons = g.consumers_of(cast_out)
+    if len(cons) != 1 or cons[0].op_type != "Mul":
+        return out, None
+    mul = cons[0]
+    other = mul.input[1] if mul.input[0] == cast_out else mul.input[0]
+    c = g.constant(other)
+    if c is not None:  # scale folded into one constant
+        return mul.output[0], c.value
+    scale_node = g.producer(other)
+    if scale_node is None or scale_node.op_type != "Mul":
+        return out, None
+    for name in scale_node.input:
+        c = g.constant(name)
+        if c is not None:
+            return mul.output[0], c.value
+    return out, None
+
+
+def _matmul_or_integer(g, node):
+    return _dense_from_matmul(g, node)
+
+
+_HANDLERS = {
+    ("ai.onnx", "Gemm"): _dense_from_gemm,
+    ("ai.onnx", "MatMul"): _matmul_or_integer,
+    ("ai.onnx", "Conv"): _conv,
+    ("ai.onnx", "ConvTranspose"): _conv,
+    ("ai.onnx", "BatchNormalization"): _batchnorm,
+    ("ai.onnx", "LayerNormalization"): _layernorm,
+    ("com.microsoft", "LayerNormalization"): _layernorm,
+    ("com.microsoft", "SkipLayerNormalization"): None,
+    ("ai.onnx", "Gather"): _embedding,
+    ("ai.onnx", "LSTM"): _recurrent,
+    ("ai.onnx", "GRU"): _recurrent,
+    ("ai.onnx", "RNN"): _recurrent,
+    ("ai.onnx.ml", "LinearClassifier"): _linear_ml,
+    ("ai.onnx.ml", "LinearRegressor"): _linear_ml,
+    ("com.microsoft", "QGemm"): _qgemm,
+    ("ai.onnx", "QLinearConv"): _qlinear,
+    ("ai.onnx", "QLinearMatMul"): _qlinear,
+    ("ai.onnx", "MatMulInteger"): _integer,
+    ("ai.onnx", "ConvInteger"): _integer,
+}
+_HANDLERS = {k: v for k, v in _HANDLERS.items() if v is not None}
+
+
+def extract_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Canonical parametric layers of ``model``, in graph order.
+
+    The model's nodes are given unique names in place if they lack them (so that sites can point at
+    them). Everything else is left untouched.
+
+    Returns
+    -------
+    list of Layer
+    """
+    walker = _Walker()
+    walker.walk(model.graph)
+    return walker.layers

@@ -1,0 +1,263 @@
+"""Batched predictions of one ONNX model through onnxruntime.
+
+A :class:`Runner` owns one inference session. It feeds data in memory-bounded batches, loops over
+models with a fixed batch dimension (padding the last batch), and runs batch-dependent models
+(dynamic int8: ``DynamicQuantizeLinear`` computes its scale over the whole batch) one row at a time
+so that every row's answer is independent of the rest. It picks the output that carries the
+prediction and says what it holds: ``logits``, ``probabilities``, ``labels`` (label-only models),
+``embedding`` or ``regression``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnx_lineage.errors import DataError, LineageError, ModelError
+from onnx_lineage.model.runtime import ort, providers_for
+
+OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regression")
+
+#: Memory budget for one batch's tensors (inputs, outputs and intermediate values), in bytes.
+BATCH_MEMORY_BYTES = 256 * 1024**2
+MAX_BATCH = 8192
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
+              "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+              "tensor(string)": np.object_}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: name, numpy dtype, shape (``None`` for symbolic dimensions)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size if the first dimension is a fixed number, else None."""
+        if self.shape and isinstance(self.shape[0], int) and self.shape[0] > 0:
+            return self.shape[0]
+        return None
+
+    @property
+    def row_shape(self) -> tuple:
+        """Shape of one row (everything after the batch dimension)."""
+        return tuple(self.shape[1:])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model predicts on a batch of rows.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n,), int64
+        Predicted class (argmax of scores, the model's own label, or a derived label).
+    scores : ndarray of shape (n, k), float32, or None
+        Logits, probabilities, embeddings or regression values; None for label-only models.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray | None
+
+
+def is_batch_dependent(model: onnx.ModelProto) -> bool:
+    """Whether a row's output can depend on other rows of its batch (DynamicQuantizeLinear)."""
+    def walk(graph):
+        for node in graph.node:
+            if node.op_type in ("DynamicQuantizeLinear", "DynamicQuantizeMatMul"):
+                return True
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH and walk(a.g):
+                    return True
+        return False
+    return walk(model.graph)
+
+
+def _row_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of intermediate values per row, from shape inference (a rough upper bound)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        infos = list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    except Exception:
+        infos = list(model.graph.output) + list(model.graph.input)
+    total = 0
+    for vi in infos:
+        dims = vi.type.tensor_type.shape.dim
+        if not dims:
+            continue
+        n = 1
+        for d in dims[1:]:
+            n *= d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 16
+        total += 4 * n
+    return max(total, 1024)
+
+
+class Runner:
+    """An onnxruntime session with batching and output interpretation.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model (external data already loaded).
+    device : {"auto", "cpu", "cuda"}
+    output : str
+        One of :data:`OUTPUT_KINDS`; ``auto`` decides from the graph.
+    batch_size : int, optional
+        Rows per forward pass; by default from :data:`BATCH_MEMORY_BYTES`.
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's own choice).
+    name : str
+        Label used in messages.
+    static_inputs : set of str
+        Inputs that are not data (weights fed at run time, same for every row): excluded from
+        :attr:`inputs` and passed whole to every batch through ``run(..., static=...)``.
+    """
+
+    def __init__(self, model: onnx.ModelProto, device: str = "auto", output: str = "auto",
+                 batch_size: int | None = None, threads: int | None = None, name: str = "model",
+                 static_inputs: frozenset = frozenset()):
+        if output not in OUTPUT_KINDS:
+            raise LineageError(f"unknown output kind {output!r}: choose one of {', '.join(OUTPUT_KINDS)}")
+        rt = ort()
+        self.name = name
+        self.model = model
+        opts = rt.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = rt.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                               providers=providers_for(device))
+        except LineageError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"{name}: onnxruntime cannot run this model: {first[:300]}") from None
+        self.provider = self.session.get_providers()[0]
+        self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
+                                 tuple(d if isinstance(d, int) else None for d in i.shape))
+                       for i in self.session.get_inputs() if i.name not in static_inputs]
+        self.batch_dependent = is_batch_dependent(model)
+        self.output_name, self.output_kind = self._choose_output(output)
+        fixed = {i.fixed_batch for i in self.inputs} - {None}
+        self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
+        if batch_size is None:
+            batch_size = int(np.clip(BATCH_MEMORY_BYTES // _row_bytes(model), 1, MAX_BATCH))
+        if self.batch_dependent:
+            batch_size = 1
+        if self.fixed_batch:
+            batch_size = self.fixed_batch
+        self.batch_size = int(batch_size)
+        self.forward_rows = 0  # rows run so far (query accounting)
+        self.forward_seconds = 0.0  # time spent inside onnxruntime
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _choose_output(self, requested: str) -> tuple[str, str]:
+        outs = self.session.get_outputs()
+        producers = {o: n for n in self.model.graph.node for o in n.output}
+
+        def rank(o):
+            return len(o.shape) if o.shape is not None else 0
+
+        floats = [o for o in outs if o.type in ("tensor(float)", "tensor(double)", "tensor(float16)")]
+        ints = [o for o in outs if o.type in ("tensor(int64)", "tensor(int32)") and rank(o) == 1]
+        if requested == "labels":
+            if not ints:
+                raise ModelError(f"{self.name}: --output labels, but no integer label output")
+            return ints[0].name, "labels"
+        if requested in ("embedding", "regression", "logits", "probabilities"):
+            if not floats:
+                raise ModelError(f"{self.name}: --output {requested}, but no float output")
+            return floats[0].name, requested
+        probs = [o for o in floats if "prob" in o.name.lower()]
+        if probs:
+            return probs[0].name, "probabilities"
+        for o in floats:
+            if rank(o) == 2 and (o.shape[1] is None or not isinstance(o.shape[1], int) or o.shape[1] > 1):
+                node = producers.get(o.name)
+                kind = "probabilities" if node is not None and node.op_type == "Softmax" else "logits"
+                return o.name, kind
+        if ints:
+            return ints[0].name, "labels"
+        if floats:
+            o = floats[0]
+            return o.name, "regression" if rank(o) <= 1 or o.shape[-1] == 1 else "embedding"
+        raise ModelError(f"{self.name}: no numeric output to read predictions from")
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
+            static: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Run all rows of ``feeds`` in batches and concatenate the outputs.
+
+        Parameters
+        ----------
+        feeds : dict of input name to ndarray of shape (n, ...)
+            Every model input, same number of rows n.
+        outputs : list of str, optional
+            Output names (default: the prediction output).
+        static : dict of str to ndarray, optional
+            Feeds given whole to every batch (interpolated weights).
+        """
+        names = outputs or [self.output_name]
+        n = len(next(iter(feeds.values())))
+        parts: list[list[np.ndarray]] = [[] for _ in names]
+        step = self.batch_size
+        for start in range(0, n, step):
+            batch = {k: v[start:start + step] for k, v in feeds.items()}
+            rows = len(next(iter(batch.values())))
+            if self.fixed_batch and rows < self.fixed_batch:
+                pad = self.fixed_batch - rows
+                batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in batch.items()}
+            if static:
+                batch.update(static)
+            try:
+                t0 = time.perf_counter()
+                res = self.session.run(names, batch)
+                self.forward_seconds += time.perf_counter() - t0
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ModelError(f"{self.name}: forward pass failed: {first[:300]}") from None
+            self.forward_rows += rows if not self.fixed_batch else self.fixed_batch
+            for p, r in zip(parts, res):
+                p.append(np.asarray(r)[:rows])
+        if n == 0:
+            raise DataError("no rows to run")
+        return [np.concatenate(p) for p in parts]
+
+    def predict(self, feeds: dict[str, np.ndarray], static: dict | None = None) -> Prediction:
+        """Labels (and scores when the model gives them) for every row of ``feeds``."""
+        (out,) = self.run(feeds, static=static)
+        return self.interpret(out)
+
+    def interpret(self, out: np.ndarray) -> Prediction:
+        """Turn the raw prediction output into a :class:`Prediction`."""
+        if self.output_kind == "labels":
+            return Prediction(np.asarray(out).reshape(-1).astype(np.int64), None)
+        scores = np.asarray(out, dtype=np.float32)
+        if scores.ndim == 1:
+            scores = scores[:, None]
+        elif scores.ndim > 2:
+            scores = scores.reshape(len(scores), -1)
+        if not np.all(np.isfinite(scores)):
+            raise ModelError(f"{self.name}: the model's outputs contain NaN or Inf")
+        if self.output_kind in ("logits", "probabilities"):
+            labels = np.argmax(scores, axis=1).astype(np.int64)
+        else:
+            labels = np.zeros(len(scores), dtype=np.int64)  # derived later (prototypes, bins)
+        return Prediction(labels, scores)
+
+    def describe(self) -> dict:
+        """Provider, inputs, prediction output and batching, for reports."""
+        return {"provider": self.provider, "output": self.output_name, "output_kind": self.output_kind,
+                "batch_dependent": self.batch_dependent, "batch_size": self.batch_size,
+                "fixed_batch": self.fixed_batch,
+                "inputs": [{"name": i.name, "dtype": str(i.dtype), "shape": list(i.shape)}
+                           for i in self.inputs]}

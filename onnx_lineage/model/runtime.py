@@ -1,0 +1,40 @@
+"""Import of onnxruntime, whichever package provides it, and the choice of execution provider."""
+
+from __future__ import annotations
+
+from onnx_lineage.errors import LineageError, RuntimeMissingError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def ort():
+    """The ``onnxruntime`` module, or a one-line error naming the extras that provide it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeMissingError(
+            "onnxruntime is not installed: pip install 'onnx-lineage[cpu]' (or '[gpu]' for CUDA)"
+        ) from None
+    if not hasattr(onnxruntime, "InferenceSession"):
+        raise RuntimeMissingError("onnxruntime is broken (onnxruntime and onnxruntime-gpu were both "
+                                  "installed, then one removed): reinstall one of the extras")
+    return onnxruntime
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers to ask for, for ``device`` in ``auto``, ``cpu``, ``cuda``.
+
+    onnxruntime-gpu lists CUDA even on a machine without it and silently falls back to the CPU, so
+    callers must read ``session.get_providers()`` to know what really runs.
+    """
+    if device not in DEVICES:
+        raise LineageError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    available = ort().get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise LineageError("--device cuda: this onnxruntime has no CUDA provider "
+                           "(install onnx-lineage[gpu] on a machine with CUDA)")
+    return ["CPUExecutionProvider"]

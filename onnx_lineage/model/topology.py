@@ -1,0 +1,125 @@
+"""How parametric layers feed each other: the chains along which hidden units can be permuted.
+
+A dense or conv layer's output units can be permuted (and, around positively homogeneous
+activations, rescaled) without changing the function, provided the permutation is carried to
+everything that reads them: BatchNorm/LayerNorm parameters on the way and the input side of the next
+parametric layer. :func:`links` follows each layer's output through unit-preserving ops and records
+where it lands. Anything else on the way (a residual ``Add`` of two activations, ``Concat``, a graph
+output, several readers) ends the chain: that layer's units are left in place and the match result
+says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from onnx_lineage.model.graph import GraphIndex
+from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
+
+_RESHAPING = {"Flatten", "Reshape"}
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where the units of one layer go.
+
+    Attributes
+    ----------
+    next : int or None
+        Index of the parametric layer that reads them (None: the chain ends).
+    followers : tuple of int
+        BatchNorm/LayerNorm layers on the way, whose per-unit parameters follow a permutation.
+    homogeneous : bool
+        Every op on the way is positively homogeneous (per-unit rescaling is allowed).
+    spatial : int
+        Inputs of ``next`` per unit (``H*W`` when a conv output is flattened into a dense layer).
+    ops : tuple of str
+        Op types on the way, for reports.
+    reason : str
+        Why the chain ends, when it does.
+    """
+
+    next: int | None
+    followers: tuple = ()
+    homogeneous: bool = True
+    spatial: int = 1
+    ops: tuple = ()
+    reason: str = ""
+
+
+@dataclass
+class _Walk:
+    followers: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+    homogeneous: bool = True
+    reshaped: bool = False
+
+
+def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
+    """Link of every dense/conv layer of the main graph (see :class:`Link`)."""
+    g = GraphIndex(model.graph)
+    by_input = {}
+    for layer in layers:
+        if not layer.scope:
+            by_input.setdefault(layer.input, []).append(layer)
+    by_node = {layer.node: layer for layer in layers if not layer.scope}
+    result = {}
+    for layer in layers:
+        if layer.scope or layer.kind not in ("dense", "conv"):
+            continue
+        result[layer.index] = _follow(g, layer, by_input, by_node)
+    return result
+
+
+def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
+    walk = _Walk()
+    name = layer.output
+    for _ in range(64):
+        if name in g.graph_outputs:
+            return Link(None, reason="output of the model")
+        readers = by_input.get(name, [])
+        if len(readers) == 1 and len(g.consumers_of(name)) == 1:
+            nxt = readers[0]
+            if nxt.kind in ("batchnorm", "layernorm"):
+                walk.followers.append(nxt.index)
+                walk.ops.append(nxt.op)
+                walk.homogeneous = False
+                name = nxt.output
+                continue
+            if nxt.kind not in ("dense", "conv") or nxt.groups != 1:
+                return Link(None, reason=f"read by a {nxt.op} layer")
+            units_in = nxt.weight.shape[1]
+            if units_in % layer.units:
+                return Link(None, reason=f"{nxt.op} input size {units_in} is not a multiple of "
+                                         f"{layer.units} units")
+            spatial = units_in // layer.units
+            if spatial > 1 and not walk.reshaped:
+                return Link(None, reason="unit count changes without a Flatten")
+            return Link(nxt.index, tuple(walk.followers), walk.homogeneous, spatial,
+                        tuple(walk.ops))
+        cons = g.consumers_of(name)
+        if len(cons) != 1:
+            return Link(None, reason=f"read by {len(cons)} nodes (branch or residual)")
+        node = cons[0]
+        if node.name in by_node and by_node[node.name].kind not in ("batchnorm", "layernorm"):
+            return Link(None, reason=f"read as a weight by {node.op_type}")
+        if node.op_type in _RESHAPING and not walk.reshaped:
+            walk.reshaped = True
+        elif node.op_type == "Mul" and _is_quant_scale(g, node, name):
+            pass
+        elif node.op_type not in UNIT_PRESERVING:
+            return Link(None, reason=f"passes through {node.op_type}")
+        if node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING:
+            walk.homogeneous = walk.homogeneous and node.op_type in ("QuantizeLinear",
+                                                                     "DequantizeLinear", "Cast")
+        walk.ops.append(node.op_type)
+        name = node.output[0]
+    return Link(None, reason="chain too long")
+
+
+def _is_quant_scale(g: GraphIndex, node: onnx.NodeProto, name: str) -> bool:
+    other = node.input[1] if node.input[0] == name else node.input[0]
+    c = g.constant(other)
+    return c is not None and c.value.size == 1

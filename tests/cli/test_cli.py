@@ -1,0 +1,110 @@
+"""The command line: tables, one JSON document, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import fixture_path
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "typer_app", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    r = cli("--help")
+    assert r.returncode == 0
+    for name in ("inspect", "match", "determine", "closeness", "demo"):
+        assert name in r.stdout
+
+
+def test_inspect_json_reports_batch_dependence():
+    r = cli("inspect", fixture_path("torch_mlp_int8_dynamic"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["batch_dependent"] is True and d["quantization"] == ["dynamic"]
+    assert len(d["layers"]) == 3 and d["schema_version"] == 1
+
+
+@pytest.mark.parametrize("name", ["keras_cnn", "sklearn_logreg", "torch_encoder", "torch_lstm",
+                                  "torch_cnn_int8_qoperator", "torch_mlp_dynamo"])
+def test_inspect_reads_every_kind_of_fixture(name):
+    r = cli("inspect", fixture_path(name))
+    assert r.returncode == 0, r.stderr
+    assert "parametric layers" in r.stdout
+
+
+def test_match_json():
+    r = cli("match", fixture_path("torch_mlp_legacy"), fixture_path("sklearn_mlp_from_torch"), "--json")
+    d = json.loads(r.stdout)
+    assert d["coverage"] == {"a": 1.0, "b": 1.0}
+
+
+def test_determine_json_fields(tmp_path):
+    r = cli("determine", fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_int8_qdq"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    for key in ("verdict", "related", "barrier", "threshold", "p_value", "coverage", "curve"):
+        assert key in d
+    assert d["verdict"] == "related"
+
+
+def test_closeness_json_fields():
+    r = cli("closeness", fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_fp16"), "--json",
+            "--points", "32")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    for key in ("closeness", "ci95", "matching_rate", "distance_similarity", "mean_distance",
+                "points", "queries"):
+        assert key in d
+    assert set(d["mean_distance"]) == {"a", "b"}
+
+
+def test_data_file_with_labels(tmp_path, digits):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=digits.arrays["x"][:300], y=digits.y[:300], unused=np.zeros(300))
+    r = cli("determine", fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_fp16"),
+            "--data", p, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["criterion"] == "cross-entropy against the labels"
+    assert any("unused" in n for n in d["notes"])
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 20])
+def test_corrupt_model_is_one_line_and_exit_1(tmp_path, content):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(content)
+    r = cli("inspect", p)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_wrong_data_is_one_line_and_exit_1(tmp_path):
+    p = tmp_path / "d.npy"
+    np.save(p, np.zeros((5, 3), np.float32))
+    r = cli("closeness", fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_legacy"), "--data", p)
+    assert r.returncode == 1 and "expects rows of shape" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["closeness", "a.onnx", "b.onnx", "--points", "-5"],
+                                  ["inspect", "a.onnx", "--device", "tpu"],
+                                  ["determine", "a.onnx"]])
+def test_usage_errors_exit_2(args):
+    r = cli(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_demo_runs_and_gets_every_verdict_right():
+    r = cli("demo", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["correct"] == d["total"] == 8

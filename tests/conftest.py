@@ -1,0 +1,44 @@
+"""Shared fixtures: the committed ONNX files, the built-in data, a demo family built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: The committed fixtures, or a freshly generated set (CI regenerates them with generate.py).
+FIXTURES = Path(os.environ.get("ONNX_LINEAGE_FIXTURES", Path(__file__).parent / "fixtures" / "models"))
+
+
+def fixture_path(name: str) -> Path:
+    return FIXTURES / f"{name}.onnx"
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+
+
+def truth(name: str) -> tuple[dict, float]:
+    """Source-framework parameters per layer index, and the quantization step recorded."""
+    z = np.load(FIXTURES / f"{name}.truth.npz")
+    layers: dict[int, dict] = {}
+    for key in z.files:
+        if key == "step":
+            continue
+        layer, param = key.split(".", 1)
+        layers.setdefault(int(layer[1:]), {})[param] = z[key]
+    return layers, float(z["step"])
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from onnx_lineage.data import digits as load
+    return load()
+
+
+@pytest.fixture(scope="session")
+def family(tmp_path_factory):
+    from onnx_lineage.demo import build_family
+    return build_family(tmp_path_factory.mktemp("family"), seed=0)

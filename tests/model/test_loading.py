@@ -1,0 +1,79 @@
+"""Loading: valid files, external data, and one-line errors for everything else."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnx_lineage.errors import ModelError
+from onnx_lineage.model.loading import load_model
+from tests.conftest import fixture_path
+
+
+def test_external_data_beside_the_model_is_loaded():
+    m = load_model(fixture_path("torch_mlp_dynamo"))
+    assert any(t.dims for t in m.proto.graph.initializer)
+    assert all(not onnx.external_data_helper.uses_external_data(t) for t in m.proto.graph.initializer)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff" * 10, b"not an onnx file"])
+def test_unreadable_files_give_a_model_error(tmp_path, content):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(content)
+    with pytest.raises(ModelError) as err:
+        load_model(p)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelError, match="no such file"):
+        load_model(tmp_path / "nope.onnx")
+
+
+def test_truncated_model(tmp_path):
+    data = fixture_path("torch_mlp_legacy").read_bytes()
+    p = tmp_path / "cut.onnx"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError):
+        load_model(p)
+
+
+def _with_external(tmp_path, location: str):
+    import numpy as np
+    t = onnx.numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", "16")):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])], [t])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    d = tmp_path / "model"
+    d.mkdir()
+    onnx.save(m, d / "m.onnx")
+    return d / "m.onnx"
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin", "sub/../../secret.bin"])
+def test_external_data_outside_the_folder_is_refused(tmp_path, location):
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 16)
+    with pytest.raises(ModelError, match="outside|refused"):
+        load_model(_with_external(tmp_path, location))
+
+
+def test_external_data_symlink_leading_out_is_refused(tmp_path):
+    (tmp_path / "secret.bin").write_bytes(b"\x00" * 16)
+    path = _with_external(tmp_path, "w.bin")
+    (path.parent / "w.bin").symlink_to(tmp_path / "secret.bin")
+    with pytest.raises(ModelError, match="outside"):
+        load_model(path)
+
+
+def test_external_data_range_beyond_the_file_is_refused(tmp_path):
+    path = _with_external(tmp_path, "w.bin")
+    (path.parent / "w.bin").write_bytes(b"\x00" * 8)
+    with pytest.raises(ModelError, match="beyond the end"):
+        load_model(path)
