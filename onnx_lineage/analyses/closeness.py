@@ -91,7 +91,9 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               points: int = 256, budget: int | None = None, tolerance: float = 0.02,
               rays_per_point: int = 6, directions=("random", "manifold", "adversarial"),
               rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
-              output: str = "auto", round_size: int = 64) -> ClosenessResult:
+              output: str = "auto", round_size: int | None = None,
+              sampling: str = "stratified",
+              a_predictions: Prediction | None = None) -> ClosenessResult:
     """How close B's decision boundaries are to A's (black-box, labels only).
 
     Parameters
@@ -111,10 +113,21 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         Relative bisection tolerance.
     bounds : (float, float), optional
         Valid input range; default: per-feature range of the data.
+    round_size : int, optional
+        Points added per round (default: a quarter of ``points``, between 64 and 512); larger
+        rounds give onnxruntime larger batches, smaller ones stop sooner once the interval is
+        narrow.
+    sampling : {"stratified", "uniform"}
+        ``stratified``: classes in turn, near-boundary points favoured (:mod:`.sampling`);
+        ``uniform``: points in plain random order (the baseline without the sampling strategy).
+    a_predictions : Prediction, optional
+        A's predictions on all of ``data`` (shared with determination by ``analyze``).
     """
     if points < 1 or rays_per_point < 1 or not 0 < tolerance < 1 or not 0 < rtol < 1:
         raise LineageError("points and rays per point must be >= 1; tolerance and rtol in (0, 1)")
     dirs.check_names(directions)
+    if round_size is None:
+        round_size = int(np.clip(points // 4, 64, 512))
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
     a, b = _loaded(a), _loaded(b)
@@ -129,7 +142,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
                        if discrete and k != key and v.shape == moved.shape)
 
     feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
-    ref = ra.predict(feeds_a)
+    ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
     labeler = Labeler(ra.output_kind, ref, rng)
     labels_all = labeler(ref)
     notes = [f"data arrays not used by A: {', '.join(ignored)}"] if ignored else []
@@ -161,7 +174,12 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
 
     base_a_all = labels_all
     base_b_all = None
-    order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
+    if sampling == "stratified":
+        order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
+    elif sampling == "uniform":
+        order = rng.permutation(len(labels_all))
+    else:
+        raise ValueError(f"unknown sampling {sampling!r}: choose from stratified, uniform")
     order = order[:points]
     rays, point_scores, point_rows = _Rays(), [], []
     rounds, taken = 0, 0

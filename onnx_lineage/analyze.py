@@ -1,0 +1,131 @@
+"""``analyze``: correspondence, determination and closeness in one run, and the report.
+
+A's predictions on the data are computed once and shared by both analyses; the correspondence is
+computed once and handed to the determination.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from onnx_lineage import __version__
+from onnx_lineage.analyses.closeness import ClosenessResult, closeness
+from onnx_lineage.analyses.determination import DeterminationResult, determine
+from onnx_lineage.data import Dataset, digits, feeds_for
+from onnx_lineage.errors import LineageError
+from onnx_lineage.matching import match
+from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.runner import Runner
+from onnx_lineage.results import Result, to_jsonable
+
+EXPECT = ("related", "unrelated")
+
+
+@dataclass(frozen=True)
+class AnalysisResult(Result):
+    """Everything ``analyze`` found. ``to_dict()``, ``to_html()``, ``to_markdown()``."""
+
+    model_a: str
+    model_b: str
+    verdict: str
+    related: bool | None
+    summary: str
+    barrier: float | None
+    threshold: float
+    p_value: float | None
+    coverage: dict
+    closeness: float | None
+    ci95: list | None
+    matching_rate: float | None
+    seed: int
+    seconds: float
+    version: str
+    match: dict
+    determination: DeterminationResult
+    closeness_detail: ClosenessResult | None
+    loss_scale: float = 1.0
+
+    def to_dict(self) -> dict:
+        d = {k: to_jsonable(getattr(self, k)) for k in (
+            "model_a", "model_b", "verdict", "related", "summary", "barrier", "threshold",
+            "p_value", "coverage", "closeness", "ci95", "matching_rate", "seed", "seconds",
+            "version", "match")}
+        det = self.determination.to_dict()
+        det.pop("match", None)
+        det.pop("schema_version", None)
+        d["determination"] = det
+        if self.closeness_detail is not None:
+            clo = self.closeness_detail.to_dict()
+            clo.pop("schema_version", None)
+            d["closeness_detail"] = clo
+        d["schema_version"] = self.determination.to_dict()["schema_version"]
+        return d
+
+    def to_html(self) -> str:
+        """Self-contained HTML report (plots embedded)."""
+        from onnx_lineage.report.render import to_html
+        return to_html(self)
+
+    def to_markdown(self) -> str:
+        """Markdown report, for pull requests."""
+        from onnx_lineage.report.render import to_markdown
+        return to_markdown(self)
+
+
+def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
+            output: str = "auto", points: int = 256, budget: int | None = None,
+            with_closeness: bool = True, progress=None) -> AnalysisResult:
+    """Correspondence, determination and closeness of B against A.
+
+    Parameters
+    ----------
+    a, b : path or LoadedModel
+    data : Dataset, optional
+        Default: the built-in digits.
+    progress : callable, optional
+        Called with the name of each step as it starts.
+    """
+    t0 = time.perf_counter()
+    step = progress or (lambda name: None)
+    a = a if isinstance(a, LoadedModel) else load_model(a)
+    b = b if isinstance(b, LoadedModel) else load_model(b)
+    data = digits() if data is None else data
+    step("matching parameters")
+    m = match(a, b)
+    step("predicting with A")
+    ra = Runner(a.proto, device=device, output=output, name=a.name)
+    feeds, _ = feeds_for(ra.inputs, data, a.name)
+    pred_a = ra.predict(feeds)
+    step("interpolation sweep")
+    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
+                    a_predictions=pred_a)
+    clo = None
+    if with_closeness:
+        step("boundary search")
+        clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
+                        budget=budget, a_predictions=pred_a)
+    scale = 1.0
+    if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
+        scale = math.log(max(pred_a.scores.shape[1], 2))
+    from onnx_lineage.report.render import headline
+    return AnalysisResult(
+        model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
+        summary=headline(det, clo),
+        barrier=det.barrier, threshold=det.threshold, p_value=det.p_value, coverage=det.coverage,
+        closeness=None if clo is None else clo.closeness, ci95=None if clo is None else clo.ci95,
+        matching_rate=None if clo is None else clo.matching_rate, seed=seed,
+        seconds=time.perf_counter() - t0, version=__version__, match=m.to_dict(),
+        determination=det, closeness_detail=clo, loss_scale=scale)
+
+
+def check_expect(result: AnalysisResult, expect: str | None) -> None:
+    """Raise a LineageError (exit 1) when the verdict contradicts ``expect``."""
+    if expect is None:
+        return
+    if expect not in EXPECT:
+        raise LineageError(f"--expect must be one of {', '.join(EXPECT)}")
+    if result.verdict != expect:
+        raise LineageError(f"expected {expect}, but the verdict is {result.verdict}: "
+                           f"{result.determination.reason}")

@@ -1,0 +1,1 @@
+"""Reports rendered from result objects only: self-contained HTML with plots, and Markdown."""

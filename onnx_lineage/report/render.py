@@ -1,0 +1,132 @@
+"""The analysis report: self-contained HTML (plots embedded, no external links) or Markdown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+
+from onnx_lineage.report import plots
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.verdict{padding:1em 1.2em;border-radius:6px;font-size:1.1em;margin:1em 0}
+.related{background:#e8f5e9;border-left:6px solid #2e7d32}
+.unrelated{background:#fdecea;border-left:6px solid #c62828}
+.undetermined{background:#fff8e1;border-left:6px solid #f9a825}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left} th{background:#f5f5f5}
+img{max-width:100%} .muted{color:#666;font-size:.9em} code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _f(x, digits=4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _img(png: bytes, alt: str) -> str:
+    return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}">')
+
+
+def _table(rows, header=None) -> str:
+    out = ["<table>"]
+    if header:
+        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(_f(c))}</td>" for c in r) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def headline(d, c) -> str:
+    """The verdict and its evidence in plain words (determination ``d``, closeness ``c`` or None)."""
+    verdict = {"related": "B is derived from A", "unrelated": "B was trained independently of A",
+               "undetermined": "lineage could not be determined"}[d.verdict]
+    text = f"{verdict}: {d.reason}."
+    if c is not None:
+        text += (f" Closeness {c.closeness:.3f} (95% CI {c.ci95[0]:.3f}-{c.ci95[1]:.3f}): the two "
+                 f"models agree on {c.matching_rate:.0%} of boundary crossings.")
+    return text
+
+
+def to_html(r) -> str:
+    """The whole report as one self-contained HTML page."""
+    d, c, m = r.determination, r.closeness_detail, r.match
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>onnx-lineage: {html.escape(r.model_a)} vs {html.escape(r.model_b)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>Lineage of <code>{html.escape(r.model_b)}</code> from "
+             f"<code>{html.escape(r.model_a)}</code></h1>",
+             f"<div class='verdict {d.verdict}'><b>{d.verdict.upper()}</b> &mdash; "
+             f"{html.escape(r.summary)}</div>",
+             "<h2>Evidence</h2>",
+             _table([["verdict", d.verdict], ["loss barrier (aligned, normalised)", d.barrier],
+                     ["barrier threshold", d.threshold], ["margin", d.margin],
+                     ["barrier before alignment", d.barrier_unaligned],
+                     ["unit similarity of the weights", d.similarity],
+                     ["similarity threshold", d.similarity_threshold],
+                     ["similarity of shuffled surrogates", d.null_similarity],
+                     ["p-value (vs independently initialised)", d.p_value],
+                     ["coverage of A / B", f"{m['coverage']['a']:.1%} / {m['coverage']['b']:.1%}"],
+                     ["loss criterion", d.criterion]])]
+    if d.curve:
+        parts += ["<h2>Loss along the interpolation path</h2>",
+                  "<p>A related model stays under the straight line between the end losses; an "
+                  "independent one rises above it.</p>",
+                  _img(plots.loss_path(d.curve, d.threshold, r.loss_scale), "loss along the path")]
+    if m["pairs"]:
+        parts += ["<h2>Layer correspondence</h2>",
+                  _img(plots.layer_similarity(m["pairs"]), "per-layer similarity"),
+                  _table([[p["a"], p["b"], p["kind"], "x".join(map(str, p["shape"])),
+                           ", ".join(p["transforms"]) or "-", p["cosine"]] for p in m["pairs"]],
+                         ["A", "B", "kind", "shape", "transforms", "cosine"])]
+    if c is not None:
+        parts += ["<h2>Decision boundaries</h2>",
+                  _table([["closeness", c.closeness], ["95% interval", f"{c.ci95[0]:.4f} - {c.ci95[1]:.4f}"],
+                          ["matching rate", c.matching_rate],
+                          ["distance similarity", c.distance_similarity],
+                          ["mean boundary distance A / B",
+                           f"{_f(c.mean_distance['a'])} / {_f(c.mean_distance['b'])}"],
+                          ["points / rays", f"{c.points} / {c.rays}"],
+                          ["queries A / B", f"{c.queries['a']} / {c.queries['b']}"],
+                          ["directions", ", ".join(c.directions)], ["labels", c.labels]]),
+                  _img(plots.distances(c.distances["a"], c.distances["b"]), "boundary distances"),
+                  _img(plots.matching_by_class(c.matching_by_class), "matching rate by class")]
+    notes = list(m["transforms"]) + list(d.notes) + ([] if c is None else list(c.notes))
+    if notes:
+        parts += ["<h2>Transforms and notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+    parts.append(f"<p class='muted'>onnx-lineage {r.version}; provider {html.escape(d.provider)}; "
+                 f"seed {r.seed}; {r.seconds:.1f} s.</p></body></html>")
+    return "\n".join(parts)
+
+
+def to_markdown(r) -> str:
+    """The report as Markdown, for pull requests (tables, no images)."""
+    d, c, m = r.determination, r.closeness_detail, r.match
+    lines = [f"## Lineage of `{r.model_b}` from `{r.model_a}`: **{d.verdict.upper()}**", "",
+             r.summary, "", "| evidence | value |", "|---|---|",
+             f"| loss barrier (aligned, normalised) | {_f(d.barrier)} (threshold {d.threshold}) |",
+             f"| barrier before alignment | {_f(d.barrier_unaligned)} |",
+             f"| unit similarity | {_f(d.similarity)} (threshold {d.similarity_threshold}) |",
+             f"| p-value vs independently initialised | {_f(d.p_value, 6)} |",
+             f"| coverage A / B | {m['coverage']['a']:.1%} / {m['coverage']['b']:.1%} |"]
+    if c is not None:
+        lines += [f"| closeness | {c.closeness:.4f} [{c.ci95[0]:.4f}, {c.ci95[1]:.4f}] |",
+                  f"| matching rate | {c.matching_rate:.4f} |",
+                  f"| distance similarity | {c.distance_similarity:.4f} |",
+                  f"| queries A / B | {c.queries['a']} / {c.queries['b']} |"]
+    if d.curve:
+        lines += ["", "| alpha | loss | error |", "|---|---|---|"]
+        lines += [f"| {x['alpha']:.3f} | {x['loss']:.4f} | {_f(x['error'])} |" for x in d.curve]
+    if m["pairs"]:
+        lines += ["", "| A | B | kind | shape | transforms | cosine |", "|---|---|---|---|---|---|"]
+        lines += [f"| {p['a']} | {p['b']} | {p['kind']} | {'x'.join(map(str, p['shape']))} | "
+                  f"{', '.join(p['transforms']) or '-'} | {p['cosine']:.4f} |" for p in m["pairs"]]
+    return "\n".join(lines) + "\n"
