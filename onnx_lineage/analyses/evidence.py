@@ -39,7 +39,8 @@ def unit_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Rows with fewer than two shared non-zero entries give NaN.
     """
-    a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    a2 = a.reshape(a.shape[0], -1).astype(np.float64)
+    b2 = b.reshape(b.shape[0], -1).astype(np.float64)
     mask = (a2 != 0) & (b2 != 0)
     am, bm = np.where(mask, a2, 0), np.where(mask, b2, 0)
     num = (am * bm).sum(1)

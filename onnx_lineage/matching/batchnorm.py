@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from onnx_lineage.errors import ModelError
 from onnx_lineage.model.parameters import Layer
 from onnx_lineage.model.topology import Link
 
@@ -34,11 +35,15 @@ def fold(layers: list[Layer], links: dict[int, Link]) -> tuple[list[Layer], list
         bn = by_index.get(bn_index) if bn_index is not None else None
         if bn is not None and bn.kind == "batchnorm" and bn.input == layer.output:
             p = bn.params
+            if np.any(p["var"] + p["eps"][0] <= 0):
+                raise ModelError(f"BatchNormalization {bn.node!r} has a non-positive variance")
             s = p["weight"] / np.sqrt(p["var"] + p["eps"][0])
             w = layer.weight * s.reshape((-1,) + (1,) * (layer.weight.ndim - 1))
             b = layer.params.get("bias", np.zeros(layer.units, np.float32))
             params = dict(layer.params, weight=w.astype(np.float32),
                           bias=(s * (b - p["mean"]) + p["bias"]).astype(np.float32))
+            if not all(np.all(np.isfinite(v)) for v in params.values()):
+                raise ModelError(f"folding {bn.node!r} into {layer.node!r} overflows float32")
             out.append(dataclasses.replace(layer, params=params, sites={}, output=bn.output))
             absorbed.add(bn.index)
             folded.append(layer.index)

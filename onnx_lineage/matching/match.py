@@ -75,6 +75,7 @@ def _as_loaded(m) -> LoadedModel:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         return float(na == nb)

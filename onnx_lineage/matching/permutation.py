@@ -86,6 +86,9 @@ def _out_features(next_weight: np.ndarray, units: int, spatial: int) -> np.ndarr
 
 
 def _unit_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of every row of ``a`` with every row of ``b`` (float64: float32 extremes square
+    without overflow)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
     an = a / (np.linalg.norm(a, axis=1, keepdims=True) + _EPS)
     bn = b / (np.linalg.norm(b, axis=1, keepdims=True) + _EPS)
     return an @ bn.T
@@ -148,10 +151,11 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         for c in chains:
             if not c.homogeneous or c.followers:
                 continue
-            na = np.linalg.norm(_in_features(a_params[c.a], []), axis=1)
-            nb = np.linalg.norm(_in_features(b_params[c.b], []), axis=1)
+            na = np.linalg.norm(_in_features(a_params[c.a], []).astype(np.float64), axis=1)
+            nb = np.linalg.norm(_in_features(b_params[c.b], []).astype(np.float64), axis=1)
             scale = np.where((na > _EPS) & (nb > _EPS), na / np.maximum(nb, _EPS), 1.0)
-            scale = scale.astype(np.float32)
+            # a ratio beyond 1e4 is no rescaling obfuscation; clipping keeps float32 finite
+            scale = np.clip(scale, 1e-4, 1e4).astype(np.float32)
             _apply(b_params, c, np.arange(scale.size), scale)
             prev = done[c.b].scale
             done[c.b].scale = scale if prev is None else prev * scale

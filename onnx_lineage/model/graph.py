@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from onnx_lineage.errors import ModelError
+
 #: Ops that a constant chain may go through, and how they are evaluated.
 _FOLDABLE = {"Identity", "Cast", "DequantizeLinear", "Transpose", "Mul", "Sub", "Reshape",
              "Squeeze", "Unsqueeze", "Constant"}
@@ -143,8 +145,13 @@ class GraphIndex:
             t = self.initializers[name]
             n = int(np.prod(t.dims)) if len(t.dims) else 1
             if n > MAX_TENSOR_ELEMENTS:
-                return None
-            return _from_stored(numpy_helper.to_array(t))
+                raise ModelError(f"tensor {name!r} has {n} elements, over the limit of "
+                                 f"{MAX_TENSOR_ELEMENTS}")
+            try:
+                return _from_stored(numpy_helper.to_array(t))
+            except (ValueError, TypeError) as exc:
+                raise ModelError(f"tensor {name!r}: its data does not fit its type and shape "
+                                 f"({str(exc)[:120]})") from None
         node = self.producers.get(name)
         if node is None:
             if self.outer is not None and not any(i.name == name for i in self.graph.input):
@@ -156,7 +163,11 @@ class GraphIndex:
             t = _attr(node, "value")
             if t is None:
                 return None
-            return _from_stored(numpy_helper.to_array(t))
+            try:
+                return _from_stored(numpy_helper.to_array(t))
+            except (ValueError, TypeError):
+                raise ModelError(f"Constant {node.name!r}: its data does not fit its type and "
+                                 "shape") from None
         ins = [self.constant(i) if i else None for i in node.input]
         if any(c is None for i, c in zip(node.input, ins) if i):
             return None

@@ -106,7 +106,10 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_MODEL_BYTES,
         raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelError(f"{p}: not an ONNX model (no graph nodes)")
-    _check_external(proto, p.parent, max_bytes - size)
+    try:
+        _check_external(proto, p.parent, max_bytes - size)
+    except (ValueError, TypeError, KeyError):
+        raise ModelError(f"{p}: malformed external data reference") from None
     try:
         external_data_helper.load_external_data_for_model(proto, str(p.parent))
     except Exception as exc:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from onnx_lineage.errors import ModelError
 from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
 
 #: Ops that keep the unit (channel) axis of their input: a permutation of units passes through.
@@ -169,8 +170,14 @@ class _Walker:
         for node in graph.node:
             handler = _HANDLERS.get((node.domain or "ai.onnx", node.op_type))
             if handler is not None:
-                layer = handler(g, node)
+                try:
+                    layer = handler(g, node)
+                except (ValueError, IndexError, TypeError, KeyError) as exc:
+                    raise ModelError(f"node {node.name!r} ({node.op_type}) is malformed: "
+                                     f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+                                     ) from None
                 if layer is not None:
+                    _check_finite(layer)
                     layer.index = len(self.layers)
                     layer.scope = scope
                     if scope:
@@ -178,6 +185,12 @@ class _Walker:
                     self.layers.append(layer)
             for aname, sub in g.subgraphs(node):
                 self.walk(sub, g, f"{scope}/{node.name}.{aname}" if scope else f"{node.name}.{aname}")
+
+
+def _check_finite(layer: Layer) -> None:
+    for key, value in layer.params.items():
+        if not np.all(np.isfinite(value)):
+            raise ModelError(f"node {layer.node!r} ({layer.op}): its {key} contains NaN or Inf")
 
 
 def _readonly(site: Site) -> Site:

@@ -10,6 +10,8 @@ prediction and says what it holds: ``logits``, ``probabilities``, ``labels`` (la
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass
 
@@ -130,21 +132,29 @@ class Runner:
         self.name = name
         self.model = model
         opts = rt.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # our own one-line message replaces onnxruntime's log
         if threads:
             opts.intra_op_num_threads = int(threads)
+        providers = providers_for(device)
         try:
-            self.session = rt.InferenceSession(model.SerializeToString(), sess_options=opts,
-                                               providers=providers_for(device))
+            # onnxruntime prints provider failures on stdout, which belongs to the JSON output
+            with contextlib.redirect_stdout(sys.stderr):
+                self.session = rt.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                                   providers=providers)
+            self.provider = self.session.get_providers()[0]
+            self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
+                                     tuple(d if isinstance(d, int) else None for d in i.shape))
+                           for i in self.session.get_inputs() if i.name not in static_inputs]
+            outputs = self.session.get_outputs()
+            for o in outputs:
+                _ = (o.name, o.type, o.shape)
         except LineageError:
             raise
+        except UnicodeDecodeError:
+            raise ModelError(f"{name}: names in the model are not valid UTF-8") from None
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(f"{name}: onnxruntime cannot run this model: {first[:300]}") from None
-        self.provider = self.session.get_providers()[0]
-        self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
-                                 tuple(d if isinstance(d, int) else None for d in i.shape))
-                       for i in self.session.get_inputs() if i.name not in static_inputs]
         self.batch_dependent = is_batch_dependent(model)
         self.output_name, self.output_kind = self._choose_output(output)
         fixed = {i.fixed_batch for i in self.inputs} - {None}

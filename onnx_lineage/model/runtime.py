@@ -18,6 +18,7 @@ def ort():
     if not hasattr(onnxruntime, "InferenceSession"):
         raise RuntimeMissingError("onnxruntime is broken (onnxruntime and onnxruntime-gpu were both "
                                   "installed, then one removed): reinstall one of the extras")
+    onnxruntime.set_default_logger_severity(4)
     return onnxruntime
 
 

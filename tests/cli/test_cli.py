@@ -103,8 +103,26 @@ def test_usage_errors_exit_2(args):
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-def test_demo_runs_and_gets_every_verdict_right():
-    r = cli("demo", "--json")
+def test_demo_runs_and_gets_every_verdict_right(tmp_path):
+    r = cli("demo", "--json", "--report", tmp_path / "demo.html")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["correct"] == d["total"] == 8
+    assert (tmp_path / "demo.html").stat().st_size > 10_000
+
+
+def test_analyze_writes_a_report_and_gates_on_expect(tmp_path, family):
+    report = tmp_path / "r.html"
+    r = cli("analyze", family["parent"], family["noisy"], "--report", report, "--points", "32",
+            "--expect", "related", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict"] == "related"
+    assert report.read_text().startswith("<!DOCTYPE html>")
+    r = cli("analyze", family["parent"], family["noisy"], "--points", "32", "--expect", "unrelated")
+    assert r.returncode == 1 and "expected unrelated" in r.stderr
+
+
+def test_unwritable_report_is_one_line(tmp_path, family):
+    r = cli("analyze", family["parent"], family["noisy"], "--points", "16", "--report",
+            tmp_path / "missing" / "r.html")
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -77,3 +77,35 @@ def test_external_data_range_beyond_the_file_is_refused(tmp_path):
     (path.parent / "w.bin").write_bytes(b"\x00" * 8)
     with pytest.raises(ModelError, match="beyond the end"):
         load_model(path)
+
+
+def _mlp_with(tmp_path, mutate):
+    from onnx import numpy_helper
+    m = load_model(fixture_path("torch_mlp_legacy")).proto
+    t = m.graph.initializer[0]
+    arr = numpy_helper.to_array(t).copy()
+    mutate(t, arr)
+    p = tmp_path / "m.onnx"
+    onnx.save(m, p)
+    return p
+
+
+def test_nan_weights_are_refused(tmp_path):
+    from onnx import numpy_helper
+
+    from onnx_lineage.model.inspect import inspect_model
+
+    def poison(t, arr):
+        arr.flat[0] = float("nan")
+        t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    with pytest.raises(ModelError, match="NaN or Inf"):
+        inspect_model(_mlp_with(tmp_path, poison), device="cpu")
+
+
+def test_tensor_data_not_fitting_its_shape(tmp_path):
+    from onnx_lineage.model.inspect import inspect_model
+
+    def shrink(t, arr):
+        t.raw_data = t.raw_data[:-4]
+    with pytest.raises(ModelError):
+        inspect_model(_mlp_with(tmp_path, shrink), device="cpu")
