@@ -215,7 +215,7 @@ def sample_rows(data: Dataset, n: int, rng: np.random.Generator) -> np.ndarray:
 def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
               points: int = 11, rows: int = 1000, output: str = "auto",
               match_result: MatchResult | None = None,
-              a_predictions: Prediction | None = None) -> DeterminationResult:
+              a_predictions: Prediction | None = None, surrogates: int = 12) -> DeterminationResult:
     """Is B derived from A? The loss-basin test with weight evidence.
 
     Parameters
@@ -233,6 +233,9 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         A correspondence already computed for (a, b).
     a_predictions : Prediction, optional
         A's predictions on all of ``data`` (shared with closeness by ``analyze``).
+    surrogates : int
+        Shuffled surrogates for the p-value of the weight evidence (0: no p-value; ``tree`` uses
+        this, it needs the similarity only).
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -251,7 +254,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
             notes.append("A's weights cannot be overwritten (quantized or folded); the path is "
                          "evaluated in B's graph")
     notes += skipped
-    ev = weight_evidence(m, m.chains, rng) if m.pairs else None
+    ev = weight_evidence(m, m.chains, rng, n_null=surrogates) if m.pairs else None
     sim = None if ev is None or not math.isfinite(ev.statistic) else ev.statistic
     p_value = None if ev is None or not math.isfinite(ev.p_value) else ev.p_value
     common = dict(model_a=a.name, model_b=b.name, threshold=CALIBRATION["barrier"],

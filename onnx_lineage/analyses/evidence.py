@@ -94,6 +94,8 @@ def weight_evidence(m, chains, rng: np.random.Generator, n_null: int = 12) -> We
             align_units(a_params, surrogate, a_chains, rescale=False)
         s, _, _ = _statistic(m.a_layers, surrogate)
         null.append(s)
+    if not null:
+        return WeightEvidence(stat, float("nan"), float("nan"), float("nan"), units, per_layer)
     null = np.asarray(null)
     mu, sd = float(np.nanmean(null)), float(np.nanstd(null))
     sd = max(sd, 1e-3)

@@ -10,13 +10,14 @@ import sys
 import typer
 
 from onnx_lineage.cli import (cmd_analyze, cmd_closeness, cmd_demo, cmd_determine,  # noqa: F401
-                              cmd_inspect, cmd_match)
+                              cmd_inspect, cmd_match, cmd_tree)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Is model B derived from model A? Lineage determination and closeness for "
                        "ONNX models from any framework.")
 
-for _module in (cmd_inspect, cmd_match, cmd_determine, cmd_closeness, cmd_analyze, cmd_demo):
+for _module in (cmd_inspect, cmd_match, cmd_determine, cmd_closeness, cmd_analyze, cmd_tree,
+                cmd_demo):
     app.command(name=_module.NAME)(_module.command)
 
 

@@ -126,3 +126,59 @@ def test_unwritable_report_is_one_line(tmp_path, family):
     r = cli("analyze", family["parent"], family["noisy"], "--points", "16", "--report",
             tmp_path / "missing" / "r.html")
     assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def _custom_domain_model(path):
+    import onnx
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="com.example")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                                  helper.make_opsetid("com.example", 1)]), path)
+
+
+def test_custom_domain_operator_is_a_clear_error(tmp_path):
+    p = tmp_path / "custom.onnx"
+    _custom_domain_model(p)
+    r = cli("inspect", p)
+    assert r.returncode == 1 and "cannot run this model" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_model_without_parameters(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])])
+    p = tmp_path / "noparams.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    r = cli("inspect", p, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["layers"] == []
+    r = cli("determine", p, p, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "undetermined"
+
+
+def test_nan_outputs_are_a_clear_error(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Log", ["x"], ["l"]), helper.make_node("Neg", ["l"], ["n"]),
+                           helper.make_node("Sqrt", ["n"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 64])])
+    p = tmp_path / "nan.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    r = cli("closeness", p, p, "--points", "8")
+    assert r.returncode == 1 and "NaN or Inf" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tree_over_a_folder(tmp_path, family):
+    import shutil
+    for name in ("parent", "noisy", "independent"):
+        shutil.copy(family[name], tmp_path / f"{name}.onnx")
+    r = cli("tree", tmp_path, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"parent", "child", "closeness"} <= set(d["edges"][0])
+    assert "independent" in d["roots"]

@@ -107,3 +107,36 @@ def test_result_serialises():
     d = r.to_dict()
     assert set(d) >= {"pairs", "coverage", "unmatched", "transforms", "schema_version"}
     assert not any(k.startswith("_") for k in d)
+
+
+def test_conv_channel_permutation_through_batchnorm_is_undone(tmp_path):
+    """Permute the first conv's channels, its BatchNorm, and the next conv's inputs."""
+    from onnx import numpy_helper
+
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.model.parameters import extract_layers
+    proto = load_model(fixture_path("torch_cnn_bn")).proto
+    layers = extract_layers(proto)
+    conv1, bn1, conv2 = layers[0], layers[1], layers[2]
+    nodes = {n.name: n for n in proto.graph.node}
+    inits = {t.name: t for t in proto.graph.initializer}
+    perm = np.random.default_rng(1).permutation(conv1.units)
+
+    def rewrite(layer, key, fn):
+        site = layer.sites[key]
+        t = inits[nodes[site.node].input[site.slot]]
+        t.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(t)), t.name))
+
+    rewrite(conv1, "weight", lambda a: a[perm])
+    rewrite(conv1, "bias", lambda a: a[perm])
+    for key in ("weight", "bias", "mean", "var"):
+        rewrite(bn1, key, lambda a: a[perm])
+    rewrite(conv2, "weight", lambda a: a[:, perm])
+    p = tmp_path / "cnn_perm.onnx"
+    onnx.save(proto, p)
+    r = match(fixture_path("torch_cnn_bn"), p)
+    assert r.coverage == {"a": 1.0, "b": 1.0}
+    assert "permutation" in r.pairs[0]["transforms"]
+    for layer in r.a_layers:
+        for k, v in r.b_aligned[layer.index].items():
+            np.testing.assert_allclose(v, layer.params[k], atol=1e-6)

@@ -1,0 +1,72 @@
+"""``onnx-lineage tree MODEL... | DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from onnx_lineage.cli.options import DataOpt, Device, DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+
+NAME = "tree"
+
+ModelsArg = Annotated[list[Path], typer.Argument(help="ONNX files, or folders searched for *.onnx.",
+                                                 show_default=False)]
+RayOpt = Annotated[Optional[str], typer.Option("--ray", help="Run the pairwise work on Ray: "
+                                               "'auto' (an existing cluster), 'local', or an address.")]
+ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Write an HTML view of the forest.")]
+MermaidOpt = Annotated[bool, typer.Option("--mermaid", help="Print the forest as Mermaid text.")]
+
+
+def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
+            device: DeviceOpt = Device.auto, ray: RayOpt = None, report: ReportOpt = None,
+            mermaid: MermaidOpt = False, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Lineage forest over many models: which share lineage, and who derives from whom."""
+    from onnx_lineage.cli import render
+    from onnx_lineage.cli.progress import steps
+    from onnx_lineage.data import load_data
+    from onnx_lineage.report.atomic import write_atomic
+    from onnx_lineage.report.tree import tree_html
+    from onnx_lineage.zoo import tree
+
+    ds = load_data(data) if data is not None else None
+    with steps(not (json or quiet)) as step:
+        r = tree(models, ds, seed=seed, device=device.value, ray=ray, progress=step)
+    if report is not None:
+        write_atomic(report, tree_html(r))
+    if json:
+        render.emit_json(r)
+        return
+    if mermaid:
+        print(r.mermaid)
+        return
+    render_tree(r)
+
+
+def render_tree(r) -> None:
+    """The forest as rich trees, then the counts."""
+    from rich.tree import Tree
+
+    from onnx_lineage.cli import render
+    c = render.console()
+    children: dict[str, list[dict]] = {}
+    for e in r.edges:
+        children.setdefault(e["parent"], []).append(e)
+
+    def grow(node, name):
+        for e in sorted(children.get(name, []), key=lambda e: e["child"]):
+            clo = "-" if e["closeness"] is None else f"{e['closeness']:.3f}"
+            conf = f", direction confidence {e['confidence']:.2f}" if e["confidence"] else \
+                ", direction undecided"
+            grow(node.add(f"{e['child']}  [dim](closeness {clo}{conf})[/dim]"), e["child"])
+
+    for root in r.roots:
+        t = Tree(f"[bold]{root}[/bold]")
+        grow(t, root)
+        c.print(t)
+    c.print(f"{len(r.models)} models, {r.all_pairs} pairs: {r.candidates} candidates after "
+            f"screening, {r.exact_tests} exact tests, {r.related_pairs} related; executor "
+            f"{r.executor}; {r.seconds:.1f} s")
+    for f in r.failed:
+        c.print(f"- not tested: {f['a']} / {f['b']}: {f['error']}")

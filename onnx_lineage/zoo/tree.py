@@ -1,0 +1,186 @@
+"""``tree``: the lineage forest over many models.
+
+1. screening: data-free fingerprints of every model's first layer give candidate pairs
+   (:mod:`.fingerprint`), so exact tests grow with the candidates, not with n^2;
+2. exact determination of every candidate pair (weight evidence and loss barrier), with the
+   direction evidence (:mod:`.direction`);
+3. the maximum spanning forest over related pairs, oriented parent to child (:mod:`.forest`);
+4. closeness of every kept edge, as its weight.
+
+Steps 2 and 4 run on an executor: this process, or Ray tasks (:mod:`.executors`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from onnx_lineage.data import Dataset, digits
+from onnx_lineage.errors import LineageError, ModelError
+from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.parameters import extract_layers
+from onnx_lineage.results import Result
+from onnx_lineage.zoo.executors import executor
+from onnx_lineage.zoo.fingerprint import candidates, fingerprint
+from onnx_lineage.zoo.forest import PairOutcome, mermaid, orient, spanning_forest
+
+
+@dataclass(frozen=True)
+class TreeResult(Result):
+    """The lineage forest.
+
+    Attributes
+    ----------
+    edges : list of dict
+        ``parent``, ``child``, ``closeness``, ``similarity``, ``confidence`` (of the direction),
+        ``evidence``.
+    roots : list of str
+        One per tree (models related to nothing are roots of their own).
+    """
+
+    models: list
+    edges: list
+    roots: list
+    candidates: int
+    exact_tests: int
+    all_pairs: int
+    related_pairs: int
+    failed: list
+    executor: str
+    mermaid: str
+    seconds: float
+
+
+def _name_models(paths: list[Path]) -> dict[str, Path]:
+    """File stems as names; when two files share a stem, every model is named by its path
+    relative to the folders' common root, without the suffix (``mlp/parent``)."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return dict(zip(stems, paths))
+    resolved = [p.resolve() for p in paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    return {str(p.relative_to(root).with_suffix("")): orig for p, orig in zip(resolved, paths)}
+
+
+def collect(inputs: list[str | Path]) -> dict[str, Path]:
+    """ONNX files named on the command line, or found (recursively) in the folders named."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(p.rglob("*.onnx"))
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise ModelError(f"{p}: no such file or folder")
+    if len(paths) < 2:
+        raise LineageError(f"tree needs at least two models, found {len(paths)}")
+    return _name_models(paths)
+
+
+def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset, seed: int,
+               device: str) -> PairOutcome:
+    """Exact test of one pair (runs in this process or in a Ray worker)."""
+    from onnx_lineage.analyses.determination import determine
+    from onnx_lineage.matching import match
+    from onnx_lineage.zoo.direction import direction
+    try:
+        a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
+        b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
+        m = match(a, b)
+        det = determine(a, b, data, seed=seed, device=device, match_result=m, surrogates=0,
+                        rows=500)
+        d = direction(m, name_a, name_b) if m.pairs else None
+        weight = whole_cosine(m)
+        return PairOutcome(name_a, name_b, det.related, float(weight),
+                           0.0 if d is None else d.strong, () if d is None else d.evidence,
+                           weak=0.0 if d is None else d.weak)
+    except LineageError as exc:
+        return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
+
+
+def whole_cosine(m) -> float:
+    """Cosine of all matched parameters after alignment, layers weighted by size: the edge weight
+    of the spanning forest (unlike the unit similarity on shared non-zero weights, it keeps falling
+    with every modification, so a child sits closer to its parent than to its grandparent)."""
+    total = sum(p["params"] for p in m.pairs)
+    return float(sum(p["cosine"] * p["params"] for p in m.pairs) / total) if total else 0.0
+
+
+def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset,
+                    seed: int, device: str) -> float | None:
+    from onnx_lineage.analyses.closeness import closeness
+    try:
+        a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
+        b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
+        return closeness(a, b, data, seed=seed, device=device, points=128).closeness
+    except LineageError:
+        return None
+
+
+def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
+         device: str = "auto", ray: str | None = None, screen: float = 0.3,
+         with_closeness: bool = True, progress=None) -> TreeResult:
+    """The lineage forest over ``models`` (files, or folders searched for ``*.onnx``).
+
+    Parameters
+    ----------
+    data : Dataset, optional
+        Default: the built-in digits. Pairs whose models the data cannot feed are reported in
+        ``failed`` and treated as unrelated.
+    ray : str, optional
+        Ray address (``auto``, ``local``, ``ray://...``): run the pairwise work as Ray tasks.
+    screen : float
+        Fraction of first-layer units that must collide for a pair to be tested exactly.
+    """
+    t0 = time.perf_counter()
+    step = progress or (lambda name: None)
+    paths = collect(models)
+    data = digits() if data is None else data
+    step(f"fingerprinting {len(paths)} models")
+    loaded = {name: load_model(p) for name, p in paths.items()}
+    fps = [f for f in (fingerprint(n, extract_layers(m.proto)) for n, m in loaded.items()) if f]
+    cand = candidates(fps, screen)
+    ex = executor(ray)
+    blobs = {n: ex.share(m.proto.SerializeToString()) for n, m in loaded.items()}
+    shared_data = ex.share(data)
+    step(f"exact tests of {len(cand)} candidate pairs")
+    outcomes = ex.map(_pair_task, [(a, blobs[a], b, blobs[b], shared_data, seed, device)
+                                   for a, b in sorted(cand)])
+    names = sorted(loaded)
+    quantized = frozenset(n for n, m in loaded.items()
+                          if any(x.quant for x in extract_layers(m.proto)))
+    kept = spanning_forest(names, outcomes, quantized)
+    # centrality: minus the summed chord distance sqrt(2 (1 - cosine)) to related models; a parent
+    # is the medoid of the children that radiate from it
+    centrality: dict[str, float] = {}
+    for o in outcomes:
+        if o.related:
+            dist = float(np.sqrt(max(2.0 * (1.0 - o.weight), 0.0)))
+            centrality[o.a] = centrality.get(o.a, 0.0) - dist
+            centrality[o.b] = centrality.get(o.b, 0.0) - dist
+    directed, roots = orient(names, kept, centrality)
+    closeness_values = [None] * len(directed)
+    if with_closeness and directed:
+        step(f"closeness of {len(directed)} edges")
+        closeness_values = ex.map(_closeness_task, [(p, blobs[p], c, blobs[c], shared_data, seed,
+                                                     device) for p, c, _ in directed])
+    edges = []
+    for (p, c, o), clo in zip(directed, closeness_values):
+        sign = 1.0 if o.a == p else -1.0
+        agree = sign * (o.direction + o.weak)
+        edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
+                      "confidence": round(agree / (agree + 1.0), 3) if agree > 0 else 0.0,
+                      "evidence": list(o.evidence)})
+    failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
+    n = len(names)
+    return TreeResult(models=names, edges=edges, roots=sorted(roots), candidates=len(cand),
+                      exact_tests=len(outcomes), all_pairs=n * (n - 1) // 2,
+                      related_pairs=sum(1 for o in outcomes if o.related), failed=failed,
+                      executor=ex.name, mermaid=mermaid(edges, sorted(roots)),
+                      seconds=time.perf_counter() - t0)

@@ -1,0 +1,95 @@
+"""The lineage forest: chains, siblings, independent roots; screening; Ray gives the same result."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx_lineage.demo.family import mlp_to_onnx
+from onnx_lineage.model.loading import load_model
+from onnx_lineage.model.parameters import extract_layers
+from onnx_lineage.zoo import tree
+from onnx_lineage.zoo.fingerprint import candidates, fingerprint
+from onnx_lineage.zoo.forest import PairOutcome, orient, spanning_forest
+
+
+@pytest.fixture(scope="module")
+def lineage(tmp_path_factory, family):
+    """root -> child -> grandchild (a chain), root -> sibling, plus an independent model.
+
+    Each generation adds weight noise (as training does, it grows the norm), so both the
+    structure and the direction are recoverable.
+    """
+    d = tmp_path_factory.mktemp("lineage")
+    layers = extract_layers(load_model(family["parent"]).proto)
+    w0 = [x.weight for x in layers]
+    b0 = [x.params["bias"] for x in layers]
+    rng = np.random.default_rng(0)
+
+    def child(ws, level):
+        return [w + rng.normal(0, level * w.std(), w.shape).astype(np.float32) for w in ws]
+
+    w1 = child(w0, 0.10)
+    w2 = child(w1, 0.10)
+    ws = child(w0, 0.12)
+    for name, w in (("root", w0), ("child", w1), ("grandchild", w2), ("sibling", ws)):
+        onnx.save(mlp_to_onnx(w, b0), d / f"{name}.onnx")
+    ind = extract_layers(load_model(family["independent"]).proto)
+    onnx.save(mlp_to_onnx([x.weight for x in ind], [x.params["bias"] for x in ind]),
+              d / "stranger.onnx")
+    return d
+
+
+def test_chain_siblings_and_independent_roots(lineage):
+    r = tree([lineage], with_closeness=False)
+    edges = {(e["parent"], e["child"]) for e in r.edges}
+    assert edges == {("root", "child"), ("child", "grandchild"), ("root", "sibling")}
+    assert r.roots == ["root", "stranger"]
+    assert all(e["confidence"] > 0 for e in r.edges)
+
+
+def test_screening_skips_independent_pairs(lineage):
+    r = tree([lineage], with_closeness=False)
+    assert r.all_pairs == 10
+    assert r.exact_tests == r.candidates < r.all_pairs  # the stranger is never tested exactly
+
+
+def test_json_and_mermaid(lineage):
+    r = tree([lineage])
+    d = r.to_dict()
+    assert set(d) >= {"edges", "roots", "schema_version"}
+    assert all(set(e) >= {"parent", "child", "closeness"} for e in d["edges"])
+    assert r.mermaid.startswith("graph TD") and "root" in r.mermaid
+
+
+def test_fingerprints_see_through_permutation(family):
+    fps = [fingerprint(n, extract_layers(load_model(family[n]).proto))
+           for n in ("parent", "obfuscated", "independent")]
+    cand = candidates(fps)
+    assert ("obfuscated", "parent") in cand
+    assert ("independent", "parent") not in cand
+
+
+def test_forest_orients_by_evidence_and_keeps_quantized_copies_as_leaves():
+    # q: a float parent; a: its fine-tuned child (a has the larger norm: direction -1 for (a, q));
+    # b: an int8 copy of q (a leaf whatever its similarities: nothing is trained from int8)
+    outs = [PairOutcome("a", "b", True, 0.995, 0.0, ()),
+            PairOutcome("b", "q", True, 0.999, -2.0, ()),
+            PairOutcome("a", "q", True, 0.98, -1.0, ())]
+    kept = spanning_forest(["a", "b", "q"], outs, leaves=frozenset({"b"}))
+    directed, roots = orient(["a", "b", "q"], kept)
+    assert roots == ["q"]
+    assert {(p, c) for p, c, _ in directed} == {("q", "a"), ("q", "b")}
+
+
+def test_ray_gives_the_local_result(lineage):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = tree([lineage], ray="auto")
+    finally:
+        ray.shutdown()
+    local = tree([lineage])
+    assert remote.executor == "ray" and local.executor == "local"
+    assert remote.edges == local.edges and remote.roots == local.roots
