@@ -50,13 +50,25 @@ def evaluate(zoo: Path, r) -> dict:
     def name(p):  # the zoo's stems collide across families: tree names them family/member
         return p
 
+    # function-identical copies of a parent (re-exports, BatchNorm kept, permuted and rescaled):
+    # no data-free method can tell them from the parent, so either counts as the parent
+    copies = {"obfuscated", "dynamo", "bn_kept"}
+
+    def is_parent_or_copy(candidate, parent):
+        fam = parent.split("/")[0]
+        return candidate == parent or (candidate.startswith(fam + "/")
+                                       and candidate.split("/")[1] in copies)
+
     same_tree = sum(1 for p in related if _root(name(p["a"]), parent_of) == _root(name(p["b"]), parent_of))
     direct = sum(1 for p in from_parent if parent_of.get(name(p["b"])) == name(p["a"]))
     ancestor = sum(1 for p in from_parent if name(p["a"]) in ancestors(name(p["b"])))
+    ancestor_or_copy = sum(1 for p in from_parent
+                           if any(is_parent_or_copy(x, name(p["a"])) for x in ancestors(name(p["b"]))))
     indep_roots = sorted({name(p["b"]) for p in unrelated if p["split"] == "evaluation"})
     return {"related_pairs_same_tree": same_tree / len(related),
             "members_with_true_parent": direct / len(from_parent),
             "members_with_true_parent_as_ancestor": ancestor / len(from_parent),
+            "members_with_parent_or_its_copy_as_ancestor": ancestor_or_copy / len(from_parent),
             "independent_models_that_are_roots": float(np.mean([m in r.roots for m in indep_roots])),
             "unrelated_pairs_in_one_tree": sum(
                 1 for p in unrelated

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from onnx_lineage.analyses import directions as dirs
-from onnx_lineage.analyses.boundary import search
+from onnx_lineage.analyses.boundary import RaySearch, search
 from onnx_lineage.analyses.labels import Labeler
 from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
 from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
@@ -173,7 +173,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         path = "continuous: straight rays clipped to the valid input range"
 
     base_a_all = labels_all
-    base_b_all = None
+    base_b_all: dict[int, int] = {}  # B's label at each measured point, filled round by round
     if sampling == "stratified":
         order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
     elif sampling == "uniform":
@@ -188,8 +188,6 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         rows = order[taken: taken + round_size]
         taken += rows.size
         rounds += 1
-        if base_b_all is None:
-            base_b_all = {}
         pb = mb.labels(*_origin_inputs(space, rows), rows)
         for r, lab in zip(rows, pb):
             base_b_all[int(r)] = int(lab)
@@ -307,13 +305,10 @@ def _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, r
     return [float(score[origin == r].mean()) for r in rows]
 
 
-class _Concat:
-    def __init__(self, distance, flip):
-        self.distance, self.flip = distance, flip
-
-
-def _concat(x, y):
-    return _Concat(np.concatenate([x.distance, y.distance]), np.concatenate([x.flip, y.flip]))
+def _concat(x: RaySearch, y: RaySearch) -> RaySearch:
+    """Two searches' rays as one."""
+    return RaySearch(np.concatenate([x.distance, y.distance]), np.concatenate([x.flip, y.flip]),
+                     np.concatenate([x.found, y.found]), x.queries + y.queries, x.steps + y.steps)
 
 
 def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:

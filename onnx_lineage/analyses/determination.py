@@ -19,7 +19,6 @@ from onnx_lineage.analyses.evidence import weight_evidence
 from onnx_lineage.analyses.interpolation import (Endpoint, InterpolatedModel, fast_path_supported,
                                                  rebuilt_model)
 from onnx_lineage.data import Dataset, digits, feeds_for
-from onnx_lineage.errors import DataError
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Prediction, Runner

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx_lineage.matching.permutation import align_units
+from onnx_lineage.matching.permutation import Chain, align_units
 
 _KINDS = ("dense", "conv", "embedding", "linear")
 
@@ -103,8 +103,7 @@ def weight_evidence(m, chains, rng: np.random.Generator, n_null: int = 12) -> We
     return WeightEvidence(stat, mu, sd, float(p), units, per_layer)
 
 
-def _as_a_chain(c):
+def _as_a_chain(c: Chain) -> Chain:
     """The same junction expressed in A's indices on both sides (surrogates live in A's layout)."""
-    from onnx_lineage.matching.permutation import Chain
     return Chain(c.a, c.a, c.a_next, c.a_next, [(x, x) for x, _ in c.followers], c.spatial,
                  c.homogeneous)

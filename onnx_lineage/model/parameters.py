@@ -452,19 +452,14 @@ def _integer_scale(g: GraphIndex, out: str) -> tuple[str, np.ndarray | None]:
     return out, None
 
 
-def _matmul_or_integer(g, node):
-    return _dense_from_matmul(g, node)
-
-
 _HANDLERS = {
     ("ai.onnx", "Gemm"): _dense_from_gemm,
-    ("ai.onnx", "MatMul"): _matmul_or_integer,
+    ("ai.onnx", "MatMul"): _dense_from_matmul,
     ("ai.onnx", "Conv"): _conv,
     ("ai.onnx", "ConvTranspose"): _conv,
     ("ai.onnx", "BatchNormalization"): _batchnorm,
     ("ai.onnx", "LayerNormalization"): _layernorm,
     ("com.microsoft", "LayerNormalization"): _layernorm,
-    ("com.microsoft", "SkipLayerNormalization"): None,
     ("ai.onnx", "Gather"): _embedding,
     ("ai.onnx", "LSTM"): _recurrent,
     ("ai.onnx", "GRU"): _recurrent,
@@ -477,7 +472,6 @@ _HANDLERS = {
     ("ai.onnx", "MatMulInteger"): _integer,
     ("ai.onnx", "ConvInteger"): _integer,
 }
-_HANDLERS = {k: v for k, v in _HANDLERS.items() if v is not None}
 
 
 def extract_layers(model: onnx.ModelProto) -> list[Layer]:

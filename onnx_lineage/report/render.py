@@ -101,7 +101,8 @@ def to_html(r) -> str:
                   _img(plots.matching_by_class(c.matching_by_class), "matching rate by class")]
     notes = list(m["transforms"]) + list(d.notes) + ([] if c is None else list(c.notes))
     if notes:
-        parts += ["<h2>Transforms and notes</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        parts.append(f"<h2>Transforms and notes</h2><ul>{items}</ul>")
     parts.append(f"<p class='muted'>onnx-lineage {r.version}; provider {html.escape(d.provider)}; "
                  f"seed {r.seed}; {r.seconds:.1f} s.</p></body></html>")
     return "\n".join(parts)

@@ -71,9 +71,9 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
     """Directed edges (parent, child, outcome) and the roots (one per tree, isolated models too).
 
     A tree's root is the model whose orientation agrees best with the strong direction evidence
-    (``direction``: quantization, sparsity), then with the weak evidence (``weak``: norm drift);
-    among equals, the most central one (``centrality``, higher is more central: a parent is the
-    medoid of the children that radiate from it).
+    (``direction``: quantization, sparsity); among equals, the most central one (``centrality``,
+    higher is more central: see ``tree.hubness``); then the one the weak evidence (``weak``: norm
+    drift) agrees with best.
     """
     centrality = centrality or {}
     adj: dict[str, list[PairOutcome]] = {m: [] for m in models}
@@ -95,8 +95,8 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
                     seen.add(y)
                     stack.append(y)
         root = max(sorted(comp), key=lambda r: (round(_agreement(r, adj), 6),
-                                                 round(_agreement(r, adj, weak=True), 6),
-                                                 round(centrality.get(r, 0.0), 6)))
+                                                 round(centrality.get(r, 0.0), 6),
+                                                 round(_agreement(r, adj, weak=True), 6)))
         roots.append(root)
         directed += _away_from(root, adj)
     return directed, roots
@@ -118,7 +118,7 @@ def _away_from(root: str, adj) -> list[tuple[str, str, PairOutcome]]:
 def _agreement(root: str, adj, weak: bool = False) -> float:
     """Sum of (strong, or weak) direction scores agreeing with edges pointing away from ``root``."""
     total = 0.0
-    for parent, child, e in _away_from(root, adj):
+    for parent, _child, e in _away_from(root, adj):
         score = e.weak if weak else e.direction
         total += score if e.a == parent else -score
     return total

@@ -104,6 +104,30 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
 
 
+def hubness(outcomes: list[PairOutcome]) -> dict[str, float]:
+    """For every model, how many related models have it as their most similar relative.
+
+    A parent from which children radiate in different directions is each first child's nearest
+    relative; a model inside a trajectory or a ladder is the nearest relative of one or two.
+    Ties share the vote.
+    """
+    best: dict[str, tuple[float, list[str]]] = {}
+    for o in outcomes:
+        if not o.related:
+            continue
+        for x, y in ((o.a, o.b), (o.b, o.a)):
+            w, who = best.get(x, (-np.inf, []))
+            if o.weight > w + 1e-12:
+                best[x] = (o.weight, [y])
+            elif abs(o.weight - w) <= 1e-12:
+                who.append(y)
+    hub: dict[str, float] = {}
+    for _, (_, who) in best.items():
+        for y in who:
+            hub[y] = hub.get(y, 0.0) + 1.0 / len(who)
+    return hub
+
+
 def whole_cosine(m) -> float:
     """Cosine of all matched parameters after alignment, layers weighted by size: the edge weight
     of the spanning forest (unlike the unit similarity on shared non-zero weights, it keeps falling
@@ -156,14 +180,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     quantized = frozenset(n for n, m in loaded.items()
                           if any(x.quant for x in extract_layers(m.proto)))
     kept = spanning_forest(names, outcomes, quantized)
-    # centrality: minus the summed chord distance sqrt(2 (1 - cosine)) to related models; a parent
-    # is the medoid of the children that radiate from it
-    centrality: dict[str, float] = {}
-    for o in outcomes:
-        if o.related:
-            dist = float(np.sqrt(max(2.0 * (1.0 - o.weight), 0.0)))
-            centrality[o.a] = centrality.get(o.a, 0.0) - dist
-            centrality[o.b] = centrality.get(o.b, 0.0) - dist
+    centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality)
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
