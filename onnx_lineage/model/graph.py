@@ -9,6 +9,7 @@ array per weight.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -22,8 +23,9 @@ from onnx_lineage.errors import ModelError
 _FOLDABLE = {"Identity", "Cast", "DequantizeLinear", "Transpose", "Mul", "Sub", "Reshape",
              "Squeeze", "Unsqueeze", "Constant"}
 
-#: Cap on elements of one tensor that are materialised (the size limits of the safety issue).
-MAX_TENSOR_ELEMENTS = 2**31
+#: Cap on the elements of one tensor that is read; override with the environment variable
+#: ``ONNX_LINEAGE_MAX_TENSOR_ELEMENTS``.
+MAX_TENSOR_ELEMENTS = int(os.environ.get("ONNX_LINEAGE_MAX_TENSOR_ELEMENTS", 2**31))
 
 
 @dataclass(frozen=True)

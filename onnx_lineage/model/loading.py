@@ -16,8 +16,9 @@ from onnx import external_data_helper
 
 from onnx_lineage.errors import ModelError
 
-#: Largest model file (protobuf plus external data) read by default, in bytes.
-MAX_MODEL_BYTES = 4 * 1024**3
+#: Largest model file (protobuf plus external data) read by default, in bytes; override with the
+#: environment variable ``ONNX_LINEAGE_MAX_MODEL_BYTES``.
+MAX_MODEL_BYTES = int(os.environ.get("ONNX_LINEAGE_MAX_MODEL_BYTES", 4 * 1024**3))
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _check_external(model: onnx.ModelProto, folder: Path, max_bytes: int) -> Non
         raise ModelError(f"external data totals {total} bytes, over the limit of {max_bytes}")
 
 
-def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_MODEL_BYTES,
+def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
                check: bool = True) -> LoadedModel:
     """Read and validate an ONNX file.
 
@@ -80,8 +81,9 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_MODEL_BYTES,
     ----------
     path : str or PathLike
         The ``.onnx`` file. External data files must sit in the same folder (or below it).
-    max_bytes : int
-        Refuse models whose protobuf plus external data exceed this size.
+    max_bytes : int, optional
+        Refuse models whose protobuf plus external data exceed this size (default
+        :data:`MAX_MODEL_BYTES`).
     check : bool
         Run ``onnx.checker`` on the loaded model.
 
@@ -90,6 +92,7 @@ def load_model(path: str | os.PathLike, *, max_bytes: int = MAX_MODEL_BYTES,
     ModelError
         With a one-line message, for any file that cannot be read as a valid ONNX model.
     """
+    max_bytes = MAX_MODEL_BYTES if max_bytes is None else max_bytes
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: no such file")

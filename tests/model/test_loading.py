@@ -109,3 +109,18 @@ def test_tensor_data_not_fitting_its_shape(tmp_path):
         t.raw_data = t.raw_data[:-4]
     with pytest.raises(ModelError):
         inspect_model(_mlp_with(tmp_path, shrink), device="cpu")
+
+
+def test_size_limits_can_be_lowered_by_environment(tmp_path):
+    import subprocess
+    import sys
+    code = ("from onnx_lineage.model.loading import load_model; "
+            f"load_model({str(fixture_path('torch_mlp_legacy'))!r})")
+    env = {**__import__("os").environ, "ONNX_LINEAGE_MAX_MODEL_BYTES": "1000"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "over the limit of 1000" in r.stderr
+    env = {**__import__("os").environ, "ONNX_LINEAGE_MAX_TENSOR_ELEMENTS": "100"}
+    code = ("from onnx_lineage.model.inspect import inspect_model; "
+            f"inspect_model({str(fixture_path('torch_mlp_legacy'))!r}, device='cpu')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "over the limit of 100" in r.stderr
