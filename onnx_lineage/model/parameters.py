@@ -312,13 +312,24 @@ def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     table = g.constant(node.input[0])
     if table is None or table.value.ndim != 2 or g.is_constant(node.input[1]):
         return None
-    if table.value.dtype.kind != "f" and table.quant is None:
-        return None  # integer tables (shape gathers) are not embeddings
     if attr(node, "axis", 0) != 0:
         return None
+    out, quant, step, writable = node.output[0], table.quant, table.step, True
+    if table.value.dtype.kind != "f":
+        # quantize_dynamic gathers int8 rows, then dequantizes them: Gather -> DequantizeLinear
+        cons = g.consumers_of(node.output[0])
+        if len(cons) != 1 or cons[0].op_type != "DequantizeLinear":
+            return None  # integer tables (shape gathers) are not embeddings
+        scale = g.constant(cons[0].input[1])
+        zp = g.constant(cons[0].input[2]) if len(cons[0].input) > 2 and cons[0].input[2] else None
+        if scale is None or scale.value.size != 1:
+            return None
+        value = dequantize(table.value, scale.value, None if zp is None else zp.value)
+        table = Const(value, "dynamic", float(np.abs(scale.value).max()))
+        out, quant, step, writable = cons[0].output[0], "dynamic", table.step, False
     return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T.copy()},
-                 {"weight": Site(node.name, 0, table.value.shape, "transpose", True)},
-                 table.quant, table.step, node.output[0], node.input[1])
+                 {"weight": Site(node.name, 0, table.value.shape, "transpose", writable)},
+                 quant, step, out, node.input[1])
 
 
 def _recurrent(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
