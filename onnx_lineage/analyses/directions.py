@@ -56,6 +56,9 @@ def normal_estimate(boundary: np.ndarray, base_label: np.ndarray, radius: np.nda
                     label_fn, rng: np.random.Generator, samples: int = 24) -> np.ndarray:
     """Estimate the boundary normal at each boundary point from label queries.
 
+    The same ``samples`` random unit perturbations serve every point (scaled by its radius), so
+    the estimate at each point is the boundary normal projected on one shared random subspace.
+
     Parameters
     ----------
     boundary : ndarray of shape (P, d), float32
@@ -73,13 +76,10 @@ def normal_estimate(boundary: np.ndarray, base_label: np.ndarray, radius: np.nda
         Unit vectors pointing from the near side across the boundary.
     """
     p, d = boundary.shape
-    delta = _unit(rng.standard_normal((p * samples, d), dtype=np.float32))
-    delta *= np.repeat(radius, samples)[:, None].astype(np.float32)
-    pts = np.repeat(boundary, samples, axis=0) + delta
-    crossed = label_fn(pts) != np.repeat(base_label, samples)
+    delta = _unit(rng.standard_normal((samples, d), dtype=np.float32))  # (S, d)
+    pts = boundary[:, None, :] + radius.astype(np.float32)[:, None, None] * delta[None]
+    crossed = label_fn(pts.reshape(p * samples, d)).reshape(p, samples) != base_label[:, None]
     sign = np.where(crossed, 1.0, -1.0).astype(np.float32)
     # centre the signs so an unbalanced neighbourhood does not bias the estimate (HopSkipJump)
-    sign = sign.reshape(p, samples)
-    sign = sign - sign.mean(axis=1, keepdims=True)
-    est = (sign.reshape(-1, 1) * delta).reshape(p, samples, d).sum(axis=1)
-    return _unit(est)
+    sign -= sign.mean(axis=1, keepdims=True)
+    return _unit(sign @ delta)
