@@ -32,8 +32,6 @@ from onnx_lineage.results import Result
 #: benchmarks/RESULTS.md.
 CALIBRATION = {"barrier": 0.0112, "similarity": 0.754}
 
-ALPHA_SCHEDULES = ("uniform", "refined")
-
 
 @dataclass(frozen=True)
 class DeterminationResult(Result):
@@ -301,7 +299,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     unaligned = _unaligned_barrier(base, m, sample, targets, device, output, scale, base_name)
     queries = sweep.runner.forward_rows + pseudo.forward_rows
 
-    verdict, related, reason = decide(barrier, sim, m.coverage)
+    verdict, related, reason = decide(barrier, sim)
     if m.coverage["a"] < 1.0 or m.coverage["b"] < 1.0:
         notes.append(f"partial reuse: {len(eps)} tensors interpolated (the matched layers); "
                      f"unmatched layers keep {base_name}'s values along the path")
@@ -338,7 +336,7 @@ def _unaligned_barrier(base, m, sample, targets, device, output, scale, base_nam
     return barrier_of(curve) / scale
 
 
-def decide(barrier: float, similarity: float | None, coverage: dict) -> tuple[str, bool | None, str]:
+def decide(barrier: float, similarity: float | None) -> tuple[str, bool | None, str]:
     """Verdict from the normalised barrier and the weight similarity (see :data:`CALIBRATION`).
 
     Two tests, each calibrated so that no independent pair passes it: the loss-basin test (barrier
@@ -363,5 +361,7 @@ def decide(barrier: float, similarity: float | None, coverage: dict) -> tuple[st
         why = ("no weight similarity could be computed" if similarity is None else
                f"its weights moved far (unit similarity {sim} < {ts})")
         return "related", True, f"same loss basin (barrier {barrier:.4f} <= {tb}); {why}"
+    if similarity is None:
+        return "unrelated", False, f"a loss barrier of {barrier:.4f} > {tb} separates them"
     return "unrelated", False, (f"a loss barrier of {barrier:.4f} > {tb} separates them and their "
                                 f"weights share no training (unit similarity {sim} < {ts})")

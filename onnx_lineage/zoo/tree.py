@@ -168,7 +168,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     data = digits() if data is None else data
     step(f"fingerprinting {len(paths)} models")
     loaded = {name: load_model(p) for name, p in paths.items()}
-    fps = [f for f in (fingerprint(n, extract_layers(m.proto)) for n, m in loaded.items()) if f]
+    layers = {name: extract_layers(m.proto) for name, m in loaded.items()}
+    fps = [f for f in (fingerprint(n, layers[n]) for n in loaded) if f]
     cand = candidates(fps, screen)
     ex = executor(ray)
     blobs = {n: ex.share(m.proto.SerializeToString()) for n, m in loaded.items()}
@@ -177,8 +178,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     outcomes = ex.map(_pair_task, [(a, blobs[a], b, blobs[b], shared_data, seed, device)
                                    for a, b in sorted(cand)])
     names = sorted(loaded)
-    quantized = frozenset(n for n, m in loaded.items()
-                          if any(x.quant for x in extract_layers(m.proto)))
+    quantized = frozenset(n for n in names if any(x.quant for x in layers[n]))
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality)

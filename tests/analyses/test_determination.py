@@ -112,3 +112,12 @@ def test_barrier_of_a_convex_curve_is_zero():
     assert barrier_of(curve) == 0.0
     bump = [{"alpha": a, "loss": 1.0 - (2 * a - 1) ** 2} for a in np.linspace(0, 1, 11)]
     assert barrier_of(bump) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("barrier,sim,verdict", [
+    (0.0, 0.99, "related"), (0.5, 0.99, "related"), (0.0, 0.1, "related"),
+    (0.5, 0.1, "unrelated"), (0.0, None, "related"), (0.5, None, "unrelated"),
+    (float("nan"), 0.99, "undetermined")])
+def test_decision_table(barrier, sim, verdict):
+    from onnx_lineage.analyses.determination import decide
+    assert decide(barrier, sim)[0] == verdict
