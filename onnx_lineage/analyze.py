@@ -1,7 +1,8 @@
 """``analyze``: correspondence, determination and closeness in one run, and the report.
 
-A's predictions on the data are computed once and shared by both analyses; the correspondence is
-computed once and handed to the determination.
+The correspondence is computed once and handed to the determination; A's predictions on the whole
+data set are computed once for the closeness (and the loss scale here); the determination takes
+A's predictions on its rows from the first point of its own sweep (alpha 0 is A itself).
 """
 
 from __future__ import annotations
@@ -99,8 +100,7 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     feeds, _ = feeds_for(ra.inputs, data, a.name)
     pred_a = ra.predict(feeds)
     step("interpolation sweep")
-    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
-                    a_predictions=pred_a)
+    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m)
     clo = None
     if with_closeness:
         step("boundary search")

@@ -21,7 +21,7 @@ from onnx_lineage.analyses.interpolation import (Endpoint, InterpolatedModel, fa
 from onnx_lineage.data import Dataset, digits, feeds_for
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.loading import LoadedModel, load_model
-from onnx_lineage.model.runner import Prediction, Runner
+from onnx_lineage.model.runner import Runner
 from onnx_lineage.results import Result
 
 #: Thresholds of the verdict, calibrated once on independent pairs only (same architecture and
@@ -125,16 +125,23 @@ class Sweep:
             self.model = None
             self.runner = Runner(rebuilt_model(base, endpoints, 0.0), device=device, output=output,
                                  name="interpolated")
-        self.feeds, _ = feeds_for(self.runner.inputs, data, "model A")
+        self.feeds, self.ignored = feeds_for(self.runner.inputs, data, "model A")
         self.kind = self.runner.output_kind
         self.ends: dict[float, np.ndarray] = {}
+        self._seen: dict[float, np.ndarray] = {}
 
     @property
     def provider(self) -> str:
         return self.runner.provider
 
     def scores(self, alpha: float) -> np.ndarray:
-        """Raw prediction output of the interpolated model at ``alpha``, shape (n, k)."""
+        """Raw prediction output of the interpolated model at ``alpha``, shape (n, k).
+
+        Each alpha runs once: the base model's own predictions (alpha 0), used as targets when
+        the data has no labels, are the first point of the sweep, not an extra pass.
+        """
+        if alpha in self._seen:
+            return self._seen[alpha]
         if self.fast:
             pred = self.runner.predict(self.feeds, static=self.model.weights(alpha))
         else:
@@ -142,7 +149,9 @@ class Sweep:
                        output=self.output, name="interpolated")
             pred = r.predict(self.feeds)
             self.runner.forward_rows += r.forward_rows
-        return pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
+        out = pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
+        self._seen[alpha] = out
+        return out
 
     def point(self, alpha: float) -> dict:
         """Loss and error at ``alpha``."""
@@ -211,8 +220,7 @@ def sample_rows(data: Dataset, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
               points: int = 11, rows: int = 1000, output: str = "auto",
-              match_result: MatchResult | None = None,
-              a_predictions: Prediction | None = None, surrogates: int = 12) -> DeterminationResult:
+              match_result: MatchResult | None = None, surrogates: int = 12) -> DeterminationResult:
     """Is B derived from A? The loss-basin test with weight evidence.
 
     Parameters
@@ -228,8 +236,6 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         Rows of data used for the loss.
     match_result : MatchResult, optional
         A correspondence already computed for (a, b).
-    a_predictions : Prediction, optional
-        A's predictions on all of ``data`` (shared with closeness by ``analyze``).
     surrogates : int
         Shuffled surrogates for the p-value of the weight evidence (0: no p-value; ``tree`` uses
         this, it needs the similarity only).
@@ -268,36 +274,32 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
                                    seconds=time.perf_counter() - t0, **common)
 
     base = (a if base_name == "A" else b).proto
-    pseudo = Runner(base, device=device, output=output, name=f"model {base_name}")
     idx = sample_rows(data, rows, rng)
     sample = data.subset(idx)
-    feeds, ignored = feeds_for(pseudo.inputs, sample, f"model {base_name}")
-    if ignored:
-        notes.append(f"data arrays not used by the model: {', '.join(ignored)}")
-    if a_predictions is not None and base_name == "A":
-        pred = Prediction(a_predictions.labels[idx],
-                          None if a_predictions.scores is None else a_predictions.scores[idx])
-    else:
-        pred = pseudo.predict(feeds)
-    classes = pseudo.output_kind in ("logits", "probabilities", "labels")
+    sweep = Sweep(base, eps, sample, None, device, output)
+    if sweep.ignored:
+        notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
+    base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
+    classes = sweep.kind in ("logits", "probabilities", "labels")
     if classes and sample.y is not None:
         targets, criterion = sample.y, "cross-entropy against the labels"
     elif classes:
-        targets, criterion = pred.labels, f"cross-entropy against {base_name}'s predictions"
+        labels = (base_scores[:, 0].astype(np.int64) if sweep.kind == "labels"
+                  else np.argmax(base_scores, axis=1))
+        targets, criterion = labels, f"cross-entropy against {base_name}'s predictions"
     else:
         targets, criterion = None, "functional deviation from the straight line of outputs"
-    if pseudo.output_kind == "labels":
+    if sweep.kind == "labels":
         criterion = "error rate (label-only model)"
-
-    sweep = Sweep(base, eps, sample, targets, device, output)
+    sweep.targets = targets
     curve = run_sweep(sweep, points)
-    n_classes = pred.scores.shape[1] if pred.scores is not None else int(targets.max()) + 1
+    n_classes = base_scores.shape[1] if sweep.kind != "labels" else int(targets.max()) + 1
     scale = math.log(max(n_classes, 2)) if sweep.kind in ("logits", "probabilities") else 1.0
     raw = barrier_of(curve)
     barrier = raw / scale
     err_barrier = barrier_of(curve, "error") if sweep.kind in ("logits", "probabilities") else None
     unaligned = _unaligned_barrier(base, m, sample, targets, device, output, scale, base_name)
-    queries = sweep.runner.forward_rows + pseudo.forward_rows
+    queries = sweep.runner.forward_rows
 
     verdict, related, reason = decide(barrier, sim)
     if m.coverage["a"] < 1.0 or m.coverage["b"] < 1.0:
