@@ -301,7 +301,18 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     unaligned = _unaligned_barrier(base, m, sample, targets, device, output, scale, base_name)
     queries = sweep.runner.forward_rows
 
-    verdict, related, reason = decide(barrier, sim)
+    informative = True
+    if sample.y is not None and sweep.kind in ("logits", "probabilities", "labels"):
+        # the basin test needs models that fit the data: on data they cannot predict (the wrong
+        # task, the wrong preprocessing) both ends have a chance-level loss and any path is flat
+        chance = 1.0 - 1.0 / max(n_classes, 2)
+        worst = max(curve[0]["error"], curve[-1]["error"])
+        if worst > 0.5 * chance:
+            informative = False
+            notes.append(f"the models do not fit this data (error {curve[0]['error']:.2f} for "
+                         f"{base_name} at one end, {curve[-1]['error']:.2f} at the other; chance "
+                         f"{chance:.2f}): the barrier is not evidence, the weights decide")
+    verdict, related, reason = decide(barrier if informative else None, sim)
     if m.coverage["a"] < 1.0 or m.coverage["b"] < 1.0:
         notes.append(f"partial reuse: {len(eps)} tensors interpolated (the matched layers); "
                      f"unmatched layers keep {base_name}'s values along the path")
@@ -338,16 +349,25 @@ def _unaligned_barrier(base, m, sample, targets, device, output, scale, base_nam
     return barrier_of(curve) / scale
 
 
-def decide(barrier: float, similarity: float | None) -> tuple[str, bool | None, str]:
+def decide(barrier: float | None, similarity: float | None) -> tuple[str, bool | None, str]:
     """Verdict from the normalised barrier and the weight similarity (see :data:`CALIBRATION`).
 
     Two tests, each calibrated so that no independent pair passes it: the loss-basin test (barrier
     at most its threshold) and the weight test (unit similarity at least its threshold). Either
     one is evidence of shared training: large learning rates can carry a child over a barrier
     while its weights stay recognisable, and can scramble weights while it stays in the basin.
-    Neither passing means unrelated. Where no similarity can be computed, the barrier decides.
+    Neither passing means unrelated. Where no similarity can be computed, the barrier decides;
+    where the barrier is not informative (``None``: models that do not fit the data), the
+    similarity does.
     """
     tb, ts = CALIBRATION["barrier"], CALIBRATION["similarity"]
+    if barrier is None:
+        if similarity is None:
+            return "undetermined", None, "neither the loss path nor the weights are informative"
+        if similarity >= ts:
+            return "related", True, f"shared weights (unit similarity {similarity:.2f} >= {ts})"
+        return "unrelated", False, (f"the weights share no training (unit similarity "
+                                    f"{similarity:.2f} < {ts}); the loss path is not informative")
     if not math.isfinite(barrier):
         return "undetermined", None, "the loss could not be evaluated along the path"
     basin = barrier <= tb

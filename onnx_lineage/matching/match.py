@@ -8,6 +8,7 @@ import numpy as np
 
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
+from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.permutation import Chain, align_units
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
@@ -28,6 +29,10 @@ class MatchResult(Result):
         ``a``/``b``: fraction of each model's parameters that were matched.
     unmatched : dict
         ``a``/``b``: indices of layers left unmatched.
+    excluded : list of dict
+        Matched layers that are fixed signal-processing constants in both models (DFT bases,
+        sinusoidal position tables): not trained, so left out of the pairs, the coverage and
+        the evidence.
     """
 
     model_a: str
@@ -38,6 +43,7 @@ class MatchResult(Result):
     transforms: list
     limits: list
     statement: str
+    excluded: list
     _a_layers: list = field(default_factory=list, repr=False)
     _b_layers: list = field(default_factory=list, repr=False)
     _b_aligned: dict = field(default_factory=dict, repr=False)
@@ -132,6 +138,16 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                           "(the other model has them folded)")
 
     pairs = align(la, lb)
+    fixed_a = {x.index for x in la if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
+    fixed_b = {x.index for x in lb if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
+    excluded = [{"a": la[i].index, "b": lb[j].index, "kind": la[i].kind,
+                 "shape": list(la[i].weight.shape),
+                 "reason": "fixed signal-processing constant in both models (not trained)"}
+                for i, j in pairs if la[i].index in fixed_a and lb[j].index in fixed_b]
+    pairs = [(i, j) for i, j in pairs if not (la[i].index in fixed_a and lb[j].index in fixed_b)]
+    if excluded:
+        transforms.append(f"{len(excluded)} fixed signal-processing constant layer(s) left out "
+                          "of the evidence")
     a_by, b_by = {x.index: x for x in la}, {x.index: x for x in lb}
     a_params = {la[i].index: la[i].params for i, _ in pairs}
     b_params = {}
@@ -167,17 +183,23 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     if n_scale:
         transforms.append(f"per-unit scale of B normalised to A's in {n_scale} layer(s)")
 
-    cov_a = _coverage(la, [la[i] for i, _ in pairs])
-    cov_b = _coverage(lb, [lb[j] for _, j in pairs])
-    unmatched = {"a": [x.index for k, x in enumerate(la) if k not in {i for i, _ in pairs}],
-                 "b": [x.index for k, x in enumerate(lb) if k not in {j for _, j in pairs}]}
+    cov_a = _coverage([x for x in la if x.index not in fixed_a], [la[i] for i, _ in pairs])
+    cov_b = _coverage([x for x in lb if x.index not in fixed_b], [lb[j] for _, j in pairs])
+    unmatched = {"a": [x.index for k, x in enumerate(la)
+                       if k not in {i for i, _ in pairs} and x.index not in fixed_a],
+                 "b": [x.index for k, x in enumerate(lb)
+                       if k not in {j for _, j in pairs} and x.index not in fixed_b]}
     if not pairs:
         statement = "the two models have no parametric layer in common (coverage 0)"
     else:
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
-                       limits, statement, la, lb, aligned, folded, chains)
+                       limits, statement, excluded, la, lb, aligned, folded, chains)
+
+
+#: Layer kinds checked for fixed signal-processing constants.
+_TRAINABLE = ("dense", "conv", "embedding", "linear")
 
 
 def _coverage(all_layers: list[Layer], matched: list[Layer]) -> float:

@@ -117,7 +117,8 @@ def test_barrier_of_a_convex_curve_is_zero():
 @pytest.mark.parametrize("barrier,sim,verdict", [
     (0.0, 0.99, "related"), (0.5, 0.99, "related"), (0.0, 0.1, "related"),
     (0.5, 0.1, "unrelated"), (0.0, None, "related"), (0.5, None, "unrelated"),
-    (float("nan"), 0.99, "undetermined")])
+    (float("nan"), 0.99, "undetermined"), (None, 0.99, "related"), (None, 0.1, "unrelated"),
+    (None, None, "undetermined")])
 def test_decision_table(barrier, sim, verdict):
     from onnx_lineage.analyses.determination import decide
     assert decide(barrier, sim)[0] == verdict

@@ -1,0 +1,39 @@
+"""Fixed signal-processing constants: tensors that are not trained and prove no shared training.
+
+STFT/DFT bases, sinusoidal position tables and similar constants are computed, not learned, so
+they can be bit-identical in unrelated models. Every row (or every column) of such a tensor is a
+sampled sinusoid ``x[n] = A cos(w n + p)`` (a ramp or a constant being the ``w = 0`` case), and a
+sampled sinusoid satisfies the recurrence ``x[n + 1] + x[n - 1] = 2 cos(w) x[n]`` exactly, whatever
+its frequency, phase and amplitude. Trained weights do not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Relative residual of the recurrence below which a row counts as a sinusoid.
+RESIDUAL = 1e-3
+#: Fraction of rows that must be sinusoids.
+FRACTION = 0.9
+MIN_LENGTH = 8
+
+
+def _sinusoid_rows(x: np.ndarray) -> float:
+    """Fraction of the rows of ``x`` (rows, n) that are sampled sinusoids (zero rows skipped)."""
+    x = x.astype(np.float64)
+    x = x[np.linalg.norm(x, axis=1) > 0]
+    if x.shape[0] == 0 or x.shape[1] < MIN_LENGTH:
+        return 0.0
+    mid, around = x[:, 1:-1], x[:, 2:] + x[:, :-2]
+    c = (around * mid).sum(1) / np.maximum((mid * mid).sum(1), 1e-300)
+    resid = np.linalg.norm(around - c[:, None] * mid, axis=1)
+    scale = np.linalg.norm(x, axis=1)
+    return float(np.mean(resid <= RESIDUAL * scale))
+
+
+def is_signal_constant(weight: np.ndarray) -> bool:
+    """Whether ``weight`` (any shape, first axis = units) looks computed rather than trained."""
+    if weight.ndim < 2:
+        return False
+    w = weight.reshape(weight.shape[0], -1)
+    return _sinusoid_rows(w) >= FRACTION or _sinusoid_rows(w.T) >= FRACTION

@@ -1,0 +1,69 @@
+"""Fixed signal-processing constants are recognised; trained weights are not."""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_lineage.analyses.determination import determine
+from onnx_lineage.matching import match
+from onnx_lineage.matching.constants import is_signal_constant
+from onnx_lineage.model.loading import load_model
+from onnx_lineage.model.parameters import extract_layers
+
+
+def dft_basis(n: int) -> np.ndarray:
+    k, t = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return np.cos(2 * np.pi * k * t / n).astype(np.float32)
+
+
+def position_table(positions: int, dim: int) -> np.ndarray:
+    pos = np.arange(positions)[:, None]
+    freq = 1.0 / 10000 ** (np.arange(0, dim, 2) / dim)
+    table = np.zeros((positions, dim), np.float32)
+    table[:, 0::2], table[:, 1::2] = np.sin(pos * freq), np.cos(pos * freq)
+    return table
+
+
+def test_recognised_and_not():
+    assert is_signal_constant(dft_basis(64))
+    assert is_signal_constant(position_table(128, 32).T)
+    rng = np.random.default_rng(0)
+    assert not is_signal_constant(rng.normal(size=(64, 64)))
+    assert not is_signal_constant(dft_basis(64) + 0.05 * rng.normal(size=(64, 64)))
+
+
+def with_dft_front(tmp_path, name, family_path):
+    """The family member behind a fixed DFT feature layer (64 -> 64): same function class."""
+    layers = extract_layers(load_model(family_path).proto)
+    nodes = [helper.make_node("MatMul", ["x", "dft"], ["f"], name="dft")]
+    inits = [numpy_helper.from_array(dft_basis(64).T.copy(), "dft")]
+    prev = "f"
+    for k, layer in enumerate(layers):
+        inits += [numpy_helper.from_array(layer.weight, f"w{k}"),
+                  numpy_helper.from_array(layer.params["bias"], f"b{k}")]
+        out = "logits" if k == len(layers) - 1 else f"h{k}"
+        nodes.append(helper.make_node("Gemm", [prev, f"w{k}", f"b{k}"], [out], transB=1))
+        if k < len(layers) - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"a{k}"]))
+            prev = f"a{k}"
+    g = helper.make_graph(nodes, name,
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          inits)
+    p = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), p)
+    return p
+
+
+def test_shared_dft_front_does_not_count_as_shared_training(tmp_path, family):
+    a = with_dft_front(tmp_path, "a", family["parent"])
+    b = with_dft_front(tmp_path, "b", family["independent"])
+    m = match(a, b)
+    assert [x["a"] for x in m.excluded] == [0]
+    assert all(p["a"] != 0 for p in m.pairs)
+    assert m.coverage == {"a": 1.0, "b": 1.0}  # of the trained parameters
+    with_front = determine(a, b)
+    without = determine(family["parent"], family["independent"])
+    assert with_front.verdict == "unrelated"
+    # the bit-identical front adds nothing to the weight evidence
+    assert abs(with_front.similarity - without.similarity) < 1e-6
