@@ -10,8 +10,9 @@ run of this script on one machine; absolute times are noisy on shared machines, 
 * ``sweep``: an interpolation sweep (11 + 2 alphas) on 1000 MNIST rows for an MLP 784-1024-256-10
   (1.07M parameters) and a CNN; its wall time against the same forward passes timed alone
   (the interpolated session fed precomputed weights, nothing else).
-* ``closeness``: the whole closeness analysis against its forward passes replayed alone, and
-  against a per-point label-only search (one ray at a time, one row per query, same tolerance).
+* ``closeness``: the whole closeness analysis against the time it spent inside onnxruntime's
+  ``session.run`` (measured around every call it issued), and against a per-point label-only search
+  (one ray at a time, one row per query, same tolerance).
 * ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
 * ``assign``: the Hungarian assignment of one 4096-unit layer.
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).

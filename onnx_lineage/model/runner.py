@@ -218,6 +218,8 @@ class Runner:
         """
         names = outputs or [self.output_name]
         n = len(next(iter(feeds.values())))
+        if n == 0:
+            raise DataError("no rows to run")
         parts: list[list[np.ndarray]] = [[] for _ in names]
         step = self.batch_size
         for start in range(0, n, step):
@@ -238,8 +240,6 @@ class Runner:
             self.forward_rows += rows if not self.fixed_batch else self.fixed_batch
             for p, r in zip(parts, res):
                 p.append(np.asarray(r)[:rows])
-        if n == 0:
-            raise DataError("no rows to run")
         return [np.concatenate(p) for p in parts]
 
     def predict(self, feeds: dict[str, np.ndarray], static: dict | None = None) -> Prediction:
