@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from kernels.labels import argmax_rows
 from onnx_lineage.errors import DataError, LineageError, ModelError
 from onnx_lineage.model.runtime import ort, providers_for
 
@@ -83,23 +84,53 @@ def is_batch_dependent(model: onnx.ModelProto) -> bool:
     return walk(model.graph)
 
 
-def _row_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of intermediate values per row, from shape inference (a rough upper bound)."""
+def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
+    """Bytes of intermediate values per row from shape inference, and whether every value of the
+    main graph had a fully known row shape (if not, the estimate counts 16 per unknown dim and
+    misses values without a shape, and :func:`_probed_row_bytes` should measure instead)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
         infos = list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
     except Exception:
         infos = list(model.graph.output) + list(model.graph.input)
+    shaped = {vi.name for vi in infos}
+    certain = all(o in shaped for n in model.graph.node for o in n.output if o)
     total = 0
     for vi in infos:
-        dims = vi.type.tensor_type.shape.dim
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and not tt.HasField("shape"):
+            certain = False  # rank unknown
+        dims = tt.shape.dim
         if not dims:
             continue
         n = 1
         for d in dims[1:]:
-            n *= d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 16
+            known = d.HasField("dim_value") and d.dim_value > 0
+            certain &= known
+            n *= d.dim_value if known else 16
         total += 4 * n
-    return max(total, 1024)
+    return max(total, 1024), certain
+
+
+def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> int | None:
+    """Bytes of intermediate values per real row: the model run on ``feeds``' first one and two
+    rows with all its values as outputs; the difference leaves out values that do not grow with
+    the batch (weights computed by nodes). None if that cannot run."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    names = list(dict.fromkeys(o for n in probe.graph.node for o in n.output if o))
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            session = ort().InferenceSession(probe.SerializeToString(),
+                                             providers=["CPUExecutionProvider"])
+            size = [sum(v.nbytes for v in session.run(None, {k: a[:rows] for k, a in feeds.items()})
+                        if isinstance(v, np.ndarray)) for rows in (1, 2)]
+    except Exception:  # a model the probe cannot run: keep the estimate
+        return None
+    rows = min(2, len(next(iter(feeds.values()))))
+    return size[1] - size[0] if rows == 2 and size[1] > size[0] else size[0]
 
 
 class Runner:
@@ -159,8 +190,11 @@ class Runner:
         self.output_name, self.output_kind = self._choose_output(output)
         fixed = {i.fixed_batch for i in self.inputs} - {None}
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
+        self._probe = False  # measure one row's intermediate values before the first pass
         if batch_size is None:
-            batch_size = int(np.clip(BATCH_MEMORY_BYTES // _row_bytes(model), 1, MAX_BATCH))
+            row_bytes, certain = _row_bytes(model)
+            batch_size = int(np.clip(BATCH_MEMORY_BYTES // row_bytes, 1, MAX_BATCH))
+            self._probe = not certain
         if self.batch_dependent:
             batch_size = 1
         if self.fixed_batch:
@@ -220,6 +254,14 @@ class Runner:
         n = len(next(iter(feeds.values())))
         if n == 0:
             raise DataError("no rows to run")
+        if self._probe:
+            self._probe = False
+            measured = _probed_row_bytes(self.model, feeds)
+            if measured:
+                self.batch_size = int(np.clip(BATCH_MEMORY_BYTES // max(measured, 1024), 1,
+                                              self.batch_size))
+        if n <= self.batch_size and not self.fixed_batch:  # one batch: no slicing or copying
+            return [np.asarray(r) for r in self._run_batch(names, {**feeds, **(static or {})}, n)]
         parts: list[list[np.ndarray]] = [[] for _ in names]
         step = self.batch_size
         for start in range(0, n, step):
@@ -230,17 +272,22 @@ class Runner:
                 batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in batch.items()}
             if static:
                 batch.update(static)
-            try:
-                t0 = time.perf_counter()
-                res = self.session.run(names, batch)
-                self.forward_seconds += time.perf_counter() - t0
-            except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise ModelError(f"{self.name}: forward pass failed: {first[:300]}") from None
-            self.forward_rows += rows if not self.fixed_batch else self.fixed_batch
+            res = self._run_batch(names, batch, self.fixed_batch or rows)
             for p, r in zip(parts, res):
                 p.append(np.asarray(r)[:rows])
         return [np.concatenate(p) for p in parts]
+
+    def _run_batch(self, names: list[str], batch: dict, rows: int) -> list:
+        """One ``session.run``, timed and counted (``rows``: rows the model computes)."""
+        try:
+            t0 = time.perf_counter()
+            res = self.session.run(names, batch)
+            self.forward_seconds += time.perf_counter() - t0
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"{self.name}: forward pass failed: {first[:300]}") from None
+        self.forward_rows += rows
+        return res
 
     def predict(self, feeds: dict[str, np.ndarray], static: dict | None = None) -> Prediction:
         """Labels (and scores when the model gives them) for every row of ``feeds``."""
@@ -251,17 +298,16 @@ class Runner:
         """Turn the raw prediction output into a :class:`Prediction`."""
         if self.output_kind == "labels":
             return Prediction(np.asarray(out).reshape(-1).astype(np.int64), None)
-        scores = np.asarray(out, dtype=np.float32)
-        if scores.ndim == 1:
-            scores = scores[:, None]
-        elif scores.ndim > 2:
+        scores = np.ascontiguousarray(out, dtype=np.float32)
+        if scores.ndim != 2:
             scores = scores.reshape(len(scores), -1)
-        if not np.all(np.isfinite(scores)):
+        if scores.shape[1] == 0:
+            raise ModelError(f"{self.name}: the prediction output {self.output_name!r} is empty")
+        labels = np.zeros(len(scores), dtype=np.int64)  # derived later for embeddings, regression
+        if not argmax_rows(scores, labels):
             raise ModelError(f"{self.name}: the model's outputs contain NaN or Inf")
-        if self.output_kind in ("logits", "probabilities"):
-            labels = np.argmax(scores, axis=1).astype(np.int64)
-        else:
-            labels = np.zeros(len(scores), dtype=np.int64)  # derived later (prototypes, bins)
+        if self.output_kind not in ("logits", "probabilities"):
+            labels[:] = 0
         return Prediction(labels, scores)
 
     def describe(self) -> dict:

@@ -95,3 +95,42 @@ def test_wrong_row_shape_is_a_data_error():
     r = runner("torch_mlp_legacy")
     with pytest.raises(DataError, match="expects rows of shape"):
         feeds_for(r.inputs, Dataset({"x": np.zeros((3, 5), np.float32)}))
+
+
+def _unshaped_conv(side=32, channels=64):
+    """x (n, side^2) -> reshape to (n, 1, side, side) through a shape computed at run time (so
+    shape inference cannot size what follows) -> a wide Conv -> a small head."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((channels, 1, 3, 3)).astype(np.float32), "w")
+    head = numpy_helper.from_array(rng.standard_normal((channels * side * side, 10)).astype(np.float32),
+                                   "h")
+    tail = numpy_helper.from_array(np.array([1, side, side], np.int64), "tail")
+    nodes = [helper.make_node("Shape", ["x"], ["s"], start=0, end=1),
+             helper.make_node("Concat", ["s", "tail"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["img"]),
+             helper.make_node("Conv", ["img", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("MatMul", ["f", "h"], ["logits"])]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", side * side])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          [w, head, tail])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_batches_stay_within_memory_when_shapes_cannot_be_inferred(monkeypatch):
+    from onnx_lineage.model import runner as runner_module
+    model = _unshaped_conv()
+    _, certain = runner_module._row_bytes(model)
+    assert not certain  # shape inference cannot size the Conv output
+    budget = 64 * 1024**2
+    monkeypatch.setattr(runner_module, "BATCH_MEMORY_BYTES", budget)
+    r = Runner(model, device="cpu")
+    x = np.random.default_rng(1).random((300, 32 * 32), dtype=np.float32)
+    out = r.predict({"x": x})
+    # one row holds at least the Conv and Flatten outputs: 2 x 64 channels x 32 x 32 floats
+    assert r.batch_size <= budget // (2 * 64 * 32 * 32 * 4)
+    # and the batched answers are those of one big pass
+    whole = r.session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(out.scores, whole, rtol=1e-4, atol=1e-3)
