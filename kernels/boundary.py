@@ -26,7 +26,7 @@ CENSORED = 3
 
 
 @njit(nogil=True)
-def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol, atol):
+def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol, atol, next_active):
     """Update every queried ray with the label seen at its query point.
 
     Parameters
@@ -48,12 +48,15 @@ def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rt
     rtol, atol : float
         Bisection stops when ``hi - lo <= max(rtol * hi, atol)`` (``atol``: one step of a discrete
         path; 0 for continuous inputs).
+    next_active : ndarray of shape (>= k,), int64
+        Receives the rays of ``active`` still searching, in order (must not alias ``active``).
 
     Returns
     -------
     int
-        Number of rays still searching.
+        Number of rays still searching (the length of ``next_active`` that was written).
     """
+    remaining = 0
     for j in range(active.shape[0]):
         r = active[j]
         tq = t[r]
@@ -74,9 +77,8 @@ def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rt
                 phase[r] = FOUND
             else:
                 t[r] = 0.5 * (lo[r] + hi[r])
-    remaining = 0
-    for r in range(phase.shape[0]):
         if phase[r] < FOUND:
+            next_active[remaining] = r
             remaining += 1
     return remaining
 
@@ -103,12 +105,29 @@ def ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
     d = x.shape[1]
     for j in range(active.shape[0]):
         r = active[j]
-        o = origin[r]
+        xo, ur, row = x[origin[r]], u[r], out[j]
         s = np.float32(t[r])
-        for i in range(d):
-            v = x[o, i] + s * u[r, i]
-            if v < lo_bound[i]:
-                v = lo_bound[i]
-            elif v > hi_bound[i]:
-                v = hi_bound[i]
-            out[j, i] = v
+        for i in range(d):  # branch-free, so the loop vectorises
+            row[i] = min(max(xo[i] + s * ur[i], lo_bound[i]), hi_bound[i])
+
+
+@njit(nogil=True)
+def perturbation_points(points, radius, delta, out):
+    """Every point moved by every shared perturbation: ``out[p * S + s] = points[p] + radius[p] * delta[s]``.
+
+    Parameters
+    ----------
+    points : ndarray of shape (P, d), float32
+    radius : ndarray of shape (P,), float32
+    delta : ndarray of shape (S, d), float32
+        Unit perturbations, the same for every point.
+    out : ndarray of shape (P * S, d), float32
+        Written in place.
+    """
+    n_s, d = delta.shape
+    for p in range(points.shape[0]):
+        base, r = points[p], radius[p]
+        for s in range(n_s):
+            row, ds = out[p * n_s + s], delta[s]
+            for i in range(d):
+                row[i] = base[i] + r * ds[i]

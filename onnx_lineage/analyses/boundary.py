@@ -60,14 +60,16 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     flip = np.full(R, -1, np.int64)
     tm = np.full(R, float(tmax))
     queries, steps = 0, 0
-    active = np.arange(R, dtype=np.int64)
+    active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)  # ping-pong ray lists
+    buffer = space.buffer(R)  # query points, reused by every step
     while active.size and steps < max_steps:
-        moved, comp = space.points(u, origin, active, t)
-        labels = np.asarray(label_fn(moved, comp, origin[active]), dtype=np.int64)
+        moved, comp = space.points(u, origin, active, t, buffer)
+        labels = label_fn(moved, comp, origin[active])
         queries += active.size
         steps += 1
-        boundary_step(active, labels, base, lo, hi, t, phase, flip, tm, growth, rtol, atol)
-        active = np.flatnonzero(phase < FOUND).astype(np.int64)
+        k = boundary_step(active, labels, base, lo, hi, t, phase, flip, tm, growth, rtol, atol,
+                          spare)
+        active, spare = spare[:k], active
     found = phase == FOUND
     dist = np.where(found, hi, np.inf)
     flip = np.where(phase == CENSORED, -1, flip)

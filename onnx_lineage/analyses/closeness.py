@@ -62,15 +62,18 @@ class ClosenessResult(Result):
         return self._distances
 
 
-@dataclass
 class _Rays:
-    origin: list = field(default_factory=list)
-    u: list = field(default_factory=list)
-    kind: list = field(default_factory=list)
-    dist_a: list = field(default_factory=list)
-    dist_b: list = field(default_factory=list)
-    flip_a: list = field(default_factory=list)
-    flip_b: list = field(default_factory=list)
+    """Per-ray outcomes (origin row, distance and flip label per model), gathered round by round."""
+
+    def __init__(self):
+        self.parts: dict[str, list[np.ndarray]] = {}
+
+    def add(self, **columns: np.ndarray) -> None:
+        for k, v in columns.items():
+            self.parts.setdefault(k, []).append(v)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return np.concatenate(self.parts[key])
 
 
 def _loaded(m) -> LoadedModel:
@@ -173,7 +176,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         path = "continuous: straight rays clipped to the valid input range"
 
     base_a_all = labels_all
-    base_b_all: dict[int, int] = {}  # B's label at each measured point, filled round by round
+    base_b_all = np.full(labels_all.size, -1, np.int64)  # B's label at measured points, by round
     if sampling == "stratified":
         order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
     elif sampling == "uniform":
@@ -188,9 +191,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         rows = order[taken: taken + round_size]
         taken += rows.size
         rounds += 1
-        pb = mb.labels(*_origin_inputs(space, rows), rows)
-        for r, lab in zip(rows, pb):
-            base_b_all[int(r)] = int(lab)
+        base_b_all[rows] = mb.labels(*_origin_inputs(space, rows), rows)
         scores = _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng,
                         t0, tmax, rtol, atol, rays)
         point_scores.extend(scores)
@@ -205,11 +206,9 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
 
     ps = np.asarray(point_scores)
     value, ci_lo, ci_hi = mean_ci95(ps)
-    da, db = np.asarray(rays.dist_a), np.asarray(rays.dist_b)
-    fa, fb = np.asarray(rays.flip_a), np.asarray(rays.flip_b)
-    origin = np.asarray(rays.origin)
-    same_base = np.array([base_a_all[o] == base_b_all[o] for o in origin])
-    match = same_base & (fa == fb)
+    da, db, fa, fb = rays["dist_a"], rays["dist_b"], rays["flip_a"], rays["flip_b"]
+    origin = rays["origin"]
+    match = (base_a_all[origin] == base_b_all[origin]) & (fa == fb)
     both = np.isfinite(da) & np.isfinite(db)
     sim = _distance_similarity(da, db, tmax)
     by_class = {}
@@ -244,11 +243,14 @@ def _distance_similarity(da, db, tmax):
 
 
 def _mean_min(origin, d) -> float | None:
-    best = {}
-    for o, v in zip(origin, d):
-        if np.isfinite(v):
-            best[o] = min(best.get(o, np.inf), v)
-    return float(np.mean(list(best.values()))) if best else None
+    """Mean over points of the shortest finite ray distance (points with none left out)."""
+    ok = np.isfinite(d)
+    if not ok.any():
+        return None
+    points, inverse = np.unique(origin[ok], return_inverse=True)
+    best = np.full(points.size, np.inf)
+    np.minimum.at(best, inverse, d[ok])
+    return float(best.mean())
 
 
 def _allot(kinds: list[str], n: int) -> list[str]:
@@ -292,17 +294,17 @@ def _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, r
             res_a = _concat(res_a, ra2)
             res_b = _concat(res_b, rb2)
 
-    rays.origin.extend(origin.tolist())
-    rays.kind.extend(ray_kind.tolist())
-    rays.dist_a.extend(res_a.distance.tolist())
-    rays.dist_b.extend(res_b.distance.tolist())
-    rays.flip_a.extend(res_a.flip.tolist())
-    rays.flip_b.extend(res_b.flip.tolist())
+    rays.add(origin=origin, dist_a=res_a.distance, dist_b=res_b.distance, flip_a=res_a.flip,
+             flip_b=res_b.flip)
 
-    same_base = np.array([base_a_all[o] == base_b_all[int(o)] for o in origin])
+    same_base = base_a_all[origin] == base_b_all[origin]
     score = (same_base & (res_a.flip == res_b.flip)) * _distance_similarity(res_a.distance,
                                                                              res_b.distance, tmax)
-    return [float(score[origin == r].mean()) for r in rows]
+    # mean score per point, in the order of ``rows`` (every row has at least one ray)
+    slot = np.empty(base_a_all.size, np.int64)
+    slot[rows] = np.arange(rows.size)
+    total = np.bincount(slot[origin], weights=score, minlength=rows.size)
+    return (total / np.bincount(slot[origin], minlength=rows.size)).tolist()
 
 
 def _concat(x: RaySearch, y: RaySearch) -> RaySearch:
@@ -329,8 +331,7 @@ def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:
 
 
 def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol):
-    base_a = base_a_all[origin]
-    base_b = np.array([base_b_all[int(o)] for o in origin], np.int64)
+    base_a, base_b = base_a_all[origin], base_b_all[origin]
     kw = dict(t0=t0, tmax=tmax, rtol=rtol, atol=atol)
     return (search(ma.labels, space, u, origin, base_a, **kw),
             search(mb.labels, space, u, origin, base_b, **kw))

@@ -134,6 +134,10 @@ class Sweep:
     def provider(self) -> str:
         return self.runner.provider
 
+    def forget(self) -> None:
+        """Drop the computed points, so the next sweep runs every alpha again (for timing)."""
+        self._seen.clear()
+
     def scores(self, alpha: float) -> np.ndarray:
         """Raw prediction output of the interpolated model at ``alpha``, shape (n, k).
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.boundary import perturbation_points
+
 DIRECTIONS = ("random", "manifold", "adversarial")
 
 
@@ -36,12 +38,29 @@ def random_directions(origin: np.ndarray, d: int, rng: np.random.Generator) -> n
 
 
 def manifold_targets(origin: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each ray, a data row with another label of A (a random row when none has)."""
+    """For each ray, a data row with another label of A (a random row when none has).
+
+    Parameters
+    ----------
+    origin : ndarray of shape (R,), int64
+    labels : ndarray of shape (n,), int64
+        A's label of every data row.
+
+    Returns
+    -------
+    ndarray of shape (R,), int64
+    """
     n = labels.size
-    out = np.empty(origin.size, np.int64)
-    for k, o in enumerate(origin):
-        others = np.flatnonzero(labels != labels[o])
-        out[k] = rng.choice(others) if others.size else rng.integers(n)
+    out = rng.integers(n, size=origin.size)  # rows for origins whose label is the only one
+    by_label = np.argsort(labels, kind="stable")  # rows grouped by label
+    classes, start, count = np.unique(labels[by_label], return_index=True, return_counts=True)
+    cls_of_ray = np.searchsorted(classes, labels[origin])
+    others = n - count[cls_of_ray]  # rows with another label than the ray's origin
+    has = others > 0
+    # the k-th row of another label: skip the origin's own block in the grouped order
+    k = np.floor(rng.random(origin.size) * np.maximum(others, 1)).astype(np.int64)
+    k = np.where(k >= start[cls_of_ray], k + count[cls_of_ray], k)
+    out[has] = by_label[k[has]]
     return out
 
 
@@ -77,8 +96,10 @@ def normal_estimate(boundary: np.ndarray, base_label: np.ndarray, radius: np.nda
     """
     p, d = boundary.shape
     delta = _unit(rng.standard_normal((samples, d), dtype=np.float32))  # (S, d)
-    pts = boundary[:, None, :] + radius.astype(np.float32)[:, None, None] * delta[None]
-    crossed = label_fn(pts.reshape(p * samples, d)).reshape(p, samples) != base_label[:, None]
+    pts = np.empty((p * samples, d), np.float32)
+    perturbation_points(np.ascontiguousarray(boundary, np.float32), radius.astype(np.float32),
+                        delta, pts)
+    crossed = label_fn(pts).reshape(p, samples) != base_label[:, None]
     sign = np.where(crossed, 1.0, -1.0).astype(np.float32)
     # centre the signs so an unbalanced neighbourhood does not bias the estimate (HopSkipJump)
     sign -= sign.mean(axis=1, keepdims=True)

@@ -57,8 +57,16 @@ class ContinuousSpace:
         self.shape = shape
         self.scale = float(np.linalg.norm(self.hi - self.lo)) or 1.0
 
-    def points(self, u, origin, active, t) -> tuple[np.ndarray, dict]:
-        out = np.empty((active.size, self.x.shape[1]), np.float32)
+    def buffer(self, rays: int) -> np.ndarray:
+        """Scratch space for the query points of up to ``rays`` rays, shape (rays, d)."""
+        return np.empty((rays, self.x.shape[1]), np.float32)
+
+    def points(self, u, origin, active, t, buffer=None) -> tuple[np.ndarray, dict]:
+        """Query points of the ``active`` rays at ``t``, shaped like the model input's rows.
+
+        Written into ``buffer`` (from :meth:`buffer`) when given, so a search allocates once.
+        """
+        out = self.buffer(active.size) if buffer is None else buffer[:active.size]
         ray_points(self.x, u, origin, active, t, self.lo, self.hi, out)
         return out.reshape((active.size,) + self.shape), {}
 
@@ -88,7 +96,11 @@ class DiscreteSpace:
         """Partner rows (R,) and position ranks (R, L): position p is replaced once ``k > rank``."""
         self.partner, self.rank = partner, rank
 
-    def points(self, u, origin, active, t) -> tuple[np.ndarray, dict]:
+    def buffer(self, rays: int) -> None:
+        """Discrete paths build fresh rows every step (no scratch space)."""
+        return None
+
+    def points(self, u, origin, active, t, buffer=None) -> tuple[np.ndarray, dict]:
         k = np.ceil(t[active] * self.length - 1e-9)
         mask = self.rank[active] < k[:, None]
         o, p = origin[active], self.partner[active]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.boundary import CENSORED, FOUND, boundary_step, ray_points
+from kernels.boundary import CENSORED, FOUND, boundary_step, perturbation_points, ray_points
 
 
 def reference_search(label_at, base, t0, tmax, growth, rtol):
@@ -35,13 +35,14 @@ def run_kernel(thresholds, t0, tmax, growth=2.0, rtol=1e-3):
     flip, base = np.full(R, -1, np.int64), np.zeros(R, np.int64)
     tm = np.full(R, tmax)
     rounds, queries = 0, 0
-    while True:
-        active = np.flatnonzero(phase < FOUND).astype(np.int64)
-        if active.size == 0:
-            break
+    active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)
+    while active.size:
         labels = np.array([int(t[r] >= thresholds[r]) * (r % 3 + 1) for r in active], np.int64)
         queries += active.size
-        boundary_step(active, labels, base, lo, hi, t, phase, flip, tm, growth, rtol, 0.0)
+        k = boundary_step(active, labels, base, lo, hi, t, phase, flip, tm, growth, rtol, 0.0, spare)
+        # the kernel's list of rays still searching is exactly those not finished
+        np.testing.assert_array_equal(spare[:k], active[phase[active] < FOUND])
+        active, spare = spare[:k].copy(), active
         rounds += 1
     return hi, flip, phase, rounds, queries
 
@@ -79,3 +80,14 @@ def test_ray_points_clip_to_bounds():
     ray_points(x, u, np.array([0, 0]), np.array([0, 1]), np.array([0.25, 2.0]),
                np.zeros(2, np.float32), np.ones(2, np.float32), out)
     np.testing.assert_allclose(out, [[0.75, 0.5], [0.5, 0.0]])
+
+
+def test_perturbation_points_match_broadcasting():
+    rng = np.random.default_rng(1)
+    pts = rng.random((5, 7), dtype=np.float32)
+    radius = rng.random(5, dtype=np.float32)
+    delta = rng.standard_normal((3, 7), dtype=np.float32)
+    out = np.empty((15, 7), np.float32)
+    perturbation_points(pts, radius, delta, out)
+    want = (pts[:, None, :] + radius[:, None, None] * delta[None]).reshape(15, 7)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
