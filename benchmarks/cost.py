@@ -1,7 +1,7 @@
 """Cost benchmarks: analysis time against the onnxruntime floor, alignment at scale.
 
-    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling] [--device cpu|cuda]
-                              [--json OUT.json] [--quick]
+    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling ...] [--device cpu|cuda]
+                              [--json OUT.json] [--models DIR]
 
 Needs the ``[fixtures]`` extra (torch builds the models; their weights are PyTorch's random
 initialisation, which costs the same to run as trained ones). Every ratio is measured within one
@@ -11,8 +11,10 @@ run of this script on one machine; absolute times are noisy on shared machines, 
   (1.07M parameters) and a CNN; its wall time against the same forward passes timed alone
   (the interpolated session fed precomputed weights, nothing else).
 * ``closeness``: the whole closeness analysis against the time it spent inside onnxruntime's
-  ``session.run`` (measured around every call it issued), and against a per-point label-only search
-  (one ray at a time, one row per query, same tolerance).
+  ``session.run`` (measured around every call it issued) and against the same passes replayed
+  alone; against a per-point label-only search (one ray at a time, one row per query, same
+  tolerance); and against IBM ART's HopSkipJump over a label-only session of the same model
+  (when ``adversarial-robustness-toolbox`` is installed; it is in the ``[bench]`` extra).
 * ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
 * ``assign``: the Hungarian assignment of one 4096-unit layer.
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
@@ -44,6 +46,8 @@ from onnx_lineage.matching import match  # noqa: E402
 from onnx_lineage.model.loading import load_model  # noqa: E402
 from onnx_lineage.model.runner import Runner  # noqa: E402
 
+#: Where the exported models go; ``--models DIR`` keeps them (and reuses ones already there, so
+#: another machine can time the very same files).
 TMP = Path(tempfile.mkdtemp(prefix="onnx-lineage-cost-"))
 
 
@@ -56,6 +60,8 @@ def mnist() -> Dataset:
 def export(model, example, name, input_names=("x",)):
     import torch
     path = TMP / f"{name}.onnx"
+    if path.exists():
+        return path
     dyn = {n: {0: "batch"} for n in list(input_names) + ["logits"]}
     torch.onnx.export(model.eval(), example, path, dynamo=False, input_names=list(input_names),
                       output_names=["logits"], dynamic_axes=dyn)
@@ -106,6 +112,7 @@ def bench_sweep(pa, pb, data, device, rows=1000, repeats=3):
     sweep.scores(0.0)  # warm-up (first run allocates)
     walls = []
     for _ in range(repeats):
+        sweep.forget()  # each alpha runs once per sweep, and only once: time whole sweeps
         t0 = time.perf_counter()
         curve = run_sweep(sweep, 11)
         walls.append(time.perf_counter() - t0)
@@ -133,14 +140,43 @@ def bench_sweep(pa, pb, data, device, rows=1000, repeats=3):
             "weights_as_inputs_vs_fixed": floor / fixed_t, "provider": sweep.provider}
 
 
-def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150):
-    """The whole analysis (all ``points``: the interval tolerance is set below reach) against
-    its own onnxruntime time (measured around every ``session.run`` it issued), and per ray
-    against a per-point loop calling the same kind of session directly, one row per query."""
-    closeness(pa, pb, data, device=device, points=16, seed=1)  # warm-up: kernels, allocators
-    r = closeness(pa, pb, data, device=device, points=points, seed=0, tolerance=1e-4)
-    forward = r.forward_seconds["a"] + r.forward_seconds["b"]
-    # per-point label-only search: one ray at a time, one row per query, same rule and tolerance
+class ForwardRecorder:
+    """Records every batch the analysis feeds to onnxruntime, to time the same passes alone."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def __enter__(self):
+        self._orig = Runner._run_batch
+        calls = self.calls
+
+        def recording(runner, names, batch, rows):
+            calls.append((runner, list(names), {k: np.array(v) for k, v in batch.items()}))
+            return self._orig(runner, names, batch, rows)
+
+        Runner._run_batch = recording
+        return self
+
+    def __exit__(self, *exc):
+        Runner._run_batch = self._orig
+
+    def replay(self, device: str) -> float:
+        """Seconds to run every recorded pass again, back to back, through fresh sessions of the
+        same models (created before the clock starts, so onnxruntime grows its memory arenas
+        again, as it did during the analysis)."""
+        fresh = {}
+        for runner, _, _ in self.calls:
+            if id(runner) not in fresh:
+                fresh[id(runner)] = Runner(runner.model, device=device, name=runner.name).session
+        t0 = time.perf_counter()
+        for runner, names, batch in self.calls:
+            fresh[id(runner)].run(names, batch)
+        return time.perf_counter() - t0
+
+
+def per_point_loop(pa, data, device, rays, rtol=1e-3):
+    """A plain per-point label-only search: one ray at a time, one row per query, the same
+    bracket factor and tolerance as ours. Returns seconds per ray and queries per ray."""
     from onnx_lineage.analyses.directions import random_directions
     ra = Runner(load_model(pa).proto, device=device, batch_size=1)
     sess, in_name, out_name = ra.session, ra.inputs[0].name, ra.output_name
@@ -148,7 +184,7 @@ def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150):
     rng = np.random.default_rng(0)
     lo, hi = x.min(0), x.max(0)
     scale = float(np.linalg.norm(hi - lo))
-    idx = rng.choice(len(x), baseline_rays, replace=False)
+    idx = rng.choice(len(x), rays, replace=False)
     u = random_directions(idx, x.shape[1], rng)
     t0 = time.perf_counter()
     queries = 0
@@ -164,22 +200,82 @@ def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150):
                 hi_t = t
                 break
             lo_t, t = t, t * 2
-        while hi_t is not None and hi_t - lo_t > 1e-3 * hi_t:
+        while hi_t is not None and hi_t - lo_t > rtol * hi_t:
             mid = (lo_t + hi_t) / 2
             queries += 1
             if label(mid) != base:
                 hi_t = mid
             else:
                 lo_t = mid
-    per_ray_loop = (time.perf_counter() - t0) / baseline_rays
+    return (time.perf_counter() - t0) / rays, queries / rays
+
+
+def hop_skip_jump(pa, data, device, points, rtol=1e-3, max_iter=10):
+    """IBM ART's HopSkipJump (L2, untargeted) with a label-only BlackBoxClassifier over an
+    onnxruntime session of the same model, its binary-search threshold set to our tolerance.
+
+    Returns seconds per point, queries per point and the mean L2 distance of the adversarial
+    examples it found (``max_iter`` iterations; ART's default is 50)."""
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import BlackBoxClassifier
+    ra = Runner(load_model(pa).proto, device=device)
+    x = data.arrays["x"].astype(np.float32)
+    count = {"rows": 0}
+    classes = ra.predict({ra.inputs[0].name: x[:1]}).scores.shape[1]
+    one_hot = np.eye(classes, dtype=np.float32)
+
+    def predict(batch):  # label-only: one-hot of the predicted class
+        count["rows"] += len(batch)
+        return one_hot[ra.predict({ra.inputs[0].name: batch.astype(np.float32)}).labels]
+
+    classifier = BlackBoxClassifier(predict, x.shape[1:], classes,
+                                    clip_values=(float(x.min()), float(x.max())))
+    attack = HopSkipJump(classifier, targeted=False, norm=2, max_iter=max_iter, verbose=False)
+    attack.theta = rtol  # the binary search stops at the same relative tolerance as ours
+    rows = np.random.default_rng(0).choice(len(x), points, replace=False)
+    count["rows"] = 0
+    t0 = time.perf_counter()
+    adv = attack.generate(x[rows])
+    seconds = time.perf_counter() - t0
+    dist = np.linalg.norm((adv - x[rows]).reshape(points, -1), axis=1)
+    return seconds / points, count["rows"] / points, float(np.mean(dist))
+
+
+def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150, hsj_points=16):
+    """The whole analysis (all ``points``: the interval tolerance is set below reach) against the
+    onnxruntime time of its forward passes: measured around every ``session.run`` it issued, and
+    the same passes replayed alone afterwards (from a second, identical run that recorded them).
+    Speed-ups against a per-point loop of the same tolerance and against ART's HopSkipJump."""
+    closeness(pa, pb, data, device=device, points=16, seed=1)  # warm-up: kernels, allocators
+    kw = {"device": device, "points": points, "seed": 0, "tolerance": 1e-4}
+    r = closeness(pa, pb, data, **kw)
+    with ForwardRecorder() as rec:
+        r2 = closeness(pa, pb, data, **kw)
+    assert r2.closeness == r.closeness and r2.queries == r.queries  # the same passes
+    replay = min(rec.replay(device), rec.replay(device))
+    del rec
+    forward = r.forward_seconds["a"] + r.forward_seconds["b"]
     per_ray_ours = r.seconds / (2 * r.rays)  # both models searched every ray
-    return {"closeness": r.closeness, "points": r.points, "rays": r.rays,
-            "queries": r.queries, "seconds": r.seconds, "forward_s": forward,
-            "ratio": r.seconds / forward, "per_ray_per_model_s": per_ray_ours,
-            "per_point_loop_per_ray_s": per_ray_loop, "speedup_vs_loop": per_ray_loop / per_ray_ours,
-            "loop_queries_per_ray": queries / baseline_rays,
-            "ours_queries_per_ray": (r.queries["a"] + r.queries["b"]) / (2 * r.rays),
-            "provider": r.provider["a"]}
+    per_point_ours = r.seconds / (2 * r.points)
+    per_ray_loop, loop_queries = per_point_loop(pa, data, device, baseline_rays)
+    out = {"closeness": r.closeness, "points": r.points, "rays": r.rays,
+           "queries": r.queries, "seconds": r.seconds, "forward_s": forward, "replay_s": replay,
+           "ratio": r.seconds / forward, "ratio_to_replay": r.seconds / replay,
+           "per_ray_per_model_s": per_ray_ours,
+           "per_point_loop_per_ray_s": per_ray_loop, "speedup_vs_loop": per_ray_loop / per_ray_ours,
+           "loop_queries_per_ray": loop_queries,
+           "ours_queries_per_ray": (r.queries["a"] + r.queries["b"]) / (2 * r.rays),
+           "ours_queries_per_point": (r.queries["a"] + r.queries["b"]) / (2 * r.points),
+           "mean_distance_a": r.mean_distance["a"], "provider": r.provider["a"]}
+    if hsj_points:
+        try:
+            per_point_hsj, hsj_queries, hsj_dist = hop_skip_jump(pa, data, device, hsj_points)
+            out.update({"hsj_per_point_s": per_point_hsj, "hsj_queries_per_point": hsj_queries,
+                        "hsj_mean_distance": hsj_dist,
+                        "speedup_vs_hsj": per_point_hsj / per_point_ours})
+        except ImportError:
+            out["hsj"] = "adversarial-robustness-toolbox not installed"
+    return out
 
 
 def bert_small_pair():
@@ -267,19 +363,36 @@ def bench_scaling(data, device):
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    """CPU, cores, Python, onnxruntime, and the GPU when ``nvidia-smi`` names one."""
+    import shutil
+    import subprocess
+
+    from onnx_lineage.model.runtime import ort
+    text = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"onnxruntime {ort().__version__}")
+    if shutil.which("nvidia-smi"):
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+        text += f", GPU {gpu}" if gpu else ""
+    return text
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="all",
+    ap.add_argument("what", nargs="*", default=["all"],
                     choices=["all", "align", "assign", "sweep", "closeness", "scaling"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
     args = ap.parse_args()
+    global TMP
+    if args.models:
+        TMP = args.models
+        TMP.mkdir(parents=True, exist_ok=True)
     data = mnist()
-    res = {"machine": machine()}
-    todo = ["sweep", "closeness", "align", "assign", "scaling"] if args.what == "all" else [args.what]
+    res = {"machine": machine(), "device": args.device}
+    todo = (["sweep", "closeness", "align", "assign", "scaling"] if "all" in args.what
+            else list(dict.fromkeys(args.what)))
     for what in todo:
         t0 = time.perf_counter()
         if what == "sweep":
