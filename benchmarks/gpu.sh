@@ -26,7 +26,7 @@ g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
                       [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")])
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 s = ort.InferenceSession(m.SerializeToString(), providers=["CUDAExecutionProvider"])
 if s.get_providers()[0] != "CUDAExecutionProvider":
     raise SystemExit(f"the CUDA provider does not run here (providers: {s.get_providers()}): "
