@@ -22,7 +22,11 @@ def ort():
     return onnxruntime
 
 
-def providers_for(device: str) -> list[str]:
+#: CUDA provider options: cuDNN picks convolution algorithms by heuristics, not by timing them.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+
+
+def providers_for(device: str) -> list:
     """Execution providers to ask for, for ``device`` in ``auto``, ``cpu``, ``cuda``.
 
     onnxruntime-gpu lists CUDA even on a machine without it and silently falls back to the CPU, so
@@ -34,7 +38,9 @@ def providers_for(device: str) -> list[str]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        # the analyses run many batch sizes (rays finish at different steps); cuDNN's default
+        # exhaustive search benchmarks every convolution again for each new shape
+        return [("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"]
     if device == "cuda":
         raise LineageError("--device cuda: this onnxruntime has no CUDA provider "
                            "(install onnx-lineage[gpu] on a machine with CUDA)")
