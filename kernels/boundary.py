@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels._jit import njit
+from kernels.labels import argmax_rows
 
 BRACKET = 0
 BISECT = 1
@@ -57,7 +58,7 @@ def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rt
         Number of rays still searching (the length of ``next_active`` that was written).
     """
     remaining = 0
-    for j in range(active.shape[0]):
+    for j in range(active.shape[0]):  # one loop, no per-ray helper calls (they cost 25x here)
         r = active[j]
         tq = t[r]
         if labels[j] != base[r]:
@@ -109,6 +110,37 @@ def ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
         s = np.float32(t[r])
         for i in range(d):  # branch-free, so the loop vectorises
             row[i] = min(max(xo[i] + s * ur[i], lo_bound[i]), hi_bound[i])
+
+
+@njit(nogil=True)
+def scores_step(scores, active, base, lo, hi, t, phase, flip, tmax, growth, rtol, next_active,
+                x, u, origin, lo_bound, hi_bound, out):
+    """One whole step of a continuous search from the model's class scores, in one call:
+    labels (row argmax), every ray's update (:func:`boundary_step` with ``atol = 0``), and the
+    next query points of the rays still searching (:func:`ray_points`).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (k, C), float32
+        Logits or probabilities at the query points of ``active``.
+    out : ndarray of shape (>= k, d), float32
+        Receives the next query points, row ``j`` for ray ``next_active[j]`` (may be the buffer
+        the scores were computed from).
+
+    The other parameters are those of :func:`boundary_step` and :func:`ray_points`.
+
+    Returns
+    -------
+    int
+        Rays still searching; -1 if a score was NaN or infinite (nothing is updated then).
+    """
+    labels = np.empty(scores.shape[0], np.int64)
+    if not argmax_rows(scores, labels):
+        return -1
+    remaining = boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol,
+                              0.0, next_active)
+    ray_points(x, u, origin, next_active[:remaining], t, lo_bound, hi_bound, out)
+    return remaining
 
 
 @njit(nogil=True)

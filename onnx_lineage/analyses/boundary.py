@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.boundary import CENSORED, FOUND, boundary_step
+from kernels.boundary import CENSORED, FOUND, boundary_step, scores_step
+from onnx_lineage.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class RaySearch:
 
 def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray, *, t0: float,
            tmax: float, growth: float = 2.0, rtol: float = 1e-3, atol: float = 0.0,
-           max_steps: int = 200) -> RaySearch:
+           max_steps: int = 200, score_fn=None, name: str = "model") -> RaySearch:
     """Bracket then bisect the first label change along every ray.
 
     Parameters
@@ -43,6 +44,11 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     label_fn : callable
         ``label_fn(moved, companions, origin_rows) -> labels (k,)``: the model's labels at the
         query points (one batched forward pass).
+    score_fn : callable, optional
+        ``score_fn(moved, companions, origin_rows) -> scores (k, C)``, float32: class scores whose
+        row argmax is the label. When given for a continuous space, each step is one kernel call
+        (:func:`kernels.boundary.scores_step`) instead of labelling, updating and building the
+        next points separately; the result is the same.
     space : ContinuousSpace or DiscreteSpace
     u : ndarray of shape (R, d), float32
         Directions (ignored by discrete spaces).
@@ -62,6 +68,18 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     queries, steps = 0, 0
     active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)  # ping-pong ray lists
     buffer = space.buffer(R)  # query points, reused by every step
+    if score_fn is not None and not space.discrete:
+        moved, _ = space.points(u, origin, active, t, buffer)
+        while active.size and steps < max_steps:
+            scores = score_fn(moved, {}, origin[active])
+            queries += active.size
+            steps += 1
+            k = scores_step(scores, active, base, lo, hi, t, phase, flip, tm, growth, rtol, spare,
+                            space.x, u, origin, space.lo, space.hi, buffer)
+            if k < 0:
+                raise ModelError(f"{name}: the model's outputs contain NaN or Inf")
+            active, spare = spare[:k], active
+            moved = buffer[:k].reshape((k,) + space.shape)
     while active.size and steps < max_steps:
         moved, comp = space.points(u, origin, active, t, buffer)
         labels = label_fn(moved, comp, origin[active])

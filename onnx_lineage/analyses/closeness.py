@@ -85,9 +85,21 @@ class _Model:
 
     def __init__(self, runner: Runner, view: ModelView, labeler: Labeler):
         self.runner, self.view, self.labeler = runner, view, labeler
+        # class scores whose argmax is the label: searches can take them raw (one kernel a step)
+        self.score_fn = (self.scores if labeler.derived is None
+                         and runner.output_kind in ("logits", "probabilities") else None)
 
     def labels(self, moved, comp, origin_rows) -> np.ndarray:
         return self.labeler(self.runner.predict(self.view.feeds(moved, comp, origin_rows)))
+
+    def scores(self, moved, comp, origin_rows) -> np.ndarray:
+        """Raw class scores (k, C), float32, contiguous."""
+        (out,) = self.runner.run(self.view.feeds(moved, comp, origin_rows))
+        if out.dtype != np.float32 or out.ndim != 2 or not out.flags.c_contiguous:
+            out = np.ascontiguousarray(out.reshape(len(out), -1), dtype=np.float32)
+        if out.shape[1] == 0:
+            self.runner.interpret(out)  # raises: an empty output
+        return out
 
 
 def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
@@ -332,6 +344,8 @@ def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:
 
 def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol):
     base_a, base_b = base_a_all[origin], base_b_all[origin]
-    kw = dict(t0=t0, tmax=tmax, rtol=rtol, atol=atol)
-    return (search(ma.labels, space, u, origin, base_a, **kw),
-            search(mb.labels, space, u, origin, base_b, **kw))
+    kw = {"t0": t0, "tmax": tmax, "rtol": rtol, "atol": atol}
+    return (search(ma.labels, space, u, origin, base_a, score_fn=ma.score_fn,
+                   name=ma.runner.name, **kw),
+            search(mb.labels, space, u, origin, base_b, score_fn=mb.score_fn,
+                   name=mb.runner.name, **kw))
