@@ -2,6 +2,7 @@
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.analyses.determination import determine
@@ -67,3 +68,14 @@ def test_shared_dft_front_does_not_count_as_shared_training(tmp_path, family):
     assert with_front.verdict == "unrelated"
     # the bit-identical front adds nothing to the weight evidence
     assert abs(with_front.similarity - without.similarity) < 1e-6
+
+
+@pytest.mark.parametrize("trained_rows,expected", [(100, True), (101, False)])
+def test_the_early_stop_is_exact_at_the_fraction(trained_rows, expected):
+    """1000 rows, the trained (random) ones first: 10% of them still allows 90% sinusoids, one
+    more does not; the chunked count must not stop before the verdict is certain."""
+    rng = np.random.default_rng(0)
+    n = np.arange(64)
+    rows = [np.cos(rng.uniform(0, np.pi) * n + rng.uniform(0, 6)) for _ in range(1000 - trained_rows)]
+    w = np.vstack([rng.standard_normal((trained_rows, 64)), np.asarray(rows)]).astype(np.float32)
+    assert is_signal_constant(w) is expected
