@@ -21,13 +21,13 @@ MIN_LENGTH = 8
 def _sinusoid_rows(x: np.ndarray, chunk: int = 256) -> float:
     """Fraction of the rows of ``x`` (rows, n) that are sampled sinusoids (zero rows skipped).
 
-    Rows are tested in chunks, and the count stops (returning 0.0) as soon as more than
-    ``1 - FRACTION`` of all rows have failed, since the fraction can then no longer reach
-    ``FRACTION``: trained weights are settled by their first chunk.
+    Rows are tested in chunks, and the count stops (returning 0.0) as soon as the fraction could
+    not reach ``FRACTION`` even if every remaining row were a sinusoid: trained weights are
+    settled by their first chunk.
     """
     if x.shape[0] == 0 or x.shape[1] < MIN_LENGTH:
         return 0.0
-    fails, sinusoids, nonzero = 0, 0, 0
+    sinusoids, nonzero = 0, 0
     for start in range(0, x.shape[0], chunk):
         part = x[start:start + chunk].astype(np.float64)
         scale = np.linalg.norm(part, axis=1)
@@ -37,8 +37,8 @@ def _sinusoid_rows(x: np.ndarray, chunk: int = 256) -> float:
         ok = np.linalg.norm(around - c[:, None] * mid, axis=1) <= RESIDUAL * scale
         sinusoids += int(ok.sum())
         nonzero += ok.size
-        fails += int(ok.size - ok.sum())
-        if fails > (1 - FRACTION) * x.shape[0]:
+        left = max(x.shape[0] - start - chunk, 0)
+        if left and (sinusoids + left) / (nonzero + left) < FRACTION:  # even if all the rest are
             return 0.0
     return sinusoids / nonzero if nonzero else 0.0
 
