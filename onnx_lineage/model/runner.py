@@ -173,6 +173,10 @@ class Runner:
                 self.session = rt.InferenceSession(model.SerializeToString(), sess_options=opts,
                                                    providers=providers)
             self.provider = self.session.get_providers()[0]
+            if device == "cuda" and self.provider != "CUDAExecutionProvider":
+                raise LineageError("--device cuda: onnxruntime could not start CUDA here and would "
+                                   "run on the CPU (are the CUDA and cuDNN libraries that "
+                                   "onnxruntime-gpu needs installed?)")
             self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
                                      tuple(d if isinstance(d, int) else None for d in i.shape))
                            for i in self.session.get_inputs() if i.name not in static_inputs]
