@@ -16,7 +16,6 @@ Queries per ray: the bracketing steps, ``ceil(log_growth(t* / t0)) + 1``, plus a
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from kernels._jit import njit
 from kernels.labels import argmax_rows
@@ -85,7 +84,8 @@ def boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rt
     return remaining
 
 
-def _ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
+@njit(nogil=True)
+def ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
     """Query points ``x[origin[r]] + t[r] * u[r]`` for the active rays, clipped to the bounds.
 
     Parameters
@@ -104,7 +104,7 @@ def _ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
         Written in place.
     """
     d = x.shape[1]
-    for j in prange(active.shape[0]):
+    for j in range(active.shape[0]):
         r = active[j]
         xo, ur, row = x[origin[r]], u[r], out[j]
         s = np.float32(t[r])
@@ -112,24 +112,22 @@ def _ray_points(x, u, origin, active, t, lo_bound, hi_bound, out):
             row[i] = min(max(xo[i] + s * ur[i], lo_bound[i]), hi_bound[i])
 
 
-#: One thread: the default, since onnxruntime's CPU threads run between these calls and OpenMP
-#: threads spinning after a parallel loop slow them down (measured: 2x slower analyses).
-ray_points = njit(nogil=True)(_ray_points)
-#: Every core: for sessions on a GPU, where writing the query points is the CPU's whole job.
-ray_points_parallel = njit(nogil=True, parallel=True)(_ray_points)
-
-
 @njit(nogil=True)
-def scores_step(scores, active, base, lo, hi, t, phase, flip, tmax, growth, rtol, next_active):
-    """A continuous search's step from the model's class scores in one call: labels (row argmax,
-    with the NaN check) and every ray's update (:func:`boundary_step` with ``atol = 0``).
+def scores_step(scores, active, base, lo, hi, t, phase, flip, tmax, growth, rtol, next_active,
+                x, u, origin, lo_bound, hi_bound, out):
+    """One whole step of a continuous search from the model's class scores, in one call:
+    labels (row argmax), every ray's update (:func:`boundary_step` with ``atol = 0``), and the
+    next query points of the rays still searching (:func:`ray_points`).
 
     Parameters
     ----------
     scores : ndarray of shape (k, C), float32
         Logits or probabilities at the query points of ``active``.
+    out : ndarray of shape (>= k, d), float32
+        Receives the next query points, row ``j`` for ray ``next_active[j]`` (may be the buffer
+        the scores were computed from).
 
-    The other parameters are those of :func:`boundary_step`.
+    The other parameters are those of :func:`boundary_step` and :func:`ray_points`.
 
     Returns
     -------
@@ -139,8 +137,10 @@ def scores_step(scores, active, base, lo, hi, t, phase, flip, tmax, growth, rtol
     labels = np.empty(scores.shape[0], np.int64)
     if not argmax_rows(scores, labels):
         return -1
-    return boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol, 0.0,
-                         next_active)
+    remaining = boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol,
+                              0.0, next_active)
+    ray_points(x, u, origin, next_active[:remaining], t, lo_bound, hi_bound, out)
+    return remaining
 
 
 @njit(nogil=True)

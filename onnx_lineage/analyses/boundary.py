@@ -69,15 +69,17 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)  # ping-pong ray lists
     buffer = space.buffer(R)  # query points, reused by every step
     if score_fn is not None and not space.discrete:
+        moved, _ = space.points(u, origin, active, t, buffer)
         while active.size and steps < max_steps:
-            moved, _ = space.points(u, origin, active, t, buffer)
             scores = score_fn(moved, {}, origin[active])
             queries += active.size
             steps += 1
-            k = scores_step(scores, active, base, lo, hi, t, phase, flip, tm, growth, rtol, spare)
+            k = scores_step(scores, active, base, lo, hi, t, phase, flip, tm, growth, rtol, spare,
+                            space.x, u, origin, space.lo, space.hi, buffer)
             if k < 0:
                 raise ModelError(f"{name}: the model's outputs contain NaN or Inf")
             active, spare = spare[:k], active
+            moved = buffer[:k].reshape((k,) + space.shape)
     while active.size and steps < max_steps:
         moved, comp = space.points(u, origin, active, t, buffer)
         labels = label_fn(moved, comp, origin[active])

@@ -182,8 +182,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         hi = flat.max(axis=0) if bounds is None else np.full(flat.shape[1], bounds[1], np.float32)
         if bounds is not None and (np.any(flat < bounds[0]) or np.any(flat > bounds[1])):
             raise DataError(f"--bounds {bounds[0]},{bounds[1]} exclude some of the data")
-        on_gpu = ra.provider != "CPUExecutionProvider" and rb.provider != "CPUExecutionProvider"
-        space = ContinuousSpace(flat, lo, hi, moved.shape[1:], parallel=on_gpu)
+        space = ContinuousSpace(flat, lo, hi, moved.shape[1:])
         kinds = list(directions)
         t0, tmax, atol = space.scale / 64.0, 2.0 * space.scale, 0.0
         path = "continuous: straight rays clipped to the valid input range"

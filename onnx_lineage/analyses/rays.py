@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.boundary import ray_points, ray_points_parallel
+from kernels.boundary import ray_points
 from onnx_lineage.data import Dataset, fit, sources
 
 
@@ -55,19 +55,15 @@ class ContinuousSpace:
     x : ndarray of shape (n, d), float32
         The moved array, flattened.
     lo, hi : ndarray of shape (d,), float32
-    parallel : bool
-        Write query points on every core (for models that run on a GPU).
     """
 
     discrete = False
 
-    def __init__(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: tuple,
-                 parallel: bool = False):
+    def __init__(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: tuple):
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         self.lo, self.hi = lo.astype(np.float32), hi.astype(np.float32)
         self.shape = shape
         self.scale = float(np.linalg.norm(self.hi - self.lo)) or 1.0
-        self._points = ray_points_parallel if parallel else ray_points
 
     def buffer(self, rays: int) -> np.ndarray:
         """Scratch space for the query points of up to ``rays`` rays, shape (rays, d)."""
@@ -79,7 +75,7 @@ class ContinuousSpace:
         Written into ``buffer`` (from :meth:`buffer`) when given, so a search allocates once.
         """
         out = self.buffer(active.size) if buffer is None else buffer[:active.size]
-        self._points(self.x, u, origin, active, t, self.lo, self.hi, out)
+        ray_points(self.x, u, origin, active, t, self.lo, self.hi, out)
         return out.reshape((active.size,) + self.shape), {}
 
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from kernels.boundary import (CENSORED, FOUND, boundary_step, perturbation_points, ray_points,
-                              ray_points_parallel)
+from kernels.boundary import CENSORED, FOUND, boundary_step, perturbation_points, ray_points
 
 
 def reference_search(label_at, base, t0, tmax, growth, rtol):
@@ -81,18 +80,6 @@ def test_ray_points_clip_to_bounds():
     ray_points(x, u, np.array([0, 0]), np.array([0, 1]), np.array([0.25, 2.0]),
                np.zeros(2, np.float32), np.ones(2, np.float32), out)
     np.testing.assert_allclose(out, [[0.75, 0.5], [0.5, 0.0]])
-
-
-def test_parallel_ray_points_are_the_same_points():
-    rng = np.random.default_rng(2)
-    x = rng.random((50, 33), dtype=np.float32)
-    u = rng.standard_normal((400, 33)).astype(np.float32)
-    origin, active, t = rng.integers(0, 50, 400), rng.permutation(400)[:300], rng.random(400) * 3
-    lo, hi = np.full(33, 0.1, np.float32), np.full(33, 0.9, np.float32)
-    serial, parallel = np.empty((300, 33), np.float32), np.empty((300, 33), np.float32)
-    ray_points(x, u, origin, active, t, lo, hi, serial)
-    ray_points_parallel(x, u, origin, active, t, lo, hi, parallel)
-    np.testing.assert_array_equal(parallel, serial)
 
 
 def test_perturbation_points_match_broadcasting():
