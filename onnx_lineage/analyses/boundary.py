@@ -82,7 +82,7 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
             moved = buffer[:k].reshape((k,) + space.shape)
     while active.size and steps < max_steps:
         moved, comp = space.points(u, origin, active, t, buffer)
-        labels = label_fn(moved, comp, origin[active])
+        labels = np.asarray(label_fn(moved, comp, origin[active]), dtype=np.int64)
         queries += active.size
         steps += 1
         k = boundary_step(active, labels, base, lo, hi, t, phase, flip, tm, growth, rtol, atol,
