@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The cost benchmark on CUDA and on the same machine's CPU, side by side, for a machine with an
-# NVIDIA GPU; about 3 minutes.
+# On a machine with an NVIDIA GPU: the demo end to end on CUDA (every verdict, against the CPU),
+# then the cost benchmark on CUDA and on the same machine's CPU, side by side; about 2 minutes.
 #
 #   bash benchmarks/gpu.sh [OUT_DIR] [MODELS_DIR]
 #
@@ -34,6 +34,23 @@ if s.get_providers()[0] != "CUDAExecutionProvider":
 x = np.arange(8, dtype=np.float32).reshape(2, 4)
 assert np.array_equal(s.run(None, {"x": x})[0], x)
 print(f"onnxruntime {ort.__version__}: CUDA provider runs")
+PY
+# the CLI end to end on CUDA: the demo family, every verdict, against the same demo on the CPU
+"$py" typer_app.py demo --device cuda --json --quiet --out "$models/demo_cuda" \
+  --report "$models/demo_cuda.html" > "$out/demo_cuda.json"
+"$py" typer_app.py demo --device cpu --json --quiet --out "$models/demo_cpu" \
+  --report "$models/demo_cpu.html" > "$out/demo_cpu.json"
+"$py" - "$out/demo_cuda.json" "$out/demo_cpu.json" <<'PY' | tee "$out/demo_check.txt"
+import json, sys
+cuda, cpu = (json.load(open(p)) for p in sys.argv[1:3])
+f = lambda v, d=3: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
+print(f"demo on {cuda['parent']['provider']}: {cuda['correct']}/{cuda['total']} verdicts right "
+      f"in {cuda['seconds']:.1f} s (CPU: {cpu['correct']}/{cpu['total']} in {cpu['seconds']:.1f} s)")
+for g, c in zip(cuda["rows"], cpu["rows"]):
+    print(f"  {g['model']:16s} {g['verdict']:9s} barrier {f(g['barrier'], 4)} (CPU {f(c['barrier'], 4)})"
+          f"  closeness {f(g['closeness'])} (CPU {f(c['closeness'])})")
+if cuda["parent"]["provider"] != "CUDAExecutionProvider" or cuda["correct"] != cuda["total"]:
+    raise SystemExit("the demo on CUDA did not run on CUDA or got a verdict wrong")
 PY
 "$py" benchmarks/cost.py sweep closeness --device cuda --models "$models" --json "$out/cost_gpu.json"
 "$py" benchmarks/cost.py sweep closeness --device cpu --models "$models" --json "$out/cost_gpu_host_cpu.json"
