@@ -27,6 +27,10 @@ OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regre
 #: Memory budget for one batch's tensors (inputs, outputs and intermediate values), in bytes.
 BATCH_MEMORY_BYTES = 256 * 1024**2
 MAX_BATCH = 8192
+#: Models whose values shape inference cannot size are probed on one and two rows (a second
+#: session) up to this size; larger ones run batches of :data:`UNSIZED_LARGE_BATCH` rows.
+PROBE_MAX_MODEL_BYTES = 256 * 1024**2
+UNSIZED_LARGE_BATCH = 32
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
@@ -198,7 +202,11 @@ class Runner:
         if batch_size is None:
             row_bytes, certain = _row_bytes(model)
             batch_size = int(np.clip(BATCH_MEMORY_BYTES // row_bytes, 1, MAX_BATCH))
-            self._probe = not certain
+            if not certain and model.ByteSize() > PROBE_MAX_MODEL_BYTES:
+                # too large to load twice for a probe: small batches instead of a guess
+                batch_size = min(batch_size, UNSIZED_LARGE_BATCH)
+            else:
+                self._probe = not certain
         if self.batch_dependent:
             batch_size = 1
         if self.fixed_batch:

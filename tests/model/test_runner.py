@@ -134,3 +134,13 @@ def test_batches_stay_within_memory_when_shapes_cannot_be_inferred(monkeypatch):
     # and the batched answers are those of one big pass
     whole = r.session.run(None, {"x": x})[0]
     np.testing.assert_allclose(out.scores, whole, rtol=1e-4, atol=1e-3)
+
+
+def test_unsized_models_too_large_to_probe_run_small_batches(monkeypatch):
+    from onnx_lineage.model import runner as runner_module
+    monkeypatch.setattr(runner_module, "PROBE_MAX_MODEL_BYTES", 1024)  # the test model is larger
+    r = Runner(_unshaped_conv(), device="cpu")
+    assert r.batch_size == runner_module.UNSIZED_LARGE_BATCH and not r._probe
+    x = np.random.default_rng(1).random((100, 32 * 32), dtype=np.float32)
+    np.testing.assert_allclose(r.predict({"x": x}).scores, r.session.run(None, {"x": x})[0],
+                               rtol=1e-4, atol=1e-3)
