@@ -64,7 +64,7 @@ def render_closeness(r) -> None:
         ("distance similarity", render.fmt(r.distance_similarity)),
         ("mean boundary distance", f"A {render.fmt(r.mean_distance['a'])}, "
                                    f"B {render.fmt(r.mean_distance['b'])}"),
-        ("points / rays", f"{r.points} / {r.rays} ({r.rounds} rounds)"),
+        ("points / rays", f"{r.points} / {r.rays} ({r.rounds} round{'s' if r.rounds != 1 else ''})"),
         ("queries", f"A {r.queries['a']:,}, B {r.queries['b']:,}"),
         ("directions", ", ".join(r.directions)),
         ("labels", r.labels),
