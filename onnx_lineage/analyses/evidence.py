@@ -106,4 +106,4 @@ def weight_evidence(m, chains, rng: np.random.Generator, n_null: int = 12) -> We
 def _as_a_chain(c: Chain) -> Chain:
     """The same junction expressed in A's indices on both sides (surrogates live in A's layout)."""
     return Chain(c.a, c.a, c.a_next, c.a_next, [(x, x) for x, _ in c.followers], c.spatial,
-                 c.homogeneous)
+                 c.homogeneous, c.channels_last)

@@ -9,7 +9,7 @@ import numpy as np
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
-from onnx_lineage.matching.permutation import Chain, align_units
+from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
 from onnx_lineage.model.topology import links
@@ -158,6 +158,9 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
         b_params[lb[j].index] = {k: v.copy() for k, v in with_bias(lb[j].params, keys).items()}
         a_params[la[i].index] = with_bias(la[i].params, keys)
     b_of = {la[i].index: lb[j].index for i, j in pairs}
+    if _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params):
+        transforms.append("B's dense inputs reordered to A's flatten order "
+                          "(channels-last against channels-first)")
 
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by)
     units = align_units(a_params, b_params, chains) if permutations and chains else {}
@@ -247,5 +250,26 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by):
             limits.append(f"layer {ai}: normalisation layers after it differ between A and B")
             continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
-                            lb_link.homogeneous))
+                            lb_link.homogeneous, la_link.channels_last))
     return chains, limits
+
+
+def _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params) -> int:
+    """Put B's dense layers that read a flattened conv map in A's flatten order, in place.
+
+    A channels-first flatten (PyTorch) gives the dense layer column ``u * spatial + s``, a
+    channels-last one (Keras through tf2onnx) ``s * units + u``; the same weights in the two
+    orders look unrelated. Returns how many layers were reordered.
+    """
+    done = 0
+    for i, j in pairs:
+        la_link, lb_link = links_a.get(la[i].index), links_b.get(lb[j].index)
+        if (la_link is None or lb_link is None or la_link.next is None or lb_link.next is None
+                or b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial
+                or la_link.channels_last == lb_link.channels_last):
+            continue
+        nxt = b_params[lb_link.next]
+        nxt["weight"] = to_layout(nxt["weight"], lb[j].units, lb_link.spatial,
+                                  la_link.channels_last)
+        done += 1
+    return done

@@ -38,6 +38,10 @@ class Chain:
         Inputs of ``next`` per unit.
     homogeneous : bool
         Rescaling is function-preserving (in B).
+    channels_last : bool
+        A dense ``next`` reads a flattened ``(spatial, units)`` map (column ``s * units + u``, a
+        channels-last flatten) instead of ``(units, spatial)`` (column ``u * spatial + s``). Both
+        sides' ``next`` weights are in this one layout (B's are converted to A's by ``match``).
     """
 
     a: int
@@ -47,6 +51,7 @@ class Chain:
     followers: list = field(default_factory=list)
     spatial: int = 1
     homogeneous: bool = True
+    channels_last: bool = False
 
 
 @dataclass
@@ -76,13 +81,26 @@ def _in_features(params: dict, followers: list[dict]) -> np.ndarray:
     return np.concatenate([w, b[:, None]], axis=1)
 
 
-def _out_features(next_weight: np.ndarray, units: int, spatial: int) -> np.ndarray:
+def _out_features(next_weight: np.ndarray, units: int, spatial: int,
+                  channels_last: bool = False) -> np.ndarray:
     """Per unit: the weights that read it in the next layer, shape (units, fan_out)."""
     w = next_weight
     out = w.shape[0]
+    if w.ndim == 2 and channels_last:  # dense after a channels-last flatten: unit is the inner axis
+        return w.reshape(out, spatial, units).transpose(2, 0, 1).reshape(units, -1)
     if w.ndim == 2:  # dense: columns grouped by unit (channel-major flatten)
         return w.reshape(out, units, spatial).transpose(1, 0, 2).reshape(units, -1)
     return np.moveaxis(w, 1, 0).reshape(units, -1)  # conv: input channel axis
+
+
+def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> np.ndarray:
+    """A dense weight (out, units * spatial) read after a flatten, converted from the other
+    flatten order to ``channels_last`` (True: column ``s * units + u``; False: ``u * spatial + s``).
+    """
+    out = w.shape[0]
+    if channels_last:  # from (units, spatial) columns
+        return np.ascontiguousarray(w.reshape(out, units, spatial).transpose(0, 2, 1).reshape(out, -1))
+    return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
 
 
 def _unit_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -94,9 +112,15 @@ def _unit_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return an @ bn.T
 
 
-def _permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None
-                    ) -> np.ndarray:
+def _permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
+                    channels_last: bool = False) -> np.ndarray:
     units = perm.size
+    if w.ndim == 2 and channels_last:
+        out = w.shape[0]
+        blocks = w.reshape(out, spatial, units)[:, :, perm]
+        if scale is not None:
+            blocks = blocks / scale[None, None, :]
+        return blocks.reshape(out, -1).astype(np.float32)
     if w.ndim == 2:
         out = w.shape[0]
         blocks = w.reshape(out, units, spatial)[:, perm, :]
@@ -134,8 +158,10 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
             sim = (_unit_cos(_in_features(pa, []), _in_features(pb, []))
-                   + _unit_cos(_out_features(a_params[c.a_next]["weight"], units, c.spatial),
-                               _out_features(b_params[c.b_next]["weight"], units, c.spatial)))
+                   + _unit_cos(_out_features(a_params[c.a_next]["weight"], units, c.spatial,
+                                             c.channels_last),
+                               _out_features(b_params[c.b_next]["weight"], units, c.spatial,
+                                             c.channels_last)))
             for fa, fb in c.followers:
                 fa_feat = np.stack([a_params[fa][k] for k in sorted(a_params[fa]) if k != "eps"], 1)
                 fb_feat = np.stack([b_params[fb][k] for k in sorted(b_params[fb]) if k != "eps"], 1)
@@ -173,4 +199,4 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
     for _, fb in c.followers:
         b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
     nxt = b_params[c.b_next]
-    nxt["weight"] = _permute_inputs(nxt["weight"], perm, c.spatial, scale)
+    nxt["weight"] = _permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)

@@ -19,6 +19,8 @@ from onnx_lineage.model.graph import GraphIndex
 from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
+#: Ops that read only a tensor's shape, not its values: they do not branch a chain.
+_SHAPE_ONLY = {"Shape", "Size"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Link:
         Op types on the way, for reports.
     reason : str
         Why the chain ends, when it does.
+    channels_last : bool
+        The units were moved last (``Transpose`` to channels-last, as tf2onnx exports of Keras
+        CNNs do) before the flatten: ``next`` reads column ``s * units + u``.
     """
 
     next: int | None
@@ -47,6 +52,7 @@ class Link:
     spatial: int = 1
     ops: tuple = ()
     reason: str = ""
+    channels_last: bool = False
 
 
 @dataclass
@@ -55,6 +61,7 @@ class _Walk:
     ops: list = field(default_factory=list)
     homogeneous: bool = True
     reshaped: bool = False
+    channels_last: bool = False
 
 
 def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
@@ -80,7 +87,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
         if name in g.graph_outputs:
             return Link(None, reason="output of the model")
         readers = by_input.get(name, [])
-        if len(readers) == 1 and len(g.consumers_of(name)) == 1:
+        cons = [c for c in g.consumers_of(name) if c.op_type not in _SHAPE_ONLY]
+        if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
             if nxt.kind in ("batchnorm", "layernorm"):
                 walk.followers.append(nxt.index)
@@ -97,9 +105,10 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
             spatial = units_in // layer.units
             if spatial > 1 and not walk.reshaped:
                 return Link(None, reason="unit count changes without a Flatten")
+            if walk.channels_last and nxt.kind != "dense":
+                return Link(None, reason="channels-last units read by a convolution")
             return Link(nxt.index, tuple(walk.followers), walk.homogeneous, spatial,
-                        tuple(walk.ops))
-        cons = g.consumers_of(name)
+                        tuple(walk.ops), channels_last=walk.channels_last and spatial > 1)
         if len(cons) != 1:
             return Link(None, reason=f"read by {len(cons)} nodes (branch or residual)")
         node = cons[0]
@@ -107,11 +116,16 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
             return Link(None, reason=f"read as a weight by {node.op_type}")
         if node.op_type in _RESHAPING and not walk.reshaped:
             walk.reshaped = True
+        elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
+            if not _moves_channels_last(node):
+                return Link(None, reason="passes through a Transpose")
+            walk.channels_last = True
         elif node.op_type == "Mul" and _is_quant_scale(g, node, name):
             pass
         elif node.op_type not in UNIT_PRESERVING:
             return Link(None, reason=f"passes through {node.op_type}")
-        if node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING:
+        if (node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING
+                and node.op_type != "Transpose"):
             walk.homogeneous = walk.homogeneous and node.op_type in ("QuantizeLinear",
                                                                      "DequantizeLinear", "Cast")
         walk.ops.append(node.op_type)
@@ -123,3 +137,9 @@ def _is_quant_scale(g: GraphIndex, node: onnx.NodeProto, name: str) -> bool:
     other = node.input[1] if node.input[0] == name else node.input[0]
     c = g.constant(other)
     return c is not None and c.value.size == 1
+
+
+def _moves_channels_last(node: onnx.NodeProto) -> bool:
+    """A Transpose ``(N, C, d1, ..., dk) -> (N, d1, ..., dk, C)``."""
+    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+    return perm is not None and len(perm) >= 3 and perm == [0] + list(range(2, len(perm))) + [1]

@@ -140,3 +140,124 @@ def test_conv_channel_permutation_through_batchnorm_is_undone(tmp_path):
     for layer in r.a_layers:
         for k, v in r.b_aligned[layer.index].items():
             np.testing.assert_allclose(v, layer.params[k], atol=1e-6)
+
+
+def _small_cnn(conv_w, conv_b, dense_w, dense_b, channels_last):
+    """x (n, 64) -> 8x8 image -> Conv -> Relu -> flatten -> dense, in one of two flatten orders.
+
+    ``channels_last`` builds what tf2onnx writes for Keras: a Transpose to NHWC, a Reshape whose
+    shape is computed from a ``Shape`` of the map, and a MatMul whose weight is ``[in, out]`` with
+    rows in ``(h, w, c)`` order. Otherwise PyTorch's: Flatten of NCHW and Gemm ``[out, in]``.
+    ``dense_w`` is always given in the channels-first order (out, c * 64 + s).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    c = conv_w.shape[0]
+    init = [numpy_helper.from_array(conv_w, "cw"), numpy_helper.from_array(conv_b, "cb"),
+            numpy_helper.from_array(dense_b, "db"),
+            numpy_helper.from_array(np.array([-1, 1, 8, 8], np.int64), "img_shape")]
+    nodes = [helper.make_node("Reshape", ["x", "img_shape"], ["img"]),
+             helper.make_node("Conv", ["img", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["act"])]
+    if channels_last:
+        w = dense_w.reshape(-1, c, 64).transpose(0, 2, 1).reshape(-1, c * 64)
+        init += [numpy_helper.from_array(np.ascontiguousarray(w.T), "dw"),
+                 numpy_helper.from_array(np.array([0], np.int64), "zero"),
+                 numpy_helper.from_array(np.array([1], np.int64), "one"),
+                 numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+        nodes += [helper.make_node("Transpose", ["act"], ["nhwc"], perm=[0, 2, 3, 1]),
+                  helper.make_node("Shape", ["act"], ["act_shape"]),
+                  helper.make_node("Slice", ["act_shape", "zero", "one"], ["batch"]),
+                  helper.make_node("Concat", ["batch", "minus_one"], ["flat_shape"], axis=0),
+                  helper.make_node("Reshape", ["nhwc", "flat_shape"], ["flat"]),
+                  helper.make_node("MatMul", ["flat", "dw"], ["mm"]),
+                  helper.make_node("Add", ["mm", "db"], ["logits"])]
+    else:
+        init.append(numpy_helper.from_array(dense_w, "dw"))
+        nodes += [helper.make_node("Flatten", ["act"], ["flat"], axis=1),
+                  helper.make_node("Gemm", ["flat", "dw", "db"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          init)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m)
+    return m
+
+
+def _cnn_weights(seed=0, channels=6):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((channels, 1, 3, 3)).astype(np.float32),
+            rng.standard_normal(channels).astype(np.float32),
+            (rng.standard_normal((10, channels * 64)) / 8).astype(np.float32),
+            rng.standard_normal(10).astype(np.float32))
+
+
+@pytest.mark.parametrize("a_last,b_last", [(False, True), (True, False), (True, True)])
+def test_flatten_orders_line_up_and_permuted_channels_are_undone(tmp_path, digits, a_last, b_last):
+    cw, cb, dw, db = _cnn_weights()
+    perm = np.random.default_rng(1).permutation(cw.shape[0])
+    pdw = dw.reshape(10, -1, 64)[:, perm].reshape(10, -1)  # the same function, channels permuted
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(_small_cnn(cw, cb, dw, db, a_last), pa)
+    onnx.save(_small_cnn(cw[perm], cb[perm], pdw, db, b_last), pb)
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.model.runner import Runner
+    x = digits.arrays["x"][:50]
+    out = [Runner(load_model(p).proto, device="cpu").predict({"x": x}).scores for p in (pa, pb)]
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)  # same function
+    r = match(pa, pb)
+    assert [p["kind"] for p in r.pairs] == ["conv", "dense"]
+    assert all(p["cosine"] > 1 - 1e-5 for p in r.pairs), r.pairs
+    assert "permutation" in r.pairs[0]["transforms"]
+    assert any("flatten order" in t for t in r.transforms) == (a_last != b_last)
+
+
+def test_the_aligned_channels_last_copy_interpolates_at_zero_barrier(tmp_path, digits):
+    from onnx_lineage.analyses.determination import determine
+    cw, cb, dw, db = _cnn_weights(2)
+    perm = np.random.default_rng(3).permutation(cw.shape[0])
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(_small_cnn(cw, cb, dw, db, False), pa)
+    onnx.save(_small_cnn(cw[perm], cb[perm], dw.reshape(10, -1, 64)[:, perm].reshape(10, -1), db,
+                         True), pb)
+    r = determine(pa, pb, digits)
+    assert r.verdict == "related" and r.similarity > 0.999
+    assert max(c["loss"] for c in r.curve) - min(c["loss"] for c in r.curve) < 1e-4  # a flat path
+
+
+def test_a_real_keras_cnn_matches_its_pytorch_layout_twin(tmp_path, digits):
+    """The committed tf2onnx export of a Keras CNN (NHWC input, Transpose + Shape/Reshape flatten,
+    MatMul) against the same weights laid out as PyTorch would export them (NCHW Flatten, Gemm
+    with channel-major columns), its conv channels permuted on top."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.model.parameters import extract_layers
+    from onnx_lineage.model.runner import Runner
+    keras = load_model(fixture_path("keras_cnn"))
+    conv, dense = extract_layers(keras.proto)
+    c, spatial = conv.units, dense.weight.shape[1] // conv.units
+    perm = np.random.default_rng(0).permutation(c)
+    first = dense.weight.reshape(10, spatial, c).transpose(0, 2, 1)[:, perm]  # channel-major
+    init = [numpy_helper.from_array(v, k) for k, v in {
+        "shape": np.array([-1, 1, 8, 8], np.int64), "cw": conv.params["weight"][perm],
+        "cb": conv.params["bias"][perm], "dw": first.reshape(10, -1).astype(np.float32),
+        "db": dense.params["bias"]}.items()]
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["img"]),
+             helper.make_node("Conv", ["img", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["act"]),
+             helper.make_node("MaxPool", ["act"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["pool"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "dw", "db"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "twin", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        ["n", 8, 8, 1])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          init)
+    twin = tmp_path / "twin.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), twin)
+    x = digits.arrays["x"][:50].reshape(-1, 8, 8, 1)
+    out = [Runner(load_model(p).proto, device="cpu").predict({"x": x}).scores
+           for p in (fixture_path("keras_cnn"), twin)]
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)  # the same function
+    r = match(fixture_path("keras_cnn"), twin)
+    assert all(p["cosine"] > 1 - 1e-5 for p in r.pairs), r.pairs
+    assert "permutation" in r.pairs[0]["transforms"]
