@@ -116,10 +116,11 @@ def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
     return max(total, 1024), certain
 
 
-def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> int | None:
+def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                      static: dict[str, np.ndarray]) -> int | None:
     """Bytes of intermediate values per real row: the model run on ``feeds``' first one and two
-    rows with all its values as outputs; the difference leaves out values that do not grow with
-    the batch (weights computed by nodes). None if that cannot run."""
+    rows (``static`` feeds whole) with all its values as outputs; the difference leaves out values
+    that do not grow with the batch (weights computed by nodes). None if that cannot run."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     names = list(dict.fromkeys(o for n in probe.graph.node for o in n.output if o))
@@ -129,7 +130,8 @@ def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> i
         with contextlib.redirect_stdout(sys.stderr):
             session = ort().InferenceSession(probe.SerializeToString(),
                                              providers=["CPUExecutionProvider"])
-            size = [sum(v.nbytes for v in session.run(None, {k: a[:rows] for k, a in feeds.items()})
+            size = [sum(v.nbytes for v in session.run(None, {**{k: a[:rows] for k, a in feeds.items()},
+                                                              **static})
                         if isinstance(v, np.ndarray)) for rows in (1, 2)]
     except Exception:  # a model the probe cannot run: keep the estimate
         return None
@@ -268,7 +270,7 @@ class Runner:
             raise DataError("no rows to run")
         if self._probe:
             self._probe = False
-            measured = _probed_row_bytes(self.model, feeds)
+            measured = _probed_row_bytes(self.model, feeds, static or {})
             if measured:
                 self.batch_size = int(np.clip(BATCH_MEMORY_BYTES // max(measured, 1024), 1,
                                               self.batch_size))
