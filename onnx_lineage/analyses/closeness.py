@@ -95,11 +95,7 @@ class _Model:
     def scores(self, moved, comp, origin_rows) -> np.ndarray:
         """Raw class scores (k, C), float32, contiguous."""
         (out,) = self.runner.run(self.view.feeds(moved, comp, origin_rows))
-        if out.dtype != np.float32 or out.ndim != 2 or not out.flags.c_contiguous:
-            out = np.ascontiguousarray(out.reshape(len(out), -1), dtype=np.float32)
-        if out.shape[1] == 0:
-            self.runner.interpret(out)  # raises: an empty output
-        return out
+        return self.runner.score_rows(out)
 
 
 def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",

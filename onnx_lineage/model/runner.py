@@ -312,17 +312,23 @@ class Runner:
         """Turn the raw prediction output into a :class:`Prediction`."""
         if self.output_kind == "labels":
             return Prediction(np.asarray(out).reshape(-1).astype(np.int64), None)
-        scores = np.ascontiguousarray(out, dtype=np.float32)
-        if scores.ndim != 2:
-            scores = scores.reshape(len(scores), -1)
-        if scores.shape[1] == 0:
-            raise ModelError(f"{self.name}: the prediction output {self.output_name!r} is empty")
+        scores = self.score_rows(out)
         labels = np.zeros(len(scores), dtype=np.int64)  # derived later for embeddings, regression
         if not argmax_rows(scores, labels):
             raise ModelError(f"{self.name}: the model's outputs contain NaN or Inf")
         if self.output_kind not in ("logits", "probabilities"):
             labels[:] = 0
         return Prediction(labels, scores)
+
+    def score_rows(self, out: np.ndarray) -> np.ndarray:
+        """A float prediction output as contiguous float32 rows, shape (n, k); an empty one is a
+        ModelError (NaN and Inf are checked where the rows are read)."""
+        scores = np.ascontiguousarray(out, dtype=np.float32)
+        if scores.ndim != 2:
+            scores = scores.reshape(len(scores), -1)
+        if scores.shape[1] == 0:
+            raise ModelError(f"{self.name}: the prediction output {self.output_name!r} is empty")
+        return scores
 
     def describe(self) -> dict:
         """Provider, inputs, prediction output and batching, for reports."""
