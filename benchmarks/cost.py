@@ -12,8 +12,7 @@ run of this script on one machine; absolute times are noisy on shared machines, 
   (the interpolated session fed precomputed weights, nothing else).
 * ``closeness``: the whole closeness analysis against the time it spent inside onnxruntime's
   ``session.run`` (measured around every call it issued) and against the same passes replayed
-  alone, with the query points built on the host and in the model's graph (``ray_points``);
-  against a per-point label-only search (one ray at a time, one row per query, same
+  alone; against a per-point label-only search (one ray at a time, one row per query, same
   tolerance); and against IBM ART's HopSkipJump over a label-only session of the same model
   (when ``adversarial-robustness-toolbox`` is installed; it is in the ``[bench]`` extra).
 * ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
@@ -45,7 +44,6 @@ from onnx_lineage.analyses.determination import (Sweep, endpoints_for, run_sweep
 from onnx_lineage.data import Dataset, feeds_for  # noqa: E402
 from onnx_lineage.matching import match  # noqa: E402
 from onnx_lineage.model.loading import load_model  # noqa: E402
-from onnx_lineage.model.raygraph import STATIC  # noqa: E402
 from onnx_lineage.model.runner import Runner  # noqa: E402
 
 #: Where the exported models go; ``--models DIR`` keeps them (and reuses ones already there, so
@@ -143,11 +141,7 @@ def bench_sweep(pa, pb, data, device, rows=1000, repeats=3):
 
 
 class ForwardRecorder:
-    """Records every batch the analysis feeds to onnxruntime, to time the same passes alone.
-
-    Per-pass feeds are copied (the analysis reuses its buffers); a search's rays, fed whole to the
-    ray session (:mod:`onnx_lineage.model.raygraph`), are kept as they were given: already on the
-    device, as the analysis placed them once per search."""
+    """Records every batch the analysis feeds to onnxruntime, to time the same passes alone."""
 
     def __init__(self):
         self.calls: list[tuple] = []
@@ -157,8 +151,7 @@ class ForwardRecorder:
         calls = self.calls
 
         def recording(runner, names, batch, rows):
-            calls.append((runner, list(names),
-                          {k: v if k in STATIC else np.array(v) for k, v in batch.items()}))
+            calls.append((runner, list(names), {k: np.array(v) for k, v in batch.items()}))
             return self._orig(runner, names, batch, rows)
 
         Runner._run_batch = recording
@@ -249,46 +242,26 @@ def hop_skip_jump(pa, data, device, points, rtol=1e-3, max_iter=10):
     return seconds / points, count["rows"] / points, float(np.mean(dist))
 
 
-def timed_closeness(pa, pb, data, device, ray_points, points):
-    """One closeness analysis (all ``points``: the interval tolerance is set below reach), then a
-    second identical one whose forward passes are recorded and replayed alone."""
-    kw = {"device": device, "points": points, "seed": 0, "tolerance": 1e-4, "ray_points": ray_points}
-    closeness(pa, pb, data, **{**kw, "points": 16, "seed": 1})  # warm-up: kernels, allocators
+def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150, hsj_points=16):
+    """The whole analysis (all ``points``: the interval tolerance is set below reach) against the
+    onnxruntime time of its forward passes: measured around every ``session.run`` it issued, and
+    the same passes replayed alone afterwards (from a second, identical run that recorded them).
+    Speed-ups against a per-point loop of the same tolerance and against ART's HopSkipJump."""
+    closeness(pa, pb, data, device=device, points=16, seed=1)  # warm-up: kernels, allocators
+    kw = {"device": device, "points": points, "seed": 0, "tolerance": 1e-4}
     r = closeness(pa, pb, data, **kw)
     with ForwardRecorder() as rec:
         r2 = closeness(pa, pb, data, **kw)
     assert r2.closeness == r.closeness and r2.queries == r.queries  # the same passes
     replay = min(rec.replay(device), rec.replay(device))
-    return r, replay
-
-
-def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150, hsj_points=16):
-    """The whole analysis against the onnxruntime time of its forward passes: measured around
-    every ``session.run`` it issued, and the same passes replayed alone afterwards.
-
-    Run twice, once per place the query points are built (``ray_points``: ``host`` writes them
-    on the CPU and feeds them to the model, ``graph`` builds them in the ray session on the
-    model's device; same points, same results). ``replay_s`` replays a run's own passes;
-    ``replay_host_s`` replays the host run's, the model's forward passes fed their points, which
-    is the floor of any search that feeds the model its inputs. Speed-ups against a per-point
-    loop of the same tolerance and against ART's HopSkipJump, for the default (``auto``) mode."""
-    runs = {mode: timed_closeness(pa, pb, data, device, mode, points) for mode in ("host", "graph")}
-    (rh, replay_host), (rg, _) = runs["host"], runs["graph"]
-    # the same points; on a GPU the model's arithmetic may still differ a little between sessions
-    modes = {"same_result": bool(rg.closeness == rh.closeness and rg.queries == rh.queries)}
-    for mode, (r, replay) in runs.items():
-        forward = r.forward_seconds["a"] + r.forward_seconds["b"]
-        modes[mode] = {"seconds": r.seconds, "forward_s": forward, "replay_s": replay,
-                       "replay_host_s": replay_host, "ratio": r.seconds / forward,
-                       "ratio_to_replay": r.seconds / replay,
-                       "ratio_to_host_replay": r.seconds / replay_host}
-    auto = "graph" if rh.provider["a"] == "CUDAExecutionProvider" else "host"
-    r = runs[auto][0]
+    del rec
+    forward = r.forward_seconds["a"] + r.forward_seconds["b"]
     per_ray_ours = r.seconds / (2 * r.rays)  # both models searched every ray
     per_point_ours = r.seconds / (2 * r.points)
     per_ray_loop, loop_queries = per_point_loop(pa, data, device, baseline_rays)
-    out = {"closeness": r.closeness, "points": r.points, "rays": r.rays, "queries": r.queries,
-           "ray_points": auto, **modes[auto], "modes": modes,
+    out = {"closeness": r.closeness, "points": r.points, "rays": r.rays,
+           "queries": r.queries, "seconds": r.seconds, "forward_s": forward, "replay_s": replay,
+           "ratio": r.seconds / forward, "ratio_to_replay": r.seconds / replay,
            "per_ray_per_model_s": per_ray_ours,
            "per_point_loop_per_ray_s": per_ray_loop, "speedup_vs_loop": per_ray_loop / per_ray_ours,
            "loop_queries_per_ray": loop_queries,

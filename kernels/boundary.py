@@ -163,34 +163,3 @@ def perturbation_points(points, radius, delta, out):
             row, ds = out[p * n_s + s], delta[s]
             for i in range(d):
                 row[i] = base[i] + r * ds[i]
-
-
-@njit(nogil=True)
-def scores_advance(scores, active, base, lo, hi, t, phase, flip, tmax, growth, rtol, next_active,
-                   tq):
-    """One step of a continuous search whose query points are built on the model's side
-    (:mod:`onnx_lineage.model.raygraph`): labels (row argmax), every ray's update
-    (:func:`boundary_step` with ``atol = 0``), and the next ``t`` of the rays still searching.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (k, C), float32
-        Logits or probabilities at the query points of ``active``.
-    tq : ndarray of shape (>= k,), float32
-        Receives ``t[next_active[j]]`` at ``j``, as the float32 the points are built with.
-
-    The other parameters are those of :func:`boundary_step`.
-
-    Returns
-    -------
-    int
-        Rays still searching; -1 if a score was NaN or infinite (nothing is updated then).
-    """
-    labels = np.empty(scores.shape[0], np.int64)
-    if not argmax_rows(scores, labels):
-        return -1
-    remaining = boundary_step(active, labels, base, lo, hi, t, phase, flip, tmax, growth, rtol,
-                              0.0, next_active)
-    for j in range(remaining):
-        tq[j] = np.float32(t[next_active[j]])
-    return remaining

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.boundary import CENSORED, FOUND, boundary_step, scores_advance, scores_step
+from kernels.boundary import CENSORED, FOUND, boundary_step, scores_step
 from onnx_lineage.errors import ModelError
 
 
@@ -36,7 +36,7 @@ class RaySearch:
 
 def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray, *, t0: float,
            tmax: float, growth: float = 2.0, rtol: float = 1e-3, atol: float = 0.0,
-           max_steps: int = 200, score_fn=None, rays_fn=None, name: str = "model") -> RaySearch:
+           max_steps: int = 200, score_fn=None, name: str = "model") -> RaySearch:
     """Bracket then bisect the first label change along every ray.
 
     Parameters
@@ -49,11 +49,6 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
         row argmax is the label. When given for a continuous space, each step is one kernel call
         (:func:`kernels.boundary.scores_step`) instead of labelling, updating and building the
         next points separately; the result is the same.
-    rays_fn : callable, optional
-        ``rays_fn(active, t) -> scores (k, C)``, float32: class scores at the query points of the
-        rays ``active`` (k,) at ``t`` (k,) float32, with the points built by the model's side
-        (:mod:`onnx_lineage.model.raygraph`: the data, ``u`` and ``origin`` of this search are
-        already there). Preferred over ``score_fn`` for a continuous space; same result.
     space : ContinuousSpace or DiscreteSpace
     u : ndarray of shape (R, d), float32
         Directions (ignored by discrete spaces).
@@ -73,17 +68,6 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     queries, steps = 0, 0
     active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)  # ping-pong ray lists
     buffer = space.buffer(R)  # query points, reused by every step
-    if rays_fn is not None and not space.discrete:
-        tq = t.astype(np.float32)  # t of active[j] at j, as the points are built with it
-        while active.size and steps < max_steps:
-            scores = rays_fn(active, tq[:active.size])
-            queries += active.size
-            steps += 1
-            k = scores_advance(scores, active, base, lo, hi, t, phase, flip, tm, growth, rtol,
-                               spare, tq)
-            if k < 0:
-                raise ModelError(f"{name}: the model's outputs contain NaN or Inf")
-            active, spare = spare[:k], active
     if score_fn is not None and not space.discrete:
         moved, _ = space.points(u, origin, active, t, buffer)
         while active.size and steps < max_steps:

@@ -27,7 +27,6 @@ from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
 from onnx_lineage.data import Dataset, digits, feeds_for, sources
 from onnx_lineage.errors import DataError, LineageError
 from onnx_lineage.model.loading import LoadedModel, load_model
-from onnx_lineage.model.raygraph import ACTIVE, HI, LO, ORIGIN, STATIC, U, X, T, ray_model
 from onnx_lineage.model.runner import Prediction, Runner
 from onnx_lineage.results import Result
 
@@ -82,55 +81,13 @@ def _loaded(m) -> LoadedModel:
 
 
 class _Model:
-    """A model with its view of the data and a labeler.
+    """A model with its view of the data and a labeler."""
 
-    ``graph_rays``: continuous searches build their query points inside a second session of the
-    model (:mod:`onnx_lineage.model.raygraph`), where the model runs, when the model allows it.
-    """
-
-    def __init__(self, runner: Runner, view: ModelView, labeler: Labeler, device: str = "auto",
-                 graph_rays: bool = False):
-        self.runner, self.view, self.labeler, self.device = runner, view, labeler, device
+    def __init__(self, runner: Runner, view: ModelView, labeler: Labeler):
+        self.runner, self.view, self.labeler = runner, view, labeler
         # class scores whose argmax is the label: searches can take them raw (one kernel a step)
         self.score_fn = (self.scores if labeler.derived is None
                          and runner.output_kind in ("logits", "probabilities") else None)
-        self.graph_rays = (graph_rays and self.score_fn is not None and view.direct
-                           and not runner.batch_dependent and not runner.fixed_batch)
-        self._rays: tuple | None = None  # the ray session and the space's arrays placed for it
-
-    @property
-    def forward_rows(self) -> int:
-        return self.runner.forward_rows + (self._rays[0].forward_rows if self._rays else 0)
-
-    @property
-    def forward_seconds(self) -> float:
-        return self.runner.forward_seconds + (self._rays[0].forward_seconds if self._rays else 0.0)
-
-    def rays_fn(self, space, u: np.ndarray, origin: np.ndarray):
-        """A search's ``rays_fn`` over the ray session, with ``u`` (R, d) and ``origin`` (R,)
-        placed on its device; None where query points are built on the host."""
-        if not self.graph_rays or space.discrete:
-            return None
-        if self._rays is None:
-            proto = ray_model(self.runner.model, self.view.moved[0].name, space.shape)
-            try:
-                rr = None if proto is None else Runner(proto, device=self.device,
-                                                       name=self.runner.name, static_inputs=STATIC)
-            except LineageError:  # the host builds the points instead: same result
-                rr = None
-            if rr is None or rr.output_name != self.runner.output_name:
-                self.graph_rays = False
-                return None
-            self._rays = (rr, {X: rr.place(space.x), LO: rr.place(space.lo),
-                               HI: rr.place(space.hi)})
-        rr, fixed = self._rays
-        static = {**fixed, U: rr.place(np.ascontiguousarray(u, np.float32)),
-                  ORIGIN: rr.place(np.ascontiguousarray(origin, np.int64))}
-
-        def scores(active: np.ndarray, t: np.ndarray) -> np.ndarray:
-            (out,) = rr.run({ACTIVE: active, T: t.reshape(-1, 1)}, static=static)
-            return rr.score_rows(out)
-        return scores
 
     def labels(self, moved, comp, origin_rows) -> np.ndarray:
         return self.labeler(self.runner.predict(self.view.feeds(moved, comp, origin_rows)))
@@ -146,7 +103,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               rays_per_point: int = 6, directions=("random", "manifold", "adversarial"),
               rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
               output: str = "auto", round_size: int | None = None,
-              sampling: str = "stratified", ray_points: str = "auto",
+              sampling: str = "stratified",
               a_predictions: Prediction | None = None) -> ClosenessResult:
     """How close B's decision boundaries are to A's (black-box, labels only).
 
@@ -174,12 +131,6 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     sampling : {"stratified", "uniform"}
         ``stratified``: classes in turn, near-boundary points favoured (:mod:`.sampling`);
         ``uniform``: points in plain random order (the baseline without the sampling strategy).
-    ray_points : {"auto", "host", "graph"}
-        Where a continuous search builds its query points: ``host`` writes them on the CPU and
-        feeds them to the model; ``graph`` builds them inside a second session of the model from
-        the rays kept on its device (:mod:`onnx_lineage.model.raygraph`; only ``t`` and the ray
-        indices travel each step); ``auto``: ``graph`` under CUDA, ``host`` on the CPU. The
-        points, and so the results, are the same.
     a_predictions : Prediction, optional
         A's predictions on all of ``data`` (shared with determination by ``analyze``).
     """
@@ -211,12 +162,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     if labeler.derived:
         notes.append(f"labels derived for both models: {labeler.derived}")
 
-    if ray_points not in ("auto", "host", "graph"):
-        raise LineageError(f"unknown ray_points {ray_points!r}: choose from auto, host, graph")
-    ma, mb = (_Model(r, ModelView(r, data, key, companions, m.name), labeler, device,
-                     ray_points == "graph" or (ray_points == "auto"
-                                               and r.provider == "CUDAExecutionProvider"))
-              for r, m in ((ra, a), (rb, b)))
+    ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler)
+    mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler)
     if not mb.view.moved:
         raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays move")
 
@@ -247,7 +194,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     order = order[:points]
     rays, point_scores, point_rows = _Rays(), [], []
     rounds, taken = 0, 0
-    queries_start_a = ma.forward_rows
+    queries_start_a = ra.forward_rows
     while taken < order.size:
         rows = order[taken: taken + round_size]
         taken += rows.size
@@ -258,7 +205,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         point_scores.extend(scores)
         point_rows.extend(int(r) for r in rows)
         _, ci_lo, ci_hi = mean_ci95(np.asarray(point_scores))
-        spent = max(ma.forward_rows - queries_start_a, mb.forward_rows)
+        spent = max(ra.forward_rows - queries_start_a, rb.forward_rows)
         if (ci_hi - ci_lo) / 2 <= tolerance and len(point_scores) >= 32:
             break
         if budget is not None and spent >= budget:
@@ -282,11 +229,11 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         distance_similarity=float(sim[both].mean()) if both.any() else 0.0,
         mean_distance={"a": _mean_min(origin, da), "b": _mean_min(origin, db)},
         points=len(ps), rays=int(origin.size),
-        queries={"a": int(ma.forward_rows), "b": int(mb.forward_rows)}, rounds=rounds,
+        queries={"a": int(ra.forward_rows), "b": int(rb.forward_rows)}, rounds=rounds,
         directions=kinds, labels=labeler.derived or f"A's and B's own {ra.output_kind}", path=path,
         matching_by_class=by_class, provider={"a": ra.provider, "b": rb.provider},
         seconds=time.perf_counter() - t_start,
-        forward_seconds={"a": ma.forward_seconds, "b": mb.forward_seconds}, notes=notes,
+        forward_seconds={"a": ra.forward_seconds, "b": rb.forward_seconds}, notes=notes,
         _distances={"a": np.where(np.isfinite(da), da, np.nan), "b": np.where(np.isfinite(db), db, np.nan)})
 
 
@@ -395,6 +342,6 @@ def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol
     base_a, base_b = base_a_all[origin], base_b_all[origin]
     kw = {"t0": t0, "tmax": tmax, "rtol": rtol, "atol": atol}
     return (search(ma.labels, space, u, origin, base_a, score_fn=ma.score_fn,
-                   rays_fn=ma.rays_fn(space, u, origin), name=ma.runner.name, **kw),
+                   name=ma.runner.name, **kw),
             search(mb.labels, space, u, origin, base_b, score_fn=mb.score_fn,
-                   rays_fn=mb.rays_fn(space, u, origin), name=mb.runner.name, **kw))
+                   name=mb.runner.name, **kw))

@@ -261,9 +261,8 @@ class Runner:
             Every model input, same number of rows n.
         outputs : list of str, optional
             Output names (default: the prediction output).
-        static : dict of str to ndarray or onnxruntime value, optional
-            Feeds given whole to every batch (interpolated weights, a search's rays; values from
-            :meth:`place` stay on the device).
+        static : dict of str to ndarray, optional
+            Feeds given whole to every batch (interpolated weights).
         """
         names = outputs or [self.output_name]
         n = len(next(iter(feeds.values())))
@@ -271,8 +270,7 @@ class Runner:
             raise DataError("no rows to run")
         if self._probe:
             self._probe = False
-            host = {k: v if isinstance(v, np.ndarray) else v.numpy() for k, v in (static or {}).items()}
-            measured = _probed_row_bytes(self.model, feeds, host)
+            measured = _probed_row_bytes(self.model, feeds, static or {})
             if measured:
                 self.batch_size = int(np.clip(BATCH_MEMORY_BYTES // max(measured, 1024), 1,
                                               self.batch_size))
@@ -292,13 +290,6 @@ class Runner:
             for p, r in zip(parts, res):
                 p.append(np.asarray(r)[:rows])
         return [np.concatenate(p) for p in parts]
-
-    def place(self, array: np.ndarray):
-        """``array`` where this session computes, to feed many passes (``static``) without
-        copying it again: an onnxruntime value in GPU memory under CUDA, the array itself on the CPU."""
-        if self.provider == "CUDAExecutionProvider":
-            return ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", 0)
-        return array
 
     def _run_batch(self, names: list[str], batch: dict, rows: int) -> list:
         """One ``session.run``, timed and counted (``rows``: rows the model computes)."""
