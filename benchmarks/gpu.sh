@@ -2,7 +2,7 @@
 # On a machine with an NVIDIA GPU: the demo end to end on CUDA (every verdict, against the CPU),
 # then the cost benchmark on CUDA and on the same machine's CPU, side by side; about 2 minutes.
 #
-#   bash benchmarks/gpu.sh [OUT_DIR] [MODELS_DIR]
+#   [COST='sweep closeness'] [HOST_CPU=1] bash benchmarks/gpu.sh [OUT_DIR] [MODELS_DIR]
 #
 # Needs an environment with onnxruntime-gpu (never beside onnxruntime: they share one import
 # name), for example:
@@ -52,5 +52,9 @@ for g, c in zip(cuda["rows"], cpu["rows"]):
 if cuda["parent"]["provider"] != "CUDAExecutionProvider" or cuda["correct"] != cuda["total"]:
     raise SystemExit("the demo on CUDA did not run on CUDA or got a verdict wrong")
 PY
-"$py" benchmarks/cost.py sweep closeness --device cuda --models "$models" --json "$out/cost_gpu.json"
-"$py" benchmarks/cost.py sweep closeness --device cpu --models "$models" --json "$out/cost_gpu_host_cpu.json"
+# COST: which cost benchmarks (default: sweep closeness); HOST_CPU=0 skips the host-CPU side
+"$py" benchmarks/cost.py ${COST:-sweep closeness} --device cuda --models "$models" --json "$out/cost_gpu.json"
+if [ "${HOST_CPU:-1}" != 0 ]; then
+  "$py" benchmarks/cost.py ${COST:-sweep closeness} --device cpu --models "$models" \
+    --json "$out/cost_gpu_host_cpu.json"
+fi
