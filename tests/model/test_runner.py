@@ -54,6 +54,36 @@ def test_fixed_batch_models_are_looped_and_padded(digits):
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_fixed_batch_padding_is_not_counted_as_queries(digits):
+    r = runner("torch_mlp_dynamo")
+    feeds, _ = feeds_for(r.inputs, digits.subset(np.arange(10)))
+    r.predict(feeds)
+    assert r.forward_rows == 10  # three passes of 4 rows, two of them padding
+
+
+def test_padded_shapes_plan_equal_power_of_two_batches():
+    r = runner("torch_cnn_bn")
+    r.pad_shapes, r.batch_size = True, 755
+    assert r.plan(1000) == [(0, 500, 512), (500, 1000, 512)]
+    assert r.plan(1001) == [(0, 501, 512), (501, 1001, 512)]
+    assert r.plan(3) == [(0, 3, 4)]
+    assert r.plan(700) == [(0, 700, 755)]  # never past the memory bound
+    r.pad_shapes = False
+    assert r.plan(1000) == [(0, 755, 755), (755, 1000, 245)]
+
+
+def test_padded_shapes_give_the_unpadded_answers(digits):
+    """CUDA sessions pad batches to few shapes; the padding never reaches the answers."""
+    r = runner("torch_cnn_bn")
+    feeds, _ = feeds_for(r.inputs, digits.subset(np.arange(300)))
+    ref = r.predict(feeds).scores
+    r.forward_rows = 0
+    r.pad_shapes, r.batch_size = True, 128
+    got = r.predict(feeds).scores  # batches of 100 rows padded to 128
+    assert got.shape == ref.shape and r.forward_rows == 300
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
 def test_batch_dependent_models_run_row_by_row(digits):
     r = runner("torch_mlp_int8_dynamic")
     assert r.batch_dependent and r.batch_size == 1
