@@ -36,7 +36,8 @@ class RaySearch:
 
 def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray, *, t0: float,
            tmax: float, growth: float = 2.0, rtol: float = 1e-3, atol: float = 0.0,
-           max_steps: int = 200, score_fn=None, name: str = "model") -> RaySearch:
+           max_steps: int = 200, score_fn=None, capacity: int = 0,
+           name: str = "model") -> RaySearch:
     """Bracket then bisect the first label change along every ray.
 
     Parameters
@@ -48,7 +49,11 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
         ``score_fn(moved, companions, origin_rows) -> scores (k, C)``, float32: class scores whose
         row argmax is the label. When given for a continuous space, each step is one kernel call
         (:func:`kernels.boundary.scores_step`) instead of labelling, updating and building the
-        next points separately; the result is the same.
+        next points separately; the result is the same. ``moved`` then holds the whole query
+        buffer: its first ``k = len(origin_rows)`` rows are the query points, the rest (earlier
+        points) may pad the forward pass (:meth:`Runner.run`'s ``rows``).
+    capacity : int
+        Rows of the query buffer when more than R (:meth:`Runner.padded_rows`).
     space : ContinuousSpace or DiscreteSpace
     u : ndarray of shape (R, d), float32
         Directions (ignored by discrete spaces).
@@ -67,11 +72,12 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
     tm = np.full(R, float(tmax))
     queries, steps = 0, 0
     active, spare = np.arange(R, dtype=np.int64), np.empty(R, np.int64)  # ping-pong ray lists
-    buffer = space.buffer(R)  # query points, reused by every step
+    buffer = space.buffer(max(R, capacity))  # query points, reused by every step
     if score_fn is not None and not space.discrete:
-        moved, _ = space.points(u, origin, active, t, buffer)
+        space.points(u, origin, active, t, buffer)
+        whole = buffer.reshape((len(buffer),) + space.shape)
         while active.size and steps < max_steps:
-            scores = score_fn(moved, {}, origin[active])
+            scores = score_fn(whole, {}, origin[active])
             queries += active.size
             steps += 1
             k = scores_step(scores, active, base, lo, hi, t, phase, flip, tm, growth, rtol, spare,
@@ -79,7 +85,6 @@ def search(label_fn, space, u: np.ndarray, origin: np.ndarray, base: np.ndarray,
             if k < 0:
                 raise ModelError(f"{name}: the model's outputs contain NaN or Inf")
             active, spare = spare[:k], active
-            moved = buffer[:k].reshape((k,) + space.shape)
     while active.size and steps < max_steps:
         moved, comp = space.points(u, origin, active, t, buffer)
         labels = np.asarray(label_fn(moved, comp, origin[active]), dtype=np.int64)

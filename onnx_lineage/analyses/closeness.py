@@ -93,8 +93,12 @@ class _Model:
         return self.labeler(self.runner.predict(self.view.feeds(moved, comp, origin_rows)))
 
     def scores(self, moved, comp, origin_rows) -> np.ndarray:
-        """Raw class scores (k, C), float32, contiguous."""
-        (out,) = self.runner.run(self.view.feeds(moved, comp, origin_rows))
+        """Raw class scores (k, C), float32, contiguous, at the first ``k = len(origin_rows)``
+        rows of ``moved`` (rows after them may pad the forward pass)."""
+        k = len(origin_rows)
+        if not self.view.direct:
+            moved = moved[:k]
+        (out,) = self.runner.run(self.view.feeds(moved, comp, origin_rows), rows=k)
         return self.runner.score_rows(out)
 
 
@@ -341,7 +345,6 @@ def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:
 def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol):
     base_a, base_b = base_a_all[origin], base_b_all[origin]
     kw = {"t0": t0, "tmax": tmax, "rtol": rtol, "atol": atol}
-    return (search(ma.labels, space, u, origin, base_a, score_fn=ma.score_fn,
-                   name=ma.runner.name, **kw),
-            search(mb.labels, space, u, origin, base_b, score_fn=mb.score_fn,
-                   name=mb.runner.name, **kw))
+    return tuple(search(m.labels, space, u, origin, base, score_fn=m.score_fn,
+                        capacity=m.runner.padded_rows(origin.size), name=m.runner.name, **kw)
+                 for m, base in ((ma, base_a), (mb, base_b)))

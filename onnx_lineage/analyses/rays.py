@@ -30,14 +30,14 @@ class ModelView:
         self.src = src
         # one moved input that takes the rows as they are: feeds need no conversion
         have, want = data.arrays[key].shape[1:], self.moved[0].row_shape if self.moved else ()
-        self._direct = (len(self.moved) == 1 and not self.companions and not self.fixed
-                        and len(want) == len(have)
-                        and all(w is None or w == h for w, h in zip(want, have))
-                        and self.moved[0].dtype == data.arrays[key].dtype)
+        self.direct = (len(self.moved) == 1 and not self.companions and not self.fixed
+                       and len(want) == len(have)
+                       and all(w is None or w == h for w, h in zip(want, have))
+                       and self.moved[0].dtype == data.arrays[key].dtype)
 
     def feeds(self, moved: np.ndarray, companions: dict, origin: np.ndarray) -> dict:
         """Feeds for query rows: ``moved`` (k, ...) for the moved input, the rest from ``origin``."""
-        if self._direct and moved.dtype == self.moved[0].dtype and moved.flags.c_contiguous:
+        if self.direct and moved.dtype == self.moved[0].dtype and moved.flags.c_contiguous:
             return {self.moved[0].name: moved}
         f = {i.name: fit(i, moved, self.name) for i in self.moved}
         for i in self.companions:
@@ -66,8 +66,9 @@ class ContinuousSpace:
         self.scale = float(np.linalg.norm(self.hi - self.lo)) or 1.0
 
     def buffer(self, rays: int) -> np.ndarray:
-        """Scratch space for the query points of up to ``rays`` rays, shape (rays, d)."""
-        return np.empty((rays, self.x.shape[1]), np.float32)
+        """Scratch space for the query points of up to ``rays`` rays, shape (rays, d); zeros, so
+        rows not yet written are valid padding."""
+        return np.zeros((rays, self.x.shape[1]), np.float32)
 
     def points(self, u, origin, active, t, buffer=None) -> tuple[np.ndarray, dict]:
         """Query points of the ``active`` rays at ``t``, shaped like the model input's rows.

@@ -32,6 +32,9 @@ MAX_BATCH = 8192
 PROBE_MAX_MODEL_BYTES = 256 * 1024**2
 UNSIZED_LARGE_BATCH = 32
 
+#: Providers whose sessions get batches padded to few shapes (:meth:`Runner.plan`).
+PAD_PROVIDERS = ("CUDAExecutionProvider",)
+
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
@@ -75,17 +78,24 @@ class Prediction:
     scores: np.ndarray | None
 
 
+def _op_types(graph: onnx.GraphProto):
+    """Every node's op type, subgraphs (If, Loop, Scan bodies) included."""
+    for node in graph.node:
+        yield node.op_type
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _op_types(a.g)
+
+
 def is_batch_dependent(model: onnx.ModelProto) -> bool:
     """Whether a row's output can depend on other rows of its batch (DynamicQuantizeLinear)."""
-    def walk(graph):
-        for node in graph.node:
-            if node.op_type in ("DynamicQuantizeLinear", "DynamicQuantizeMatMul"):
-                return True
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.GRAPH and walk(a.g):
-                    return True
-        return False
-    return walk(model.graph)
+    return any(op in ("DynamicQuantizeLinear", "DynamicQuantizeMatMul")
+               for op in _op_types(model.graph))
+
+
+def has_convolution(model: onnx.ModelProto) -> bool:
+    """Whether the model convolves (Conv, ConvTranspose, QLinearConv, ConvInteger, fused forms)."""
+    return any("Conv" in op for op in _op_types(model.graph))
 
 
 #: Initializers shape inference may need the values of (shapes, axes, scalars) are kept as they
@@ -246,8 +256,10 @@ class Runner:
         if self.fixed_batch:
             batch_size = self.fixed_batch
         self.batch_size = int(batch_size)
-        #: pad batches to few shapes (see :meth:`plan`); batch-dependent models are never padded
-        self.pad_shapes = self.provider == "CUDAExecutionProvider" and not self.batch_dependent
+        #: pad batches to few shapes (see :meth:`plan`): under CUDA, for models that convolve
+        #: (a model of matrix products gains nothing, measured); never batch-dependent ones
+        self.pad_shapes = (self.provider in PAD_PROVIDERS and not self.batch_dependent
+                           and has_convolution(model))
         self.forward_rows = 0  # rows run so far (query accounting)
         self.forward_seconds = 0.0  # time spent inside onnxruntime
 
@@ -286,22 +298,33 @@ class Runner:
 
     # -- running ---------------------------------------------------------------------------
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-            static: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+            static: dict[str, np.ndarray] | None = None, rows: int | None = None) -> list[np.ndarray]:
         """Run all rows of ``feeds`` in batches and concatenate the outputs.
 
         Parameters
         ----------
-        feeds : dict of input name to ndarray of shape (n, ...)
-            Every model input, same number of rows n.
+        feeds : dict of input name to ndarray of shape (m, ...)
+            Every model input, same number of rows.
         outputs : list of str, optional
             Output names (default: the prediction output).
         static : dict of str to ndarray, optional
             Feeds given whole to every batch (interpolated weights).
+        rows : int, optional
+            The real rows, the first ``rows`` of the feeds (default: all ``m``). Rows after them
+            (any finite values) serve as padding where :meth:`plan` pads, instead of copies of
+            the last row; see :meth:`padded_rows`.
+
+        Returns
+        -------
+        list of ndarray, one per output, of ``rows`` rows each
         """
         names = outputs or [self.output_name]
-        n = len(next(iter(feeds.values())))
+        m = len(next(iter(feeds.values())))
+        n = m if rows is None else int(rows)
         if n == 0:
             raise DataError("no rows to run")
+        if not 0 < n <= m:
+            raise ValueError(f"rows={rows} but the feeds hold {m}")
         if self._probe:
             self._probe = False
             measured = _probed_row_bytes(self.model, feeds, static or {})
@@ -309,32 +332,38 @@ class Runner:
                 self.batch_size = int(np.clip(BATCH_MEMORY_BYTES // max(measured, 1024), 1,
                                               self.batch_size))
         plan = self.plan(n)
-        if len(plan) == 1 and plan[0][2] == n:  # one batch: no slicing or copying
-            return [np.asarray(r) for r in self._run_batch(names, {**feeds, **(static or {})}, n)]
+        if len(plan) == 1 and plan[0][2] == m:  # one batch, the feeds as given: no copies
+            return [np.asarray(r)[:n] for r in self._run_batch(names, {**feeds, **(static or {})}, n)]
         parts: list[list[np.ndarray]] = [[] for _ in names]
         for start, stop, computed in plan:
-            rows = stop - start
-            batch = {k: v[start:stop] for k, v in feeds.items()}
-            if computed > rows:  # padded with copies of the last row, cut off the outputs
-                pad = computed - rows
-                batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in batch.items()}
+            real = stop - start
+            if start + computed <= m:  # the rows after the real ones pad the batch
+                batch = {k: v[start:start + computed] for k, v in feeds.items()}
+            else:  # padded with copies of the last real row
+                batch = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], computed - real,
+                                                                     axis=0)])
+                         for k, v in feeds.items()}
             if static:
                 batch.update(static)
-            res = self._run_batch(names, batch, rows)
+            res = self._run_batch(names, batch, real)
             for p, r in zip(parts, res):
-                p.append(np.asarray(r)[:rows])
-        return [np.concatenate(p) for p in parts]
+                p.append(np.asarray(r)[:real])
+        return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
+
+    def padded_rows(self, n: int) -> int:
+        """Rows feeds for ``n`` real rows need for :meth:`run` to pad them without copying."""
+        return max(start + computed for start, _, computed in self.plan(n))
 
     def plan(self, n: int) -> list[tuple[int, int, int]]:
         """How ``n`` rows are run: ``(start, stop, rows computed)`` per forward pass.
 
         Batches hold at most :attr:`batch_size` rows. A model with a fixed batch gets every batch
-        padded to it. Under CUDA (:attr:`pad_shapes`), the batches are of equal size and padded up
-        to a power of two (at most :attr:`batch_size`): onnxruntime's CUDA kernels (cuDNN
-        convolutions first) redo their setup whenever a pass's input shape differs from the
-        previous one's, which costs more than the padded rows (measured: a CNN's 755- and
-        245-row batches took 5 ms each, two 500-row batches 0.8 ms each), and a search's
-        shrinking query sets then fall into few shapes.
+        padded to it. Under CUDA, for a model that convolves (:attr:`pad_shapes`), the batches are
+        of equal size and padded up to a power of two (at most :attr:`batch_size`): onnxruntime's
+        cuDNN convolutions redo their setup whenever a pass's input shape differs from the
+        previous one's, which costs more than the padded rows (measured on an H100: a CNN's
+        alternating 755- and 245-row batches took 5 ms each, two 500-row batches 0.7 ms each),
+        and a search's shrinking query sets then fall into few shapes.
         """
         if self.fixed_batch:
             step = self.fixed_batch

@@ -82,3 +82,26 @@ def test_bad_options_are_refused(family):
         closeness(family["parent"], family["parent"], points=0)
     with pytest.raises(ValueError, match="unknown direction"):
         closeness(family["parent"], family["parent"], directions=("sideways",))
+
+
+def test_padded_batches_give_the_same_closeness(monkeypatch):
+    """Under CUDA, convolutional models run batches padded to few shapes, with earlier query
+    points as padding; the answers are those of unpadded batches."""
+    from onnx_lineage.model import runner as runner_module
+    a, b = fixture_path("torch_cnn_bn"), fixture_path("torch_cnn_folded")
+    kw = {"points": 48, "seed": 4, "device": "cpu", "round_size": 24}
+    ref = closeness(a, b, **kw)
+    monkeypatch.setattr(runner_module, "PAD_PROVIDERS", ("CPUExecutionProvider",))
+    padded = []
+    run_batch = runner_module.Runner._run_batch
+
+    def spy(self, names, batch, rows):
+        (x,) = batch.values()
+        padded.append(len(x) - rows)
+        return run_batch(self, names, batch, rows)
+    monkeypatch.setattr(runner_module.Runner, "_run_batch", spy)
+    got = closeness(a, b, **kw)
+    assert sum(padded) > 0  # padding happened
+    assert got.queries == ref.queries  # and is not counted
+    assert got.closeness == pytest.approx(ref.closeness, abs=1e-9)
+    np.testing.assert_allclose(got.distances["a"], ref.distances["a"], rtol=1e-9, equal_nan=True)

@@ -84,6 +84,35 @@ def test_padded_shapes_give_the_unpadded_answers(digits):
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_spare_rows_pad_the_batch_instead_of_copies(digits, monkeypatch):
+    r = runner("torch_cnn_bn")
+    feeds, _ = feeds_for(r.inputs, digits.subset(np.arange(300)))
+    ref = r.predict(feeds).scores
+    r.pad_shapes, r.batch_size = True, 512
+    assert r.padded_rows(300) == 512
+    (x,) = feeds.values()
+    spare = np.concatenate([x, np.full((212,) + x.shape[1:], 7.0, np.float32)])
+    seen = []
+    run_batch = Runner._run_batch
+    monkeypatch.setattr(Runner, "_run_batch",
+                        lambda self, names, batch, rows: seen.append(batch) or run_batch(self, names, batch, rows))
+    (got,) = r.run({r.inputs[0].name: spare}, rows=300)
+    (sent,) = seen[0].values()
+    assert np.shares_memory(sent, spare) and len(sent) == 512  # no copy
+    assert got.shape[0] == 300 and r.forward_rows == 600
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError):
+        r.run({r.inputs[0].name: x}, rows=301)
+
+
+def test_only_convolutional_models_are_padded():
+    from onnx_lineage.model.runner import has_convolution
+    assert has_convolution(load_model(fixture_path("torch_cnn_bn")).proto)
+    assert has_convolution(load_model(fixture_path("torch_cnn_int8_qoperator")).proto)  # QLinearConv
+    assert not has_convolution(load_model(fixture_path("torch_mlp_legacy")).proto)
+    assert not runner("torch_cnn_bn").pad_shapes  # the CPU provider: no per-shape setup to keep
+
+
 def test_batch_dependent_models_run_row_by_row(digits):
     r = runner("torch_mlp_int8_dynamic")
     assert r.batch_dependent and r.batch_size == 1
