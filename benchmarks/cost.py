@@ -1,6 +1,6 @@
 """Cost benchmarks: analysis time against the onnxruntime floor, alignment at scale.
 
-    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling ...] [--device cpu|cuda]
+    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling|padding ...] [--device cpu|cuda]
                               [--json OUT.json] [--models DIR]
 
 Needs the ``[fixtures]`` extra (torch builds the models; their weights are PyTorch's random
@@ -18,6 +18,8 @@ run of this script on one machine; absolute times are noisy on shared machines, 
 * ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
 * ``assign``: the Hungarian assignment of one 4096-unit layer.
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
+* ``padding`` (not in ``all``): closeness and sweep with batches padded to few shapes and without,
+  in one run (padding applies under CUDA only, so on the CPU both ways are the same).
 """
 
 from __future__ import annotations
@@ -395,6 +397,31 @@ def bench_scaling(data, device):
     return out
 
 
+def bench_padding(data, device, repeats=3):
+    """Batches padded to few shapes (:meth:`Runner.plan`) against unpadded ones, in one run: the
+    CNN's and MLP's closeness (256 points, best of ``repeats``) and sweep, each way."""
+    from onnx_lineage.model import runner as runner_module
+    default = runner_module.PAD_PROVIDERS
+    out = {}
+    try:
+        for name, (pa, pb, _) in {"cnn": cnn_pair(), "mlp": mlp_pair()}.items():
+            for pad in (False, True):
+                runner_module.PAD_PROVIDERS = default if pad else ()
+                kw = {"device": device, "points": 256, "seed": 0, "tolerance": 1e-4}
+                closeness(pa, pb, data, **{**kw, "points": 16})  # warm-up
+                runs = [closeness(pa, pb, data, **kw) for _ in range(repeats)]
+                best = min(runs, key=lambda r: r.seconds)
+                sweep = bench_sweep(pa, pb, data, device)
+                out[f"{name}_{'padded' if pad else 'unpadded'}"] = {
+                    "closeness_s": best.seconds,
+                    "closeness_forward_s": sum(best.forward_seconds.values()),
+                    "closeness": best.closeness, "queries": best.queries,
+                    "sweep_s": sweep["sweep_s"], "sweep_floor_s": sweep["floor_s"]}
+    finally:
+        runner_module.PAD_PROVIDERS = default
+    return out
+
+
 def machine() -> str:
     """CPU, cores, Python, onnxruntime, and the GPU when ``nvidia-smi`` names one."""
     import shutil
@@ -413,7 +440,7 @@ def machine() -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="*", default=["all"],
-                    choices=["all", "align", "assign", "sweep", "closeness", "scaling"])
+                    choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
@@ -447,6 +474,8 @@ def main():
             res["align"] = bench_align()
         elif what == "assign":
             res["assign"] = bench_assign()
+        elif what == "padding":
+            res["padding"] = bench_padding(data, args.device)
         elif what == "scaling":
             res["scaling"] = bench_scaling(data, args.device)
         print(f"{what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
