@@ -340,8 +340,8 @@ class Runner:
             if start + computed <= m:  # the rows after the real ones pad the batch
                 batch = {k: v[start:start + computed] for k, v in feeds.items()}
             else:  # padded with copies of the last real row
-                batch = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], computed - real,
-                                                                     axis=0)])
+                pad = computed - real
+                batch = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], pad, axis=0)])
                          for k, v in feeds.items()}
             if static:
                 batch.update(static)
@@ -372,8 +372,12 @@ class Runner:
             step = self.batch_size
             return [(s, min(s + step, n), min(s + step, n) - s) for s in range(0, n, step)]
         step = -(-n // -(-n // self.batch_size))  # equal batches
-        return [(s, min(s + step, n), min(1 << (min(s + step, n) - s - 1).bit_length(), self.batch_size))
-                for s in range(0, n, step)]
+        plan = []
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            power_of_two = 1 << (rows - 1).bit_length()
+            plan.append((start, start + rows, min(power_of_two, self.batch_size)))
+        return plan
 
     def _run_batch(self, names: list[str], batch: dict, rows: int) -> list:
         """One ``session.run``, timed and counted (``rows``: the real rows in it, padding left out)."""
