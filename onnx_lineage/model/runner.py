@@ -20,6 +20,7 @@ import onnx
 
 from kernels.labels import argmax_rows
 from onnx_lineage.errors import DataError, LineageError, ModelError
+from onnx_lineage.model.graph import inferred_values
 from onnx_lineage.model.runtime import ort, providers_for
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regression")
@@ -96,39 +97,6 @@ def is_batch_dependent(model: onnx.ModelProto) -> bool:
 def has_convolution(model: onnx.ModelProto) -> bool:
     """Whether the model convolves (Conv, ConvTranspose, QLinearConv, ConvInteger, fused forms)."""
     return any("Conv" in op for op in _op_types(model.graph))
-
-
-#: Initializers shape inference may need the values of (shapes, axes, scalars) are kept as they
-#: are; every other one is given to it by its type and shape alone.
-_SHAPE_VALUE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-_SHAPE_VALUE_MAX = 4096
-
-
-def inferred_values(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Shapes of the main graph's values and outputs, as :func:`onnx.shape_inference.infer_shapes`
-    gives them, without serializing the weights for it.
-
-    Shape inference reads only the shapes of weight tensors, but serializes the whole model to
-    run; a float initializer of more than 16 values is handed to it as a graph input of the same
-    type and shape instead (for a 1M-parameter model that is most of the time it takes). Raises
-    what shape inference raises."""
-    g = model.graph
-    kept, shaped = [], []
-    for t in g.initializer:
-        size = int(np.prod(t.dims, dtype=np.int64))
-        if size <= 16 or (t.data_type in _SHAPE_VALUE_TYPES and size <= _SHAPE_VALUE_MAX):
-            kept.append(t)
-        else:
-            shaped.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    names = {i.name for i in g.input}
-    light = onnx.helper.make_graph(list(g.node), g.name, list(g.input) + [v for v in shaped
-                                                                        if v.name not in names],
-                                   list(g.output), kept, value_info=list(g.value_info),
-                                   sparse_initializer=list(g.sparse_initializer))
-    shell = onnx.helper.make_model(light, opset_imports=list(model.opset_import),
-                                   ir_version=model.ir_version, functions=list(model.functions))
-    inferred = onnx.shape_inference.infer_shapes(shell, strict_mode=False)
-    return list(inferred.graph.value_info) + list(inferred.graph.output)
 
 
 def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
