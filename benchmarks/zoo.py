@@ -14,7 +14,7 @@ offline). Families (parents trained on the first half of the data):
 Derived members (relation "related"): fine-tuning ladder (1, 3, 10, 30 epochs on the other half),
 a large learning rate on shifted data, pruning ladder (30-90%), prune 90% + fine-tune, weight noise
 ladder, adversarial (FGSM) fine-tuning, int8 in three formats, re-exports (dynamo exporter, BN
-kept), permuted and rescaled copies, a new head on a fine-tuned trunk, a three-generation chain,
+kept), permuted and rescaled copies (the encoder's residual stream permuted too), a new head on a fine-tuned trunk, a three-generation chain,
 siblings, and weights carried from PyTorch into scikit-learn then trained further. Negatives
 (relation "unrelated"): independent seeds, other data, weight decay, distillation from scratch.
 
@@ -197,6 +197,28 @@ def obfuscate_cnn(model, seed):
     return model
 
 
+def obfuscate_enc(model, seed):
+    """Permute the residual stream (embeddings, value projection, LayerNorm and every layer that
+    reads them) and the feed-forward units (with a positive rescaling): the same function."""
+    rng = np.random.default_rng(seed)
+    p = torch.from_numpy(rng.permutation(model.norm.normalized_shape[0]))
+    q = torch.from_numpy(rng.permutation(model.ff.out_features))
+    s = torch.from_numpy(rng.uniform(0.5, 2.0, model.ff.out_features).astype(np.float32))
+    with torch.no_grad():
+        for emb in (model.tok, model.pos):
+            emb.weight.copy_(emb.weight[:, p])
+        for lin in (model.q, model.k, model.v, model.ff):
+            lin.weight.copy_(lin.weight[:, p])
+        model.v.weight.copy_(model.v.weight[p])
+        model.v.bias.copy_(model.v.bias[p])
+        model.norm.weight.copy_(model.norm.weight[p])
+        model.norm.bias.copy_(model.norm.bias[p])
+        model.ff.weight.copy_(model.ff.weight[q] * s[:, None])
+        model.ff.bias.copy_(model.ff.bias[q] * s)
+        model.head.weight.copy_(model.head.weight[:, q] / s[None, :])
+    return model
+
+
 def soft_targets(model, family):
     with torch.no_grad():
         return model(*inputs_of(family, np.arange(len(X)))).softmax(-1)
@@ -267,6 +289,8 @@ def build_torch_family(family, out, reduced):
                           level=None, split="evaluation"))
     if family == "mlp":
         member("obfuscated", obfuscate_mlp(copy.deepcopy(parent), 3), "related")
+    if family == "enc":
+        member("obfuscated", obfuscate_enc(copy.deepcopy(parent), 3), "related")
     if family == "cnn":
         member("obfuscated", obfuscate_cnn(copy.deepcopy(parent), 3), "related")
         member("bn_kept", parent, "related", keep_bn=True)

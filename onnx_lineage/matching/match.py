@@ -10,8 +10,10 @@ from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
+from onnx_lineage.matching.streams import align_streams, pair_streams
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
+from onnx_lineage.model.streams import streams
 from onnx_lineage.model.topology import links
 from onnx_lineage.results import Result
 
@@ -114,7 +116,8 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     ----------
     a, b : path or LoadedModel
     permutations : bool
-        Undo hidden-unit permutation and rescaling of B (weight matching).
+        Undo hidden-unit permutation and rescaling of B (weight matching), and permutations of
+        residual streams (:mod:`onnx_lineage.model.streams`).
 
     Returns
     -------
@@ -162,8 +165,17 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
         transforms.append("B's dense inputs reordered to A's flatten order "
                           "(channels-last against channels-first)")
 
-    chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by)
+    stream_pairs, stream_limits = pair_streams(streams(a.proto, la), streams(b.proto, lb), b_of)
+    in_streams = {i for sa, _ in stream_pairs for i in sa.writers}  # their units are not chained
+    chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
+    limits += stream_limits
+    moved = []
+    if permutations:
+        moved = [s for s in align_streams(stream_pairs, b_of, a_params, b_params,
+                                          {c.b for c in chains}, {c.b_next for c in chains})
+                 if s.permuted]
     units = align_units(a_params, b_params, chains) if permutations and chains else {}
+    in_moved = {j for s in moved for j in s.members}
 
     pair_rows, aligned = [], {}
     for i, j in pairs:
@@ -174,11 +186,16 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
             tr.append("permutation")
         if bj in units and units[bj].rescaled:
             tr.append("scale")
+        if bj in in_moved:
+            tr.append("stream permutation")
         aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
         cos = _cosine(flat(a_params[ai], keys), flat(aligned[ai], keys))
         pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
                           "shape": list(la[i].weight.shape), "params": la[i].n_params,
                           "transforms": tr, "cosine": cos})
+    for s in moved:
+        transforms.append(f"residual stream of B ({s.width} units, {len(s.members)} layers) "
+                          "permuted to match A")
     n_perm = sum(1 for u in units.values() if u.permuted)
     n_scale = sum(1 for u in units.values() if u.rescaled)
     if n_perm:
@@ -227,8 +244,9 @@ def _layer_transforms(a: Layer, b: Layer, folded: str | None) -> list[str]:
     return tr
 
 
-def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by):
-    """Permutable junctions present in both models, and the reasons others are not."""
+def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozenset()):
+    """Permutable junctions present in both models, and the reasons others are not (not for
+    A's layers in ``in_streams``: their units are a residual stream's)."""
     chains, limits = [], []
     for i, j in pairs:
         ai, bj = la[i].index, lb[j].index
@@ -237,7 +255,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by):
         la_link, lb_link = links_a[ai], links_b[bj]
         if la_link.next is None or lb_link.next is None:
             reason = lb_link.reason or la_link.reason
-            if reason not in ("output of the model",) and not reason.startswith("passes through Softmax"):
+            if (reason not in ("output of the model",) and not reason.startswith("passes through Softmax")
+                    and ai not in in_streams):
                 limits.append(f"layer {ai}: units not aligned ({reason})")
             continue
         if b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial:

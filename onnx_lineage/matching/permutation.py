@@ -103,7 +103,7 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
     return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
 
 
-def _unit_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def unit_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine of every row of ``a`` with every row of ``b`` (float64: float32 extremes square
     without overflow)."""
     a, b = a.astype(np.float64), b.astype(np.float64)
@@ -157,15 +157,15 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         for c in chains:
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
-            sim = (_unit_cos(_in_features(pa, []), _in_features(pb, []))
-                   + _unit_cos(_out_features(a_params[c.a_next]["weight"], units, c.spatial,
+            sim = (unit_cosine(_in_features(pa, []), _in_features(pb, []))
+                   + unit_cosine(_out_features(a_params[c.a_next]["weight"], units, c.spatial,
                                              c.channels_last),
                                _out_features(b_params[c.b_next]["weight"], units, c.spatial,
                                              c.channels_last)))
             for fa, fb in c.followers:
                 fa_feat = np.stack([a_params[fa][k] for k in sorted(a_params[fa]) if k != "eps"], 1)
                 fb_feat = np.stack([b_params[fb][k] for k in sorted(b_params[fb]) if k != "eps"], 1)
-                sim = sim + 0.5 * _unit_cos(fa_feat, fb_feat)
+                sim = sim + 0.5 * unit_cosine(fa_feat, fb_feat)
             _, perm = linear_sum_assignment(sim, maximize=True)
             if np.any(perm != np.arange(units)):
                 changed = True

@@ -20,7 +20,7 @@ from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING,
 
 _RESHAPING = {"Flatten", "Reshape"}
 #: Ops that read only a tensor's shape, not its values: they do not branch a chain.
-_SHAPE_ONLY = {"Shape", "Size"}
+SHAPE_ONLY = {"Shape", "Size"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
         if name in g.graph_outputs:
             return Link(None, reason="output of the model")
         readers = by_input.get(name, [])
-        cons = [c for c in g.consumers_of(name) if c.op_type not in _SHAPE_ONLY]
+        cons = [c for c in g.consumers_of(name) if c.op_type not in SHAPE_ONLY]
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
             if nxt.kind in ("batchnorm", "layernorm"):

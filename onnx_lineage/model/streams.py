@@ -1,0 +1,211 @@
+"""Residual streams: one unit axis shared by many layers through residual additions.
+
+In a residual network (a transformer, a pre-LN MLP stack) ``x_{i+1} = x_i + f_i(LN(x_i))`` keeps one
+unit axis from the first layer that writes it to the last that reads it. Permuting that axis is
+function-preserving only when done everywhere at once: the rows of every layer that writes into the
+stream (the embedding, the last layer of each block), the inputs of every layer that reads it (the
+first layers of each block, the head) and the per-unit parameters of the LayerNorms on it.
+:func:`streams` finds those axes in a graph and lists their members, or says why one cannot be
+permuted (a reader that is not a parametric layer, a constant added per unit, a graph output).
+
+The walk unites tensors that share units: the operands and result of an ``Add`` of two computed
+tensors, the input and output of a unit-preserving op or a LayerNorm, of a reduction over other
+axes (mean over positions), of a selection along other axes (the first position's vector), of a
+product with a tensor that is constant along the units (an attention mask), and the right operand
+and result of a product of two computed tensors (attention weights times values: rows are mixed,
+units kept). A group that holds a residual ``Add`` is a stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+from onnx_lineage.model.graph import GraphIndex, attr, inferred_values
+from onnx_lineage.model.parameters import UNIT_PRESERVING, Layer
+from onnx_lineage.model.topology import SHAPE_ONLY
+
+#: Reductions that keep the last (unit) axis when it is not among their axes.
+_REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
+#: Row-wise scalings: fine when the other operand has one value per row (last dim 1).
+_ROW_SCALING = {"Mul", "Div"}
+#: Selections of rows (a position, a slice of the sequence) that keep the last axis whole.
+_SELECTIONS = {"Gather", "Slice"}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One residual stream of a model.
+
+    Attributes
+    ----------
+    width : int
+        Units of the stream.
+    writers : tuple of int
+        Layers (dense, embedding) whose output units (rows of the canonical weight) are the
+        stream's units.
+    readers : tuple of int
+        Dense layers that read the stream (input columns are the stream's units).
+    followers : tuple of int
+        LayerNorm layers on the stream (per-unit parameters).
+    reason : str
+        Why the stream cannot be permuted as a whole; empty when it can.
+    """
+
+    width: int
+    writers: tuple = ()
+    readers: tuple = ()
+    followers: tuple = ()
+    reason: str = ""
+
+    @property
+    def members(self) -> tuple:
+        """Every layer whose parameters carry the stream's units."""
+        return self.writers + self.readers + self.followers
+
+
+class _Groups:
+    """Union-find over tensor names."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent.get(x, x)
+        return root
+
+    def union(self, x: str, y: str) -> None:
+        rx, ry = self.find(x), self.find(y)
+        if rx != ry:
+            self.parent[ry] = rx
+
+
+def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
+    """The residual streams of the main graph, in the graph order of their first member."""
+    g = GraphIndex(model.graph)
+    main = [x for x in layers if not x.scope]
+    by_output = {x.output: x for x in main}
+    dims = _dims(model)
+    groups, residual = _Groups(), []
+    joined = set()  # first outputs of the nodes whose output shares units with an input
+    for node in model.graph.node:
+        data = [n for n in node.input if n and not g.is_constant(n)]
+        if not data or not node.output:
+            continue
+        out = node.output[0]
+        if node.op_type in ("Add", "Sum") and len(data) >= 2 and out not in by_output:
+            for n in data:
+                groups.union(out, n)
+            residual.append(out)
+        elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
+            groups.union(out, node.input[1])
+        elif not (node.op_type in UNIT_PRESERVING or _is_layernorm(node)
+                  or (node.op_type in _REDUCTIONS and _keeps_last_axis(g, node, dims))
+                  or (node.op_type in _ROW_SCALING and _row_scaling(node, dims))
+                  or (node.op_type in _SELECTIONS and node.input[0] == data[0]
+                      and _selects_rows(g, node, dims))):
+            continue
+        else:
+            groups.union(out, data[0])
+        joined.add(out)
+
+    roots = list(dict.fromkeys(groups.find(r) for r in residual))
+    found = []
+    for root in roots:
+        found.append(_stream(g, groups, root, main, by_output, joined))
+    order = {x.index: k for k, x in enumerate(main)}
+    return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
+
+
+def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
+            joined: set) -> Stream:
+    tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
+    writers = [x for x in layers if x.output in tensors and x.kind in ("dense", "embedding", "conv")]
+    followers = [x for x in layers if x.kind == "layernorm" and x.input in tensors]
+    readers = [x for x in layers if x.kind in ("dense", "conv") and x.input in tensors]
+    widths = ({x.units for x in writers} | {x.weight.shape[0] for x in followers}
+              | {x.weight.shape[1] for x in readers})
+    reads = {(x.input, x.op) for x in readers + followers}
+    reason = ""
+    for t in sorted(tensors):
+        producer = g.producer(t)
+        if t in g.graph_outputs:
+            reason = "it is an output of the model"
+        elif producer is None and t not in by_output:
+            reason = "it holds an input of the model"
+        elif t not in by_output and producer.output[0] not in joined:
+            reason = f"written by a {producer.op_type} that is not a parametric layer"
+        else:
+            odd = [c.op_type for c in g.consumers_of(t)
+                   if c.output[0] not in joined and (t, c.op_type) not in reads
+                   and c.op_type not in SHAPE_ONLY]
+            reason = f"read by {odd[0]}" if odd else ""
+        if reason:
+            break
+    if not reason and any(x.kind == "conv" for x in writers + readers):
+        reason = "convolutional streams are not aligned"
+    if not reason and len(widths) != 1:
+        reason = "its layers disagree on its width"
+    return Stream(min(widths, default=0), tuple(x.index for x in writers),
+                  tuple(x.index for x in readers), tuple(x.index for x in followers), reason)
+
+
+def _dims(model: onnx.ModelProto) -> dict[str, list]:
+    """Known dimensions (None where symbolic) of the main graph's values and inputs."""
+    try:
+        infos = inferred_values(model)
+    except Exception:  # no shapes: reductions and row scalings are not followed
+        infos = []
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None
+                     for d in v.type.tensor_type.shape.dim]
+            for v in list(infos) + list(model.graph.input) if v.type.tensor_type.HasField("shape")}
+
+
+def _is_layernorm(node: onnx.NodeProto) -> bool:
+    return node.op_type == "LayerNormalization" and int(attr(node, "axis", -1)) == -1
+
+
+def _keeps_last_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
+    """A reduction whose axes (known, as is the input's rank) leave out the last one."""
+    shape = dims.get(node.input[0])
+    axes = attr(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        c = g.constant(node.input[1])
+        axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
+    if shape is None or not axes:
+        return False
+    return len(shape) - 1 not in {a % len(shape) for a in axes}
+
+
+def _row_scaling(node: onnx.NodeProto, dims: dict) -> bool:
+    """``x * m`` or ``x / m`` with ``m`` of last dimension 1 and ``x`` of known last dimension > 1."""
+    if len(node.input) != 2:
+        return False
+    x, m = dims.get(node.input[0]), dims.get(node.input[1])
+    return bool(x and m and x[-1] not in (None, 1) and m[-1] == 1)
+
+
+def _selects_rows(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
+    """A Gather or Slice of ``input[0]`` along known axes other than the last."""
+    shape = dims.get(node.input[0])
+    if not shape:
+        return False
+    last = len(shape) - 1
+    if node.op_type == "Gather":
+        return int(attr(node, "axis", 0)) % len(shape) != last
+    if len(node.input) < 3:  # opset < 10: axes in attributes
+        axes = attr(node, "axes") or list(range(len(attr(node, "starts") or [])))
+    elif len(node.input) > 3 and node.input[3]:
+        c = g.constant(node.input[3])
+        if c is None:
+            return False
+        axes = [int(a) for a in c.value.reshape(-1)]
+    else:
+        c = g.constant(node.input[1])
+        axes = None if c is None else list(range(c.value.size))
+    return axes is not None and last not in {a % len(shape) for a in axes}

@@ -1,0 +1,55 @@
+"""Undoing residual-stream permutations in ``match``."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from onnx_lineage.analyses.determination import determine
+from onnx_lineage.matching import match
+from tests.residual import permutations, residual_model, token_data
+
+
+@pytest.fixture()
+def save(tmp_path):
+    def write(name, model):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, path)
+        return path
+    return write
+
+
+def test_a_permuted_stream_is_undone(save):
+    p, q = permutations()
+    a, b = save("a", residual_model()), save("b", residual_model(stream=p, hidden=q))
+    m = match(a, b)
+    assert all(pair["cosine"] > 0.9999 for pair in m.pairs)
+    assert any("residual stream of B (12 units, 9 layers)" in t for t in m.transforms)
+    assert all("stream permutation" in pair["transforms"] for pair in m.pairs)
+    assert not m.limits
+    # without undoing permutations the stream's layers look unrelated
+    plain = match(a, b, permutations=False)
+    assert min(pair["cosine"] for pair in plain.pairs) < 0.5
+
+
+def test_an_unpermuted_derived_model_is_left_as_it_is(save):
+    a, b = save("a", residual_model()), save("b", residual_model(noise=0.05))
+    m = match(a, b)
+    assert not any("stream" in t for t in m.transforms)
+    assert all(pair["cosine"] > 0.99 for pair in m.pairs)
+
+
+def test_a_stream_left_in_place_is_reported(save):
+    a, b = save("a", residual_model(tail="bias")), save("b", residual_model(tail="bias"))
+    m = match(a, b)
+    assert any("residual stream of 12 units left in place" in x and "read by Add" in x
+               for x in m.limits)
+
+
+def test_an_obfuscated_residual_model_is_related(save):
+    """A permuted copy is the same function: without the stream undone its barrier was 0.58
+    and the verdict "unrelated"."""
+    p, q = permutations()
+    a, b = save("a", residual_model()), save("b", residual_model(stream=p, hidden=q))
+    r = determine(a, b, token_data())
+    assert r.verdict == "related" and r.barrier < 1e-6

@@ -1,0 +1,83 @@
+"""A small residual token classifier built with onnx.helper, and its function-preserving
+permutations, for the residual-stream tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+D, F, VOCAB, CLASSES, LENGTH = 12, 20, 30, 4, 8
+
+
+def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = None,
+                   hidden: list | None = None, noise: float = 0.0,
+                   tail: str = "head") -> onnx.ModelProto:
+    """Embedding, ``blocks`` pre-LN feed-forward blocks ``x + W2 relu(W1 LN(x) + b1) + b2``, a final
+    LayerNorm, the mean over positions and a dense head.
+
+    ``stream`` (D,) and ``hidden`` (one (F,) per block) permute the stream's units and each
+    block's inner units: the function stays the same. ``noise`` perturbs every weight (a
+    derived model). ``tail``: ``head`` (as above), ``output`` (the stream is also a graph
+    output) or ``bias`` (a constant per unit added to the stream before the head).
+    """
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=1.0):
+        w = rng.normal(size=shape) * scale
+        return (w + noise * np.random.default_rng(seed + 99).normal(size=shape) * scale).astype(np.float32)
+
+    emb = normal(VOCAB, D)
+    ws = [dict(g=1 + normal(D, scale=0.1), be=normal(D, scale=0.1),
+               W1=normal(D, F, scale=D ** -0.5), b1=normal(F, scale=0.1),
+               W2=normal(F, D, scale=F ** -0.5), b2=normal(D, scale=0.1)) for _ in range(blocks)]
+    gf, bf = 1 + normal(D, scale=0.1), normal(D, scale=0.1)
+    wh, bh = normal(CLASSES, D), normal(CLASSES)
+    if stream is not None:
+        p = stream
+        emb = emb[:, p]
+        for w, q in zip(ws, hidden or [np.arange(F)] * blocks):
+            w["g"], w["be"], w["b2"] = w["g"][p], w["be"][p], w["b2"][p]
+            w["W1"], w["b1"] = w["W1"][p][:, q], w["b1"][q]
+            w["W2"] = w["W2"][q][:, p]
+        gf, bf, wh = gf[p], bf[p], wh[:, p]
+    inits = {"E": emb, "gf": gf, "bf": bf, "Wh": wh, "bh": bh}
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["x0"], name="embed")]
+    x = "x0"
+    for i, w in enumerate(ws):
+        inits.update({f"{k}_{i}": v for k, v in w.items()})
+        nodes += [helper.make_node("LayerNormalization", [x, f"g_{i}", f"be_{i}"], [f"h_{i}"],
+                                   axis=-1, name=f"ln_{i}"),
+                  helper.make_node("MatMul", [f"h_{i}", f"W1_{i}"], [f"m1_{i}"], name=f"ff1_{i}"),
+                  helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"ff1b_{i}"),
+                  helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}"),
+                  helper.make_node("MatMul", [f"r_{i}", f"W2_{i}"], [f"m2_{i}"], name=f"ff2_{i}"),
+                  helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"y_{i}"], name=f"ff2b_{i}"),
+                  helper.make_node("Add", [x, f"y_{i}"], [f"x{i + 1}"], name=f"residual_{i}")]
+        x = f"x{i + 1}"
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES])]
+    if tail == "output":
+        outputs.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", LENGTH, D]))
+    if tail == "bias":
+        inits["shift"] = np.linspace(-1, 1, D).astype(np.float32)
+        nodes.append(helper.make_node("Add", [x, "shift"], ["shifted"], name="shift"))
+        x = "shifted"
+    nodes += [helper.make_node("LayerNormalization", [x, "gf", "bf"], ["hf"], axis=-1, name="ln_f"),
+              helper.make_node("ReduceMean", ["hf"], ["pooled"], axes=[1], keepdims=0, name="pool"),
+              helper.make_node("Gemm", ["pooled", "Wh", "bh"], ["logits"], transB=1, name="head")]
+    graph = helper.make_graph(nodes, "residual",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", LENGTH])],
+                              outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def permutations(seed: int = 1, blocks: int = 2) -> tuple[np.ndarray, list]:
+    """A stream permutation (D,) and one hidden permutation (F,) per block."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(D), [rng.permutation(F) for _ in range(blocks)]
+
+
+def token_data(rows: int = 300, seed: int = 2):
+    from onnx_lineage.data import Dataset
+    ids = np.random.default_rng(seed).integers(0, VOCAB, size=(rows, LENGTH))
+    return Dataset({"ids": ids}, None, "tokens")
