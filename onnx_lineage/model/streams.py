@@ -142,7 +142,7 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
             reason = f"written by a {producer.op_type} that is not a parametric layer"
         else:
             odd = [c.op_type for c in g.consumers_of(t)
-                   if c.output[0] not in joined and (t, c.op_type) not in reads
+                   if (c.output[0] if c.output else "") not in joined and (t, c.op_type) not in reads
                    and c.op_type not in SHAPE_ONLY]
             reason = f"read by {odd[0]}" if odd else ""
         if reason:
@@ -177,7 +177,7 @@ def _keeps_last_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
     if axes is None and len(node.input) > 1 and node.input[1]:
         c = g.constant(node.input[1])
         axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
-    if shape is None or not axes:
+    if not shape or not axes:
         return False
     return len(shape) - 1 not in {a % len(shape) for a in axes}
 
