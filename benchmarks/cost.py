@@ -15,7 +15,8 @@ run of this script on one machine; absolute times are noisy on shared machines, 
   alone; against a per-point label-only search (one ray at a time, one row per query, same
   tolerance); and against IBM ART's HopSkipJump over a label-only session of the same model
   (when ``adversarial-robustness-toolbox`` is installed; it is in the ``[bench]`` extra).
-* ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters).
+* ``align``: ``match`` of two BERT-small-sized encoders (about 28M parameters), B perturbed and
+  permuted in its feed-forward units and its residual stream.
 * ``assign``: the Hungarian assignment of one 4096-unit layer.
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
 * ``padding`` (not in ``all``): closeness and sweep with batches padded to few shapes and without,
@@ -345,13 +346,27 @@ def bert_small_pair():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * p.std() * torch.randn_like(p))
-        # obfuscate: permute the feed-forward units of every block (same function)
+        # obfuscate: permute the feed-forward units of every block and the residual stream
+        # (embeddings, every layer that reads or writes it, LayerNorms): the same function
         for blk in model.enc:
             perm = torch.randperm(blk["f1"].out_features)
             blk["f1"].weight.copy_(blk["f1"].weight[perm])
             blk["f1"].bias.copy_(blk["f1"].bias[perm])
             blk["f2"].weight.copy_(blk["f2"].weight[:, perm])
-    pb = export(model, ex, "bert_b", ("input_ids", "attention_mask"))
+        p = torch.randperm(model.emb.embedding_dim)
+        model.emb.weight.copy_(model.emb.weight[:, p])
+        model.pos.weight.copy_(model.pos.weight[:, p])
+        model.head.weight.copy_(model.head.weight[:, p])
+        for blk in model.enc:
+            for name in ("q", "k", "v", "f1"):
+                blk[name].weight.copy_(blk[name].weight[:, p])
+            for name in ("o", "f2"):
+                blk[name].weight.copy_(blk[name].weight[p])
+                blk[name].bias.copy_(blk[name].bias[p])
+            for name in ("n1", "n2"):
+                blk[name].weight.copy_(blk[name].weight[p])
+                blk[name].bias.copy_(blk[name].bias[p])
+    pb = export(model, ex, "bert_b_stream_permuted", ("input_ids", "attention_mask"))
     return pa, pb, sum(p.numel() for p in model.parameters())
 
 
@@ -363,6 +378,7 @@ def bench_align():
     t = time.perf_counter() - t0
     return {"params": n, "seconds": t, "coverage": m.coverage,
             "permuted_layers": sum("permutation" in p["transforms"] for p in m.pairs),
+            "stream_layers": sum("stream permutation" in p["transforms"] for p in m.pairs),
             "min_cosine": min(p["cosine"] for p in m.pairs)}
 
 
