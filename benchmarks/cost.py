@@ -1,7 +1,7 @@
 """Cost benchmarks: analysis time against the onnxruntime floor, alignment at scale.
 
-    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling|padding ...] [--device cpu|cuda]
-                              [--json OUT.json] [--models DIR]
+    python benchmarks/cost.py [all|align|assign|sweep|closeness|scaling|padding|threads ...]
+                              [--device cpu|cuda] [--json OUT.json] [--models DIR]
 
 Needs the ``[fixtures]`` extra (torch builds the models; their weights are PyTorch's random
 initialisation, which costs the same to run as trained ones). Every ratio is measured within one
@@ -21,6 +21,8 @@ run of this script on one machine; absolute times are noisy on shared machines, 
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
 * ``padding`` (not in ``all``): closeness and sweep with batches padded to few shapes and without,
   in one run (padding applies under CUDA only, so on the CPU both ways are the same).
+* ``threads`` (not in ``all``): closeness and sweep under onnxruntime's default thread settings,
+  without spinning pool threads, and with ours, in one run.
 """
 
 from __future__ import annotations
@@ -438,6 +440,37 @@ def bench_padding(data, device, repeats=3):
     return out
 
 
+def bench_threads(data, device, repeats=3):
+    """onnxruntime's thread settings on whole analyses, in one run: its defaults (pool threads
+    spin, every model multithreaded), no spinning, and ours (no spinning, small models on one
+    thread: :data:`onnx_lineage.model.runner.SINGLE_THREAD_MAX_PARAMS`). Closeness (1024 points,
+    best of ``repeats``) and the sweep of the demo MLP, the 1M MLP and the CNN."""
+    from onnx_lineage.data import digits
+    from onnx_lineage.demo import build_family
+    from onnx_lineage.model import runner as runner_module
+    defaults = runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS
+    settings = {"onnxruntime_defaults": (True, 0), "no_spinning": (False, 0), "ours": defaults}
+    fam = build_family(TMP / "family")
+    models = {"demo_mlp_digits": (fam["parent"], fam["noisy"], digits()),
+              "mlp": mlp_pair()[:2] + (data,), "cnn": cnn_pair()[:2] + (data,)}
+    out = {}
+    try:
+        for name, (pa, pb, d) in models.items():
+            for label, (spin, small) in settings.items():
+                runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = spin, small
+                kw = {"device": device, "points": 1024, "seed": 0, "tolerance": 1e-4}
+                closeness(pa, pb, d, **{**kw, "points": 16})  # warm-up
+                best = min((closeness(pa, pb, d, **kw) for _ in range(repeats)),
+                           key=lambda r: r.seconds)
+                out[f"{name}/{label}"] = {
+                    "closeness_s": best.seconds,
+                    "closeness_forward_s": sum(best.forward_seconds.values()),
+                    "sweep_s": bench_sweep(pa, pb, d, device)["sweep_s"]}
+    finally:
+        runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = defaults
+    return out
+
+
 def machine() -> str:
     """CPU, cores, Python, onnxruntime, and the GPU when ``nvidia-smi`` names one."""
     import shutil
@@ -456,7 +489,8 @@ def machine() -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="*", default=["all"],
-                    choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding"])
+                    choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding",
+                             "threads"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
@@ -490,6 +524,8 @@ def main():
             res["align"] = bench_align()
         elif what == "assign":
             res["assign"] = bench_assign()
+        elif what == "threads":
+            res["threads"] = bench_threads(data, args.device)
         elif what == "padding":
             res["padding"] = bench_padding(data, args.device)
         elif what == "scaling":

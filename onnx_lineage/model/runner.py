@@ -33,6 +33,15 @@ MAX_BATCH = 8192
 PROBE_MAX_MODEL_BYTES = 256 * 1024**2
 UNSIZED_LARGE_BATCH = 32
 
+#: A model this small (parameters; no convolution) runs on one thread when no thread count is
+#: given: its passes are shorter than waking a thread pool. Measured with MLPs of 6.5k to 1.07M
+#: parameters on 2 cores: one thread is faster up to 17k parameters for passes of up to 512 rows,
+#: slower from 51k on (``cost.py threads`` compares the settings on whole analyses).
+SINGLE_THREAD_MAX_PARAMS = 32_768
+#: Whether onnxruntime's idle pool threads spin for work. An analysis alternates between A's and
+#: B's sessions, and the threads one leaves spinning take the cores the other needs.
+SPIN = False
+
 #: Providers whose sessions get batches padded to few shapes (:meth:`Runner.plan`).
 PAD_PROVIDERS = ("CUDAExecutionProvider",)
 
@@ -97,6 +106,30 @@ def is_batch_dependent(model: onnx.ModelProto) -> bool:
 def has_convolution(model: onnx.ModelProto) -> bool:
     """Whether the model convolves (Conv, ConvTranspose, QLinearConv, ConvInteger, fused forms)."""
     return any("Conv" in op for op in _op_types(model.graph))
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Values in the main graph's initializers and Constant nodes."""
+    count = sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            count += sum(int(np.prod(a.t.dims, dtype=np.int64)) for a in node.attribute
+                         if a.type == onnx.AttributeProto.TENSOR)
+    return count
+
+
+def _session_options(rt, model: onnx.ModelProto, threads: int | None, convolves: bool):
+    """Session options: quiet logging, the intra-op threads (see :data:`SINGLE_THREAD_MAX_PARAMS`
+    and :data:`SPIN`)."""
+    opts = rt.SessionOptions()
+    opts.log_severity_level = 4  # our own one-line message replaces onnxruntime's log
+    if threads is None and not convolves and parameter_count(model) <= SINGLE_THREAD_MAX_PARAMS:
+        threads = 1
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    if not SPIN:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
 
 
 def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
@@ -178,10 +211,8 @@ class Runner:
         rt = ort()
         self.name = name
         self.model = model
-        opts = rt.SessionOptions()
-        opts.log_severity_level = 4  # our own one-line message replaces onnxruntime's log
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        convolves = has_convolution(model)
+        opts = _session_options(rt, model, threads, convolves)
         providers = providers_for(device)
         try:
             # onnxruntime prints provider failures on stdout, which belongs to the JSON output
@@ -226,8 +257,7 @@ class Runner:
         self.batch_size = int(batch_size)
         #: pad batches to few shapes (see :meth:`plan`): under CUDA, for models that convolve
         #: (a model of matrix products gains nothing, measured); never batch-dependent ones
-        self.pad_shapes = (self.provider in PAD_PROVIDERS and not self.batch_dependent
-                           and has_convolution(model))
+        self.pad_shapes = self.provider in PAD_PROVIDERS and not self.batch_dependent and convolves
         self.forward_rows = 0  # rows run so far (query accounting)
         self.forward_seconds = 0.0  # time spent inside onnxruntime
 
