@@ -203,3 +203,14 @@ def test_unsized_models_too_large_to_probe_run_small_batches(monkeypatch):
     x = np.random.default_rng(1).random((100, 32 * 32), dtype=np.float32)
     np.testing.assert_allclose(r.predict({"x": x}).scores, r.session.run(None, {"x": x})[0],
                                rtol=1e-4, atol=1e-3)
+
+
+def test_small_models_run_on_one_thread_with_the_same_answers(digits):
+    from onnx_lineage.model.runner import SINGLE_THREAD_MAX_PARAMS, parameter_count
+    r = runner("torch_mlp_legacy")
+    assert parameter_count(r.model) <= SINGLE_THREAD_MAX_PARAMS
+    assert r.session.get_session_options().intra_op_num_threads == 1
+    feeds, _ = feeds_for(r.inputs, digits)
+    two = runner("torch_mlp_legacy", threads=2)
+    np.testing.assert_array_equal(r.predict(feeds).scores, two.predict(feeds).scores)
+    assert runner("torch_cnn_bn").session.get_session_options().intra_op_num_threads != 1
