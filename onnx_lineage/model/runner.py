@@ -108,9 +108,14 @@ def has_convolution(model: onnx.ModelProto) -> bool:
     return any("Conv" in op for op in _op_types(model.graph))
 
 
-def parameter_count(model: onnx.ModelProto) -> int:
-    """Values in the main graph's initializers and Constant nodes."""
+def parameter_count(model: onnx.ModelProto, weight_inputs: frozenset = frozenset()) -> int:
+    """Values in the main graph's initializers, Constant nodes and the inputs named in
+    ``weight_inputs`` (weights fed at run time, as an interpolated model takes them)."""
     count = sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer)
+    for i in model.graph.input:
+        if i.name in weight_inputs:
+            count += int(np.prod([max(d.dim_value, 1) for d in i.type.tensor_type.shape.dim],
+                                 dtype=np.int64))
     for node in model.graph.node:
         if node.op_type == "Constant":
             count += sum(int(np.prod(a.t.dims, dtype=np.int64)) for a in node.attribute
@@ -118,12 +123,14 @@ def parameter_count(model: onnx.ModelProto) -> int:
     return count
 
 
-def _session_options(rt, model: onnx.ModelProto, threads: int | None, convolves: bool):
+def _session_options(rt, model: onnx.ModelProto, threads: int | None, convolves: bool,
+                     weight_inputs: frozenset):
     """Session options: quiet logging, the intra-op threads (see :data:`SINGLE_THREAD_MAX_PARAMS`
     and :data:`SPIN`)."""
     opts = rt.SessionOptions()
     opts.log_severity_level = 4  # our own one-line message replaces onnxruntime's log
-    if threads is None and not convolves and parameter_count(model) <= SINGLE_THREAD_MAX_PARAMS:
+    if (threads is None and not convolves
+            and parameter_count(model, weight_inputs) <= SINGLE_THREAD_MAX_PARAMS):
         threads = 1
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -212,7 +219,7 @@ class Runner:
         self.name = name
         self.model = model
         convolves = has_convolution(model)
-        opts = _session_options(rt, model, threads, convolves)
+        opts = _session_options(rt, model, threads, convolves, static_inputs)
         providers = providers_for(device)
         try:
             # onnxruntime prints provider failures on stdout, which belongs to the JSON output

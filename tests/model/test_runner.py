@@ -214,3 +214,17 @@ def test_small_models_run_on_one_thread_with_the_same_answers(digits):
     two = runner("torch_mlp_legacy", threads=2)
     np.testing.assert_array_equal(r.predict(feeds).scores, two.predict(feeds).scores)
     assert runner("torch_cnn_bn").session.get_session_options().intra_op_num_threads != 1
+
+
+def test_weights_fed_at_run_time_count_as_parameters():
+    """An interpolated model takes its weights as inputs: it is as large as the model it blends."""
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256]),
+                           helper.make_tensor_value_info("w", TensorProto.FLOAT, [256, 256])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 256])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    threads = Runner(model, device="cpu", static_inputs=frozenset({"w"})).session \
+        .get_session_options().intra_op_num_threads
+    assert threads != 1
+    assert Runner(model, device="cpu").session.get_session_options().intra_op_num_threads == 1
