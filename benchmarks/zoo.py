@@ -420,7 +420,8 @@ def build_sklearn_family(out, reduced, torch_mlp_parent=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--reduced", action="store_true", help="the small zoo CI runs (about 3 minutes with its accuracy check)")
+    ap.add_argument("--reduced", action="store_true",
+                    help="the small zoo CI runs (about a minute with its accuracy check)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     pairs = []

@@ -93,7 +93,7 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
         sorted along that axis.
     """
     done = []
-    for sa, sb in pairs:
+    for sa, _ in pairs:
         sim = np.zeros((sa.width, sa.width))
         both = set(sa.writers) & set(sa.readers)  # read and written: the other axis is the stream
         for role in ("writers", "readers", "followers"):
@@ -103,7 +103,7 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
                     continue
                 sorted_ = ai in both or (bj in inner_in if role == "writers" else bj in inner_out)
                 sim += unit_cosine(_features(a_params[ai], role, sorted_),
-                                 _features(b_params[bj], role, sorted_))
+                                   _features(b_params[bj], role, sorted_))
         _, perm = linear_sum_assignment(sim, maximize=True)
         members = tuple(b_of[i] for i in sa.members if i in b_of)
         for role in ("writers", "readers", "followers"):

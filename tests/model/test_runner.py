@@ -93,8 +93,11 @@ def test_spare_rows_pad_the_batch_instead_of_copies(digits, monkeypatch):
     spare = np.concatenate([x, np.full((212,) + x.shape[1:], 7.0, np.float32)])
     seen = []
     run_batch = Runner._run_batch
-    monkeypatch.setattr(Runner, "_run_batch",
-                        lambda self, names, batch, rows: seen.append(batch) or run_batch(self, names, batch, rows))
+
+    def spy(self, names, batch, rows):
+        seen.append(batch)
+        return run_batch(self, names, batch, rows)
+    monkeypatch.setattr(Runner, "_run_batch", spy)
     (got,) = r.run({r.inputs[0].name: spare}, rows=300)
     (sent,) = seen[0].values()
     assert np.shares_memory(sent, spare) and len(sent) == 512  # no copy
