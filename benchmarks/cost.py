@@ -22,7 +22,7 @@ run of this script on one machine; absolute times are noisy on shared machines, 
 * ``padding`` (not in ``all``): closeness and sweep with batches padded to few shapes and without,
   in one run (padding applies under CUDA only, so on the CPU both ways are the same).
 * ``threads`` (not in ``all``): closeness and sweep under onnxruntime's default thread settings,
-  without spinning pool threads, and with ours, in one run.
+  without spinning pool threads, all on one thread, and with ours, in one run.
 """
 
 from __future__ import annotations
@@ -105,6 +105,23 @@ def cnn_pair(noise=0.05):
             p.add_(noise * p.std() * torch.randn_like(p))
     pb = export(model, ex, "cnn_b")
     return pa, pb, sum(p.numel() for p in model.parameters())
+
+
+def encoder_pair(noise=0.05):
+    """The zoo's token encoder (8.6k parameters: embeddings, self-attention over 64 positions,
+    LayerNorm), PyTorch's initialisation and a perturbed copy, with digits as token data."""
+    import torch
+    from accuracy import zoo_data
+    from zoo import Encoder
+    torch.manual_seed(0)
+    model = Encoder().eval()
+    ex = (torch.zeros(2, 64, dtype=torch.int64), torch.ones(2, 64, dtype=torch.int64))
+    names = ("input_ids", "attention_mask")
+    pa = export(model, ex, "encoder_a", names)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+    return pa, export(model, ex, "encoder_b", names), zoo_data("enc")
 
 
 def bench_sweep(pa, pb, data, device, rows=1000, repeats=3):
@@ -442,22 +459,32 @@ def bench_padding(data, device, repeats=3):
 
 def bench_threads(data, device, repeats=3):
     """onnxruntime's thread settings on whole analyses, in one run: its defaults (pool threads
-    spin, every model multithreaded), no spinning, and ours (no spinning, small models on one
-    thread: :data:`onnx_lineage.model.runner.SINGLE_THREAD_MAX_PARAMS`). Closeness (1024 points,
-    best of ``repeats``) and the sweep of the demo MLP, the 1M MLP and the CNN."""
+    spin, every model multithreaded), no spinning, every model on one thread, and ours (no
+    spinning, small models on one thread: :data:`onnx_lineage.model.runner.SINGLE_THREAD_MAX_PARAMS`).
+    Closeness (1024 points, best of ``repeats``) and the sweep of the demo MLP, the token
+    encoder, the 1M MLP and the CNN."""
     from onnx_lineage.data import digits
     from onnx_lineage.demo import build_family
     from onnx_lineage.model import runner as runner_module
-    defaults = runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS
-    settings = {"onnxruntime_defaults": (True, 0), "no_spinning": (False, 0), "ours": defaults}
+    ours = runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS
+    init = Runner.__init__
+
+    def one_thread(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, "threads": kwargs.get("threads") or 1})
+
+    # (pool threads spin, parameter bound for one thread, every model on one thread)
+    settings = {"onnxruntime_defaults": (True, 0, False), "no_spinning": (False, 0, False),
+                "one_thread": (False, 0, True), "ours": ours + (False,)}
     fam = build_family(TMP / "family")
     models = {"demo_mlp_digits": (fam["parent"], fam["noisy"], digits()),
+              "token_encoder": encoder_pair(),
               "mlp": mlp_pair()[:2] + (data,), "cnn": cnn_pair()[:2] + (data,)}
     out = {}
     try:
         for name, (pa, pb, d) in models.items():
-            for label, (spin, small) in settings.items():
+            for label, (spin, small, single) in settings.items():
                 runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = spin, small
+                Runner.__init__ = one_thread if single else init
                 kw = {"device": device, "points": 1024, "seed": 0, "tolerance": 1e-4}
                 closeness(pa, pb, d, **{**kw, "points": 16})  # warm-up
                 best = min((closeness(pa, pb, d, **kw) for _ in range(repeats)),
@@ -467,7 +494,8 @@ def bench_threads(data, device, repeats=3):
                     "closeness_forward_s": sum(best.forward_seconds.values()),
                     "sweep_s": bench_sweep(pa, pb, d, device)["sweep_s"]}
     finally:
-        runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = defaults
+        runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = ours
+        Runner.__init__ = init
     return out
 
 

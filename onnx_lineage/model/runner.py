@@ -33,11 +33,15 @@ MAX_BATCH = 8192
 PROBE_MAX_MODEL_BYTES = 256 * 1024**2
 UNSIZED_LARGE_BATCH = 32
 
-#: A model this small (parameters; no convolution) runs on one thread when no thread count is
-#: given: its passes are shorter than waking a thread pool. Measured with MLPs of 6.5k to 1.07M
-#: parameters on 2 cores: one thread is faster up to 17k parameters for passes of up to 512 rows,
-#: slower from 51k on (``cost.py threads`` compares the settings on whole analyses).
+#: A model this small runs on one thread when no thread count is given: its passes are shorter
+#: than waking a thread pool. Small means: no convolution, at most this many parameters and at
+#: most :data:`SINGLE_THREAD_MAX_ROW_BYTES` of intermediate values per row (every size known to
+#: shape inference), so that a row's work is about its parameter count. Measured on 2 cores with
+#: MLPs of 6.5k to 1.07M parameters: one thread is faster up to 17k parameters for passes of up to
+#: 512 rows, slower from 51k on; and a token encoder of 8.6k parameters (attention over 64
+#: positions, 177 KB per row) was half again slower on one thread (``cost.py threads``).
 SINGLE_THREAD_MAX_PARAMS = 32_768
+SINGLE_THREAD_MAX_ROW_BYTES = 16 * 1024
 #: Whether onnxruntime's idle pool threads spin for work. An analysis alternates between A's and
 #: B's sessions, and the threads one leaves spinning take the cores the other needs.
 SPIN = False
@@ -123,15 +127,11 @@ def parameter_count(model: onnx.ModelProto, weight_inputs: frozenset = frozenset
     return count
 
 
-def _session_options(rt, model: onnx.ModelProto, threads: int | None, convolves: bool,
-                     weight_inputs: frozenset):
-    """Session options: quiet logging, the intra-op threads (see :data:`SINGLE_THREAD_MAX_PARAMS`
-    and :data:`SPIN`)."""
+def _session_options(rt, threads: int | None):
+    """Session options: quiet logging, ``threads`` intra-op threads (onnxruntime's choice when
+    None), pool threads spinning or not (:data:`SPIN`)."""
     opts = rt.SessionOptions()
     opts.log_severity_level = 4  # our own one-line message replaces onnxruntime's log
-    if (threads is None and not convolves
-            and parameter_count(model, weight_inputs) <= SINGLE_THREAD_MAX_PARAMS):
-        threads = 1
     if threads:
         opts.intra_op_num_threads = int(threads)
     if not SPIN:
@@ -219,7 +219,10 @@ class Runner:
         self.name = name
         self.model = model
         convolves = has_convolution(model)
-        opts = _session_options(rt, model, threads, convolves, static_inputs)
+        row_bytes, certain = _row_bytes(model)
+        small = (not convolves and certain and row_bytes <= SINGLE_THREAD_MAX_ROW_BYTES
+                 and parameter_count(model, static_inputs) <= SINGLE_THREAD_MAX_PARAMS)
+        opts = _session_options(rt, 1 if threads is None and small else threads)
         providers = providers_for(device)
         try:
             # onnxruntime prints provider failures on stdout, which belongs to the JSON output
@@ -250,7 +253,6 @@ class Runner:
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
         self._probe = False  # measure one row's intermediate values before the first pass
         if batch_size is None:
-            row_bytes, certain = _row_bytes(model)
             batch_size = int(np.clip(BATCH_MEMORY_BYTES // row_bytes, 1, MAX_BATCH))
             if not certain and model.ByteSize() > PROBE_MAX_MODEL_BYTES:
                 # too large to load twice for a probe: small batches instead of a guess

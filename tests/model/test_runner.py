@@ -217,6 +217,8 @@ def test_small_models_run_on_one_thread_with_the_same_answers(digits):
     two = runner("torch_mlp_legacy", threads=2)
     np.testing.assert_array_equal(r.predict(feeds).scores, two.predict(feeds).scores)
     assert runner("torch_cnn_bn").session.get_session_options().intra_op_num_threads != 1
+    # few parameters but much work per row (attention over the sequence): the pool stays
+    assert runner("torch_encoder").session.get_session_options().intra_op_num_threads != 1
 
 
 def test_weights_fed_at_run_time_count_as_parameters():
