@@ -39,7 +39,7 @@ UNSIZED_LARGE_BATCH = 32
 #: shape inference), so that a row's work is about its parameter count. Measured on 2 cores with
 #: MLPs of 6.5k to 1.07M parameters: one thread is faster up to 17k parameters for passes of up to
 #: 512 rows, slower from 51k on; and a token encoder of 8.6k parameters (attention over 64
-#: positions, 177 KB per row) was half again slower on one thread (``cost.py threads``).
+#: positions, 177 KB per row) was up to twice as slow on one thread (``cost.py threads``).
 SINGLE_THREAD_MAX_PARAMS = 32_768
 SINGLE_THREAD_MAX_ROW_BYTES = 16 * 1024
 #: Whether onnxruntime's idle pool threads spin for work. An analysis alternates between A's and
