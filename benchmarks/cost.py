@@ -457,12 +457,60 @@ def bench_padding(data, device, repeats=3):
     return out
 
 
+def bench_thread_passes(sizes=((64, 64, 32, 10), (64, 128, 64, 10), (784, 64, 10),
+                                (784, 128, 64, 10), (784, 512, 256, 10), (784, 1024, 256, 10)),
+                        rows=(64, 512, 4096)):
+    """One forward pass of ReLU MLPs (random weights, built with onnx.helper) on one thread and
+    on onnxruntime's default pool, best of 7 x 10 passes: ``{parameters: {rows: t1 / t_pool}}``
+    (above 1: the pool is faster)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_lineage.model.runtime import ort
+    rng = np.random.default_rng(0)
+    out = {}
+    for widths in sizes:
+        nodes, inits, x = [], [], "x"
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            inits += [numpy_helper.from_array(rng.normal(size=(a, b)).astype(np.float32), f"w{i}")]
+            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"]))
+            x = f"m{i}"
+            if i < len(widths) - 2:
+                nodes.append(helper.make_node("Relu", [x], [f"r{i}"]))
+                x = f"r{i}"
+        graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, ["n", widths[0]])], [helper.make_tensor_value_info(
+                x, TensorProto.FLOAT, ["n", widths[-1]])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                  ir_version=8).SerializeToString()
+        params = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        out[params] = {}
+        for n in rows:
+            feed = {"x": rng.random((n, widths[0]), dtype=np.float32)}
+            best = {}
+            for threads in (1, 0):
+                opts = ort().SessionOptions()
+                opts.intra_op_num_threads = threads
+                sess = ort().InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+                for _ in range(5):
+                    sess.run(None, feed)
+                times = []
+                for _ in range(7):
+                    t0 = time.perf_counter()
+                    for _ in range(10):
+                        sess.run(None, feed)
+                    times.append((time.perf_counter() - t0) / 10)
+                best[threads] = min(times)
+            out[params][n] = best[1] / best[0]
+    return out
+
+
 def bench_threads(data, device, repeats=3):
     """onnxruntime's thread settings on whole analyses, in one run: its defaults (pool threads
     spin, every model multithreaded), no spinning, every model on one thread, and ours (no
     spinning, small models on one thread: :data:`onnx_lineage.model.runner.SINGLE_THREAD_MAX_PARAMS`).
     Closeness (1024 points, best of ``repeats``) and the sweep of the demo MLP, the token
-    encoder, the 1M MLP and the CNN."""
+    encoder, the 1M MLP and the CNN; and single passes of MLPs of 2.7k to 1.06M parameters on
+    one thread against the pool (:func:`bench_thread_passes`)."""
     from onnx_lineage.data import digits
     from onnx_lineage.demo import build_family
     from onnx_lineage.model import runner as runner_module
@@ -496,6 +544,7 @@ def bench_threads(data, device, repeats=3):
     finally:
         runner_module.SPIN, runner_module.SINGLE_THREAD_MAX_PARAMS = ours
         Runner.__init__ = init
+    out["passes_one_thread_over_pool"] = bench_thread_passes()
     return out
 
 
