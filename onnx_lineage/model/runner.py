@@ -34,12 +34,13 @@ PROBE_MAX_MODEL_BYTES = 256 * 1024**2
 UNSIZED_LARGE_BATCH = 32
 
 #: A model this small runs on one thread when no thread count is given: its passes are shorter
-#: than waking a thread pool. Small means: no convolution, at most this many parameters and at
-#: most :data:`SINGLE_THREAD_MAX_ROW_BYTES` of intermediate values per row (every size known to
-#: shape inference), so that a row's work is about its parameter count. Measured on 2 cores with
-#: MLPs of 6.5k to 1.07M parameters: one thread is faster up to 17k parameters for passes of up to
-#: 512 rows, slower from 51k on; and a token encoder of 8.6k parameters (attention over 64
-#: positions, 177 KB per row) was up to twice as slow on one thread (``cost.py threads``).
+#: than waking a thread pool, which matters once pool threads do not spin (:data:`SPIN`). Small
+#: means: no convolution, at most this many parameters and at most
+#: :data:`SINGLE_THREAD_MAX_ROW_BYTES` of intermediate values per row (every size known to shape
+#: inference), so that a row's work is about its parameter count. ``cost.py threads`` on 2 cores:
+#: a 6.5k-parameter MLP's closeness was fastest on one thread; an 8.6k-parameter token encoder
+#: (attention over 64 positions, 177 KB per row) was up to twice as slow on one thread; single
+#: passes of MLPs from 51k parameters up are faster on the pool at any batch size.
 SINGLE_THREAD_MAX_PARAMS = 32_768
 SINGLE_THREAD_MAX_ROW_BYTES = 16 * 1024
 #: Whether onnxruntime's idle pool threads spin for work. An analysis alternates between A's and
