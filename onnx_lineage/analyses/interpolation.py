@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from kernels.blend import blend
+from onnx_lineage.model.graph import drop_unused_initializers
 from onnx_lineage.model.parameters import Site
 
 
@@ -77,14 +78,17 @@ class InterpolatedModel:
                 helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(e.site.shape)))
             self.names.append(name)
             shapes.append(tuple(e.site.shape))
-        _drop_unused_initializers(self.proto.graph)
+        drop_unused_initializers(self.proto.graph)
         pairs = [stored_pair(e) for e in endpoints]
         self.a = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.float32)
         self.b = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.float32)
         self.buffer = np.empty_like(self.a)
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
+        self.spans = list(zip(offsets[:-1], offsets[1:]))
         self.views = {n: self.buffer[o:o2].reshape(s)
-                      for n, o, o2, s in zip(self.names, offsets[:-1], offsets[1:], shapes)}
+                      for n, (o, o2), s in zip(self.names, self.spans, shapes)}
+        self._alpha: float | None = None  # the alpha the buffer holds
+        self._b_values: dict[int, np.ndarray] = {}  # endpoints whose B value was replaced
 
     @property
     def n_params(self) -> int:
@@ -93,25 +97,23 @@ class InterpolatedModel:
 
     def weights(self, alpha: float) -> dict[str, np.ndarray]:
         """Feeds for ``alpha``: views into the shared buffer (valid until the next call)."""
-        blend(self.a, self.b, float(alpha), self.buffer)
+        if alpha != self._alpha:
+            blend(self.a, self.b, float(alpha), self.buffer)
+            self._alpha = float(alpha)
         return self.views
 
+    def b_value(self, k: int) -> np.ndarray:
+        """Endpoint ``k``'s B value as last set (canonical orientation)."""
+        return self._b_values.get(k, self.endpoints[k].b)
 
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    keep = [t for t in graph.initializer if t.name in used or _used_in_subgraphs(graph, t.name)]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-
-
-def _used_in_subgraphs(graph: onnx.GraphProto, name: str) -> bool:
-    for n in graph.node:
-        for a in n.attribute:
-            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-            for g in subs:
-                if any(name in m.input for m in g.node) or _used_in_subgraphs(g, name):
-                    return True
-    return False
+    def set_b(self, k: int, value: np.ndarray) -> None:
+        """Give endpoint ``k`` a new B value (canonical orientation); only its segment of the
+        buffer is blended again."""
+        o, o2 = self.spans[k]
+        self.b[o:o2] = self.endpoints[k].site.store(value).reshape(-1)
+        self._b_values[k] = value
+        if self._alpha is not None:
+            blend(self.a[o:o2], self.b[o:o2], self._alpha, self.buffer[o:o2])
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:
@@ -130,5 +132,5 @@ def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float
             for a in node.attribute:
                 if a.name == e.site.slot:
                     a.CopyFrom(helper.make_attribute(e.site.slot, stored.reshape(-1).tolist()))
-    _drop_unused_initializers(proto.graph)
+    drop_unused_initializers(proto.graph)
     return proto

@@ -51,6 +51,9 @@ class MatchResult(Result):
     _b_aligned: dict = field(default_factory=dict, repr=False)
     _folded: str | None = None
     _chains: list = field(default_factory=list, repr=False)
+    _a_params: dict = field(default_factory=dict, repr=False)
+    _b_own: dict = field(default_factory=dict, repr=False)
+    _stream_pairs: list = field(default_factory=list, repr=False)
 
     @property
     def a_layers(self) -> list[Layer]:
@@ -66,6 +69,23 @@ class MatchResult(Result):
     def b_aligned(self) -> dict:
         """A's layer index -> B's parameters for it, permuted/rescaled into A's unit order."""
         return self._b_aligned
+
+    @property
+    def a_params(self) -> dict:
+        """A's layer index -> A's parameters, for matched layers, with the same keys as B's."""
+        return self._a_params
+
+    @property
+    def b_own(self) -> dict:
+        """A's layer index -> B's parameters for it in B's own unit order: every layout conversion
+        (orientation, flatten order, BatchNorm folding, a dropped zero bias) applied, no
+        permutation or rescaling of units."""
+        return self._b_own
+
+    @property
+    def stream_pairs(self) -> list:
+        """Residual streams of A and B over the same matched layers, ``(Stream, Stream)``."""
+        return self._stream_pairs
 
     @property
     def chains(self) -> list:
@@ -169,6 +189,8 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     in_streams = {i for sa, _ in stream_pairs for i in sa.writers}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
     limits += stream_limits
+    b_own = {la[i].index: {k: v.copy() for k, v in b_params[lb[j].index].items()
+                           if k in keys_of[la[i].index]} for i, j in pairs}
     moved = []
     if permutations:
         moved = [s for s in align_streams(stream_pairs, b_of, a_params, b_params,
@@ -215,7 +237,8 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
-                       limits, statement, excluded, la, lb, aligned, folded, chains)
+                       limits, statement, excluded, la, lb, aligned, folded, chains,
+                       {k: a_params[k] for k in b_own}, b_own, stream_pairs)
 
 
 #: Layer kinds checked for fixed signal-processing constants.
@@ -248,9 +271,11 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
     """Permutable junctions present in both models, and the reasons others are not (not for
     A's layers in ``in_streams``: their units are a residual stream's)."""
     chains, limits = [], []
+    # a depthwise conv follows the channels of the layer before it: not a junction of its own
+    absorbed = {f for link in links_a.values() for f in link.followers}
     for i, j in pairs:
         ai, bj = la[i].index, lb[j].index
-        if ai not in links_a or bj not in links_b:
+        if ai not in links_a or bj not in links_b or ai in absorbed:
             continue
         la_link, lb_link = links_a[ai], links_b[bj]
         if la_link.next is None or lb_link.next is None:
@@ -266,7 +291,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
         fb = [f for f in lb_link.followers if f in b_by]
         followers = [(x, y) for x, y in zip(fa, fb) if b_of.get(x) == y]
         if len(followers) != len(fa) or len(fa) != len(fb):
-            limits.append(f"layer {ai}: normalisation layers after it differ between A and B")
+            limits.append(f"layer {ai}: the per-channel layers after it (normalisation, "
+                          "depthwise convolutions) differ between A and B")
             continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
                             lb_link.homogeneous, la_link.channels_last))

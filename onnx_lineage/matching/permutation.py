@@ -70,6 +70,14 @@ class UnitAlignment:
         return self.scale is not None and bool(np.any(np.abs(self.scale - 1.0) > 1e-2))
 
 
+def per_unit(params: dict) -> np.ndarray:
+    """A follower's parameters side by side per unit (BatchNorm's four, a depthwise filter and its
+    bias), shape (units, features)."""
+    keys = [k for k in sorted(params) if k != "eps"]
+    units = params[keys[0]].shape[0]
+    return np.concatenate([params[k].reshape(units, -1) for k in keys], axis=1)
+
+
 def _rows(w: np.ndarray) -> np.ndarray:
     return w.reshape(w.shape[0], -1)
 
@@ -81,7 +89,7 @@ def _in_features(params: dict, followers: list[dict]) -> np.ndarray:
     return np.concatenate([w, b[:, None]], axis=1)
 
 
-def _out_features(next_weight: np.ndarray, units: int, spatial: int,
+def out_features(next_weight: np.ndarray, units: int, spatial: int,
                   channels_last: bool = False) -> np.ndarray:
     """Per unit: the weights that read it in the next layer, shape (units, fan_out)."""
     w = next_weight
@@ -103,16 +111,25 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
     return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
 
 
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero).
+
+    Each row is first divided by its largest magnitude, so that squaring cannot overflow float32
+    whatever the weights' scale.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    peak = np.abs(a).max(axis=1, keepdims=True)
+    a = a / np.where(peak > 0, peak, 1.0)
+    norm = np.sqrt(np.einsum("ij,ij->i", a, a))[:, None]
+    return a / np.where(norm > _EPS, norm, 1.0)
+
+
 def unit_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of every row of ``a`` with every row of ``b`` (float64: float32 extremes square
-    without overflow)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    an = a / (np.linalg.norm(a, axis=1, keepdims=True) + _EPS)
-    bn = b / (np.linalg.norm(b, axis=1, keepdims=True) + _EPS)
-    return an @ bn.T
+    """Cosine of every row of ``a`` (n, d) with every row of ``b`` (m, d), shape (n, m), float32."""
+    return unit_rows(a) @ unit_rows(b).T
 
 
-def _permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
+def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
                     channels_last: bool = False) -> np.ndarray:
     units = perm.size
     if w.ndim == 2 and channels_last:
@@ -158,14 +175,12 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
             sim = (unit_cosine(_in_features(pa, []), _in_features(pb, []))
-                   + unit_cosine(_out_features(a_params[c.a_next]["weight"], units, c.spatial,
+                   + unit_cosine(out_features(a_params[c.a_next]["weight"], units, c.spatial,
                                              c.channels_last),
-                               _out_features(b_params[c.b_next]["weight"], units, c.spatial,
+                               out_features(b_params[c.b_next]["weight"], units, c.spatial,
                                              c.channels_last)))
             for fa, fb in c.followers:
-                fa_feat = np.stack([a_params[fa][k] for k in sorted(a_params[fa]) if k != "eps"], 1)
-                fb_feat = np.stack([b_params[fb][k] for k in sorted(b_params[fb]) if k != "eps"], 1)
-                sim = sim + 0.5 * unit_cosine(fa_feat, fb_feat)
+                sim = sim + 0.5 * unit_cosine(per_unit(a_params[fa]), per_unit(b_params[fb]))
             _, perm = linear_sum_assignment(sim, maximize=True)
             if np.any(perm != np.arange(units)):
                 changed = True
@@ -199,4 +214,4 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
     for _, fb in c.followers:
         b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
     nxt = b_params[c.b_next]
-    nxt["weight"] = _permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)
+    nxt["weight"] = permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)

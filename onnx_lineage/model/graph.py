@@ -82,6 +82,31 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, 
     return ((qf - z) * s).astype(np.float32)
 
 
+def used_names(graph: onnx.GraphProto) -> set[str]:
+    """Every value name read by a node of ``graph`` or of any subgraph inside it, and the graph's
+    outputs; each subgraph is visited once."""
+    used = {o.name for o in graph.output}
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            used.update(node.input)
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    return used
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers that no node (in any subgraph) reads, in place."""
+    used = used_names(graph)
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 class GraphIndex:
     """Producers, consumers, initializers of one graph (and the scopes that enclose it).
 

@@ -108,6 +108,9 @@ class Layer:
         Convolution groups (1 otherwise).
     scope : str
         ``""`` for the main graph, else the path of the subgraph.
+    folded_bn : str
+        Name of the BatchNormalization node folded into this layer's parameters (by
+        :func:`onnx_lineage.matching.batchnorm.fold`), else ``""``.
     """
 
     index: int
@@ -122,6 +125,7 @@ class Layer:
     input: str = ""
     groups: int = 1
     scope: str = ""
+    folded_bn: str = ""
 
     @property
     def weight(self) -> np.ndarray:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnx_lineage.model.graph import GraphIndex
+from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
@@ -32,7 +32,8 @@ class Link:
     next : int or None
         Index of the parametric layer that reads them (None: the chain ends).
     followers : tuple of int
-        BatchNorm/LayerNorm layers on the way, whose per-unit parameters follow a permutation.
+        Layers on the way whose parameters have one slice per unit and follow a permutation:
+        BatchNorm/LayerNorm, and depthwise convolutions (one filter per channel).
     homogeneous : bool
         Every op on the way is positively homogeneous (per-unit rescaling is allowed).
     spatial : int
@@ -90,9 +91,9 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
         cons = [c for c in g.consumers_of(name) if c.op_type not in SHAPE_ONLY]
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
-            if nxt.kind in ("batchnorm", "layernorm"):
+            if nxt.kind in ("batchnorm", "layernorm") or is_depthwise(nxt, layer.units):
                 walk.followers.append(nxt.index)
-                walk.ops.append(nxt.op)
+                walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
                 walk.homogeneous = False
                 name = nxt.output
                 continue
@@ -122,15 +123,37 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
             walk.channels_last = True
         elif node.op_type == "Mul" and _is_quant_scale(g, node, name):
             pass
+        elif layer.kind == "conv" and _pools_space(g, node, layer.weight.ndim):
+            pass
         elif node.op_type not in UNIT_PRESERVING:
             return Link(None, reason=f"passes through {node.op_type}")
         if (node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING
-                and node.op_type != "Transpose"):
+                and node.op_type not in ("Transpose", "ReduceMean", "ReduceMax")):
             walk.homogeneous = walk.homogeneous and node.op_type in ("QuantizeLinear",
                                                                      "DequantizeLinear", "Cast")
         walk.ops.append(node.op_type)
         name = node.output[0]
     return Link(None, reason="chain too long")
+
+
+def _pools_space(g: GraphIndex, node: onnx.NodeProto, rank: int) -> bool:
+    """A ReduceMean/ReduceMax over spatial axes only of a conv output of ``rank`` (channels on
+    axis 1): global pooling written as a reduction, as ``x.mean((2, 3))`` exports."""
+    if node.op_type not in ("ReduceMean", "ReduceMax"):
+        return False
+    axes = attr(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        c = g.constant(node.input[1])
+        axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
+    return bool(axes) and all((a % rank) >= 2 for a in axes)
+
+
+def is_depthwise(layer: Layer, channels: int) -> bool:
+    """A convolution with one filter per input channel over ``channels`` channels: its channels
+    are its input's, permuted together with them."""
+    w = layer.weight
+    return (layer.kind == "conv" and layer.groups == channels > 1 and w.shape[0] == channels
+            and w.shape[1] == 1)
 
 
 def _is_quant_scale(g: GraphIndex, node: onnx.NodeProto, name: str) -> bool:
