@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnx_lineage.analyses.closeness import closeness  # noqa: E402
-from onnx_lineage.analyses.determination import CALIBRATION, determine  # noqa: E402
+from onnx_lineage.analyses.determination import determine  # noqa: E402
 from onnx_lineage.data import Dataset, digits, feeds_for  # noqa: E402
 from onnx_lineage.model.loading import load_model  # noqa: E402
 from onnx_lineage.model.runner import Runner  # noqa: E402
@@ -150,7 +150,7 @@ def summarise(rows: list[dict]) -> dict:
                "auc_barrier": roc_auc([-(r["barrier"] if r["barrier"] is not None else 1) for r in ev],
                                       truth),
                "margin_similarity": min(pos_sim) - max(neg_sim) if pos_sim and neg_sim else None,
-               "thresholds": dict(CALIBRATION)}
+               }
     for key in ("baseline_agreement", "baseline_ddv", "baseline_named_cosine",
                 "baseline_uniform_closeness", "closeness"):
         vals = [(r[key] if r[key] is not None else 0.0) for r in ev]

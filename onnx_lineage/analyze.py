@@ -35,7 +35,9 @@ class AnalysisResult(Result):
     summary: str
     barrier: float | None
     threshold: float
+    alpha: float
     p_value: float | None
+    shared_layers: list
     coverage: dict
     closeness: float | None
     ci95: list | None
@@ -51,7 +53,7 @@ class AnalysisResult(Result):
     def to_dict(self) -> dict:
         d = {k: to_jsonable(getattr(self, k)) for k in (
             "model_a", "model_b", "verdict", "related", "summary", "barrier", "threshold",
-            "p_value", "coverage", "closeness", "ci95", "matching_rate", "seed", "seconds",
+            "alpha", "p_value", "shared_layers", "coverage", "closeness", "ci95", "matching_rate", "seed", "seconds",
             "version", "match")}
         det = self.determination.to_dict()
         det.pop("match", None)
@@ -77,7 +79,7 @@ class AnalysisResult(Result):
 
 def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
             output: str = "auto", points: int = 256, budget: int | None = None,
-            with_closeness: bool = True, progress=None) -> AnalysisResult:
+            with_closeness: bool = True, alpha: float = 0.01, progress=None) -> AnalysisResult:
     """Correspondence, determination and closeness of B against A.
 
     Parameters
@@ -85,6 +87,8 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     a, b : path or LoadedModel
     data : Dataset, optional
         Default: the built-in digits.
+    alpha : float
+        Level of the verdict (:func:`~onnx_lineage.analyses.determination.determine`).
     progress : callable, optional
         Called with the name of each step as it starts.
     """
@@ -99,8 +103,9 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     feeds, _ = feeds_for(ra.inputs, data, a.name)
     pred_a = ra.predict(feeds)
-    step("interpolation sweep")
-    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m)
+    step("independence tests and interpolation sweep")
+    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
+                    alpha=alpha)
     clo = None
     if with_closeness:
         step("boundary search")
@@ -113,7 +118,8 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     return AnalysisResult(
         model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
         summary=headline(det, clo),
-        barrier=det.barrier, threshold=det.threshold, p_value=det.p_value, coverage=det.coverage,
+        barrier=det.barrier, threshold=det.threshold, alpha=det.alpha, p_value=det.p_value,
+        shared_layers=det.shared_layers, coverage=det.coverage,
         closeness=None if clo is None else clo.closeness, ci95=None if clo is None else clo.ci95,
         matching_rate=None if clo is None else clo.matching_rate, seed=seed,
         seconds=time.perf_counter() - t0, version=__version__, match=m.to_dict(),

@@ -1,9 +1,15 @@
-"""Lineage determination: do A and B sit in the same loss basin?
+"""Lineage determination: is B derived from A? The tests of :mod:`onnx_lineage.evidence`, in order.
 
-Steps: put the parameters in correspondence (:func:`onnx_lineage.matching.match`), sweep the
-straight line between A's parameters and B's aligned ones, measure the barrier (the largest excess
-of the loss over the straight line between the end losses), add the data-free weight evidence, and
-decide with thresholds calibrated on independent pairs (see :data:`CALIBRATION`).
+1. Correspondence (:func:`onnx_lineage.matching.match`), the symmetry classes found in both models
+   and their class-by-class matching.
+2. The data-free tests: unit order (exact) and aligned weights (calibrated).
+3. The loss along the straight line from A to B aligned (the paper's sweep): reported, with the
+   barrier before and after alignment. Alignment connects independent models too, so an aligned
+   barrier near zero is never evidence on its own.
+4. The basin test (exact): the loss midway between A and B in its own unit order against
+   permuted copies of B. It runs when the data-free tests have not already rejected independence
+   (its outcome could then change nothing), or always with ``all_tests``.
+5. The verdict (:func:`onnx_lineage.evidence.decide`).
 """
 
 from __future__ import annotations
@@ -14,23 +20,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnx_lineage.analyses import criteria
-from onnx_lineage.analyses.evidence import weight_evidence
-from onnx_lineage.analyses.interpolation import (Endpoint, InterpolatedModel, fast_path_supported,
-                                                 rebuilt_model)
-from onnx_lineage.data import Dataset, digits, feeds_for
+from onnx_lineage.analyses.sweep import (
+    MIN_INTERPOLATED,
+    Sweep,
+    barrier_of,
+    plan_path,
+    run_sweep,
+    sample_rows,
+)
+from onnx_lineage.data import Dataset, digits
+from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
+from onnx_lineage.evidence.basin import NAME as BASIN
+from onnx_lineage.evidence.basin import NULL as BASIN_NULL
+from onnx_lineage.evidence.basin import basin_test, copies_for
+from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.loading import LoadedModel, load_model
-from onnx_lineage.model.runner import Runner
 from onnx_lineage.results import Result
 
-#: Thresholds of the verdict, calibrated once on independent pairs only (same architecture and
-#: data, fresh seeds; never the evaluated pairs) by ``benchmarks/calibrate.py``:
-#: ``similarity`` is halfway between the largest aligned unit similarity of an independent pair
-#: (0.508, two PyTorch MLPs 64-128-64-10 on digits) and 1; ``barrier`` is half the smallest aligned
-#: normalised barrier of an independent pair (0.0224, the same MLPs). Evidence and command:
-#: benchmarks/RESULTS.md.
-CALIBRATION = {"barrier": 0.0112, "similarity": 0.754}
+#: Rows of the data the basin test's copies are scored on (a subset of the sweep's).
+BASIN_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,26 @@ class DeterminationResult(Result):
     verdict : str
         ``related``, ``unrelated`` or ``undetermined``.
     related : bool or None
+    reason : str
+    alpha : float
+        The level of the verdict (``threshold`` repeats it).
+    p_value : float
+        The tests combined by weighted Bonferroni: valid under any dependence between them.
+    tests : list of dict
+        Every test (:class:`onnx_lineage.evidence.TestResult`): ``name``, ``statistic``,
+        ``p_value``, ``null``, ``classes``, ``power``, ...
+    shared_layers : list of int
+        A's layers of the classes where lineage shows (empty unless related).
     barrier : float or None
-        Normalised loss barrier along the aligned path.
-    threshold : float
-    margin : float or None
-        ``threshold - barrier`` (positive: under the threshold).
-    p_value : float or None
-        Weight similarity against the null of independently initialised weights.
-    coverage : dict
+        Normalised loss barrier along the aligned path (descriptive, never decisive).
+    interpolated_fraction : float
+        Share of the matched parameters that the sweep moved.
     curve : list of dict
         ``alpha``, ``loss``, ``error`` along the path.
+    timings : dict
+        Seconds per step: ``match``, ``tests`` (the data-free ones), ``sweep`` (the paper's
+        sweep along A -> B aligned, with its session), ``sweep_unaligned`` (the same before
+        alignment, when alignment moved B) and ``basin``.
     """
 
     model_a: str
@@ -59,173 +78,61 @@ class DeterminationResult(Result):
     verdict: str
     related: bool | None
     reason: str
+    alpha: float
+    threshold: float
+    p_value: float
+    tests: list
+    shared_layers: list
     barrier: float | None
     barrier_unaligned: float | None
     error_barrier: float | None
-    threshold: float
-    margin: float | None
     similarity: float | None
-    similarity_threshold: float
-    null_similarity: float | None
-    p_value: float | None
     coverage: dict
     criterion: str
     interpolated_params: int
+    interpolated_fraction: float
     curve: list
     transforms: list
     notes: list
     provider: str
     queries: int
     seconds: float
+    timings: dict = field(default_factory=dict)
     match: dict = field(default_factory=dict)
+
+    def test(self, name: str) -> dict | None:
+        """The test called ``name`` (``unit_order``, ``aligned``, ``basin``), or None."""
+        return next((t for t in self.tests if t["name"] == name), None)
 
 
 def _loaded(m) -> LoadedModel:
     return m if isinstance(m, LoadedModel) else load_model(m)
 
 
-def endpoints_for(m: MatchResult) -> tuple[list[Endpoint], list[str]]:
-    """Interpolated tensors of A's graph with B's aligned values, and what could not be."""
-    eps, notes = [], []
-    for layer in m.a_layers:
-        if layer.index not in m.b_aligned:
-            continue
-        for key, b_val in m.b_aligned[layer.index].items():
-            site = layer.sites.get(key)
-            if site is None:
-                notes.append(f"layer {layer.index} {key}: no place in A's graph; kept A's")
-                continue
-            eps.append(Endpoint(site, layer.params[key], b_val))
-    return eps, notes
+@dataclass
+class _Path:
+    """What the sweep found (empty when no sweep ran)."""
 
-
-class Sweep:
-    """Evaluate the loss along the line between A and B's aligned parameters.
-
-    Parameters
-    ----------
-    base : onnx.ModelProto
-    endpoints : list of Endpoint
-    data : Dataset
-    targets : ndarray of shape (n,), int64, or None
-        Labels to score against (None for models without classes).
-    device : str
-    """
-
-    def __init__(self, base, endpoints, data: Dataset, targets, device: str = "auto",
-                 output: str = "auto"):
-        self.base, self.endpoints, self.targets = base, endpoints, targets
-        self.device, self.output = device, output
-        self.fast = fast_path_supported(endpoints)
-        if self.fast:
-            self.model = InterpolatedModel(base, endpoints)
-            self.runner = Runner(self.model.proto, device=device, output=output, name="interpolated",
-                                 static_inputs=frozenset(self.model.names))
-        else:
-            self.model = None
-            self.runner = Runner(rebuilt_model(base, endpoints, 0.0), device=device, output=output,
-                                 name="interpolated")
-        self.feeds, self.ignored = feeds_for(self.runner.inputs, data, "model A")
-        self.kind = self.runner.output_kind
-        self.ends: dict[float, np.ndarray] = {}
-        self._seen: dict[float, np.ndarray] = {}
-
-    @property
-    def provider(self) -> str:
-        return self.runner.provider
-
-    def forget(self) -> None:
-        """Drop the computed points, so the next sweep runs every alpha again (for timing)."""
-        self._seen.clear()
-
-    def scores(self, alpha: float) -> np.ndarray:
-        """Raw prediction output of the interpolated model at ``alpha``, shape (n, k).
-
-        Each alpha runs once: the base model's own predictions (alpha 0), used as targets when
-        the data has no labels, are the first point of the sweep, not an extra pass.
-        """
-        if alpha in self._seen:
-            return self._seen[alpha]
-        if self.fast:
-            pred = self.runner.predict(self.feeds, static=self.model.weights(alpha))
-        else:
-            r = Runner(rebuilt_model(self.base, self.endpoints, alpha), device=self.device,
-                       output=self.output, name="interpolated")
-            pred = r.predict(self.feeds)
-            self.runner.forward_rows += r.forward_rows
-        out = pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
-        self._seen[alpha] = out
-        return out
-
-    def point(self, alpha: float) -> dict:
-        """Loss and error at ``alpha``."""
-        s = self.scores(alpha)
-        if self.kind in ("logits", "probabilities"):
-            labels = np.argmax(s, axis=1)
-            return {"alpha": alpha, "loss": criteria.cross_entropy(s, self.kind, self.targets),
-                    "error": criteria.error_rate(labels, self.targets)}
-        if self.kind == "labels":
-            err = criteria.error_rate(s[:, 0].astype(np.int64), self.targets)
-            return {"alpha": alpha, "loss": err, "error": err}
-        if alpha in (0.0, 1.0):
-            self.ends[alpha] = s
-        fa, fb = self.ends.get(0.0), self.ends.get(1.0)
-        dev = 0.0 if fa is None or fb is None else criteria.functional_deviation(s, fa, fb, alpha)
-        return {"alpha": alpha, "loss": dev, "error": None}
-
-
-def alpha_grid(points: int) -> np.ndarray:
-    """``points`` evenly spaced alphas in [0, 1]."""
-    return np.linspace(0.0, 1.0, max(int(points), 3))
-
-
-def run_sweep(sweep: Sweep, points: int = 11, refine: bool = True) -> list[dict]:
-    """The curve on an even grid, refined around the largest excess over the straight line."""
-    grid = list(alpha_grid(points))
-    # the ends first: the functional criterion needs f_A and f_B
-    curve = {a: sweep.point(a) for a in (grid[0], grid[-1])}
-    for a in grid[1:-1]:
-        curve[a] = sweep.point(a)
-    if refine:
-        alphas = sorted(curve)
-        ex = criteria.excess_over_line(alphas, [curve[a]["loss"] for a in alphas])
-        k = int(np.argmax(ex))
-        for j in (k - 1, k + 1):
-            if 0 <= j < len(alphas):
-                for t in (0.5,):
-                    a = alphas[k] + t * (alphas[j] - alphas[k])
-                    curve[a] = sweep.point(a)
-    return [curve[a] for a in sorted(curve)]
-
-
-def barrier_of(curve: list[dict], key: str = "loss") -> float:
-    """Largest excess of ``key`` over the straight line between its end values (>= 0)."""
-    vals = [c[key] for c in curve]
-    if any(v is None for v in vals):
-        return float("nan")
-    ex = criteria.excess_over_line([c["alpha"] for c in curve], vals)
-    return float(max(ex.max(), 0.0))
-
-
-def sample_rows(data: Dataset, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of at most ``n`` rows, drawn without replacement (stratified by ``y`` if present)."""
-    if len(data) <= n:
-        return np.arange(len(data))
-    if data.y is None:
-        return np.sort(rng.choice(len(data), n, replace=False))
-    idx = []
-    classes, counts = np.unique(data.y, return_counts=True)
-    for c, cnt in zip(classes, counts):
-        take = max(1, int(round(n * cnt / len(data))))
-        rows = np.flatnonzero(data.y == c)
-        idx.append(rng.choice(rows, min(take, rows.size), replace=False))
-    return np.sort(np.concatenate(idx))
+    curve: list = field(default_factory=list)
+    barrier: float | None = None
+    unaligned: float | None = None
+    error_barrier: float | None = None
+    criterion: str = "none"
+    provider: str = "-"
+    queries: int = 0
+    moved: int = 0
+    fraction: float = 0.0
+    basin: TestResult | None = None
+    sweep_seconds: float = 0.0
+    unaligned_seconds: float = 0.0
+    basin_seconds: float = 0.0
 
 
 def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
               points: int = 11, rows: int = 1000, output: str = "auto",
-              match_result: MatchResult | None = None, surrogates: int = 12) -> DeterminationResult:
-    """Is B derived from A? The loss-basin test with weight evidence.
+              match_result: MatchResult | None = None, alpha: float = 0.01,
+              copies: int | None = None, all_tests: bool = False) -> DeterminationResult:
+    """Is B derived from A? Independence tests with stated nulls, and the loss path.
 
     Parameters
     ----------
@@ -233,161 +140,143 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     data : Dataset, optional
         Default: the built-in digits.
     seed : int
-        Seeds row sampling and the surrogate null.
+        Seeds row sampling, tie-breaking and the basin test's copies.
     points : int
-        Alphas on the even grid (>= 3); two more are added around the maximum.
+        Alphas on the even grid of the sweep (>= 3); two more are added around the maximum.
     rows : int
         Rows of data used for the loss.
     match_result : MatchResult, optional
         A correspondence already computed for (a, b).
-    surrogates : int
-        Shuffled surrogates for the p-value of the weight evidence (0: no p-value; ``tree`` uses
-        this, it needs the similarity only).
+    alpha : float
+        Level of the verdict: ``related`` only when the combined p-value is at most ``alpha``.
+    copies : int, optional
+        Most permuted copies for the basin test (default: the fewest that let it reach its
+        share of ``alpha``); 0 skips the basin test and the sweep.
+    all_tests : bool
+        Run the basin test even when the data-free tests already decided (benchmarks).
     """
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     a, b = _loaded(a), _loaded(b)
     data = digits() if data is None else data
     m = match_result or match(a, b)
+    t_match = time.perf_counter()
     notes = list(m.limits)
-    base_name = "A"
-    eps, skipped = endpoints_for(m)
-    if not _writable(eps) and m.pairs:
-        # A stores its weights quantized (or folded): interpolate in B's graph instead
-        m_rev = match(b, a)
-        eps_rev, skipped_rev = endpoints_for(m_rev)
-        if _writable(eps_rev):
-            base_name, eps, skipped = "B", eps_rev, skipped_rev
-            notes.append("A's weights cannot be overwritten (quantized or folded); the path is "
-                         "evaluated in B's graph")
-    notes += skipped
-    ev = weight_evidence(m, m.chains, rng, n_null=surrogates) if m.pairs else None
-    sim = None if ev is None or not math.isfinite(ev.statistic) else ev.statistic
-    p_value = None if ev is None or not math.isfinite(ev.p_value) else ev.p_value
-    common = dict(model_a=a.name, model_b=b.name, threshold=CALIBRATION["barrier"],
-                  similarity_threshold=CALIBRATION["similarity"], similarity=sim,
-                  null_similarity=None if ev is None else ev.null_mean, p_value=p_value,
-                  coverage=m.coverage, transforms=m.transforms, match=m.to_dict())
-    if not m.pairs or not eps or not _writable(eps):
-        reason = ("no parametric layers in common: nothing to interpolate" if not m.pairs else
-                  "neither model's graph can take interpolated weights (both quantized)")
-        return DeterminationResult(verdict="undetermined", related=None, reason=reason,
-                                   barrier=None, barrier_unaligned=None, error_barrier=None,
-                                   margin=None, criterion="none", interpolated_params=0, curve=[],
-                                   notes=notes, provider="-", queries=0,
-                                   seconds=time.perf_counter() - t0, **common)
+    free = data_free(m, alpha, rng)
+    tests = [free.unit_order, free.aligned]
+    t_tests = time.perf_counter()
+    decided = decide(tests, alpha).related is True
+    copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)
+    path = _Path()
+    if m.pairs and copies > 0:
+        path = _sweep(a, b, m, data, rng, device, output, points, rows, notes,
+                      copies if all_tests or not decided else 0, share(alpha, BASIN))
+    if copies > 0:
+        tests.append(path.basin or TestResult(
+            BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already reject "
+            "independence" if decided else "not run: nothing to interpolate"))
+    v = decide(tests, alpha)
+    sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
+    similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims else None)
+    return DeterminationResult(
+        model_a=a.name, model_b=b.name, verdict=v.verdict, related=v.related, reason=v.reason,
+        alpha=alpha, threshold=alpha, p_value=v.p_value, tests=[t.to_dict() for t in tests],
+        shared_layers=v.shared_layers, barrier=path.barrier, barrier_unaligned=path.unaligned,
+        error_barrier=path.error_barrier, similarity=similarity, coverage=m.coverage,
+        criterion=path.criterion, interpolated_params=path.moved,
+        interpolated_fraction=path.fraction, curve=path.curve, transforms=m.transforms,
+        notes=notes, provider=path.provider, queries=path.queries,
+        seconds=time.perf_counter() - t0,
+        timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
+                 "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
+        match=m.to_dict())
 
-    base = (a if base_name == "A" else b).proto
-    idx = sample_rows(data, rows, rng)
-    sample = data.subset(idx)
-    sweep = Sweep(base, eps, sample, None, device, output)
+
+def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basin_alpha) -> _Path:
+    """The paper's sweep along A -> B aligned, the same in B's own order, and the basin test."""
+    t0 = time.perf_counter()
+    plan = plan_path(a, b, m)
+    notes += plan.notes
+    out = _Path(fraction=plan.fraction, moved=sum(e.a.size for e in plan.endpoints))
+    if not plan.endpoints or not all(e.site.writable for e in plan.endpoints):
+        out.basin = TestResult(BASIN, None, None, BASIN_NULL, reason="not run: neither model's "
+                               "graph can take interpolated weights (both quantized)")
+        return out
+    sample = data.subset(sample_rows(data, rows, rng))
+    sweep = Sweep(plan.base, plan.endpoints, sample, None, device, output)
     if sweep.ignored:
         notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
-    classes = sweep.kind in ("logits", "probabilities", "labels")
+    targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
+    sweep.targets = targets
+    out.curve = run_sweep(sweep, points)
+    out.barrier = barrier_of(out.curve) / scale
+    if sweep.kind in ("logits", "probabilities"):
+        out.error_barrier = barrier_of(out.curve, "error")
+    for c in out.curve:
+        c["loss_normalised"] = c["loss"] / scale
+    if sample.y is not None and sweep.kind in ("logits", "probabilities", "labels"):
+        chance = 1.0 - 1.0 / max(n_classes, 2)
+        if max(out.curve[0]["error"], out.curve[-1]["error"]) > 0.5 * chance:
+            notes.append(f"the models do not fit this data (error {out.curve[0]['error']:.2f} and "
+                         f"{out.curve[-1]['error']:.2f}; chance {chance:.2f}): the loss path "
+                         "cannot tell a shared basin")
+    if plan.fraction < 1.0:
+        notes.append(f"the sweep moved {plan.fraction:.0%} of the matched parameters; the rest "
+                     f"keep {plan.base_name}'s values along the path")
+    out.sweep_seconds = time.perf_counter() - t0
+
+    own = plan.match.b_own
+    if _aligned(plan.match):  # the path before alignment: B in its own unit order
+        _own_order(sweep, plan)
+        out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False)) / scale
+    out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
+    t0 = time.perf_counter()
+    if copies <= 0:
+        out.basin = None
+    elif plan.fraction < MIN_INTERPOLATED:
+        out.basin = TestResult(BASIN, None, None, BASIN_NULL, reason=(
+            f"not run: the sweep can write only {plan.fraction:.0%} of the matched parameters"))
+    else:
+        _own_order(sweep, plan)
+        classes = symmetry_classes(plan.match)
+        probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
+            np.sort(rng.choice(len(sample), BASIN_ROWS, replace=False)))
+        out.basin = basin_test(probe, plan.keys, own, classes, rng, basin_alpha, copies, scale)
+    out.basin_seconds = time.perf_counter() - t0
+    out.provider, out.queries = sweep.provider, int(sweep.runner.forward_rows)
+    return out
+
+
+def _aligned(m: MatchResult) -> bool:
+    """Whether alignment permuted or rescaled any of B's units."""
+    moves = ("permutation", "scale", "stream permutation")
+    return any(t in p["transforms"] for p in m.pairs for t in moves)
+
+
+def _own_order(sweep: Sweep, plan) -> None:
+    """Give the sweep B's parameters in its own unit order (where they differ from aligned)."""
+    own = plan.match.b_own
+    for k, (i, key) in enumerate(plan.keys):
+        if not np.array_equal(own[i][key], sweep.endpoint_b(k)):
+            sweep.set_b(k, own[i][key])
+
+
+def _targets(sweep: Sweep, sample: Dataset, base_scores: np.ndarray, base_name: str):
+    """What the loss scores against, its name, the loss scale (log of the classes) and the
+    number of classes."""
+    kind = sweep.kind
+    classes = kind in ("logits", "probabilities", "labels")
     if classes and sample.y is not None:
         targets, criterion = sample.y, "cross-entropy against the labels"
     elif classes:
-        labels = (base_scores[:, 0].astype(np.int64) if sweep.kind == "labels"
-                  else np.argmax(base_scores, axis=1))
-        targets, criterion = labels, f"cross-entropy against {base_name}'s predictions"
+        targets = (base_scores[:, 0].astype(np.int64) if kind == "labels"
+                   else np.argmax(base_scores, axis=1))
+        criterion = f"cross-entropy against {base_name}'s predictions"
     else:
-        targets, criterion = None, "functional deviation from the straight line of outputs"
-    if sweep.kind == "labels":
+        return None, "functional deviation from the straight line of outputs", 1.0, 0
+    if kind == "labels":
         criterion = "error rate (label-only model)"
-    sweep.targets = targets
-    curve = run_sweep(sweep, points)
-    n_classes = base_scores.shape[1] if sweep.kind != "labels" else int(targets.max()) + 1
-    scale = math.log(max(n_classes, 2)) if sweep.kind in ("logits", "probabilities") else 1.0
-    raw = barrier_of(curve)
-    barrier = raw / scale
-    err_barrier = barrier_of(curve, "error") if sweep.kind in ("logits", "probabilities") else None
-    unaligned = _unaligned_barrier(base, m, sample, targets, device, output, scale, base_name)
-    queries = sweep.runner.forward_rows
-
-    informative = True
-    if sample.y is not None and sweep.kind in ("logits", "probabilities", "labels"):
-        # the basin test needs models that fit the data: on data they cannot predict (the wrong
-        # task, the wrong preprocessing) both ends have a chance-level loss and any path is flat
-        chance = 1.0 - 1.0 / max(n_classes, 2)
-        worst = max(curve[0]["error"], curve[-1]["error"])
-        if worst > 0.5 * chance:
-            informative = False
-            notes.append(f"the models do not fit this data (error {curve[0]['error']:.2f} for "
-                         f"{base_name} at one end, {curve[-1]['error']:.2f} at the other; chance "
-                         f"{chance:.2f}): the barrier is not evidence, the weights decide")
-    verdict, related, reason = decide(barrier if informative else None, sim)
-    if m.coverage["a"] < 1.0 or m.coverage["b"] < 1.0:
-        notes.append(f"partial reuse: {len(eps)} tensors interpolated (the matched layers); "
-                     f"unmatched layers keep {base_name}'s values along the path")
-    for c in curve:
-        c["loss_normalised"] = c["loss"] / scale
-    return DeterminationResult(verdict=verdict, related=related, reason=reason, barrier=barrier,
-                               barrier_unaligned=unaligned, error_barrier=err_barrier,
-                               margin=CALIBRATION["barrier"] - barrier, criterion=criterion,
-                               interpolated_params=sum(e.a.size for e in eps), curve=curve,
-                               notes=notes, provider=sweep.provider, queries=int(queries),
-                               seconds=time.perf_counter() - t0, **common)
-
-
-def _writable(eps: list[Endpoint]) -> bool:
-    return bool(eps) and all(e.site.writable for e in eps)
-
-
-def _unaligned_barrier(base, m, sample, targets, device, output, scale, base_name) -> float | None:
-    """The same barrier without undoing permutations (only reported; alignment can lower it)."""
-    if not any("permutation" in p["transforms"] or "scale" in p["transforms"] for p in m.pairs):
-        return None
-    raw = {layer.index: layer.params for layer in m.b_layers}
-    b_of = {p["a"]: p["b"] for p in m.pairs}
-    eps = []
-    for layer in m.a_layers:
-        if layer.index in b_of and base_name == "A":
-            for key, val in m.b_aligned[layer.index].items():
-                bval = raw[b_of[layer.index]].get(key)
-                if key in layer.sites and bval is not None and bval.shape == val.shape:
-                    eps.append(Endpoint(layer.sites[key], layer.params[key], bval))
-    if not eps or not _writable(eps):
-        return None
-    curve = run_sweep(Sweep(base, eps, sample, targets, device, output), 11, refine=False)
-    return barrier_of(curve) / scale
-
-
-def decide(barrier: float | None, similarity: float | None) -> tuple[str, bool | None, str]:
-    """Verdict from the normalised barrier and the weight similarity (see :data:`CALIBRATION`).
-
-    Two tests, each calibrated so that no independent pair passes it: the loss-basin test (barrier
-    at most its threshold) and the weight test (unit similarity at least its threshold). Either
-    one is evidence of shared training: large learning rates can carry a child over a barrier
-    while its weights stay recognisable, and can scramble weights while it stays in the basin.
-    Neither passing means unrelated. Where no similarity can be computed, the barrier decides;
-    where the barrier is not informative (``None``: models that do not fit the data), the
-    similarity does.
-    """
-    tb, ts = CALIBRATION["barrier"], CALIBRATION["similarity"]
-    if barrier is None:
-        if similarity is None:
-            return "undetermined", None, "neither the loss path nor the weights are informative"
-        if similarity >= ts:
-            return "related", True, f"shared weights (unit similarity {similarity:.2f} >= {ts})"
-        return "unrelated", False, (f"the weights share no training (unit similarity "
-                                    f"{similarity:.2f} < {ts}); the loss path is not informative")
-    if not math.isfinite(barrier):
-        return "undetermined", None, "the loss could not be evaluated along the path"
-    basin = barrier <= tb
-    shared = similarity is not None and similarity >= ts
-    sim = "n/a" if similarity is None else f"{similarity:.2f}"
-    if basin and shared:
-        return "related", True, (f"same loss basin (barrier {barrier:.4f} <= {tb}) and shared "
-                                 f"weights (unit similarity {sim} >= {ts})")
-    if shared:
-        return "related", True, (f"weights clearly shared (unit similarity {sim} >= {ts}) although "
-                                 f"training carried it over a barrier of {barrier:.4f}")
-    if basin:
-        why = ("no weight similarity could be computed" if similarity is None else
-               f"its weights moved far (unit similarity {sim} < {ts})")
-        return "related", True, f"same loss basin (barrier {barrier:.4f} <= {tb}); {why}"
-    if similarity is None:
-        return "unrelated", False, f"a loss barrier of {barrier:.4f} > {tb} separates them"
-    return "unrelated", False, (f"a loss barrier of {barrier:.4f} > {tb} separates them and their "
-                                f"weights share no training (unit similarity {sim} < {ts})")
+    n_classes = base_scores.shape[1] if kind != "labels" else int(targets.max()) + 1
+    scale = math.log(max(n_classes, 2)) if kind in ("logits", "probabilities") else 1.0
+    return targets, criterion, scale, n_classes

@@ -38,14 +38,16 @@ def command(out: OutOpt = None, seed: SeedOpt = 0, device: DeviceOpt = Device.au
     c.print(f"parent: {p['n_params']:,} parameters in {len(p['layers'])} layers, "
             f"output {p['output']} ({p['output_kind']}), provider {p['provider']}")
     c.print(render.table("every family member against the parent",
-                         ["model", "expected", "verdict", "barrier", "unit sim.", "closeness",
+                         ["model", "expected", "verdict", "p-value", "seen by", "closeness",
                           "95% CI"],
                          [[x["model"], x["expected"],
-                           x["verdict"] + ("" if x["correct"] else " (!)"), x["barrier"],
-                           x["similarity"], x["closeness"],
+                           x["verdict"] + ("" if x["correct"] else " (!)"),
+                           render.pval(x["p_value"]), x["evidence"], x["closeness"],
                            f"{x['ci95'][0]:.3f}-{x['ci95'][1]:.3f}"]
                           for x in r.rows]))
     for x in r.rows:
         c.print(f"  {x['model']}: {x['description']}")
+    c.print("  p-value: independence tests combined (related when <= 0.01); seen by: the tests "
+            "that reject")
     c.print(f"{r.correct}/{r.total} verdicts as expected, in {r.seconds:.1f} s; files: {r.folder}")
     c.print(f"example report (parent -> finetuned_heavy): {r.report}")

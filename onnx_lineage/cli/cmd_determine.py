@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, ModelArg, OutputKind,
-                                      OutputOpt, SeedOpt)
+from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, ModelArg,
+                                      OutputKind, OutputOpt, SeedOpt)
 
 NAME = "determine"
 
@@ -18,16 +18,17 @@ RowsOpt = Annotated[int, typer.Option("--rows", min=1, help="Data rows used for 
 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
-            alphas: PointsOpt = 11, rows: RowsOpt = 1000, json: JsonOpt = False) -> None:
-    """Is B derived from A? White-box verdict from the loss barrier along the aligned
-    interpolation path, with the threshold, the weight evidence and its p-value."""
+            alphas: PointsOpt = 11, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
+            json: JsonOpt = False) -> None:
+    """Is B derived from A? Independence tests with stated nulls (unit order, aligned weights,
+    loss basin), their p-values per layer, and the loss along the interpolation path."""
     from onnx_lineage.analyses.determination import determine
     from onnx_lineage.cli import render
     from onnx_lineage.data import load_data
 
     ds = load_data(data) if data is not None else None
     r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=alphas, rows=rows,
-                  output=output.value)
+                  output=output.value, alpha=alpha)
     if json:
         render.emit_json(r)
         return
@@ -35,22 +36,27 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
 
 
 def render_determination(r) -> None:
-    """Table of a DeterminationResult."""
+    """Tables of a DeterminationResult."""
     from onnx_lineage.cli import render
+    from onnx_lineage.evidence import share
     c = render.console()
     c.print(render.kv_table(f"{r.model_a} -> {r.model_b}: {r.verdict.upper()}", [
         ("reason", r.reason),
-        ("barrier", f"{render.fmt(r.barrier)} (threshold {r.threshold}, margin "
-                    f"{render.fmt(r.margin)})"),
-        ("barrier before alignment", render.fmt(r.barrier_unaligned)),
+        ("p-value", f"{render.pval(r.p_value)} (alpha {r.alpha:g}; the tests combined by "
+                    "weighted Bonferroni)"),
+        ("shared layers", ", ".join(map(str, r.shared_layers)) or "-"),
+        ("barrier", f"{render.fmt(r.barrier)} aligned, {render.fmt(r.barrier_unaligned)} before "
+                    "alignment (descriptive: alignment connects independent models too)"),
         ("error barrier", render.fmt(r.error_barrier)),
-        ("unit similarity", f"{render.fmt(r.similarity)} (threshold {r.similarity_threshold}; "
-                            f"shuffled surrogates {render.fmt(r.null_similarity)}, "
-                            f"p = {render.fmt(r.p_value, 6)})"),
-        ("coverage", f"A {r.coverage['a']:.1%}, B {r.coverage['b']:.1%}"),
+        ("coverage", f"A {r.coverage['a']:.1%}, B {r.coverage['b']:.1%}; the sweep moved "
+                     f"{r.interpolated_fraction:.0%} of the matched parameters"),
         ("criterion", r.criterion),
         ("provider", r.provider),
     ]))
+    c.print(render.tests_table(r.tests, {t["name"]: share(r.alpha, t["name"]) for t in r.tests}))
+    per_class = render.classes_table(r.tests)
+    if per_class is not None:
+        c.print(per_class)
     if r.curve:
         c.print(render.table("loss along the path", ["alpha", "loss", "error"],
                              [[c_["alpha"], c_["loss"], c_["error"]] for c_ in r.curve]))

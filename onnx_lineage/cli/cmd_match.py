@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from onnx_lineage.cli.options import JsonOpt, ModelArg
+from onnx_lineage.cli.options import AlphaOpt, JsonOpt, ModelArg, SeedOpt
 
 NAME = "match"
 
 
-def command(model_a: ModelArg, model_b: ModelArg, json: JsonOpt = False) -> None:
+def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: SeedOpt = 0,
+            json: JsonOpt = False) -> None:
     """Layer correspondence of A and B: transforms applied (transpose, dequantize, BatchNorm fold,
-    permutation, scale), cosine similarity after alignment, coverage."""
+    permutation, scale), cosine similarity after alignment, coverage; and per class of hidden
+    units, the data-free independence tests (unit order, aligned weights)."""
+    import numpy as np
+
     from onnx_lineage.cli import render
+    from onnx_lineage.evidence import data_free, share
     from onnx_lineage.matching import match
 
     r = match(model_a, model_b)
+    ev = data_free(r, alpha, np.random.default_rng(seed))
+    tests = [ev.unit_order.to_dict(), ev.aligned.to_dict()]
     if json:
-        render.emit_json(r)
+        render.emit_json(r, tests=tests, alpha=alpha)
         return
     c = render.console()
     c.print(render.table(f"{r.model_a} <-> {r.model_b}",
@@ -29,3 +36,7 @@ def command(model_a: ModelArg, model_b: ModelArg, json: JsonOpt = False) -> None
     for line in r.transforms + r.limits:
         c.print(f"- {line}")
     c.print(r.statement)
+    c.print(render.tests_table(tests, {t["name"]: share(alpha, t["name"]) for t in tests}))
+    per_class = render.classes_table(tests)
+    if per_class is not None:
+        c.print(per_class)

@@ -34,3 +34,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 OutputOpt = Annotated[OutputKind, typer.Option("--output", help="What the model's prediction output "
                                                "holds (auto decides from the graph).")]
+AlphaOpt = Annotated[float, typer.Option("--alpha", min=1e-12, max=0.5,
+                                         help="Level of the verdict: related only when the tests "
+                                              "reject independence at it.")]

@@ -13,9 +13,14 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
-def emit_json(result) -> None:
-    """Exactly one JSON document on stdout."""
-    sys.stdout.write(result.to_json() + "\n")
+def emit_json(result, **extra) -> None:
+    """Exactly one JSON document on stdout (``extra`` fields added to the result's)."""
+    import json
+
+    from onnx_lineage.results import to_jsonable
+    d = result.to_dict()
+    d.update(to_jsonable(extra))
+    sys.stdout.write(json.dumps(d, indent=2, allow_nan=False) + "\n")
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -45,3 +50,42 @@ def table(title: str, columns: list[str], rows: list[list]) -> Table:
     for r in rows:
         t.add_row(*[fmt(v) if not isinstance(v, str) else v for v in r])
     return t
+
+
+def pval(p) -> str:
+    """A p-value for a table cell: ``-`` when not computed, ``<1e-300`` at the floor."""
+    if p is None:
+        return "-"
+    return "<1e-300" if p <= 1e-300 else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+_TEST_NAMES = {"unit_order": "unit order (exact)", "aligned": "aligned weights (calibrated)",
+               "basin": "loss basin (exact)"}
+
+
+def tests_table(tests: list[dict], levels: dict) -> Table:
+    """One row per independence test: statistic, p-value, the level it is read at, power."""
+    rows = []
+    for t in tests:
+        stat = "-" if t["statistic"] is None else f"{t['statistic']:.4f}"
+        rows.append([_TEST_NAMES.get(t["name"], t["name"]), stat, pval(t["p_value"]),
+                     f"{levels[t['name']]:.2g}", "yes" if t["power"] else "no", t["reason"]])
+    return table("independence tests", ["test", "statistic", "p-value", "level", "power",
+                                        "outcome"], rows)
+
+
+def classes_table(tests: list[dict]) -> Table | None:
+    """Per symmetry class: its layers, units kept in A's order and matched cosine, p-values."""
+    by = {t["name"]: {c["name"]: c for c in t["classes"]} for t in tests}
+    names = list(dict.fromkeys(c for t in ("unit_order", "aligned") for c in by.get(t, {})))
+    if not names:
+        return None
+    rows = []
+    for n in names:
+        u, a = by.get("unit_order", {}).get(n, {}), by.get("aligned", {}).get(n, {})
+        first = u or a
+        rows.append([n, ",".join(map(str, first["layers"])), str(first["units"]),
+                     "-" if not u else str(u["fixed_points"]), pval(u.get("p_value")),
+                     "-" if not a else f"{a['similarity']:.3f}", pval(a.get("p_value"))])
+    return table("per class", ["class", "layers", "units", "in A's order", "p (order)",
+                               "cosine (aligned)", "p (aligned)"], rows)

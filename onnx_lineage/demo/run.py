@@ -30,6 +30,14 @@ class DemoResult(Result):
 REPORT_MEMBER = "finetuned_heavy"
 
 
+def _rejecting(det) -> str:
+    """The tests that reject independence at their share of alpha, by short name."""
+    from onnx_lineage.evidence.verdict import rejects
+    names = {"unit_order": "unit order", "aligned": "aligned", "basin": "basin"}
+    hits = [names[t["name"]] for t in det.tests if rejects(t["name"], t["p_value"], det.alpha)]
+    return ", ".join(hits) or "-"
+
+
 def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "auto",
              progress=None, report: str | Path | None = None) -> DemoResult:
     """Build the family (into ``out_dir``, or a temporary folder) and analyse every member.
@@ -60,6 +68,7 @@ def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "au
             rows.append({"model": name, "description": description, "expected": expected,
                          "verdict": det.verdict, "correct": ok, "barrier": det.barrier,
                          "similarity": det.similarity, "p_value": det.p_value,
+                         "evidence": _rejecting(det),
                          "closeness": clo.closeness, "ci95": clo.ci95,
                          "matching_rate": clo.matching_rate, "transforms": det.transforms})
         info = inspect_model(paths["parent"], device=device).to_dict()

@@ -23,16 +23,14 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
-def loss_path(curve: list[dict], threshold: float, scale: float) -> bytes:
-    """Loss along the interpolation path, the straight line between the end losses, and the line
-    plus the barrier threshold (in loss units: ``threshold * scale``)."""
+def loss_path(curve: list[dict], scale: float) -> bytes:
+    """Loss along the interpolation path and the straight line between the end losses."""
     plt, fig, ax = _figure()
     a = np.array([c["alpha"] for c in curve])
     v = np.array([c["loss"] for c in curve])
     line = (1 - a) * v[0] + a * v[-1]
     ax.plot(a, v, "o-", color="#1f5fa8", label="loss of the interpolated model")
     ax.plot(a, line, "--", color="#666", label="straight line between the ends")
-    ax.plot(a, line + threshold * scale, ":", color="#c0392b", label="barrier threshold")
     ax.set_xlabel("alpha (0 = A, 1 = B aligned)")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
@@ -72,4 +70,29 @@ def matching_by_class(by_class: dict) -> bytes:
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("class predicted by A")
     ax.set_ylabel("matching rate")
+    return _png(plt, fig)
+
+
+def class_evidence(rows: list[dict]) -> bytes:
+    """Per class: -log10 of the unit-order and aligned p-values (bars) and the matched cosine."""
+    plt, fig, ax = _figure(6.4, 3.0)
+    x = np.arange(len(rows))
+
+    def strength(p):
+        return 0.0 if p is None else min(-np.log10(max(p, 1e-300)), 300.0)
+
+    ax.bar(x - 0.2, [strength(r["p_order"]) for r in rows], 0.4, color="#1f5fa8",
+           label="unit order: -log10 p")
+    ax.bar(x + 0.2, [strength(r["p_aligned"]) for r in rows], 0.4, color="#e67e22",
+           label="aligned: -log10 p")
+    ax.set_yscale("symlog", linthresh=2)
+    ax.set_ylabel("-log10 p")
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right", fontsize=7)
+    twin = ax.twinx()
+    twin.plot(x, [np.nan if r["similarity"] is None else r["similarity"] for r in rows], "o",
+              color="#27ae60", label="matched cosine")
+    twin.set_ylim(-0.05, 1.05)
+    twin.set_ylabel("matched cosine")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper right")
     return _png(plt, fig)

@@ -45,6 +45,26 @@ def _table(rows, header=None) -> str:
     return "".join(out)
 
 
+def _p(p) -> str:
+    if p is None:
+        return "n/a"
+    return "<1e-300" if p <= 1e-300 else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _class_rows(tests: list[dict]) -> list[dict]:
+    """Per class, the unit-order and aligned tests side by side."""
+    by = {t["name"]: {c["name"]: c for c in t["classes"]} for t in tests}
+    order, aligned = by.get("unit_order", {}), by.get("aligned", {})
+    rows = []
+    for name in dict.fromkeys(list(order) + list(aligned)):
+        u, a = order.get(name, {}), aligned.get(name, {})
+        first = u or a
+        rows.append({"name": name, "layers": first["layers"], "units": first["units"],
+                     "fixed_points": u.get("fixed_points"), "p_order": u.get("p_value"),
+                     "similarity": a.get("similarity"), "p_aligned": a.get("p_value")})
+    return rows
+
+
 def headline(d, c) -> str:
     """The verdict and its evidence in plain words (determination ``d``, closeness ``c`` or None)."""
     verdict = {"related": "B is derived from A", "unrelated": "B was trained independently of A",
@@ -67,20 +87,41 @@ def to_html(r) -> str:
              f"<div class='verdict {d.verdict}'><b>{d.verdict.upper()}</b> &mdash; "
              f"{html.escape(r.summary)}</div>",
              "<h2>Evidence</h2>",
-             _table([["verdict", d.verdict], ["loss barrier (aligned, normalised)", d.barrier],
-                     ["barrier threshold", d.threshold], ["margin", d.margin],
+             _table([["verdict", d.verdict],
+                     ["p-value (tests combined, weighted Bonferroni)", _p(d.p_value)],
+                     ["alpha", d.alpha], ["shared layers", ", ".join(map(str, d.shared_layers))
+                                          or "-"],
+                     ["loss barrier, aligned (descriptive)", d.barrier],
                      ["barrier before alignment", d.barrier_unaligned],
-                     ["unit similarity of the weights", d.similarity],
-                     ["similarity threshold", d.similarity_threshold],
-                     ["similarity of shuffled surrogates", d.null_similarity],
-                     ["p-value (vs independently initialised)", d.p_value],
                      ["coverage of A / B", f"{m['coverage']['a']:.1%} / {m['coverage']['b']:.1%}"],
-                     ["loss criterion", d.criterion]])]
+                     ["matched parameters moved by the sweep", f"{d.interpolated_fraction:.0%}"],
+                     ["loss criterion", d.criterion]]),
+             "<h2>Independence tests</h2>",
+             _table([[t["name"], t["statistic"], _p(t["p_value"]), "yes" if t["power"] else "no",
+                      t["reason"]] for t in d.tests],
+                    ["test", "statistic", "p-value", "power", "outcome"]),
+             "<ul>" + "".join(f"<li><b>{html.escape(t['name'])}</b>: null: "
+                              f"{html.escape(t['null'])}. Power: {html.escape(t['power_reason'])}"
+                              f"</li>" for t in d.tests) + "</ul>"]
+    rows = _class_rows(d.tests)
+    if rows:
+        parts += ["<h2>Where the evidence is, layer by layer</h2>",
+                  "<p>Per class of hidden units: how many of B's units sit in A's order (exact "
+                  "test), how closely their incoming weights agree after matching (calibrated "
+                  "test), and the p-value of each.</p>",
+                  _img(plots.class_evidence(rows), "per-layer evidence"),
+                  _table([[r["name"], ",".join(map(str, r["layers"])), r["units"],
+                           r["fixed_points"], _p(r["p_order"]), r["similarity"],
+                           _p(r["p_aligned"])] for r in rows],
+                         ["class", "layers", "units", "in A's order", "p (order)",
+                          "cosine (aligned)", "p (aligned)"])]
     if d.curve:
         parts += ["<h2>Loss along the interpolation path</h2>",
-                  "<p>A related model stays under the straight line between the end losses; an "
-                  "independent one rises above it.</p>",
-                  _img(plots.loss_path(d.curve, d.threshold, r.loss_scale), "loss along the path")]
+                  "<p>A derived model stays under the straight line between the end losses. "
+                  "After alignment, independent models often do too (alignment connects them), "
+                  "so this curve is shown, not used to decide; the basin test compares B's "
+                  "own path with those of permuted copies of B instead.</p>",
+                  _img(plots.loss_path(d.curve, r.loss_scale), "loss along the path")]
     if m["pairs"]:
         parts += ["<h2>Layer correspondence</h2>",
                   _img(plots.layer_similarity(m["pairs"]), "per-layer similarity"),
@@ -113,11 +154,21 @@ def to_markdown(r) -> str:
     d, c, m = r.determination, r.closeness_detail, r.match
     lines = [f"## Lineage of `{r.model_b}` from `{r.model_a}`: **{d.verdict.upper()}**", "",
              r.summary, "", "| evidence | value |", "|---|---|",
-             f"| loss barrier (aligned, normalised) | {_f(d.barrier)} (threshold {d.threshold}) |",
+             f"| p-value (tests combined) | {_p(d.p_value)} (alpha {d.alpha:g}) |",
+             f"| shared layers | {', '.join(map(str, d.shared_layers)) or '-'} |",
+             f"| loss barrier, aligned (descriptive) | {_f(d.barrier)} |",
              f"| barrier before alignment | {_f(d.barrier_unaligned)} |",
-             f"| unit similarity | {_f(d.similarity)} (threshold {d.similarity_threshold}) |",
-             f"| p-value vs independently initialised | {_f(d.p_value, 6)} |",
              f"| coverage A / B | {m['coverage']['a']:.1%} / {m['coverage']['b']:.1%} |"]
+    lines += ["", "| test | statistic | p-value | power | outcome |", "|---|---|---|---|---|"]
+    lines += [f"| {t['name']} | {_f(t['statistic'])} | {_p(t['p_value'])} | "
+              f"{'yes' if t['power'] else 'no'} | {t['reason']} |" for t in d.tests]
+    rows = _class_rows(d.tests)
+    if rows:
+        lines += ["", "| class | layers | units | in A's order | p (order) | cosine (aligned) | "
+                  "p (aligned) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {','.join(map(str, r['layers']))} | {r['units']} | "
+                  f"{_f(r['fixed_points'])} | {_p(r['p_order'])} | {_f(r['similarity'])} | "
+                  f"{_p(r['p_aligned'])} |" for r in rows]
     if c is not None:
         lines += [f"| closeness | {c.closeness:.4f} [{c.ci95[0]:.4f}, {c.ci95[1]:.4f}] |",
                   f"| matching rate | {c.matching_rate:.4f} |",

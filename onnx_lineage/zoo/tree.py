@@ -93,7 +93,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
         m = match(a, b)
-        det = determine(a, b, data, seed=seed, device=device, match_result=m, surrogates=0,
+        det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
                         rows=500)
         d = direction(m, name_a, name_b) if m.pairs else None
         weight = whole_cosine(m)

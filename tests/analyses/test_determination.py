@@ -1,17 +1,12 @@
-"""Determination on the demo family and on fixtures; the fast path against the rebuilt reference."""
+"""Determination on the demo family and on fixtures: verdicts from the tests, with their power."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from onnx_lineage.analyses.determination import (CALIBRATION, Sweep, barrier_of, determine,
-                                                 endpoints_for)
-from onnx_lineage.analyses.interpolation import InterpolatedModel, rebuilt_model
-from onnx_lineage.data import feeds_for
-from onnx_lineage.matching import match
+from onnx_lineage.analyses.determination import determine
 from onnx_lineage.model.loading import load_model
-from onnx_lineage.model.runner import Runner
 from tests.conftest import fixture_path
 
 
@@ -20,15 +15,26 @@ from tests.conftest import fixture_path
 def test_derived_members_are_related(family, member):
     r = determine(family["parent"], family[member])
     assert r.verdict == "related" and r.related is True
-    assert r.barrier <= r.threshold == CALIBRATION["barrier"]
-    assert r.coverage == {"a": 1.0, "b": 1.0}
-    assert len(r.curve) >= 11
+    assert r.p_value <= r.alpha == r.threshold == 0.01
+    assert r.coverage == {"a": 1.0, "b": 1.0} and r.shared_layers == [0, 1, 2]
+    assert len(r.curve) >= 11 and r.interpolated_fraction == 1.0
 
 
-def test_independent_member_is_unrelated(family):
+def test_which_test_sees_what(family):
+    kept = determine(family["parent"], family["finetuned_light"])
+    assert kept.test("unit_order")["p_value"] < 1e-50
+    assert kept.test("basin")["p_value"] is None  # not needed: already rejected
+    obf = determine(family["parent"], family["obfuscated"])
+    assert obf.test("unit_order")["p_value"] > 0.01  # its units were permuted
+    assert obf.test("aligned")["p_value"] < 1e-6
+
+
+def test_independent_member_is_unrelated_with_power(family):
     r = determine(family["parent"], family["independent"])
-    assert r.verdict == "unrelated" and r.related is False
-    assert r.margin < 0
+    assert r.verdict == "unrelated" and r.related is False and r.p_value > r.alpha
+    assert all(t["power"] for t in r.tests if t["name"] != "basin")
+    assert r.test("basin")["p_value"] is not None and "could have" in r.reason
+    assert r.shared_layers == []
 
 
 def test_a_model_is_related_to_itself_with_zero_barrier(family):
@@ -37,62 +43,34 @@ def test_a_model_is_related_to_itself_with_zero_barrier(family):
     assert r.similarity == pytest.approx(1.0)
 
 
-def test_obfuscation_needs_alignment(family):
+def test_the_barrier_before_alignment_is_reported(family):
     r = determine(family["parent"], family["obfuscated"])
-    assert r.barrier_unaligned is not None and r.barrier_unaligned > 10 * CALIBRATION["barrier"]
+    assert r.barrier_unaligned is not None and r.barrier_unaligned > 0.1 > r.barrier
 
 
 def test_same_seed_same_numbers(family):
     r1 = determine(family["parent"], family["independent"], seed=3)
     r2 = determine(family["parent"], family["independent"], seed=3)
-    assert r1.to_dict()["curve"] == r2.to_dict()["curve"]
-    assert r1.p_value == r2.p_value
+    d1, d2 = r1.to_dict(), r2.to_dict()
+    for d in (d1, d2):
+        d.pop("seconds"), d.pop("timings")
+    assert d1 == d2
 
 
-@pytest.mark.parametrize("a,b", [("torch_mlp_legacy", "torch_mlp_int8_qdq"),
-                                 ("torch_cnn_bn", "torch_cnn_bn"),
-                                 ("torch_cnn_folded", "torch_cnn_int8_qoperator")])
-def test_fast_path_equals_rebuilt_reference(digits, a, b):
-    m = match(fixture_path(a), fixture_path(b))
-    eps, _ = endpoints_for(m)
-    base = load_model(fixture_path(a)).proto
-    from onnx_lineage.model.parameters import extract_layers
-    extract_layers(base)  # names nodes the same way as the match did
-    fast = InterpolatedModel(base, eps)
-    runner = Runner(fast.proto, device="cpu", static_inputs=frozenset(fast.names))
-    feeds, _ = feeds_for(runner.inputs, digits.subset(np.arange(200)))
-    for alpha in (0.0, 0.37, 1.0):
-        got = runner.predict(feeds, static=fast.weights(alpha)).scores
-        ref = Runner(rebuilt_model(base, eps, alpha), device="cpu").predict(feeds).scores
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
-
-
-def test_conv_weights_really_change_along_the_path(digits):
-    """The trap of SessionOptions.add_initializer: overridden Conv weights silently ignored."""
-    m = match(fixture_path("torch_cnn_folded"), fixture_path("torch_cnn_folded"))
-    eps, _ = endpoints_for(m)
-    from onnx_lineage.analyses.interpolation import Endpoint
-    zeroed = [Endpoint(e.site, e.a, np.zeros_like(e.b)) for e in eps]
-    base = load_model(fixture_path("torch_cnn_folded")).proto
-    from onnx_lineage.model.parameters import extract_layers
-    extract_layers(base)
-    sweep = Sweep(base, zeroed, digits.subset(np.arange(100)), digits.y[:100], "cpu")
-    s0, s1 = sweep.scores(0.0), sweep.scores(1.0)
-    assert np.abs(s1).max() < 1e-6 < np.abs(s0).max()
-
-
-def test_label_only_and_linear_classifier_models(digits):
+def test_a_convex_model_is_undetermined():
+    """LogisticRegression has no hidden units: derived and independent runs look alike."""
     r = determine(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"))
-    assert r.verdict == "related" and r.barrier == pytest.approx(0.0, abs=1e-6)
+    assert r.verdict == "undetermined" and r.related is None and "convex" in r.reason
+    assert r.barrier == pytest.approx(0.0, abs=1e-6)  # reported, but no evidence
 
 
 def test_nothing_in_common_is_undetermined():
     r = determine(fixture_path("torch_mlp_legacy"), fixture_path("torch_lstm"))
     assert r.verdict == "undetermined" and r.related is None
-    assert "nothing to interpolate" in r.reason
+    assert r.test("basin")["reason"].startswith("not run")
 
 
-def test_new_head_on_the_trunk_is_related(family, tmp_path):
+def test_new_head_on_the_trunk_is_related_and_the_trunk_named(family, tmp_path):
     import onnx
 
     from onnx_lineage.demo.family import mlp_to_onnx
@@ -103,22 +81,17 @@ def test_new_head_on_the_trunk_is_related(family, tmp_path):
     b = [layer.params["bias"] for layer in layers[:2]] + [np.zeros(5, np.float32)]
     onnx.save(mlp_to_onnx(w, b), tmp_path / "transfer.onnx")
     r = determine(family["parent"], tmp_path / "transfer.onnx")
+    assert r.verdict == "related" and 2 not in r.shared_layers and 0 in r.shared_layers
+    assert r.coverage["a"] < 1.0
+
+
+def test_batchnorm_kept_against_folded_moves_the_convolutions():
+    r = determine(fixture_path("torch_cnn_bn"), fixture_path("torch_cnn_folded"), all_tests=True)
+    assert r.interpolated_fraction == pytest.approx(1.0)
+    assert not any("kept A's" in n for n in r.notes)
     assert r.verdict == "related"
-    assert r.coverage["a"] < 1.0 and any("partial reuse" in n for n in r.notes)
 
 
-def test_barrier_of_a_convex_curve_is_zero():
-    curve = [{"alpha": a, "loss": (a - 0.5) ** 2} for a in np.linspace(0, 1, 11)]
-    assert barrier_of(curve) == 0.0
-    bump = [{"alpha": a, "loss": 1.0 - (2 * a - 1) ** 2} for a in np.linspace(0, 1, 11)]
-    assert barrier_of(bump) == pytest.approx(1.0)
-
-
-@pytest.mark.parametrize("barrier,sim,verdict", [
-    (0.0, 0.99, "related"), (0.5, 0.99, "related"), (0.0, 0.1, "related"),
-    (0.5, 0.1, "unrelated"), (0.0, None, "related"), (0.5, None, "unrelated"),
-    (float("nan"), 0.99, "undetermined"), (None, 0.99, "related"), (None, 0.1, "unrelated"),
-    (None, None, "undetermined")])
-def test_decision_table(barrier, sim, verdict):
-    from onnx_lineage.analyses.determination import decide
-    assert decide(barrier, sim)[0] == verdict
+def test_alpha_is_the_level(family):
+    r = determine(family["parent"], family["independent"], alpha=0.5)
+    assert r.alpha == 0.5 and (r.verdict == "related") == (r.p_value <= 0.5)

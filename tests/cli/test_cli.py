@@ -29,7 +29,7 @@ def test_inspect_json_reports_batch_dependence():
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["batch_dependent"] is True and d["quantization"] == ["dynamic"]
-    assert len(d["layers"]) == 3 and d["schema_version"] == 1
+    assert len(d["layers"]) == 3 and d["schema_version"] == 2
 
 
 @pytest.mark.parametrize("name", ["keras_cnn", "sklearn_logreg", "torch_encoder", "torch_lstm",
@@ -43,16 +43,22 @@ def test_inspect_reads_every_kind_of_fixture(name):
 def test_match_json():
     r = cli("match", fixture_path("torch_mlp_legacy"), fixture_path("sklearn_mlp_from_torch"), "--json")
     d = json.loads(r.stdout)
-    assert d["coverage"] == {"a": 1.0, "b": 1.0}
+    assert d["coverage"] == {"a": 1.0, "b": 1.0} and d["alpha"] == 0.01
+    order = next(t for t in d["tests"] if t["name"] == "unit_order")
+    assert [c["units"] for c in order["classes"]] == [32, 16] and order["p_value"] < 1e-30
 
 
 def test_determine_json_fields(tmp_path):
     r = cli("determine", fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_int8_qdq"), "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    for key in ("verdict", "related", "barrier", "threshold", "p_value", "coverage", "curve"):
+    for key in ("verdict", "related", "barrier", "threshold", "p_value", "coverage", "curve",
+                "alpha", "tests", "shared_layers", "interpolated_fraction"):
         assert key in d
-    assert d["verdict"] == "related"
+    assert d["verdict"] == "related" and d["schema_version"] == 2
+    assert {t["name"] for t in d["tests"]} == {"unit_order", "aligned", "basin"}
+    for t in d["tests"]:
+        assert {"name", "statistic", "p_value", "null", "classes"} <= set(t)
 
 
 def test_closeness_json_fields():

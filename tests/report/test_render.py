@@ -36,7 +36,7 @@ def test_html_is_self_contained_and_says_the_verdict_first(result):
     text = " ".join(p.text)
     assert "UNRELATED" in text and text.index("UNRELATED") < text.index("Evidence")
     images = [v for k, v in p.attrs if k == "src"]
-    assert len(images) == 4 and all(v.startswith("data:image/png;base64,") for v in images)
+    assert len(images) == 5 and all(v.startswith("data:image/png;base64,") for v in images)
     links = [v for k, v in p.attrs if k in ("href", "src") and not v.startswith("data:")]
     assert links == []
     assert "http://" not in page and "https://" not in page

@@ -1,0 +1,58 @@
+"""Evidence: independence tests with stated nulls, and the verdict they support.
+
+One module per test, each a small function returning a :class:`TestResult` with its statistic,
+its null hypothesis and assumptions, per-class p-values and how they were combined:
+
+* :mod:`.unit_order`: did B keep A's order of hidden units? Exact under independent
+  initialisation and permutation-equivariant training.
+* :mod:`.basin`: the paper's loss-basin test made exact, against permuted copies of B.
+* :mod:`.aligned`: is B a permuted copy of A? Calibrated on measured independent pairs.
+
+:mod:`.classes` finds the symmetry classes and matches them equivariantly; :mod:`.permutation`
+computes Monte Carlo p-values for any statistic; :mod:`.combine` combines p-values, each method
+named with the dependence it allows; :mod:`.verdict` turns the tests into a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnx_lineage.evidence.aligned import aligned_test
+from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass, match_classes, symmetry_classes
+from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.unit_order import unit_order_test
+from onnx_lineage.evidence.verdict import WEIGHTS, Verdict, decide, share
+
+__all__ = ["ClassMatch", "DataFree", "SymmetryClass", "TestResult", "Verdict", "WEIGHTS",
+           "aligned_test", "data_free", "decide", "match_classes", "share", "symmetry_classes",
+           "unit_order_test"]
+
+
+@dataclass(frozen=True)
+class DataFree:
+    """The evidence that needs no data: classes, their matching, and the two data-free tests."""
+
+    classes: list
+    matches: list
+    unit_order: TestResult
+    aligned: TestResult
+
+
+def data_free(m, alpha: float = 0.01, rng: np.random.Generator | None = None) -> DataFree:
+    """Symmetry classes of a match, their equivariant matching, the unit-order and aligned tests.
+
+    Parameters
+    ----------
+    m : MatchResult
+    alpha : float
+        The verdict's level (each test is read at its share, :data:`WEIGHTS`).
+    rng : numpy Generator, optional
+        Breaks ties in the matching (default: seed 0).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    classes = symmetry_classes(m)
+    matches = match_classes(classes, m.a_params, m.b_own, rng)
+    return DataFree(classes, matches, unit_order_test(matches, share(alpha, "unit_order")),
+                    aligned_test(matches, share(alpha, "aligned")))

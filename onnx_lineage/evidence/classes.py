@@ -1,0 +1,324 @@
+"""Symmetry classes and their class-by-class matching.
+
+A symmetry class is a unit axis that B could permute without changing its function: the output
+units of a hidden layer (with the BatchNorm/LayerNorm parameters on the way and the input columns
+of the layer that reads them), or a residual stream (rows of every layer that writes it, input
+columns of every layer that reads it, its LayerNorms). Only axes that
+:func:`~onnx_lineage.matching.match` found in both models, over matched layers, become classes.
+
+Independence tests rest on one fact (Zhu et al., ICML 2025): if B was initialised independently of
+A and trained by a procedure that treats a class's units alike (SGD or Adam from an i.i.d.
+initialisation), then B and B with the units of its classes permuted at random are equally likely.
+
+:func:`match_classes` matches A's and B's units class by class, in graph order, so that every
+matching is *equivariant*: relabelling B's units of class c relabels its matching the same way,
+and leaves every other class's matching unchanged. Each class's features use only axes that are
+fixed (the model's inputs and outputs, layers that are not in any class) or belong to a class
+matched before it, with B's axis put in A's order by that earlier matching; other axes are left
+out. Under the null, each matching is therefore a uniformly random permutation, independent of the
+others, whatever A and B look like: the exact unit-order test (:mod:`.unit_order`) reads its
+p-values off that, and the aligned test (:mod:`.aligned`) uses the same matchings.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from onnx_lineage.matching.permutation import (
+    out_features,
+    per_unit,
+    permute_inputs,
+    unit_cosine,
+    unit_rows,
+)
+
+
+@dataclass(frozen=True)
+class SymmetryClass:
+    """One permutable unit axis, in A's layer indices (B's matched layers carry the same indices).
+
+    Attributes
+    ----------
+    name : str
+        For reports: ``layer 3 units``, ``layer 0 channels``, ``residual stream``.
+    kind : str
+        ``units`` (a dense layer's), ``channels`` (a convolution's) or ``stream``.
+    width : int
+        Number of units.
+    rows : tuple of int
+        Layers whose output units (rows of the canonical weight) are the class's units.
+    columns : tuple of (int, int, bool)
+        ``(layer, spatial, channels_last)``: layers whose input columns carry the units,
+        ``spatial`` inputs per unit (a flattened conv map), in channels-last order or not.
+    per_unit : tuple of int
+        Layers with one slice per unit in every parameter: normalisation layers on the axis and
+        depthwise convolutions.
+    rescalable : bool
+        Every op between the rows and the columns is positively homogeneous (ReLU, pooling), so
+        scaling a unit's incoming weights by ``s`` and its outgoing ones by ``1/s`` is a symmetry
+        too.
+    """
+
+    name: str
+    kind: str
+    width: int
+    rows: tuple
+    columns: tuple = ()
+    per_unit: tuple = ()
+    rescalable: bool = False
+
+    @property
+    def layers(self) -> tuple:
+        """Every layer whose parameters carry the class's units, rows first."""
+        return self.rows + tuple(c[0] for c in self.columns) + self.per_unit
+
+    def permute(self, params: dict, perm: np.ndarray) -> None:
+        """Give unit ``u`` the parameters of unit ``perm[u]``, in every member, in place.
+
+        Parameters
+        ----------
+        params : dict of layer index to dict of str to ndarray
+            Canonical parameters; the members' entries are replaced by permuted copies.
+        perm : ndarray of shape (width,), int
+        """
+        for r in self.rows:
+            p = dict(params[r], weight=params[r]["weight"][perm])
+            if "bias" in p:
+                p["bias"] = p["bias"][perm]
+            params[r] = p
+        for layer, spatial, channels_last in self.columns:
+            params[layer] = dict(params[layer], weight=permute_inputs(
+                params[layer]["weight"], perm, spatial, None, channels_last))
+        for n in self.per_unit:
+            params[n] = {k: (v if k == "eps" else v[perm]) for k, v in params[n].items()}
+
+
+def symmetry_classes(m) -> list[SymmetryClass]:
+    """The classes of a :class:`~onnx_lineage.matching.MatchResult`, in graph order.
+
+    Hidden units come from the match's chains (a layer, the normalisation layers after it, the
+    layer that reads it), residual streams from its paired streams (their matched members).
+    """
+    kinds = {layer.index: layer.kind for layer in m.a_layers}
+    found = []
+    for c in m.chains:
+        unit = "channels" if kinds.get(c.a) == "conv" else "units"
+        found.append(SymmetryClass(f"layer {c.a} {unit}", unit, _units(m, c.a), (c.a,),
+                                   ((c.a_next, c.spatial, c.channels_last),),
+                                   tuple(fa for fa, _ in c.followers),
+                                   c.homogeneous and not c.followers))
+    for sa, _ in m.stream_pairs:
+        matched = set(m.b_own)
+        rows = tuple(i for i in sa.writers if i in matched)
+        if not rows:
+            continue
+        found.append(SymmetryClass("residual stream", "stream", sa.width, rows,
+                                   tuple((i, 1, False) for i in sa.readers if i in matched),
+                                   tuple(i for i in sa.followers if i in matched)))
+    return sorted(found, key=lambda c: min(c.rows))
+
+
+def _units(m, index: int) -> int:
+    return int(m.a_params[index]["weight"].shape[0])
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    """How B's units of one class map onto A's.
+
+    Attributes
+    ----------
+    cls : SymmetryClass
+    perm : ndarray of shape (width,), int64
+        A's unit ``u`` is matched to B's unit ``perm[u]``.
+    fixed_points : int
+        Units matched to their own index: B kept A's order there.
+    similarity : float
+        Median over A's units of the cosine between its incoming weights (and bias) and those of
+        its matched unit of B, every aligned input axis put in A's order (``in:`` blocks). Where
+        no incoming weights could be aligned, the mean cosine over the other blocks.
+    fan_in : int
+        Length of the vectors ``similarity`` compares.
+    blocks : tuple of str
+        Which features the matching compared (``in:3``, ``unit:4``, ``out:5``; ``sorted:3`` when no
+        axis could be aligned and sorted values stood in).
+    scale : ndarray of shape (width,) or None
+        For a rescalable class, the norm of each matched unit's incoming weights in B over A's:
+        a later class reading this axis multiplies B's inputs by it, undoing a rescaling.
+    layers : tuple of int
+        The layers this class's evidence speaks for: those producing its units (rows, per-unit
+        layers) and the readers whose outputs are fixed (a head over the classes), not readers
+        whose own units form another class (a neck on a shared backbone is not shared).
+    """
+
+    cls: SymmetryClass
+    perm: np.ndarray
+    fixed_points: int
+    similarity: float
+    fan_in: int
+    blocks: tuple
+    scale: np.ndarray | None = None
+    layers: tuple = ()
+
+
+def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
+                  rng: np.random.Generator, workers: int | None = None) -> list[ClassMatch]:
+    """Match each class's units of B to A's, in order, equivariantly (see the module docstring).
+
+    Parameters
+    ----------
+    classes : list of SymmetryClass
+        In graph order (:func:`symmetry_classes`).
+    a_params, b_params : dict of layer index to dict of str to ndarray
+        A's parameters and B's in its own unit order (``MatchResult.a_params``/``b_own``).
+    rng : numpy Generator
+        Breaks ties at random (:func:`assignment`), which keeps the matching equivariant when
+        units tie exactly (all-zero units of a pruned model).
+    workers : int, optional
+        Threads: a class waits only for the earlier classes whose axes its features use, so the
+        feed-forward blocks of a transformer are matched side by side (the assignment solver
+        releases the GIL). Default: the CPU count, at most 4. The result does not depend on it.
+
+    Returns
+    -------
+    list of ClassMatch, in the order of ``classes``
+    """
+    row_owner = {r: k for k, c in enumerate(classes) for r in c.rows}
+    col_owner = {col[0]: (k, col[1], col[2]) for k, c in enumerate(classes) for col in c.columns}
+    relabels = [rng.permutation(c.width) for c in classes]
+    workers = workers or min(os.cpu_count() or 1, 4)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # FIFO: earlier classes start first
+        futures: list[Future] = []
+        for k, cls in enumerate(classes):
+            deps = {j: futures[j] for j in _dependencies(cls, k, row_owner, col_owner)}
+            futures.append(pool.submit(_match_one, cls, k, a_params, b_params, row_owner,
+                                       col_owner, deps, relabels[k]))
+        return [f.result() for f in futures]
+
+
+def _dependencies(cls: SymmetryClass, k: int, row_owner: dict, col_owner: dict) -> set[int]:
+    """Earlier classes whose axes class ``k``'s features read (its rows' inputs, its readers'
+    outputs)."""
+    deps = {col_owner[r][0] for r in cls.rows if r in col_owner}
+    deps |= {row_owner[c[0]] for c in cls.columns if c[0] in row_owner}
+    return {j for j in deps if j < k}
+
+
+def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,
+               col_owner: dict, deps: dict, relabel: np.ndarray) -> ClassMatch:
+    done = {j: f.result() for j, f in deps.items()}
+    fa, fb, names = _features(cls, k, a_params, b_params, row_owner, col_owner, done)
+    sim = sum(unit_cosine(x, y) for x, y in zip(fa, fb))
+    perm = assignment(sim, relabel)
+    similarity, fan_in = _matched_similarity(fa, fb, names, sim, perm)
+    readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
+    return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
+                      tuple(names), _scale(fa, fb, names, perm, cls.rescalable),
+                      cls.rows + cls.per_unit + readers)
+
+
+def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:
+    """Norm of B's matched incoming weights over A's, per A unit (None: not rescalable)."""
+    incoming = [k for k, n in enumerate(names) if n.startswith("in:")]
+    if not rescalable or not incoming:
+        return None
+    na = _norms(np.concatenate([fa[k] for k in incoming], axis=1))
+    nb = _norms(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
+    return np.where((na > 0) & (nb > 0), nb / np.maximum(na, 1e-30), 1.0).clip(1e-4, 1e4)
+
+
+def assignment(sim: np.ndarray, relabel: np.ndarray) -> np.ndarray:
+    """The permutation of columns with the largest total similarity (``perm[row]`` = column).
+
+    Equivariant in the columns: B's units (the columns) are relabelled by the random ``relabel``
+    first and the labels restored after, so exact ties cannot favour B's own order. When every
+    row's best column is a different one, that permutation attains the upper bound and is the
+    answer without an assignment solver (the common case for a derived model).
+    """
+    shuffled = sim[:, relabel]
+    best = np.argmax(shuffled, axis=1)
+    if np.unique(best).size == best.size:
+        col = best
+    else:
+        _, col = linear_sum_assignment(shuffled, maximize=True)
+    return relabel[col].astype(np.int64)
+
+
+def _matched_similarity(fa, fb, names, sim, perm) -> tuple[float, int]:
+    """Median matched cosine of the incoming weights (all ``in:`` blocks side by side), and their
+    length; without any, the mean over blocks of the matched cosines."""
+    units = np.arange(perm.size)
+    incoming = [k for k, n in enumerate(names) if n.startswith("in:")]
+    if incoming:
+        xa = unit_rows(np.concatenate([fa[k] for k in incoming], axis=1))
+        xb = unit_rows(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
+        return float(np.median(np.einsum("ij,ij->i", xa, xb))), int(xa.shape[1])
+    return float(np.median(sim[units, perm] / len(fa))), int(sum(x.shape[1] for x in fa))
+
+
+def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,
+              col_owner: dict, done: dict) -> tuple[list, list, list]:
+    """Feature blocks (units, features) of A and B for class ``k``, and their names."""
+    fa, fb, names = [], [], []
+    for r in cls.rows:
+        owner = col_owner.get(r)
+        wa, wb = a_params[r]["weight"], b_params[r]["weight"]
+        if owner is not None:
+            j, spatial, channels_last = owner
+            if j not in done:  # its input axis is not matched yet (or is this class): left out
+                continue
+            wb = _aligned_inputs(wb, done[j], spatial, channels_last)
+        fa.append(_with_bias(wa, a_params[r]))
+        fb.append(_with_bias(wb, b_params[r]))
+        names.append(f"in:{r}")
+    for n in cls.per_unit:
+        fa.append(per_unit(a_params[n]))
+        fb.append(per_unit(b_params[n]))
+        names.append(f"unit:{n}")
+    for layer, spatial, channels_last in cls.columns:
+        owner = row_owner.get(layer)
+        wa, wb = a_params[layer]["weight"], b_params[layer]["weight"]
+        if owner is not None:
+            if owner not in done:
+                continue
+            wb = wb[done[owner].perm]
+        fa.append(out_features(wa, cls.width, spatial, channels_last))
+        fb.append(out_features(wb, cls.width, spatial, channels_last))
+        names.append(f"out:{layer}")
+    if not fa:  # nothing aligned: every unit's values sorted, blind to any other axis's order
+        for r in cls.rows:
+            fa.append(np.sort(a_params[r]["weight"].reshape(cls.width, -1), axis=1))
+            fb.append(np.sort(b_params[r]["weight"].reshape(cls.width, -1), axis=1))
+            names.append(f"sorted:{r}")
+    return fa, fb, names
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    """Row lengths, float64, without overflow."""
+    peak = np.abs(x).max(axis=1).astype(np.float64)
+    scaled = x / np.where(peak > 0, peak, 1.0)[:, None].astype(np.float32)
+    return np.sqrt(np.einsum("ij,ij->i", scaled, scaled).astype(np.float64)) * peak
+
+
+def _aligned_inputs(w: np.ndarray, m: ClassMatch, spatial: int, channels_last: bool) -> np.ndarray:
+    """B's weight with its input axis (class ``m``) in A's order, a rescaling undone."""
+    inverse = None if m.scale is None else (1.0 / m.scale).astype(np.float32)
+    if w.ndim == 2:
+        return permute_inputs(w, m.perm, spatial, inverse, channels_last)
+    out = w[:, m.perm]
+    if m.scale is not None:
+        out = out * m.scale.astype(np.float32).reshape((1, -1) + (1,) * (w.ndim - 2))
+    return out
+
+
+def _with_bias(w: np.ndarray, params: dict) -> np.ndarray:
+    rows = w.reshape(w.shape[0], -1)
+    if "bias" not in params:
+        return rows
+    return np.concatenate([rows, params["bias"].reshape(-1, 1)], axis=1)
+

@@ -1,0 +1,51 @@
+"""What every independence test returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test of "B was trained independently of A" on one pair.
+
+    Attributes
+    ----------
+    name : str
+        ``unit_order``, ``basin`` or ``aligned``.
+    statistic : float or None
+        The test's statistic (its docstring says which).
+    p_value : float or None
+        None when the test could not run (``reason`` says why).
+    null : str
+        The null hypothesis and the assumptions it rests on, in words.
+    combination : str
+        How per-class p-values were combined into ``p_value``.
+    classes : list of dict
+        Per symmetry class: ``name``, ``layers``, ``units``, ``statistic``, ``p_value`` and what
+        the test adds (``fixed_points``, ``similarity``, ...).
+    power : bool
+        Whether the test could have seen lineage of the kind it looks for (``power_reason``).
+    power_reason : str
+    reason : str
+        Why the test did not run, or a note on its outcome.
+    exact : bool
+        The p-value is exact under the stated null (False: calibrated on measured pairs).
+    """
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    statistic: float | None
+    p_value: float | None
+    null: str
+    combination: str = ""
+    classes: list = field(default_factory=list)
+    power: bool = False
+    power_reason: str = ""
+    reason: str = ""
+    exact: bool = True
+
+    def to_dict(self) -> dict:
+        from onnx_lineage.results import to_jsonable
+        return to_jsonable(self)

@@ -1,0 +1,108 @@
+"""The verdict from the tests: ``related`` only when a valid test rejects independence.
+
+* ``related``: the tests combined by weighted Bonferroni (:data:`WEIGHTS`, fixed beforehand;
+  valid whatever their dependence) reject "B was trained independently of A" at ``alpha``. The
+  shared part is named: the layers of the classes that Holm's procedure rejects within each
+  test at its share of ``alpha``.
+* ``unrelated``: nothing rejects, and the tests had the power to see lineage of both kinds: a
+  copy in A's unit order (the unit-order test) and a permuted copy (the aligned test).
+* ``undetermined``: otherwise, with the reason (no hidden units to compare, as in a convex model;
+  nothing in common; layers too small to tell a permuted copy; aligned evidence in between).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnx_lineage.evidence.combine import bonferroni, holm
+from onnx_lineage.evidence.result import TestResult
+
+#: Shares of ``alpha`` given to each test before any data is seen. A test that does not run
+#: keeps its share unspent.
+WEIGHTS = {"unit_order": 1 / 3, "aligned": 1 / 3, "basin": 1 / 3}
+#: The aligned test's p-values within this factor of its share of alpha are inconclusive: no
+#: accusation, and no acquittal either.
+INCONCLUSIVE = 10.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``verdict``, ``related``, ``reason``, the combined ``p_value`` and the shared layers."""
+
+    verdict: str
+    related: bool | None
+    reason: str
+    p_value: float
+    shared_layers: list
+
+
+def share(alpha: float, name: str) -> float:
+    """The level test ``name`` is read at."""
+    return alpha * WEIGHTS[name]
+
+
+def rejects(name: str, p_value: float | None, alpha: float) -> bool:
+    """Whether test ``name`` with ``p_value`` rejects independence at its share of ``alpha``
+    (with room for rounding: ``1 / (T + 1)`` copies are sized to reach it exactly)."""
+    return p_value is not None and p_value <= share(alpha, name) * (1 + 1e-9)
+
+
+def decide(tests: list[TestResult], alpha: float) -> Verdict:
+    """Verdict from the tests that ran (see the module docstring)."""
+    by = {t.name: t for t in tests}
+    p = bonferroni({t.name: t.p_value for t in tests}, WEIGHTS)
+    if p <= alpha * (1 + 1e-9):
+        rejecting = [t for t in tests if rejects(t.name, t.p_value, alpha)]
+        shared = shared_layers(tests, alpha)
+        where = f" in layers {_ranges(shared)}" if shared else ""
+        why = "; ".join(f"{_label(t)} p = {t.p_value:.1e} ({t.reason})" for t in rejecting)
+        return Verdict("related", True, f"independence rejected at alpha {alpha:g}{where}: {why}",
+                       p, shared)
+    order, aligned = by.get("unit_order"), by.get("aligned")
+    if order is None or not order.power:
+        why = order.reason if order is not None and order.reason else "nothing to compare"
+        return Verdict("undetermined", None, f"no test can tell: {why}"
+                       + ("; a convex model has one optimum, so derived and independent training "
+                          "land on the same weights" if order is not None and not order.classes
+                          else ""), p, [])
+    if aligned is None or not aligned.power:
+        return Verdict("undetermined", None, "B's units are not in A's order, and after "
+                       "alignment these layers cannot tell a permuted copy from an independent "
+                       f"model ({aligned.power_reason if aligned else 'not run'})", p, [])
+    if aligned.p_value is not None and aligned.p_value <= INCONCLUSIVE * share(alpha, "aligned"):
+        return Verdict("undetermined", None, f"B's units are not in A's order; after alignment "
+                       f"its weights are closer to A's than independent models' usually are "
+                       f"(aligned p = {aligned.p_value:.1e}), but not enough to accuse", p, [])
+    return Verdict("unrelated", False, f"no test rejects independence at alpha {alpha:g} (p = "
+                   f"{p:.2g}), and they could have: {order.power_reason}; "
+                   f"{aligned.power_reason}", p, [])
+
+
+def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
+    """A's layers of the classes rejected by Holm's procedure within a test, at its share."""
+    layers = set()
+    for t in tests:
+        rows = [c for c in t.classes if c.get("p_value") is not None]
+        if not rows or t.p_value is None:
+            continue
+        for c, rejected in zip(rows, holm([c["p_value"] for c in rows], share(alpha, t.name))):
+            if rejected:
+                layers.update(c["layers"])
+    return sorted(layers)
+
+
+def _label(t: TestResult) -> str:
+    return {"unit_order": "unit order", "aligned": "aligned weights",
+            "basin": "loss basin"}.get(t.name, t.name)
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5``."""
+    out, start = [], None
+    for i, x in enumerate(indices):
+        if start is None:
+            start = x
+        if i + 1 == len(indices) or indices[i + 1] != x + 1:
+            out.append(f"{start}" if start == x else f"{start}-{x}")
+            start = None
+    return ", ".join(out)

@@ -1,0 +1,81 @@
+"""The interpolation sweep: the fast path against the rebuilt reference, weights that really move,
+and BatchNorm folded in a rebuilt graph so that a kept-BN model can take folded weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnx_lineage.analyses.interpolation import Endpoint, InterpolatedModel, rebuilt_model
+from onnx_lineage.analyses.sweep import Sweep, barrier_of, endpoints_for, plan_path
+from onnx_lineage.data import feeds_for
+from onnx_lineage.matching import match
+from onnx_lineage.model.loading import load_model
+from onnx_lineage.model.parameters import extract_layers
+from onnx_lineage.model.runner import Runner
+from tests.conftest import fixture_path
+
+
+@pytest.mark.parametrize("a,b", [("torch_mlp_legacy", "torch_mlp_int8_qdq"),
+                                 ("torch_cnn_bn", "torch_cnn_bn"),
+                                 ("torch_cnn_folded", "torch_cnn_int8_qoperator")])
+def test_fast_path_equals_rebuilt_reference(digits, a, b):
+    m = match(fixture_path(a), fixture_path(b))
+    eps, _, _ = endpoints_for(m)
+    base = load_model(fixture_path(a)).proto
+    extract_layers(base)  # names nodes the same way as the match did
+    fast = InterpolatedModel(base, eps)
+    runner = Runner(fast.proto, device="cpu", static_inputs=frozenset(fast.names))
+    feeds, _ = feeds_for(runner.inputs, digits.subset(np.arange(200)))
+    for alpha in (0.0, 0.37, 1.0):
+        got = runner.predict(feeds, static=fast.weights(alpha)).scores
+        ref = Runner(rebuilt_model(base, eps, alpha), device="cpu").predict(feeds).scores
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_weights_really_change_along_the_path(digits):
+    """The trap of SessionOptions.add_initializer: overridden Conv weights silently ignored."""
+    m = match(fixture_path("torch_cnn_folded"), fixture_path("torch_cnn_folded"))
+    eps, _, _ = endpoints_for(m)
+    zeroed = [Endpoint(e.site, e.a, np.zeros_like(e.b)) for e in eps]
+    base = load_model(fixture_path("torch_cnn_folded")).proto
+    extract_layers(base)
+    sweep = Sweep(base, zeroed, digits.subset(np.arange(100)), digits.y[:100], "cpu")
+    s0, s1 = sweep.scores(0.0), sweep.scores(1.0)
+    assert np.abs(s1).max() < 1e-6 < np.abs(s0).max()
+
+
+def test_set_b_moves_one_tensor_and_keeps_the_rest(digits):
+    m = match(fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_legacy"))
+    eps, _, _ = endpoints_for(m)
+    base = load_model(fixture_path("torch_mlp_legacy")).proto
+    extract_layers(base)
+    model = InterpolatedModel(base, eps)
+    before = {k: v.copy() for k, v in model.weights(0.5).items()}
+    model.set_b(0, np.zeros_like(eps[0].b))
+    after = model.weights(0.5)
+    names = list(after)
+    np.testing.assert_allclose(after[names[0]], 0.5 * before[names[0]], rtol=1e-6)
+    assert all(np.array_equal(after[n], before[n]) for n in names[1:])
+
+
+def test_a_batchnorm_kept_model_takes_folded_weights_in_a_rebuilt_graph(digits):
+    """BN kept in A, folded in B: the sweep must move A's convolutions, not only the head."""
+    a, b = load_model(fixture_path("torch_cnn_bn")), load_model(fixture_path("torch_cnn_folded"))
+    m = match(a, b)
+    assert m.folded == "a"
+    plan = plan_path(a, b, m)
+    assert plan.base_name == "A" and plan.fraction == pytest.approx(1.0)
+    assert any("folded" in n for n in plan.notes)
+    sweep = Sweep(plan.base, plan.endpoints, digits.subset(np.arange(300)), None, "cpu")
+    ra, rb = Runner(a.proto, device="cpu"), Runner(b.proto, device="cpu")
+    feeds, _ = feeds_for(ra.inputs, digits.subset(np.arange(300)))
+    np.testing.assert_allclose(sweep.scores(0.0), ra.predict(feeds).scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sweep.scores(1.0), rb.predict(feeds).scores, rtol=1e-4, atol=1e-4)
+
+
+def test_barrier_of_a_convex_curve_is_zero():
+    curve = [{"alpha": a, "loss": (a - 0.5) ** 2} for a in np.linspace(0, 1, 11)]
+    assert barrier_of(curve) == 0.0
+    bump = [{"alpha": a, "loss": 1.0 - (2 * a - 1) ** 2} for a in np.linspace(0, 1, 11)]
+    assert barrier_of(bump) == pytest.approx(1.0)

@@ -1,0 +1,79 @@
+"""Small MLPs built in code for the evidence tests, with their function-preserving permutations."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from onnx_lineage.demo.family import mlp_to_onnx
+
+SIZES = (20, 16, 12, 3)
+
+
+def random_mlp(seed: int, sizes=SIZES) -> tuple[list, list]:
+    """Weights (out, in) and biases of an MLP drawn i.i.d. (an independent initialisation)."""
+    rng = np.random.default_rng(seed)
+    ws = [(rng.normal(size=(o, i)) / np.sqrt(i)).astype(np.float32)
+          for i, o in zip(sizes, sizes[1:])]
+    bs = [(0.1 * rng.normal(size=o)).astype(np.float32) for o in sizes[1:]]
+    return ws, bs
+
+
+def permuted(ws, bs, layer: int, perm: np.ndarray, scale: np.ndarray | None = None):
+    """Hidden units of ``layer`` put in order ``perm`` (unit u <- unit perm[u]) and rescaled by
+    ``scale``: the same function (ReLU)."""
+    ws, bs = [w.copy() for w in ws], [b.copy() for b in bs]
+    s = np.ones(perm.size, np.float32) if scale is None else scale.astype(np.float32)
+    ws[layer] = ws[layer][perm] * s[:, None]
+    bs[layer] = bs[layer][perm] * s
+    ws[layer + 1] = ws[layer + 1][:, perm] / s[None, :]
+    return ws, bs
+
+
+def save(ws, bs, path) -> str:
+    onnx.save(mlp_to_onnx(ws, bs), path)
+    return str(path)
+
+
+def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
+                 pool: str = "GlobalAveragePool") -> onnx.ModelProto:
+    """``Conv(1->8) Relu, depthwise Conv(8, groups 8) Relu, Conv 1x1 (8->12) Relu,
+    GlobalAveragePool, Flatten, Gemm(12->4)`` on (N, 1, 8, 8) inputs.
+
+    ``perm`` (8,) puts the first conv's channels in that order, with the depthwise filters and
+    the 1x1 conv's inputs: the same function. ``noise`` perturbs every weight (a derived model).
+    ``pool="ReduceMean"`` pools as PyTorch exports ``x.mean((2, 3))``.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(seed + 1000)
+
+    def w(*shape):
+        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+
+    p = np.arange(8) if perm is None else perm
+    tensors = {"c0.w": w(8, 1, 3, 3)[p], "c0.b": w(8)[p], "dw.w": w(8, 1, 3, 3)[p],
+               "dw.b": w(8)[p], "pw.w": w(12, 8, 1, 1)[:, p], "pw.b": w(12),
+               "fc.w": w(4, 12), "fc.b": w(4)}
+    nodes = [
+        helper.make_node("Conv", ["x", "c0.w", "c0.b"], ["c0"], pads=[1, 1, 1, 1], name="c0"),
+        helper.make_node("Relu", ["c0"], ["r0"], name="r0"),
+        helper.make_node("Conv", ["r0", "dw.w", "dw.b"], ["dw"], pads=[1, 1, 1, 1], group=8,
+                         name="dw"),
+        helper.make_node("Relu", ["dw"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "pw.w", "pw.b"], ["pw"], name="pw"),
+        helper.make_node("Relu", ["pw"], ["r2"], name="r2"),
+        (helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap") if pool != "ReduceMean"
+         else helper.make_node("ReduceMean", ["r2"], ["gap"], axes=[2, 3], keepdims=1,
+                               name="gap")),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
+    graph = helper.make_graph(
+        nodes, "mobile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model

@@ -1,0 +1,98 @@
+"""Symmetry classes and their equivariant matching."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnx_lineage.evidence.classes import match_classes, symmetry_classes
+from onnx_lineage.matching import match
+from tests.evidence.models import permuted, random_mlp, save
+
+
+def _matches(pa, pb, seed=0):
+    m = match(pa, pb)
+    classes = symmetry_classes(m)
+    return classes, match_classes(classes, m.a_params, m.b_own, np.random.default_rng(seed))
+
+
+def test_an_mlp_has_one_class_per_hidden_layer(tmp_path):
+    ws, bs = random_mlp(0)
+    p = save(ws, bs, tmp_path / "a.onnx")
+    classes, matches = _matches(p, p)
+    assert [(c.rows, c.columns, c.width, c.rescalable) for c in classes] == [
+        ((0,), ((1, 1, False),), 16, True), ((1,), ((2, 1, False),), 12, True)]
+    assert all(m.fixed_points == m.cls.width and m.similarity > 0.999999 for m in matches)
+
+
+def test_the_matching_is_equivariant(tmp_path):
+    """Relabelling B's units of one class relabels that class's matching, and no other."""
+    a, b = random_mlp(0), random_mlp(1)
+    pa, pb = save(*a, tmp_path / "a.onnx"), save(*b, tmp_path / "b.onnx")
+    sigma = np.random.default_rng(5).permutation(16)
+    pb2 = save(*permuted(*b, 0, sigma), tmp_path / "b2.onnx")
+    _, m1 = _matches(pa, pb)
+    _, m2 = _matches(pa, pb2)
+    inverse = np.argsort(sigma)
+    assert np.array_equal(m2[0].perm, inverse[m1[0].perm])
+    assert np.array_equal(m2[1].perm, m1[1].perm)
+    assert m2[0].similarity == m1[0].similarity and m2[1].similarity == m1[1].similarity
+
+
+def test_a_permuted_and_rescaled_copy_is_matched_exactly(tmp_path):
+    a = random_mlp(0)
+    rng = np.random.default_rng(3)
+    p0, p1 = rng.permutation(16), rng.permutation(12)
+    b = permuted(*permuted(*a, 0, p0, rng.uniform(0.5, 2, 16)), 1, p1, rng.uniform(0.5, 2, 12))
+    _, matches = _matches(save(*a, tmp_path / "a.onnx"), save(*b, tmp_path / "b.onnx"))
+    assert np.array_equal(matches[0].perm, np.argsort(p0))
+    assert np.array_equal(matches[1].perm, np.argsort(p1))
+    assert min(m.similarity for m in matches) > 0.99999  # the rescaling of layer 0 is undone
+
+
+def test_permute_is_function_preserving_and_reversible(tmp_path):
+    ws, bs = random_mlp(2)
+    m = match(save(ws, bs, tmp_path / "a.onnx"), save(ws, bs, tmp_path / "b.onnx"))
+    params = dict(m.b_own)
+    cls = symmetry_classes(m)[0]
+    perm = np.random.default_rng(0).permutation(cls.width)
+    cls.permute(params, perm)
+    assert np.array_equal(params[0]["weight"], m.b_own[0]["weight"][perm])
+    assert np.array_equal(params[1]["weight"], m.b_own[1]["weight"][:, perm])
+    cls.permute(params, np.argsort(perm))
+    assert all(np.array_equal(params[i]["weight"], m.b_own[i]["weight"]) for i in (0, 1))
+
+
+def test_a_depthwise_conv_follows_the_channels_that_feed_it(tmp_path, digits):
+    import onnx
+
+    from onnx_lineage.data import feeds_for
+    from onnx_lineage.model.runner import Runner
+    from tests.evidence.models import mobile_block
+    perm = np.random.default_rng(4).permutation(8)
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(mobile_block(0), pa)
+    onnx.save(mobile_block(0, perm=perm), pb)
+    ra, rb = Runner(onnx.load(pa), device="cpu"), Runner(onnx.load(pb), device="cpu")
+    feeds, _ = feeds_for(ra.inputs, digits.subset(np.arange(20)))
+    np.testing.assert_allclose(ra.predict(feeds).scores, rb.predict(feeds).scores, atol=1e-5)
+    classes, matches = _matches(str(pa), str(pb))
+    first = classes[0]
+    assert first.rows == (0,) and first.per_unit == (1,) and first.columns == ((2, 1, False),)
+    assert not first.rescalable  # a depthwise bias breaks positive homogeneity
+    assert np.array_equal(matches[0].perm, np.argsort(perm))
+    assert matches[0].similarity > 0.99999 and matches[1].fixed_points == 12
+    m = match(str(pa), str(pb))
+    assert not any("units not aligned" in x for x in m.limits)
+    assert min(p["cosine"] for p in m.pairs) > 0.99999  # match undoes it too
+
+
+def test_global_pooling_written_as_a_reduce_mean_keeps_the_channels(tmp_path):
+    import onnx
+
+    from tests.evidence.models import mobile_block
+    paths = []
+    for pool in ("GlobalAveragePool", "ReduceMean"):
+        paths.append(tmp_path / f"{pool}.onnx")
+        onnx.save(mobile_block(0, pool=pool), paths[-1])
+    found = [[(c.rows, c.columns) for c in _matches(str(p), str(p))[0]] for p in paths]
+    assert found[0] == found[1] == [((0,), ((2, 1, False),)), ((2,), ((3, 1, False),))]
