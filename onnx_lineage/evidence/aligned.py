@@ -111,5 +111,5 @@ def aligned_test(matches: list, alpha: float, model: NullModel | None = None) ->
         "Bonferroni over classes (any dependence)", rows, power,
         f"an exact copy in any unit order would get p = {best:.1e}"
         + ("" if power else f" > {alpha:.2g}: these layers align too well by chance"),
-        f"matched incoming weights agree with cosine {median:.2f} (median over classes; "
-        f"{top['name']}: {top['similarity']:.2f})", exact=False)
+        f"matched incoming weights agree with cosine {median:.2f} at the median class, "
+        f"{top['similarity']:.2f} in {top['name']}", exact=False)

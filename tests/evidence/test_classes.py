@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from onnx_lineage.evidence.classes import match_classes, symmetry_classes
 from onnx_lineage.matching import match
@@ -96,3 +97,21 @@ def test_global_pooling_written_as_a_reduce_mean_keeps_the_channels(tmp_path):
         onnx.save(mobile_block(0, pool=pool), paths[-1])
     found = [[(c.rows, c.columns) for c in _matches(str(p), str(p))[0]] for p in paths]
     assert found[0] == found[1] == [((0,), ((2, 1, False),)), ((2,), ((3, 1, False),))]
+
+
+def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
+    from scipy.optimize import linear_sum_assignment
+
+    from onnx_lineage.evidence.classes import SPARSE_ABOVE, assignment
+    from onnx_lineage.matching.permutation import unit_cosine
+    rng = np.random.default_rng(0)
+    n = SPARSE_ABOVE + 88
+    a = rng.normal(size=(n, 40))
+    truth = rng.permutation(n)
+    copy = unit_cosine(a, a[truth] + 0.3 * rng.normal(size=(n, 40)))  # a noisy, permuted copy
+    assert np.array_equal(assignment(copy, rng.permutation(n)), np.argsort(truth))
+    sim = unit_cosine(a, 0.8 * a[truth] + rng.normal(size=(n, 40)))  # barely related
+    perm = assignment(sim, rng.permutation(n))
+    _, dense = linear_sum_assignment(sim, maximize=True)
+    assert sorted(perm) == list(range(n))
+    assert sim[np.arange(n), perm].sum() == pytest.approx(sim[np.arange(n), dense].sum(), rel=1e-3)
