@@ -1,6 +1,7 @@
 """Accuracy of determination and closeness on the benchmark zoo, beside baselines.
 
-    python benchmarks/accuracy.py ZOO_DIR [--json OUT.json] [--check]
+    python benchmarks/accuracy.py ZOO_DIR [--json OUT.json] [--check] [--markdown]
+    python benchmarks/accuracy.py ZOO_DIR --from OUT.json --markdown   # tables of a past run
 
 For every pair of ``ZOO_DIR/zoo.json``: the verdict of ``determine`` and the ``closeness`` score,
 and, computed in the same run, the baselines: prediction agreement on the data, a ModelDiff-style
@@ -146,6 +147,7 @@ def summarise(rows: list[dict]) -> dict:
     neg_sim = [s for s, t in zip(sims, truth) if not t]
     summary = {"pairs": len(ev), "accuracy": float(np.mean(correct)),
                "wrong": [f"{r['a']} -> {r['b']}" for r, c in zip(ev, correct) if not c],
+               "auc_p_value": roc_auc([-r["p_value"] for r in ev], truth),
                "auc_similarity": roc_auc(sims, truth),
                "auc_barrier": roc_auc([-(r["barrier"] if r["barrier"] is not None else 1) for r in ev],
                                       truth),
@@ -171,6 +173,33 @@ def summarise(rows: list[dict]) -> dict:
     return summary
 
 
+def markdown(summary: dict, rows: list[dict]) -> str:
+    """The ladder and per-pair tables of benchmarks/RESULTS.md."""
+    def f(x, fmt=".3f"):
+        return "n/a" if x is None else format(x, fmt)
+
+    out = ["| ladder | levels | closeness (ours) | uniform baseline | strictly falling | Spearman |",
+           "|---|---|---|---|---|---|"]
+    for name, v in summary["ladders"].items():
+        out.append(f"| {name} | {', '.join(map(str, v['levels']))} | "
+                   f"{', '.join(f(c) for c in v['closeness'])} | "
+                   f"{', '.join(f(c) for c in v['uniform_baseline'])} | "
+                   f"{'yes' if v['strictly_falling'] else 'no'} | {v['spearman']:.2f} |")
+    out += ["", "| pair | relation | verdict | p-value | barrier | unit sim. | closeness | "
+            "agreement | DDV cos | named cos | uniform clo |", "|---|---|---|---|---|---|---|---|"
+            "---|---|---|"]
+    for r in rows:
+        if r["split"] != "evaluation":
+            continue
+        p = r["p_value"]
+        out.append(f"| {r['a']} → {r['b']} | {r['relation']} | {r['verdict']} | "
+                   f"{'<1e-300' if p is not None and p <= 1e-300 else f(p, '.1e')} | "
+                   f"{f(r['barrier'], '.4f')} | {f(r['similarity'])} | {f(r['closeness'])} | "
+                   f"{f(r['baseline_agreement'])} | {f(r['baseline_ddv'])} | "
+                   f"{f(r['baseline_named_cosine'])} | {f(r['baseline_uniform_closeness'])} |")
+    return "\n".join(out)
+
+
 #: Ladders along which closeness must fall strictly (``--check``).
 CHECKED_LADDERS = ("finetune", "prune", "noise")
 
@@ -181,10 +210,14 @@ def main():
     ap.add_argument("--json", type=Path)
     ap.add_argument("--points", type=int, default=128)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the tables of RESULTS.md")
+    ap.add_argument("--from", dest="source", type=Path,
+                    help="summarise the rows of an earlier --json instead of running")
     args = ap.parse_args()
-    rows = evaluate(args.zoo, args.points)
+    rows = (json.loads(args.source.read_text())["rows"] if args.source
+            else evaluate(args.zoo, args.points))
     summary = summarise(rows)
-    print(json.dumps(summary, indent=1))
+    print(markdown(summary, rows) if args.markdown else json.dumps(summary, indent=1))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1, default=float))
     if args.check:
