@@ -20,19 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnx_lineage.analyses.sweep import (
-    MIN_INTERPOLATED,
-    Sweep,
-    barrier_of,
-    plan_path,
-    run_sweep,
-    sample_rows,
-)
+from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
+                                         sample_rows)
 from onnx_lineage.data import Dataset, digits
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
-from onnx_lineage.evidence.basin import NAME as BASIN
-from onnx_lineage.evidence.basin import NULL as BASIN_NULL
-from onnx_lineage.evidence.basin import basin_test, copies_for
+from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.loading import LoadedModel, load_model

@@ -14,12 +14,8 @@ import numpy as np
 import onnx
 
 from onnx_lineage.analyses import criteria
-from onnx_lineage.analyses.interpolation import (
-    Endpoint,
-    InterpolatedModel,
-    fast_path_supported,
-    rebuilt_model,
-)
+from onnx_lineage.analyses.interpolation import (Endpoint, InterpolatedModel, fast_path_supported,
+                                                 rebuilt_model)
 from onnx_lineage.data import Dataset, feeds_for
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.matching.batchnorm import folded_graph

@@ -1,8 +1,8 @@
 """Symmetry classes and their class-by-class matching.
 
 A symmetry class is a unit axis that B could permute without changing its function: the output
-units of a hidden layer (with the BatchNorm/LayerNorm parameters on the way and the input columns
-of the layer that reads them), or a residual stream (rows of every layer that writes it, input
+units of a hidden layer (with the BatchNorm/LayerNorm parameters and depthwise filters on the way
+and the input columns of the layer that reads them), or a residual stream (rows of every layer that writes it, input
 columns of every layer that reads it, its LayerNorms). Only axes that
 :func:`~onnx_lineage.matching.match` found in both models, over matched layers, become classes.
 
@@ -31,13 +31,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from onnx_lineage.matching.permutation import (
-    out_features,
-    per_unit,
-    permute_inputs,
-    unit_cosine,
-    unit_rows,
-)
+from onnx_lineage.matching.permutation import (out_features, per_unit, permute_inputs, unit_cosine,
+                                               unit_rows)
 
 
 @dataclass(frozen=True)
