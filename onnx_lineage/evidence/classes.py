@@ -2,8 +2,9 @@
 
 A symmetry class is a unit axis that B could permute without changing its function: the output
 units of a hidden layer (with the BatchNorm/LayerNorm parameters and depthwise filters on the way
-and the input columns of the layer that reads them), or a residual stream (rows of every layer that writes it, input
-columns of every layer that reads it, its LayerNorms). Only axes that
+and the input columns of the layer that reads them), a residual stream (rows of every layer that
+writes it, input columns of every layer that reads it, its LayerNorms), or the dimensions of one
+attention head (q's rows with k's; v's rows with o's input columns). Only axes that
 :func:`~onnx_lineage.matching.match` found in both models, over matched layers, become classes.
 
 Independence tests rest on one fact (Zhu et al., ICML 2025): if B was initialised independently of
@@ -44,7 +45,8 @@ class SymmetryClass:
     name : str
         For reports: ``layer 3 units``, ``layer 0 channels``, ``residual stream``.
     kind : str
-        ``units`` (a dense layer's), ``channels`` (a convolution's) or ``stream``.
+        ``units`` (a dense layer's), ``channels`` (a convolution's), ``stream`` or
+        ``attention`` (the dimensions of one head).
     width : int
         Number of units.
     rows : tuple of int
@@ -59,6 +61,10 @@ class SymmetryClass:
         Every op between the rows and the columns is positively homogeneous (ReLU, pooling), so
         scaling a unit's incoming weights by ``s`` and its outgoing ones by ``1/s`` is a symmetry
         too.
+    span : tuple of (int, int), or ()
+        ``(start, stop)``: the class's units are rows ``start:stop`` of its row layers and input
+        columns ``start:stop`` of its column layers (one head of an attention block); ``()``:
+        all of them.
     """
 
     name: str
@@ -68,6 +74,7 @@ class SymmetryClass:
     columns: tuple = ()
     per_unit: tuple = ()
     rescalable: bool = False
+    span: tuple = ()
 
     @property
     def layers(self) -> tuple:
@@ -84,22 +91,39 @@ class SymmetryClass:
         perm : ndarray of shape (width,), int
         """
         for r in self.rows:
-            p = dict(params[r], weight=params[r]["weight"][perm])
+            rows = self.widened(perm, params[r]["weight"].shape[0])
+            p = dict(params[r], weight=params[r]["weight"][rows])
             if "bias" in p:
-                p["bias"] = p["bias"][perm]
+                p["bias"] = p["bias"][rows]
             params[r] = p
         for layer, spatial, channels_last in self.columns:
+            w = params[layer]["weight"]
             params[layer] = dict(params[layer], weight=permute_inputs(
-                params[layer]["weight"], perm, spatial, None, channels_last))
+                w, self.widened(perm, w.shape[1] // spatial), spatial, None, channels_last))
         for n in self.per_unit:
-            params[n] = {k: (v if k == "eps" else v[perm]) for k, v in params[n].items()}
+            params[n] = {k: (v if k == "eps" else v[self.widened(perm, v.shape[0])])
+                         for k, v in params[n].items()}
+
+    def widened(self, perm: np.ndarray, total: int) -> np.ndarray:
+        """``perm`` over the class's units as a permutation of all ``total`` units of a member
+        (the identity outside the class's span)."""
+        if not self.span:
+            return perm
+        full = np.arange(total)
+        full[self.span[0]:self.span[1]] = self.span[0] + perm
+        return full
+
+    def part(self, w: np.ndarray) -> np.ndarray:
+        """The class's rows of ``w``."""
+        return w if not self.span else w[self.span[0]:self.span[1]]
 
 
 def symmetry_classes(m) -> list[SymmetryClass]:
     """The classes of a :class:`~onnx_lineage.matching.MatchResult`, in graph order.
 
     Hidden units come from the match's chains (a layer, the normalisation layers after it, the
-    layer that reads it), residual streams from its paired streams (their matched members).
+    layer that reads it), residual streams from its paired streams (their matched members), the
+    dimensions of attention heads from its attention blocks (:mod:`onnx_lineage.model.attention`).
     """
     kinds = {layer.index: layer.kind for layer in m.a_layers}
     found = []
@@ -117,7 +141,27 @@ def symmetry_classes(m) -> list[SymmetryClass]:
         found.append(SymmetryClass("residual stream", "stream", sa.width, rows,
                                    tuple((i, 1, False) for i in sa.readers if i in matched),
                                    tuple(i for i in sa.followers if i in matched)))
-    return sorted(found, key=lambda c: min(c.rows))
+    taken = {r for c in found for r in c.rows}
+    for block in m.attention:
+        found += _head_classes(block, taken)
+    return sorted(found, key=lambda c: (min(c.rows), c.span))
+
+
+def _head_classes(block, taken: set) -> list[SymmetryClass]:
+    """Per head of an attention block: its q/k dimensions (rows of q and k, permuted together)
+    and its v/o dimensions (rows of v, input columns of o). Heads themselves stay in place:
+    permuting only within heads is a smaller group, so the tests stay exact."""
+    out = []
+    for h in range(block.heads):
+        span = (h * block.head_dim, (h + 1) * block.head_dim)
+        head = f" head {h}" if block.heads > 1 else ""
+        if not {block.q, block.k} & taken:
+            out.append(SymmetryClass(f"layer {block.q} q/k{head}", "attention", block.head_dim,
+                                     (block.q, block.k), span=span))
+        if block.v is not None and block.o is not None and block.v not in taken:
+            out.append(SymmetryClass(f"layer {block.v} v/o{head}", "attention", block.head_dim,
+                                     (block.v,), ((block.o, 1, False),), span=span))
+    return out
 
 
 def _units(m, index: int) -> int:
@@ -185,8 +229,13 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
     -------
     list of ClassMatch, in the order of ``classes``
     """
-    row_owner = {r: k for k, c in enumerate(classes) for r in c.rows}
-    col_owner = {col[0]: (k, col[1], col[2]) for k, c in enumerate(classes) for col in c.columns}
+    row_owner: dict[int, list] = {}  # layer -> the classes over its rows (one per head)
+    col_owner: dict[int, list] = {}  # layer -> (class, spatial, channels_last) over its inputs
+    for k, c in enumerate(classes):
+        for r in c.rows:
+            row_owner.setdefault(r, []).append(k)
+        for layer, spatial, channels_last in c.columns:
+            col_owner.setdefault(layer, []).append((k, spatial, channels_last))
     relabels = [rng.permutation(c.width) for c in classes]
     workers = workers or min(os.cpu_count() or 1, 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # FIFO: earlier classes start first
@@ -201,8 +250,8 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
 def _dependencies(cls: SymmetryClass, k: int, row_owner: dict, col_owner: dict) -> set[int]:
     """Earlier classes whose axes class ``k``'s features read (its rows' inputs, its readers'
     outputs)."""
-    deps = {col_owner[r][0] for r in cls.rows if r in col_owner}
-    deps |= {row_owner[c[0]] for c in cls.columns if c[0] in row_owner}
+    deps = {j for r in cls.rows for j, _, _ in col_owner.get(r, [])}
+    deps |= {j for c in cls.columns for j in row_owner.get(c[0], [])}
     return {j for j in deps if j < k}
 
 
@@ -290,34 +339,31 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
     """Feature blocks (units, features) of A and B for class ``k``, and their names."""
     fa, fb, names = [], [], []
     for r in cls.rows:
-        owner = col_owner.get(r)
-        wa, wb = a_params[r]["weight"], b_params[r]["weight"]
-        if owner is not None:
-            j, spatial, channels_last = owner
-            if j not in done:  # its input axis is not matched yet (or is this class): left out
-                continue
-            wb = _aligned_inputs(wb, done[j], spatial, channels_last)
-        fa.append(_with_bias(wa, a_params[r]))
-        fb.append(_with_bias(wb, b_params[r]))
+        owners = col_owner.get(r, [])
+        if any(j not in done for j, _, _ in owners):  # an input axis not matched yet: left out
+            continue
+        wb = _aligned_inputs(b_params[r]["weight"], [(done[j], sp, cl) for j, sp, cl in owners])
+        fa.append(_with_bias(cls.part(a_params[r]["weight"]), a_params[r], cls))
+        fb.append(_with_bias(cls.part(wb), b_params[r], cls))
         names.append(f"in:{r}")
     for n in cls.per_unit:
         fa.append(per_unit(a_params[n]))
         fb.append(per_unit(b_params[n]))
         names.append(f"unit:{n}")
     for layer, spatial, channels_last in cls.columns:
-        owner = row_owner.get(layer)
+        owners = row_owner.get(layer, [])
+        if any(j not in done for j in owners):  # its outputs are units matched later
+            continue
         wa, wb = a_params[layer]["weight"], b_params[layer]["weight"]
-        if owner is not None:
-            if owner not in done:
-                continue
-            wb = wb[done[owner].perm]
-        fa.append(out_features(wa, cls.width, spatial, channels_last))
-        fb.append(out_features(wb, cls.width, spatial, channels_last))
+        for j in owners:
+            wb = wb[done[j].cls.widened(done[j].perm, wb.shape[0])]
+        fa.append(out_features(_columns(wa, cls), cls.width, spatial, channels_last))
+        fb.append(out_features(_columns(wb, cls), cls.width, spatial, channels_last))
         names.append(f"out:{layer}")
     if not fa:  # nothing aligned: every unit's values sorted, blind to any other axis's order
         for r in cls.rows:
-            fa.append(np.sort(a_params[r]["weight"].reshape(cls.width, -1), axis=1))
-            fb.append(np.sort(b_params[r]["weight"].reshape(cls.width, -1), axis=1))
+            fa.append(np.sort(cls.part(a_params[r]["weight"]).reshape(cls.width, -1), axis=1))
+            fb.append(np.sort(cls.part(b_params[r]["weight"]).reshape(cls.width, -1), axis=1))
             names.append(f"sorted:{r}")
     return fa, fb, names
 
@@ -329,20 +375,38 @@ def _norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", scaled, scaled).astype(np.float64)) * peak
 
 
-def _aligned_inputs(w: np.ndarray, m: ClassMatch, spatial: int, channels_last: bool) -> np.ndarray:
-    """B's weight with its input axis (class ``m``) in A's order, a rescaling undone."""
-    inverse = None if m.scale is None else (1.0 / m.scale).astype(np.float32)
-    if w.ndim == 2:
-        return permute_inputs(w, m.perm, spatial, inverse, channels_last)
-    out = w[:, m.perm]
-    if m.scale is not None:
-        out = out * m.scale.astype(np.float32).reshape((1, -1) + (1,) * (w.ndim - 2))
-    return out
+def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
+    """B's weight with its input axis in A's order (each owning class's matching applied over its
+    span), a rescaling undone.
+
+    Parameters
+    ----------
+    w : ndarray
+        A canonical weight ``(out, in, ...)``.
+    owners : list of (ClassMatch, int, bool)
+        The classes over its inputs, with ``spatial`` and ``channels_last``.
+    """
+    for m, spatial, channels_last in owners:
+        inverse = None if m.scale is None else (1.0 / m.scale).astype(np.float32)
+        if w.ndim == 2:
+            w = permute_inputs(w, m.cls.widened(m.perm, w.shape[1] // spatial), spatial, inverse,
+                               channels_last)
+            continue
+        w = w[:, m.cls.widened(m.perm, w.shape[1])]
+        if m.scale is not None:
+            w = w * m.scale.astype(np.float32).reshape((1, -1) + (1,) * (w.ndim - 2))
+    return w
 
 
-def _with_bias(w: np.ndarray, params: dict) -> np.ndarray:
+def _columns(w: np.ndarray, cls: SymmetryClass) -> np.ndarray:
+    """The input columns of ``w`` that carry ``cls``'s units."""
+    return w if not cls.span else w[:, cls.span[0]:cls.span[1]]
+
+
+def _with_bias(w: np.ndarray, params: dict, cls: SymmetryClass) -> np.ndarray:
+    """Rows of ``w`` with the class's part of the bias as a last column."""
     rows = w.reshape(w.shape[0], -1)
     if "bias" not in params:
         return rows
-    return np.concatenate([rows, params["bias"].reshape(-1, 1)], axis=1)
+    return np.concatenate([rows, cls.part(params["bias"]).reshape(-1, 1)], axis=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,7 @@ from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.streams import align_streams, pair_streams
+from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
 from onnx_lineage.model.streams import streams
@@ -54,6 +56,7 @@ class MatchResult(Result):
     _a_params: dict = field(default_factory=dict, repr=False)
     _b_own: dict = field(default_factory=dict, repr=False)
     _stream_pairs: list = field(default_factory=list, repr=False)
+    _attention: list = field(default_factory=list, repr=False)
 
     @property
     def a_layers(self) -> list[Layer]:
@@ -81,6 +84,12 @@ class MatchResult(Result):
         (orientation, flatten order, BatchNorm folding, a dropped zero bias) applied, no
         permutation or rescaling of units."""
         return self._b_own
+
+    @property
+    def attention(self) -> list:
+        """Attention blocks found in both models over matched layers (A's indices; v and o None
+        where they differ between A and B)."""
+        return self._attention
 
     @property
     def stream_pairs(self) -> list:
@@ -238,11 +247,26 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                      f"{cov_b:.1%} of B's parameters")
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
                        limits, statement, excluded, la, lb, aligned, folded, chains,
-                       {k: a_params[k] for k in b_own}, b_own, stream_pairs)
+                       {k: a_params[k] for k in b_own}, b_own, stream_pairs,
+                       _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of))
 
 
 #: Layer kinds checked for fixed signal-processing constants.
 _TRAINABLE = ("dense", "conv", "embedding", "linear")
+
+
+def _attention_pairs(blocks_a: list, blocks_b: list, b_of: dict) -> list:
+    """A's attention blocks that B has over the same matched layers, with the same heads."""
+    out = []
+    for x in blocks_a:
+        y = next((y for y in blocks_b if b_of.get(x.q) == y.q and b_of.get(x.k) == y.k
+                  and x.heads == y.heads), None)
+        if y is None:
+            continue
+        same_v = x.v is not None and b_of.get(x.v) == y.v
+        same_o = same_v and x.o is not None and b_of.get(x.o) == y.o
+        out.append(dataclasses.replace(x, v=x.v if same_v else None, o=x.o if same_o else None))
+    return out
 
 
 def _coverage(all_layers: list[Layer], matched: list[Layer]) -> float:

@@ -77,3 +77,73 @@ def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
+
+
+def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | None = None,
+                    vo: np.ndarray | None = None, rotary: bool = False,
+                    shape: str = "constant") -> onnx.ModelProto:
+    """Token embeddings, one multi-head self-attention block with an output projection, a
+    residual addition, LayerNorm, the mean over positions and a head (ids (N, 6) of 20 tokens).
+
+    ``qk`` and ``vo`` (d,) reorder dimensions within each head (they must map every head's span
+    onto itself): q's and k's rows together, v's rows with o's input columns: the same function.
+    ``rotary`` multiplies q by a fixed factor per dimension (as a rotary embedding does), which
+    breaks that symmetry. ``shape``: the head split's target shape as a ``constant`` or as a
+    ``concat`` of shapes computed at run time and the constant head count.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    dh = d // heads
+
+    def w(*s):
+        return (rng.normal(size=s) / np.sqrt(s[0])).astype(np.float32)
+
+    t = {"emb": w(20, d), "Wq": w(d, d), "bq": w(d), "Wk": w(d, d), "bk": w(d), "Wv": w(d, d),
+         "bv": w(d), "Wo": w(d, d), "bo": w(d), "g": 1 + w(d), "b": w(d), "Wh": w(d, 3),
+         "bh": w(3), "scale": np.array(np.sqrt(dh), np.float32),
+         "rot": (1 + np.arange(d) / d).astype(np.float32),
+         "split": np.array([0, 0, heads, dh], np.int64), "merge": np.array([0, 0, d], np.int64),
+         "heads": np.array([heads], np.int64), "axis": np.array([1], np.int64)}
+    if qk is not None:
+        for name in ("Wq", "Wk"):
+            t[name] = t[name][:, qk]
+        t["bq"], t["bk"] = t["bq"][qk], t["bk"][qk]
+    if vo is not None:
+        t["Wv"], t["bv"], t["Wo"] = t["Wv"][:, vo], t["bv"][vo], t["Wo"][vo]
+    n = helper.make_node
+    nodes = [n("Gather", ["emb", "ids"], ["x"])]
+    for p in ("q", "k", "v"):
+        nodes += [n("MatMul", ["x", f"W{p}"], [f"{p}0"]), n("Add", [f"{p}0", f"b{p}"], [f"{p}1"])]
+    if rotary:
+        nodes.append(n("Mul", ["q1", "rot"], ["q1r"]))
+    split = "split"
+    if shape == "concat":  # (batch, positions) from the input's shape, then heads and head size
+        t["split"], t["hd"], split = None, np.array([dh], np.int64), "split_c"
+        nodes += [n("Shape", ["ids"], ["ids_shape"]),
+                  n("Concat", ["ids_shape", "heads", "hd"], [split], axis=0)]
+    q_in = "q1r" if rotary else "q1"
+    heads_first, keys_last = [0, 2, 1, 3], [0, 2, 3, 1]
+    nodes += [n("Reshape", [q_in, split], ["qh"]), n("Transpose", ["qh"], ["qt"], perm=heads_first),
+              n("Reshape", ["k1", split], ["kh"]), n("Transpose", ["kh"], ["kt"], perm=keys_last),
+              n("Reshape", ["v1", split], ["vh"]), n("Transpose", ["vh"], ["vt"], perm=heads_first),
+              n("MatMul", ["qt", "kt"], ["s0"]), n("Div", ["s0", "scale"], ["s1"]),
+              n("Softmax", ["s1"], ["a"], axis=-1), n("MatMul", ["a", "vt"], ["c0"]),
+              n("Transpose", ["c0"], ["c1"], perm=heads_first),
+              n("Reshape", ["c1", "merge"], ["c2"]),
+              n("MatMul", ["c2", "Wo"], ["o0"]), n("Add", ["o0", "bo"], ["o1"]),
+              n("Add", ["x", "o1"], ["r"]),
+              n("LayerNormalization", ["r", "g", "b"], ["ln"], axis=-1),
+              n("ReduceMean", ["ln"], ["pooled"], axes=[1], keepdims=0),
+              n("MatMul", ["pooled", "Wh"], ["h0"]), n("Add", ["h0", "bh"], ["logits"])]
+    inits = [numpy_helper.from_array(v, k) for k, v in t.items() if v is not None]
+    info = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "attention", [info("ids", TensorProto.INT64, ["n", 6])],
+                              [info("logits", TensorProto.FLOAT, ["n", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def within_heads(rng: np.random.Generator, heads: int, dh: int) -> np.ndarray:
+    """A random permutation of ``heads * dh`` dimensions that keeps every head's span."""
+    return np.concatenate([h * dh + rng.permutation(dh) for h in range(heads)])

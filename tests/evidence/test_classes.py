@@ -115,3 +115,32 @@ def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
     _, dense = linear_sum_assignment(sim, maximize=True)
     assert sorted(perm) == list(range(n))
     assert sim[np.arange(n), perm].sum() == pytest.approx(sim[np.arange(n), dense].sum(), rel=1e-3)
+
+
+def test_dimensions_permuted_within_heads_are_the_same_function_and_are_undone(tmp_path):
+    import onnx
+
+    from onnx_lineage.model.runner import Runner
+    from tests.evidence.models import attention_model, within_heads
+    rng = np.random.default_rng(1)
+    qk, vo = within_heads(rng, 4, 4), within_heads(rng, 4, 4)
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(attention_model(0), pa)
+    onnx.save(attention_model(0, qk=qk, vo=vo), pb)
+    ids = {"ids": rng.integers(0, 20, (10, 6))}
+    np.testing.assert_allclose(Runner(onnx.load(pa), device="cpu").run(ids)[0],
+                               Runner(onnx.load(pb), device="cpu").run(ids)[0], atol=1e-5)
+    classes, matches = _matches(str(pa), str(pb))
+    heads = [(c.name, c.span) for c in classes if c.kind == "attention"]
+    assert len(heads) == 8 and heads[0] == ("layer 1 q/k head 0", (0, 4))
+    for c, mt in zip(classes, matches):
+        if c.kind == "attention":
+            want = (qk if "q/k" in c.name else vo)[c.span[0]:c.span[1]] - c.span[0]
+            assert np.array_equal(mt.perm, np.argsort(want)) and mt.similarity > 0.99999
+    params = dict(match(str(pa), str(pb)).b_own)
+    for c, mt in zip(classes, matches):  # putting B's dimensions back in A's order gives A
+        if c.kind == "attention":
+            c.permute(params, mt.perm)
+    m = match(str(pa), str(pa))
+    for layer in (1, 2, 3, 4):
+        np.testing.assert_allclose(params[layer]["weight"], m.b_own[layer]["weight"], atol=1e-6)

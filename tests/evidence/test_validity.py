@@ -33,3 +33,22 @@ def test_noisy_copies_are_detected(tmp_path):
     noisy = [w + 0.3 * w.std() * rng.normal(size=w.shape).astype(np.float32) for w in ws]
     ev = data_free(match(save(ws, bs, tmp_path / "a.onnx"), save(noisy, bs, tmp_path / "b.onnx")))
     assert ev.unit_order.p_value < 1e-15
+
+
+def test_attention_head_classes_are_valid_on_independent_pairs(tmp_path):
+    import onnx
+
+    from tests.evidence.models import attention_model
+    paths = []
+    for k in range(12):
+        paths.append(str(tmp_path / f"att{k}.onnx"))
+        onnx.save(attention_model(200 + k), paths[-1])
+    ps = []
+    for i in range(len(paths)):
+        for j in range(i + 1, len(paths)):
+            ev = data_free(match(paths[i], paths[j]), rng=np.random.default_rng(i * 31 + j))
+            ps += [c["p_value"] for c in ev.unit_order.classes if "q/k" in c["name"]
+                   or "v/o" in c["name"]]
+    ps = np.array(ps)  # 66 pairs x 8 head classes of 4 dimensions
+    for level in (0.1, 0.25, 0.5):
+        assert np.mean(ps <= level) <= level + 0.05
