@@ -117,7 +117,7 @@ def encoder_pair(noise=0.05):
     LayerNorm), PyTorch's initialisation and a perturbed copy, with digits as token data."""
     import torch
     from accuracy import zoo_data
-    from zoo import Encoder
+    from families import Encoder
     torch.manual_seed(0)
     model = Encoder().eval()
     ex = (torch.zeros(2, 64, dtype=torch.int64), torch.ones(2, 64, dtype=torch.int64))

@@ -155,8 +155,9 @@ class MobileCNN(nn.Module):
 
 
 class Encoder(nn.Module):
-    """The zoo's token encoder (benchmarks/zoo.py): embeddings, one attention layer, LayerNorm,
-    a feed-forward layer over the mean of the positions."""
+    """The token encoder of the lineage zoo (benchmarks/zoo.py) and of the ``encoder`` family:
+    embeddings, one attention layer, LayerNorm, a feed-forward layer over the mean of the
+    positions."""
 
     def __init__(self, classes=10, d=32, ff=64):
         super().__init__()

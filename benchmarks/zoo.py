@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from families import Encoder, cnn, noisy, permuted_mlp  # the architectures and derivations shared
+
 warnings.filterwarnings("ignore")
 logging.getLogger().setLevel(logging.ERROR)
 torch.set_num_threads(2)
@@ -67,33 +69,6 @@ A_IDX, B_IDX = np.arange(HALF), np.arange(HALF, len(X))
 
 def mlp():
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
-
-
-def cnn():
-    return nn.Sequential(nn.Unflatten(1, (1, 8, 8)),
-                         nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10))
-
-
-class Encoder(nn.Module):
-    def __init__(self, classes=10):
-        super().__init__()
-        self.tok = nn.Embedding(17, 32)
-        self.pos = nn.Embedding(64, 32)
-        self.q, self.k, self.v = nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(32, 32)
-        self.norm = nn.LayerNorm(32)
-        self.ff = nn.Linear(32, 64)
-        self.head = nn.Linear(64, classes)
-
-    def forward(self, input_ids, attention_mask):
-        pos = torch.arange(input_ids.shape[1]).unsqueeze(0)
-        h = self.tok(input_ids) + self.pos(pos)
-        att = self.q(h) @ self.k(h).transpose(1, 2) / 32 ** 0.5
-        att = att.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4).softmax(-1)
-        h = self.norm(h + att @ self.v(h))
-        m = attention_mask.unsqueeze(-1).float()
-        return self.head(torch.relu(self.ff((h * m).sum(1) / m.sum(1))))
 
 
 def inputs_of(family, idx, shift=0.0):
@@ -161,28 +136,6 @@ def prune(model, frac):
             masks[w] = (w.abs() > cut).float()
             w.mul_(masks[w])
     return masks
-
-
-def add_noise(model, level, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.add_(torch.randn(p.shape, generator=g) * level * p.std())
-    return model
-
-
-def obfuscate_mlp(model, seed):
-    rng = np.random.default_rng(seed)
-    lin = [m for m in model if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for a, b in zip(lin[:-1], lin[1:]):
-            perm = torch.from_numpy(rng.permutation(a.out_features))
-            s = torch.from_numpy(rng.uniform(0.5, 2.0, a.out_features).astype(np.float32))
-            a.weight.copy_(a.weight[perm] * s[:, None])
-            a.bias.copy_(a.bias[perm] * s)
-            b.weight.copy_(b.weight[:, perm] / s[None, :])
-    return model
 
 
 def obfuscate_cnn(model, seed):
@@ -285,12 +238,12 @@ def build_torch_family(family, out, reduced):
         member(f"prune_{int(f * 100)}", _pruned(parent, f), "related", "prune", f)
     levels = (0.05, 0.3) if reduced else (0.02, 0.05, 0.1, 0.3)
     for lv in levels:
-        member(f"noise_{lv}", add_noise(copy.deepcopy(parent), lv, 7), "related", "noise", lv)
+        member(f"noise_{lv}", noisy(parent, lv, 7), "related", "noise", lv)
     for q in quantize(out / "parent.onnx", out, "parent", family):
         pairs.append(dict(a=f"{family}/parent", b=f"{family}/{q}", relation="related", ladder=None,
                           level=None, split="evaluation"))
     if family == "mlp":
-        member("obfuscated", obfuscate_mlp(copy.deepcopy(parent), 3), "related")
+        member("obfuscated", permuted_mlp(parent, 3), "related")
     if family == "enc":
         member("obfuscated", obfuscate_enc(copy.deepcopy(parent), 3), "related")
     if family == "cnn":
