@@ -76,17 +76,16 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
     chord = 0.5 * (probe.point(0.0)["loss"] + probe.point(1.0)["loss"])
     observed = probe.point(0.5)["loss"]
     slot = {key: n for n, key in enumerate(keys)}
+    members = {x for c in permuted for x in c.layers}
+    touched = [(n, layer, key) for (layer, key), n in slot.items() if layer in members]
     excess = []
 
     def draw() -> float:
         params = dict(own)
         for c in permuted:
             c.permute(params, rng.permutation(c.width))
-        for c in permuted:
-            for layer in c.layers:
-                for key, value in params[layer].items():
-                    if (layer, key) in slot:
-                        probe.set_b(slot[(layer, key)], value)
+        for n, layer, key in touched:  # each tensor once, however many classes share it
+            probe.set_b(n, params[layer][key])
         loss = probe.point(0.5)["loss"]
         excess.append(loss - chord)
         return loss
