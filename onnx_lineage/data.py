@@ -7,15 +7,23 @@ ignored and reported. Each model of a pair takes what it declares.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from onnx_lineage import memory
 from onnx_lineage.errors import DataError
+from onnx_lineage.model.graph import MAX_TENSOR_ELEMENTS
 
-MAX_DATA_BYTES = 2 * 1024**3
+#: Largest data file, and largest total of its arrays once decompressed, in bytes; override with
+#: the environment variable ``ONNX_LINEAGE_MAX_DATA_BYTES``. The run's memory budget
+#: (:mod:`onnx_lineage.memory`) caps the arrays too.
+MAX_DATA_BYTES = int(os.environ.get("ONNX_LINEAGE_MAX_DATA_BYTES", 2 * 1024**3))
+#: Most arrays in one ``.npz``.
+MAX_DATA_ARRAYS = 1024
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,9 @@ def load_data(path: str | Path) -> Dataset:
     if not p.is_file():
         raise DataError(f"{p}: no such data file")
     if p.stat().st_size > MAX_DATA_BYTES:
-        raise DataError(f"{p}: larger than {MAX_DATA_BYTES} bytes")
+        raise DataError(f"{p}: larger than {MAX_DATA_BYTES} bytes (ONNX_LINEAGE_MAX_DATA_BYTES)")
     try:
+        _check_sizes(p)
         if p.suffix == ".npy":
             arrays = {"x": np.load(p, allow_pickle=False)}
         elif p.suffix == ".npz":
@@ -95,6 +104,49 @@ def load_data(path: str | Path) -> Dataset:
                             f"dtype {y.dtype}")
         y = y.astype(np.int64)
     return Dataset(arrays, y, p.name)
+
+
+def _check_sizes(p: Path) -> None:
+    """Refuse a data file whose arrays, as their ``.npy`` headers declare them, hold too many
+    elements or bytes, before any array is read (a few MB of deflated zeros can declare GiBs)."""
+    if p.suffix == ".npy":
+        with open(p, "rb") as f:
+            headers = [("x", _header(f))]
+    elif p.suffix == ".npz":
+        with zipfile.ZipFile(p) as z:
+            members = [i for i in z.infolist() if i.filename.endswith(".npy")]
+            if len(members) > MAX_DATA_ARRAYS:
+                raise DataError(f"{p}: {len(members)} arrays, over the limit of {MAX_DATA_ARRAYS}")
+            headers = []
+            for info in members:
+                with z.open(info) as f:
+                    headers.append((info.filename[:-4], _header(f)))
+    else:
+        return
+    total = 0
+    for name, (shape, dtype) in headers:
+        count = int(np.prod(shape, dtype=np.float64))
+        if count > MAX_TENSOR_ELEMENTS:
+            raise DataError(f"{p}: array {name!r} declares {count} elements, over the limit of "
+                            f"{MAX_TENSOR_ELEMENTS} (ONNX_LINEAGE_MAX_TENSOR_ELEMENTS)")
+        total += count * dtype.itemsize
+    if total > MAX_DATA_BYTES:
+        raise DataError(f"{p}: its arrays declare {memory.describe(total)} once decompressed, "
+                        f"over the limit of {memory.describe(MAX_DATA_BYTES)} "
+                        "(ONNX_LINEAGE_MAX_DATA_BYTES)")
+    try:
+        memory.check(total, f"{p.name}: its arrays")
+    except memory.MemoryBudgetError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _header(f) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from a ``.npy`` header, reading nothing past it."""
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read(f)
+    return shape, dtype
 
 
 def sources(inputs, data: Dataset, model_name: str = "model") -> dict[str, str]:

@@ -106,3 +106,59 @@ def test_corrupt_numpy_files(tmp_path, payload):
         p.write_bytes(payload)
         with pytest.raises(LineageError):
             load_data(p)
+
+
+# -- hostile shapes: nesting, compressed bombs, huge declared shapes, Tile chains -------------
+
+@pytest.fixture
+def small_budget():
+    """A 256 MiB memory budget: whatever would need more must be refused before allocation."""
+    from onnx_lineage import memory
+    memory.set_budget("256M")
+    yield
+    memory.set_budget(None)
+
+
+@FUZZ
+@given(st.integers(0, 30))  # protobuf parses at most ~32 levels of nested If
+def test_nested_subgraphs(tmp_path_factory, small_budget, depth):
+    from tests.hostile import nested_if
+    p = tmp_path_factory.mktemp("fzn") / "m.onnx"
+    import onnx
+    onnx.save(nested_if(depth), p)
+    _exercise(p)
+
+
+@FUZZ
+@given(st.lists(st.integers(1, 10**7), min_size=1, max_size=4))
+def test_huge_declared_shapes(tmp_path_factory, small_budget, shape):
+    import onnx
+
+    from tests.hostile import huge_constant
+    p = tmp_path_factory.mktemp("fzh") / "m.onnx"
+    onnx.save(huge_constant(shape), p)
+    _exercise(p)
+
+
+@FUZZ
+@given(st.integers(0, 64), st.integers(1, 64))
+def test_tile_chains(tmp_path_factory, small_budget, steps, width):
+    import onnx
+
+    from tests.hostile import tile_chain
+    p = tmp_path_factory.mktemp("fzt") / "m.onnx"
+    onnx.save(tile_chain(steps, width), p)
+    _exercise(p)
+
+
+@FUZZ
+@given(st.integers(1, 8192), st.integers(1, 2048))
+def test_compressed_bombs(tmp_path_factory, small_budget, rows, cols):
+    from tests.hostile import zeros_npz
+    p = zeros_npz(tmp_path_factory.mktemp("fzb") / "d.npz", rows, cols)
+    try:
+        ds = load_data(p)
+    except LineageError as exc:
+        assert "\n" not in str(exc) and ("limit" in str(exc) or "budget" in str(exc))
+        return
+    assert ds.arrays["x"].nbytes <= 256 * 1024**2

@@ -22,13 +22,19 @@ for _module in (cmd_inspect, cmd_match, cmd_determine, cmd_closeness, cmd_analyz
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1 (or 2)."""
+    """Console entry point: user errors and running out of memory become one line on stderr and
+    exit code 1 (usage errors 2)."""
     from onnx_lineage.errors import LineageError
     try:
         app()
     except LineageError as exc:
         print(f"onnx-lineage: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except MemoryError as exc:  # numpy's _ArrayMemoryError among them: one line, never a traceback
+        what = str(exc).splitlines()[0][:200] if str(exc) else "an allocation failed"
+        print(f"onnx-lineage: error: out of memory ({what}); a lower --max-memory makes the run "
+              "plan for less", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("onnx-lineage: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, ModelArg,
-                                      OutputKind, OutputOpt, QuietOpt, SeedOpt)
+from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
+                                      ModelArg, OutputKind, OutputOpt, QuietOpt, SeedOpt,
+                                      use_memory)
 
 NAME = "analyze"
 
@@ -29,9 +30,11 @@ PointsOpt = Annotated[int, typer.Option("--points", min=1, help="Most points for
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             points: PointsOpt = 256, alpha: AlphaOpt = 0.01, report: ReportOpt = None,
-            expect: ExpectOpt = None, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+            expect: ExpectOpt = None, json: JsonOpt = False, quiet: QuietOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """Correspondence, determination and closeness of B against A in one run, with an optional
     HTML or Markdown report and a CI gate (--expect)."""
+    use_memory(max_memory)
     from onnx_lineage.analyze import analyze, check_expect
     from onnx_lineage.cli import render
     from onnx_lineage.cli.cmd_closeness import render_closeness

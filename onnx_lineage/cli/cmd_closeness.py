@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, ModelArg, OutputKind,
-                                      OutputOpt, SeedOpt)
+from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt, ModelArg,
+                                      OutputKind, OutputOpt, SeedOpt, use_memory)
 
 NAME = "closeness"
 
@@ -24,9 +24,11 @@ BoundsOpt = Annotated[Optional[str], typer.Option("--bounds", help="Valid input 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             points: PointsOpt = 256, budget: BudgetOpt = None, tolerance: TolOpt = 0.02,
-            rays: RaysOpt = 6, bounds: BoundsOpt = None, json: JsonOpt = False) -> None:
+            rays: RaysOpt = 6, bounds: BoundsOpt = None, json: JsonOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """How far has B moved from A? Black-box closeness from decision-boundary distances and the
     prediction matching rate, with a 95% interval and the queries spent."""
+    use_memory(max_memory)
     from onnx_lineage.analyses.closeness import closeness
     from onnx_lineage.cli import render
     from onnx_lineage.data import load_data

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import Device, DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+from onnx_lineage.cli.options import (Device, DeviceOpt, JsonOpt, MaxMemoryOpt, QuietOpt,
+                                      SeedOpt, use_memory)
 
 NAME = "demo"
 
@@ -18,10 +19,11 @@ ReportOpt = Annotated[Path, typer.Option("--report", help="Where to write the ex
 
 def command(out: OutOpt = None, seed: SeedOpt = 0, device: DeviceOpt = Device.auto,
             report: ReportOpt = Path("onnx-lineage-demo-report.html"), json: JsonOpt = False,
-            quiet: QuietOpt = False) -> None:
+            quiet: QuietOpt = False, max_memory: MaxMemoryOpt = None) -> None:
     """Train a small model family on the built-in digits (parent, fine-tuned, pruned, noisy,
     int8, obfuscated, independent), run every analysis of each member against the parent, and
     write an example report."""
+    use_memory(max_memory)
     from onnx_lineage.cli import render
     from onnx_lineage.cli.progress import steps
     from onnx_lineage.demo.run import run_demo

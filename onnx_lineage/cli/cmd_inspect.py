@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from onnx_lineage.cli.options import DeviceOpt, Device, JsonOpt, ModelArg, OutputKind, OutputOpt
+from onnx_lineage.cli.options import (Device, DeviceOpt, JsonOpt, MaxMemoryOpt, ModelArg,
+                                      OutputKind, OutputOpt, use_memory)
 
 NAME = "inspect"
 
 
 def command(model: ModelArg, device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
-            json: JsonOpt = False) -> None:
+            json: JsonOpt = False, max_memory: MaxMemoryOpt = None) -> None:
     """Inputs, outputs, producer, opset, parametric layers, quantization and batch dependence."""
+    use_memory(max_memory)
     from onnx_lineage.cli import render
     from onnx_lineage.model.inspect import inspect_model
 

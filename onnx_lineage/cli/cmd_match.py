@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from onnx_lineage.cli.options import AlphaOpt, JsonOpt, ModelArg, SeedOpt
+from onnx_lineage.cli.options import (AlphaOpt, JsonOpt, MaxMemoryOpt, ModelArg, SeedOpt,
+                                      use_memory)
 
 NAME = "match"
 
 
 def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: SeedOpt = 0,
-            json: JsonOpt = False) -> None:
+            json: JsonOpt = False, max_memory: MaxMemoryOpt = None) -> None:
     """Layer correspondence of A and B: transforms applied (transpose, dequantize, BatchNorm fold,
     permutation, scale), cosine similarity after alignment, coverage; and per class of hidden
     units, the data-free independence tests (unit order, aligned weights)."""
+    use_memory(max_memory)
     import numpy as np
 
     from onnx_lineage.cli import render

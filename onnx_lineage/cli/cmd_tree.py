@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import DataOpt, Device, DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
+                                      QuietOpt, SeedOpt, use_memory)
 
 NAME = "tree"
 
@@ -21,8 +22,10 @@ MermaidOpt = Annotated[bool, typer.Option("--mermaid", help="Print the forest as
 
 def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, ray: RayOpt = None, report: ReportOpt = None,
-            mermaid: MermaidOpt = False, json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+            mermaid: MermaidOpt = False, json: JsonOpt = False, quiet: QuietOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """Lineage forest over many models: which share lineage, and who derives from whom."""
+    use_memory(max_memory)
     from onnx_lineage.cli import render
     from onnx_lineage.cli.progress import steps
     from onnx_lineage.data import load_data

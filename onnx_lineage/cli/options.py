@@ -37,3 +37,14 @@ OutputOpt = Annotated[OutputKind, typer.Option("--output", help="What the model'
 AlphaOpt = Annotated[float, typer.Option("--alpha", min=1e-12, max=0.5,
                                          help="Level of the verdict: related only when the tests "
                                               "reject independence at it.")]
+MaxMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="Memory budget of the run (e.g. 4G): data, tensors and batches are "
+                         "checked against it before allocation. Default: ONNX_LINEAGE_MAX_MEMORY, "
+                         "else half the machine's memory.", show_default=False)]
+
+
+def use_memory(max_memory: str | None) -> None:
+    """Make ``--max-memory`` the run's budget (:mod:`onnx_lineage.memory`)."""
+    if max_memory is not None:
+        from onnx_lineage.memory import set_budget
+        set_budget(max_memory)

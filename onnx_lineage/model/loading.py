@@ -19,6 +19,9 @@ from onnx_lineage.errors import ModelError
 #: Largest model file (protobuf plus external data) read by default, in bytes; override with the
 #: environment variable ``ONNX_LINEAGE_MAX_MODEL_BYTES``.
 MAX_MODEL_BYTES = int(os.environ.get("ONNX_LINEAGE_MAX_MODEL_BYTES", 4 * 1024**3))
+#: Deepest nesting of subgraphs (If branches, Loop and Scan bodies) read; override with the
+#: environment variable ``ONNX_LINEAGE_MAX_SUBGRAPH_DEPTH``.
+MAX_SUBGRAPH_DEPTH = int(os.environ.get("ONNX_LINEAGE_MAX_SUBGRAPH_DEPTH", 16))
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,22 @@ def _check_external(model: onnx.ModelProto, folder: Path, max_bytes: int) -> Non
         raise ModelError(f"external data totals {total} bytes, over the limit of {max_bytes}")
 
 
+def subgraph_depth(graph: onnx.GraphProto, limit: int) -> int:
+    """How deep subgraphs nest in ``graph`` (0: none), each visited once, without recursion;
+    the walk stops as soon as it passes ``limit`` (the value returned is then ``limit + 1``)."""
+    deepest, stack = 0, [(graph, 0)]
+    while stack:
+        g, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        for node in g.node:
+            for a in node.attribute:
+                subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+                stack.extend((sub, depth + 1) for sub in subs)
+    return deepest
+
+
 def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
                check: bool = True) -> LoadedModel:
     """Read and validate an ONNX file.
@@ -109,6 +128,10 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
         raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelError(f"{p}: not an ONNX model (no graph nodes)")
+    depth = subgraph_depth(proto.graph, MAX_SUBGRAPH_DEPTH)
+    if depth > MAX_SUBGRAPH_DEPTH:
+        raise ModelError(f"{p}: subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep, over the "
+                         "limit (ONNX_LINEAGE_MAX_SUBGRAPH_DEPTH)")
     try:
         _check_external(proto, p.parent, max_bytes - size)
     except (ValueError, TypeError, KeyError):

@@ -167,9 +167,13 @@ class _Walker:
 
     def __init__(self):
         self.layers: list[Layer] = []
+        self.subgraphs = 0
 
     def walk(self, graph: onnx.GraphProto, outer: GraphIndex | None = None, scope: str = "") -> None:
-        _name_nodes(graph, f"{scope}/" if scope else "")
+        # unnamed nodes of a subgraph are named after a short id of it, not its path: nested
+        # subgraphs would otherwise repeat every enclosing path in every name
+        self.subgraphs += bool(scope)
+        _name_nodes(graph, f"s{self.subgraphs}/" if scope else "")
         g = GraphIndex(graph, outer)
         for node in graph.node:
             handler = _HANDLERS.get((node.domain or "ai.onnx", node.op_type))

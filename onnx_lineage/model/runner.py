@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from kernels.labels import argmax_rows
+from onnx_lineage import memory
 from onnx_lineage.errors import DataError, LineageError, ModelError
 from onnx_lineage.model.graph import inferred_values
 from onnx_lineage.model.runtime import ort, providers_for
@@ -49,6 +50,12 @@ SPIN = False
 
 #: Providers whose sessions get batches padded to few shapes (:meth:`Runner.plan`).
 PAD_PROVIDERS = ("CUDAExecutionProvider",)
+
+#: Bytes per element of ONNX tensor types (others count 4).
+_ELEMENT_BYTES = {onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.INT64: 8, onnx.TensorProto.UINT64: 8,
+                  onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
+                  onnx.TensorProto.INT16: 2, onnx.TensorProto.UINT16: 2, onnx.TensorProto.INT8: 1,
+                  onnx.TensorProto.UINT8: 1, onnx.TensorProto.BOOL: 1}
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
@@ -140,17 +147,18 @@ def _session_options(rt, threads: int | None):
     return opts
 
 
-def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
-    """Bytes of intermediate values per row from shape inference, and whether every value of the
-    main graph had a fully known row shape (if not, the estimate counts 16 per unknown dim and
-    misses values without a shape, and :func:`_probed_row_bytes` should measure instead)."""
+def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool, tuple[str, float]]:
+    """Bytes of intermediate values per row from shape inference, whether every value of the main
+    graph had a fully known row shape (if not, the estimate counts 16 per unknown dim and misses
+    values without a shape, and :func:`_probed_row_bytes` should measure instead), and the
+    largest value whose whole size is known (name, bytes: a batch of one for symbolic dims)."""
     try:
         infos = inferred_values(model) + list(model.graph.input)
     except Exception:
         infos = list(model.graph.output) + list(model.graph.input)
     shaped = {vi.name for vi in infos}
     certain = all(o in shaped for n in model.graph.node for o in n.output if o)
-    total = 0
+    total, largest = 0.0, ("", 0.0)
     for vi in infos:
         tt = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and not tt.HasField("shape"):
@@ -158,13 +166,18 @@ def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool]:
         dims = tt.shape.dim
         if not dims:
             continue
-        n = 1
-        for d in dims[1:]:
+        size = _ELEMENT_BYTES.get(tt.elem_type, 4)
+        row, whole = float(size), float(size)
+        for k, d in enumerate(dims):
             known = d.HasField("dim_value") and d.dim_value > 0
-            certain &= known
-            n *= d.dim_value if known else 16
-        total += 4 * n
-    return max(total, 1024), certain
+            whole *= d.dim_value if known else 1
+            if k:
+                certain &= known
+                row *= d.dim_value if known else 16
+        total += row
+        if whole > largest[1]:
+            largest = (vi.name, whole)
+    return int(min(max(total, 1024), 2**62)), certain, largest
 
 
 def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
@@ -220,7 +233,10 @@ class Runner:
         self.name = name
         self.model = model
         convolves = has_convolution(model)
-        row_bytes, certain = _row_bytes(model)
+        row_bytes, certain, (largest, largest_bytes) = _row_bytes(model)
+        # refused before onnxruntime allocates: a few bytes of graph can declare terabytes
+        memory.check(row_bytes, f"{name}: one row of its intermediate values")
+        memory.check(largest_bytes, f"{name}: its value {largest!r}")
         small = (not convolves and certain and row_bytes <= SINGLE_THREAD_MAX_ROW_BYTES
                  and parameter_count(model, static_inputs) <= SINGLE_THREAD_MAX_PARAMS)
         opts = _session_options(rt, 1 if threads is None and small else threads)
@@ -254,7 +270,8 @@ class Runner:
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
         self._probe = False  # measure one row's intermediate values before the first pass
         if batch_size is None:
-            batch_size = int(np.clip(BATCH_MEMORY_BYTES // row_bytes, 1, MAX_BATCH))
+            per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
+            batch_size = int(np.clip(per_batch // row_bytes, 1, MAX_BATCH))
             if not certain and model.ByteSize() > PROBE_MAX_MODEL_BYTES:
                 # too large to load twice for a probe: small batches instead of a guess
                 batch_size = min(batch_size, UNSIZED_LARGE_BATCH)
@@ -337,7 +354,9 @@ class Runner:
             self._probe = False
             measured = _probed_row_bytes(self.model, feeds, static or {})
             if measured:
-                self.batch_size = int(np.clip(BATCH_MEMORY_BYTES // max(measured, 1024), 1,
+                memory.check(measured, f"{self.name}: one row of its intermediate values")
+                per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
+                self.batch_size = int(np.clip(per_batch // max(measured, 1024), 1,
                                               self.batch_size))
         plan = self.plan(n)
         if len(plan) == 1 and plan[0][2] == m:  # one batch, the feeds as given: no copies

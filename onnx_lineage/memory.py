@@ -1,0 +1,84 @@
+"""The memory budget of a run: one figure that data arrays, tensor sizes from shape inference and
+batch sizes are checked against before anything is allocated.
+
+The budget is, in order: what :func:`set_budget` was given (the CLI's ``--max-memory``), the
+environment variable ``ONNX_LINEAGE_MAX_MEMORY``, or half of the machine's physical memory.
+Sizes are written as bytes or with a unit: ``512M``, ``4G``, ``1.5GiB``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from onnx_lineage.errors import LineageError, UsageError
+
+ENV = "ONNX_LINEAGE_MAX_MEMORY"
+#: Share of the machine's physical memory a run may plan for when nothing else is set.
+DEFAULT_FRACTION = 0.5
+#: Used when the machine's memory cannot be read.
+FALLBACK_BYTES = 4 * 1024**3
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
+          "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4,
+          "TB": 1024**4, "TIB": 1024**4}
+_budget: int | None = None
+
+
+class MemoryBudgetError(LineageError):
+    """Something would need more memory than the run's budget."""
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"4G"``, ``"1.5GiB"`` or plain bytes, as bytes (binary units)."""
+    s = str(text).strip().upper().replace(" ", "")
+    number = s.rstrip("BKMGTI")
+    unit = s[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"not a size: {text!r} (write bytes, or e.g. 512M, 4G)") from None
+    if unit not in _UNITS or value <= 0:
+        raise UsageError(f"not a size: {text!r} (write bytes, or e.g. 512M, 4G)")
+    return int(value * _UNITS[unit])
+
+
+def machine_memory() -> int | None:
+    """Physical memory of this machine in bytes, or None where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def set_budget(nbytes: int | str | None) -> None:
+    """Set the run's budget (None: back to the environment variable or the default)."""
+    global _budget
+    _budget = None if nbytes is None else (parse_size(nbytes) if isinstance(nbytes, str)
+                                           else int(nbytes))
+
+
+def budget() -> int:
+    """The run's memory budget in bytes (see the module docstring)."""
+    if _budget is not None:
+        return _budget
+    if os.environ.get(ENV):
+        return parse_size(os.environ[ENV])
+    total = machine_memory()
+    return int(total * DEFAULT_FRACTION) if total else FALLBACK_BYTES
+
+
+def describe(nbytes: float) -> str:
+    """``1.5 GiB``-style text for a byte count."""
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def check(nbytes: float, what: str) -> None:
+    """Raise a :class:`MemoryBudgetError` naming the budget when ``what`` needs ``nbytes`` more
+    than it allows."""
+    limit = budget()
+    if nbytes > limit:
+        raise MemoryBudgetError(f"{what} needs {describe(nbytes)}, over the memory budget of "
+                                f"{describe(limit)} (--max-memory or {ENV})")
