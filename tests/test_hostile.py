@@ -104,7 +104,7 @@ def test_out_of_memory_is_one_line(monkeypatch, capsys):
 
 @pytest.mark.parametrize("make,args", [
     (lambda d: _save(nested_if(30), d / "deep.onnx"), ["inspect"]),
-    (lambda d: zeros_npz(d / "bomb.npz", rows=600_000),  # 2.3 GiB declared, over 2 GiB
+    (lambda d: zeros_npz(d / "bomb.npz", rows=16 * 1024),  # 64 MiB declared, over 16 MiB
      ["closeness", "MODEL", "MODEL", "--data"])])
 def test_the_cli_refuses_them_in_bounded_time_and_memory(tmp_path, make, args):
     from tests.conftest import fixture_path
@@ -113,7 +113,8 @@ def test_the_cli_refuses_them_in_bounded_time_and_memory(tmp_path, make, args):
     cmd = [sys.executable, "-c", "import typer_app; typer_app.main()"]
     cmd += [model if a == "MODEL" else a for a in args] + [str(path)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    env = dict(os.environ, ONNX_LINEAGE_MAX_DATA_BYTES=str(16 * 1024**2))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode()
