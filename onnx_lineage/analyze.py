@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from onnx_lineage import __version__
 from onnx_lineage.analyses.closeness import ClosenessResult, closeness
 from onnx_lineage.analyses.determination import DeterminationResult, determine
-from onnx_lineage.data import Dataset, digits, feeds_for
+from onnx_lineage.data import Dataset, arrange_for, digits, feeds_for
 from onnx_lineage.errors import LineageError
 from onnx_lineage.matching import match
 from onnx_lineage.model.loading import LoadedModel, load_model
@@ -96,7 +96,7 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     step = progress or (lambda name: None)
     a = a if isinstance(a, LoadedModel) else load_model(a)
     b = b if isinstance(b, LoadedModel) else load_model(b)
-    data = digits() if data is None else data
+    data = arrange_for(digits() if data is None else data, a, b)
     step("matching parameters")
     m = match(a, b)
     step("predicting with A")

@@ -3,10 +3,18 @@
 In an ``.npz``, an array named after a model input feeds that input; an array ``x`` feeds the first
 input that no named array feeds; ``y`` holds labels (optional); arrays that no input asks for are
 ignored and reported. Each model of a pair takes what it declares.
+
+An array is written in its input's own layout: rows on the input's batch axis
+(:mod:`onnx_lineage.model.inputs`), axis 0 for most models, axis 1 for a recurrent state
+``[layers, batch, hidden]``. An input without a batch axis (a sample rate, a temperature) takes
+its array whole, the same value for every row. A recurrent state the data does not give starts at
+zero, and the run says so. :func:`arrange` puts a file in that shape for a pair of models: rows
+first, one count of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -33,25 +41,34 @@ class Dataset:
     Attributes
     ----------
     arrays : dict of str to ndarray
-        Input arrays, all with the same first dimension n.
+        Input arrays, all with the same first dimension n after :func:`arrange` (as read from
+        a file, in the layout of the inputs they feed).
     y : ndarray of shape (n,), int64, or None
         Labels.
     source : str
         File name, or ``builtin:digits``.
+    notes : tuple of str
+        What :func:`arrange` did that a report should say (a state started at zero).
+    fixed : dict of str to ndarray
+        Arrays for inputs without a batch axis, given whole to every row.
+    arranged : bool
+        Rows first (:func:`arrange` ran).
     """
 
     arrays: dict
     y: np.ndarray | None = None
     source: str = ""
     notes: tuple = field(default_factory=tuple)
+    fixed: dict = field(default_factory=dict)
+    arranged: bool = False
 
     def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
+        return len(next(iter(self.arrays.values()))) if self.arrays else 1
 
     def subset(self, idx: np.ndarray) -> "Dataset":
         """Rows ``idx`` of every array (and of ``y``)."""
-        return Dataset({k: v[idx] for k, v in self.arrays.items()},
-                       None if self.y is None else self.y[idx], self.source, self.notes)
+        return dataclasses.replace(self, arrays={k: v[idx] for k, v in self.arrays.items()},
+                                   y=None if self.y is None else self.y[idx])
 
 
 def digits() -> Dataset:
@@ -87,23 +104,92 @@ def load_data(path: str | Path) -> Dataset:
     y = arrays.pop("y", None)
     if not arrays:
         raise DataError(f"{p}: no input arrays (only 'y')")
-    n = {len(a) if a.ndim else 0 for a in arrays.values()}
-    if len(n) != 1:
-        raise DataError(f"{p}: arrays have different numbers of rows {sorted(n)}")
-    rows = n.pop()
-    if rows == 0:
-        raise DataError(f"{p}: the arrays are empty")
     for k, a in arrays.items():
         if a.dtype.kind not in "fiub":
             raise DataError(f"{p}: array {k!r} has dtype {a.dtype}, expected numbers")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise DataError(f"{p}: array {k!r} contains NaN or Inf")
+        if a.size == 0:
+            raise DataError(f"{p}: array {k!r} is empty")
     if y is not None:
-        if y.ndim != 1 or len(y) != rows or y.dtype.kind not in "iub":
-            raise DataError(f"{p}: 'y' must be {rows} integer labels, got shape {y.shape} "
+        if y.ndim != 1 or y.dtype.kind not in "iub":
+            raise DataError(f"{p}: 'y' must be integer labels, one per row, got shape {y.shape} "
                             f"dtype {y.dtype}")
         y = y.astype(np.int64)
     return Dataset(arrays, y, p.name)
+
+
+def arrange(data: Dataset, models: list[tuple[str, list, set]]) -> Dataset:
+    """``data`` in the shape the analyses use: the arrays of batched inputs rows first, one count
+    of rows, arrays of inputs without a batch axis in :attr:`Dataset.fixed`, absent recurrent
+    states as zeros (noted). A no-op on an arranged dataset.
+
+    Parameters
+    ----------
+    data : Dataset
+    models : list of (name, list of InputSpec, set of str)
+        Each model's name, inputs and state inputs
+        (:func:`onnx_lineage.model.inputs.declared_inputs`); the first model that reads an array
+        decides its layout.
+
+    Raises
+    ------
+    DataError
+        An input nothing can feed, an array that does not fit its input's layout, or batched
+        arrays that disagree on the number of rows; the message names the input.
+    """
+    if data.arranged:
+        return data
+    arrays, fixed, notes = dict(data.arrays), dict(data.fixed), list(data.notes)
+    rows: dict[str, int] = {}  # array -> rows
+    decided: set[str] = set()
+    states: dict[str, object] = {}
+    for name, inputs, state in models:
+        src = sources(inputs, data, name, optional=state)
+        for spec in inputs:
+            key = src.get(spec.name)
+            if key is None:
+                states.setdefault(spec.name, spec)
+                continue
+            if key in decided:
+                continue
+            decided.add(key)
+            a = arrays.pop(key)
+            if spec.batch_axis is None:
+                fixed[key] = a
+                continue
+            k = spec.batch_axis
+            if k:
+                if a.ndim != len(spec.shape):
+                    shown = ", ".join("batch" if i == k else ("?" if d is None else str(d))
+                                      for i, d in enumerate(spec.shape))
+                    raise DataError(f"{name}: input {spec.name!r} holds its rows on axis {k} "
+                                    f"([{shown}]); its array {key!r} must have that layout, "
+                                    f"got shape {a.shape}")
+                a = np.moveaxis(a, k, 0)
+            elif a.ndim == 0:
+                raise DataError(f"{name}: input {spec.name!r} takes rows; its array {key!r} is "
+                                "a single value")
+            arrays[key] = a
+            rows[f"{key!r} (input {spec.name!r})"] = len(a)
+    if len(set(rows.values())) > 1:
+        shown = ", ".join(f"{k}: {v}" for k, v in rows.items())
+        raise DataError(f"{data.source or 'data'}: the arrays disagree on the number of rows "
+                        f"({shown})")
+    n = next(iter(rows.values()), len(data.y) if data.y is not None else 1)
+    if n == 0:
+        raise DataError(f"{data.source or 'data'}: no rows")
+    if data.y is not None and len(data.y) != n:
+        raise DataError(f"{data.source or 'data'}: 'y' holds {len(data.y)} labels for {n} rows")
+    for name, spec in states.items():
+        arrays[name] = np.zeros((n,) + tuple(spec.row_shape), spec.dtype)
+        notes.append(f"input {name!r} (a recurrent state, shape {list(spec.row_shape)} per row) "
+                     "started at zero: the data has no array for it")
+    for k in list(arrays):
+        if k not in decided and k not in states and (arrays[k].ndim == 0 or len(arrays[k]) != n):
+            del arrays[k]  # read by no input, and of another length: it cannot be sampled
+    return dataclasses.replace(data, arrays=arrays, fixed=fixed, notes=tuple(notes),
+                               arranged=True)
 
 
 def _check_sizes(p: Path) -> None:
@@ -149,25 +235,45 @@ def _header(f) -> tuple[tuple, np.dtype]:
     return shape, dtype
 
 
-def sources(inputs, data: Dataset, model_name: str = "model") -> dict[str, str]:
+def arrange_for(data: Dataset, *models) -> Dataset:
+    """:func:`arrange` for loaded models (anything with ``name`` and ``proto``), in order."""
+    from onnx_lineage.model.inputs import declared_inputs
+    return arrange(data, [(m.name, *declared_inputs(m.proto)) for m in models])
+
+
+def sources(inputs, data: Dataset, model_name: str = "model",
+            optional: set = frozenset()) -> dict[str, str]:
     """Which data array feeds each model input (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    optional : set of str
+        Inputs that may go without an array (recurrent states, which start at zero).
 
     Returns
     -------
     dict of input name to array name
     """
+    have = set(data.arrays) | set(data.fixed)
     src: dict[str, str] = {}
     for spec in inputs:
-        if spec.name in data.arrays:
+        if spec.name in have:
             src[spec.name] = spec.name
     for spec in inputs:
-        if spec.name not in src and "x" in data.arrays and "x" not in src.values():
+        if (spec.name not in src and spec.name not in optional and "x" in have
+                and "x" not in src.values()):
             src[spec.name] = "x"
-    missing = [s.name for s in inputs if s.name not in src]
+    missing = [s for s in inputs if s.name not in src and s.name not in optional]
     if missing:
-        have = ", ".join(sorted(data.arrays)) or "nothing"
-        raise DataError(f"{model_name}: no data for input(s) {', '.join(missing)} "
-                        f"(the data has {have}; name arrays after inputs, or use 'x')")
+        shown = ", ".join(sorted(have)) or "nothing"
+        first = missing[0]
+        if first.batch_axis is None:
+            raise DataError(f"{model_name}: no data for input {first.name!r} ({first.dtype}, "
+                            f"shape {list(first.shape)}, no batch axis: one value for every row); "
+                            f"give it as an array named {first.name!r} (the data has {shown})")
+        raise DataError(f"{model_name}: no data for input(s) "
+                        f"{', '.join(s.name for s in missing)} (the data has {shown}; name "
+                        "arrays after inputs, or use 'x')")
     return src
 
 
@@ -179,23 +285,37 @@ def feeds_for(inputs, data: Dataset, model_name: str = "model") -> tuple[dict, l
     inputs : list of InputSpec
         The model's inputs.
     data : Dataset
+        Arranged (:func:`arrange`); a dataset that is not is arranged for these inputs alone.
 
     Returns
     -------
     feeds : dict of input name to ndarray
-        Cast to the input's dtype; reshaped when a row's element count matches the input's
-        fixed row shape (e.g. 64 pixels into (1, 8, 8)).
+        Rows first, cast to the input's dtype; reshaped when a row's element count matches the
+        input's fixed row shape (e.g. 64 pixels into (1, 8, 8)). Inputs without a batch axis
+        get their value whole.
     ignored : list of str
         Arrays that no input asked for.
     """
+    data = arrange(data, [(model_name, inputs, set())])
     src = sources(inputs, data, model_name)
-    out = {spec.name: fit(spec, data.arrays[src[spec.name]], model_name) for spec in inputs}
-    return out, sorted(set(data.arrays) - set(src.values()))
+    out = {spec.name: fit(spec, data.fixed[src[spec.name]] if spec.batch_axis is None
+                          else data.arrays[src[spec.name]], model_name) for spec in inputs}
+    return out, sorted((set(data.arrays) | set(data.fixed)) - set(src.values()))
 
 
 def fit(spec, arr: np.ndarray, model_name: str = "model") -> np.ndarray:
     """``arr`` (n, ...) cast and reshaped to what input ``spec`` expects, or a DataError."""
     want = spec.row_shape
+    if spec.batch_axis is None:  # one value for every row: the whole input
+        if arr.shape != tuple(want) and all(isinstance(w, int) for w in want) \
+                and arr.size == int(np.prod(want)):
+            arr = arr.reshape(want)
+        elif len(arr.shape) != len(want) or any(w is not None and w != h
+                                                for w, h in zip(want, arr.shape)):
+            raise DataError(f"{model_name}: input {spec.name!r} has no batch axis and takes one "
+                            f"value of shape {tuple('?' if w is None else w for w in want)}, "
+                            f"the data has {arr.shape}")
+        return np.array(arr, dtype=spec.dtype, order="C")  # a 0-d value stays 0-d
     have = arr.shape[1:]
     if len(want) == len(have) and all(w is None or w == h for w, h in zip(want, have)):
         pass

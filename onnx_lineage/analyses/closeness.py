@@ -24,7 +24,7 @@ from onnx_lineage.analyses.boundary import RaySearch, search
 from onnx_lineage.analyses.labels import Labeler
 from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
 from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
-from onnx_lineage.data import Dataset, digits, feeds_for, sources
+from onnx_lineage.data import Dataset, arrange_for, digits, feeds_for, sources
 from onnx_lineage.errors import DataError, LineageError
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Prediction, Runner
@@ -146,7 +146,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
     a, b = _loaded(a), _loaded(b)
-    data = digits() if data is None else data
+    data = arrange_for(digits() if data is None else data, a, b)
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     rb = Runner(b.proto, device=device, output=output, name=b.name)
     src_a = sources(ra.inputs, data, a.name)
@@ -160,7 +160,9 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
     labeler = Labeler(ra.output_kind, ref, rng)
     labels_all = labeler(ref)
-    notes = [f"data arrays not used by A: {', '.join(ignored)}"] if ignored else []
+    notes = list(data.notes)
+    if ignored:
+        notes.append(f"data arrays not used by A: {', '.join(ignored)}")
     if ra.batch_dependent or rb.batch_dependent:
         notes.append("batch-dependent model (dynamic quantization) run one row at a time")
     if labeler.derived:

@@ -22,7 +22,7 @@ import numpy as np
 
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
-from onnx_lineage.data import Dataset, digits
+from onnx_lineage.data import Dataset, arrange_for, digits
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
 from onnx_lineage.evidence.result import TestResult
@@ -150,10 +150,10 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     a, b = _loaded(a), _loaded(b)
-    data = digits() if data is None else data
+    data = arrange_for(digits() if data is None else data, a, b)
     m = match_result or match(a, b)
     t_match = time.perf_counter()
-    notes = list(m.limits)
+    notes = list(m.limits) + list(data.notes)
     free = data_free(m, alpha, rng)
     tests = [free.unit_order, free.aligned]
     t_tests = time.perf_counter()

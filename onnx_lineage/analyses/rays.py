@@ -25,7 +25,8 @@ class ModelView:
         self.name = name
         self.moved = [i for i in runner.inputs if src[i.name] == key]
         self.companions = [i for i in runner.inputs if src[i.name] in companions]
-        self.fixed = {i.name: fit(i, data.arrays[src[i.name]], name) for i in runner.inputs
+        self.fixed = {i.name: fit(i, (data.arrays if i.batch_axis is not None else data.fixed)
+                                  [src[i.name]], name) for i in runner.inputs
                       if src[i.name] != key and src[i.name] not in companions}
         self.src = src
         # one moved input that takes the rows as they are: feeds need no conversion
@@ -42,8 +43,7 @@ class ModelView:
         f = {i.name: fit(i, moved, self.name) for i in self.moved}
         for i in self.companions:
             f[i.name] = fit(i, companions[self.src[i.name]], self.name)
-        for k, v in self.fixed.items():
-            f[k] = v[origin]
+        f.update(self.runner.take(self.fixed, origin))
         return f
 
 

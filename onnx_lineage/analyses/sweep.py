@@ -167,7 +167,7 @@ class Sweep:
     def subset(self, idx: np.ndarray) -> "Sweep":
         """The same session and weights on rows ``idx`` of the data (a new cache)."""
         part = copy.copy(self)
-        part.feeds = {k: v[idx] for k, v in self.feeds.items()}
+        part.feeds = self.runner.take(self.feeds, idx)
         part.targets = None if self.targets is None else self.targets[idx]
         part.ends, part._seen = {}, {}
         return part

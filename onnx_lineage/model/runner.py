@@ -22,6 +22,7 @@ from kernels.labels import argmax_rows
 from onnx_lineage import memory
 from onnx_lineage.errors import DataError, LineageError, ModelError
 from onnx_lineage.model.graph import inferred_values
+from onnx_lineage.model.inputs import InputSpec, batch_axes, batch_name, state_inputs
 from onnx_lineage.model.runtime import ort, providers_for
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regression")
@@ -61,27 +62,6 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
               "tensor(string)": np.object_}
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input: name, numpy dtype, shape (``None`` for symbolic dimensions)."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The batch size if the first dimension is a fixed number, else None."""
-        if self.shape and isinstance(self.shape[0], int) and self.shape[0] > 0:
-            return self.shape[0]
-        return None
-
-    @property
-    def row_shape(self) -> tuple:
-        """Shape of one row (everything after the batch dimension)."""
-        return tuple(self.shape[1:])
 
 
 @dataclass(frozen=True)
@@ -251,9 +231,19 @@ class Runner:
                 raise LineageError("--device cuda: onnxruntime could not start CUDA here and would "
                                    "run on the CPU (are the CUDA and cuDNN libraries that "
                                    "onnxruntime-gpu needs installed?)")
+            declared = [i for i in self.session.get_inputs() if i.name not in static_inputs]
+            shapes = [tuple(d if isinstance(d, (int, str)) else None for d in i.shape or ())
+                      for i in declared]
             self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
-                                     tuple(d if isinstance(d, int) else None for d in i.shape))
-                           for i in self.session.get_inputs() if i.name not in static_inputs]
+                                     tuple(d if isinstance(d, int) else None for d in shape), axis)
+                           for i, shape, axis in zip(declared, shapes, batch_axes(shapes))]
+            batch = batch_name(shapes, self.inputs)
+            self.states = state_inputs(shapes, self.inputs,
+                                       [tuple(o.shape or ()) for o in self.session.get_outputs()])
+            self._axis = {i.name: i.batch_axis for i in self.inputs}
+            self._unbatched = {i.name for i in self.inputs if i.batch_axis is None}
+            self._out_axis = {o.name: list(o.shape).index(batch) for o in self.session.get_outputs()
+                              if batch is not None and o.shape and batch in o.shape}
             outputs = self.session.get_outputs()
             for o in outputs:
                 _ = (o.name, o.type, o.shape)
@@ -344,7 +334,10 @@ class Runner:
         list of ndarray, one per output, of ``rows`` rows each
         """
         names = outputs or [self.output_name]
-        m = len(next(iter(feeds.values())))
+        whole = {**{k: v for k, v in feeds.items() if k in self._unbatched}, **(static or {})}
+        feeds = {k: v for k, v in feeds.items() if k not in self._unbatched}
+        static = whole
+        m = len(next(iter(feeds.values()))) if feeds else 1
         n = m if rows is None else int(rows)
         if n == 0:
             raise DataError("no rows to run")
@@ -352,7 +345,7 @@ class Runner:
             raise ValueError(f"rows={rows} but the feeds hold {m}")
         if self._probe:
             self._probe = False
-            measured = _probed_row_bytes(self.model, feeds, static or {})
+            measured = _probed_row_bytes(self.model, self._in_model_layout(feeds), static)
             if measured:
                 memory.check(measured, f"{self.name}: one row of its intermediate values")
                 per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
@@ -376,6 +369,10 @@ class Runner:
             for p, r in zip(parts, res):
                 p.append(np.asarray(r)[:real])
         return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
+
+    def take(self, feeds: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows ``idx`` of ``feeds`` (inputs without a batch axis kept whole)."""
+        return {k: (v if k in self._unbatched else v[idx]) for k, v in feeds.items()}
 
     def padded_rows(self, n: int) -> int:
         """Rows feeds for ``n`` real rows need for :meth:`run` to pad them without copying."""
@@ -406,11 +403,19 @@ class Runner:
             plan.append((start, start + rows, min(power_of_two, self.batch_size)))
         return plan
 
+    def _in_model_layout(self, feeds: dict) -> dict:
+        """Rows-first feeds with each batched input's rows moved to its batch axis."""
+        return {k: (np.ascontiguousarray(np.moveaxis(v, 0, self._axis[k]))
+                    if self._axis.get(k) else v) for k, v in feeds.items()}
+
     def _run_batch(self, names: list[str], batch: dict, rows: int) -> list:
-        """One ``session.run``, timed and counted (``rows``: the real rows in it, padding left out)."""
+        """One ``session.run``, timed and counted (``rows``: the real rows in it, padding left out);
+        inputs and outputs rows first."""
         try:
             t0 = time.perf_counter()
-            res = self.session.run(names, batch)
+            res = self.session.run(names, self._in_model_layout(batch))
+            res = [np.moveaxis(r, self._out_axis[n], 0) if self._out_axis.get(n) else r
+                   for n, r in zip(names, res)]
             self.forward_seconds += time.perf_counter() - t0
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

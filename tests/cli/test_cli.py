@@ -188,3 +188,18 @@ def test_tree_over_a_folder(tmp_path, family):
     d = json.loads(r.stdout)
     assert {"parent", "child", "closeness"} <= set(d["edges"][0])
     assert "independent" in d["roots"]
+
+
+def test_a_stateful_model_runs_on_its_own_layout_and_names_a_missing_input(tmp_path):
+    rng = np.random.default_rng(0)
+    good, bad = tmp_path / "vad.npz", tmp_path / "vad_no_sr.npz"
+    x = rng.normal(size=(30, 64)).astype(np.float32)
+    np.savez(good, input=x, state=np.zeros((1, 30, 16), np.float32), sr=np.array(16000))
+    np.savez(bad, input=x)
+    model = fixture_path("torch_vad_state")
+    r = cli("determine", model, model, "--data", good, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["interpolated_fraction"] == 1.0
+    r = cli("closeness", model, model, "--data", bad)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "input 'sr'" in r.stderr
