@@ -465,6 +465,83 @@ def bench_align():
             "min_cosine": min(p["cosine"] for p in m.pairs)}
 
 
+def mobilenet(seed=0, width=1.0):
+    """A MobileNetV2-style CNN for 32x32 RGB: a stem, 13 inverted residual blocks (1x1 expand,
+    depthwise 3x3, squeeze-excite on the expanded channels in every other block, 1x1 project,
+    a residual addition where the shape allows), a 1x1 conv and a linear head; BatchNorm folded
+    on export, about 1.2M parameters (4.7 MB) in 63 parametric layers."""
+    import torch
+    from torch import nn
+
+    class SE(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(c, max(8, c // 4), 1), nn.Conv2d(max(8, c // 4), c, 1)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.b(torch.relu(self.a(x.mean((2, 3), keepdim=True)))))
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, t, stride, se):
+            super().__init__()
+            h = cin * t
+            layers = [] if t == 1 else [nn.Conv2d(cin, h, 1), nn.BatchNorm2d(h), nn.ReLU6()]
+            layers += [nn.Conv2d(h, h, 3, stride, 1, groups=h), nn.BatchNorm2d(h), nn.ReLU6()]
+            layers += [SE(h)] if se else []
+            layers += [nn.Conv2d(h, cout, 1), nn.BatchNorm2d(cout)]
+            self.body, self.residual = nn.Sequential(*layers), stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.body(x) if self.residual else self.body(x)
+
+    torch.manual_seed(seed)
+    c = lambda n: int(n * width)  # noqa: E731
+    plan = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 3, 2), (6, 96, 2, 1),
+            (6, 160, 2, 2)]
+    blocks, cin, k = [nn.Conv2d(3, c(32), 3, 2, 1), nn.BatchNorm2d(c(32)), nn.ReLU6()], c(32), 0
+    for t, cout, n, stride in plan:
+        for i in range(n):
+            blocks.append(Block(cin, c(cout), t, stride if i == 0 else 1, se=k % 2 == 1))
+            cin, k = c(cout), k + 1
+    blocks += [nn.Conv2d(cin, 320, 1), nn.BatchNorm2d(320), nn.ReLU6()]
+    model = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(320, 10))
+    for m in model.modules():  # BatchNorm statistics as after training, not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+    return model.eval()
+
+
+def bench_match_cnn(repeats=3):
+    """``match`` on two MobileNet-sized CNNs: a derived pair (B = A plus 5% weight noise) and an
+    independent pair, best of ``repeats``."""
+    import torch
+    a = mobilenet(0)
+    b = mobilenet(0)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.05 * p.std() * torch.randn_like(p))
+    example = torch.randn(1, 3, 32, 32)
+    paths = {name: export(m, (example,), f"mobilenet_{name}")
+             for name, m in (("a", a), ("b", b), ("c", mobilenet(1)))}
+    out = {"params": int(sum(p.numel() for p in a.parameters())),
+           "megabytes": paths["a"].stat().st_size / 1e6}
+    for pair in ("b", "c"):
+        best, m = float("inf"), None
+        for _ in range(repeats):
+            la, lb = load_model(paths["a"]), load_model(paths[pair])
+            t0 = time.perf_counter()
+            m = match(la, lb)
+            best = min(best, time.perf_counter() - t0)
+        out["derived" if pair == "b" else "independent"] = {
+            "seconds": best, "layers": len(m.pairs), "coverage": m.coverage["a"],
+            "stream_layers": sum("stream permutation" in p["transforms"] for p in m.pairs),
+            "limits": m.limits, "min_cosine": min(p["cosine"] for p in m.pairs)}
+    return out
+
+
 def bench_assign(width=4096):
     from scipy.optimize import linear_sum_assignment
     rng = np.random.default_rng(0)
@@ -631,7 +708,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="*", default=["all"],
                     choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding",
-                             "threads", "tests"])
+                             "threads", "tests", "match-cnn"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
@@ -642,7 +719,8 @@ def main():
         TMP.mkdir(parents=True, exist_ok=True)
     data = mnist()
     res = {"machine": machine(), "device": args.device}
-    todo = (["sweep", "closeness", "align", "assign", "scaling", "tests"] if "all" in args.what
+    todo = (["sweep", "closeness", "align", "assign", "scaling", "tests", "match-cnn"]
+            if "all" in args.what
             else list(dict.fromkeys(args.what)))
     for what in todo:
         t0 = time.perf_counter()
@@ -665,6 +743,8 @@ def main():
             res["align"] = bench_align()
         elif what == "assign":
             res["assign"] = bench_assign()
+        elif what == "match-cnn":
+            res["match_cnn"] = bench_match_cnn()
         elif what == "tests":
             res["tests"] = bench_tests(data, args.device)
         elif what == "threads":

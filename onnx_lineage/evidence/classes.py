@@ -138,9 +138,14 @@ def symmetry_classes(m) -> list[SymmetryClass]:
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
-        found.append(SymmetryClass("residual stream", "stream", sa.width, rows,
-                                   tuple((i, 1, False) for i in sa.readers if i in matched),
-                                   tuple(i for i in sa.followers if i in matched)))
+        columns = tuple((i, 1, False) for i in sa.readers if i in matched)
+        per = tuple(i for i in sa.followers if i in matched)
+        if sa.residual:
+            found.append(SymmetryClass("residual stream", "stream", sa.width, rows, columns, per))
+        else:  # hidden units shared with a gate
+            unit = "channels" if kinds.get(rows[0]) == "conv" else "units"
+            found.append(SymmetryClass(f"layer {rows[0]} {unit} (gated)", unit, sa.width, rows,
+                                       columns, per))
     taken = {r for c in found for r in c.rows}
     for block in m.attention:
         found += _head_classes(block, taken)

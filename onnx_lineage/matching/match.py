@@ -195,7 +195,7 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                           "(channels-last against channels-first)")
 
     stream_pairs, stream_limits = pair_streams(streams(a.proto, la), streams(b.proto, lb), b_of)
-    in_streams = {i for sa, _ in stream_pairs for i in sa.writers}  # their units are not chained
+    in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
     limits += stream_limits
     b_own = {la[i].index: {k: v.copy() for k, v in b_params[lb[j].index].items()
@@ -225,7 +225,8 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                           "shape": list(la[i].weight.shape), "params": la[i].n_params,
                           "transforms": tr, "cosine": cos})
     for s in moved:
-        transforms.append(f"residual stream of B ({s.width} units, {len(s.members)} layers) "
+        what = "residual stream" if s.residual else "gated hidden units"
+        transforms.append(f"{what} of B ({s.width} units, {len(s.members)} layers) "
                           "permuted to match A")
     n_perm = sum(1 for u in units.values() if u.permuted)
     n_scale = sum(1 for u in units.values() if u.rescaled)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from onnx_lineage.matching.permutation import unit_cosine
+from onnx_lineage.matching.permutation import per_unit, unit_cosine
 from onnx_lineage.model.streams import Stream
 
 
@@ -34,11 +34,14 @@ class StreamAlignment:
         B's unit ``perm[u]`` became unit ``u``.
     members : tuple of int
         B's layers whose parameters were permuted.
+    residual : bool
+        A residual stream (False: gated hidden units).
     """
 
     width: int
     perm: np.ndarray
     members: tuple
+    residual: bool = True
 
     @property
     def permuted(self) -> bool:
@@ -60,7 +63,8 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
         if sa.reason:
             limits.append(f"residual stream of {sa.width} units left in place in A ({sa.reason})")
             continue
-        sb = next((s for s in streams_b if set(s.members) & {b_of.get(i) for i in sa.members}), None)
+        sb = max(streams_b, key=lambda s: _overlap(sa, s, b_of), default=None)
+        sb = sb if sb is not None and _overlap(sa, sb, b_of) else None
         if sb is None or sb.reason:
             why = sb.reason if sb is not None else "no stream over the same layers in B"
             limits.append(f"residual stream of {sa.width} units left in place ({why})")
@@ -74,6 +78,13 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
             continue
         pairs.append((sa, sb))
     return pairs, limits
+
+
+def _overlap(sa: Stream, sb: Stream, b_of: dict) -> int:
+    """Matched layers that A's stream and B's hold in the same role (a layer can read one stream
+    and write another)."""
+    return sum(len({b_of.get(i) for i in getattr(sa, role)} & set(getattr(sb, role)))
+               for role in ("writers", "readers", "followers"))
 
 
 def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
@@ -93,15 +104,18 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
         sorted along that axis.
     """
     done = []
+    all_writers = {i for sa, _ in pairs for i in sa.writers}
+    all_readers = {i for sa, _ in pairs for i in sa.readers}
     for sa, _ in pairs:
         sim = np.zeros((sa.width, sa.width))
-        both = set(sa.writers) & set(sa.readers)  # read and written: the other axis is the stream
         for role in ("writers", "readers", "followers"):
             for ai in getattr(sa, role):
                 bj = b_of.get(ai)
                 if bj is None:
                     continue
-                sorted_ = ai in both or (bj in inner_in if role == "writers" else bj in inner_out)
+                # the other axis is permuted too (hidden units, this or another stream): sorted
+                sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
+                           else ai in all_writers or bj in inner_out)
                 sim += unit_cosine(_features(a_params[ai], role, sorted_),
                                    _features(b_params[bj], role, sorted_))
         _, perm = linear_sum_assignment(sim, maximize=True)
@@ -110,18 +124,19 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
             for ai in getattr(sa, role):
                 if ai in b_of:
                     b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
-        done.append(StreamAlignment(sa.width, perm, members))
+        done.append(StreamAlignment(sa.width, perm, members, sa.residual))
     return done
 
 
 def _features(params: dict, role: str, sort: bool) -> np.ndarray:
     """Per stream unit, shape (width, features)."""
     if role == "followers":
-        return np.stack([params[k] for k in sorted(params) if k != "eps"], axis=1)
-    w = params["weight"]
-    feat = w.reshape(w.shape[0], -1) if role == "writers" else w.T
-    if sort:
+        return per_unit(params)
+    w = params["weight"] if role == "writers" else np.moveaxis(params["weight"], 1, 0)
+    feat = w.reshape(w.shape[0], w.shape[1], -1)  # (units, other axis, kernel positions)
+    if sort:  # each kernel position's values sorted over the other axis
         feat = np.sort(feat, axis=1)
+    feat = feat.reshape(w.shape[0], -1)
     if role == "writers" and "bias" in params:
         feat = np.concatenate([feat, params["bias"][:, None]], axis=1)
     return feat

@@ -1,19 +1,26 @@
-"""Residual streams: one unit axis shared by many layers through residual additions.
+"""Residual streams and gated units: one unit axis shared by many layers.
 
-In a residual network (a transformer, a pre-LN MLP stack) ``x_{i+1} = x_i + f_i(LN(x_i))`` keeps one
-unit axis from the first layer that writes it to the last that reads it. Permuting that axis is
-function-preserving only when done everywhere at once: the rows of every layer that writes into the
-stream (the embedding, the last layer of each block), the inputs of every layer that reads it (the
-first layers of each block, the head) and the per-unit parameters of the LayerNorms on it.
+In a residual network (a transformer, a pre-LN MLP stack, a ResNet) ``x_{i+1} = x_i + f_i(x_i)``
+keeps one unit axis from the first layer that writes it to the last that reads it. Permuting that
+axis is function-preserving only when done everywhere at once: the rows of every layer that writes
+into the stream (the embedding, the last layer of each block, a projection shortcut), the inputs
+of every layer that reads it (the first layers of each block, a squeeze-excite block, the head)
+and the per-unit parameters on it (LayerNorm, BatchNorm, depthwise convolutions). The same holds
+for units multiplied by a gate computed from them: a squeeze-excite ``x * sigmoid(W2 relu(W1
+pool(x)))``, a SiLU ``x * sigmoid(x)`` written as two ops, a SwiGLU ``silu(W1 x) * W3 x``.
 :func:`streams` finds those axes in a graph and lists their members, or says why one cannot be
 permuted (a reader that is not a parametric layer, a constant added per unit, a graph output).
 
+The unit axis is the last one, or axis 1 for a convolution's output and what keeps its layout.
 The walk unites tensors that share units: the operands and result of an ``Add`` of two computed
-tensors, the input and output of a unit-preserving op or a LayerNorm, of a reduction over other
-axes (mean over positions), of a selection along other axes (the first position's vector), of a
-product with a tensor that is constant along the units (an attention mask), and the right operand
-and result of a product of two computed tensors (attention weights times values: rows are mixed,
-units kept). A group that holds a residual ``Add`` is a stream.
+tensors or of a ``Mul`` of two computed tensors with the same units, the input and output of a
+unit-preserving op, a normalisation, a depthwise convolution, an elementwise op with a scalar
+constant, a reduction over other axes (mean over positions, global pooling), a flatten of a
+pooled map, a selection along other axes (the first position's vector), a product with a tensor
+that is constant along the units (an attention mask), and the right operand and result of a
+product of two computed tensors (attention weights times values: rows are mixed, units kept). A
+group that holds a residual ``Add`` is a stream; one that holds a gating ``Mul`` is a gated
+group of hidden units.
 """
 
 from __future__ import annotations
@@ -24,10 +31,20 @@ import onnx
 
 from onnx_lineage.model.graph import GraphIndex, attr, inferred_values
 from onnx_lineage.model.parameters import UNIT_PRESERVING, Layer
-from onnx_lineage.model.topology import SHAPE_ONLY
+from onnx_lineage.model.topology import SHAPE_ONLY, is_depthwise
 
 #: Reductions that keep the last (unit) axis when it is not among their axes.
 _REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
+#: Ops after which a channels-first tensor is still channels-first.
+_KEEPS_LAYOUT = UNIT_PRESERVING | {"Add", "Sum", "Mul", "Div", "Sub", "Pow", "Sqrt", "Erf",
+                                   "HardSwish", "Mish", "ReduceMean", "ReduceMax", "Pad",
+                                   "BatchNormalization", "Resize", "Upsample"}
+#: Elementwise ops that keep units when their other operand is a scalar constant.
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow"}
+#: One-input elementwise ops not in UNIT_PRESERVING.
+_UNARY = {"Sqrt", "Erf", "HardSwish", "Mish", "Neg", "Exp", "Abs"}
+#: Flattening a pooled map (spatial size 1) keeps the channels as units.
+_FLATTENING = {"Flatten", "Squeeze", "Reshape"}
 #: Row-wise scalings: fine when the other operand has one value per row (last dim 1).
 _ROW_SCALING = {"Mul", "Div"}
 #: Selections of rows (a position, a slice of the sequence) that keep the last axis whole.
@@ -51,6 +68,8 @@ class Stream:
         LayerNorm layers on the stream (per-unit parameters).
     reason : str
         Why the stream cannot be permuted as a whole; empty when it can.
+    residual : bool
+        A residual stream (False: hidden units shared through a gate, no residual addition).
     """
 
     width: int
@@ -58,6 +77,7 @@ class Stream:
     readers: tuple = ()
     followers: tuple = ()
     reason: str = ""
+    residual: bool = True
 
     @property
     def members(self) -> tuple:
@@ -86,48 +106,72 @@ class _Groups:
 
 
 def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
-    """The residual streams of the main graph, in the graph order of their first member."""
+    """The residual streams and gated groups of the main graph, in the graph order of their
+    first member."""
     g = GraphIndex(model.graph)
     main = [x for x in layers if not x.scope]
     by_output = {x.output: x for x in main}
     dims = _dims(model)
-    groups, residual = _Groups(), []
+    groups, residual, gated = _Groups(), [], []
     joined = set()  # first outputs of the nodes whose output shares units with an input
+    first = set()  # channels-first tensors: units on axis 1
     for node in model.graph.node:
         data = [n for n in node.input if n and not g.is_constant(n)]
         if not data or not node.output:
             continue
         out = node.output[0]
-        if node.op_type in ("Add", "Sum") and len(data) >= 2 and out not in by_output:
+        layer = by_output.get(out)
+        if node.op_type in ("Conv", "ConvInteger", "QLinearConv") or (
+                data[0] in first and node.op_type in _KEEPS_LAYOUT):
+            first.add(out)
+        axis = 1 if data[0] in first else -1
+        if node.op_type in ("Add", "Sum") and len(data) >= 2 and layer is None:
             for n in data:
                 groups.union(out, n)
             residual.append(out)
+        elif node.op_type == "Mul" and len(data) == 2 and _same_units(data, dims, axis):
+            groups.union(out, data[0])
+            groups.union(out, data[1])
+            gated.append(out)
         elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
             groups.union(out, node.input[1])
+        elif layer is not None and layer.kind == "conv" and is_depthwise(layer, layer.units):
+            groups.union(out, data[0])
         elif not (node.op_type in UNIT_PRESERVING or _is_layernorm(node)
-                  or (node.op_type in _REDUCTIONS and _keeps_last_axis(g, node, dims))
-                  or (node.op_type in _ROW_SCALING and _row_scaling(node, dims))
-                  or (node.op_type in _SELECTIONS and node.input[0] == data[0]
+                  or node.op_type in _UNARY
+                  or (node.op_type in _ELEMENTWISE and len(data) == 1 and _scalar_operand(g, node))
+                  or (node.op_type in _REDUCTIONS and _keeps_axis(g, node, dims, axis))
+                  or (node.op_type in _FLATTENING and data[0] in first
+                      and _pooled(data[0], out, dims))
+                  or (node.op_type in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
+                  or (node.op_type in _SELECTIONS and node.input[0] == data[0] and axis == -1
                       and _selects_rows(g, node, dims))):
             continue
         else:
             groups.union(out, data[0])
         joined.add(out)
 
-    roots = list(dict.fromkeys(groups.find(r) for r in residual))
     found = []
-    for root in roots:
-        found.append(_stream(g, groups, root, main, by_output, joined))
+    kinds = {groups.find(r): True for r in residual}
+    for r in gated:
+        kinds.setdefault(groups.find(r), False)
+    for root, is_residual in kinds.items():
+        found.append(_stream(g, groups, root, main, by_output, joined, is_residual))
     order = {x.index: k for k, x in enumerate(main)}
     return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
 
 
 def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
-            joined: set) -> Stream:
+            joined: set, residual: bool) -> Stream:
     tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
-    writers = [x for x in layers if x.output in tensors and x.kind in ("dense", "embedding", "conv")]
-    followers = [x for x in layers if x.kind == "layernorm" and x.input in tensors]
-    readers = [x for x in layers if x.kind in ("dense", "conv") and x.input in tensors]
+    per_unit = {x.index for x in layers if x.input in tensors and x.output in tensors
+                and (x.kind in ("layernorm", "batchnorm")
+                     or (x.kind == "conv" and is_depthwise(x, x.units)))}
+    writers = [x for x in layers if x.output in tensors and x.index not in per_unit
+               and x.kind in ("dense", "embedding", "conv")]
+    followers = [x for x in layers if x.index in per_unit]
+    readers = [x for x in layers if x.kind in ("dense", "conv") and x.input in tensors
+               and x.index not in per_unit]
     widths = ({x.units for x in writers} | {x.weight.shape[0] for x in followers}
               | {x.weight.shape[1] for x in readers})
     reads = {(x.input, x.op) for x in readers + followers}
@@ -147,12 +191,14 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
             reason = f"read by {odd[0]}" if odd else ""
         if reason:
             break
-    if not reason and any(x.kind == "conv" for x in writers + readers):
-        reason = "convolutional streams are not aligned"
+    grouped = [x for x in readers + writers if x.groups != 1]
+    if not reason and grouped:
+        reason = f"a grouped convolution (layer {grouped[0].index}) reads or writes it"
     if not reason and len(widths) != 1:
         reason = "its layers disagree on its width"
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
-                  tuple(x.index for x in readers), tuple(x.index for x in followers), reason)
+                  tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
+                  residual)
 
 
 def _dims(model: onnx.ModelProto) -> dict[str, list]:
@@ -170,8 +216,9 @@ def _is_layernorm(node: onnx.NodeProto) -> bool:
     return node.op_type == "LayerNormalization" and int(attr(node, "axis", -1)) == -1
 
 
-def _keeps_last_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
-    """A reduction whose axes (known, as is the input's rank) leave out the last one."""
+def _keeps_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict, axis: int) -> bool:
+    """A reduction whose axes (known, as is the input's rank) leave out the unit ``axis``, and
+    keep the dimensions (or drop only ones after it, so the units stay on ``axis``)."""
     shape = dims.get(node.input[0])
     axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
@@ -179,7 +226,33 @@ def _keeps_last_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
         axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
     if not shape or not axes:
         return False
-    return len(shape) - 1 not in {a % len(shape) for a in axes}
+    unit = axis % len(shape)
+    reduced = {a % len(shape) for a in axes}
+    keep = int(attr(node, "keepdims", 1))
+    return unit not in reduced and (keep or axis == -1 or all(a > unit for a in reduced))
+
+
+def _same_units(data: list, dims: dict, axis: int) -> bool:
+    """Two operands of a product with the same known number (> 1) of units on ``axis``, and the
+    same rank: a gate on the units (squeeze-excite, SiLU, SwiGLU), not a per-row scaling."""
+    x, y = dims.get(data[0]), dims.get(data[1])
+    if not x or not y or len(x) != len(y):
+        return False
+    return x[axis] is not None and x[axis] == y[axis] and x[axis] > 1
+
+
+def _scalar_operand(g: GraphIndex, node: onnx.NodeProto) -> bool:
+    """An elementwise op whose constant operand is one value (``x * 0.5``, ``x / sqrt(2)``)."""
+    consts = [g.constant(n) for n in node.input if n and g.is_constant(n)]
+    return len(consts) == 1 and consts[0].value.size == 1
+
+
+def _pooled(name: str, out: str, dims: dict) -> bool:
+    """A channels-first map of known spatial size 1 (after global pooling) flattened to
+    ``(batch, channels)``."""
+    shape, flat = dims.get(name), dims.get(out)
+    return (bool(shape) and len(shape) >= 3 and all(d == 1 for d in shape[2:])
+            and bool(flat) and len(flat) == 2 and flat[1] == shape[1])
 
 
 def _row_scaling(node: onnx.NodeProto, dims: dict) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
 from onnx_lineage.analyses.determination import determine
+from onnx_lineage.data import Dataset
 from onnx_lineage.matching import match
+from tests.conv_residual import conv_residual_model
 from tests.residual import permutations, residual_model, token_data
 
 
@@ -53,3 +56,23 @@ def test_an_obfuscated_residual_model_is_related(save):
     a, b = save("a", residual_model()), save("b", residual_model(stream=p, hidden=q))
     r = determine(a, b, token_data())
     assert r.verdict == "related" and r.barrier < 1e-6
+
+
+def test_a_permuted_convolutional_stream_and_gated_channels_are_undone(save):
+    a = save("a", conv_residual_model())
+    b = save("b", conv_residual_model(permuted=True))
+    m = match(a, b)
+    assert all(pair["cosine"] > 0.9999 for pair in m.pairs) and not m.limits
+    assert any("residual stream of B (16 units, 14 layers)" in t for t in m.transforms)
+    assert any("gated hidden units of B (24 units, 7 layers)" in t for t in m.transforms)
+
+
+@pytest.mark.parametrize("seed, related", [(0, True), (5, False)])
+def test_a_permuted_fine_tune_of_a_residual_cnn_is_related_an_independent_one_is_not(save, seed,
+                                                                                     related):
+    a = save("a", conv_residual_model())
+    b = save("b", conv_residual_model(seed, permuted=True, noise=0.1 if related else 0.0))
+    x = np.random.default_rng(0).random((200, 1, 8, 8)).astype(np.float32)
+    r = determine(a, b, Dataset({"x": x}), seed=0)
+    assert (r.verdict == "related") is related
+    assert r.p_value < 1e-6 if related else r.p_value > 0.01

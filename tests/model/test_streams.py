@@ -10,6 +10,7 @@ from onnx_lineage.model.loading import load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.model.streams import streams
 from tests.conftest import fixture_path
+from tests.conv_residual import conv_residual_model
 from tests.residual import D, permutations, residual_model
 
 
@@ -45,3 +46,27 @@ def test_a_stream_that_cannot_be_permuted_says_why(tail, reason):
 @pytest.mark.parametrize("name", ["torch_mlp_legacy", "torch_cnn_bn", "torch_encoder", "sklearn_mlp"])
 def test_models_without_residual_additions_have_no_stream(name):
     assert _streams(load_model(fixture_path(name)).proto) == []
+
+
+def test_the_conv_builder_permutes_without_changing_the_function():
+    x = np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+            for m in (conv_residual_model(), conv_residual_model(permuted=True)))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_convolutional_stream_runs_through_batchnorm_squeeze_excite_and_projection():
+    model = conv_residual_model()
+    layers = extract_layers(model)
+    node = {x.index: x.node for x in layers}
+    stream, gated = _streams(model)
+    assert stream.residual and stream.reason == "" and stream.width == 16
+    # the stem, each block's last conv, the SE gate's expanding conv, the inverted block's project
+    assert [node[i] for i in stream.writers] == ["stem", "c2_0", "c2_1", "se2", "pr"]
+    assert [node[i] for i in stream.readers] == ["c1_0", "c1_1", "se1", "ex", "logits"]
+    assert [node[i] for i in stream.followers] == ["stem_bn", "bn2_0", "bn2_1", "pr_bn"]
+    # the inverted block's expanded channels: gated by its own SE, with the depthwise conv
+    assert not gated.residual and gated.reason == "" and gated.width == 24
+    assert [node[i] for i in gated.writers] == ["ex", "mse2"]
+    assert [node[i] for i in gated.readers] == ["mse1", "pr"]
+    assert [node[i] for i in gated.followers] == ["ex_bn", "dw", "dw_bn"]
