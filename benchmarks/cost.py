@@ -495,7 +495,7 @@ def mobilenet(seed=0, width=1.0):
             return x + self.body(x) if self.residual else self.body(x)
 
     torch.manual_seed(seed)
-    c = lambda n: int(n * width)  # noqa: E731
+    c = lambda n: int(n * width)
     plan = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 3, 2), (6, 96, 2, 1),
             (6, 160, 2, 2)]
     blocks, cin, k = [nn.Conv2d(3, c(32), 3, 2, 1), nn.BatchNorm2d(c(32)), nn.ReLU6()], c(32), 0

@@ -40,7 +40,7 @@ def _permute(p: dict, stream: np.ndarray, hidden: list, expand: np.ndarray) -> d
     ``hidden[i]``, the inverted block's expanded channels by ``expand``."""
     s, e = stream, expand
     q = dict(p)
-    bn = lambda d, k: {n: v[k] for n, v in d.items()}  # noqa: E731
+    bn = lambda d, k: {n: v[k] for n, v in d.items()}
     q["stem"], q["stem_b"], q["stem_bn"] = p["stem"][s], p["stem_b"][s], bn(p["stem_bn"], s)
     for i, h in enumerate(hidden):
         q[f"c1_{i}"], q[f"bn1_{i}"] = p[f"c1_{i}"][h][:, s], bn(p[f"bn1_{i}"], h)

@@ -57,6 +57,10 @@ def endpoints_for(m: MatchResult, values: dict | None = None, sites: dict | None
             if site is None:
                 notes.append(f"layer {layer.index} {key}: no place in A's graph; kept A's")
                 continue
+            if key in layer.params and layer.params[key].shape != b_val.shape:
+                notes.append(f"layer {layer.index} {key}: A has fewer units than B (width-"
+                             "pruned); its graph cannot take B's, kept A's")
+                continue
             eps.append(Endpoint(site, m.a_params[layer.index][key], b_val))
             keys.append((layer.index, key))
     return eps, keys, notes

@@ -85,7 +85,8 @@ def classes_table(tests: list[dict]) -> Table | None:
         u, a = by.get("unit_order", {}).get(n, {}), by.get("aligned", {}).get(n, {})
         first = u or a
         rows.append([n, ",".join(map(str, first["layers"])), str(first["units"]),
-                     "-" if not u else str(u["fixed_points"]), pval(u.get("p_value")),
+                     "-" if not u else str(u.get("in_order", u.get("fixed_points"))),
+                     pval(u.get("p_value")),
                      "-" if not a else f"{a['similarity']:.3f}", pval(a.get("p_value"))])
     return table("per class", ["class", "layers", "units", "in A's order", "p (order)",
                                "cosine (aligned)", "p (aligned)"], rows)

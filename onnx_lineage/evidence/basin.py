@@ -36,9 +36,11 @@ def copies_for(alpha: float) -> int:
 
 
 def permuted_classes(classes: list) -> list:
-    """The classes the copies permute: hidden units and channels, or the streams if none."""
-    hidden = [c for c in classes if c.kind != "stream" and c.width >= 2]
-    return hidden or [c for c in classes if c.width >= 2]
+    """The classes the copies permute: hidden units and channels, or the streams if none; not
+    pruned classes, whose smaller model's zero units sit at the end, not at random."""
+    usable = [c for c in classes if c.width >= 2 and not c.pruned]  # zero units sit at the end
+    hidden = [c for c in usable if c.kind != "stream"]
+    return hidden or usable
 
 
 def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Generator,

@@ -65,6 +65,9 @@ class SymmetryClass:
         ``(start, stop)``: the class's units are rows ``start:stop`` of its row layers and input
         columns ``start:stop`` of its column layers (one head of an attention block); ``()``:
         all of them.
+    pruned : tuple of (str, int), or ()
+        ``(side, kept)``: model ``side`` (``"a"`` or ``"b"``) has only ``kept`` real units here,
+        the first ones; the rest are the zero units :mod:`onnx_lineage.matching.pruning` added.
     """
 
     name: str
@@ -75,6 +78,7 @@ class SymmetryClass:
     per_unit: tuple = ()
     rescalable: bool = False
     span: tuple = ()
+    pruned: tuple = ()
 
     @property
     def layers(self) -> tuple:
@@ -126,13 +130,14 @@ def symmetry_classes(m) -> list[SymmetryClass]:
     dimensions of attention heads from its attention blocks (:mod:`onnx_lineage.model.attention`).
     """
     kinds = {layer.index: layer.kind for layer in m.a_layers}
+    pruned = {p["a"]: (p["pruned"], p["kept"]) for p in getattr(m, "pruned", [])}
     found = []
     for c in m.chains:
         unit = "channels" if kinds.get(c.a) == "conv" else "units"
         found.append(SymmetryClass(f"layer {c.a} {unit}", unit, _units(m, c.a), (c.a,),
                                    ((c.a_next, c.spatial, c.channels_last),),
                                    tuple(fa for fa, _ in c.followers),
-                                   c.homogeneous and not c.followers))
+                                   c.homogeneous and not c.followers, pruned=pruned.get(c.a, ())))
     for sa, _ in m.stream_pairs:
         matched = set(m.b_own)
         rows = tuple(i for i in sa.writers if i in matched)

@@ -17,44 +17,68 @@ _FAMILY = {"dense": "dense", "linear": "dense", "conv": "conv", "conv_transpose"
            "lstm": "lstm", "gru": "gru", "rnn": "rnn"}
 
 
-def compatible(a: Layer, b: Layer) -> bool:
-    """Same layer family and the same shape of every parameter they both hold."""
+def compatible(a: Layer, b: Layer, pruned: bool = False) -> bool:
+    """Same layer family and the same shape of every parameter they both hold; with ``pruned``,
+    the unit axes (a weight's first two, a per-unit layer's only one) may be smaller in one
+    model than in the other, all of them on the same side (a width-pruned child)."""
     if _FAMILY.get(a.kind) != _FAMILY.get(b.kind) or a.groups != b.groups:
         return False
-    for key in set(a.params) & set(b.params):
-        if a.params[key].shape != b.params[key].shape:
-            return False
-    return "weight" in a.params and "weight" in b.params
+    if "weight" not in a.params or "weight" not in b.params:
+        return False
+    if not pruned:
+        return all(a.params[k].shape == b.params[k].shape for k in set(a.params) & set(b.params))
+    return pruned_axes(a, b) is not None
 
 
-def align(a: list[Layer], b: list[Layer]) -> list[tuple[int, int]]:
+def pruned_axes(a: Layer, b: Layer) -> tuple[int, ...] | None:
+    """The unit axes of the weight on which ``a`` and ``b`` differ in size, all smaller on one
+    side, every other axis equal; None if they differ otherwise."""
+    wa, wb = a.params["weight"].shape, b.params["weight"].shape
+    if len(wa) != len(wb) or wa[2:] != wb[2:] or a.groups != 1 or len(wa) > 4:
+        return None
+    signs = {np.sign(x - y) for x, y in zip(wa[:2], wb[:2])} - {0}
+    if len(signs) > 1:
+        return None
+    return tuple(k for k in range(min(len(wa), 2)) if wa[k] != wb[k])
+
+
+def align(a: list[Layer], b: list[Layer], pruned: bool = False) -> list[tuple[int, int]]:
     """Pairs ``(i, j)`` of positions in ``a`` and ``b``, increasing in both, as many as possible.
 
     Parameters
     ----------
     a, b : list of Layer
+    pruned : bool
+        Pair layers whose unit axes differ in size too (:func:`compatible`); pairs of equal
+        shapes are preferred.
 
     Returns
     -------
     list of (int, int)
     """
     n, m = len(a), len(b)
+
+    def gain(i, j):
+        if compatible(a[i], b[j]):
+            return 1.0 + (1e-3 if a[i].node == b[j].node else 0.0)
+        if pruned and compatible(a[i], b[j], pruned=True):
+            return 1.0 - 1e-2
+        return None
+
+    gains = [[gain(i, j) for j in range(m)] for i in range(n)]
     score = np.zeros((n + 1, m + 1))
     for i in range(n - 1, -1, -1):
         for j in range(m - 1, -1, -1):
             best = max(score[i + 1, j], score[i, j + 1])
-            if compatible(a[i], b[j]):
-                bonus = 1e-3 if a[i].node == b[j].node else 0.0
-                best = max(best, 1.0 + bonus + score[i + 1, j + 1])
+            if gains[i][j] is not None:
+                best = max(best, gains[i][j] + score[i + 1, j + 1])
             score[i, j] = best
     pairs, i, j = [], 0, 0
     while i < n and j < m:
-        if compatible(a[i], b[j]):
-            bonus = 1e-3 if a[i].node == b[j].node else 0.0
-            if np.isclose(score[i, j], 1.0 + bonus + score[i + 1, j + 1]):
-                pairs.append((i, j))
-                i, j = i + 1, j + 1
-                continue
+        if gains[i][j] is not None and np.isclose(score[i, j], gains[i][j] + score[i + 1, j + 1]):
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+            continue
         if np.isclose(score[i, j], score[i + 1, j]):
             i += 1
         else:

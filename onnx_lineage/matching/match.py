@@ -11,6 +11,7 @@ from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
+from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
@@ -37,6 +38,12 @@ class MatchResult(Result):
         Matched layers that are fixed signal-processing constants in both models (DFT bases,
         sinusoidal position tables): not trained, so left out of the pairs, the coverage and
         the evidence.
+    pruned : list of dict
+        Pruned units: per hidden layer whose units differ in number (``a``, ``b``), the model
+        with fewer (``pruned``: ``"a"`` or ``"b"``), how many it kept, of how many
+        (``units``), and that ratio (``coverage``). The smaller model's parameters in
+        :attr:`a_params` / :attr:`b_own` / :attr:`b_aligned` carry zero units at the end
+        (:mod:`onnx_lineage.matching.pruning`).
     """
 
     model_a: str
@@ -48,6 +55,7 @@ class MatchResult(Result):
     limits: list
     statement: str
     excluded: list
+    pruned: list
     _a_layers: list = field(default_factory=list, repr=False)
     _b_layers: list = field(default_factory=list, repr=False)
     _b_aligned: dict = field(default_factory=dict, repr=False)
@@ -170,6 +178,11 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                           "(the other model has them folded)")
 
     pairs = align(la, lb)
+    pruned: dict = {}
+    if len(pairs) < min(len(la), len(lb)):  # layers left over on both sides: pruned widths?
+        wider, found = pruned_chains(align(la, lb, pruned=True), la, lb, links_a, links_b)
+        if len(wider) > len(pairs) and found:
+            pairs, pruned = wider, found
     fixed_a = {x.index for x in la if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
     fixed_b = {x.index for x in lb if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
     excluded = [{"a": la[i].index, "b": lb[j].index, "kind": la[i].kind,
@@ -193,6 +206,14 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     if _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params):
         transforms.append("B's dense inputs reordered to A's flatten order "
                           "(channels-last against channels-first)")
+    if pruned:
+        pad(pruned, links_a, a_params, b_params, b_of)
+        for side in ("b", "a"):
+            n = sum(1 for p in pruned.values() if p.side == side)
+            if n:
+                transforms.append(f"{side.upper()} has fewer units in {n} hidden layer(s) "
+                                  f"(width-pruned): zero units added to {side.upper()} at the end, "
+                                  "the same function, compared on the units it kept")
 
     stream_pairs, stream_limits = pair_streams(streams(a.proto, la), streams(b.proto, lb), b_of)
     in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
@@ -219,6 +240,9 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
             tr.append("scale")
         if bj in in_moved:
             tr.append("stream permutation")
+        if ai in pruned:
+            p = pruned[ai]
+            tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
         aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
         cos = _cosine(flat(a_params[ai], keys), flat(aligned[ai], keys))
         pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
@@ -246,8 +270,10 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     else:
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
+    pruned_rows = [{"a": ai, "b": b_of[ai], "pruned": p.side, "kept": p.kept, "units": p.width,
+                    "coverage": p.kept / p.width} for ai, p in sorted(pruned.items())]
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
-                       limits, statement, excluded, la, lb, aligned, folded, chains,
+                       limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
                        {k: a_params[k] for k in b_own}, b_own, stream_pairs,
                        _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of))
 

@@ -60,7 +60,8 @@ def _class_rows(tests: list[dict]) -> list[dict]:
         u, a = order.get(name, {}), aligned.get(name, {})
         first = u or a
         rows.append({"name": name, "layers": first["layers"], "units": first["units"],
-                     "fixed_points": u.get("fixed_points"), "p_order": u.get("p_value"),
+                     "fixed_points": u.get("in_order", u.get("fixed_points")),
+                     "p_order": u.get("p_value"),
                      "similarity": a.get("similarity"), "p_aligned": a.get("p_value")})
     return rows
 

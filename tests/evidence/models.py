@@ -147,3 +147,17 @@ def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | Non
 def within_heads(rng: np.random.Generator, heads: int, dh: int) -> np.ndarray:
     """A random permutation of ``heads * dh`` dimensions that keeps every head's span."""
     return np.concatenate([h * dh + rng.permutation(dh) for h in range(heads)])
+
+
+def width_pruned(ws, bs, drop: int, noise: float = 0.0, seed: int = 0):
+    """Every hidden layer's ``drop`` weakest units (smallest incoming-weight norm) removed, with
+    the columns of the next layer that read them, in the order the rest had; then ``noise``
+    (relative) on every weight, as a short fine-tune would leave it."""
+    ws, bs = [w.copy() for w in ws], [b.copy() for b in bs]
+    for k in range(len(ws) - 1):
+        keep = np.sort(np.argsort(np.linalg.norm(ws[k], axis=1))[drop:])
+        ws[k], bs[k] = ws[k][keep], bs[k][keep]
+        ws[k + 1] = ws[k + 1][:, keep]
+    rng = np.random.default_rng(seed)
+    ws = [(w + noise * w.std() * rng.normal(size=w.shape)).astype(np.float32) for w in ws]
+    return ws, bs

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass
-from onnx_lineage.evidence.unit_order import fixed_point_tail, unit_order_test
+from onnx_lineage.evidence.unit_order import (
+    fixed_point_tail,
+    succession_tail,
+    successions,
+    unit_order_test,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 6])
@@ -59,3 +64,20 @@ def test_no_classes_means_no_power():
     assert r.p_value is None and not r.power
     tiny = unit_order_test([_match(2, 2)], alpha=0.001)
     assert not tiny.power  # 1/2! can never reach 0.001
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 7])
+def test_the_succession_tail_is_exact(k):
+    counts = np.zeros(k)
+    for p in itertools.permutations(range(k)):
+        counts[sum(p[i + 1] == p[i] + 1 for i in range(k - 1))] += 1
+    tails = counts[::-1].cumsum()[::-1] / math.factorial(k)
+    assert np.allclose([succession_tail(k, s) for s in range(k)], tails, rtol=1e-12)
+
+
+def test_successions_read_the_kept_units_in_order():
+    # B kept 4 of 6 units: A's units 0, 2, 3, 5 matched to B's 0-3 in order, the rest to padding
+    assert successions(np.array([0, 4, 1, 2, 5, 3]), "b", 4) == (3, 4)
+    assert successions(np.array([3, 4, 1, 2, 5, 0]), "b", 4) == (1, 4)
+    # A kept 3: its units matched to B's 5, 1, 2 (ranks 2, 0, 1: one succession)
+    assert successions(np.array([5, 1, 2, 0, 3, 4]), "a", 3) == (1, 3)
