@@ -12,14 +12,16 @@ D, F, VOCAB, CLASSES, LENGTH = 12, 20, 30, 4, 8
 
 def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = None,
                    hidden: list | None = None, noise: float = 0.0,
-                   tail: str = "head") -> onnx.ModelProto:
+                   tail: str = "head", take: list | None = None) -> onnx.ModelProto:
     """Embedding, ``blocks`` pre-LN feed-forward blocks ``x + W2 relu(W1 LN(x) + b1) + b2``, a final
     LayerNorm, the mean over positions and a dense head.
 
     ``stream`` (D,) and ``hidden`` (one (F,) per block) permute the stream's units and each
     block's inner units: the function stays the same. ``noise`` perturbs every weight (a
     derived model). ``tail``: ``head`` (as above), ``output`` (the stream is also a graph
-    output) or ``bias`` (a constant per unit added to the stream before the head).
+    output) or ``bias`` (a constant per unit added to the stream before the head). ``take``
+    keeps only those blocks, in that order (a shallower model distilled from a subset of the
+    teacher's layers, with its embedding table).
     """
     rng = np.random.default_rng(seed)
 
@@ -31,6 +33,9 @@ def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = N
     ws = [dict(g=1 + normal(D, scale=0.1), be=normal(D, scale=0.1),
                W1=normal(D, F, scale=D ** -0.5), b1=normal(F, scale=0.1),
                W2=normal(F, D, scale=F ** -0.5), b2=normal(D, scale=0.1)) for _ in range(blocks)]
+    if take is not None:
+        ws = [ws[k] for k in take]
+        blocks = len(ws)
     gf, bf = 1 + normal(D, scale=0.1), normal(D, scale=0.1)
     wh, bh = normal(CLASSES, D), normal(CLASSES)
     if stream is not None:

@@ -177,7 +177,10 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
         transforms.append(f"BatchNorm folded into the preceding layers of {folded.upper()} "
                           "(the other model has them folded)")
 
-    pairs = align(la, lb)
+    deeper = len(la) != len(lb)  # layers dropped, duplicated or taken from a deeper teacher
+    pairs = align(la, lb, by_weights=deeper)
+    if deeper:
+        transforms.append(_depth_note(pairs, la, lb))
     pruned: dict = {}
     if len(pairs) < min(len(la), len(lb)):  # layers left over on both sides: pruned widths?
         wider, found = pruned_chains(align(la, lb, pruned=True), la, lb, links_a, links_b)
@@ -276,6 +279,29 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                        limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
                        {k: a_params[k] for k in b_own}, b_own, stream_pairs,
                        _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of))
+
+
+def _depth_note(pairs: list, la: list, lb: list) -> str:
+    """Which of the deeper model's layers the shallower one's were put beside."""
+    deep, side = (la, 0) if len(la) > len(lb) else (lb, 1)
+    kept = [deep[p[side]].index for p in pairs]
+    dropped = [x.index for k, x in enumerate(deep) if k not in {p[side] for p in pairs}]
+    name = "A" if side == 0 else "B"
+    return (f"depth differs ({len(la)} layers in A, {len(lb)} in B): layers paired in order by "
+            f"their weights, with gaps; {name}'s layers {_spans(dropped) or 'none'} have no "
+            f"counterpart ({len(kept)} paired)")
+
+
+def _spans(indices: list) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    out, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            out.append(f"{start}" if start == i else f"{start}-{i}")
+            start = None
+    return ", ".join(out)
 
 
 #: Layer kinds checked for fixed signal-processing constants.
