@@ -402,6 +402,9 @@ def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
             w = permute_inputs(w, m.cls.widened(m.perm, w.shape[1] // spatial), spatial, inverse,
                                channels_last)
             continue
+        if channels_last:  # a recurrent layer's W: units on its last axis
+            w = w[..., m.perm] * (1.0 if m.scale is None else m.scale.astype(np.float32))
+            continue
         w = w[:, m.cls.widened(m.perm, w.shape[1])]
         if m.scale is not None:
             w = w * m.scale.astype(np.float32).reshape((1, -1) + (1,) * (w.ndim - 2))

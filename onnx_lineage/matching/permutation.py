@@ -96,6 +96,8 @@ def out_features(next_weight: np.ndarray, units: int, spatial: int,
     out = w.shape[0]
     if w.ndim == 2 and channels_last:  # dense after a channels-last flatten: unit is the inner axis
         return w.reshape(out, spatial, units).transpose(2, 0, 1).reshape(units, -1)
+    if channels_last:  # a recurrent layer's W (dirs, gates * hidden, in)
+        return np.moveaxis(w, -1, 0).reshape(units, -1)
     if w.ndim == 2:  # dense: columns grouped by unit (channel-major flatten)
         return w.reshape(out, units, spatial).transpose(1, 0, 2).reshape(units, -1)
     return np.moveaxis(w, 1, 0).reshape(units, -1)  # conv: input channel axis
@@ -144,6 +146,9 @@ def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndar
         if scale is not None:
             blocks = blocks / scale[None, :, None]
         return blocks.reshape(out, -1).astype(np.float32)
+    if channels_last:  # a recurrent layer's W (dirs, gates * hidden, in)
+        res = w[..., perm]
+        return (res if scale is None else res / scale).astype(np.float32)
     res = w[:, perm]
     if scale is not None:
         res = res / scale.reshape((1, -1) + (1,) * (w.ndim - 2))

@@ -120,6 +120,8 @@ def _pad_rows(v: np.ndarray, extra: int, key: str) -> np.ndarray:
 def _pad_columns(w: np.ndarray, units: int, extra: int, spatial: int,
                  channels_last: bool) -> np.ndarray:
     """Zero inputs for ``extra`` new units after the ``units`` that ``w`` reads."""
+    if w.ndim != 2 and channels_last:  # a recurrent layer's W: units on its last axis
+        return np.concatenate([w, np.zeros(w.shape[:-1] + (extra,), w.dtype)], axis=-1)
     if w.ndim != 2:  # a convolution: input channels on axis 1
         return np.concatenate([w, np.zeros((w.shape[0], extra) + w.shape[2:], w.dtype)], axis=1)
     out = w.shape[0]

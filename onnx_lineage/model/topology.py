@@ -19,6 +19,8 @@ from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
+#: Recurrent layers: their input weight's last axis reads the units.
+RECURRENT = ("lstm", "gru", "rnn")
 #: Ops that read only a tensor's shape, not its values: they do not branch a chain.
 SHAPE_ONLY = {"Shape", "Size"}
 
@@ -44,7 +46,9 @@ class Link:
         Why the chain ends, when it does.
     channels_last : bool
         The units were moved last (``Transpose`` to channels-last, as tf2onnx exports of Keras
-        CNNs do) before the flatten: ``next`` reads column ``s * units + u``.
+        CNNs do) before the flatten: ``next`` reads column ``s * units + u``. For a ``next``
+        whose weight has more than two axes: it reads the units on its last axis (a recurrent
+        layer's ``W``), not on axis 1 (a convolution's).
     """
 
     next: int | None
@@ -97,6 +101,13 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
                 walk.homogeneous = False
                 name = nxt.output
                 continue
+            if nxt.kind in RECURRENT and layer.kind == "dense":
+                if nxt.weight.shape[-1] != layer.units:
+                    return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[-1]} is not "
+                                             f"{layer.units} units")
+                # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
+                return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
+                            tuple(walk.ops), channels_last=True)
             if nxt.kind not in ("dense", "conv") or nxt.groups != 1:
                 return Link(None, reason=f"read by a {nxt.op} layer")
             units_in = nxt.weight.shape[1]
@@ -117,6 +128,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
             return Link(None, reason=f"read as a weight by {node.op_type}")
         if node.op_type in _RESHAPING and not walk.reshaped:
             walk.reshaped = True
+        elif node.op_type == "Transpose" and layer.kind == "dense" and _keeps_last(node):
+            pass  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
         elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
             if not _moves_channels_last(node):
                 return Link(None, reason="passes through a Transpose")
@@ -160,6 +173,12 @@ def _is_quant_scale(g: GraphIndex, node: onnx.NodeProto, name: str) -> bool:
     other = node.input[1] if node.input[0] == name else node.input[0]
     c = g.constant(other)
     return c is not None and c.value.size == 1
+
+
+def _keeps_last(node: onnx.NodeProto) -> bool:
+    """A Transpose that leaves the last axis last."""
+    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+    return perm is not None and len(perm) >= 2 and perm[-1] == len(perm) - 1
 
 
 def _moves_channels_last(node: onnx.NodeProto) -> bool:
