@@ -117,6 +117,15 @@ class SymmetryClass:
         full[self.span[0]:self.span[1]] = self.span[0] + perm
         return full
 
+    def widened_scale(self, scale: np.ndarray, total: int) -> np.ndarray:
+        """Per-unit ``scale`` over the class's units as float32 factors for all ``total`` units
+        of a member (1 outside the class's span)."""
+        if not self.span:
+            return scale.astype(np.float32)
+        full = np.ones(total, np.float32)
+        full[self.span[0]:self.span[1]] = scale
+        return full
+
     def part(self, w: np.ndarray) -> np.ndarray:
         """The class's rows of ``w``."""
         return w if not self.span else w[self.span[0]:self.span[1]]
@@ -134,10 +143,17 @@ def symmetry_classes(m) -> list[SymmetryClass]:
     found = []
     for c in m.chains:
         unit = "channels" if kinds.get(c.a) == "conv" else "units"
-        found.append(SymmetryClass(f"layer {c.a} {unit}", unit, _units(m, c.a), (c.a,),
-                                   ((c.a_next, c.spatial, c.channels_last),),
-                                   tuple(fa for fa, _ in c.followers),
-                                   c.homogeneous and not c.followers, pruned=pruned.get(c.a, ())))
+        width = _units(m, c.a)
+        # a grouped convolution's channels permute only within their group: one class per group
+        spans = ([()] if c.groups == 1 else
+                 [(k * width // c.groups, (k + 1) * width // c.groups) for k in range(c.groups)])
+        for span in spans:
+            name = f"layer {c.a} {unit}" + (f" group {spans.index(span)}" if span else "")
+            found.append(SymmetryClass(name, unit, span[1] - span[0] if span else width, (c.a,),
+                                       ((c.a_next, c.spatial, c.channels_last),),
+                                       tuple(fa for fa, _ in c.followers),
+                                       c.homogeneous and not c.followers, span,
+                                       pruned.get(c.a, ())))
     for sa, _ in m.stream_pairs:
         matched = set(m.b_own)
         rows = tuple(i for i in sa.writers if i in matched)
@@ -357,8 +373,8 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
         fb.append(_with_bias(cls.part(wb), b_params[r], cls))
         names.append(f"in:{r}")
     for n in cls.per_unit:
-        fa.append(per_unit(a_params[n]))
-        fb.append(per_unit(b_params[n]))
+        fa.append(cls.part(per_unit(a_params[n])))
+        fb.append(cls.part(per_unit(b_params[n])))
         names.append(f"unit:{n}")
     for layer, spatial, channels_last in cls.columns:
         owners = row_owner.get(layer, [])
@@ -397,17 +413,18 @@ def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
         The classes over its inputs, with ``spatial`` and ``channels_last``.
     """
     for m, spatial, channels_last in owners:
-        inverse = None if m.scale is None else (1.0 / m.scale).astype(np.float32)
+        total = w.shape[-1] if channels_last and w.ndim > 2 else w.shape[1] // spatial
+        perm = m.cls.widened(m.perm, total)
+        scale = None if m.scale is None else m.cls.widened_scale(m.scale, total)
         if w.ndim == 2:
-            w = permute_inputs(w, m.cls.widened(m.perm, w.shape[1] // spatial), spatial, inverse,
+            w = permute_inputs(w, perm, spatial, None if scale is None else 1.0 / scale,
                                channels_last)
-            continue
-        if channels_last:  # a recurrent layer's W: units on its last axis
-            w = w[..., m.perm] * (1.0 if m.scale is None else m.scale.astype(np.float32))
-            continue
-        w = w[:, m.cls.widened(m.perm, w.shape[1])]
-        if m.scale is not None:
-            w = w * m.scale.astype(np.float32).reshape((1, -1) + (1,) * (w.ndim - 2))
+        elif channels_last:  # a recurrent layer's W: units on its last axis
+            w = w[..., perm] * (1.0 if scale is None else scale)
+        else:
+            w = w[:, perm]
+            if scale is not None:
+                w = w * scale.reshape((1, -1) + (1,) * (w.ndim - 2))
     return w
 
 

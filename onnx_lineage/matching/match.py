@@ -17,7 +17,7 @@ from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
 from onnx_lineage.model.streams import streams
-from onnx_lineage.model.topology import links
+from onnx_lineage.model.topology import is_depthwise, links
 from onnx_lineage.results import Result
 
 
@@ -371,8 +371,13 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
             limits.append(f"layer {ai}: the per-channel layers after it (normalisation, "
                           "depthwise convolutions) differ between A and B")
             continue
+        groups = la[i].groups if not is_depthwise(la[i], la[i].units) else la[i].units
+        if groups > 1 and (lb[j].groups != la[i].groups or la_link.spatial != 1):
+            limits.append(f"layer {ai}: units not aligned (a grouped convolution read after a "
+                          "flatten)")
+            continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
-                            lb_link.homogeneous, la_link.channels_last))
+                            lb_link.homogeneous, la_link.channels_last, groups))
     return chains, limits
 
 

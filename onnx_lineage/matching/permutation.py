@@ -42,6 +42,9 @@ class Chain:
         A dense ``next`` reads a flattened ``(spatial, units)`` map (column ``s * units + u``, a
         channels-last flatten) instead of ``(units, spatial)`` (column ``u * spatial + s``). Both
         sides' ``next`` weights are in this one layout (B's are converted to A's by ``match``).
+    groups : int
+        ``layer`` is a grouped convolution: its channels permute only within each of these
+        equal blocks.
     """
 
     a: int
@@ -52,6 +55,7 @@ class Chain:
     spatial: int = 1
     homogeneous: bool = True
     channels_last: bool = False
+    groups: int = 1
 
 
 @dataclass
@@ -186,6 +190,9 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
                                              c.channels_last)))
             for fa, fb in c.followers:
                 sim = sim + 0.5 * unit_cosine(per_unit(a_params[fa]), per_unit(b_params[fb]))
+            if c.groups > 1:  # no unit leaves its group
+                block = np.arange(units) // (units // c.groups)
+                sim = np.where(block[:, None] == block[None, :], sim, -1e6)
             _, perm = linear_sum_assignment(sim, maximize=True)
             if np.any(perm != np.arange(units)):
                 changed = True
