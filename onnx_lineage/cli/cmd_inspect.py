@@ -23,7 +23,8 @@ def command(model: ModelArg, device: DeviceOpt = Device.auto, output: OutputOpt 
     c.print(render.kv_table(f"{r.model}", [
         ("producer", r.producer),
         ("opsets", ", ".join(f"{k} {v}" for k, v in r.opsets.items())),
-        ("inputs", "; ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r.inputs)),
+        ("inputs", "; ".join(f"{i['name']} {i['dtype']} {i['shape']} ({_rows(i)})"
+                             for i in r.inputs)),
         ("outputs", "; ".join(f"{o['name']} {o['dtype']} {o['shape']}" for o in r.outputs)),
         ("prediction", f"{r.output} ({r.output_kind})"),
         ("parameters", f"{r.n_params:,} in {len(r.layers)} layers"),
@@ -35,3 +36,11 @@ def command(model: ModelArg, device: DeviceOpt = Device.auto, output: OutputOpt 
                          [[str(layer["index"]), layer["kind"], layer["op"],
                            "x".join(map(str, layer["shape"])), f"{layer['params']:,}",
                            layer["quantization"] or "-"] for layer in r.layers]))
+
+
+def _rows(spec: dict) -> str:
+    """Where an input's rows are, in words."""
+    if spec["batch_axis"] is None:
+        return "no batch axis: one value for every row"
+    where = f"rows on axis {spec['batch_axis']}"
+    return where + (", a recurrent state: zeros if the data has none" if spec["state"] else "")

@@ -47,12 +47,14 @@ def inspect_model(path, device: str = "auto", output: str = "auto") -> InspectRe
     layers = extract_layers(proto)
     runner = Runner(proto, device=device, output=output, name=loaded.name)
     init_names = {t.name for t in proto.graph.initializer}
+    axes = {i.name: i.batch_axis for i in runner.inputs}
     return InspectResult(
         model=loaded.name,
         producer=f"{proto.producer_name} {proto.producer_version}".strip() or "unknown",
         opsets={(o.domain or "ai.onnx"): o.version for o in proto.opset_import},
         ir_version=proto.ir_version,
-        inputs=[_value_info(i) for i in proto.graph.input if i.name not in init_names],
+        inputs=[dict(_value_info(i), batch_axis=axes.get(i.name), state=i.name in runner.states)
+                for i in proto.graph.input if i.name not in init_names],
         outputs=[_value_info(o) for o in proto.graph.output],
         layers=[layer.summary() for layer in layers],
         n_params=sum(layer.n_params for layer in layers),

@@ -203,3 +203,11 @@ def test_a_stateful_model_runs_on_its_own_layout_and_names_a_missing_input(tmp_p
     r = cli("closeness", model, model, "--data", bad)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "input 'sr'" in r.stderr
+
+
+def test_inspect_says_where_each_input_keeps_its_rows():
+    r = cli("inspect", fixture_path("torch_vad_state"), "--json")
+    assert r.returncode == 0, r.stderr
+    inputs = json.loads(r.stdout)["inputs"]
+    assert [(i["name"], i["batch_axis"], i["state"]) for i in inputs] == [
+        ("input", 0, False), ("state", 1, True), ("sr", None, False)]
