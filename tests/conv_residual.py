@@ -55,13 +55,16 @@ def _permute(p: dict, stream: np.ndarray, hidden: list, expand: np.ndarray) -> d
 
 
 def conv_residual_model(seed: int = 0, permuted: bool = False, noise: float = 0.0,
-                        perm_seed: int = 1) -> onnx.ModelProto:
+                        perm_seed: int = 1, torch_like: bool = False) -> onnx.ModelProto:
     """Stem conv+BN, two residual blocks (conv-BN-ReLU-conv-BN, added to the stream, ReLU), a
     squeeze-excite gate on the stream, an inverted block (1x1 expand, depthwise 3x3, SE on the
     expanded channels, 1x1 project, added to the stream), global pooling and a dense head.
 
     ``permuted`` applies random permutations (from ``perm_seed``) to every unit axis, the stream's
-    included: the same function. ``noise`` perturbs every weight (a derived model)."""
+    included: the same function. ``noise`` perturbs every weight (a derived model).
+    ``torch_like``: as PyTorch exports ``nn.Unflatten`` and ``x.mean((2, 3))``: flat pixels
+    reshaped by a shape computed in the graph (shape inference loses the rank) and the pooling a
+    ReduceMean with its axes as an input."""
     p = _blocks(np.random.default_rng(seed), np.random.default_rng(seed + 99), noise)
     if permuted:
         r = np.random.default_rng(perm_seed)
@@ -70,6 +73,10 @@ def conv_residual_model(seed: int = 0, permuted: bool = False, noise: float = 0.
 
     def init(name, value):
         inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def init_i(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
         return name
 
     def conv(x, name, bias=None, group=1, pad=1):
@@ -95,7 +102,17 @@ def conv_residual_model(seed: int = 0, permuted: bool = False, noise: float = 0.
         g = op("Sigmoid", [conv(g, b, b + "_b")], f"{tag}_gate")
         return op("Mul", [x, g], f"{tag}_scaled")
 
-    s = op("Relu", [bn(conv("x", "stem", "stem_b"), "stem_bn")], "s0")
+    x = "x"
+    if torch_like:
+        shape = op("Shape", ["x"], "shape")
+        n = op("Slice", [shape, init_i("zero", [0]), init_i("one", [1])], "n")
+        # [1, 8, 8] sliced from a start computed in the graph (64 - 64): a length unknown to
+        # shape inference, as in PyTorch's export of nn.Unflatten
+        start = op("Sub", [op("Slice", [shape, init_i("one_", [1]), init_i("two", [2])], "d"),
+                           init_i("sixty_four", [64])], "start")
+        chw = op("Slice", [init_i("chw", [1, 8, 8]), start, init_i("three", [3])], "chw_")
+        x = op("Reshape", ["x", op("Concat", [n, chw], "target", axis=0)], "image")
+    s = op("Relu", [bn(conv(x, "stem", "stem_b"), "stem_bn")], "s0")
     for i in range(2):
         h = op("Relu", [bn(conv(s, f"c1_{i}"), f"bn1_{i}")], f"h{i}")
         y = bn(conv(h, f"c2_{i}"), f"bn2_{i}")
@@ -105,12 +122,16 @@ def conv_residual_model(seed: int = 0, permuted: bool = False, noise: float = 0.
     h = op("Relu", [bn(conv(h, "dw", group=E), "dw_bn")], "dw_relu")
     h = se(h, "mse1", "mse2", "mse")
     s = op("Add", [s, bn(conv(h, "pr"), "pr_bn")], "s_out")
-    f = op("Flatten", [op("GlobalAveragePool", [s], "pool")], "flat")
+    if torch_like:
+        f = op("ReduceMean", [s, init_i("axes", [2, 3])], "flat", keepdims=0)
+    else:
+        f = op("Flatten", [op("GlobalAveragePool", [s], "pool")], "flat")
     op("Gemm", [f, init("head", p["head"]), init("head_b", p["head_b"])], "logits", transB=1)
     graph = helper.make_graph(nodes, "conv_residual", [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                      ["n", 64] if torch_like else ["n", 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model

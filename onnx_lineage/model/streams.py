@@ -129,7 +129,7 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
             for n in data:
                 groups.union(out, n)
             residual.append(out)
-        elif node.op_type == "Mul" and len(data) == 2 and _same_units(data, dims, axis):
+        elif node.op_type == "Mul" and len(data) == 2 and _same_units(data, dims, axis, first):
             groups.union(out, data[0])
             groups.union(out, data[1])
             gated.append(out)
@@ -224,6 +224,8 @@ def _keeps_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict, axis: int) -> b
     if axes is None and len(node.input) > 1 and node.input[1]:
         c = g.constant(node.input[1])
         axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
+    if axes and axis == 1 and all(a >= 2 for a in axes):  # spatial axes of a channels-first map
+        return True  # (whatever its rank and keepdims: the channels stay on axis 1)
     if not shape or not axes:
         return False
     unit = axis % len(shape)
@@ -232,10 +234,14 @@ def _keeps_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict, axis: int) -> b
     return unit not in reduced and (keep or axis == -1 or all(a > unit for a in reduced))
 
 
-def _same_units(data: list, dims: dict, axis: int) -> bool:
+def _same_units(data: list, dims: dict, axis: int, first: set) -> bool:
     """Two operands of a product with the same known number (> 1) of units on ``axis``, and the
-    same rank: a gate on the units (squeeze-excite, SiLU, SwiGLU), not a per-row scaling."""
+    same rank: a gate on the units (squeeze-excite, SiLU, SwiGLU), not a per-row scaling. Two
+    channels-first maps of unknown shapes count too: the stream's width check
+    (:func:`_stream`) then refuses a gate of another width (a one-channel spatial mask)."""
     x, y = dims.get(data[0]), dims.get(data[1])
+    if (not x or not y) and axis == 1 and data[1] in first:
+        return True
     if not x or not y or len(x) != len(y):
         return False
     return x[axis] is not None and x[axis] == y[axis] and x[axis] > 1

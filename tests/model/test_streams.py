@@ -55,8 +55,10 @@ def test_the_conv_builder_permutes_without_changing_the_function():
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_a_convolutional_stream_runs_through_batchnorm_squeeze_excite_and_projection():
-    model = conv_residual_model()
+@pytest.mark.parametrize("torch_like", [False, True])
+def test_a_convolutional_stream_runs_through_batchnorm_squeeze_excite_and_projection(torch_like):
+    # torch_like: the rank of the maps unknown to shape inference, pooling by ReduceMean
+    model = conv_residual_model(torch_like=torch_like)
     layers = extract_layers(model)
     node = {x.index: x.node for x in layers}
     stream, gated = _streams(model)
