@@ -135,3 +135,50 @@ def conv_residual_model(seed: int = 0, permuted: bool = False, noise: float = 0.
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def projection_model(seed: int = 0, permuted: bool = False) -> onnx.ModelProto:
+    """Two streams joined by a projection shortcut, ResNet's downsampling block: a stem conv
+    (1->8), a residual block on the 8-channel stream, then ``relu(proj(s) + c_b(relu(c_a(s))))``
+    with ``proj`` a strided 1x1 conv (8->12) and ``c_a``, ``c_b`` strided 3x3 convs, global
+    pooling and a dense head. ``permuted``: both streams and the inner channels permuted."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape):
+        return (rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    p = {"stem": w(8, 1, 3, 3), "r1": w(6, 8, 3, 3), "r2": w(8, 6, 3, 3), "proj": w(12, 8, 1, 1),
+         "ca": w(10, 8, 3, 3), "cb": w(12, 10, 3, 3), "head": w(10, 12)}
+    p.update({k + "_b": w(v.shape[0], 1).ravel() for k, v in list(p.items())})
+    if permuted:
+        r = np.random.default_rng(5)
+        s1, h, s2, i = r.permutation(8), r.permutation(6), r.permutation(12), r.permutation(10)
+        for name, rows, cols in (("stem", s1, None), ("r1", h, s1), ("r2", s1, h),
+                                 ("proj", s2, s1), ("ca", i, s1), ("cb", s2, i), ("head", None, s2)):
+            if rows is not None:
+                p[name], p[name + "_b"] = p[name][rows], p[name + "_b"][rows]
+            if cols is not None:
+                p[name] = p[name][:, cols]
+    nodes = []
+
+    def conv(x, name, stride=1):
+        k = p[name].shape[-1]
+        nodes.append(helper.make_node("Conv", [x, name, name + "_b"], [name + "_y"], name=name,
+                                      pads=[k // 2] * 4, strides=[stride, stride]))
+        return name + "_y"
+
+    def op(kind, ins, name, **kw):
+        nodes.append(helper.make_node(kind, ins, [name], name=name, **kw))
+        return name
+
+    s = op("Relu", [conv("x", "stem")], "s0")
+    s = op("Relu", [op("Add", [s, conv(op("Relu", [conv(s, "r1")], "h"), "r2")], "res1")], "s1")
+    y = conv(op("Relu", [conv(s, "ca", 2)], "i"), "cb")
+    s = op("Relu", [op("Add", [conv(s, "proj", 2), y], "res2")], "s2")
+    f = op("Flatten", [op("GlobalAveragePool", [s], "pool")], "flat")
+    op("Gemm", [f, "head", "head_b"], "logits", transB=1)
+    graph = helper.make_graph(
+        nodes, "projection", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(v, k) for k, v in p.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

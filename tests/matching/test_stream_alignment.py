@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from onnx_lineage.analyses.determination import determine
 from onnx_lineage.data import Dataset
 from onnx_lineage.matching import match
-from tests.conv_residual import conv_residual_model
+from tests.conv_residual import conv_residual_model, projection_model
 from tests.residual import permutations, residual_model, token_data
 
 
@@ -76,3 +77,14 @@ def test_a_permuted_fine_tune_of_a_residual_cnn_is_related_an_independent_one_is
     r = determine(a, b, Dataset({"x": x}), seed=0)
     assert (r.verdict == "related") is related
     assert r.p_value < 1e-6 if related else r.p_value > 0.01
+
+
+def test_two_streams_joined_by_a_projection_shortcut_are_both_undone(save):
+    x = np.random.default_rng(0).normal(size=(3, 1, 8, 8)).astype(np.float32)
+    a, b = save("a", projection_model()), save("b", projection_model(permuted=True))
+    out = [ort.InferenceSession(str(p)).run(None, {"x": x})[0] for p in (a, b)]
+    np.testing.assert_allclose(*out, atol=1e-5)
+    m = match(a, b)
+    assert all(pair["cosine"] > 0.9999 for pair in m.pairs) and not m.limits
+    assert any("residual stream of B (8 units" in t for t in m.transforms)
+    assert any("residual stream of B (12 units" in t for t in m.transforms)
