@@ -60,8 +60,9 @@ def render_tree(r) -> None:
     def grow(node, name):
         for e in sorted(children.get(name, []), key=lambda e: e["child"]):
             clo = "-" if e["closeness"] is None else f"{e['closeness']:.3f}"
-            conf = f", direction confidence {e['confidence']:.2f}" if e["confidence"] else \
-                ", direction undecided"
+            conf = (f", direction confidence {e['confidence']:.2f}"
+                    if e.get("direction", "decided") == "decided"
+                    else f", direction undecided: {e['confidence']:.2f}")
             grow(node.add(f"{e['child']}  [dim](closeness {clo}{conf})[/dim]"), e["child"])
 
     for root in r.roots:
@@ -73,3 +74,5 @@ def render_tree(r) -> None:
             f"{r.executor}; {r.seconds:.1f} s")
     for f in r.failed:
         c.print(f"- not tested: {f['a']} / {f['b']}: {f['error']}")
+    for note in r.notes or []:
+        c.print(f"- {note}", markup=False)

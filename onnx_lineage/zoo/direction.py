@@ -9,11 +9,23 @@
 
 Scores are positive when the evidence says A is the parent. The strong and the weak evidence are
 kept apart: the forest orients by the strong evidence first and uses the weak one last.
+
+Weak signals per model (:func:`model_stats`, read once per model), each a vote on an edge
+(:func:`votes`) weighed by its accuracy as measured on forests of known lineage
+(``direction_signals.json``, written by ``benchmarks/forests.py --fit`` on seeds the reported
+figures do not use): ``norm`` (the child has the larger weight norm), ``kurtosis`` (the child's
+weights have the larger kurtosis: MoTHer, Horwitz et al., ICLR 2025) and ``loss`` (on the labelled
+data of the run, the parent fits better: a fine-tune fits its own data better and the rest
+worse; it abstains without labels, and says the opposite if the data is the fine-tune's own).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -74,3 +86,81 @@ def direction(match_result, name_a: str = "A", name_b: str = "B") -> Direction:
         weak = float(np.clip(rel * 10, -1.0, 1.0))
         ev.append(f"{B if rel > 0 else A} has the larger weight norm ({abs(rel):.1%})")
     return Direction(score, weak, tuple(ev))
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Per-model weight statistics for the weak direction signals.
+
+    Attributes
+    ----------
+    norm : float
+        Euclidean norm of every dense/conv/embedding weight.
+    kurtosis : float
+        Excess kurtosis of those weights pooled (MoTHer's statistic).
+    zeros : float
+        Fraction of exact zeros among them.
+    quantized : bool
+    loss : float or None
+        Cross-entropy on the run's labelled data (None: no labels, or the data cannot feed it).
+    """
+
+    norm: float
+    kurtosis: float
+    zeros: float
+    quantized: bool
+    loss: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_stats(layers) -> ModelStats:
+    """:class:`ModelStats` of a model's canonical layers."""
+    ws = [x.weight.astype(np.float64).ravel() for x in layers
+          if x.kind in ("dense", "conv", "embedding", "linear")]
+    if not ws:
+        return ModelStats(0.0, 0.0, 0.0, any(x.quant for x in layers))
+    w = np.concatenate(ws)
+    centred = w - w.mean()
+    var = float(np.mean(centred ** 2))
+    kurt = float(np.mean(centred ** 4) / var ** 2 - 3.0) if var > 0 else 0.0
+    return ModelStats(float(np.linalg.norm(w)), kurt, float(np.mean(w == 0)),
+                      any(x.quant for x in layers))
+
+
+#: Relative differences under which a weak signal abstains.
+MIN_NORM_CHANGE, MIN_KURTOSIS_CHANGE, MIN_LOSS_CHANGE = 1e-6, 1e-4, 1e-3
+
+
+def votes(a: ModelStats, b: ModelStats) -> dict[str, int]:
+    """Each weak signal's vote on the edge ``a -> b``: +1 (``a`` the parent), -1, 0 (abstains:
+    the difference is too small, or quantization or pruning changed the statistic)."""
+    out = {"loss": 0}
+    if a.loss is not None and b.loss is not None and \
+            abs(b.loss - a.loss) >= MIN_LOSS_CHANGE * max(a.loss, b.loss, 1e-12):
+        out["loss"] = int(np.sign(b.loss - a.loss))
+    if a.quantized or b.quantized or abs(a.zeros - b.zeros) >= 0.05:
+        return {"norm": 0, "kurtosis": 0, **out}
+    rel = (b.norm - a.norm) / max(a.norm, 1e-12)
+    out["norm"] = 0 if abs(rel) < MIN_NORM_CHANGE else int(np.sign(rel))
+    dk = b.kurtosis - a.kurtosis
+    out["kurtosis"] = 0 if abs(dk) < MIN_KURTOSIS_CHANGE * max(abs(a.kurtosis), 1.0) \
+        else int(np.sign(dk))
+    return out
+
+
+@lru_cache(maxsize=1)
+def signal_weights() -> dict[str, float]:
+    """Log-odds weight of each weak signal, ``log(acc / (1 - acc))`` from its measured accuracy
+    (0 for a signal no better than chance, negative for one measured backwards)."""
+    path = Path(__file__).with_name("direction_signals.json")
+    if not path.exists():
+        return {}
+    fitted = json.loads(path.read_text())["signals"]
+    out = {}
+    for name, t in fitted.items():
+        decided = t["right"] + t["wrong"]
+        acc = (t["right"] + 1) / (decided + 2)  # Laplace: a few votes weigh little
+        out[name] = float(np.clip(math.log(acc / (1 - acc)), -3.0, 3.0))
+    return out

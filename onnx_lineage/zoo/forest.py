@@ -1,19 +1,32 @@
-"""The lineage forest: a maximum spanning forest over related pairs, oriented parent to child.
+"""The lineage forest: a minimum spanning forest over related pairs, oriented parent to child.
 
-Edges join pairs found related by the exact test, weighted by their unit similarity (derived
-models are closer to their own parent than to their siblings or grandparents, so a chain
-A -> B -> C keeps A-B and B-C and drops A-C). Each tree's root is the model that best agrees with
-the direction evidence of its edges (quantization, sparsity, norm drift); edges point away from it.
+Edges join pairs found related by the exact test, weighted by the distance between their aligned
+weights (:func:`~onnx_lineage.zoo.tree.aligned_distance`). Fine-tuning moves a model along its own
+direction: a child sits near its parent, siblings trained apart sit about sqrt(2) times farther
+from each other, and a grandchild farther still, so the minimum spanning tree keeps parent-child
+edges and drops the others (a star stays a star, a chain a chain). Each tree's root is the model
+that best agrees with the direction evidence of its edges: the strong evidence first
+(quantization, sparsity: a copy is made from its source), then the weak signals
+(:mod:`.direction`), each weighed by its measured accuracy; edges point away from it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+#: Log-odds of one item of strong evidence (quantization, sparsity): near certain.
+STRONG_LOG_ODDS = math.log(0.99 / 0.01)
+#: An edge's direction is called decided from this posterior up.
+DECIDED = 0.75
 
 
 @dataclass(frozen=True)
 class PairOutcome:
-    """Exact test of one candidate pair (``direction`` > 0: ``a`` looks like the parent)."""
+    """Exact test of one candidate pair (``direction`` > 0: ``a`` looks like the parent).
+
+    ``distance``: relative distance of the aligned weights (None: not measured; the forest then
+    uses ``1 - weight``)."""
 
     a: str
     b: str
@@ -23,6 +36,11 @@ class PairOutcome:
     evidence: tuple
     error: str | None = None
     weak: float = 0.0
+    distance: float | None = None
+
+    @property
+    def length(self) -> float:
+        return 1.0 - self.weight if self.distance is None else self.distance
 
 
 class _UnionFind:
@@ -45,14 +63,15 @@ class _UnionFind:
 
 def spanning_forest(models: list[str], outcomes: list[PairOutcome],
                     leaves: frozenset = frozenset()) -> list[PairOutcome]:
-    """Related pairs kept by Kruskal's maximum spanning forest (ties broken by name).
+    """Related pairs kept by Kruskal's minimum spanning forest on their distances (ties broken
+    by name).
 
     Models in ``leaves`` (quantized copies: nothing is trained from an int8 file) are attached
-    last, each to its most similar related model outside ``leaves``.
+    last, each to its nearest related model outside ``leaves``.
     """
     uf = _UnionFind(models)
     kept = []
-    related = sorted((o for o in outcomes if o.related), key=lambda o: (-o.weight, o.a, o.b))
+    related = sorted((o for o in outcomes if o.related), key=lambda o: (o.length, o.a, o.b))
     for o in related:
         if o.a not in leaves and o.b not in leaves and uf.union(o.a, o.b):
             kept.append(o)
@@ -66,14 +85,15 @@ def spanning_forest(models: list[str], outcomes: list[PairOutcome],
     return kept
 
 
-def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None = None
+def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None = None,
+           stats: dict | None = None, weights: dict | None = None
            ) -> tuple[list[tuple[str, str, PairOutcome]], list[str]]:
     """Directed edges (parent, child, outcome) and the roots (one per tree, isolated models too).
 
     A tree's root is the model whose orientation agrees best with the strong direction evidence
-    (``direction``: quantization, sparsity); among equals, the most central one (``centrality``,
-    higher is more central: see ``tree.hubness``); then the one the weak evidence (``weak``: norm
-    drift) agrees with best.
+    (``direction``: quantization, sparsity); among equals, the one the weak signals agree with
+    best (:func:`.direction.votes` on ``stats``, each weighed by ``weights``, its log-odds);
+    then the most central one (``centrality``, higher is more central: see ``tree.hubness``).
     """
     centrality = centrality or {}
     adj: dict[str, list[PairOutcome]] = {m: [] for m in models}
@@ -94,9 +114,9 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
                 if y not in seen:
                     seen.add(y)
                     stack.append(y)
-        root = max(sorted(comp), key=lambda r: (round(_agreement(r, adj), 6),
-                                                 round(centrality.get(r, 0.0), 6),
-                                                 round(_agreement(r, adj, weak=True), 6)))
+        root = max(sorted(comp), key=lambda r: (
+            round(_agreement(r, adj), 6), round(_agreement(r, adj, True, stats, weights), 6),
+            round(centrality.get(r, 0.0), 6)))
         roots.append(root)
         directed += _away_from(root, adj)
     return directed, roots
@@ -115,13 +135,41 @@ def _away_from(root: str, adj) -> list[tuple[str, str, PairOutcome]]:
     return out
 
 
-def _agreement(root: str, adj, weak: bool = False) -> float:
-    """Sum of (strong, or weak) direction scores agreeing with edges pointing away from ``root``."""
+def strong_log_odds(parent: str, e: PairOutcome) -> float:
+    """Log-odds that ``parent`` is the parent on edge ``e`` from the strong evidence."""
+    return (e.direction if e.a == parent else -e.direction) / 2.0 * STRONG_LOG_ODDS
+
+
+def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None,
+                  e: PairOutcome | None = None) -> float:
+    """Log-odds that ``parent -> child`` from the weak signals (the pair's own norm drift
+    ``e.weak`` where no model statistics are given)."""
+    if not stats or parent not in stats or child not in stats:
+        if e is None:
+            return 0.0
+        return e.weak if e.a == parent else -e.weak
+    from onnx_lineage.zoo.direction import votes
+    w = weights or {}
+    return sum(w.get(k, 0.0) * v for k, v in votes(stats[parent], stats[child]).items())
+
+
+def _agreement(root: str, adj, weak: bool = False, stats: dict | None = None,
+               weights: dict | None = None) -> float:
+    """Summed log-odds of the edges pointing away from ``root``: from the strong evidence, or
+    (``weak``) from the weak signals."""
     total = 0.0
-    for parent, _child, e in _away_from(root, adj):
-        score = e.weak if weak else e.direction
-        total += score if e.a == parent else -score
+    for parent, child, e in _away_from(root, adj):
+        total += (weak_log_odds(parent, child, stats, weights, e) if weak
+                  else strong_log_odds(parent, e))
     return total
+
+
+def edge_confidence(parent: str, child: str, e: PairOutcome, stats: dict | None,
+                    weights: dict | None) -> float:
+    """Posterior that ``parent -> child`` is the right direction, all evidence combined as
+    independent log-odds from an even prior."""
+    z = strong_log_odds(parent, e) + weak_log_odds(parent, child, stats, weights, e)
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def mermaid(edges: list[dict], roots: list[str]) -> str:

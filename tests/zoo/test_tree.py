@@ -100,3 +100,11 @@ def test_ray_gives_the_local_result(lineage):
     local = tree([lineage])
     assert remote.executor == "ray" and local.executor == "local"
     assert remote.edges == local.edges and remote.roots == local.roots
+
+
+def test_distances_grow_along_the_lineage_and_every_model_has_its_statistics(lineage):
+    r = tree([lineage], with_closeness=False)
+    dist = {frozenset((p["a"], p["b"])): p["distance"] for p in r.related}
+    assert dist[frozenset(("root", "child"))] < dist[frozenset(("root", "grandchild"))]
+    assert set(r.stats) == set(r.models) and all(s["loss"] > 0 for s in r.stats.values())
+    assert all(e["direction"] in ("decided", "undecided") and e["distance"] > 0 for e in r.edges)

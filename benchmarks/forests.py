@@ -1,0 +1,345 @@
+"""Lineage forests with known parents: star, chain, mixed and ladder shapes over three
+architectures, scored against ``tree`` and against MoTHer's rule in the same run.
+
+    python benchmarks/forests.py /tmp/forests --seeds 1 2 --json benchmarks/results/forests.json
+    python benchmarks/forests.py /tmp/forests_fit --seeds 100 101 --fit   # direction_signals.json
+    python benchmarks/forests.py --from benchmarks/results/forests.json --markdown
+
+Per architecture (an MLP 64-128-64-10 and a CNN on digits, a token encoder on digits as pixel
+tokens) and per seed, four forests, each from its own root trained from scratch on the first half
+of the data, and two independent models:
+
+* ``star``: the root and four children, each fine-tuned from it (Adam, 3 epochs) on its own data:
+  two for another task (the second half's digits of 5 classes drawn for each: they fit the rest
+  worse), two for more of the same task (a random 60% of the second half);
+* ``chain``: root -> g1 -> g2 -> g3, each generation fine-tuned from the one before, on new data
+  (g1 and g3 another task, g2 more of the same);
+* ``mixed``: root -> a, b, p; a -> a1, a2 (other tasks); b -> b1 -> b2 (more of the same); p is
+  the root 30%-magnitude pruned and fine-tuned one epoch with the mask; q is a1 quantized to int8
+  (a leaf);
+* ``ladder``: root -> e1 -> e2 -> e3, the checkpoints after epochs 1, 2 and 3 of one fine-tune on
+  the same task (one run), scored as a chain.
+
+The two kinds of fine-tuning pull the ``loss`` signal opposite ways (a model trained further on
+the data of the run fits it better than its parent; one trained for another task fits it worse),
+and both are common, so both are here in about equal numbers.
+
+Scores: direct-parent accuracy (a derived model whose forest parent is its true parent), root
+accuracy (each forest's root found as the root of its tree), models of different forests joined
+(must be 0), and for every true parent-child edge the vote of each direction signal (right, wrong,
+undecided). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
+weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
+the same related groups and the same distances as the baseline.
+
+``--fit`` writes each weak signal's measured accuracy on those seeds to
+``onnx_lineage/zoo/direction_signals.json``, from which ``tree`` weighs them; report figures come
+from other seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from families import Data, Encoder, cnn, dataset, export_torch, mlp, train  # noqa: E402
+
+from onnx_lineage.data import Dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNALS_JSON = ROOT / "onnx_lineage" / "zoo" / "direction_signals.json"
+ARCHS = {"mlp": ("digits", lambda: mlp(64, 128, 64, 10), 20, 3e-3),
+         "cnn": ("digits", cnn, 20, 3e-3),
+         "enc": ("digit_tokens", Encoder, 12, 3e-3)}
+
+
+# -- building ------------------------------------------------------------------------------------
+
+def _subset(data: Data, seed: int, specialise: bool) -> np.ndarray:
+    """A fine-tune's own data. ``specialise``: the rows of the second half whose digit is one of
+    5 classes drawn for it (a fine-tune for another downstream task: it fits the rest worse);
+    otherwise a random 60% of the second half (more training on the same task: it fits it
+    better)."""
+    rng = np.random.default_rng(seed)
+    if specialise:
+        return data.second[np.isin(data.y[data.second], rng.choice(10, 5, replace=False))]
+    return np.sort(rng.choice(data.second, int(0.6 * len(data.second)), replace=False))
+
+
+def fine_tuned(model, data: Data, seed: int, specialise: bool, epochs: int = 3):
+    return train(copy.deepcopy(model), data, _subset(data, seed, specialise), epochs, 1e-3, seed)
+
+
+def pruned(model, data: Data, seed: int, frac: float = 0.3):
+    model = copy.deepcopy(model)
+    ws = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    masks = []
+    with torch.no_grad():
+        for w in ws:
+            mk = (w.abs() > torch.quantile(w.detach().abs().flatten(), frac)).float()
+            w.mul_(mk)
+            masks.append((w, mk))
+    return train(model, data, _subset(data, seed, False), 1, 1e-3, seed, masks=masks)
+
+
+def ladder(model, data: Data, seed: int, epochs: int = 3) -> list:
+    """Checkpoints after each epoch of one fine-tuning run (on the same task)."""
+    model, out = copy.deepcopy(model), []
+    idx = _subset(data, seed, False)
+    for e in range(epochs):
+        model = train(model, data, idx, 1, 1e-3, seed * 10 + e)
+        out.append(copy.deepcopy(model))
+    return out
+
+
+def build(out: Path, seed: int) -> dict[str, str | None]:
+    """Train and export every model of one seed; returns model name -> true parent (None: root)."""
+    truth: dict[str, str | None] = {}
+    for arch in ARCHS:
+        _build_arch(arch, out / arch, seed, truth)
+    return truth
+
+
+def _build_arch(arch: str, folder: Path, seed: int, truth: dict) -> None:
+    """One architecture's forests and independent models, exported to ``folder``; ``truth``
+    gains each model's parent."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    dname, make, epochs, lr = ARCHS[arch]
+    data = dataset(dname)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(model, name, parent):
+        export_torch(model.eval(), data, folder / f"{name}.onnx")
+        truth[f"{arch}/{name}"] = None if parent is None else f"{arch}/{parent}"
+
+    def root(k):
+        torch.manual_seed(1000 * seed + k)
+        return train(make(), data, data.first, epochs, lr, 1000 * seed + k)
+
+    base = 1000 * seed
+    r = root(1)
+    save(r, f"s{seed}_star_root", None)
+    for i in range(4):  # two for other tasks, two for more of the same
+        save(fine_tuned(r, data, base + 10 + i, i < 2), f"s{seed}_star_c{i}",
+             f"s{seed}_star_root")
+    r = root(2)
+    save(r, f"s{seed}_chain_root", None)
+    prev, prev_name = r, f"s{seed}_chain_root"
+    for g in range(3):
+        prev = fine_tuned(prev, data, base + 20 + g, g != 1)
+        save(prev, f"s{seed}_chain_g{g + 1}", prev_name)
+        prev_name = f"s{seed}_chain_g{g + 1}"
+    r = root(3)
+    name = f"s{seed}_mixed"
+    save(r, f"{name}_root", None)
+    # a's branch specialises, b's trains more on the same task
+    a, b = fine_tuned(r, data, base + 30, True), fine_tuned(r, data, base + 31, False)
+    save(a, f"{name}_a", f"{name}_root")
+    save(b, f"{name}_b", f"{name}_root")
+    save(pruned(r, data, base + 32), f"{name}_p", f"{name}_root")
+    a1 = fine_tuned(a, data, base + 33, True)
+    save(a1, f"{name}_a1", f"{name}_a")
+    save(fine_tuned(a, data, base + 34, True), f"{name}_a2", f"{name}_a")
+    b1 = fine_tuned(b, data, base + 35, False)
+    save(b1, f"{name}_b1", f"{name}_b")
+    save(fine_tuned(b1, data, base + 36, False), f"{name}_b2", f"{name}_b1")
+    quantize_dynamic(str(folder / f"{name}_a1.onnx"), str(folder / f"{name}_q.onnx"),
+                     weight_type=QuantType.QInt8)
+    truth[f"{arch}/{name}_q"] = f"{arch}/{name}_a1"
+    r = root(4)
+    save(r, f"s{seed}_ladder_root", None)
+    prev_name = f"s{seed}_ladder_root"
+    for e, m in enumerate(ladder(r, data, base + 40)):
+        save(m, f"s{seed}_ladder_e{e + 1}", prev_name)
+        prev_name = f"s{seed}_ladder_e{e + 1}"
+    for k in (5, 6):
+        save(root(k), f"s{seed}_indep_{k}", None)
+
+
+def data_file() -> Dataset:
+    """Digits as pixels and as tokens: one file that feeds every architecture."""
+    d = dataset("digits")
+    ids = np.rint(d.x * 16).astype(np.int64)
+    return Dataset({"x": d.x, "input_ids": ids, "attention_mask": np.ones_like(ids)}, d.y,
+                   "digits")
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+def forest_of(name: str) -> str:
+    """``mlp/s1_star_c0`` -> ``mlp/s1_star``."""
+    arch, rest = name.split("/")
+    parts = rest.split("_")
+    return f"{arch}/{parts[0]}_{parts[1]}" + (f"_{parts[2]}" if parts[1] == "indep" else "")
+
+
+def score(truth: dict, parent_of: dict, roots: list) -> dict:
+    derived = [m for m, p in truth.items() if p is not None]
+    right = [m for m in derived if parent_of.get(m) == truth[m]]
+    # the true parent next to the model in the tree, whichever way the edge points
+    adjacent = [m for m in derived if parent_of.get(m) == truth[m]
+                or parent_of.get(truth[m]) == m]
+    true_roots = [m for m, p in truth.items() if p is None and "_indep_" not in m]
+    joined = [(c, p) for c, p in parent_of.items() if forest_of(c) != forest_of(p)]
+    by_shape = {}
+    for m in derived:
+        shape = m.split("/")[1].split("_")[1]
+        ok = by_shape.setdefault(shape, [0, 0])
+        ok[0] += parent_of.get(m) == truth[m]
+        ok[1] += 1
+    return {"direct_parent": len(right) / len(derived), "direct_parent_right": len(right),
+            "adjacent": len(adjacent) / len(derived),
+            "derived": len(derived), "roots_right": sum(r in roots for r in true_roots),
+            "forests": len(true_roots),
+            "independent_roots": sum(1 for m, p in truth.items() if "_indep_" in m and m in roots
+                                     and m not in parent_of),
+            "independent": sum(1 for m in truth if "_indep_" in m),
+            "joined_across_forests": len(joined), "by_shape": by_shape,
+            "wrong": sorted((m, parent_of.get(m), truth[m]) for m in derived
+                            if parent_of.get(m) != truth[m])}
+
+
+def signal_votes(truth: dict, result) -> dict:
+    """For each true parent -> child edge between two models the tree tested: each signal's vote
+    (+1 right, -1 wrong, 0 undecided)."""
+    from onnx_lineage.zoo.direction import ModelStats, votes
+    stats = {k: ModelStats(**v) for k, v in result.stats.items()}
+    tally = {}
+    for child, parent in truth.items():
+        if parent is None or parent not in stats or child not in stats:
+            continue
+        for name, v in votes(stats[parent], stats[child]).items():
+            t = tally.setdefault(name, {"right": 0, "wrong": 0, "undecided": 0})
+            t["right" if v > 0 else "wrong" if v < 0 else "undecided"] += 1
+    return tally
+
+
+def mother(result) -> dict[str, str]:
+    """MoTHer's rule on the tree's related groups: a minimum spanning arborescence over the
+    distances, an edge from higher to lower kurtosis paying a penalty (the median distance of the
+    group), per group. Returns child -> parent."""
+    import networkx as nx
+    groups = nx.Graph()
+    groups.add_nodes_from(result.models)
+    dist = {}
+    for p in result.related:
+        groups.add_edge(p["a"], p["b"])
+        dist[(p["a"], p["b"])] = dist[(p["b"], p["a"])] = p["distance"]
+    parent_of = {}
+    for comp in nx.connected_components(groups):
+        if len(comp) < 2:
+            continue
+        kurt = {m: result.stats[m]["kurtosis"] for m in comp}
+        penalty = float(np.median([d for (a, b), d in dist.items() if a in comp]))
+        g = nx.DiGraph()
+        for (a, b), d in dist.items():
+            if a in comp:
+                g.add_edge(a, b, weight=d + (penalty if kurt[b] < kurt[a] else 0.0))
+        try:
+            arb = nx.minimum_spanning_arborescence(g)
+        except nx.NetworkXException:
+            continue
+        parent_of.update({c: p for p, c in arb.edges()})
+    return parent_of
+
+
+def run(out: Path, seeds: list[int]) -> dict:
+    from onnx_lineage.zoo import tree
+    rows = {}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        truth = build(out / f"seed{seed}", seed)
+        built = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = tree([out / f"seed{seed}"], data_file(), seed=0, with_closeness=False)
+        seconds = time.perf_counter() - t0
+        parent_of = {e["child"]: e["parent"] for e in r.edges}
+        mo = mother(r)
+        rows[seed] = {"tree": score(truth, parent_of, r.roots),
+                      "mother": score(truth, mo, [m for m in r.models if m not in mo]),
+                      "signals": signal_votes(truth, r), "models": len(truth),
+                      "exact_tests": r.exact_tests, "build_seconds": built,
+                      "tree_seconds": seconds, "notes": r.notes,
+                      "undecided_edges": sum(1 for e in r.edges if e["direction"] == "undecided")}
+        t = rows[seed]["tree"]
+        print(f"seed {seed}: direct parent {t['direct_parent']:.0%}, roots {t['roots_right']}/"
+              f"{t['forests']}, joined {t['joined_across_forests']}; MoTHer "
+              f"{rows[seed]['mother']['direct_parent']:.0%} ({seconds:.0f} s)", file=sys.stderr)
+    return rows
+
+
+def fit(rows: dict) -> dict:
+    """Each weak signal's accuracy where it decides, pooled over the seeds."""
+    total = {}
+    for row in rows.values():
+        for name, t in row["signals"].items():
+            acc = total.setdefault(name, {"right": 0, "wrong": 0, "undecided": 0})
+            for k in acc:
+                acc[k] += t[k]
+    return {name: {"accuracy": t["right"] / max(t["right"] + t["wrong"], 1), **t}
+            for name, t in total.items()}
+
+
+def markdown(rows: dict) -> str:
+    header = ("| seed | method | direct parent | parent adjacent | star | chain | mixed | ladder | "
+              "roots | independent roots | joined across forests |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for seed, row in rows.items():
+        for method in ("tree", "mother"):
+            s = row[method]
+            shape = {k: f"{v[0]}/{v[1]}" for k, v in s["by_shape"].items()}
+            lines.append(f"| {seed} | {method} | **{s['direct_parent']:.0%}** "
+                         f"({s['direct_parent_right']}/{s['derived']}) | {s['adjacent']:.0%} | "
+                         f"{shape.get('star', '-')} | "
+                         f"{shape.get('chain', '-')} | {shape.get('mixed', '-')} | "
+                         f"{shape.get('ladder', '-')} | {s['roots_right']}/{s['forests']} | "
+                         f"{s['independent_roots']}/{s['independent']} | "
+                         f"{s['joined_across_forests']} |")
+    lines += ["", "| signal | right | wrong | undecided | accuracy where it decides |",
+              "|---|---|---|---|---|"]
+    for name, t in fit(rows).items():
+        lines.append(f"| {name} | {t['right']} | {t['wrong']} | {t['undecided']} | "
+                     f"{t['accuracy']:.0%} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, nargs="?")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--from", dest="source", type=Path)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--fit", action="store_true", help="write direction_signals.json")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    if args.source:
+        rows = json.loads(args.source.read_text())["rows"]
+    else:
+        if args.out is None:
+            ap.error("give a folder for the models, or --from")
+        rows = run(args.out, args.seeds)
+        if args.json:
+            machine = f"{platform.machine()}, {os.cpu_count()} cores"
+            args.json.write_text(json.dumps({"machine": machine, "seeds": args.seeds,
+                                             "rows": rows}, indent=1, default=float))
+    if args.fit:
+        fitted = fit(rows)
+        SIGNALS_JSON.write_text(json.dumps({
+            "fitted_by": f"benchmarks/forests.py --fit --seeds {' '.join(map(str, args.seeds))}",
+            "signals": fitted}, indent=1) + "\n")
+        print(f"wrote {SIGNALS_JSON}", file=sys.stderr)
+    if args.markdown:
+        print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

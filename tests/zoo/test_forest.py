@@ -1,0 +1,93 @@
+"""The forest's geometry and direction evidence: distances, spanning tree, signals, notes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from onnx_lineage.zoo import direction
+from onnx_lineage.zoo.direction import ModelStats, model_stats, votes
+from onnx_lineage.zoo.forest import (
+    PairOutcome,
+    edge_confidence,
+    orient,
+    spanning_forest,
+)
+from onnx_lineage.zoo.tree import shape_notes
+
+
+def _outcomes(points: dict) -> list[PairOutcome]:
+    names = sorted(points)
+    return [PairOutcome(a, b, True, 0.0, 0.0, (), distance=float(np.linalg.norm(points[a] - points[b])))
+            for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def test_a_star_with_children_trained_apart_stays_a_star():
+    rng = np.random.default_rng(0)
+    root = rng.normal(size=400)
+    points = {"root": root, **{f"c{k}": root + rng.normal(size=400) for k in range(4)}}
+    kept = spanning_forest(sorted(points), _outcomes(points))
+    assert {frozenset((o.a, o.b)) for o in kept} == {frozenset(("root", f"c{k}")) for k in range(4)}
+
+
+def test_a_chain_stays_a_chain():
+    rng = np.random.default_rng(1)
+    steps = np.cumsum(rng.normal(size=(4, 400)), axis=0)
+    points = {f"g{k}": steps[k] for k in range(4)}
+    kept = spanning_forest(sorted(points), _outcomes(points))
+    assert {frozenset((o.a, o.b)) for o in kept} == {frozenset((f"g{k}", f"g{k + 1}"))
+                                                      for k in range(3)}
+
+
+def test_weak_signals_vote_for_the_parent_and_abstain_on_quantized_copies():
+    parent = ModelStats(norm=10.0, kurtosis=0.5, zeros=0.0, quantized=False, loss=0.3)
+    child = ModelStats(norm=10.2, kurtosis=0.7, zeros=0.0, quantized=False, loss=0.5)
+    assert votes(parent, child) == {"loss": 1, "norm": 1, "kurtosis": 1}
+    assert votes(child, parent) == {"loss": -1, "norm": -1, "kurtosis": -1}
+    int8 = ModelStats(norm=10.4, kurtosis=0.9, zeros=0.0, quantized=True, loss=None)
+    assert votes(parent, int8) == {"loss": 0, "norm": 0, "kurtosis": 0}
+
+
+def test_model_stats_read_the_weights():
+    class L:
+        def __init__(self, w):
+            self.weight, self.kind, self.quant = w, "dense", ""
+    w = np.array([[0.0, 1.0], [-1.0, 3.0]], np.float32)
+    s = model_stats([L(w)])
+    assert s.norm == pytest.approx(np.sqrt(11)) and s.zeros == 0.25 and not s.quantized
+
+
+def test_the_root_follows_the_weighted_signals():
+    stats = {"p": ModelStats(1.0, 0.0, 0.0, False, 0.2), "c": ModelStats(1.1, 0.0, 0.0, False, 0.4)}
+    edge = PairOutcome("c", "p", True, 0.9, 0.0, (), distance=0.1)
+    directed, roots = orient(["c", "p"], [edge], None, stats, {"loss": 1.3, "norm": 0.6})
+    assert roots == ["p"] and directed[0][:2] == ("p", "c")
+    assert edge_confidence("p", "c", edge, stats, {"loss": 1.3, "norm": 0.6}) == pytest.approx(
+        1 / (1 + np.exp(-1.9)))
+
+
+def test_signal_weights_are_log_odds_of_the_measured_accuracy(tmp_path, monkeypatch):
+    fitted = {"signals": {"loss": {"right": 78, "wrong": 20, "undecided": 2, "accuracy": 0.8},
+                          "coin": {"right": 5, "wrong": 5, "undecided": 0, "accuracy": 0.5}}}
+    (tmp_path / "direction_signals.json").write_text(json.dumps(fitted))
+    monkeypatch.setattr(direction, "__file__", str(tmp_path / "direction.py"))
+    direction.signal_weights.cache_clear()
+    try:
+        w = direction.signal_weights()
+    finally:
+        direction.signal_weights.cache_clear()
+    assert w["loss"] == pytest.approx(np.log(79 / 21)) and w["coin"] == pytest.approx(0.0)
+
+
+def test_checkpoints_of_one_run_are_reported_as_a_chain():
+    related = [{"a": "e0", "b": "e1", "distance": 1.0}, {"a": "e1", "b": "e2", "distance": 1.0},
+               {"a": "e0", "b": "e2", "distance": 1.98}]
+    edges = [{"parent": "e0", "child": "e1", "direction": "undecided"},
+             {"parent": "e1", "child": "e2", "direction": "undecided"}]
+    (note,) = shape_notes(edges, related)
+    assert "e0 - e1 - e2" in note and "chain" in note
+    related[2]["distance"] = 1.41  # trained apart: e1 could be the parent of both
+    (note,) = shape_notes(edges, related)
+    assert "cannot tell" in note
