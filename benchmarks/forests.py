@@ -176,10 +176,11 @@ def data_file() -> Dataset:
 # -- scoring -------------------------------------------------------------------------------------
 
 def forest_of(name: str) -> str:
-    """``mlp/s1_star_c0`` -> ``mlp/s1_star``."""
-    arch, rest = name.split("/")
+    """``mlp/s1_star_c0`` -> ``mlp/s1_star`` (any folders before the architecture kept)."""
+    *folders, rest = name.split("/")
     parts = rest.split("_")
-    return f"{arch}/{parts[0]}_{parts[1]}" + (f"_{parts[2]}" if parts[1] == "indep" else "")
+    forest = f"{parts[0]}_{parts[1]}" + (f"_{parts[2]}" if parts[1] == "indep" else "")
+    return "/".join([*folders, forest])
 
 
 def score(truth: dict, parent_of: dict, roots: list) -> dict:
@@ -192,7 +193,7 @@ def score(truth: dict, parent_of: dict, roots: list) -> dict:
     joined = [(c, p) for c, p in parent_of.items() if forest_of(c) != forest_of(p)]
     by_shape = {}
     for m in derived:
-        shape = m.split("/")[1].split("_")[1]
+        shape = m.split("/")[-1].split("_")[1]
         ok = by_shape.setdefault(shape, [0, 0])
         ok[0] += parent_of.get(m) == truth[m]
         ok[1] += 1

@@ -97,20 +97,19 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     a = a if isinstance(a, LoadedModel) else load_model(a)
     b = b if isinstance(b, LoadedModel) else load_model(b)
     data = arrange_for(digits() if data is None else data, a, b)
-    step("matching parameters")
-    m = match(a, b)
+    m = match(a, b, progress=step)
     step("predicting with A")
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     feeds, _ = feeds_for(ra.inputs, data, a.name)
     pred_a = ra.predict(feeds)
     step("independence tests and interpolation sweep")
     det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
-                    alpha=alpha)
+                    alpha=alpha, progress=step)
     clo = None
     if with_closeness:
         step("boundary search")
         clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
-                        budget=budget, a_predictions=pred_a)
+                        budget=budget, a_predictions=pred_a, progress=step)
     scale = 1.0
     if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
         scale = math.log(max(pred_a.scores.shape[1], 2))

@@ -108,7 +108,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
               output: str = "auto", round_size: int | None = None,
               sampling: str = "stratified",
-              a_predictions: Prediction | None = None) -> ClosenessResult:
+              a_predictions: Prediction | None = None, progress=None) -> ClosenessResult:
     """How close B's decision boundaries are to A's (black-box, labels only).
 
     Parameters
@@ -128,6 +128,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         Relative bisection tolerance.
     bounds : (float, float), optional
         Valid input range; default: per-feature range of the data.
+    progress : callable, optional
+        Called with a description of each step as it starts.
     round_size : int, optional
         Points added per round (default: a quarter of ``points``, between 64 and 512); larger
         rounds give onnxruntime larger batches, smaller ones stop sooner once the interval is
@@ -144,6 +146,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     if round_size is None:
         round_size = int(np.clip(points // 4, 64, 512))
     t_start = time.perf_counter()
+    step = progress or (lambda name: None)
+    step("reading the models and predicting with A")
     rng = np.random.default_rng(seed)
     a, b = _loaded(a), _loaded(b)
     data = arrange_for(digits() if data is None else data, a, b)
@@ -205,6 +209,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         rows = order[taken: taken + round_size]
         taken += rows.size
         rounds += 1
+        step(f"boundary search: round {rounds}, points {taken - rows.size + 1}-{taken} of "
+             f"at most {order.size}")
         base_b_all[rows] = mb.labels(*_origin_inputs(space, rows), rows)
         scores = _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng,
                         t0, tmax, rtol, atol, rays)

@@ -123,7 +123,8 @@ class _Path:
 def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
               points: int = 11, rows: int = 1000, output: str = "auto",
               match_result: MatchResult | None = None, alpha: float = 0.01,
-              copies: int | None = None, all_tests: bool = False) -> DeterminationResult:
+              copies: int | None = None, all_tests: bool = False,
+              progress=None) -> DeterminationResult:
     """Is B derived from A? Independence tests with stated nulls, and the loss path.
 
     Parameters
@@ -146,14 +147,19 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         share of ``alpha``); 0 skips the basin test and the sweep.
     all_tests : bool
         Run the basin test even when the data-free tests already decided (benchmarks).
+    progress : callable, optional
+        Called with a description of each step as it starts.
     """
     t0 = time.perf_counter()
+    step = progress or (lambda name: None)
     rng = np.random.default_rng(seed)
+    step("reading the models")
     a, b = _loaded(a), _loaded(b)
     data = arrange_for(digits() if data is None else data, a, b)
-    m = match_result or match(a, b)
+    m = match_result or match(a, b, progress=step)
     t_match = time.perf_counter()
     notes = list(m.limits) + list(data.notes)
+    step("independence tests without data (unit order, aligned weights)")
     free = data_free(m, alpha, rng)
     tests = [free.unit_order, free.aligned]
     t_tests = time.perf_counter()
@@ -162,7 +168,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     path = _Path()
     if m.pairs and copies > 0:
         path = _sweep(a, b, m, data, rng, device, output, points, rows, notes,
-                      copies if all_tests or not decided else 0, share(alpha, BASIN))
+                      copies if all_tests or not decided else 0, share(alpha, BASIN), step)
     if copies > 0:
         tests.append(path.basin or TestResult(
             BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already reject "
@@ -184,9 +190,11 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         match=m.to_dict())
 
 
-def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basin_alpha) -> _Path:
+def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basin_alpha,
+           step) -> _Path:
     """The paper's sweep along A -> B aligned, the same in B's own order, and the basin test."""
     t0 = time.perf_counter()
+    step("interpolation sweep: building the interpolated model")
     plan = plan_path(a, b, m)
     notes += plan.notes
     out = _Path(fraction=plan.fraction, moved=sum(e.a.size for e in plan.endpoints))
@@ -198,6 +206,7 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
     sweep = Sweep(plan.base, plan.endpoints, sample, None, device, output)
     if sweep.ignored:
         notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
+    step(f"interpolation sweep: {points} points on {len(sample)} rows")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
@@ -220,6 +229,7 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
 
     own = plan.match.b_own
     if _aligned(plan.match):  # the path before alignment: B in its own unit order
+        step("interpolation sweep before alignment (B in its own unit order)")
         _own_order(sweep, plan)
         out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False)) / scale
     out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
@@ -230,6 +240,7 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
         out.basin = TestResult(BASIN, None, None, BASIN_NULL, reason=(
             f"not run: the sweep can write only {plan.fraction:.0%} of the matched parameters"))
     else:
+        step(f"basin test: B against up to {copies} copies with its units permuted")
         _own_order(sweep, plan)
         classes = symmetry_classes(plan.match)
         probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt, ModelArg,
-                                      OutputKind, OutputOpt, SeedOpt, use_memory)
+                                      OutputKind, OutputOpt, QuietOpt, SeedOpt, use_memory)
 
 NAME = "closeness"
 
@@ -25,18 +25,20 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             points: PointsOpt = 256, budget: BudgetOpt = None, tolerance: TolOpt = 0.02,
             rays: RaysOpt = 6, bounds: BoundsOpt = None, json: JsonOpt = False,
-            max_memory: MaxMemoryOpt = None) -> None:
+            quiet: QuietOpt = False, max_memory: MaxMemoryOpt = None) -> None:
     """How far has B moved from A? Black-box closeness from decision-boundary distances and the
     prediction matching rate, with a 95% interval and the queries spent."""
     use_memory(max_memory)
     from onnx_lineage.analyses.closeness import closeness
     from onnx_lineage.cli import render
+    from onnx_lineage.cli.progress import steps
     from onnx_lineage.data import load_data
 
     ds = load_data(data) if data is not None else None
-    r = closeness(model_a, model_b, ds, seed=seed, device=device.value, points=points,
-                  budget=budget, tolerance=tolerance, rays_per_point=rays,
-                  bounds=parse_bounds(bounds), output=output.value)
+    with steps(not (json or quiet)) as step:
+        r = closeness(model_a, model_b, ds, seed=seed, device=device.value, points=points,
+                      budget=budget, tolerance=tolerance, rays_per_point=rays,
+                      bounds=parse_bounds(bounds), output=output.value, progress=step)
     if json:
         render.emit_json(r)
         return

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
-                                      ModelArg, OutputKind, OutputOpt, SeedOpt, use_memory)
+                                      ModelArg, OutputKind, OutputOpt, QuietOpt, SeedOpt,
+                                      use_memory)
 
 NAME = "determine"
 
@@ -19,18 +20,20 @@ RowsOpt = Annotated[int, typer.Option("--rows", min=1, help="Data rows used for 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             alphas: PointsOpt = 11, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
-            json: JsonOpt = False,
+            json: JsonOpt = False, quiet: QuietOpt = False,
             max_memory: MaxMemoryOpt = None) -> None:
     """Is B derived from A? Independence tests with stated nulls (unit order, aligned weights,
     loss basin), their p-values per layer, and the loss along the interpolation path."""
     use_memory(max_memory)
     from onnx_lineage.analyses.determination import determine
     from onnx_lineage.cli import render
+    from onnx_lineage.cli.progress import steps
     from onnx_lineage.data import load_data
 
     ds = load_data(data) if data is not None else None
-    r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=alphas, rows=rows,
-                  output=output.value, alpha=alpha)
+    with steps(not (json or quiet)) as step:
+        r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=alphas,
+                      rows=rows, output=output.value, alpha=alpha, progress=step)
     if json:
         render.emit_json(r)
         return

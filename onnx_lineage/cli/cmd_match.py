@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from onnx_lineage.cli.options import (AlphaOpt, JsonOpt, MaxMemoryOpt, ModelArg, SeedOpt,
-                                      use_memory)
+from onnx_lineage.cli.options import (AlphaOpt, JsonOpt, MaxMemoryOpt, ModelArg, QuietOpt,
+                                      SeedOpt, use_memory)
 
 NAME = "match"
 
 
 def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: SeedOpt = 0,
-            json: JsonOpt = False, max_memory: MaxMemoryOpt = None) -> None:
+            json: JsonOpt = False, quiet: QuietOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """Layer correspondence of A and B: transforms applied (transpose, dequantize, BatchNorm fold,
     permutation, scale), cosine similarity after alignment, coverage; and per class of hidden
     units, the data-free independence tests (unit order, aligned weights)."""
@@ -17,11 +18,14 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
     import numpy as np
 
     from onnx_lineage.cli import render
+    from onnx_lineage.cli.progress import steps
     from onnx_lineage.evidence import data_free, share
     from onnx_lineage.matching import match
 
-    r = match(model_a, model_b)
-    ev = data_free(r, alpha, np.random.default_rng(seed))
+    with steps(not (json or quiet)) as step:
+        r = match(model_a, model_b, progress=step)
+        step("independence tests without data (unit order, aligned weights)")
+        ev = data_free(r, alpha, np.random.default_rng(seed))
     tests = [ev.unit_order.to_dict(), ev.aligned.to_dict()]
     if json:
         render.emit_json(r, tests=tests, alpha=alpha)

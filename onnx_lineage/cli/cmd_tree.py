@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
-                                      QuietOpt, SeedOpt, use_memory)
+from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt,
+                                      MaxMemoryOpt, QuietOpt, SeedOpt, use_memory)
 
 NAME = "tree"
 
@@ -23,8 +23,10 @@ MermaidOpt = Annotated[bool, typer.Option("--mermaid", help="Print the forest as
 def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, ray: RayOpt = None, report: ReportOpt = None,
             mermaid: MermaidOpt = False, json: JsonOpt = False, quiet: QuietOpt = False,
-            max_memory: MaxMemoryOpt = None) -> None:
-    """Lineage forest over many models: which share lineage, and who derives from whom."""
+            alpha: AlphaOpt = 0.01, max_memory: MaxMemoryOpt = None) -> None:
+    """Lineage forest over many models: which share lineage, and who derives from whom. Pairs
+    are joined only where the exact tests reject independence, at --alpha for the whole run
+    (divided among the tests)."""
     use_memory(max_memory)
     from onnx_lineage.cli import render
     from onnx_lineage.cli.progress import steps
@@ -35,7 +37,7 @@ def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
 
     ds = load_data(data) if data is not None else None
     with steps(not (json or quiet)) as step:
-        r = tree(models, ds, seed=seed, device=device.value, ray=ray, progress=step)
+        r = tree(models, ds, seed=seed, device=device.value, ray=ray, progress=step, alpha=alpha)
     if report is not None:
         write_atomic(report, tree_html(r))
     if json:
@@ -70,8 +72,9 @@ def render_tree(r) -> None:
         grow(t, root)
         c.print(t)
     c.print(f"{len(r.models)} models, {r.all_pairs} pairs: {r.candidates} candidates after "
-            f"screening, {r.exact_tests} exact tests, {r.related_pairs} related; executor "
-            f"{r.executor}; {r.seconds:.1f} s")
+            f"screening, {r.exact_tests} exact tests at {r.alpha_per_test:.2g} each (alpha "
+            f"{r.alpha:g} for the run), {r.related_pairs} related; executor {r.executor}; "
+            f"{r.seconds:.1f} s")
     for f in r.failed:
         c.print(f"- not tested: {f['a']} / {f['b']}: {f['error']}")
     for note in r.notes or []:

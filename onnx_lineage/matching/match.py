@@ -146,7 +146,7 @@ def with_bias(params: dict, keys: list[str]) -> dict:
     return params
 
 
-def match(a, b, *, permutations: bool = True) -> MatchResult:
+def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     """Put the parameters of models A and B in correspondence.
 
     Parameters
@@ -155,13 +155,19 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
     permutations : bool
         Undo hidden-unit permutation and rescaling of B (weight matching), and permutations of
         residual streams (:mod:`onnx_lineage.model.streams`).
+    progress : callable, optional
+        Called with a description of each step as it starts.
 
     Returns
     -------
     MatchResult
     """
+    step = progress or (lambda name: None)
+    step("reading the models")
     a, b = _as_loaded(a), _as_loaded(b)
+    step("reading the parametric layers")
     la, lb = extract_layers(a.proto), extract_layers(b.proto)
+    step(f"pairing layers ({len(la)} in A, {len(lb)} in B)")
     links_a, links_b = links(a.proto, la), links(b.proto, lb)
     folded = None
     transforms: list[str] = []
@@ -218,6 +224,7 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                                   f"(width-pruned): zero units added to {side.upper()} at the end, "
                                   "the same function, compared on the units it kept")
 
+    step("finding residual streams and permutable units")
     stream_pairs, stream_limits = pair_streams(streams(a.proto, la), streams(b.proto, lb), b_of)
     in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
@@ -226,6 +233,7 @@ def match(a, b, *, permutations: bool = True) -> MatchResult:
                            if k in keys_of[la[i].index]} for i, j in pairs}
     moved = []
     if permutations:
+        step(f"undoing permutations: {len(stream_pairs)} stream(s), {len(chains)} junction(s)")
         moved = [s for s in align_streams(stream_pairs, b_of, a_params, b_params,
                                           {c.b for c in chains}, {c.b_next for c in chains})
                  if s.permuted]

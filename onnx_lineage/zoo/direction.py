@@ -164,3 +164,42 @@ def signal_weights() -> dict[str, float]:
         acc = (t["right"] + 1) / (decided + 2)  # Laplace: a few votes weigh little
         out[name] = float(np.clip(math.log(acc / (1 - acc)), -3.0, 3.0))
     return out
+
+
+#: Rows of the data each model's loss is measured on.
+LOSS_ROWS = 512
+
+
+def model_loss(model, data, seed: int = 0) -> float | None:
+    """Cross-entropy of ``model`` on up to :data:`LOSS_ROWS` labelled rows of ``data`` (the same
+    rows for every model): the ``loss`` direction signal. None without labels or outputs that are
+    class scores, or when the data cannot feed the model."""
+    from onnx_lineage.analyses.criteria import cross_entropy
+    from onnx_lineage.data import arrange_for, feeds_for
+    from onnx_lineage.errors import LineageError
+    from onnx_lineage.model.runner import Runner
+    if data.y is None:
+        return None
+    try:
+        d = arrange_for(data, model)
+        if len(d) > LOSS_ROWS:
+            d = d.subset(np.sort(np.random.default_rng(seed).choice(len(d), LOSS_ROWS,
+                                                                   replace=False)))
+        runner = Runner(model.proto, name=model.name)
+        if runner.output_kind not in ("logits", "probabilities"):
+            return None
+        feeds, _ = feeds_for(runner.inputs, d, model.name)
+        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y)
+    except LineageError:
+        return None
+
+
+def weak_evidence(parent: str, child: str, stats: dict, weights: dict) -> list[str]:
+    """Sentences for the weak signals that vote on ``parent -> child`` and carry weight."""
+    said = {"norm": "has the larger weight norm", "kurtosis": "has the larger weight kurtosis",
+            "loss": "fits the data worse"}
+    out = []
+    for k, v in votes(stats[parent], stats[child]).items():
+        if v and weights.get(k):
+            out.append(f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f})")
+    return out

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 #: Log-odds of one item of strong evidence (quantization, sparsity): near certain.
 STRONG_LOG_ODDS = math.log(0.99 / 0.01)
 #: An edge's direction is called decided from this posterior up.
@@ -190,3 +192,71 @@ def mermaid(edges: list[dict], roots: list[str]) -> str:
         if r not in ids:
             lines.append(f"  {node(r)}")
     return "\n".join(lines)
+
+
+def aligned_distance(m) -> float:
+    """Distance between A's matched parameters and B's aligned to them, relative to their size:
+    ``||a - b|| / sqrt((||a||^2 + ||b||^2) / 2)`` over every matched layer. Independent
+    fine-tunes of one parent move in near-orthogonal directions, so distances add up along a
+    lineage as squares (siblings sqrt(2) times farther apart than each from the parent)."""
+    diff = scale = 0.0
+    for k, a in m.a_params.items():
+        b = m.b_aligned.get(k, {})
+        for key, va in a.items():
+            if key == "eps" or key not in b or np.shape(va) != np.shape(b[key]):
+                continue
+            x, y = np.asarray(va, np.float64), np.asarray(b[key], np.float64)
+            diff += float(np.sum((x - y) ** 2))
+            scale += 0.5 * float(np.sum(x * x) + np.sum(y * y))
+    return float(np.sqrt(diff / scale)) if scale > 0 else float("inf")
+
+
+#: Edges this short join copies of one model (re-exports, permuted or rescaled copies).
+COPY_DISTANCE = 1e-4
+#: Three models on one line within this share of the path length: one run passing through the
+#: middle one (its checkpoints), a chain.
+COLLINEAR = 0.1
+
+
+def shape_notes(edges: list[dict], related: list[dict]) -> list[str]:
+    """Chains and stars the distances and directions can and cannot tell apart.
+
+    For a model ``b`` between two of its tree neighbours ``a`` and ``c``: if ``d(a, c)`` is
+    about ``d(a, b) + d(b, c)`` the three lie on one line, one training run passing through ``b``
+    (checkpoints of one fine-tune): a chain. If not, the distances fit ``b`` as the parent of
+    both as well as a chain through ``b``, and only the direction evidence tells them apart:
+    said so where its edges are undecided."""
+    dist = {}
+    for r in related:
+        dist[(r["a"], r["b"])] = dist[(r["b"], r["a"])] = r["distance"]
+    nbrs: dict[str, list] = {}
+    for e in edges:
+        nbrs.setdefault(e["parent"], []).append((e["child"], e))
+        nbrs.setdefault(e["child"], []).append((e["parent"], e))
+    notes = []
+    for b, around in sorted(nbrs.items()):
+        line, unsure = [], False
+        for i in range(len(around)):
+            for j in range(i + 1, len(around)):
+                (a, ea), (c, ec) = around[i], around[j]
+                dab, dbc, dac = dist.get((a, b)), dist.get((b, c)), dist.get((a, c))
+                if None in (dab, dbc, dac) or min(dab, dbc) <= 0.2 * max(dab, dbc):
+                    continue  # one leg is next to nothing (a copy): no line to read
+                if (dab + dbc - dac) / (dab + dbc) < COLLINEAR:
+                    line.append(f"{a} - {b} - {c}")
+                elif "undecided" in (ea["direction"], ec["direction"]):
+                    unsure = True
+        if line:
+            notes.append(f"{'; '.join(line)}: on one line (each outer pair as far apart as the "
+                         f"sum of their distances to {b}): one run through {b}, a chain "
+                         "(checkpoints of one fine-tune?)")
+        elif unsure:
+            names = ", ".join(n for n, _ in around)
+            notes.append(f"{b} and {names}: the distances fit {b} as the parent of them as well "
+                         f"as a chain through {b}, and the direction evidence cannot tell which")
+    for e in edges:
+        if e.get("distance") is not None and e["distance"] < COPY_DISTANCE:
+            notes.append(f"{e['parent']} and {e['child']} carry the same weights up to "
+                         f"{e['distance']:.1e} (a re-export or an obfuscated copy): which one is "
+                         "the parent cannot be told")
+    return notes

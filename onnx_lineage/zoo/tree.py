@@ -28,17 +28,11 @@ from onnx_lineage.errors import LineageError, ModelError
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
-from onnx_lineage.zoo.direction import model_stats, signal_weights
+from onnx_lineage.zoo.direction import model_loss, model_stats, signal_weights, weak_evidence
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
-from onnx_lineage.zoo.forest import (
-    DECIDED,
-    PairOutcome,
-    edge_confidence,
-    mermaid,
-    orient,
-    spanning_forest,
-)
+from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
+                                     mermaid, orient, shape_notes, spanning_forest)
 
 
 @dataclass(frozen=True)
@@ -53,6 +47,8 @@ class TreeResult(Result):
         (``decided`` from :data:`~.forest.DECIDED` up, else ``undecided``), ``evidence``.
     roots : list of str
         One per tree (models related to nothing are roots of their own).
+    alpha, alpha_per_test : float
+        The family-wise level, and the level of each exact test (``alpha`` over their number).
     related : list of dict
         Every pair the exact tests found related: ``a``, ``b``, ``distance``, ``similarity``.
     stats : dict of str to dict
@@ -72,6 +68,8 @@ class TreeResult(Result):
     executor: str
     mermaid: str
     seconds: float
+    alpha: float = 0.01
+    alpha_per_test: float = 0.01
     related: list = None
     stats: dict = None
     notes: list = None
@@ -105,7 +103,7 @@ def collect(inputs: list[str | Path]) -> dict[str, Path]:
 
 
 def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset, seed: int,
-               device: str) -> PairOutcome:
+               device: str, alpha: float = 0.01) -> PairOutcome:
     """Exact test of one pair (runs in this process or in a Ray worker)."""
     from onnx_lineage.analyses.determination import determine
     from onnx_lineage.matching import match
@@ -115,7 +113,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
         m = match(a, b)
         det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
-                        rows=500)
+                        rows=500, alpha=alpha)
         d = direction(m, name_a, name_b) if m.pairs else None
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),
@@ -157,23 +155,6 @@ def whole_cosine(m) -> float:
     return float(sum(p["cosine"] * p["params"] for p in m.pairs) / total) if total else 0.0
 
 
-def aligned_distance(m) -> float:
-    """Distance between A's matched parameters and B's aligned to them, relative to their size:
-    ``||a - b|| / sqrt((||a||^2 + ||b||^2) / 2)`` over every matched layer. Independent
-    fine-tunes of one parent move in near-orthogonal directions, so distances add up along a
-    lineage as squares (siblings sqrt(2) times farther apart than each from the parent)."""
-    diff = scale = 0.0
-    for k, a in m.a_params.items():
-        b = m.b_aligned.get(k, {})
-        for key, va in a.items():
-            if key == "eps" or key not in b or np.shape(va) != np.shape(b[key]):
-                continue
-            x, y = np.asarray(va, np.float64), np.asarray(b[key], np.float64)
-            diff += float(np.sum((x - y) ** 2))
-            scale += 0.5 * float(np.sum(x * x) + np.sum(y * y))
-    return float(np.sqrt(diff / scale)) if scale > 0 else float("inf")
-
-
 def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset,
                     seed: int, device: str) -> float | None:
     from onnx_lineage.analyses.closeness import closeness
@@ -187,7 +168,7 @@ def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, da
 
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
          device: str = "auto", ray: str | None = None, screen: float = 0.3,
-         with_closeness: bool = True, progress=None) -> TreeResult:
+         with_closeness: bool = True, progress=None, alpha: float = 0.01) -> TreeResult:
     """The lineage forest over ``models`` (files, or folders searched for ``*.onnx``).
 
     Parameters
@@ -199,6 +180,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         Ray address (``auto``, ``local``, ``ray://...``): run the pairwise work as Ray tasks.
     screen : float
         Fraction of first-layer units that must collide for a pair to be tested exactly.
+    alpha : float
+        Family-wise level: each exact test runs at ``alpha`` divided by the number of them
+        (Bonferroni), so the chance that any unrelated pair is joined is at most ``alpha``.
     """
     t0 = time.perf_counter()
     step = progress or (lambda name: None)
@@ -213,8 +197,10 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     blobs = {n: ex.share(m.proto.SerializeToString()) for n, m in loaded.items()}
     shared_data = ex.share(data)
     step(f"exact tests of {len(cand)} candidate pairs")
-    outcomes = ex.map(_pair_task, [(a, blobs[a], b, blobs[b], shared_data, seed, device)
-                                   for a, b in sorted(cand)])
+    # Bonferroni over the exact tests: the chance that any unrelated pair is joined is <= alpha
+    per_test = alpha / max(len(cand), 1)
+    outcomes = ex.map(_pair_task, [(a, blobs[a], b, blobs[b], shared_data, seed, device,
+                                    per_test) for a, b in sorted(cand)])
     names = sorted(loaded)
     quantized = frozenset(n for n in names if any(x.quant for x in layers[n]))
     step(f"weight statistics and loss of {len(names)} models")
@@ -235,7 +221,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
                       "distance": o.distance, "confidence": round(conf, 3),
                       "direction": "decided" if conf >= DECIDED else "undecided",
-                      "evidence": list(o.evidence) + _weak_evidence(p, c, stats, weights)})
+                      "evidence": list(o.evidence) + weak_evidence(p, c, stats, weights)})
     failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
     n = len(names)
     related = [{"a": o.a, "b": o.b, "distance": o.distance, "similarity": o.weight}
@@ -244,95 +230,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
                       exact_tests=len(outcomes), all_pairs=n * (n - 1) // 2,
                       related_pairs=len(related), failed=failed,
                       executor=ex.name, mermaid=mermaid(edges, sorted(roots)),
-                      seconds=time.perf_counter() - t0, related=related,
+                      seconds=time.perf_counter() - t0, alpha=alpha,
+                      alpha_per_test=per_test, related=related,
                       stats={k: v.to_dict() for k, v in stats.items()},
                       notes=shape_notes(edges, related))
-
-
-#: Rows of the data each model's loss is measured on.
-LOSS_ROWS = 512
-
-
-def model_loss(model: LoadedModel, data: Dataset, seed: int = 0) -> float | None:
-    """Cross-entropy of ``model`` on up to :data:`LOSS_ROWS` labelled rows of ``data`` (the same
-    rows for every model): the ``loss`` direction signal. None without labels or outputs that are
-    class scores, or when the data cannot feed the model."""
-    from onnx_lineage.analyses.criteria import cross_entropy
-    from onnx_lineage.data import arrange_for, feeds_for
-    from onnx_lineage.model.runner import Runner
-    if data.y is None:
-        return None
-    try:
-        d = arrange_for(data, model)
-        if len(d) > LOSS_ROWS:
-            d = d.subset(np.sort(np.random.default_rng(seed).choice(len(d), LOSS_ROWS,
-                                                                   replace=False)))
-        runner = Runner(model.proto, name=model.name)
-        if runner.output_kind not in ("logits", "probabilities"):
-            return None
-        feeds, _ = feeds_for(runner.inputs, d, model.name)
-        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y)
-    except LineageError:
-        return None
-
-
-def _weak_evidence(parent: str, child: str, stats: dict, weights: dict) -> list[str]:
-    from onnx_lineage.zoo.direction import votes
-    said = {"norm": "has the larger weight norm", "kurtosis": "has the larger weight kurtosis",
-            "loss": "fits the data worse"}
-    out = []
-    for k, v in votes(stats[parent], stats[child]).items():
-        if v and weights.get(k):
-            out.append(f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f})")
-    return out
-
-
-#: Edges this short join copies of one model (re-exports, permuted or rescaled copies).
-COPY_DISTANCE = 1e-4
-#: Three models on one line within this share of the path length: one run passing through the
-#: middle one (its checkpoints), a chain.
-COLLINEAR = 0.1
-
-
-def shape_notes(edges: list[dict], related: list[dict]) -> list[str]:
-    """Chains and stars the distances and directions can and cannot tell apart.
-
-    For a model ``b`` between two of its tree neighbours ``a`` and ``c``: if ``d(a, c)`` is
-    about ``d(a, b) + d(b, c)`` the three lie on one line, one training run passing through ``b``
-    (checkpoints of one fine-tune): a chain. If not, the distances fit ``b`` as the parent of
-    both as well as a chain through ``b``, and only the direction evidence tells them apart:
-    said so where its edges are undecided."""
-    dist = {}
-    for r in related:
-        dist[(r["a"], r["b"])] = dist[(r["b"], r["a"])] = r["distance"]
-    nbrs: dict[str, list] = {}
-    for e in edges:
-        nbrs.setdefault(e["parent"], []).append((e["child"], e))
-        nbrs.setdefault(e["child"], []).append((e["parent"], e))
-    notes = []
-    for b, around in sorted(nbrs.items()):
-        line, unsure = [], False
-        for i in range(len(around)):
-            for j in range(i + 1, len(around)):
-                (a, ea), (c, ec) = around[i], around[j]
-                dab, dbc, dac = dist.get((a, b)), dist.get((b, c)), dist.get((a, c))
-                if None in (dab, dbc, dac) or min(dab, dbc) < 0.2 * max(dab, dbc):
-                    continue  # one leg is next to nothing (a copy): no line to read
-                if (dab + dbc - dac) / (dab + dbc) < COLLINEAR:
-                    line.append(f"{a} - {b} - {c}")
-                elif "undecided" in (ea["direction"], ec["direction"]):
-                    unsure = True
-        if line:
-            notes.append(f"{'; '.join(line)}: on one line (each outer pair as far apart as the "
-                         f"sum of their distances to {b}): one run through {b}, a chain "
-                         "(checkpoints of one fine-tune?)")
-        elif unsure:
-            names = ", ".join(n for n, _ in around)
-            notes.append(f"{b} and {names}: the distances fit {b} as the parent of them as well "
-                         f"as a chain through {b}, and the direction evidence cannot tell which")
-    for e in edges:
-        if e.get("distance") is not None and e["distance"] < COPY_DISTANCE:
-            notes.append(f"{e['parent']} and {e['child']} carry the same weights up to "
-                         f"{e['distance']:.1e} (a re-export or an obfuscated copy): which one is "
-                         "the parent cannot be told")
-    return notes

@@ -15,7 +15,7 @@ from onnx_lineage.zoo.forest import (
     orient,
     spanning_forest,
 )
-from onnx_lineage.zoo.tree import shape_notes
+from onnx_lineage.zoo.forest import shape_notes
 
 
 def _outcomes(points: dict) -> list[PairOutcome]:
@@ -91,3 +91,12 @@ def test_checkpoints_of_one_run_are_reported_as_a_chain():
     related[2]["distance"] = 1.41  # trained apart: e1 could be the parent of both
     (note,) = shape_notes(edges, related)
     assert "cannot tell" in note
+
+
+def test_copies_at_distance_zero_are_named_not_read_as_a_line():
+    related = [{"a": "p", "b": "copy", "distance": 0.0}, {"a": "copy", "b": "c", "distance": 0.0},
+               {"a": "p", "b": "c", "distance": 0.0}]
+    edges = [{"parent": "p", "child": "copy", "direction": "undecided", "distance": 0.0},
+             {"parent": "copy", "child": "c", "direction": "undecided", "distance": 0.0}]
+    notes = shape_notes(edges, related)
+    assert len(notes) == 2 and all("same weights" in n for n in notes)

@@ -108,3 +108,8 @@ def test_distances_grow_along_the_lineage_and_every_model_has_its_statistics(lin
     assert dist[frozenset(("root", "child"))] < dist[frozenset(("root", "grandchild"))]
     assert set(r.stats) == set(r.models) and all(s["loss"] > 0 for s in r.stats.values())
     assert all(e["direction"] in ("decided", "undecided") and e["distance"] > 0 for e in r.edges)
+
+
+def test_the_exact_tests_share_alpha_among_them(lineage):
+    r = tree([lineage], with_closeness=False, alpha=0.05)
+    assert r.alpha == 0.05 and r.alpha_per_test == pytest.approx(0.05 / r.exact_tests)
