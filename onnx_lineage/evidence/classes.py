@@ -28,12 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-
-from onnx_lineage.matching.permutation import (out_features, per_unit, permute_inputs, unit_cosine,
-                                               unit_rows)
+from onnx_lineage.matching.permutation import (best_assignment, out_features, per_unit,
+                                               permute_inputs, unit_cosine, unit_rows)
 
 
 @dataclass(frozen=True)
@@ -308,44 +304,12 @@ def assignment(sim: np.ndarray, relabel: np.ndarray) -> np.ndarray:
     """The permutation of columns with the largest total similarity (``perm[row]`` = column).
 
     Equivariant in the columns: B's units (the columns) are relabelled by the random ``relabel``
-    first and the labels restored after, so exact ties cannot favour B's own order. When every
-    row's best column is a different one, that permutation attains the upper bound and is the
-    answer without an assignment solver (the common case for a derived model). Wide classes are
-    solved sparsely (:data:`SPARSE_ABOVE`); the candidates are chosen on the relabelled matrix,
-    so that too stays equivariant.
+    first and the labels restored after, so exact ties cannot favour B's own order. The solver
+    (:func:`~onnx_lineage.matching.permutation.best_assignment`: the argmax when every row's
+    best column differs, sparse candidates for wide classes) works on the relabelled matrix, so
+    it stays equivariant.
     """
-    shuffled = sim[:, relabel]
-    best = np.argmax(shuffled, axis=1)
-    if np.unique(best).size == best.size:
-        col = best
-    elif shuffled.shape[0] > SPARSE_ABOVE:
-        col = _sparse_assignment(shuffled)
-    else:
-        _, col = linear_sum_assignment(shuffled, maximize=True)
-    return relabel[col].astype(np.int64)
-
-
-#: Classes wider than this are assigned among each unit's :data:`CANDIDATES` most similar units
-#: of B (the full assignment when those admit none). Near-optimal, not always optimal: on the
-#: 1536-unit feed-forward layers of two independent MiniLM-sized encoders it gave the dense
-#: optimum in a third of the time; on a barely related random matrix it came within 1e-4 of it.
-#: The unit-order test stays exact (the procedure is equivariant); the aligned test's similarity
-#: can only come out lower than the dense matching's it was calibrated with (conservative).
-SPARSE_ABOVE = 512
-CANDIDATES = 64
-
-
-def _sparse_assignment(sim: np.ndarray) -> np.ndarray:
-    """Maximum-similarity assignment restricted to each row's best :data:`CANDIDATES` columns."""
-    n, k = sim.shape[0], min(CANDIDATES, sim.shape[1] - 1)
-    cols = np.argpartition(-sim, k, axis=1)[:, :k].ravel()
-    rows = np.repeat(np.arange(n), k)
-    graph = csr_matrix((2.0 - sim[rows, cols].astype(np.float64), (rows, cols)), shape=sim.shape)
-    try:
-        _, col = min_weight_full_bipartite_matching(graph)
-    except ValueError:  # no full assignment among the candidates
-        _, col = linear_sum_assignment(sim, maximize=True)
-    return col
+    return relabel[best_assignment(sim[:, relabel])].astype(np.int64)
 
 
 def _matched_similarity(fa, fb, names, sim, perm) -> tuple[float, int]:

@@ -209,7 +209,8 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     for i, j in pairs:
         keys = common_keys(la[i].params, lb[j].params)
         keys_of[la[i].index] = keys
-        b_params[lb[j].index] = {k: v.copy() for k, v in with_bias(lb[j].params, keys).items()}
+        # new dicts, shared arrays: every step below replaces arrays, none writes into one
+        b_params[lb[j].index] = dict(with_bias(lb[j].params, keys))
         a_params[la[i].index] = with_bias(la[i].params, keys)
     b_of = {la[i].index: lb[j].index for i, j in pairs}
     if _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params):
@@ -229,7 +230,7 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
     limits += stream_limits
-    b_own = {la[i].index: {k: v.copy() for k, v in b_params[lb[j].index].items()
+    b_own = {la[i].index: {k: v for k, v in b_params[lb[j].index].items()
                            if k in keys_of[la[i].index]} for i, j in pairs}
     moved = []
     if permutations:

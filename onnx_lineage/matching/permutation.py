@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 _EPS = 1e-12
 
@@ -193,7 +195,7 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             if c.groups > 1:  # no unit leaves its group
                 block = np.arange(units) // (units // c.groups)
                 sim = np.where(block[:, None] == block[None, :], sim, -1e6)
-            _, perm = linear_sum_assignment(sim, maximize=True)
+            perm = best_assignment(sim)
             if np.any(perm != np.arange(units)):
                 changed = True
                 _apply(b_params, c, perm, None)
@@ -213,6 +215,42 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             prev = done[c.b].scale
             done[c.b].scale = scale if prev is None else prev * scale
     return done
+
+
+#: Classes wider than this are assigned among each unit's :data:`CANDIDATES` most similar units
+#: of B (the full assignment when those admit none). Near-optimal, not always optimal: on the
+#: 1536-unit feed-forward layers of two independent MiniLM-sized encoders it gave the dense
+#: optimum in a third of the time; on a barely related random matrix it came within 1e-4 of it.
+#: In the evidence the unit-order test stays exact (the procedure is equivariant); the aligned
+#: test's similarity can only come out lower than the dense matching's it was calibrated with
+#: (conservative).
+SPARSE_ABOVE = 512
+CANDIDATES = 64
+
+
+def _sparse_assignment(sim: np.ndarray) -> np.ndarray:
+    """Maximum-similarity assignment restricted to each row's best :data:`CANDIDATES` columns."""
+    n, k = sim.shape[0], min(CANDIDATES, sim.shape[1] - 1)
+    cols = np.argpartition(-sim, k, axis=1)[:, :k].ravel()
+    rows = np.repeat(np.arange(n), k)
+    graph = csr_matrix((2.0 - sim[rows, cols].astype(np.float64), (rows, cols)), shape=sim.shape)
+    try:
+        _, col = min_weight_full_bipartite_matching(graph)
+    except ValueError:  # no full assignment among the candidates
+        _, col = linear_sum_assignment(sim, maximize=True)
+    return col
+
+
+def best_assignment(sim: np.ndarray) -> np.ndarray:
+    """Column of each row in the assignment of largest total similarity (``sim`` square): the
+    rows' argmax when they all differ (it attains the bound: the common case for a derived
+    model), a sparse assignment among candidates for wide matrices, else the dense solver."""
+    best = np.argmax(sim, axis=1)
+    if np.unique(best).size == best.size:
+        return best
+    if sim.shape[0] > SPARSE_ABOVE:
+        return _sparse_assignment(sim)
+    return linear_sum_assignment(sim, maximize=True)[1]
 
 
 def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:

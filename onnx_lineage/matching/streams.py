@@ -17,9 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-
-from onnx_lineage.matching.permutation import per_unit, unit_cosine
+from onnx_lineage.matching.permutation import best_assignment, per_unit, unit_cosine
 from onnx_lineage.model.streams import Stream
 
 
@@ -118,7 +116,7 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
                            else ai in all_writers or bj in inner_out)
                 sim += unit_cosine(_features(a_params[ai], role, sorted_),
                                    _features(b_params[bj], role, sorted_))
-        _, perm = linear_sum_assignment(sim, maximize=True)
+        perm = best_assignment(sim)
         members = tuple(b_of[i] for i in sa.members if i in b_of)
         for role in ("writers", "readers", "followers"):
             for ai in getattr(sa, role):

@@ -153,7 +153,10 @@ class GraphIndex:
 
     # -- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
-        """Whether ``name`` is a constant (an initializer or a foldable chain of constants)."""
+        """Whether ``name`` is a constant (an initializer or a foldable chain of constants); an
+        initializer is answered without reading its data (a model's weights are most of it)."""
+        if name in self.initializers:
+            return True
         return self.constant(name) is not None
 
     def constant(self, name: str) -> Const | None:

@@ -142,7 +142,8 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
         raise ModelError(f"{p}: external data could not be read ({exc})") from None
     if check:
         try:
-            onnx.checker.check_model(proto)
+            # from the file: no serialization of the weights in Python, and no 2 GB protobuf limit
+            onnx.checker.check_model(str(p))
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{p}: invalid ONNX model: {first}") from None

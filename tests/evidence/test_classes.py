@@ -102,7 +102,8 @@ def test_global_pooling_written_as_a_reduce_mean_keeps_the_channels(tmp_path):
 def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
     from scipy.optimize import linear_sum_assignment
 
-    from onnx_lineage.evidence.classes import SPARSE_ABOVE, assignment
+    from onnx_lineage.evidence.classes import assignment
+    from onnx_lineage.matching.permutation import SPARSE_ABOVE
     from onnx_lineage.matching.permutation import unit_cosine
     rng = np.random.default_rng(0)
     n = SPARSE_ABOVE + 88

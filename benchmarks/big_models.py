@@ -1,0 +1,101 @@
+"""Big models: each command's wall time and peak memory on a BERT-base-sized pair.
+
+    python benchmarks/big_models.py /tmp/big --json benchmarks/results/big_models_cpu.json
+
+Builds three BERT-base-sized encoders with PyTorch (vocabulary 30,522, width 768, 12 blocks of
+attention and a 3,072-unit feed-forward layer, 110M parameters, about 435 MB each in ONNX): A,
+B = A plus 1% weight noise (related) and C from another seed (independent), and a data file of
+64 rows of 32 tokens. Then runs the CLI as a user would (``match`` and ``determine`` for A-B and
+A-C, each in its own process) and records the wall time and the peak resident memory of that
+process (``wait4``), with its ratio to the two files' size. The issue "Big models in bounded
+memory" sets the goals: ``match`` <= 4 s, ``determine`` <= 30 s, peak memory <= 1.5x the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build(out: Path) -> dict[str, Path]:
+    import torch
+
+    import cost
+    cost.TMP = out
+    out.mkdir(parents=True, exist_ok=True)
+    a = cost.bert(d=768, layers=12, ff=3072, seed=0)
+    paths = {"a": cost._export_bert(a, "bert_base_a")}
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(0.01 * p.std() * torch.randn_like(p))
+    paths["b"] = cost._export_bert(a, "bert_base_b")
+    paths["c"] = cost._export_bert(cost.bert(d=768, layers=12, ff=3072, seed=1), "bert_base_c")
+    data = out / "tokens.npz"
+    ids = np.random.default_rng(0).integers(0, 30522, size=(64, 32))
+    np.savez(data, input_ids=ids, attention_mask=np.ones_like(ids))
+    paths["data"] = data
+    return paths
+
+
+def timed(args: list[str]) -> dict:
+    """Run the CLI in its own process: wall time, its peak RSS (MB, from ``wait4``), exit code,
+    and what its JSON says."""
+    import tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "typer_app", *args], stdout=out,
+                                stderr=err, cwd=Path(__file__).resolve().parents[1])
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, log = out.read(), err.read().decode()
+    result = json.loads(text) if proc.returncode == 0 and text.strip() else {}
+    return {"args": args, "rc": proc.returncode, "seconds": seconds,
+            "peak_rss_mb": usage.ru_maxrss / 1024, "stderr": log[-300:],
+            "timings": result.get("timings"), "verdict": result.get("verdict"),
+            "p_value": result.get("p_value")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    p = build(args.out)
+    built = time.perf_counter() - t0
+    files_mb = (p["a"].stat().st_size + p["b"].stat().st_size) / 1e6
+    runs = []
+    for other in ("b", "c"):
+        runs.append({"step": f"match A-{other.upper()}",
+                     **timed(["match", str(p["a"]), str(p[other]), "--json", "--quiet"])})
+        print(json.dumps(runs[-1])[:300], file=sys.stderr)
+    for other in ("b", "c"):
+        runs.append({"step": f"determine A-{other.upper()} (64 rows of 32 tokens)",
+                     **timed(["determine", str(p["a"]), str(p[other]), "--data", str(p["data"]),
+                              "--rows", "64", "--json", "--quiet"])})
+        print(json.dumps(runs[-1])[:300], file=sys.stderr)
+    for r in runs:
+        r["rss_over_files"] = r["peak_rss_mb"] / files_mb
+    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                      f"Python {platform.python_version()}",
+           "build_seconds": built, "files_mb_a_plus_b": files_mb, "runs": runs}
+    print(json.dumps(out, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
