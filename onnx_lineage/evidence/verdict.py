@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from onnx_lineage.evidence.combine import bonferroni, holm
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.wording import ranges
 
 #: Shares of ``alpha`` given to each test before any data is seen. A test that does not run
 #: keeps its share unspent.
@@ -54,7 +55,7 @@ def decide(tests: list[TestResult], alpha: float) -> Verdict:
     if p <= alpha * (1 + 1e-9):
         rejecting = [t for t in tests if rejects(t.name, t.p_value, alpha)]
         shared = shared_layers(tests, alpha)
-        where = f" in layers {_ranges(shared)}" if shared else ""
+        where = f" in layers {ranges(shared)}" if shared else ""
         why = "; ".join(f"{_label(t)} p = {t.p_value:.1e} ({t.reason})" for t in rejecting)
         return Verdict("related", True, f"independence rejected at alpha {alpha:g}{where}: {why}",
                        p, shared)
@@ -94,15 +95,3 @@ def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
 def _label(t: TestResult) -> str:
     return {"unit_order": "unit order", "aligned": "aligned weights",
             "basin": "loss basin"}.get(t.name, t.name)
-
-
-def _ranges(indices: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``0-2, 5``."""
-    out, start = [], None
-    for i, x in enumerate(indices):
-        if start is None:
-            start = x
-        if i + 1 == len(indices) or indices[i + 1] != x + 1:
-            out.append(f"{start}" if start == x else f"{start}-{x}")
-            start = None
-    return ", ".join(out)

@@ -19,6 +19,7 @@ from onnx_lineage.model.parameters import Layer, extract_layers
 from onnx_lineage.model.streams import streams
 from onnx_lineage.model.topology import is_depthwise, links
 from onnx_lineage.results import Result
+from onnx_lineage.wording import ranges
 
 
 @dataclass(frozen=True)
@@ -297,20 +298,8 @@ def _depth_note(pairs: list, la: list, lb: list) -> str:
     dropped = [x.index for k, x in enumerate(deep) if k not in {p[side] for p in pairs}]
     name = "A" if side == 0 else "B"
     return (f"depth differs ({len(la)} layers in A, {len(lb)} in B): layers paired in order by "
-            f"their weights, with gaps; {name}'s layers {_spans(dropped) or 'none'} have no "
+            f"their weights, with gaps; {name}'s layers {ranges(dropped) or 'none'} have no "
             f"counterpart ({len(kept)} paired)")
-
-
-def _spans(indices: list) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    out, start = [], None
-    for k, i in enumerate(indices):
-        if start is None:
-            start = i
-        if k + 1 == len(indices) or indices[k + 1] != i + 1:
-            out.append(f"{start}" if start == i else f"{start}-{i}")
-            start = None
-    return ", ".join(out)
 
 
 #: Layer kinds checked for fixed signal-processing constants.

@@ -47,15 +47,6 @@ def grouped_model(seed=0, perm=None, noise=0.0) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-@pytest.fixture()
-def save(tmp_path):
-    def write(name, model):
-        path = tmp_path / f"{name}.onnx"
-        onnx.save(model, path)
-        return path
-    return write
-
-
 WITHIN = np.array([2, 0, 3, 1, 7, 5, 4, 6])  # each group's channels shuffled among themselves
 
 

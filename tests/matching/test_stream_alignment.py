@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 
@@ -12,15 +11,6 @@ from onnx_lineage.data import Dataset
 from onnx_lineage.matching import match
 from tests.conv_residual import conv_residual_model, projection_model
 from tests.residual import permutations, residual_model, token_data
-
-
-@pytest.fixture()
-def save(tmp_path):
-    def write(name, model):
-        path = tmp_path / f"{name}.onnx"
-        onnx.save(model, path)
-        return path
-    return write
 
 
 def test_a_permuted_stream_is_undone(save):
