@@ -143,8 +143,8 @@ def symmetry_classes(m) -> list[SymmetryClass]:
         # a grouped convolution's channels permute only within their group: one class per group
         spans = ([()] if c.groups == 1 else
                  [(k * width // c.groups, (k + 1) * width // c.groups) for k in range(c.groups)])
-        for span in spans:
-            name = f"layer {c.a} {unit}" + (f" group {spans.index(span)}" if span else "")
+        for g, span in enumerate(spans):
+            name = f"layer {c.a} {unit}" + (f" group {g}" if span else "")
             found.append(SymmetryClass(name, unit, span[1] - span[0] if span else width, (c.a,),
                                        ((c.a_next, c.spatial, c.channels_last),),
                                        tuple(fa for fa, _ in c.followers),

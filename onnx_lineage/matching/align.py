@@ -53,21 +53,24 @@ def align(a: list[Layer], b: list[Layer], pruned: bool = False,
         Pair layers whose unit axes differ in size too (:func:`compatible`); pairs of equal
         shapes are preferred.
     by_weights : bool
-        Among alignments, prefer the one whose pairs' weights agree most (:func:`weight_cosine`,
-        up to half a pair's worth each): where one model has layers the other lacks (dropped,
-        duplicated, a subset of a deeper teacher), the layers that came from each other are put
-        side by side instead of the first ones of the same shape.
+        Among alignments, prefer the one whose pairs' weights agree most (the cosine of their
+        centred weights in their own unit order, up to half a pair's worth each): where one
+        model has layers the other lacks (dropped, duplicated, a subset of a deeper teacher), the
+        layers that came from each other are put side by side instead of the first ones of the
+        same shape. Layers of one lineage keep their order and stay close; distinct layers of
+        one model, or of independent models, are near orthogonal.
 
     Returns
     -------
     list of (int, int)
     """
     n, m = len(a), len(b)
-    cos = weight_cosine(a, b) if by_weights else None
+    ua, ub = ([_centred_unit(x) for x in a], [_centred_unit(x) for x in b]) if by_weights \
+        else (None, None)
 
     def gain(i, j):
         if compatible(a[i], b[j]):
-            bonus = 0.5 * max(cos[i, j], 0.0) if cos is not None else 0.0
+            bonus = 0.5 * max(float(ua[i] @ ub[j]), 0.0) if by_weights else 0.0
             return 1.0 + bonus + (1e-3 if a[i].node == b[j].node else 0.0)
         if pruned and compatible(a[i], b[j], pruned=True):
             return 1.0 - 1e-2
@@ -94,20 +97,9 @@ def align(a: list[Layer], b: list[Layer], pruned: bool = False,
     return pairs
 
 
-def weight_cosine(a: list[Layer], b: list[Layer]) -> np.ndarray:
-    """Cosine of the weights of every pair of same-shaped layers, in their own unit order, shape
-    (len(a), len(b)) (0 where the shapes differ). Layers of one lineage keep their order and stay
-    close; distinct layers of one model, or of independent models, are near orthogonal."""
-    def unit(layer):
-        w = layer.params["weight"].astype(np.float32).ravel()
-        w = w - w.mean()
-        norm = float(np.linalg.norm(w))
-        return w / norm if norm > 0 else w
-
-    ua, ub = [unit(x) for x in a], [unit(x) for x in b]
-    out = np.zeros((len(a), len(b)))
-    for i in range(len(a)):
-        for j in range(len(b)):
-            if ua[i].shape == ub[j].shape and compatible(a[i], b[j]):
-                out[i, j] = float(ua[i] @ ub[j])
-    return out
+def _centred_unit(layer: Layer) -> np.ndarray:
+    """A layer's weight, flattened, centred and scaled to unit length (zero stays zero)."""
+    w = layer.params["weight"].astype(np.float32).ravel()
+    w = w - w.mean()
+    norm = float(np.linalg.norm(w))
+    return w / norm if norm > 0 else w

@@ -17,7 +17,7 @@ from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, extract_layers
 from onnx_lineage.model.streams import streams
-from onnx_lineage.model.topology import is_depthwise, links
+from onnx_lineage.model.topology import links
 from onnx_lineage.results import Result
 from onnx_lineage.wording import ranges
 
@@ -294,12 +294,12 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
 def _depth_note(pairs: list, la: list, lb: list) -> str:
     """Which of the deeper model's layers the shallower one's were put beside."""
     deep, side = (la, 0) if len(la) > len(lb) else (lb, 1)
-    kept = [deep[p[side]].index for p in pairs]
-    dropped = [x.index for k, x in enumerate(deep) if k not in {p[side] for p in pairs}]
+    paired = {p[side] for p in pairs}
+    dropped = [x.index for k, x in enumerate(deep) if k not in paired]
     name = "A" if side == 0 else "B"
     return (f"depth differs ({len(la)} layers in A, {len(lb)} in B): layers paired in order by "
             f"their weights, with gaps; {name}'s layers {ranges(dropped) or 'none'} have no "
-            f"counterpart ({len(kept)} paired)")
+            f"counterpart ({len(pairs)} paired)")
 
 
 #: Layer kinds checked for fixed signal-processing constants.
@@ -369,8 +369,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
             limits.append(f"layer {ai}: the per-channel layers after it (normalisation, "
                           "depthwise convolutions) differ between A and B")
             continue
-        groups = la[i].groups if not is_depthwise(la[i], la[i].units) else la[i].units
-        if groups > 1 and (lb[j].groups != la[i].groups or la_link.spatial != 1):
+        groups = la[i].groups  # a depthwise conv's groups are its channels: classes of one
+        if groups > 1 and la_link.spatial != 1:
             limits.append(f"layer {ai}: units not aligned (a grouped convolution read after a "
                           "flatten)")
             continue

@@ -61,8 +61,10 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
         if sa.reason:
             limits.append(f"residual stream of {sa.width} units left in place in A ({sa.reason})")
             continue
-        sb = max(streams_b, key=lambda s: _overlap(sa, s, b_of), default=None)
-        sb = sb if sb is not None and _overlap(sa, sb, b_of) else None
+        # the most shared layers in the same roles; ties to the first
+        shared, _, sb = max(((_overlap(sa, s, b_of), -k, s) for k, s in enumerate(streams_b)),
+                            default=(0, 0, None))
+        sb = sb if shared else None
         if sb is None or sb.reason:
             why = sb.reason if sb is not None else "no stream over the same layers in B"
             limits.append(f"residual stream of {sa.width} units left in place ({why})")

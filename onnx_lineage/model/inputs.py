@@ -112,9 +112,28 @@ def state_inputs(shapes: list[tuple], inputs: list[InputSpec], outputs: list[tup
     return found
 
 
+def input_specs(names: list[str], dtypes: list, shapes: list[tuple],
+                outputs: list[tuple]) -> tuple[list[InputSpec], set[str]]:
+    """:class:`InputSpec` of each input, with its batch axis (:func:`batch_axes`), and the state
+    inputs among them (:func:`state_inputs`).
+
+    Parameters
+    ----------
+    names, dtypes : list
+        Per input, its name and numpy dtype.
+    shapes, outputs : list of tuple
+        The inputs' and the outputs' declared shapes (int, str for a named symbolic dimension,
+        None for an unnamed one).
+    """
+    specs = [InputSpec(name, np.dtype(dtype),
+                       tuple(d if isinstance(d, int) else None for d in shape), axis)
+             for name, dtype, shape, axis in zip(names, dtypes, shapes, batch_axes(shapes))]
+    return specs, state_inputs(shapes, specs, outputs)
+
+
 def declared_inputs(model: onnx.ModelProto) -> tuple[list[InputSpec], set[str]]:
-    """The data inputs of a model (graph inputs without an initializer) as :class:`InputSpec`,
-    read from the graph without a session, and its state inputs (:func:`state_inputs`)."""
+    """The data inputs of a model (graph inputs without an initializer), read from the graph
+    without a session (:func:`input_specs`)."""
     inits = {t.name for t in model.graph.initializer}
 
     def shape_of(vi) -> tuple:
@@ -122,8 +141,6 @@ def declared_inputs(model: onnx.ModelProto) -> tuple[list[InputSpec], set[str]]:
                      for d in vi.type.tensor_type.shape.dim)
 
     values = [vi for vi in model.graph.input if vi.name not in inits]
-    shapes = [shape_of(vi) for vi in values]
-    specs = [InputSpec(vi.name, np.dtype(_NUMPY.get(vi.type.tensor_type.elem_type, np.float32)),
-                       tuple(d if isinstance(d, int) else None for d in shape), axis)
-             for vi, shape, axis in zip(values, shapes, batch_axes(shapes))]
-    return specs, state_inputs(shapes, specs, [shape_of(o) for o in model.graph.output])
+    return input_specs([vi.name for vi in values],
+                       [_NUMPY.get(vi.type.tensor_type.elem_type, np.float32) for vi in values],
+                       [shape_of(vi) for vi in values], [shape_of(o) for o in model.graph.output])

@@ -22,7 +22,7 @@ from kernels.labels import argmax_rows
 from onnx_lineage import memory
 from onnx_lineage.errors import DataError, LineageError, ModelError
 from onnx_lineage.model.graph import inferred_values
-from onnx_lineage.model.inputs import InputSpec, batch_axes, batch_name, state_inputs
+from onnx_lineage.model.inputs import batch_name, input_specs
 from onnx_lineage.model.runtime import ort, providers_for
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regression")
@@ -234,12 +234,10 @@ class Runner:
             declared = [i for i in self.session.get_inputs() if i.name not in static_inputs]
             shapes = [tuple(d if isinstance(d, (int, str)) else None for d in i.shape or ())
                       for i in declared]
-            self.inputs = [InputSpec(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
-                                     tuple(d if isinstance(d, int) else None for d in shape), axis)
-                           for i, shape, axis in zip(declared, shapes, batch_axes(shapes))]
+            self.inputs, self.states = input_specs(
+                [i.name for i in declared], [_ORT_TYPES.get(i.type, np.float32) for i in declared],
+                shapes, [tuple(o.shape or ()) for o in self.session.get_outputs()])
             batch = batch_name(shapes, self.inputs)
-            self.states = state_inputs(shapes, self.inputs,
-                                       [tuple(o.shape or ()) for o in self.session.get_outputs()])
             self._axis = {i.name: i.batch_axis for i in self.inputs}
             self._unbatched = {i.name for i in self.inputs if i.batch_axis is None}
             self._out_axis = {o.name: list(o.shape).index(batch) for o in self.session.get_outputs()
@@ -334,9 +332,9 @@ class Runner:
         list of ndarray, one per output, of ``rows`` rows each
         """
         names = outputs or [self.output_name]
-        whole = {**{k: v for k, v in feeds.items() if k in self._unbatched}, **(static or {})}
+        # inputs without a batch axis go whole to every batch, like the static feeds
+        static = {**{k: v for k, v in feeds.items() if k in self._unbatched}, **(static or {})}
         feeds = {k: v for k, v in feeds.items() if k not in self._unbatched}
-        static = whole
         m = len(next(iter(feeds.values()))) if feeds else 1
         n = m if rows is None else int(rows)
         if n == 0:

@@ -1,22 +1,23 @@
 """Which of two related models is the parent: evidence from weight statistics.
 
-* quantization: an int8/fp16 copy is made from a float model, not the other way round (strong);
-* sparsity: pruning only removes weights, so the sparser model is the child (strong, when the
-  fractions of zero weights differ by at least 5 points; not used when either model is quantized,
-  since rounding makes zeros too);
-* norm drift: training without strong weight decay tends to grow the parameter norm, so the model
-  with the larger norm is more likely the child (weak; ignored under 0.1%).
+Strong evidence, per matched pair (:func:`direction`):
 
-Scores are positive when the evidence says A is the parent. The strong and the weak evidence are
-kept apart: the forest orients by the strong evidence first and uses the weak one last.
+* quantization: an int8/fp16 copy is made from a float model, not the other way round;
+* sparsity: pruning only removes weights, so the sparser model is the child (when the fractions
+  of zero weights differ by at least 5 points; not used when either model is quantized, since
+  rounding makes zeros too).
 
 Weak signals per model (:func:`model_stats`, read once per model), each a vote on an edge
 (:func:`votes`) weighed by its accuracy as measured on forests of known lineage
 (``direction_signals.json``, written by ``benchmarks/forests.py --fit`` on seeds the reported
-figures do not use): ``norm`` (the child has the larger weight norm), ``kurtosis`` (the child's
-weights have the larger kurtosis: MoTHer, Horwitz et al., ICLR 2025) and ``loss`` (on the labelled
-data of the run, the parent fits better: a fine-tune fits its own data better and the rest
-worse; it abstains without labels, and says the opposite if the data is the fine-tune's own).
+figures do not use): ``norm`` (the child has the larger weight norm: training without strong
+weight decay grows it), ``kurtosis`` (the child's weights have the larger kurtosis: MoTHer,
+Horwitz et al., ICLR 2025) and ``loss`` (on the labelled data of the run, the parent fits
+better: a fine-tune fits its own data better and the rest worse; it abstains without labels,
+and says the opposite if the data is the fine-tune's own).
+
+Scores are positive when the evidence says A is the parent. The forest orients by the strong
+evidence first and uses the weak signals after it.
 """
 
 from __future__ import annotations
@@ -32,18 +33,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Direction:
-    """Evidence for ``a`` being the parent of ``b`` (> 0) or the child (< 0).
-
-    ``strong``: quantization and sparsity (a copy is made from its source); ``weak``: norm drift.
-    """
+    """Strong evidence for ``a`` being the parent of ``b`` (``strong`` > 0) or the child (< 0):
+    quantization and sparsity (a copy is made from its source), with its sentences."""
 
     strong: float
-    weak: float
     evidence: tuple
-
-    @property
-    def score(self) -> float:
-        return self.strong + self.weak
 
 
 def _zeros(layers) -> float:
@@ -55,7 +49,6 @@ def direction(match_result, name_a: str = "A", name_b: str = "B") -> Direction:
     """Direction evidence for one matched pair (A's layers against B's aligned parameters);
     the evidence sentences name the models ``name_a`` and ``name_b``."""
     A, B = name_a, name_b
-    weak = 0.0
     la = [x for x in match_result.a_layers if x.index in match_result.b_aligned]
     lb_by = {x.index: x for x in match_result.b_layers}
     b_of = {p["a"]: p["b"] for p in match_result.pairs}
@@ -77,15 +70,7 @@ def direction(match_result, name_a: str = "A", name_b: str = "B") -> Direction:
     elif za - zb >= 0.05:
         score -= 2.0
         ev.append(f"{A} is sparser ({za:.0%} zeros against {zb:.0%})")
-    # raw norms: permutation leaves them alone; per-unit rescaling (obfuscation) does not, but a
-    # rescaled copy is functionally the same model, with no direction to find
-    na = np.sqrt(sum(float((x.weight.astype(np.float64) ** 2).sum()) for x in la))
-    nb = np.sqrt(sum(float((x.weight.astype(np.float64) ** 2).sum()) for x in lb))
-    rel = (nb - na) / max(na, 1e-12)
-    if abs(rel) >= 0.001 and not (qa or qb) and abs(za - zb) < 0.05:
-        weak = float(np.clip(rel * 10, -1.0, 1.0))
-        ev.append(f"{B if rel > 0 else A} has the larger weight norm ({abs(rel):.1%})")
-    return Direction(score, weak, tuple(ev))
+    return Direction(score, tuple(ev))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ class PairOutcome:
     direction: float
     evidence: tuple
     error: str | None = None
-    weak: float = 0.0
     distance: float | None = None
 
     @property
@@ -142,14 +141,11 @@ def strong_log_odds(parent: str, e: PairOutcome) -> float:
     return (e.direction if e.a == parent else -e.direction) / 2.0 * STRONG_LOG_ODDS
 
 
-def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None,
-                  e: PairOutcome | None = None) -> float:
-    """Log-odds that ``parent -> child`` from the weak signals (the pair's own norm drift
-    ``e.weak`` where no model statistics are given)."""
+def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None) -> float:
+    """Log-odds that ``parent -> child`` from the weak signals (:func:`.direction.votes` on the
+    models' ``stats``, each weighed by ``weights``); 0 without statistics."""
     if not stats or parent not in stats or child not in stats:
-        if e is None:
-            return 0.0
-        return e.weak if e.a == parent else -e.weak
+        return 0.0
     from onnx_lineage.zoo.direction import votes
     w = weights or {}
     return sum(w.get(k, 0.0) * v for k, v in votes(stats[parent], stats[child]).items())
@@ -161,7 +157,7 @@ def _agreement(root: str, adj, weak: bool = False, stats: dict | None = None,
     (``weak``) from the weak signals."""
     total = 0.0
     for parent, child, e in _away_from(root, adj):
-        total += (weak_log_odds(parent, child, stats, weights, e) if weak
+        total += (weak_log_odds(parent, child, stats, weights) if weak
                   else strong_log_odds(parent, e))
     return total
 
@@ -170,7 +166,7 @@ def edge_confidence(parent: str, child: str, e: PairOutcome, stats: dict | None,
                     weights: dict | None) -> float:
     """Posterior that ``parent -> child`` is the right direction, all evidence combined as
     independent log-odds from an even prior."""
-    z = strong_log_odds(parent, e) + weak_log_odds(parent, child, stats, weights, e)
+    z = strong_log_odds(parent, e) + weak_log_odds(parent, child, stats, weights)
     return 1.0 / (1.0 + math.exp(-z))
 
 

@@ -118,7 +118,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),
                            0.0 if d is None else d.strong, () if d is None else d.evidence,
-                           weak=0.0 if d is None else d.weak, distance=aligned_distance(m))
+                           distance=aligned_distance(m))
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
 
