@@ -16,6 +16,9 @@ cosine) and the time. Cases:
   independent one.
 * ``mobile_se``: a MobileNet-style CNN with inverted residual blocks, depthwise convolutions and
   squeeze-excite gates, fine-tuned, and an independent one.
+* ``grouped``: a ResNeXt-style CNN (a bottleneck block whose 3x3 convolution has 4 groups), a copy
+  with the groups reordered as blocks (the channels that feed them and the groups' own channels
+  with them; the same function), that copy fine-tuned, and an independent one.
 * ``pruned``: an MLP 64-128-128-128-10 and its width-pruned child (the 32 weakest units of every
   hidden layer removed, then fine-tuned), compared both ways, and an independent MLP pruned the
   same way.
@@ -115,6 +118,25 @@ class MobileSE(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+class NeXt(nn.Module):
+    """Stem 1->16, one bottleneck block (1x1 16->32, 3x3 with 4 groups, 1x1 32->16, each with
+    BatchNorm) on a residual stream, pooling, head."""
+
+    def __init__(self, c=16, h=32, groups=4):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, c, 3, padding=1),
+                                  nn.BatchNorm2d(c), nn.ReLU())
+        self.up, self.bn1 = nn.Conv2d(c, h, 1), nn.BatchNorm2d(h)
+        self.grouped, self.bn2 = nn.Conv2d(h, h, 3, padding=1, groups=groups), nn.BatchNorm2d(h)
+        self.down, self.bn3 = nn.Conv2d(h, c, 1), nn.BatchNorm2d(c)
+        self.head = nn.Linear(c, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = torch.relu(self.bn2(self.grouped(torch.relu(self.bn1(self.up(s))))))
+        return self.head(torch.relu(s + self.bn3(self.down(y))).mean((2, 3)))
+
+
 class Block(nn.Module):
     def __init__(self, d, f):
         super().__init__()
@@ -168,6 +190,32 @@ def permuted_res_cnn(model: ResCNN, seed: int) -> ResCNN:
             blk.c2.bias.copy_(blk.c2.bias[s])
             _bn(blk.b2, s)
         model.head.weight.copy_(model.head.weight[:, s])
+    return model
+
+
+def groups_reordered(model: NeXt, seed: int) -> NeXt:
+    """The grouped convolution's groups in another order, each group's input channels (the
+    1x1 conv before it) moving with it and shuffled within it, its own channels shuffled within
+    their group: the same function."""
+    model = copy.deepcopy(model)
+    rng = np.random.default_rng(seed)
+    g = model.grouped
+    n, size = g.groups, g.out_channels // g.groups
+    src = rng.permutation(n)
+    local = [rng.permutation(size) for _ in range(n)]
+    inputs = torch.from_numpy(np.concatenate([src[h] * size + local[h] for h in range(n)]))
+    outputs = torch.from_numpy(np.concatenate([src[h] * size + rng.permutation(size)
+                                               for h in range(n)]))
+    with torch.no_grad():
+        _rows(model.up, inputs)
+        _bn(model.bn1, inputs)
+        w = g.weight.clone()
+        for h in range(n):  # new group h: old group src[h]'s filters reading its inputs' new order
+            rows = outputs[h * size:(h + 1) * size]
+            g.weight[h * size:(h + 1) * size] = w[rows][:, torch.from_numpy(local[h])]
+        g.bias.copy_(g.bias[outputs])
+        _bn(model.bn2, outputs)
+        model.down.weight.copy_(model.down.weight[:, outputs])
     return model
 
 
@@ -266,6 +314,15 @@ def build(out: Path) -> dict:
          export(fine_tuned(mob, digits, 4), "mob_ft"), True),
         ("trained -> independent", export(mob, "mob"),
          export(trained(MobileSE, digits, 1), "mob_other"), False)])
+
+    nxt = trained(NeXt, digits, 0)
+    shuffled = groups_reordered(nxt, 8)
+    cases["grouped"] = (_plain(digits), [
+        ("trained -> groups reordered", export(nxt, "next"), export(shuffled, "next_perm"), True),
+        ("trained -> reordered, then fine-tuned", export(nxt, "next"),
+         export(fine_tuned(shuffled, digits, 9), "next_perm_ft"), True),
+        ("trained -> independent", export(nxt, "next"),
+         export(trained(NeXt, digits, 1), "next_other"), False)])
 
     def wide():
         return mlp(64, 128, 128, 128, 10)

@@ -138,6 +138,8 @@ def symmetry_classes(m) -> list[SymmetryClass]:
     pruned = {p["a"]: (p["pruned"], p["kept"]) for p in getattr(m, "pruned", [])}
     found = []
     for c in m.chains:
+        if c.next_groups > 1:  # read by a grouped convolution: its blocks move as wholes, which
+            continue  # no class here expresses (the smaller group of the others stays exact)
         unit = "channels" if kinds.get(c.a) == "conv" else "units"
         width = _units(m, c.a)
         # a grouped convolution's channels permute only within their group: one class per group

@@ -359,7 +359,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
                     and ai not in in_streams):
                 limits.append(f"layer {ai}: units not aligned ({reason})")
             continue
-        if b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial:
+        if (b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial
+                or la_link.next_groups != lb_link.next_groups):
             limits.append(f"layer {ai}: the layers reading its units differ between A and B")
             continue
         fa = [f for f in la_link.followers if f in a_by]
@@ -375,7 +376,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
                           "flatten)")
             continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
-                            lb_link.homogeneous, la_link.channels_last, groups))
+                            lb_link.homogeneous, la_link.channels_last, groups,
+                            la_link.next_groups))
     return chains, limits
 
 

@@ -47,6 +47,10 @@ class Chain:
     groups : int
         ``layer`` is a grouped convolution: its channels permute only within each of these
         equal blocks.
+    next_groups : int
+        ``next`` is a grouped convolution with this many groups: the units move in blocks, one
+        per group, each block as a whole to another group's place (the group's output channels
+        moving with it, when ``next``'s own junction is aligned too) and within itself freely.
     """
 
     a: int
@@ -58,6 +62,7 @@ class Chain:
     homogeneous: bool = True
     channels_last: bool = False
     groups: int = 1
+    next_groups: int = 1
 
 
 @dataclass
@@ -96,10 +101,15 @@ def _in_features(params: dict, followers: list[dict]) -> np.ndarray:
 
 
 def out_features(next_weight: np.ndarray, units: int, spatial: int,
-                  channels_last: bool = False) -> np.ndarray:
-    """Per unit: the weights that read it in the next layer, shape (units, fan_out)."""
+                  channels_last: bool = False, groups: int = 1) -> np.ndarray:
+    """Per unit: the weights that read it in the next layer, shape (units, fan_out) (a grouped
+    convolution with ``groups`` groups: the filters of the unit's group, ``fan_out`` its
+    output channels times the kernel)."""
     w = next_weight
     out = w.shape[0]
+    if groups > 1:  # (out, units / groups, k...): unit g * s + k is column k of group g's rows
+        per = w.reshape(groups, out // groups, w.shape[1], -1).transpose(0, 2, 1, 3)
+        return per.reshape(units, -1)
     if w.ndim == 2 and channels_last:  # dense after a channels-last flatten: unit is the inner axis
         return w.reshape(out, spatial, units).transpose(2, 0, 1).reshape(units, -1)
     if channels_last:  # a recurrent layer's W (dirs, gates * hidden, in)
@@ -161,6 +171,61 @@ def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndar
     return res.astype(np.float32)
 
 
+def permute_grouped_inputs(w: np.ndarray, perm: np.ndarray, groups: int,
+                           scale: np.ndarray | None = None) -> np.ndarray:
+    """A grouped convolution's weight ``(out, units / groups, k...)`` after its input units were
+    reordered by a block permutation ``perm`` (units of one block land in one block): each of the
+    source groups reads its units in their new order, its output rows still in place (moving them
+    is the grouped layer's own junction's part, see :func:`group_moves`); ``scale``, per unit in
+    the new order, divides the columns."""
+    s = perm.size // groups
+    rows = w.shape[0] // groups
+    src = perm[::s] // s
+    local = perm.reshape(groups, s) - src[:, None] * s
+    res = np.array(w, dtype=np.float32)
+    for h, g in enumerate(src):
+        block = w[g * rows:(g + 1) * rows][:, local[h]]
+        if scale is not None:
+            block = block / scale[h * s:(h + 1) * s].reshape((1, -1) + (1,) * (w.ndim - 2))
+        res[g * rows:(g + 1) * rows] = block
+    return res
+
+
+def group_moves(perm: np.ndarray, groups: int, out: int) -> np.ndarray:
+    """The permutation of a grouped convolution's ``out`` output channels that moves each group
+    whole to where the block permutation ``perm`` of its inputs put the group's inputs."""
+    s, rows = perm.size // groups, out // groups
+    src = perm[::s] // s
+    return (src[:, None] * rows + np.arange(rows)[None, :]).ravel()
+
+
+#: Above this many groups, a pair of groups is scored by its rows' best similarities (an upper
+#: bound of the assignment's) instead of by solving the assignment for every pair.
+EXACT_GROUPS = 32
+
+
+def block_assignment(sim: np.ndarray, groups: int, movable: bool = True) -> np.ndarray:
+    """The best assignment (``perm[u]``: B's unit for A's unit ``u``) that keeps blocks whole:
+    the units of A's block ``g`` all go to one block of B, chosen by the total similarity of the
+    best assignment between the two blocks (its upper bound above :data:`EXACT_GROUPS` groups),
+    and are assigned within it. ``movable=False``: every block stays in its place."""
+    s = sim.shape[0] // groups
+    blocks = sim.reshape(groups, s, groups, s).transpose(0, 2, 1, 3)  # [g, h]: A's g, B's h
+    if not movable:
+        sigma = np.arange(groups)
+    elif groups > EXACT_GROUPS or s == 1:
+        sigma = best_assignment(blocks.max(axis=3).sum(axis=2))
+    else:
+        score = np.empty((groups, groups))
+        for g in range(groups):
+            for h in range(groups):
+                inner = best_assignment(blocks[g, h])
+                score[g, h] = blocks[g, h][np.arange(s), inner].sum()
+        sigma = best_assignment(score)
+    return np.concatenate([sigma[g] * s + best_assignment(blocks[g, sigma[g]])
+                           for g in range(groups)])
+
+
 def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: list[Chain],
                 iterations: int = 4, rescale: bool = True) -> dict[int, UnitAlignment]:
     """Permute (and rescale) B's hidden units to match A's, in place on ``b_params``.
@@ -180,6 +245,7 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         The total permutation and scale applied to each junction.
     """
     done = {c.b: UnitAlignment(np.arange(b_params[c.b]["weight"].shape[0]), None) for c in chains}
+    by_b = {c.b: c for c in chains}
     for _ in range(iterations):
         changed = False
         for c in chains:
@@ -187,19 +253,27 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             units = pb["weight"].shape[0]
             sim = (unit_cosine(_in_features(pa, []), _in_features(pb, []))
                    + unit_cosine(out_features(a_params[c.a_next]["weight"], units, c.spatial,
-                                             c.channels_last),
+                                             c.channels_last, c.next_groups),
                                out_features(b_params[c.b_next]["weight"], units, c.spatial,
-                                             c.channels_last)))
+                                             c.channels_last, c.next_groups)))
             for fa, fb in c.followers:
                 sim = sim + 0.5 * unit_cosine(per_unit(a_params[fa]), per_unit(b_params[fb]))
             if c.groups > 1:  # no unit leaves its group
                 block = np.arange(units) // (units // c.groups)
                 sim = np.where(block[:, None] == block[None, :], sim, -1e6)
-            perm = best_assignment(sim)
+            # units feeding a grouped convolution move in blocks; whole blocks only when the
+            # groups' output channels can follow (the grouped layer's junction is aligned too)
+            inner = by_b.get(c.b_next)
+            perm = (best_assignment(sim) if c.next_groups == 1 else
+                    block_assignment(sim, c.next_groups, movable=inner is not None))
             if np.any(perm != np.arange(units)):
                 changed = True
                 _apply(b_params, c, perm, None)
                 done[c.b].perm = done[c.b].perm[perm]
+                if inner is not None and c.next_groups > 1:
+                    moves = group_moves(perm, c.next_groups, b_params[c.b_next]["weight"].shape[0])
+                    _apply(b_params, inner, moves, None)
+                    done[inner.b].perm = done[inner.b].perm[moves]
         if not changed:
             break
     if rescale:
@@ -264,4 +338,6 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
     for _, fb in c.followers:
         b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
     nxt = b_params[c.b_next]
-    nxt["weight"] = permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)
+    nxt["weight"] = (permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)
+                     if c.next_groups == 1 else
+                     permute_grouped_inputs(nxt["weight"], perm, c.next_groups, scale))

@@ -58,6 +58,7 @@ class Link:
     ops: tuple = ()
     reason: str = ""
     channels_last: bool = False
+    next_groups: int = 1
 
 
 @dataclass
@@ -108,7 +109,13 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
                 # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
                 return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
                             tuple(walk.ops), channels_last=True)
-            if nxt.kind not in ("dense", "conv") or nxt.groups != 1:
+            if nxt.kind == "conv" and nxt.groups > 1:
+                if (walk.reshaped or walk.channels_last
+                        or nxt.weight.shape[1] * nxt.groups != layer.units):
+                    return Link(None, reason=f"read by a grouped {nxt.op} layer")
+                return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
+                            tuple(walk.ops), next_groups=nxt.groups)
+            if nxt.kind not in ("dense", "conv"):
                 return Link(None, reason=f"read by a {nxt.op} layer")
             units_in = nxt.weight.shape[1]
             if units_in % layer.units:
