@@ -15,9 +15,9 @@ from typing import Iterator
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from onnx_lineage.errors import ModelError
+from onnx_lineage.model.weights import tensor_array
 
 #: Ops that a constant chain may go through, and how they are evaluated.
 _FOLDABLE = {"Identity", "Cast", "DequantizeLinear", "Transpose", "Mul", "Sub", "Reshape",
@@ -178,7 +178,7 @@ class GraphIndex:
                 raise ModelError(f"tensor {name!r} has {n} elements, over the limit of "
                                  f"{MAX_TENSOR_ELEMENTS}")
             try:
-                return _from_stored(numpy_helper.to_array(t))
+                return _from_stored(tensor_array(t))
             except (ValueError, TypeError) as exc:
                 raise ModelError(f"tensor {name!r}: its data does not fit its type and shape "
                                  f"({str(exc)[:120]})") from None
@@ -194,7 +194,7 @@ class GraphIndex:
             if t is None:
                 return None
             try:
-                return _from_stored(numpy_helper.to_array(t))
+                return _from_stored(tensor_array(t))
             except (ValueError, TypeError):
                 raise ModelError(f"Constant {node.name!r}: its data does not fit its type and "
                                  "shape") from None

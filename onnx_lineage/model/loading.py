@@ -15,6 +15,7 @@ import onnx
 from onnx import external_data_helper
 
 from onnx_lineage.errors import ModelError
+from onnx_lineage.model.weights import is_mapped, map_external, skeleton
 
 #: Largest model file (protobuf plus external data) read by default, in bytes; override with the
 #: environment variable ``ONNX_LINEAGE_MAX_MODEL_BYTES``.
@@ -31,7 +32,8 @@ class LoadedModel:
     Attributes
     ----------
     proto : onnx.ModelProto
-        The model, external data loaded into the tensors.
+        The model; its weights stay in the files and are read in place
+        (:mod:`onnx_lineage.model.weights`: external data referenced by absolute path).
     path : pathlib.Path
         Where it was read from.
     """
@@ -45,12 +47,17 @@ class LoadedModel:
         return self.path.name
 
 
-def _check_external(model: onnx.ModelProto, folder: Path, max_bytes: int) -> None:
-    """Refuse external data that lies outside ``folder`` or beyond its file's end."""
+def _check_external(model: onnx.ModelProto, folder: Path, max_bytes: int,
+                    itself: str = "") -> None:
+    """Refuse external data that lies outside ``folder`` or beyond its file's end (references to
+    the model file ``itself``, as :func:`~onnx_lineage.model.weights.skeleton` makes them, are
+    its own bytes, range-checked by the scan)."""
     root = folder.resolve()
     total = 0
     for tensor in external_data_helper._get_all_tensors(model):
         if not external_data_helper.uses_external_data(tensor):
+            continue
+        if itself and external_data_helper.ExternalDataInfo(tensor).location == itself:
             continue
         info = external_data_helper.ExternalDataInfo(tensor)
         location = info.location or ""
@@ -122,10 +129,13 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
         raise ModelError(f"{p}: empty file, not an ONNX model")
     if size > max_bytes:
         raise ModelError(f"{p}: {size} bytes, over the limit of {max_bytes}")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types
-        raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
+    itself = str(p.resolve())
+    proto = skeleton(p)  # the graph parsed, the weights left in the file
+    if proto is None:
+        try:
+            proto = onnx.load(str(p), load_external_data=False)
+        except Exception as exc:  # protobuf raises several unrelated types
+            raise ModelError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelError(f"{p}: not an ONNX model (no graph nodes)")
     depth = subgraph_depth(proto.graph, MAX_SUBGRAPH_DEPTH)
@@ -133,18 +143,28 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
         raise ModelError(f"{p}: subgraphs nested more than {MAX_SUBGRAPH_DEPTH} deep, over the "
                          "limit (ONNX_LINEAGE_MAX_SUBGRAPH_DEPTH)")
     try:
-        _check_external(proto, p.parent, max_bytes - size)
+        _check_external(proto, p.parent, max_bytes - size, itself)
     except (ValueError, TypeError, KeyError):
         raise ModelError(f"{p}: malformed external data reference") from None
-    try:
-        external_data_helper.load_external_data_for_model(proto, str(p.parent))
-    except Exception as exc:
-        raise ModelError(f"{p}: external data could not be read ({exc})") from None
+    map_external(proto, p.parent)
     if check:
         try:
-            # from the file: no serialization of the weights in Python, and no 2 GB protobuf limit
-            onnx.checker.check_model(str(p))
+            onnx.checker.check_model(_without_weights(proto))
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{p}: invalid ONNX model: {first}") from None
     return LoadedModel(proto=proto, path=p)
+
+
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` for the checker: the tensors read in place made empty (the checker
+    refuses absolute locations; their byte ranges are checked when they are read)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for t in external_data_helper._get_all_tensors(out):
+        if is_mapped(t):
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.dims[:]
+            t.dims.append(0)
+    return out

@@ -24,6 +24,8 @@ from onnx_lineage.errors import DataError, LineageError, ModelError
 from onnx_lineage.model.graph import inferred_values
 from onnx_lineage.model.inputs import batch_name, input_specs
 from onnx_lineage.model.runtime import ort, providers_for
+from onnx_lineage.model.runtime import session as runtime_session
+from onnx_lineage.model.weights import stored_bytes
 
 OUTPUT_KINDS = ("auto", "logits", "probabilities", "labels", "embedding", "regression")
 
@@ -172,8 +174,7 @@ def _probed_row_bytes(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
     probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            session = ort().InferenceSession(probe.SerializeToString(),
-                                             providers=["CPUExecutionProvider"])
+            session = runtime_session(probe)
             size = [sum(v.nbytes for v in session.run(None, {**{k: a[:rows] for k, a in feeds.items()},
                                                               **static})
                         if isinstance(v, np.ndarray)) for rows in (1, 2)]
@@ -224,8 +225,7 @@ class Runner:
         try:
             # onnxruntime prints provider failures on stdout, which belongs to the JSON output
             with contextlib.redirect_stdout(sys.stderr):
-                self.session = rt.InferenceSession(model.SerializeToString(), sess_options=opts,
-                                                   providers=providers)
+                self.session = runtime_session(model, opts, providers)
             self.provider = self.session.get_providers()[0]
             if device == "cuda" and self.provider != "CUDAExecutionProvider":
                 raise LineageError("--device cuda: onnxruntime could not start CUDA here and would "
@@ -260,7 +260,7 @@ class Runner:
         if batch_size is None:
             per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
             batch_size = int(np.clip(per_batch // row_bytes, 1, MAX_BATCH))
-            if not certain and model.ByteSize() > PROBE_MAX_MODEL_BYTES:
+            if not certain and stored_bytes(model) > PROBE_MAX_MODEL_BYTES:
                 # too large to load twice for a probe: small batches instead of a guess
                 batch_size = min(batch_size, UNSIZED_LARGE_BATCH)
             else:

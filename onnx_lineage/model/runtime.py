@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnx_lineage.errors import LineageError, RuntimeMissingError
+from onnx_lineage.model.weights import external_tensors
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -45,3 +46,24 @@ def providers_for(device: str) -> list:
         raise LineageError("--device cuda: this onnxruntime has no CUDA provider "
                            "(install onnx-lineage[gpu] on a machine with CUDA)")
     return ["CPUExecutionProvider"]
+
+
+def session(model, options=None, providers=None):
+    """An onnxruntime session of ``model`` (an ``onnx.ModelProto``) whose weights read in place
+    (:mod:`onnx_lineage.model.weights`) are handed over as external initializers, views of the
+    mapped file: only the graph is serialized.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+    options : onnxruntime.SessionOptions, optional
+    providers : list, optional
+    """
+    rt = ort()
+    options = options or rt.SessionOptions()
+    mapped = external_tensors(model)
+    if mapped:
+        options.add_external_initializers(
+            list(mapped), [rt.OrtValue.ortvalue_from_numpy(v) for v in mapped.values()])
+    return rt.InferenceSession(model.SerializeToString(), sess_options=options,
+                               providers=providers or ["CPUExecutionProvider"])

@@ -115,7 +115,8 @@ def test_conv_channel_permutation_through_batchnorm_is_undone(tmp_path):
 
     from onnx_lineage.model.loading import load_model
     from onnx_lineage.model.parameters import extract_layers
-    proto = load_model(fixture_path("torch_cnn_bn")).proto
+    from onnx_lineage.model.weights import inlined
+    proto = inlined(load_model(fixture_path("torch_cnn_bn")).proto)  # edited, then saved
     layers = extract_layers(proto)
     conv1, bn1, conv2 = layers[0], layers[1], layers[2]
     nodes = {n.name: n for n in proto.graph.node}

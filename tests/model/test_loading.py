@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.errors import ModelError
 from onnx_lineage.model.loading import load_model
+from onnx_lineage.model.weights import inlined, is_mapped, tensor_array
 from tests.conftest import fixture_path
 
 
-def test_external_data_beside_the_model_is_loaded():
-    m = load_model(fixture_path("torch_mlp_dynamo"))
-    assert any(t.dims for t in m.proto.graph.initializer)
-    assert all(not onnx.external_data_helper.uses_external_data(t) for t in m.proto.graph.initializer)
+def test_external_data_beside_the_model_is_read_in_place():
+    path = fixture_path("torch_mlp_dynamo")
+    m = load_model(path)
+    full = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    assert any(is_mapped(t) for t in m.proto.graph.initializer)
+    for t in m.proto.graph.initializer:
+        np.testing.assert_array_equal(tensor_array(t), full[t.name])
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff" * 10, b"not an onnx file"])
@@ -81,7 +86,7 @@ def test_external_data_range_beyond_the_file_is_refused(tmp_path):
 
 def _mlp_with(tmp_path, mutate):
     from onnx import numpy_helper
-    m = load_model(fixture_path("torch_mlp_legacy")).proto
+    m = inlined(load_model(fixture_path("torch_mlp_legacy")).proto)
     t = m.graph.initializer[0]
     arr = numpy_helper.to_array(t).copy()
     mutate(t, arr)
