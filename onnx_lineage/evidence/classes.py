@@ -28,8 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import (best_assignment, out_features, per_unit,
-                                               permute_inputs, unit_cosine, unit_rows)
+from onnx_lineage.matching.permutation import (best_assignment, cosine_sum, out_features,
+                                               per_unit, permute_inputs, unit_rows)
 
 
 @dataclass(frozen=True)
@@ -283,9 +283,8 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
                col_owner: dict, deps: dict, relabel: np.ndarray) -> ClassMatch:
     done = {j: f.result() for j, f in deps.items()}
     fa, fb, names = _features(cls, k, a_params, b_params, row_owner, col_owner, done)
-    sim = sum(unit_cosine(x, y) for x, y in zip(fa, fb))
-    perm = assignment(sim, relabel)
-    similarity, fan_in = _matched_similarity(fa, fb, names, sim, perm)
+    perm = assignment(fa, fb, relabel)
+    similarity, fan_in = _matched_similarity(fa, fb, names, perm)
     readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
                       tuple(names), _scale(fa, fb, names, perm, cls.rescalable),
@@ -302,28 +301,32 @@ def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:
     return np.where((na > 0) & (nb > 0), nb / np.maximum(na, 1e-30), 1.0).clip(1e-4, 1e4)
 
 
-def assignment(sim: np.ndarray, relabel: np.ndarray) -> np.ndarray:
-    """The permutation of columns with the largest total similarity (``perm[row]`` = column).
+def assignment(fa: list, fb: list, relabel: np.ndarray) -> np.ndarray:
+    """The matching of B's units to A's (``perm[u]``: B's unit for A's unit ``u``) with the
+    largest sum over feature blocks (``fa[k]`` (n, d) against ``fb[k]`` (n, d)) of the matched
+    units' cosines.
 
-    Equivariant in the columns: B's units (the columns) are relabelled by the random ``relabel``
-    first and the labels restored after, so exact ties cannot favour B's own order. The solver
-    (:func:`~onnx_lineage.matching.permutation.best_assignment`: the argmax when every row's
-    best column differs, sparse candidates for wide classes) works on the relabelled matrix, so
-    it stays equivariant.
+    Equivariant in B's units: they are relabelled by the random ``relabel`` first and the labels
+    restored after, so exact ties cannot favour B's own order. The similarity
+    (:class:`~onnx_lineage.matching.permutation.CosineSum`: sketched for very large classes, on
+    features only) and the solver (:func:`~onnx_lineage.matching.permutation.best_assignment`:
+    the argmax when every row's best column differs, sparse candidates for wide classes) work on
+    the relabelled units, so the matching stays equivariant.
     """
-    return relabel[best_assignment(sim[:, relabel])].astype(np.int64)
+    best = best_assignment(cosine_sum([(x, y[relabel]) for x, y in zip(fa, fb)]))
+    return relabel[best].astype(np.int64)
 
 
-def _matched_similarity(fa, fb, names, sim, perm) -> tuple[float, int]:
+def _matched_similarity(fa, fb, names, perm) -> tuple[float, int]:
     """Median matched cosine of the incoming weights (all ``in:`` blocks side by side), and their
     length; without any, the mean over blocks of the matched cosines."""
-    units = np.arange(perm.size)
     incoming = [k for k, n in enumerate(names) if n.startswith("in:")]
     if incoming:
         xa = unit_rows(np.concatenate([fa[k] for k in incoming], axis=1))
         xb = unit_rows(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
         return float(np.median(np.einsum("ij,ij->i", xa, xb))), int(xa.shape[1])
-    return float(np.median(sim[units, perm] / len(fa))), int(sum(x.shape[1] for x in fa))
+    matched = sum(np.einsum("ij,ij->i", unit_rows(x), unit_rows(y[perm])) for x, y in zip(fa, fb))
+    return float(np.median(matched / len(fa))), int(sum(x.shape[1] for x in fa))
 
 
 def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,

@@ -120,7 +120,21 @@ def _as_loaded(m) -> LoadedModel:
     return m if isinstance(m, LoadedModel) else load_model(m)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def _cosine(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> float:
+    """Cosine of two flat float32 vectors, each chunk's products summed in float32 and the
+    chunks in float64 (no float64 copy of a layer)."""
+    dot = na = nb = 0.0
+    for start in range(0, a.size, chunk):
+        x, y = a[start:start + chunk], b[start:start + chunk]
+        dot += float(np.dot(x, y))
+        na += float(np.dot(x, x))
+        nb += float(np.dot(y, y))
+    if na == 0 or nb == 0 or not np.isfinite(na * nb):
+        return _cosine64(a, b)
+    return dot / float(np.sqrt(na) * np.sqrt(nb))
+
+
+def _cosine64(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64), b.astype(np.float64)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
@@ -131,7 +145,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def flat(params: dict, keys=None) -> np.ndarray:
     """Parameters of one layer as one float32 vector (``eps`` excluded), in a fixed key order."""
     keys = keys or sorted(k for k in params if k != "eps")
-    return np.concatenate([params[k].reshape(-1) for k in keys]).astype(np.float32)
+    return np.concatenate([params[k].reshape(-1) for k in keys]).astype(np.float32, copy=False)
 
 
 def common_keys(pa: dict, pb: dict) -> list[str]:

@@ -147,6 +147,74 @@ def unit_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return unit_rows(a) @ unit_rows(b).T
 
 
+#: A similarity of more multiply-adds than this (units of A x units of B x features), over
+#: :data:`SKETCH_RATIO` times more features than :data:`SKETCH_DIM`, is sketched: see
+#: :class:`CosineSum`.
+SKETCH_ABOVE = 4e9
+SKETCH_DIM = 1024
+SKETCH_RATIO = 16
+
+
+class CosineSum:
+    """The sum of :func:`unit_cosine` over feature blocks ``(x (n, d), y (m, d))`` added one at
+    a time, shape (n, m).
+
+    Exact (a matrix product per block) unless the blocks are very long: above
+    :data:`SKETCH_ABOVE` multiply-adds with over ``SKETCH_RATIO * SKETCH_DIM`` features in all
+    (a residual stream of a BERT-base-sized model: 768 units, 141k features each), each block's
+    unit rows are count-sketched instead: every feature added, with a random sign, to one of
+    :data:`SKETCH_DIM` buckets, the same for A and B, an unbiased estimate of each cosine with a
+    variance of about ``(1 + cos^2) / SKETCH_DIM`` per block; the products of the summed
+    sketches stand in for the sum. The sketch acts on features, never on units, so relabelling
+    B's units relabels the result's columns: matchings built on it stay equivariant.
+
+    Parameters
+    ----------
+    n, m : int
+        Units of A and of B.
+    features : int
+        Total feature length of the blocks to come (decides exact or sketched).
+    seed : int
+        Seed of the sketch's buckets and signs.
+    """
+
+    def __init__(self, n: int, m: int, features: int, seed: int = 0):
+        self.sketched = (n * m * features > SKETCH_ABOVE
+                         and features > SKETCH_RATIO * SKETCH_DIM)
+        self._rng = np.random.default_rng(seed)
+        if self.sketched:
+            self._su = np.zeros((n, SKETCH_DIM), np.float32)
+            self._sv = np.zeros((m, SKETCH_DIM), np.float32)
+        else:
+            self._sim = np.zeros((n, m), np.float32)
+
+    def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0) -> None:
+        """Add ``weight`` times the cosines of the rows of ``x`` (n, d) with those of ``y``."""
+        xr, yr = unit_rows(x), unit_rows(y)
+        if not self.sketched:
+            self._sim += weight * (xr @ yr.T)
+            return
+        d = xr.shape[1]
+        bucket = self._rng.integers(0, SKETCH_DIM, d)
+        sign = self._rng.choice(np.array([-weight, weight], np.float32), d)
+        project = csr_matrix((sign, (np.arange(d), bucket)), shape=(d, SKETCH_DIM))
+        self._su += np.asarray(xr @ project, dtype=np.float32)
+        self._sv += np.asarray(yr @ project, dtype=np.float32)
+
+    def result(self) -> np.ndarray:
+        """The (n, m) similarities, float32."""
+        return self._su @ self._sv.T if self.sketched else self._sim
+
+
+def cosine_sum(blocks: list, weights: list | None = None, seed: int = 0) -> np.ndarray:
+    """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1)."""
+    total = CosineSum(blocks[0][0].shape[0], blocks[0][1].shape[0],
+                      sum(x.shape[1] for x, _ in blocks), seed)
+    for k, (x, y) in enumerate(blocks):
+        total.add(x, y, 1.0 if weights is None else weights[k])
+    return total.result()
+
+
 def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
                     channels_last: bool = False) -> np.ndarray:
     units = perm.size
@@ -251,13 +319,13 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         for c in chains:
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
-            sim = (unit_cosine(_in_features(pa, []), _in_features(pb, []))
-                   + unit_cosine(out_features(a_params[c.a_next]["weight"], units, c.spatial,
-                                             c.channels_last, c.next_groups),
-                               out_features(b_params[c.b_next]["weight"], units, c.spatial,
-                                             c.channels_last, c.next_groups)))
-            for fa, fb in c.followers:
-                sim = sim + 0.5 * unit_cosine(per_unit(a_params[fa]), per_unit(b_params[fb]))
+            blocks = [(_in_features(pa, []), _in_features(pb, [])),
+                      (out_features(a_params[c.a_next]["weight"], units, c.spatial,
+                                    c.channels_last, c.next_groups),
+                       out_features(b_params[c.b_next]["weight"], units, c.spatial,
+                                    c.channels_last, c.next_groups))]
+            blocks += [(per_unit(a_params[fa]), per_unit(b_params[fb])) for fa, fb in c.followers]
+            sim = cosine_sum(blocks, [1.0, 1.0] + [0.5] * len(c.followers))
             if c.groups > 1:  # no unit leaves its group
                 block = np.arange(units) // (units // c.groups)
                 sim = np.where(block[:, None] == block[None, :], sim, -1e6)

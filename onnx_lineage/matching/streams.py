@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import best_assignment, per_unit, unit_cosine
+from onnx_lineage.matching.permutation import CosineSum, best_assignment, per_unit
 from onnx_lineage.model.streams import Stream
 
 
@@ -107,18 +107,16 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
     all_writers = {i for sa, _ in pairs for i in sa.writers}
     all_readers = {i for sa, _ in pairs for i in sa.readers}
     for sa, _ in pairs:
-        sim = np.zeros((sa.width, sa.width))
-        for role in ("writers", "readers", "followers"):
-            for ai in getattr(sa, role):
-                bj = b_of.get(ai)
-                if bj is None:
-                    continue
-                # the other axis is permuted too (hidden units, this or another stream): sorted
-                sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
-                           else ai in all_writers or bj in inner_out)
-                sim += unit_cosine(_features(a_params[ai], role, sorted_),
-                                   _features(b_params[bj], role, sorted_))
-        perm = best_assignment(sim)
+        blocks = [(role, ai, b_of[ai]) for role in ("writers", "readers", "followers")
+                  for ai in getattr(sa, role) if ai in b_of]
+        sim = CosineSum(sa.width, sa.width,
+                        sum(_width(a_params[ai], role) for role, ai, _ in blocks))
+        for role, ai, bj in blocks:
+            # the other axis is permuted too (hidden units, this or another stream): sorted
+            sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
+                       else ai in all_writers or bj in inner_out)
+            sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
+        perm = best_assignment(sim.result())
         members = tuple(b_of[i] for i in sa.members if i in b_of)
         for role in ("writers", "readers", "followers"):
             for ai in getattr(sa, role):
@@ -126,6 +124,16 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
                     b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
         done.append(StreamAlignment(sa.width, perm, members, sa.residual))
     return done
+
+
+def _width(params: dict, role: str) -> int:
+    """Features per stream unit that :func:`_features` gives, from the shapes alone."""
+    if role == "followers":
+        values = [v for k, v in sorted(params.items()) if k != "eps"]
+        return sum(v.size for v in values) // values[0].shape[0]
+    w = params["weight"]
+    per = w.size // (w.shape[0] if role == "writers" else w.shape[1])
+    return per + (1 if role == "writers" and "bias" in params else 0)
 
 
 def _features(params: dict, role: str, sort: bool) -> np.ndarray:

@@ -109,10 +109,11 @@ def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
     n = SPARSE_ABOVE + 88
     a = rng.normal(size=(n, 40))
     truth = rng.permutation(n)
-    copy = unit_cosine(a, a[truth] + 0.3 * rng.normal(size=(n, 40)))  # a noisy, permuted copy
-    assert np.array_equal(assignment(copy, rng.permutation(n)), np.argsort(truth))
-    sim = unit_cosine(a, 0.8 * a[truth] + rng.normal(size=(n, 40)))  # barely related
-    perm = assignment(sim, rng.permutation(n))
+    copy = a[truth] + 0.3 * rng.normal(size=(n, 40))  # a noisy, permuted copy
+    assert np.array_equal(assignment([a], [copy], rng.permutation(n)), np.argsort(truth))
+    other = 0.8 * a[truth] + rng.normal(size=(n, 40))  # barely related
+    sim = unit_cosine(a, other)
+    perm = assignment([a], [other], rng.permutation(n))
     _, dense = linear_sum_assignment(sim, maximize=True)
     assert sorted(perm) == list(range(n))
     assert sim[np.arange(n), perm].sum() == pytest.approx(sim[np.arange(n), dense].sum(), rel=1e-3)
