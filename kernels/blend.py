@@ -25,3 +25,25 @@ def blend(a, b, alpha, out):
     al = np.float32(alpha)
     for i in range(a.shape[0]):
         out[i] = a[i] + al * (b[i] - a[i])
+
+
+@njit(nogil=True, fastmath=False)
+def blend_2d(a, b, alpha, out):
+    """:func:`blend` of two matrices of any strides (a transposed view, as a weight stored
+    ``(in, out)`` and read ``(out, in)`` is), in tiles so that neither layout is walked against
+    its grain for long.
+
+    Parameters
+    ----------
+    a, b : ndarray of shape (n, m), float32, any strides
+    alpha : float
+    out : ndarray of shape (n, m), float32
+    """
+    al = np.float32(alpha)
+    n, m = a.shape
+    tile = 64
+    for i0 in range(0, n, tile):
+        for j0 in range(0, m, tile):
+            for i in range(i0, min(i0 + tile, n)):
+                for j in range(j0, min(j0 + tile, m)):
+                    out[i, j] = a[i, j] + al * (b[i, j] - a[i, j])

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from kernels.blend import blend
+from kernels.blend import blend, blend_2d
 from onnx_lineage.model.graph import drop_unused_initializers
 from onnx_lineage.model.parameters import Site
 
@@ -42,9 +42,28 @@ class Endpoint:
     b: np.ndarray
 
 
-def stored_pair(e: Endpoint) -> tuple[np.ndarray, np.ndarray]:
-    """Both endpoints in the site's stored orientation, flat."""
-    return e.site.store(e.a).reshape(-1), e.site.store(e.b).reshape(-1)
+def stored_view(site, canonical: np.ndarray) -> np.ndarray:
+    """``canonical`` in the site's stored orientation and shape, float32, a view where that is
+    one (a transposed weight is read in place, not copied)."""
+    a = canonical
+    if site.to_stored == "transpose":
+        a = a.T
+    elif site.to_stored == "swap01":
+        a = np.swapaxes(a, 0, 1)
+    a = a.reshape(site.shape) if a.shape != tuple(site.shape) else a
+    return a.astype(np.float32, copy=False)
+
+
+def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
+    """``out = a + alpha (b - a)`` (all of one shape; ``out`` contiguous) with the blend
+    kernels, without copying strided endpoints of two axes."""
+    if a.flags.c_contiguous and b.flags.c_contiguous:
+        blend(a.reshape(-1), b.reshape(-1), alpha, out.reshape(-1))
+    elif a.ndim == 2:
+        blend_2d(a, b, alpha, out)
+    else:
+        blend(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), alpha,
+              out.reshape(-1))
 
 
 def fast_path_supported(endpoints: list[Endpoint]) -> bool:
@@ -79,26 +98,27 @@ class InterpolatedModel:
             self.names.append(name)
             shapes.append(tuple(e.site.shape))
         drop_unused_initializers(self.proto.graph)
-        pairs = [stored_pair(e) for e in endpoints]
-        self.a = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.float32)
-        self.b = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.float32)
-        self.buffer = np.empty_like(self.a)
+        # the endpoints in stored orientation, views where they can be (A's often of the
+        # memory-mapped file); one buffer for the blended weights, fed to onnxruntime
+        self._a = [stored_view(e.site, e.a) for e in endpoints]
+        self._b = [stored_view(e.site, e.b) for e in endpoints]
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-        self.spans = list(zip(offsets[:-1], offsets[1:]))
+        self.buffer = np.empty(int(offsets[-1]), np.float32)
         self.views = {n: self.buffer[o:o2].reshape(s)
-                      for n, (o, o2), s in zip(self.names, self.spans, shapes)}
+                      for n, o, o2, s in zip(self.names, offsets[:-1], offsets[1:], shapes)}
         self._alpha: float | None = None  # the alpha the buffer holds
         self._b_values: dict[int, np.ndarray] = {}  # endpoints whose B value was replaced
 
     @property
     def n_params(self) -> int:
         """Number of interpolated scalars."""
-        return int(self.a.size)
+        return int(self.buffer.size)
 
     def weights(self, alpha: float) -> dict[str, np.ndarray]:
         """Feeds for ``alpha``: views into the shared buffer (valid until the next call)."""
         if alpha != self._alpha:
-            blend(self.a, self.b, float(alpha), self.buffer)
+            for k, name in enumerate(self.names):
+                blend_into(self._a[k], self._b[k], float(alpha), self.views[name])
             self._alpha = float(alpha)
         return self.views
 
@@ -107,13 +127,12 @@ class InterpolatedModel:
         return self._b_values.get(k, self.endpoints[k].b)
 
     def set_b(self, k: int, value: np.ndarray) -> None:
-        """Give endpoint ``k`` a new B value (canonical orientation); only its segment of the
+        """Give endpoint ``k`` a new B value (canonical orientation); only its part of the
         buffer is blended again."""
-        o, o2 = self.spans[k]
-        self.b[o:o2] = self.endpoints[k].site.store(value).reshape(-1)
+        self._b[k] = stored_view(self.endpoints[k].site, value)
         self._b_values[k] = value
         if self._alpha is not None:
-            blend(self.a[o:o2], self.b[o:o2], self._alpha, self.buffer[o:o2])
+            blend_into(self._a[k], self._b[k], self._alpha, self.views[self.names[k]])
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:

@@ -118,10 +118,8 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
             sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
         perm = best_assignment(sim.result())
         members = tuple(b_of[i] for i in sa.members if i in b_of)
-        for role in ("writers", "readers", "followers"):
-            for ai in getattr(sa, role):
-                if ai in b_of:
-                    b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
+        for role, ai, bj in blocks if np.any(perm != np.arange(perm.size)) else ():
+            b_params[bj] = _permuted(b_params[bj], role, perm)
         done.append(StreamAlignment(sa.width, perm, members, sa.residual))
     return done
 

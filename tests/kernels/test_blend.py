@@ -20,3 +20,16 @@ def test_blend_writes_into_a_view():
     buf = np.full(10, -1.0, np.float32)
     blend(a, b, 0.5, buf[3:7])
     np.testing.assert_array_equal(buf, [-1, -1, -1, .5, .5, .5, .5, -1, -1, -1])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7, 1.0])
+def test_blend_2d_reads_transposed_views(alpha):
+    from kernels.blend import blend_2d
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(130, 70)).astype(np.float32)
+    b = rng.normal(size=(70, 130)).astype(np.float32).T  # strided
+    out = np.empty((130, 70), np.float32)
+    blend_2d(a, b, alpha, out)
+    expected = np.empty_like(out)
+    blend(a.ravel(), np.ascontiguousarray(b).ravel(), alpha, expected.ravel())
+    np.testing.assert_array_equal(out, expected)
