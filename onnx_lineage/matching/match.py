@@ -120,18 +120,31 @@ def _as_loaded(m) -> LoadedModel:
     return m if isinstance(m, LoadedModel) else load_model(m)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> float:
-    """Cosine of two flat float32 vectors, each chunk's products summed in float32 and the
-    chunks in float64 (no float64 copy of a layer)."""
+def _layer_cosine(pa: dict, pb: dict, keys: list, chunk: int = 1 << 16) -> float:
+    """Cosine of two layers' parameters ``keys`` taken as one vector each: products summed in
+    float32 per chunk and in float64 over chunks, with no copy of a weight that both layers hold
+    in one memory order (a transposed view included)."""
     dot = na = nb = 0.0
-    for start in range(0, a.size, chunk):
-        x, y = a[start:start + chunk], b[start:start + chunk]
-        dot += float(np.dot(x, y))
-        na += float(np.dot(x, x))
-        nb += float(np.dot(y, y))
-    if na == 0 or nb == 0 or not np.isfinite(na * nb):
-        return _cosine64(a, b)
+    for k in keys:
+        x, y = _in_one_order(pa[k], pb[k])
+        for start in range(0, x.size, chunk):
+            u, v = x[start:start + chunk], y[start:start + chunk]
+            dot += float(np.dot(u, v))
+            na += float(np.dot(u, u))
+            nb += float(np.dot(v, v))
+    if na == 0 or nb == 0 or not np.isfinite(na * nb):  # zeros, or float32 overflow
+        return _cosine64(flat(pa, keys), flat(pb, keys))
     return dot / float(np.sqrt(na) * np.sqrt(nb))
+
+
+def _in_one_order(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` (one shape) as flat float32 vectors in one element order, without copying
+    arrays that are both C-ordered or both transposed views."""
+    if not (x.flags.c_contiguous and y.flags.c_contiguous) and x.ndim == 2 and (
+            x.T.flags.c_contiguous and y.T.flags.c_contiguous):
+        x, y = x.T, y.T
+    return (np.ascontiguousarray(x, np.float32).reshape(-1),
+            np.ascontiguousarray(y, np.float32).reshape(-1))
 
 
 def _cosine64(a: np.ndarray, b: np.ndarray) -> float:
@@ -271,7 +284,7 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
             p = pruned[ai]
             tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
         aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
-        cos = _cosine(flat(a_params[ai], keys), flat(aligned[ai], keys))
+        cos = _layer_cosine(a_params[ai], aligned[ai], keys)
         pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
                           "shape": list(la[i].weight.shape), "params": la[i].n_params,
                           "transforms": tr, "cosine": cos})

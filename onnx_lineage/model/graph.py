@@ -153,11 +153,38 @@ class GraphIndex:
 
     # -- constants -------------------------------------------------------------------------
     def is_constant(self, name: str) -> bool:
-        """Whether ``name`` is a constant (an initializer or a foldable chain of constants); an
-        initializer is answered without reading its data (a model's weights are most of it)."""
+        """Whether ``name`` is a constant: an initializer, a ``Constant``, or a chain of foldable
+        ops over constants. Answered from the graph's structure, without reading or folding any
+        data (a model's weights are most of it); :meth:`constant` may still find such a chain
+        inconsistent and return None."""
+        if name in self._cache:
+            return self._cache[name] is not None
         if name in self.initializers:
             return True
-        return self.constant(name) is not None
+        seen: dict[str, bool] = {}
+        return self._structural(name, seen)
+
+    def _structural(self, name: str, seen: dict) -> bool:
+        if name in seen:
+            return seen[name]
+        seen[name] = False  # guards against cycles in malformed graphs
+        if name in self.initializers:
+            result = True
+        elif name in self._cache:
+            result = self._cache[name] is not None
+        else:
+            node = self.producers.get(name)
+            if node is None:
+                result = (self.outer is not None
+                          and not any(i.name == name for i in self.graph.input)
+                          and self.outer.is_constant(name))
+            elif node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx"):
+                result = False
+            else:
+                result = node.op_type == "Constant" or all(
+                    self._structural(i, seen) for i in node.input if i)
+        seen[name] = result
+        return result
 
     def constant(self, name: str) -> Const | None:
         """Evaluate ``name`` if it is constant, else None."""
@@ -227,7 +254,7 @@ def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
         src = v[0]
         if src.dtype.kind in "iu" and np.dtype(to).kind == "f":
             quant = quant or "cast_mul"
-        return Const(src.astype(to), quant, step)
+        return Const(src.astype(to, copy=False), quant, step)
     if op == "DequantizeLinear":
         axis = _attr(node, "axis", 1)
         out = dequantize(v[0], v[1], v[2] if len(v) > 2 else None, axis)

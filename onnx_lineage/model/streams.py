@@ -250,7 +250,7 @@ def _same_units(data: list, dims: dict, axis: int, first: set) -> bool:
 def _scalar_operand(g: GraphIndex, node: onnx.NodeProto) -> bool:
     """An elementwise op whose constant operand is one value (``x * 0.5``, ``x / sqrt(2)``)."""
     consts = [g.constant(n) for n in node.input if n and g.is_constant(n)]
-    return len(consts) == 1 and consts[0].value.size == 1
+    return len(consts) == 1 and consts[0] is not None and consts[0].value.size == 1
 
 
 def _pooled(name: str, out: str, dims: dict) -> bool:

@@ -1,0 +1,28 @@
+"""Similarity sums for unit matching: exact, or sketched when very large."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_a_sketched_similarity_finds_a_noisy_permuted_copy_and_is_equivariant(monkeypatch):
+    from onnx_lineage.matching import permutation as P
+    monkeypatch.setattr(P, "SKETCH_ABOVE", 1e5)
+    monkeypatch.setattr(P, "SKETCH_DIM", 256)
+    monkeypatch.setattr(P, "SKETCH_RATIO", 2)
+    rng = np.random.default_rng(0)
+    n = 300
+    blocks_a = [rng.normal(size=(n, 400)), rng.normal(size=(n, 500))]
+    truth = rng.permutation(n)
+    blocks_b = [x[truth] + 0.5 * rng.normal(size=x.shape) for x in blocks_a]
+    total = P.CosineSum(n, n, 900)
+    for x, y in zip(blocks_a, blocks_b):
+        total.add(x, y)
+    assert total.sketched
+    sim = total.result()
+    assert np.array_equal(P.best_assignment(sim), np.argsort(truth))
+    exact = sum(P.unit_cosine(x, y) for x, y in zip(blocks_a, blocks_b))
+    assert np.abs(sim - exact).std() < 3 * np.sqrt(2 * 2 / 256)  # about the stated variance
+    relabel = rng.permutation(n)  # B's units relabelled: the columns follow
+    again = P.cosine_sum([(x, y[relabel]) for x, y in zip(blocks_a, blocks_b)])
+    np.testing.assert_allclose(again, sim[:, relabel], rtol=1e-5, atol=1e-5)
