@@ -35,7 +35,9 @@ class Const:
     Attributes
     ----------
     value : ndarray
-        The evaluated value (float32 after dequantization or cast, else the stored dtype).
+        The evaluated value (float32 after dequantization or cast, else the stored dtype;
+        float16 weights, and their cast to float32, stay float16: half the memory, converted
+        where they are used).
     quant : str or None
         ``"qdq"``, ``"cast_mul"``, ``"fp16"``, ``"bf16"`` when the chain dequantized or cast it.
     step : float
@@ -235,8 +237,8 @@ class GraphIndex:
 
 
 def _from_stored(arr: np.ndarray) -> Const:
-    if arr.dtype == np.float16:
-        return Const(arr.astype(np.float32), "fp16")
+    if arr.dtype == np.float16:  # kept: layers hold float16 weights as stored
+        return Const(arr, "fp16")
     if arr.dtype.name == "bfloat16":
         return Const(arr.astype(np.float32), "bf16")
     return Const(arr)
@@ -254,6 +256,8 @@ def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
         src = v[0]
         if src.dtype.kind in "iu" and np.dtype(to).kind == "f":
             quant = quant or "cast_mul"
+        if src.dtype == np.float16 and np.dtype(to) == np.float32:
+            return Const(src, "fp16", step)  # half-precision weights stay as stored (see _f32)
         return Const(src.astype(to, copy=False), quant, step)
     if op == "DequantizeLinear":
         axis = _attr(node, "axis", 1)

@@ -150,7 +150,13 @@ class Layer:
 
 
 def _f32(c: Const | None) -> np.ndarray | None:
-    return None if c is None else np.asarray(c.value, dtype=np.float32)
+    """The constant as float32, or as float16 when stored so: half the memory, and a view of the
+    mapped file (each use converts what it reads)."""
+    if c is None:
+        return None
+    if c.value.dtype == np.float16:
+        return c.value
+    return np.asarray(c.value, dtype=np.float32)
 
 
 def _name_nodes(graph: onnx.GraphProto, prefix: str) -> None:

@@ -4,10 +4,11 @@ A model's weights are nearly all of its bytes. :func:`skeleton` reads the protob
 of a ``.onnx`` file through a memory map and returns the model with every main-graph initializer
 that holds ``raw_data`` turned into an external-data reference to its own byte range in the file
 (``location`` is the file's absolute path): the graph, a few kilobytes, is parsed; the weights
-stay on disk until a page of them is read (files under :data:`MAP_ABOVE` are read whole instead).
-External data files beside the model are referenced the same way. :func:`tensor_array` gives any tensor's values, a read-only view of the mapped file
-for external ones; :func:`external_tensors` lists a model's mapped tensors, which the runner
-hands to onnxruntime as external initializers (no serialized copy of the weights).
+stay on disk until a page of them is read (files under :data:`MAP_ABOVE` are read whole
+instead). External data files beside the model are referenced the same way. :func:`tensor_array`
+gives any tensor's values, a read-only view of the mapped file for external ones;
+:func:`external_tensors` lists a model's mapped tensors, which the runner hands to onnxruntime as
+external initializers (no serialized copy of the weights).
 
 The scan checks every length against the bytes that remain; anything it cannot follow makes
 :func:`skeleton` return None, and the caller falls back to the protobuf parser.
@@ -208,12 +209,13 @@ def tensor_array(t: onnx.TensorProto) -> np.ndarray:
     buf = mapped(info.location)
     offset = int(info.offset or 0)
     length = int(info.length) if info.length is not None else buf.size - offset
-    if length != count * dtype.itemsize or offset < 0 or offset + length > buf.size:
-        raise ValueError(f"{length} bytes at {offset} do not hold {count} values of "
-                         f"{dtype.name}")
-    if dtype.name == "bfloat16" or t.data_type in _NARROW:
-        # numpy_helper decodes these from raw bytes; give it a view-sized copy of just this tensor
+    if offset < 0 or length < 0 or offset + length > buf.size:
+        raise ValueError(f"{length} bytes at {offset} lie outside the file")
+    if t.data_type in _NARROW:
+        # numpy_helper decodes these (and checks their size); it gets this tensor's bytes only
         return numpy_helper.to_array(_inline(t, buf[offset:offset + length]))
+    if length != count * dtype.itemsize:
+        raise ValueError(f"{length} bytes do not hold {count} values of {dtype.name}")
     return np.frombuffer(buf, dtype=dtype.newbyteorder("<"), count=count,
                          offset=offset).reshape(shape)
 

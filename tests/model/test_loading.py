@@ -129,3 +129,14 @@ def test_size_limits_can_be_lowered_by_environment(tmp_path):
             f"inspect_model({str(fixture_path('torch_mlp_legacy'))!r}, device='cpu')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "over the limit of 100" in r.stderr
+
+
+def test_weights_beyond_the_memory_budget_are_refused_in_one_line():
+    from onnx_lineage import memory
+    memory.set_budget(4 * 1024)  # the fixture's weights in float32 (17 kB) are larger
+    try:
+        with pytest.raises(memory.MemoryBudgetError) as err:
+            load_model(fixture_path("torch_cnn_bn"))
+    finally:
+        memory.set_budget(None)
+    assert "its weights in float32" in str(err.value) and "\n" not in str(err.value)
