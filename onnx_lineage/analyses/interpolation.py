@@ -22,7 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from kernels.blend import blend, blend_2d
-from onnx_lineage.model.graph import drop_unused_initializers
+from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site
 
 
@@ -97,7 +97,7 @@ class InterpolatedModel:
                 helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(e.site.shape)))
             self.names.append(name)
             shapes.append(tuple(e.site.shape))
-        drop_unused_initializers(self.proto.graph)
+        drop_unused(self.proto.graph)
         # the endpoints in stored orientation, views where they can be (A's often of the
         # memory-mapped file); one buffer for the blended weights, fed to onnxruntime
         self._a = [stored_view(e.site, e.a) for e in endpoints]
@@ -151,5 +151,5 @@ def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float
             for a in node.attribute:
                 if a.name == e.site.slot:
                     a.CopyFrom(helper.make_attribute(e.site.slot, stored.reshape(-1).tolist()))
-    drop_unused_initializers(proto.graph)
+    drop_unused(proto.graph)
     return proto

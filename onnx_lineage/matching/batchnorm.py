@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from onnx_lineage.errors import ModelError
-from onnx_lineage.model.graph import drop_unused_initializers
+from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Layer, Site, extract_layers
 from onnx_lineage.model.topology import Link
 
@@ -107,5 +107,5 @@ def folded_graph(model: onnx.ModelProto, layers: list[Layer]) -> tuple[onnx.Mode
         del bn.input[:], bn.attribute[:], bn.output[1:]
         bn.input.append(source)
         sites[layer.index] = {"weight": ws, "bias": bs}
-    drop_unused_initializers(proto.graph)
+    drop_unused(proto.graph)
     return proto, sites

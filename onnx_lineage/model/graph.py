@@ -101,9 +101,17 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     return used
 
 
-def drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Remove initializers that no node (in any subgraph) reads, in place."""
-    used = used_names(graph)
+def drop_unused(graph: onnx.GraphProto) -> None:
+    """Remove the main graph's nodes whose outputs nothing reads (a weight's ``Cast`` once the
+    weight is fed instead: onnxruntime would fold it into a float32 copy), then the
+    initializers that no node (in any subgraph) reads, in place."""
+    while True:
+        used = used_names(graph)
+        live = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(live) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(live)
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)

@@ -18,3 +18,18 @@ def test_shape_inference_without_weights_gives_the_same_shapes(name):
     want = {v.name: v.SerializeToString() for v in list(full.graph.value_info) + list(full.graph.output)}
     got = {v.name: v.SerializeToString() for v in inferred_values(model)}
     assert got == want
+
+
+def test_nodes_nothing_reads_are_dropped_with_their_initializers():
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_lineage.model.graph import drop_unused
+    w16 = numpy_helper.from_array(np.ones((4, 4), np.float16), "w16")
+    nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT),  # fed instead now
+             helper.make_node("Identity", ["w"], ["w_again"]),
+             helper.make_node("MatMul", ["x", "fed"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [], [], [w16])
+    graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+    drop_unused(graph)
+    assert [n.op_type for n in graph.node] == ["MatMul"] and not graph.initializer
