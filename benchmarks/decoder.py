@@ -122,10 +122,10 @@ def build(path: Path, cfg: Config = Config(), seed: int = 0, noise: float = 0.0,
     # causal mask (seq, seq): 0 on and below the diagonal, -1e4 above
     shape = node("Shape", ["input_ids"], "ids_shape")
     seq = node("Gather", [shape, "one"], "seq", axis=0)
-    rng = node("Range", [const("zero_s", np.int64(0)),
+    pos = node("Range", [const("zero_s", np.int64(0)),
                          node("Squeeze", [seq], "seq_s"), const("step", np.int64(1))], "pos")
-    rows = node("Unsqueeze", ["pos", "axes_last"], "pos_rows")
-    above = node("Greater", ["pos", rows], "above")
+    rows = node("Unsqueeze", [pos, "axes_last"], "pos_rows")
+    above = node("Greater", [pos, rows], "above")
     mask = node("Where", [above, "neg", const("zero_f", np.float32(0.0))], "mask")
     for i in range(cfg.layers):
         p = f"blocks.{i}"
