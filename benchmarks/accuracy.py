@@ -82,9 +82,9 @@ def _probs(p):
 
 def named_weight_cosine(path_a, path_b) -> float | None:
     """Cosine over initializers with the same name and shape (the naive baseline)."""
-    from onnx import numpy_helper
-    ia = {t.name: numpy_helper.to_array(t) for t in load_model(path_a).proto.graph.initializer}
-    ib = {t.name: numpy_helper.to_array(t) for t in load_model(path_b).proto.graph.initializer}
+    from onnx_lineage.model.weights import tensor_array
+    ia = {t.name: tensor_array(t) for t in load_model(path_a).proto.graph.initializer}
+    ib = {t.name: tensor_array(t) for t in load_model(path_b).proto.graph.initializer}
     common = [k for k in ia if k in ib and ia[k].shape == ib[k].shape and ia[k].dtype.kind == "f"
               and ia[k].size > 1]
     if not common:

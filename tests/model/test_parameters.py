@@ -55,8 +55,8 @@ def test_layer_kinds_of_the_encoder_and_lstm():
 
 def test_sites_write_back_the_stored_orientation():
     proto = load_model(fixture_path("sklearn_mlp")).proto
-    from onnx import numpy_helper
-    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    from onnx_lineage.model.weights import tensor_array
+    inits = {t.name: tensor_array(t) for t in proto.graph.initializer}
     nodes = {n.name: n for n in proto.graph.node}
     for layer in extract_layers(proto):
         site = layer.sites["weight"]
