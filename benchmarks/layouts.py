@@ -299,30 +299,30 @@ def build(out: Path) -> dict:
     def export(model, name, data=digits):
         return export_torch(model.eval(), data, out / f"{name}.onnx")
 
-    res = trained(ResCNN, digits, 0)
-    perm = permuted_res_cnn(res, 7)
-    cases["res_cnn"] = (_plain(digits), [
-        ("trained -> stream-permuted copy", export(res, "res"), export(perm, "res_perm"), True),
-        ("trained -> permuted, then fine-tuned", export(res, "res"),
-         export(fine_tuned(perm, digits, 3), "res_perm_ft"), True),
-        ("trained -> independent", export(res, "res"),
-         export(trained(ResCNN, digits, 1), "res_other"), False)])
+    def copies(build, name, same, labels, seed):
+        """A trained model against a copy with the same function, that copy fine-tuned, and an
+        independent model (``labels``: the first two pairs' names)."""
+        model = trained(build, digits, 0)
+        copy, base = same(model), export(model, name)
+        return (_plain(digits), [
+            (f"trained -> {labels[0]}", base, export(copy, f"{name}_perm"), True),
+            (f"trained -> {labels[1]}", base,
+             export(fine_tuned(copy, digits, seed), f"{name}_perm_ft"), True),
+            ("trained -> independent", base, export(trained(build, digits, 1), f"{name}_other"),
+             False)])
+
+    cases["res_cnn"] = copies(ResCNN, "res", lambda m: permuted_res_cnn(m, 7),
+                              ("stream-permuted copy", "permuted, then fine-tuned"), 3)
 
     mob = trained(MobileSE, digits, 0)
+    base = export(mob, "mob")
     cases["mobile_se"] = (_plain(digits), [
-        ("trained -> fine-tuned", export(mob, "mob"),
-         export(fine_tuned(mob, digits, 4), "mob_ft"), True),
-        ("trained -> independent", export(mob, "mob"),
-         export(trained(MobileSE, digits, 1), "mob_other"), False)])
+        ("trained -> fine-tuned", base, export(fine_tuned(mob, digits, 4), "mob_ft"), True),
+        ("trained -> independent", base, export(trained(MobileSE, digits, 1), "mob_other"),
+         False)])
 
-    nxt = trained(NeXt, digits, 0)
-    shuffled = groups_reordered(nxt, 8)
-    cases["grouped"] = (_plain(digits), [
-        ("trained -> groups reordered", export(nxt, "next"), export(shuffled, "next_perm"), True),
-        ("trained -> reordered, then fine-tuned", export(nxt, "next"),
-         export(fine_tuned(shuffled, digits, 9), "next_perm_ft"), True),
-        ("trained -> independent", export(nxt, "next"),
-         export(trained(NeXt, digits, 1), "next_other"), False)])
+    cases["grouped"] = copies(NeXt, "next", lambda m: groups_reordered(m, 8),
+                              ("groups reordered", "reordered, then fine-tuned"), 9)
 
     def wide():
         return mlp(64, 128, 128, 128, 10)

@@ -42,16 +42,9 @@ class Endpoint:
     b: np.ndarray
 
 
-def stored_view(site, canonical: np.ndarray) -> np.ndarray:
-    """``canonical`` in the site's stored orientation and shape, float32, a view where that is
-    one (a transposed weight is read in place, not copied)."""
-    a = canonical
-    if site.to_stored == "transpose":
-        a = a.T
-    elif site.to_stored == "swap01":
-        a = np.swapaxes(a, 0, 1)
-    a = a.reshape(site.shape) if a.shape != tuple(site.shape) else a
-    return a.astype(np.float32, copy=False)
+def _stored(site, canonical: np.ndarray) -> np.ndarray:
+    """An endpoint in its site's stored orientation, float32 (a view when it already is)."""
+    return site.stored_view(canonical).astype(np.float32, copy=False)
 
 
 def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
@@ -100,8 +93,8 @@ class InterpolatedModel:
         drop_unused(self.proto.graph)
         # the endpoints in stored orientation, views where they can be (A's often of the
         # memory-mapped file); one buffer for the blended weights, fed to onnxruntime
-        self._a = [stored_view(e.site, e.a) for e in endpoints]
-        self._b = [stored_view(e.site, e.b) for e in endpoints]
+        self._a = [_stored(e.site, e.a) for e in endpoints]
+        self._b = [_stored(e.site, e.b) for e in endpoints]
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
         self.buffer = np.empty(int(offsets[-1]), np.float32)
         self.views = {n: self.buffer[o:o2].reshape(s)
@@ -129,7 +122,7 @@ class InterpolatedModel:
     def set_b(self, k: int, value: np.ndarray) -> None:
         """Give endpoint ``k`` a new B value (canonical orientation); only its part of the
         buffer is blended again."""
-        self._b[k] = stored_view(self.endpoints[k].site, value)
+        self._b[k] = _stored(self.endpoints[k].site, value)
         self._b_values[k] = value
         if self._alpha is not None:
             blend_into(self._a[k], self._b[k], self._alpha, self.views[self.names[k]])

@@ -210,10 +210,10 @@ class CosineSum:
         return self._su @ self._sv.T if self.sketched else self._sim
 
 
-def cosine_sum(blocks: list, weights: list | None = None, seed: int = 0) -> np.ndarray:
+def cosine_sum(blocks: list, weights: list | None = None) -> np.ndarray:
     """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1)."""
     total = CosineSum(blocks[0][0].shape[0], blocks[0][1].shape[0],
-                      sum(x.shape[1] for x, _ in blocks), seed)
+                      sum(x.shape[1] for x, _ in blocks))
     for k, (x, y) in enumerate(blocks):
         total.add(x, y, 1.0 if weights is None else weights[k])
     return total.result()

@@ -167,12 +167,7 @@ class GraphIndex:
         ops over constants. Answered from the graph's structure, without reading or folding any
         data (a model's weights are most of it); :meth:`constant` may still find such a chain
         inconsistent and return None."""
-        if name in self._cache:
-            return self._cache[name] is not None
-        if name in self.initializers:
-            return True
-        seen: dict[str, bool] = {}
-        return self._structural(name, seen)
+        return self._structural(name, {})
 
     def _structural(self, name: str, seen: dict) -> bool:
         if name in seen:

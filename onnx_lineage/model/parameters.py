@@ -68,14 +68,19 @@ class Site:
     to_stored: str = "identity"
     writable: bool = True
 
-    def store(self, canonical: np.ndarray) -> np.ndarray:
-        """The canonical array in this site's stored orientation and shape."""
+    def stored_view(self, canonical: np.ndarray) -> np.ndarray:
+        """The canonical array in this site's stored orientation and shape, in its own dtype: a
+        view where that is one (a transposed weight is read in place, not copied)."""
         a = canonical
         if self.to_stored == "transpose":
             a = a.T
         elif self.to_stored == "swap01":
             a = np.swapaxes(a, 0, 1)
-        return np.ascontiguousarray(a.reshape(self.shape), dtype=np.float32)
+        return a if a.shape == tuple(self.shape) else a.reshape(self.shape)
+
+    def store(self, canonical: np.ndarray) -> np.ndarray:
+        """The canonical array in this site's stored orientation and shape, float32, contiguous."""
+        return np.ascontiguousarray(self.stored_view(canonical), dtype=np.float32)
 
 
 @dataclass

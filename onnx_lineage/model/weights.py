@@ -200,24 +200,29 @@ def tensor_array(t: onnx.TensorProto) -> np.ndarray:
     """
     if not is_mapped(t):
         return numpy_helper.to_array(t)
-    info = external_data_helper.ExternalDataInfo(t)
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
     if dtype.kind in "OUS":
         raise ValueError("string tensors are not read from external data")
+    raw = _raw_bytes(t)
+    if t.data_type in _NARROW:
+        # numpy_helper decodes these (and checks their size); it gets this tensor's bytes only
+        return numpy_helper.to_array(_inline(t, raw))
     shape = tuple(int(d) for d in t.dims)
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if raw.size != count * dtype.itemsize:
+        raise ValueError(f"{raw.size} bytes do not hold {count} values of {dtype.name}")
+    return raw.view(dtype.newbyteorder("<")).reshape(shape)
+
+
+def _raw_bytes(t: onnx.TensorProto) -> np.ndarray:
+    """The stored bytes of a tensor read in place: a uint8 view of its file, range-checked."""
+    info = external_data_helper.ExternalDataInfo(t)
     buf = mapped(info.location)
     offset = int(info.offset or 0)
     length = int(info.length) if info.length is not None else buf.size - offset
     if offset < 0 or length < 0 or offset + length > buf.size:
         raise ValueError(f"{length} bytes at {offset} lie outside the file")
-    if t.data_type in _NARROW:
-        # numpy_helper decodes these (and checks their size); it gets this tensor's bytes only
-        return numpy_helper.to_array(_inline(t, buf[offset:offset + length]))
-    if length != count * dtype.itemsize:
-        raise ValueError(f"{length} bytes do not hold {count} values of {dtype.name}")
-    return np.frombuffer(buf, dtype=dtype.newbyteorder("<"), count=count,
-                         offset=offset).reshape(shape)
+    return buf[offset:offset + length]
 
 
 #: Element types numpy has no native layout for (bfloat16, 8- and 4-bit floats, 4-bit ints).
@@ -229,7 +234,7 @@ _NARROW = {getattr(onnx.TensorProto, n) for n in
 def _inline(t: onnx.TensorProto, raw: np.ndarray) -> onnx.TensorProto:
     out = onnx.TensorProto()
     out.CopyFrom(t)
-    out.data_location = onnx.TensorProto.DEFAULT
+    out.ClearField("data_location")
     del out.external_data[:]
     out.raw_data = raw.tobytes()
     return out
@@ -265,13 +270,5 @@ def inlined(model: onnx.ModelProto) -> onnx.ModelProto:
     out.CopyFrom(model)
     for t in external_data_helper._get_all_tensors(out):
         if is_mapped(t):
-            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(tensor_array(t)), t.name)
-                       if t.data_type not in _NARROW else _inline(t, _bytes_of(t)))
+            t.CopyFrom(_inline(t, _raw_bytes(t)))
     return out
-
-
-def _bytes_of(t: onnx.TensorProto) -> np.ndarray:
-    info = external_data_helper.ExternalDataInfo(t)
-    offset = int(info.offset or 0)
-    buf = mapped(info.location)
-    return buf[offset:offset + int(info.length if info.length is not None else buf.size - offset)]
