@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from scipy.stats import norm
+from scipy.special import ndtr  # the normal cdf, without importing scipy.stats
 
 from onnx_lineage.evidence.result import TestResult
 
@@ -61,7 +61,7 @@ class NullModel:
         """Upper tail of ``similarity`` under the null, at least :data:`FLOOR`."""
         s = min(max(similarity, -1 + EPS), 1 - EPS)
         z = (math.log(s / (1 - s)) if s > 0 else -math.inf)
-        return float(max(norm.sf((z - self.mean(fan_in, width)) / self.spread), FLOOR))
+        return float(max(ndtr((self.mean(fan_in, width) - z) / self.spread), FLOOR))
 
 
 @lru_cache(maxsize=1)
