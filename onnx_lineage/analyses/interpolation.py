@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from kernels.blend import blend, blend_2d
+from kernels.blend import blend, blend_2d, blend_mixed
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site
 
@@ -33,8 +33,9 @@ class Endpoint:
     Attributes
     ----------
     site : Site
-    a, b : ndarray, float32
-        Canonical values of the base model (A) and of the aligned other model (B).
+    a, b : ndarray, float32 or float16
+        Canonical values of the base model (A) and of the aligned other model (B); half-precision
+        weights stay half (views of the file) and are widened chunk by chunk as they are blended.
     """
 
     site: Site
@@ -43,20 +44,53 @@ class Endpoint:
 
 
 def _stored(site, canonical: np.ndarray) -> np.ndarray:
-    """An endpoint in its site's stored orientation, float32 (a view when it already is)."""
-    return site.stored_view(canonical).astype(np.float32, copy=False)
+    """An endpoint in its site's stored orientation, float32 or float16 (a view when it already
+    is one of them)."""
+    view = site.stored_view(canonical)
+    return view if view.dtype == np.float16 else view.astype(np.float32, copy=False)
+
+
+#: Values of a half-precision endpoint widened at a time (:func:`blend_into`): small enough to
+#: stay in cache between widening and blending.
+CHUNK = 1 << 16
 
 
 def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
-    """``out = a + alpha (b - a)`` (all of one shape; ``out`` contiguous) with the blend
-    kernels, without copying strided endpoints of two axes."""
-    if a.flags.c_contiguous and b.flags.c_contiguous:
+    """``out = a + alpha (b - a)`` (all of one shape; ``out`` contiguous, float32) with the blend
+    kernels, without copying strided endpoints of two axes.
+
+    A float16 endpoint is never widened whole: :func:`kernels.blend.blend_mixed` widens it a chunk
+    at a time in cache; widening is exact, so the result is bit for bit that of float32
+    endpoints. A strided float16 endpoint (a permuted copy read transposed) is gathered a block
+    of rows at a time first."""
+    if a.dtype == np.float16 or b.dtype == np.float16:
+        _blend_half(a, b, alpha, out)
+    elif a.flags.c_contiguous and b.flags.c_contiguous:
         blend(a.reshape(-1), b.reshape(-1), alpha, out.reshape(-1))
     elif a.ndim == 2:
         blend_2d(a, b, alpha, out)
     else:
         blend(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), alpha,
               out.reshape(-1))
+
+
+_NO_HALF, _NO_SINGLE = np.empty(0, np.uint16), np.empty(0, np.float32)
+
+
+def _blend_half(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
+    scratch = np.empty(2 * CHUNK, np.uint32)
+    rows = out.shape[0] if out.ndim == 2 else 1
+    step = rows if a.flags.c_contiguous and b.flags.c_contiguous else \
+        max(1, (16 * CHUNK) // max(out.size // rows, 1))
+    a2, b2, out2 = (x.reshape(rows, -1) if x.ndim != 2 else x for x in (a, b, out))
+    for r0 in range(0, rows, step):
+        flat = [np.ascontiguousarray(x[r0:r0 + step]).reshape(-1) for x in (a2, b2)]
+        args = []
+        for x in flat:
+            half = x.dtype == np.float16
+            args += [x.view(np.uint16) if half else _NO_HALF,
+                     _NO_SINGLE if half else x.astype(np.float32, copy=False), half]
+        blend_mixed(*args, float(alpha), out2[r0:r0 + step].reshape(-1), scratch)
 
 
 def fast_path_supported(endpoints: list[Endpoint]) -> bool:

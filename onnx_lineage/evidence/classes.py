@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from onnx_lineage.matching.permutation import (best_assignment, cosine_sum, out_features,
-                                               per_unit, permute_inputs, unit_rows)
+                                               per_unit, permute_inputs, take_rows, unit_rows)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class SymmetryClass:
         """
         for r in self.rows:
             rows = self.widened(perm, params[r]["weight"].shape[0])
-            p = dict(params[r], weight=params[r]["weight"][rows])
+            p = dict(params[r], weight=take_rows(params[r]["weight"], rows))
             if "bias" in p:
                 p["bias"] = p["bias"][rows]
             params[r] = p

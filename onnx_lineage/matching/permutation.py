@@ -219,6 +219,32 @@ def cosine_sum(blocks: list, weights: list | None = None) -> np.ndarray:
     return total.result()
 
 
+def take_rows(w: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``w[perm]``, kept in ``w``'s memory order: a weight stored ``(in, out)`` and read
+    transposed stays transposed in memory, so that the sweep blends it without a strided walk."""
+    if _transposed(w):
+        return np.take(w.T, perm, axis=1).T
+    return np.take(w, perm, axis=0)
+
+
+def take_columns(w: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``w[:, perm]``, kept in ``w``'s memory order (see :func:`take_rows`; numpy's own
+    ``w[:, perm]`` comes out in column order)."""
+    if _transposed(w):
+        return np.take(w.T, perm, axis=0).T
+    return np.take(w, perm, axis=1)
+
+
+def _transposed(w: np.ndarray) -> bool:
+    return w.ndim == 2 and w.flags.f_contiguous and not w.flags.c_contiguous
+
+
+def _settled(x: np.ndarray) -> np.ndarray:
+    """A permuted (or rescaled) weight in the precision it is kept in: float16 stays float16 (a
+    permutation is exact in it; a rescaled one is float32 already), anything else float32."""
+    return x if x.dtype == np.float16 else x.astype(np.float32, copy=False)
+
+
 def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
                     channels_last: bool = False) -> np.ndarray:
     units = perm.size
@@ -227,20 +253,23 @@ def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndar
         blocks = w.reshape(out, spatial, units)[:, :, perm]
         if scale is not None:
             blocks = blocks / scale[None, None, :]
-        return blocks.reshape(out, -1).astype(np.float32)
+        return _settled(blocks.reshape(out, -1))
+    if w.ndim == 2 and spatial == 1:
+        res = take_columns(w, perm)
+        return _settled(res if scale is None else res / scale[None, :])
     if w.ndim == 2:
         out = w.shape[0]
         blocks = w.reshape(out, units, spatial)[:, perm, :]
         if scale is not None:
             blocks = blocks / scale[None, :, None]
-        return blocks.reshape(out, -1).astype(np.float32)
+        return _settled(blocks.reshape(out, -1))
     if channels_last:  # a recurrent layer's W (dirs, gates * hidden, in)
         res = w[..., perm]
-        return (res if scale is None else res / scale).astype(np.float32)
+        return _settled(res if scale is None else res / scale)
     res = w[:, perm]
     if scale is not None:
         res = res / scale.reshape((1, -1) + (1,) * (w.ndim - 2))
-    return res.astype(np.float32)
+    return _settled(res)
 
 
 def permute_grouped_inputs(w: np.ndarray, perm: np.ndarray, groups: int,
@@ -401,12 +430,12 @@ def best_assignment(sim: np.ndarray) -> np.ndarray:
 
 def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:
     pb = b_params[c.b]
-    w = pb["weight"][perm]
+    w = take_rows(pb["weight"], perm)
     if scale is not None:
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-    pb["weight"] = w.astype(np.float32)
+    pb["weight"] = _settled(w)
     if "bias" in pb:
-        pb["bias"] = (pb["bias"][perm] * (1 if scale is None else scale)).astype(np.float32)
+        pb["bias"] = _settled(pb["bias"][perm] * (1 if scale is None else scale))
     for _, fb in c.followers:
         b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
     nxt = b_params[c.b_next]

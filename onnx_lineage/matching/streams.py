@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import CosineSum, best_assignment, per_unit
+from onnx_lineage.matching.permutation import (CosineSum, best_assignment, per_unit, take_columns,
+                                               take_rows)
 from onnx_lineage.model.streams import Stream
 
 
@@ -150,9 +151,9 @@ def _features(params: dict, role: str, sort: bool) -> np.ndarray:
 
 def _permuted(params: dict, role: str, perm: np.ndarray) -> dict:
     if role == "readers":
-        return dict(params, weight=np.ascontiguousarray(params["weight"][:, perm]))
+        return dict(params, weight=take_columns(params["weight"], perm))
     if role == "writers":
-        out = dict(params, weight=np.ascontiguousarray(params["weight"][perm]))
+        out = dict(params, weight=take_rows(params["weight"], perm))
         if "bias" in params:
             out["bias"] = params["bias"][perm]
         return out

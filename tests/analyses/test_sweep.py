@@ -79,3 +79,20 @@ def test_barrier_of_a_convex_curve_is_zero():
     assert barrier_of(curve) == 0.0
     bump = [{"alpha": a, "loss": 1.0 - (2 * a - 1) ** 2} for a in np.linspace(0, 1, 11)]
     assert barrier_of(bump) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dtypes", [("f2", "f4"), ("f4", "f2"), ("f2", "f2")])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_half_precision_endpoints_blend_as_if_widened_first(dtypes, transposed, monkeypatch):
+    """float16 endpoints (views of a file) are widened chunk by chunk as they are blended, also
+    when read transposed; the result is bit for bit that of float32 endpoints."""
+    import onnx_lineage.analyses.interpolation as interpolation
+    monkeypatch.setattr(interpolation, "CHUNK", 256)  # many chunks
+    rng = np.random.default_rng(4)
+    a, b = (rng.normal(size=(70, 130)).astype(d) for d in dtypes)
+    if transposed:
+        a, b = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T
+    out, expected = np.empty((70, 130), np.float32), np.empty((70, 130), np.float32)
+    interpolation.blend_into(a, b, 0.6, out)
+    interpolation.blend_into(a.astype(np.float32), b.astype(np.float32), 0.6, expected)
+    np.testing.assert_array_equal(out, expected)

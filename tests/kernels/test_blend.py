@@ -33,3 +33,30 @@ def test_blend_2d_reads_transposed_views(alpha):
     expected = np.empty_like(out)
     blend(a.ravel(), np.ascontiguousarray(b).ravel(), alpha, expected.ravel())
     np.testing.assert_array_equal(out, expected)
+
+
+def test_widen_half_is_exact_on_every_half_precision_value():
+    from kernels.blend import widen_half
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    out = np.empty(bits.size, np.uint32)
+    widen_half(bits, out)
+    expected = bits.view(np.float16).astype(np.float32)
+    nan = np.isnan(expected)
+    assert np.isnan(out.view(np.float32)[nan]).all()
+    np.testing.assert_array_equal(out[~nan], expected.view(np.uint32)[~nan])  # bit for bit
+
+
+@pytest.mark.parametrize("halves", [(True, False), (False, True), (True, True)])
+def test_blend_mixed_equals_blending_the_widened_endpoints(halves):
+    from kernels.blend import blend_mixed
+    rng = np.random.default_rng(3)
+    n = 10_007  # several chunks and a partial one
+    ends = [rng.normal(size=n).astype(np.float16 if h else np.float32) for h in halves]
+    args = []
+    for x, h in zip(ends, halves):
+        args += [x.view(np.uint16) if h else np.empty(0, np.uint16),
+                 np.empty(0, np.float32) if h else x, h]
+    out, expected = np.empty(n, np.float32), np.empty(n, np.float32)
+    blend_mixed(*args, 0.3, out, np.empty(2 * 1024, np.uint32))
+    blend(ends[0].astype(np.float32), ends[1].astype(np.float32), 0.3, expected)
+    np.testing.assert_array_equal(out, expected)

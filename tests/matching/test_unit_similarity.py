@@ -26,3 +26,24 @@ def test_a_sketched_similarity_finds_a_noisy_permuted_copy_and_is_equivariant(mo
     relabel = rng.permutation(n)  # B's units relabelled: the columns follow
     again = P.cosine_sum([(x, y[relabel]) for x, y in zip(blocks_a, blocks_b)])
     np.testing.assert_allclose(again, sim[:, relabel], rtol=1e-5, atol=1e-5)
+
+
+def test_permuting_keeps_a_transposed_weight_transposed_and_half_precision_half():
+    """A weight stored (in, out) and read transposed stays transposed in memory when B's units
+    are permuted (the sweep then blends it without a strided walk); float16 stays float16."""
+    from onnx_lineage.matching.permutation import permute_inputs, take_columns, take_rows
+    rng = np.random.default_rng(5)
+    stored = rng.normal(size=(6, 4)).astype(np.float16)
+    w = stored.T  # canonical (out 4, in 6), a view
+    perm = rng.permutation(4)
+    rows = take_rows(w, perm)
+    np.testing.assert_array_equal(rows, w[perm])
+    assert rows.T.flags.c_contiguous and rows.dtype == np.float16
+    cols = take_columns(w, rng.permutation(6))
+    assert cols.T.flags.c_contiguous
+    inputs = permute_inputs(w, np.arange(6)[::-1], 1, None)
+    np.testing.assert_array_equal(inputs, w[:, ::-1])
+    assert inputs.dtype == np.float16 and inputs.T.flags.c_contiguous
+    scaled = permute_inputs(w, np.arange(6), 1, np.full(6, 2.0, np.float32))
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, w.astype(np.float32) / 2)
