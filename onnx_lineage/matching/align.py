@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnx_lineage.matching.permutation import as_single
 from onnx_lineage.model.parameters import Layer
 
 #: Kinds that may be matched with each other (a LinearClassifier is a dense layer).
@@ -99,7 +100,7 @@ def align(a: list[Layer], b: list[Layer], pruned: bool = False,
 
 def _centred_unit(layer: Layer) -> np.ndarray:
     """A layer's weight, flattened, centred and scaled to unit length (zero stays zero)."""
-    w = layer.params["weight"].astype(np.float32).ravel()
+    w = as_single(layer.params["weight"]).ravel()
     w = w - w.mean()
     norm = float(np.linalg.norm(w))
     return w / norm if norm > 0 else w

@@ -129,13 +129,27 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
     return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
 
 
+def as_single(a: np.ndarray) -> np.ndarray:
+    """``a`` as float32 (no copy when it is). float16 is widened by the branchless kernel
+    :func:`kernels.blend.widen_half` (exact, several times faster than numpy's cast here; numba is
+    imported only when a half-precision model needs it)."""
+    a = np.asarray(a)
+    if a.dtype != np.float16:
+        return np.asarray(a, dtype=np.float32)
+    from kernels.blend import widen_half
+    bits = np.ascontiguousarray(a).view(np.uint16)
+    out = np.empty(a.shape, np.uint32)
+    widen_half(bits.reshape(-1), out.reshape(-1))
+    return out.view(np.float32)
+
+
 def unit_rows(a: np.ndarray) -> np.ndarray:
     """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero).
 
     Each row is first divided by its largest magnitude, so that squaring cannot overflow float32
     whatever the weights' scale.
     """
-    a = np.asarray(a, dtype=np.float32)
+    a = as_single(a)
     peak = np.abs(a).max(axis=1, keepdims=True)
     a = a / np.where(peak > 0, peak, 1.0)
     norm = np.sqrt(np.einsum("ij,ij->i", a, a))[:, None]
