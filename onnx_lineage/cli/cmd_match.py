@@ -15,6 +15,8 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
     permutation, scale), cosine similarity after alignment, coverage; and per class of hidden
     units, the data-free independence tests (unit order, aligned weights)."""
     use_memory(max_memory)
+    import time
+
     import numpy as np
 
     from onnx_lineage.cli import render
@@ -23,12 +25,15 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
     from onnx_lineage.matching import match
 
     with steps(not (json or quiet)) as step:
+        t0 = time.perf_counter()
         r = match(model_a, model_b, progress=step)
+        t1 = time.perf_counter()
         step("independence tests without data (unit order, aligned weights)")
         ev = data_free(r, alpha, np.random.default_rng(seed))
+        timings = {"match": t1 - t0, "tests": time.perf_counter() - t1}
     tests = [ev.unit_order.to_dict(), ev.aligned.to_dict()]
     if json:
-        render.emit_json(r, tests=tests, alpha=alpha)
+        render.emit_json(r, tests=tests, alpha=alpha, timings=timings)
         return
     c = render.console()
     c.print(render.table(f"{r.model_a} <-> {r.model_b}",

@@ -132,9 +132,9 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
 def as_single(a: np.ndarray) -> np.ndarray:
     """``a`` as float32 (no copy when it is). float16 in either memory order (a weight read
     transposed is Fortran-ordered) is widened by the branchless kernel
-    :func:`kernels.blend.widen_half` (exact, about twice as fast as numpy's cast of a contiguous
-    array and several times its cast of a transposed one; numba is imported only when a
-    half-precision model needs it), keeping the order; other strided arrays by numpy's cast."""
+    :func:`kernels.blend.widen_half` (exact, about twice as fast as numpy's cast here; numba is
+    imported only when a half-precision model needs it), keeping the order; other strided arrays
+    by numpy's cast."""
     a = np.asarray(a)
     if a.dtype != np.float16:
         return np.asarray(a, dtype=np.float32)

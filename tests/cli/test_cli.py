@@ -46,6 +46,7 @@ def test_match_json():
     assert d["coverage"] == {"a": 1.0, "b": 1.0} and d["alpha"] == 0.01
     order = next(t for t in d["tests"] if t["name"] == "unit_order")
     assert [c["units"] for c in order["classes"]] == [32, 16] and order["p_value"] < 1e-30
+    assert set(d["timings"]) == {"match", "tests"} and min(d["timings"].values()) >= 0
 
 
 def test_determine_json_fields(tmp_path):
