@@ -356,6 +356,9 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         Junctions to align, in graph order.
     iterations : int
         Passes over the chains (the outgoing weights of one junction depend on the next one).
+        A later pass looks again only at junctions whose layers another junction has rewritten
+        since (a transformer's feed-forward junctions, between residual streams, are aligned
+        once).
 
     Returns
     -------
@@ -364,9 +367,22 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
     """
     done = {c.b: UnitAlignment(np.arange(b_params[c.b]["weight"].shape[0]), None) for c in chains}
     by_b = {c.b: c for c in chains}
+    version: dict[int, int] = {}  # B's layer -> how often a junction has rewritten it
+    seen: dict[int, tuple] = {}  # junction -> the versions of its layers when last aligned
+
+    def state(c: Chain) -> tuple:
+        return tuple(version.get(layer, 0) for layer in _layers(c))
+
+    def moved(c: Chain, perm: np.ndarray) -> None:
+        _apply(b_params, c, perm, None)
+        for layer in _layers(c):
+            version[layer] = version.get(layer, 0) + 1
+
     for _ in range(iterations):
         changed = False
         for c in chains:
+            if seen.get(c.b) == state(c):  # nothing it reads has moved since: the same answer
+                continue
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
             blocks = [(_in_features(pa, []), _in_features(pb, [])),
@@ -386,12 +402,13 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
                     block_assignment(sim, c.next_groups, movable=inner is not None))
             if np.any(perm != np.arange(units)):
                 changed = True
-                _apply(b_params, c, perm, None)
+                moved(c, perm)
                 done[c.b].perm = done[c.b].perm[perm]
                 if inner is not None and c.next_groups > 1:
                     moves = group_moves(perm, c.next_groups, b_params[c.b_next]["weight"].shape[0])
-                    _apply(b_params, inner, moves, None)
+                    moved(inner, moves)
                     done[inner.b].perm = done[inner.b].perm[moves]
+            seen[c.b] = state(c)  # its own move is accounted for
         if not changed:
             break
     if rescale:
@@ -443,6 +460,11 @@ def best_assignment(sim: np.ndarray) -> np.ndarray:
     if sim.shape[0] > SPARSE_ABOVE:
         return _sparse_assignment(sim)
     return linear_sum_assignment(sim, maximize=True)[1]
+
+
+def _layers(c: Chain) -> tuple:
+    """B's layers a junction reads and :func:`_apply` rewrites."""
+    return (c.b, c.b_next, *(fb for _, fb in c.followers))
 
 
 def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:

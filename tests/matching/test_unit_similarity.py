@@ -59,3 +59,26 @@ def test_as_single_widens_half_precision_exactly_in_any_layout():
         np.testing.assert_array_equal(out, a.astype(np.float32))
     single = rng.normal(size=5).astype(np.float32)
     assert as_single(single) is single
+
+
+def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
+    """Two junctions on separate layers (a transformer's feed-forward blocks between residual
+    streams): each permuted copy is undone in the first pass, and the second pass, which the
+    first pass's moves call for, does not compute either similarity again."""
+    import onnx_lineage.matching.permutation as permutation
+    rng = np.random.default_rng(7)
+    a = {k: {"weight": rng.normal(size=shape).astype(np.float32)}
+         for k, shape in ((0, (12, 5)), (1, (4, 12)), (2, (9, 4)), (3, (3, 9)))}
+    perms = {0: rng.permutation(12), 2: rng.permutation(9)}
+    b = {0: {"weight": a[0]["weight"][perms[0]]}, 1: {"weight": a[1]["weight"][:, perms[0]]},
+         2: {"weight": a[2]["weight"][perms[2]]}, 3: {"weight": a[3]["weight"][:, perms[2]]}}
+    chains = [permutation.Chain(0, 0, 1, 1, homogeneous=False),
+              permutation.Chain(2, 2, 3, 3, homogeneous=False)]
+    calls = []
+    real = permutation.cosine_sum
+    monkeypatch.setattr(permutation, "cosine_sum", lambda *x, **k: calls.append(1) or real(*x, **k))
+    done = permutation.align_units(a, b, chains)
+    assert len(calls) == 2
+    for k in range(4):
+        np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
+    np.testing.assert_array_equal(perms[0][done[0].perm], np.arange(12))
