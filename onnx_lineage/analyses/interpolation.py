@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper
 
 from kernels.blend import blend, blend_2d, blend_mixed
 from onnx_lineage.model.graph import drop_unused
-from onnx_lineage.model.parameters import Site
+from onnx_lineage.model.parameters import Site, kept
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,8 @@ class Endpoint:
 
 
 def _stored(site, canonical: np.ndarray) -> np.ndarray:
-    """An endpoint in its site's stored orientation, float32 or float16 (a view when it already
-    is one of them)."""
-    view = site.stored_view(canonical)
-    return view if view.dtype == np.float16 else view.astype(np.float32, copy=False)
+    """An endpoint in its site's stored orientation and kept precision (a view when it can be)."""
+    return kept(site.stored_view(canonical))
 
 
 #: Values of a half-precision endpoint widened at a time (:func:`blend_into`): small enough to

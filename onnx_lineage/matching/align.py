@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_lineage.matching.permutation import as_single
-from onnx_lineage.model.parameters import Layer
+from onnx_lineage.model.parameters import Layer, as_single
 
 #: Kinds that may be matched with each other (a LinearClassifier is a dense layer).
 _FAMILY = {"dense": "dense", "linear": "dense", "conv": "conv", "conv_transpose": "conv_transpose",

@@ -15,7 +15,7 @@ from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
-from onnx_lineage.model.parameters import Layer, extract_layers
+from onnx_lineage.model.parameters import Layer, as_single, extract_layers
 from onnx_lineage.model.streams import streams
 from onnx_lineage.model.topology import links
 from onnx_lineage.results import Result
@@ -143,8 +143,8 @@ def _in_one_order(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if not (x.flags.c_contiguous and y.flags.c_contiguous) and x.ndim == 2 and (
             x.T.flags.c_contiguous and y.T.flags.c_contiguous):
         x, y = x.T, y.T
-    return (np.ascontiguousarray(x, np.float32).reshape(-1),
-            np.ascontiguousarray(y, np.float32).reshape(-1))
+    return (np.ascontiguousarray(as_single(x)).reshape(-1),
+            np.ascontiguousarray(as_single(y)).reshape(-1))
 
 
 def _cosine64(a: np.ndarray, b: np.ndarray) -> float:

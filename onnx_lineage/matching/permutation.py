@@ -21,6 +21,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from onnx_lineage.model.parameters import as_single, kept
+
 _EPS = 1e-12
 
 
@@ -127,23 +129,6 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
     if channels_last:  # from (units, spatial) columns
         return np.ascontiguousarray(w.reshape(out, units, spatial).transpose(0, 2, 1).reshape(out, -1))
     return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
-
-
-def as_single(a: np.ndarray) -> np.ndarray:
-    """``a`` as float32 (no copy when it is). float16 in either memory order (a weight read
-    transposed is Fortran-ordered) is widened by the branchless kernel
-    :func:`kernels.blend.widen_half` (exact, about twice as fast as numpy's cast here; numba is
-    imported only when a half-precision model needs it), keeping the order; other strided arrays
-    by numpy's cast."""
-    a = np.asarray(a)
-    if a.dtype != np.float16:
-        return np.asarray(a, dtype=np.float32)
-    if not a.flags.c_contiguous:
-        return as_single(a.T).T if a.T.flags.c_contiguous else np.asarray(a, dtype=np.float32)
-    from kernels.blend import widen_half
-    out = np.empty(a.shape, np.uint32)
-    widen_half(a.view(np.uint16).reshape(-1), out.reshape(-1))
-    return out.view(np.float32)
 
 
 def unit_rows(a: np.ndarray) -> np.ndarray:
@@ -256,12 +241,6 @@ def _transposed(w: np.ndarray) -> bool:
     return w.ndim == 2 and w.flags.f_contiguous and not w.flags.c_contiguous
 
 
-def _settled(x: np.ndarray) -> np.ndarray:
-    """A permuted (or rescaled) weight in the precision it is kept in: float16 stays float16 (a
-    permutation is exact in it; a rescaled one is float32 already), anything else float32."""
-    return x if x.dtype == np.float16 else x.astype(np.float32, copy=False)
-
-
 def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndarray | None,
                     channels_last: bool = False) -> np.ndarray:
     units = perm.size
@@ -270,23 +249,23 @@ def permute_inputs(w: np.ndarray, perm: np.ndarray, spatial: int, scale: np.ndar
         blocks = w.reshape(out, spatial, units)[:, :, perm]
         if scale is not None:
             blocks = blocks / scale[None, None, :]
-        return _settled(blocks.reshape(out, -1))
+        return kept(blocks.reshape(out, -1))
     if w.ndim == 2 and spatial == 1:
         res = take_columns(w, perm)
-        return _settled(res if scale is None else res / scale[None, :])
+        return kept(res if scale is None else res / scale[None, :])
     if w.ndim == 2:
         out = w.shape[0]
         blocks = w.reshape(out, units, spatial)[:, perm, :]
         if scale is not None:
             blocks = blocks / scale[None, :, None]
-        return _settled(blocks.reshape(out, -1))
+        return kept(blocks.reshape(out, -1))
     if channels_last:  # a recurrent layer's W (dirs, gates * hidden, in)
         res = w[..., perm]
-        return _settled(res if scale is None else res / scale)
+        return kept(res if scale is None else res / scale)
     res = w[:, perm]
     if scale is not None:
         res = res / scale.reshape((1, -1) + (1,) * (w.ndim - 2))
-    return _settled(res)
+    return kept(res)
 
 
 def permute_grouped_inputs(w: np.ndarray, perm: np.ndarray, groups: int,
@@ -472,9 +451,9 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
     w = take_rows(pb["weight"], perm)
     if scale is not None:
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-    pb["weight"] = _settled(w)
+    pb["weight"] = kept(w)
     if "bias" in pb:
-        pb["bias"] = _settled(pb["bias"][perm] * (1 if scale is None else scale))
+        pb["bias"] = kept(pb["bias"][perm] * (1 if scale is None else scale))
     for _, fb in c.followers:
         b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
     nxt = b_params[c.b_next]

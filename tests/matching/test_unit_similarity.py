@@ -49,18 +49,6 @@ def test_permuting_keeps_a_transposed_weight_transposed_and_half_precision_half(
     np.testing.assert_allclose(scaled, w.astype(np.float32) / 2)
 
 
-def test_as_single_widens_half_precision_exactly_in_any_layout():
-    from onnx_lineage.matching.permutation import as_single
-    rng = np.random.default_rng(6)
-    half = rng.normal(size=(40, 30)).astype(np.float16)
-    for a in (half, half.T, half[::2]):
-        out = as_single(a)
-        assert out.dtype == np.float32 and out.shape == a.shape
-        np.testing.assert_array_equal(out, a.astype(np.float32))
-    single = rng.normal(size=5).astype(np.float32)
-    assert as_single(single) is single
-
-
 def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
     """Two junctions on separate layers (a transformer's feed-forward blocks between residual
     streams): each permuted copy is undone in the first pass, and the second pass, which the

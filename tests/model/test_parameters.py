@@ -82,3 +82,15 @@ def test_weights_inside_if_branches_are_found():
     (layer,) = extract_layers(model)
     np.testing.assert_array_equal(layer.weight, w)
     assert layer.scope and not layer.sites["weight"].writable
+
+
+def test_as_single_widens_half_precision_exactly_in_any_layout():
+    from onnx_lineage.model.parameters import as_single
+    rng = np.random.default_rng(6)
+    half = rng.normal(size=(40, 30)).astype(np.float16)
+    for a in (half, half.T, half[::2]):
+        out = as_single(a)
+        assert out.dtype == np.float32 and out.shape == a.shape
+        np.testing.assert_array_equal(out, a.astype(np.float32))
+    single = rng.normal(size=5).astype(np.float32)
+    assert as_single(single) is single
