@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.linalg.blas import sgemm
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
@@ -69,10 +70,24 @@ class Chain:
 
 @dataclass
 class UnitAlignment:
-    """What :func:`align_units` did to one junction (in B's layer index ``b``)."""
+    """What :func:`align_units` did to one junction (in B's layer index ``b``).
+
+    Attributes
+    ----------
+    perm : ndarray of shape (units,), int
+        The total permutation applied (B's unit ``perm[u]`` became unit ``u``).
+    scale : ndarray of shape (units,) or None
+        The total per-unit scale applied.
+    first : ndarray of shape (units,), int, or None
+        The matching of the junction's first alignment, made before any other junction had
+        rewritten its layers, when it was clear (:func:`clear_argmax`): the same under any
+        relabelling of B's units, so the evidence's class matching can take it instead of
+        computing the same similarities again.
+    """
 
     perm: np.ndarray
     scale: np.ndarray | None
+    first: np.ndarray | None = None
 
     @property
     def permuted(self) -> bool:
@@ -81,6 +96,25 @@ class UnitAlignment:
     @property
     def rescaled(self) -> bool:
         return self.scale is not None and bool(np.any(np.abs(self.scale - 1.0) > 1e-2))
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A junction whose units :func:`align_units` matched beyond doubt at first sight
+    (:attr:`UnitAlignment.first`), with what had been done to its layers' other axes then.
+
+    Attributes
+    ----------
+    perm : ndarray of shape (units,), int
+        A's unit ``u`` matched to B's unit ``perm[u]``.
+    inputs, outputs : ndarray or None
+        The stream permutations that had been applied to B's input axis of the junction's layer
+        and to the output axis of the layer reading it (None: none).
+    """
+
+    perm: np.ndarray
+    inputs: np.ndarray | None
+    outputs: np.ndarray | None
 
 
 def per_unit(params: dict) -> np.ndarray:
@@ -131,17 +165,38 @@ def to_layout(w: np.ndarray, units: int, spatial: int, channels_last: bool) -> n
     return np.ascontiguousarray(w.reshape(out, spatial, units).transpose(0, 2, 1).reshape(out, -1))
 
 
-def unit_rows(a: np.ndarray) -> np.ndarray:
-    """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero).
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """Euclidean length of each row of ``a`` (n, d), float64, without overflow or underflow.
 
-    Each row is first divided by its largest magnitude, so that squaring cannot overflow float32
-    whatever the weights' scale.
+    Reads ``a`` without copying it: float32 sums of squares wherever the rows' largest
+    magnitudes keep them in float32's range (every trained weight), the rest scaled by that
+    magnitude first.
     """
     a = as_single(a)
-    peak = np.abs(a).max(axis=1, keepdims=True)
-    a = a / np.where(peak > 0, peak, 1.0)
-    norm = np.sqrt(np.einsum("ij,ij->i", a, a))[:, None]
-    return a / np.where(norm > _EPS, norm, 1.0)
+    n, d = a.shape
+    if d == 0:
+        return np.zeros(n)
+    peak = np.maximum(a.max(axis=1), -a.min(axis=1)).astype(np.float64)
+    norm = np.sqrt(np.einsum("ij,ij->i", a, a).astype(np.float64))
+    # a square sum in float32: no overflow below sqrt(1e37 / d), no lost mass above 1e-15
+    odd = np.flatnonzero((peak > 0) & ((peak < 1e-15) | (peak * peak * d > 1e37)))
+    if odd.size:
+        rows = a[odd] / peak[odd, None].astype(np.float32)
+        norm[odd] = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * peak[odd]
+    return norm
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero): one new array,
+    whatever the weights' scale (:func:`row_norms`)."""
+    a = as_single(a)
+    norm = row_norms(a)
+    scale = np.where(norm > 0, 1.0 / np.maximum(norm, 1e-300), 0.0)
+    out = a * np.minimum(scale, 1e30).astype(np.float32)[:, None]
+    tiny = np.flatnonzero(scale > 1e30)  # rows of subnormal values: scaled in float64
+    if tiny.size:
+        out[tiny] = (a[tiny].astype(np.float64) * scale[tiny, None]).astype(np.float32)
+    return out
 
 
 def unit_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -188,28 +243,50 @@ class CosineSum:
         self.sketched = (n * m * features > SKETCH_ABOVE
                          and features > SKETCH_RATIO * SKETCH_DIM)
         self._rng = np.random.default_rng(seed)
+        self._n, self._m = n, m
         if self.sketched:
             self._su = np.zeros((n, SKETCH_DIM), np.float32)
             self._sv = np.zeros((m, SKETCH_DIM), np.float32)
         else:
-            self._sim = np.zeros((n, m), np.float32)
+            self._sim = None  # (n, m), made by the first block's product
 
     def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0) -> None:
         """Add ``weight`` times the cosines of the rows of ``x`` (n, d) with those of ``y``."""
-        xr, yr = unit_rows(x), unit_rows(y)
-        if not self.sketched:
-            self._sim += weight * (xr @ yr.T)
+        if self.sketched:
+            d = x.shape[1]
+            bucket = self._rng.integers(0, SKETCH_DIM, d)
+            sign = self._rng.choice(np.array([-weight, weight], np.float32), d)
+            self._su += _unit_sketch(x, bucket, sign)
+            self._sv += _unit_sketch(y, bucket, sign)
             return
-        d = xr.shape[1]
-        bucket = self._rng.integers(0, SKETCH_DIM, d)
-        sign = self._rng.choice(np.array([-weight, weight], np.float32), d)
-        project = csr_matrix((sign, (np.arange(d), bucket)), shape=(d, SKETCH_DIM))
-        self._su += np.asarray(xr @ project, dtype=np.float32)
-        self._sv += np.asarray(yr @ project, dtype=np.float32)
+        xr, yr = unit_rows(x), unit_rows(y)
+        if weight != 1.0:
+            xr *= np.float32(weight)
+        if self._sim is None:
+            self._sim = xr @ yr.T
+            return
+        # sim += xr yr^T in place: the BLAS product accumulates into sim's memory (sim^T is
+        # Fortran-ordered (m, n): sim^T = yr xr^T + sim^T)
+        sgemm(1.0, yr.T, xr.T, beta=1.0, c=self._sim.T, trans_a=1, overwrite_c=1)
 
     def result(self) -> np.ndarray:
         """The (n, m) similarities, float32."""
-        return self._su @ self._sv.T if self.sketched else self._sim
+        if self.sketched:
+            return self._su @ self._sv.T
+        return np.zeros((self._n, self._m), np.float32) if self._sim is None else self._sim
+
+
+def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Count sketch (:func:`kernels.sketch.count_sketch`) of ``x``'s rows scaled to unit length,
+    float32: the rows are sketched as they are and the sketch is scaled after, so ``x`` is read
+    once and never copied."""
+    from kernels.sketch import count_sketch  # numba: only for classes large enough to sketch
+    x = as_single(x)
+    out, squares = np.zeros((x.shape[0], SKETCH_DIM)), np.zeros(x.shape[0])
+    count_sketch(x, bucket.astype(np.int64), sign, out, squares)
+    norm = np.sqrt(squares)
+    return (out * np.where(norm > 0, 1.0 / np.maximum(norm, 1e-300), 0.0)[:, None]).astype(
+        np.float32)
 
 
 def cosine_sum(blocks: list, weights: list | None = None) -> np.ndarray:
@@ -379,6 +456,8 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             inner = by_b.get(c.b_next)
             perm = (best_assignment(sim) if c.next_groups == 1 else
                     block_assignment(sim, c.next_groups, movable=inner is not None))
+            if c.b not in seen and not any(state(c)) and c.groups == c.next_groups == 1:
+                done[c.b].first = clear_argmax(sim)
             if np.any(perm != np.arange(units)):
                 changed = True
                 moved(c, perm)
@@ -418,15 +497,39 @@ CANDIDATES = 64
 
 def _sparse_assignment(sim: np.ndarray) -> np.ndarray:
     """Maximum-similarity assignment restricted to each row's best :data:`CANDIDATES` columns."""
+    from kernels.select import top_candidates  # numba: only for classes this wide
     n, k = sim.shape[0], min(CANDIDATES, sim.shape[1] - 1)
-    cols = np.argpartition(-sim, k, axis=1)[:, :k].ravel()
-    rows = np.repeat(np.arange(n), k)
-    graph = csr_matrix((2.0 - sim[rows, cols].astype(np.float64), (rows, cols)), shape=sim.shape)
+    cols, costs = np.empty(n * k, np.int32), np.empty(n * k)
+    top_candidates(np.ascontiguousarray(sim, dtype=np.float32), k, cols, costs)
+    graph = csr_matrix((costs, cols, np.arange(0, n * k + 1, k, dtype=np.int32)), shape=sim.shape)
     try:
         _, col = min_weight_full_bipartite_matching(graph)
     except ValueError:  # no full assignment among the candidates
         _, col = linear_sum_assignment(sim, maximize=True)
     return col
+
+
+#: :func:`clear_argmax` needs every row's best similarity to beat its second best by this much.
+CLEAR_MARGIN = 1e-3
+
+
+def clear_argmax(sim: np.ndarray) -> np.ndarray | None:
+    """Each row's best column, when that is the best assignment beyond doubt: every row's maximum
+    beats its runner-up by :data:`CLEAR_MARGIN` and no two rows share a column. Such a matching
+    is the same whatever order B's units (the columns) come in, ties and rounding included.
+    None otherwise. ``sim`` is read, not changed (its maxima are set aside and put back)."""
+    n, m = sim.shape
+    if m < 2 or n > m:
+        return None
+    best = np.argmax(sim, axis=1)
+    if np.unique(best).size != n:
+        return None
+    rows = np.arange(n)
+    top = sim[rows, best].copy()
+    sim[rows, best] = -np.inf
+    second = sim.max(axis=1)
+    sim[rows, best] = top
+    return best if bool(np.all(top - second > CLEAR_MARGIN)) else None
 
 
 def best_assignment(sim: np.ndarray) -> np.ndarray:

@@ -70,3 +70,57 @@ def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
     for k in range(4):
         np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
     np.testing.assert_array_equal(perms[0][done[0].perm], np.arange(12))
+
+
+def test_unit_rows_are_unit_length_at_any_scale_and_zero_rows_stay_zero():
+    from onnx_lineage.matching.permutation import row_norms, unit_rows
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 50)).astype(np.float32)
+    a[1] *= 1e30  # squares overflow float32
+    a[2] *= 1e-40  # subnormal values
+    a[3] = 0
+    a[4] *= 1e-20  # squares underflow float32
+    wide = a.astype(np.float64)
+    norms = np.linalg.norm(wide, axis=1)
+    np.testing.assert_allclose(row_norms(a), norms, rtol=1e-5)
+    u = unit_rows(a)
+    assert u.dtype == np.float32 and np.all(np.isfinite(u))
+    np.testing.assert_array_equal(u[3], 0)
+    rows = [0, 1, 2, 4, 5]
+    # subnormal inputs carry fewer digits: the row scaled from them agrees to their precision
+    np.testing.assert_allclose(u[rows], wide[rows] / norms[rows, None], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(u[rows].astype(np.float64), axis=1), 1, rtol=1e-5)
+
+
+def test_an_exact_similarity_sum_accumulates_weighted_blocks_in_place():
+    from onnx_lineage.matching.permutation import CosineSum, unit_cosine
+    rng = np.random.default_rng(4)
+    blocks = [(rng.normal(size=(30, d)), rng.normal(size=(20, d))) for d in (9, 4, 13)]
+    total = CosineSum(30, 20, 26)
+    total.add(*blocks[0])
+    first = total.result()
+    total.add(*blocks[1], weight=0.5)
+    total.add(*blocks[2], weight=2.0)
+    assert not total.sketched and total.result() is first  # one (30, 20) array throughout
+    expected = sum(w * unit_cosine(x, y) for w, (x, y) in zip((1, 0.5, 2), blocks))
+    np.testing.assert_allclose(total.result(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_clear_argmax_is_the_best_assignment_and_doubt_gives_none():
+    from onnx_lineage.matching.permutation import CLEAR_MARGIN, best_assignment, clear_argmax
+    rng = np.random.default_rng(6)
+    truth = rng.permutation(8)
+    sim = 0.1 * rng.random((8, 8)).astype(np.float32)
+    sim[np.arange(8), truth] = 0.9
+    before = sim.copy()
+    np.testing.assert_array_equal(clear_argmax(sim), truth)
+    np.testing.assert_array_equal(sim, before)  # read, not changed
+    np.testing.assert_array_equal(best_assignment(sim), truth)
+    relabel = rng.permutation(8)  # the same matching whatever order B's units come in
+    np.testing.assert_array_equal(relabel[clear_argmax(sim[:, relabel])], truth)
+    close = sim.copy()
+    close[0, (truth[0] + 1) % 8] = 0.9 - CLEAR_MARGIN / 2  # a runner-up within the margin
+    assert clear_argmax(close) is None
+    shared = sim.copy()
+    shared[1, truth[0]] = 0.95  # two rows' best in one column
+    assert clear_argmax(shared) is None
