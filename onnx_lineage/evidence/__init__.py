@@ -53,6 +53,6 @@ def data_free(m, alpha: float = 0.01, rng: np.random.Generator | None = None) ->
     """
     rng = np.random.default_rng(0) if rng is None else rng
     classes = symmetry_classes(m)
-    matches = match_classes(classes, m.a_params, m.b_own, rng)
+    matches = match_classes(classes, m.a_params, m.b_own, rng, settled=m.settled)
     return DataFree(classes, matches, unit_order_test(matches, share(alpha, "unit_order")),
                     aligned_test(matches, share(alpha, "aligned")))

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from onnx_lineage.matching.permutation import (best_assignment, cosine_sum, out_features,
-                                               per_unit, permute_inputs, take_rows, unit_rows)
+                                               per_unit, permute_inputs, row_norms, take_rows,
+                                               unit_rows)
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,8 @@ class ClassMatch:
 
 
 def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
-                  rng: np.random.Generator, workers: int | None = None) -> list[ClassMatch]:
+                  rng: np.random.Generator, workers: int | None = None,
+                  settled: dict | None = None) -> list[ClassMatch]:
     """Match each class's units of B to A's, in order, equivariantly (see the module docstring).
 
     Parameters
@@ -248,6 +250,12 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
         Threads: a class waits only for the earlier classes whose axes its features use, so the
         feed-forward blocks of a transformer are matched side by side (the assignment solver
         releases the GIL). Default: the CPU count, at most 4. The result does not depend on it.
+    settled : dict, optional
+        ``MatchResult.settled``: junctions the alignment matched beyond doubt. A class over one
+        of them whose features here are the ones the alignment compared (incoming and outgoing
+        weights only, B's other axes put in A's order by the same permutations) takes that
+        matching: the same similarities, and a matching any relabelling of B's units would give
+        too, so the result is the one computing it again would give.
 
     Returns
     -------
@@ -267,7 +275,7 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
         for k, cls in enumerate(classes):
             deps = {j: futures[j] for j in _dependencies(cls, k, row_owner, col_owner)}
             futures.append(pool.submit(_match_one, cls, k, a_params, b_params, row_owner,
-                                       col_owner, deps, relabels[k]))
+                                       col_owner, deps, relabels[k], settled or {}))
         return [f.result() for f in futures]
 
 
@@ -280,10 +288,12 @@ def _dependencies(cls: SymmetryClass, k: int, row_owner: dict, col_owner: dict) 
 
 
 def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,
-               col_owner: dict, deps: dict, relabel: np.ndarray) -> ClassMatch:
+               col_owner: dict, deps: dict, relabel: np.ndarray, settled: dict) -> ClassMatch:
     done = {j: f.result() for j, f in deps.items()}
     fa, fb, names = _features(cls, k, a_params, b_params, row_owner, col_owner, done)
-    perm = assignment(fa, fb, relabel)
+    perm = _settled_perm(cls, names, settled, row_owner, col_owner, done)
+    if perm is None:
+        perm = assignment(fa, fb, relabel)
     similarity, fan_in = _matched_similarity(fa, fb, names, perm)
     readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
@@ -291,13 +301,43 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
                       cls.rows + cls.per_unit + readers)
 
 
+def _settled_perm(cls: SymmetryClass, names: list, settled: dict, row_owner: dict,
+                  col_owner: dict, done: dict) -> np.ndarray | None:
+    """The alignment's matching of this class's units (``MatchResult.settled``) when its features
+    here are exactly those the alignment compared; None otherwise."""
+    if len(cls.rows) != 1 or len(cls.columns) != 1 or cls.per_unit or cls.span or cls.pruned:
+        return None
+    r, nxt = cls.rows[0], cls.columns[0][0]
+    s = settled.get(r)
+    if s is None or names != [f"in:{r}", f"out:{nxt}"]:
+        return None
+    inputs = [done[j] for j, _, _ in col_owner.get(r, [])]
+    outputs = [done[j] for j in row_owner.get(nxt, [])]
+    if _same_order(inputs, s.inputs) and _same_order(outputs, s.outputs):
+        return s.perm
+    return None
+
+
+def _same_order(owners: list, applied: np.ndarray | None) -> bool:
+    """Whether the class matchings ``owners`` (over one axis) put B's axis in the order the
+    alignment's ``applied`` permutation had (None: left as it was), without rescaling."""
+    if len(owners) > 1 or any(m.scale is not None or m.cls.span for m in owners):
+        return False
+    if not owners:
+        return applied is None or bool(np.all(applied == np.arange(applied.size)))
+    perm = owners[0].perm
+    if applied is None:
+        return bool(np.all(perm == np.arange(perm.size)))
+    return perm.shape == applied.shape and bool(np.all(perm == applied))
+
+
 def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:
     """Norm of B's matched incoming weights over A's, per A unit (None: not rescalable)."""
     incoming = [k for k, n in enumerate(names) if n.startswith("in:")]
     if not rescalable or not incoming:
         return None
-    na = _norms(np.concatenate([fa[k] for k in incoming], axis=1))
-    nb = _norms(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
+    na = row_norms(np.concatenate([fa[k] for k in incoming], axis=1))
+    nb = row_norms(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
     return np.where((na > 0) & (nb > 0), nb / np.maximum(na, 1e-30), 1.0).clip(1e-4, 1e4)
 
 
@@ -361,13 +401,6 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
             fb.append(np.sort(cls.part(b_params[r]["weight"]).reshape(cls.width, -1), axis=1))
             names.append(f"sorted:{r}")
     return fa, fb, names
-
-
-def _norms(x: np.ndarray) -> np.ndarray:
-    """Row lengths, float64, without overflow."""
-    peak = np.abs(x).max(axis=1).astype(np.float64)
-    scaled = x / np.where(peak > 0, peak, 1.0)[:, None].astype(np.float32)
-    return np.sqrt(np.einsum("ij,ij->i", scaled, scaled).astype(np.float64)) * peak
 
 
 def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:

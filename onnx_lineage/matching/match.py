@@ -10,7 +10,7 @@ import numpy as np
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
-from onnx_lineage.matching.permutation import Chain, align_units, to_layout
+from onnx_lineage.matching.permutation import Chain, Settled, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams
 from onnx_lineage.model.attention import attention
@@ -66,6 +66,7 @@ class MatchResult(Result):
     _b_own: dict = field(default_factory=dict, repr=False)
     _stream_pairs: list = field(default_factory=list, repr=False)
     _attention: list = field(default_factory=list, repr=False)
+    _settled: dict = field(default_factory=dict, repr=False)
 
     @property
     def a_layers(self) -> list[Layer]:
@@ -99,6 +100,13 @@ class MatchResult(Result):
         """Attention blocks found in both models over matched layers (A's indices; v and o None
         where they differ between A and B)."""
         return self._attention
+
+    @property
+    def settled(self) -> dict:
+        """A's layer index -> :class:`~onnx_lineage.matching.permutation.Settled`: junctions
+        whose units the alignment matched beyond doubt, so that the evidence's class matching
+        can take the matching instead of computing it again."""
+        return self._settled
 
     @property
     def stream_pairs(self) -> list:
@@ -260,12 +268,12 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     limits += stream_limits
     b_own = {la[i].index: {k: v for k, v in b_params[lb[j].index].items()
                            if k in keys_of[la[i].index]} for i, j in pairs}
-    moved = []
+    aligned_streams = []
     if permutations:
         step(f"undoing permutations: {len(stream_pairs)} stream(s), {len(chains)} junction(s)")
-        moved = [s for s in align_streams(stream_pairs, b_of, a_params, b_params,
-                                          {c.b for c in chains}, {c.b_next for c in chains})
-                 if s.permuted]
+        aligned_streams = align_streams(stream_pairs, b_of, a_params, b_params,
+                                        {c.b for c in chains}, {c.b_next for c in chains})
+    moved = [s for s in aligned_streams if s.permuted]
     units = align_units(a_params, b_params, chains) if permutations and chains else {}
     in_moved = {j for s in moved for j in s.members}
 
@@ -315,7 +323,21 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
                        limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
                        {k: a_params[k] for k in b_own}, b_own, stream_pairs,
-                       _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of))
+                       _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of),
+                       _settled(chains, units, stream_pairs, aligned_streams))
+
+
+def _settled(chains: list, units: dict, stream_pairs: list, aligned_streams: list) -> dict:
+    """A's layer index -> :class:`Settled`, for the junctions without followers whose units
+    :func:`align_units` matched beyond doubt at first sight."""
+    inputs, outputs = {}, {}  # A's layer -> the stream permutation on its inputs / outputs
+    for (sa, _), s in zip(stream_pairs, aligned_streams):
+        inputs.update({i: s.perm for i in sa.readers})
+        outputs.update({i: s.perm for i in sa.writers})
+    return {c.a: Settled(units[c.b].first, inputs.get(c.a), outputs.get(c.a_next))
+            for c in chains if not c.followers and units.get(c.b) is not None
+            and units[c.b].first is not None
+            and c.a not in outputs and c.a_next not in inputs}  # its units no stream's
 
 
 def _depth_note(pairs: list, la: list, lb: list) -> str:

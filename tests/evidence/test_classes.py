@@ -146,3 +146,42 @@ def test_dimensions_permuted_within_heads_are_the_same_function_and_are_undone(t
     m = match(str(pa), str(pa))
     for layer in (1, 2, 3, 4):
         np.testing.assert_allclose(params[layer]["weight"], m.b_own[layer]["weight"], atol=1e-6)
+
+
+def test_classes_take_the_alignments_clear_matchings_and_get_the_same_result(tmp_path,
+                                                                           monkeypatch):
+    """A residual model's feed-forward junctions, aligned beyond doubt in ``match`` after the
+    stream, are matched in the evidence without their similarities computed again: the
+    matchings, similarities and p-values equal those computed from scratch."""
+    import dataclasses
+
+    import onnx
+
+    import onnx_lineage.evidence.classes as classes
+    from onnx_lineage.evidence import data_free
+    from tests.residual import permutations, residual_model
+
+    def save(name, model):
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        return tmp_path / f"{name}.onnx"
+
+    p, q = permutations()
+    a = save("a", residual_model(noise=0.0))
+    b = save("b", residual_model(stream=p, hidden=q, noise=0.02))
+    m = match(a, b)
+    assert len(m.settled) == 2  # one per feed-forward block
+    calls = []
+    real = classes.assignment
+    monkeypatch.setattr(classes, "assignment", lambda *x: calls.append(1) or real(*x))
+    reused = data_free(m, 0.01, np.random.default_rng(0))
+    n_reused = len(calls)
+    fresh = data_free(dataclasses.replace(m, _settled={}), 0.01, np.random.default_rng(0))
+    assert len(calls) - n_reused == n_reused + 2  # two classes fewer solved with the reuse
+    for x, y in zip(reused.matches, fresh.matches):
+        np.testing.assert_array_equal(x.perm, y.perm)
+        assert x.similarity == y.similarity and x.blocks == y.blocks
+    assert reused.unit_order.p_value == fresh.unit_order.p_value
+    assert reused.aligned.p_value == fresh.aligned.p_value
+    # an independent model: nothing clear, nothing taken
+    c = save("c", residual_model(seed=9))
+    assert not match(a, c).settled
