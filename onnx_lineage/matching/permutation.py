@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.linalg.blas import sgemm
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
@@ -247,8 +246,9 @@ class CosineSum:
         if self.sketched:
             self._su = np.zeros((n, SKETCH_DIM), np.float32)
             self._sv = np.zeros((m, SKETCH_DIM), np.float32)
-        else:
-            self._sim = None  # (n, m), made by the first block's product
+        else:  # the blocks' unit rows, side by side at the end: one matrix product
+            self._xs: list = []
+            self._ys: list = []
 
     def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0) -> None:
         """Add ``weight`` times the cosines of the rows of ``x`` (n, d) with those of ``y``."""
@@ -262,18 +262,18 @@ class CosineSum:
         xr, yr = unit_rows(x), unit_rows(y)
         if weight != 1.0:
             xr *= np.float32(weight)
-        if self._sim is None:
-            self._sim = xr @ yr.T
-            return
-        # sim += xr yr^T in place: the BLAS product accumulates into sim's memory (sim^T is
-        # Fortran-ordered (m, n): sim^T = yr xr^T + sim^T)
-        sgemm(1.0, yr.T, xr.T, beta=1.0, c=self._sim.T, trans_a=1, overwrite_c=1)
+        self._xs.append(xr)
+        self._ys.append(yr)
 
     def result(self) -> np.ndarray:
-        """The (n, m) similarities, float32."""
+        """The (n, m) similarities, float32: the sketches' product, or the product of all
+        blocks' unit rows side by side (the sum of the blocks' products, in one)."""
         if self.sketched:
             return self._su @ self._sv.T
-        return np.zeros((self._n, self._m), np.float32) if self._sim is None else self._sim
+        if not self._xs:
+            return np.zeros((self._n, self._m), np.float32)
+        x, y = (v[0] if len(v) == 1 else np.concatenate(v, axis=1) for v in (self._xs, self._ys))
+        return x @ y.T
 
 
 def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndarray:
