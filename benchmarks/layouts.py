@@ -360,9 +360,10 @@ def run(cases: dict) -> list[dict]:
     for case, (data, pairs) in cases.items():
         for label, a, b, expected in pairs:
             t0 = time.perf_counter()
-            m = match(a, b)
+            rng = np.random.default_rng(0)
+            m = match(a, b, rng=rng)
             t_match = time.perf_counter() - t0
-            r = determine(a, b, data, seed=0, match_result=m)
+            r = determine(a, b, data, seed=0, match_result=m, rng=rng)
             rows.append({"case": case, "pair": label, "expected_related": expected,
                          "verdict": r.verdict, "p_value": r.p_value,
                          "right": (r.verdict == "related") == expected,

@@ -11,6 +11,8 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from onnx_lineage import __version__
 from onnx_lineage.analyses.closeness import ClosenessResult, closeness
 from onnx_lineage.analyses.determination import DeterminationResult, determine
@@ -97,14 +99,15 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     a = a if isinstance(a, LoadedModel) else load_model(a)
     b = b if isinstance(b, LoadedModel) else load_model(b)
     data = arrange_for(digits() if data is None else data, a, b)
-    m = match(a, b, progress=step)
+    rng = np.random.default_rng(seed)  # the match's tie-breaking, then determine's draws
+    m = match(a, b, progress=step, rng=rng)
     step("predicting with A")
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     feeds, _ = feeds_for(ra.inputs, data, a.name)
     pred_a = ra.predict(feeds)
     step("independence tests and interpolation sweep")
     det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
-                    alpha=alpha, progress=step)
+                    alpha=alpha, progress=step, rng=rng)
     clo = None
     if with_closeness:
         step("boundary search")

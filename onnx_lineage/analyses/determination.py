@@ -124,7 +124,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               points: int = 11, rows: int = 1000, output: str = "auto",
               match_result: MatchResult | None = None, alpha: float = 0.01,
               copies: int | None = None, all_tests: bool = False,
-              progress=None) -> DeterminationResult:
+              progress=None, rng: np.random.Generator | None = None) -> DeterminationResult:
     """Is B derived from A? Independence tests with stated nulls, and the loss path.
 
     Parameters
@@ -140,6 +140,10 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         Rows of data used for the loss.
     match_result : MatchResult, optional
         A correspondence already computed for (a, b).
+    rng : numpy Generator, optional
+        Continue this generator instead of seeding one with ``seed``: the one ``match_result``
+        was made with (``match(a, b, rng=rng)``), so that the numbers are those of a
+        ``determine`` that matched the models itself.
     alpha : float
         Level of the verdict: ``related`` only when the combined p-value is at most ``alpha``.
     copies : int, optional
@@ -152,15 +156,15 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     """
     t0 = time.perf_counter()
     step = progress or (lambda name: None)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     step("reading the models")
     a, b = _loaded(a), _loaded(b)
     data = arrange_for(digits() if data is None else data, a, b)
-    m = match_result or match(a, b, progress=step)
+    m = match_result or match(a, b, progress=step, rng=rng)
     t_match = time.perf_counter()
     notes = list(m.limits) + list(data.notes)
     step("independence tests without data (unit order, aligned weights)")
-    free = data_free(m, alpha, rng)
+    free = data_free(m, alpha)
     tests = [free.unit_order, free.aligned]
     t_tests = time.perf_counter()
     decided = decide(tests, alpha).related is True

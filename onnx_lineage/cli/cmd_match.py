@@ -26,10 +26,10 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
 
     with steps(not (json or quiet)) as step:
         t0 = time.perf_counter()
-        r = match(model_a, model_b, progress=step)
+        r = match(model_a, model_b, progress=step, rng=np.random.default_rng(seed))
         t1 = time.perf_counter()
         step("independence tests without data (unit order, aligned weights)")
-        ev = data_free(r, alpha, np.random.default_rng(seed))
+        ev = data_free(r, alpha)
         timings = {"match": t1 - t0, "tests": time.perf_counter() - t1}
     tests = [ev.unit_order.to_dict(), ev.aligned.to_dict()]
     if json:

@@ -40,19 +40,21 @@ class DataFree:
     aligned: TestResult
 
 
-def data_free(m, alpha: float = 0.01, rng: np.random.Generator | None = None) -> DataFree:
-    """Symmetry classes of a match, their equivariant matching, the unit-order and aligned tests.
+def data_free(m, alpha: float = 0.01) -> DataFree:
+    """Symmetry classes of a match, their equivariant matching (computed by ``match``), the
+    unit-order and aligned tests.
 
     Parameters
     ----------
     m : MatchResult
+        With its classes' matching (``match(..., rng=...)`` breaks its ties); a match made
+        without ``permutations`` has them matched here, ties broken with seed 0.
     alpha : float
         The verdict's level (each test is read at its share, :data:`WEIGHTS`).
-    rng : numpy Generator, optional
-        Breaks ties in the matching (default: seed 0).
     """
-    rng = np.random.default_rng(0) if rng is None else rng
-    classes = symmetry_classes(m)
-    matches = match_classes(classes, m.a_params, m.b_own, rng, settled=m.settled)
+    classes, matches = m.classes, m.class_matches
+    if matches is None:
+        classes = symmetry_classes(m)
+        matches = match_classes(classes, m.a_params, m.b_own, np.random.default_rng(0))
     return DataFree(classes, matches, unit_order_test(matches, share(alpha, "unit_order")),
                     aligned_test(matches, share(alpha, "aligned")))

@@ -65,6 +65,9 @@ class SymmetryClass:
     pruned : tuple of (str, int), or ()
         ``(side, kept)``: model ``side`` (``"a"`` or ``"b"``) has only ``kept`` real units here,
         the first ones; the rest are the zero units :mod:`onnx_lineage.matching.pruning` added.
+    stream : int or None
+        For a stream's class (residual, or hidden units shared with a gate): its index in the
+        match's paired streams.
     """
 
     name: str
@@ -76,6 +79,7 @@ class SymmetryClass:
     rescalable: bool = False
     span: tuple = ()
     pruned: tuple = ()
+    stream: int | None = None
 
     @property
     def layers(self) -> tuple:
@@ -129,20 +133,38 @@ class SymmetryClass:
 
 
 def symmetry_classes(m) -> list[SymmetryClass]:
-    """The classes of a :class:`~onnx_lineage.matching.MatchResult`, in graph order.
+    """The classes of a :class:`~onnx_lineage.matching.MatchResult`, in graph order
+    (:func:`classes_of` its parts)."""
+    return classes_of(m.a_layers, m.pruned, m.chains, m.stream_pairs, m.a_params, m.attention)
 
-    Hidden units come from the match's chains (a layer, the normalisation layers after it, the
-    layer that reads it), residual streams from its paired streams (their matched members), the
-    dimensions of attention heads from its attention blocks (:mod:`onnx_lineage.model.attention`).
+
+def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a_params: dict,
+               attention: list) -> list[SymmetryClass]:
+    """The symmetry classes of a correspondence, in graph order.
+
+    Hidden units come from the chains (a layer, the normalisation layers after it, the layer that
+    reads it), residual streams from the paired streams (their matched members), the dimensions
+    of attention heads from the attention blocks (:mod:`onnx_lineage.model.attention`).
+
+    Parameters
+    ----------
+    a_layers : list of Layer
+        A's canonical layers.
+    pruned : list of dict
+        ``MatchResult.pruned``.
+    chains, stream_pairs, attention : list
+        As in :class:`~onnx_lineage.matching.MatchResult`.
+    a_params : dict of layer index to dict of str to ndarray
+        A's parameters of the matched layers.
     """
-    kinds = {layer.index: layer.kind for layer in m.a_layers}
-    pruned = {p["a"]: (p["pruned"], p["kept"]) for p in getattr(m, "pruned", [])}
+    kinds = {layer.index: layer.kind for layer in a_layers}
+    pruned = {p["a"]: (p["pruned"], p["kept"]) for p in pruned}
     found = []
-    for c in m.chains:
+    for c in chains:
         if c.next_groups > 1:  # read by a grouped convolution: its blocks move as wholes, which
             continue  # no class here expresses (the smaller group of the others stays exact)
         unit = "channels" if kinds.get(c.a) == "conv" else "units"
-        width = _units(m, c.a)
+        width = int(a_params[c.a]["weight"].shape[0])
         # a grouped convolution's channels permute only within their group: one class per group
         spans = ([()] if c.groups == 1 else
                  [(k * width // c.groups, (k + 1) * width // c.groups) for k in range(c.groups)])
@@ -153,21 +175,22 @@ def symmetry_classes(m) -> list[SymmetryClass]:
                                        tuple(fa for fa, _ in c.followers),
                                        c.homogeneous and not c.followers, span,
                                        pruned.get(c.a, ())))
-    for sa, _ in m.stream_pairs:
-        matched = set(m.b_own)
+    matched = set(a_params)
+    for k, (sa, _) in enumerate(stream_pairs):
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
         columns = tuple((i, 1, False) for i in sa.readers if i in matched)
         per = tuple(i for i in sa.followers if i in matched)
         if sa.residual:
-            found.append(SymmetryClass("residual stream", "stream", sa.width, rows, columns, per))
+            found.append(SymmetryClass("residual stream", "stream", sa.width, rows, columns, per,
+                                       stream=k))
         else:  # hidden units shared with a gate
             unit = "channels" if kinds.get(rows[0]) == "conv" else "units"
             found.append(SymmetryClass(f"layer {rows[0]} {unit} (gated)", unit, sa.width, rows,
-                                       columns, per))
+                                       columns, per, stream=k))
     taken = {r for c in found for r in c.rows}
-    for block in m.attention:
+    for block in attention:
         found += _head_classes(block, taken)
     return sorted(found, key=lambda c: (min(c.rows), c.span))
 
@@ -187,10 +210,6 @@ def _head_classes(block, taken: set) -> list[SymmetryClass]:
             out.append(SymmetryClass(f"layer {block.v} v/o{head}", "attention", block.head_dim,
                                      (block.v,), ((block.o, 1, False),), span=span))
     return out
-
-
-def _units(m, index: int) -> int:
-    return int(m.a_params[index]["weight"].shape[0])
 
 
 @dataclass(frozen=True)
@@ -233,8 +252,7 @@ class ClassMatch:
 
 
 def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
-                  rng: np.random.Generator, workers: int | None = None,
-                  settled: dict | None = None) -> list[ClassMatch]:
+                  rng: np.random.Generator, workers: int | None = None) -> list[ClassMatch]:
     """Match each class's units of B to A's, in order, equivariantly (see the module docstring).
 
     Parameters
@@ -250,12 +268,6 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
         Threads: a class waits only for the earlier classes whose axes its features use, so the
         feed-forward blocks of a transformer are matched side by side (the assignment solver
         releases the GIL). Default: the CPU count, at most 4. The result does not depend on it.
-    settled : dict, optional
-        ``MatchResult.settled``: junctions the alignment matched beyond doubt. A class over one
-        of them whose features here are the ones the alignment compared (incoming and outgoing
-        weights only, B's other axes put in A's order by the same permutations) takes that
-        matching: the same similarities, and a matching any relabelling of B's units would give
-        too, so the result is the one computing it again would give.
 
     Returns
     -------
@@ -275,7 +287,7 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
         for k, cls in enumerate(classes):
             deps = {j: futures[j] for j in _dependencies(cls, k, row_owner, col_owner)}
             futures.append(pool.submit(_match_one, cls, k, a_params, b_params, row_owner,
-                                       col_owner, deps, relabels[k], settled or {}))
+                                       col_owner, deps, relabels[k]))
         return [f.result() for f in futures]
 
 
@@ -288,47 +300,15 @@ def _dependencies(cls: SymmetryClass, k: int, row_owner: dict, col_owner: dict) 
 
 
 def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,
-               col_owner: dict, deps: dict, relabel: np.ndarray, settled: dict) -> ClassMatch:
+               col_owner: dict, deps: dict, relabel: np.ndarray) -> ClassMatch:
     done = {j: f.result() for j, f in deps.items()}
     fa, fb, names = _features(cls, k, a_params, b_params, row_owner, col_owner, done)
-    perm = _settled_perm(cls, names, settled, row_owner, col_owner, done)
-    if perm is None:
-        perm = assignment(fa, fb, relabel)
+    perm = assignment(fa, fb, relabel)
     similarity, fan_in = _matched_similarity(fa, fb, names, perm)
     readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
                       tuple(names), _scale(fa, fb, names, perm, cls.rescalable),
                       cls.rows + cls.per_unit + readers)
-
-
-def _settled_perm(cls: SymmetryClass, names: list, settled: dict, row_owner: dict,
-                  col_owner: dict, done: dict) -> np.ndarray | None:
-    """The alignment's matching of this class's units (``MatchResult.settled``) when its features
-    here are exactly those the alignment compared; None otherwise."""
-    if len(cls.rows) != 1 or len(cls.columns) != 1 or cls.per_unit or cls.span or cls.pruned:
-        return None
-    r, nxt = cls.rows[0], cls.columns[0][0]
-    s = settled.get(r)
-    if s is None or names != [f"in:{r}", f"out:{nxt}"]:
-        return None
-    inputs = [done[j] for j, _, _ in col_owner.get(r, [])]
-    outputs = [done[j] for j in row_owner.get(nxt, [])]
-    if _same_order(inputs, s.inputs) and _same_order(outputs, s.outputs):
-        return s.perm
-    return None
-
-
-def _same_order(owners: list, applied: np.ndarray | None) -> bool:
-    """Whether the class matchings ``owners`` (over one axis) put B's axis in the order the
-    alignment's ``applied`` permutation had (None: left as it was), without rescaling."""
-    if len(owners) > 1 or any(m.scale is not None or m.cls.span for m in owners):
-        return False
-    if not owners:
-        return applied is None or bool(np.all(applied == np.arange(applied.size)))
-    perm = owners[0].perm
-    if applied is None:
-        return bool(np.all(perm == np.arange(perm.size)))
-    return perm.shape == applied.shape and bool(np.all(perm == applied))
 
 
 def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:

@@ -10,9 +10,9 @@ import numpy as np
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
-from onnx_lineage.matching.permutation import Chain, Settled, align_units, to_layout
+from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
-from onnx_lineage.matching.streams import align_streams, pair_streams
+from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import Layer, as_single, extract_layers
@@ -66,7 +66,8 @@ class MatchResult(Result):
     _b_own: dict = field(default_factory=dict, repr=False)
     _stream_pairs: list = field(default_factory=list, repr=False)
     _attention: list = field(default_factory=list, repr=False)
-    _settled: dict = field(default_factory=dict, repr=False)
+    _classes: list = field(default_factory=list, repr=False)
+    _class_matches: list | None = field(default=None, repr=False)
 
     @property
     def a_layers(self) -> list[Layer]:
@@ -102,11 +103,16 @@ class MatchResult(Result):
         return self._attention
 
     @property
-    def settled(self) -> dict:
-        """A's layer index -> :class:`~onnx_lineage.matching.permutation.Settled`: junctions
-        whose units the alignment matched beyond doubt, so that the evidence's class matching
-        can take the matching instead of computing it again."""
-        return self._settled
+    def classes(self) -> list:
+        """The symmetry classes (:func:`~onnx_lineage.evidence.classes.classes_of`)."""
+        return self._classes
+
+    @property
+    def class_matches(self) -> list | None:
+        """Their equivariant matching (:func:`~onnx_lineage.evidence.classes.match_classes`),
+        which the exact tests read and the alignment starts from; None when ``match`` ran
+        without ``permutations``."""
+        return self._class_matches
 
     @property
     def stream_pairs(self) -> list:
@@ -182,8 +188,14 @@ def with_bias(params: dict, keys: list[str]) -> dict:
     return params
 
 
-def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
+def match(a, b, *, permutations: bool = True, progress=None,
+          rng: np.random.Generator | None = None) -> MatchResult:
     """Put the parameters of models A and B in correspondence.
+
+    The symmetry classes' equivariant matching (:mod:`onnx_lineage.evidence.classes`, what the
+    exact tests read) comes first; B's residual streams are put in A's order by it, and the
+    hidden units of each junction by weight matching (:func:`.permutation.align_units`), which
+    takes the classes' matchings where they compare the same weights.
 
     Parameters
     ----------
@@ -193,11 +205,15 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
         residual streams (:mod:`onnx_lineage.model.streams`).
     progress : callable, optional
         Called with a description of each step as it starts.
+    rng : numpy Generator, optional
+        Breaks exact ties in the classes' matching at random (default: seed 0).
 
     Returns
     -------
     MatchResult
     """
+    # the classes' module reads this package's permutations: imported here, not at the top
+    from onnx_lineage.evidence.classes import classes_of, match_classes
     step = progress or (lambda name: None)
     step("reading the models")
     a, b = _as_loaded(a), _as_loaded(b)
@@ -268,13 +284,21 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     limits += stream_limits
     b_own = {la[i].index: {k: v for k, v in b_params[lb[j].index].items()
                            if k in keys_of[la[i].index]} for i, j in pairs}
-    aligned_streams = []
+    pruned_rows = [{"a": ai, "b": b_of[ai], "pruned": p.side, "kept": p.kept, "units": p.width,
+                    "coverage": p.kept / p.width} for ai, p in sorted(pruned.items())]
+    attention_pairs = _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of)
+    a_matched = {k: a_params[k] for k in b_own}
+    classes, class_matches, moved, units = [], None, [], {}
     if permutations:
-        step(f"undoing permutations: {len(stream_pairs)} stream(s), {len(chains)} junction(s)")
-        aligned_streams = align_streams(stream_pairs, b_of, a_params, b_params,
-                                        {c.b for c in chains}, {c.b_next for c in chains})
-    moved = [s for s in aligned_streams if s.permuted]
-    units = align_units(a_params, b_params, chains) if permutations and chains else {}
+        step(f"matching units class by class, undoing permutations: {len(stream_pairs)} "
+             f"stream(s), {len(chains)} junction(s)")
+        classes = classes_of(la, pruned_rows, chains, stream_pairs, a_matched, attention_pairs)
+        class_matches = match_classes(classes, a_matched, b_own,
+                                      rng if rng is not None else np.random.default_rng(0))
+        moved, given = _aligned_by_classes(class_matches, stream_pairs, chains, b_of, a_params,
+                                           b_params)
+        moved = [s for s in moved if s.permuted]
+        units = align_units(a_params, b_params, chains, given=given) if chains else {}
     in_moved = {j for s in moved for j in s.members}
 
     pair_rows, aligned = [], {}
@@ -318,26 +342,52 @@ def match(a, b, *, permutations: bool = True, progress=None) -> MatchResult:
     else:
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
-    pruned_rows = [{"a": ai, "b": b_of[ai], "pruned": p.side, "kept": p.kept, "units": p.width,
-                    "coverage": p.kept / p.width} for ai, p in sorted(pruned.items())]
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
                        limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
-                       {k: a_params[k] for k in b_own}, b_own, stream_pairs,
-                       _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of),
-                       _settled(chains, units, stream_pairs, aligned_streams))
+                       a_matched, b_own, stream_pairs, attention_pairs, classes, class_matches)
 
 
-def _settled(chains: list, units: dict, stream_pairs: list, aligned_streams: list) -> dict:
-    """A's layer index -> :class:`Settled`, for the junctions without followers whose units
-    :func:`align_units` matched beyond doubt at first sight."""
-    inputs, outputs = {}, {}  # A's layer -> the stream permutation on its inputs / outputs
-    for (sa, _), s in zip(stream_pairs, aligned_streams):
-        inputs.update({i: s.perm for i in sa.readers})
-        outputs.update({i: s.perm for i in sa.writers})
-    return {c.a: Settled(units[c.b].first, inputs.get(c.a), outputs.get(c.a_next))
-            for c in chains if not c.followers and units.get(c.b) is not None
-            and units[c.b].first is not None
-            and c.a not in outputs and c.a_next not in inputs}  # its units no stream's
+def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b_of: dict,
+                        a_params: dict, b_params: dict) -> tuple[list, dict]:
+    """Put B's streams in A's unit order by their classes' matchings, in place on ``b_params``
+    (streams without a class by :func:`align_streams`), and say which junctions' matchings are
+    the very ones their alignment would compute.
+
+    A junction's class compares its units' incoming and outgoing weights with B's other axes put
+    in A's order by the classes over them; when those are all streams, which this step has just
+    permuted by the same matchings, that is what :func:`align_units` compares at the junction's
+    first alignment (a transformer's feed-forward layers: their similarities, the largest
+    products of the matching, are computed once).
+
+    Returns
+    -------
+    streams : list of StreamAlignment
+    given : dict of B's layer index to ndarray
+        For :func:`align_units`.
+    """
+    by_stream = {cm.cls.stream: cm for cm in class_matches if cm.cls.stream is not None}
+    streams = [permute_stream(sa, b_of, b_params, by_stream[k].perm)
+               for k, (sa, _) in enumerate(stream_pairs) if k in by_stream]
+    streams += align_streams([pair for k, pair in enumerate(stream_pairs) if k not in by_stream],
+                             b_of, a_params, b_params, {c.b for c in chains},
+                             {c.b_next for c in chains})
+    owners: dict = {}  # (layer, axis) -> the classes over it
+    for cm in class_matches:
+        for r in cm.cls.rows:
+            owners.setdefault((r, "out"), []).append(cm.cls)
+        for layer, _, _ in cm.cls.columns:
+            owners.setdefault((layer, "in"), []).append(cm.cls)
+    given = {}
+    for c in chains:
+        cm = next((x for x in class_matches if x.cls.rows == (c.a,) and x.cls.stream is None),
+                  None)
+        if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.span
+                or cm.cls.pruned or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
+            continue
+        others = owners.get((c.a, "in"), []) + owners.get((c.a_next, "out"), [])
+        if all(o.stream is not None for o in others):  # permuted above by these matchings
+            given[c.b] = cm.perm
+    return streams, given
 
 
 def _depth_note(pairs: list, la: list, lb: list) -> str:

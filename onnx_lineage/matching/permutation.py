@@ -77,16 +77,10 @@ class UnitAlignment:
         The total permutation applied (B's unit ``perm[u]`` became unit ``u``).
     scale : ndarray of shape (units,) or None
         The total per-unit scale applied.
-    first : ndarray of shape (units,), int, or None
-        The matching of the junction's first alignment, made before any other junction had
-        rewritten its layers, when it was clear (:func:`clear_argmax`): the same under any
-        relabelling of B's units, so the evidence's class matching can take it instead of
-        computing the same similarities again.
     """
 
     perm: np.ndarray
     scale: np.ndarray | None
-    first: np.ndarray | None = None
 
     @property
     def permuted(self) -> bool:
@@ -95,25 +89,6 @@ class UnitAlignment:
     @property
     def rescaled(self) -> bool:
         return self.scale is not None and bool(np.any(np.abs(self.scale - 1.0) > 1e-2))
-
-
-@dataclass(frozen=True)
-class Settled:
-    """A junction whose units :func:`align_units` matched beyond doubt at first sight
-    (:attr:`UnitAlignment.first`), with what had been done to its layers' other axes then.
-
-    Attributes
-    ----------
-    perm : ndarray of shape (units,), int
-        A's unit ``u`` matched to B's unit ``perm[u]``.
-    inputs, outputs : ndarray or None
-        The stream permutations that had been applied to B's input axis of the junction's layer
-        and to the output axis of the layer reading it (None: none).
-    """
-
-    perm: np.ndarray
-    inputs: np.ndarray | None
-    outputs: np.ndarray | None
 
 
 def per_unit(params: dict) -> np.ndarray:
@@ -401,7 +376,8 @@ def block_assignment(sim: np.ndarray, groups: int, movable: bool = True) -> np.n
 
 
 def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: list[Chain],
-                iterations: int = 4, rescale: bool = True) -> dict[int, UnitAlignment]:
+                iterations: int = 4, rescale: bool = True,
+                given: dict | None = None) -> dict[int, UnitAlignment]:
     """Permute (and rescale) B's hidden units to match A's, in place on ``b_params``.
 
     Parameters
@@ -415,6 +391,10 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         A later pass looks again only at junctions whose layers another junction has rewritten
         since (a transformer's feed-forward junctions, between residual streams, are aligned
         once).
+    given : dict of B's layer index to ndarray, optional
+        Matchings already found for some junctions from the very similarities their first
+        alignment would compare (``perm[u]``: B's unit for A's unit ``u``): taken there instead
+        of computing them again; a later pass looks at them like at any other.
 
     Returns
     -------
@@ -441,6 +421,14 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
                 continue
             pa, pb = a_params[c.a], b_params[c.b]
             units = pb["weight"].shape[0]
+            if given and c.b in given and c.b not in seen and not any(state(c)):
+                perm = given[c.b]
+                if np.any(perm != np.arange(units)):
+                    changed = True
+                    moved(c, perm)
+                    done[c.b].perm = done[c.b].perm[perm]
+                seen[c.b] = state(c)
+                continue
             blocks = [(_in_features(pa, []), _in_features(pb, [])),
                       (out_features(a_params[c.a_next]["weight"], units, c.spatial,
                                     c.channels_last, c.next_groups),
@@ -456,8 +444,6 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
             inner = by_b.get(c.b_next)
             perm = (best_assignment(sim) if c.next_groups == 1 else
                     block_assignment(sim, c.next_groups, movable=inner is not None))
-            if c.b not in seen and not any(state(c)) and c.groups == c.next_groups == 1:
-                done[c.b].first = clear_argmax(sim)
             if np.any(perm != np.arange(units)):
                 changed = True
                 moved(c, perm)
@@ -507,29 +493,6 @@ def _sparse_assignment(sim: np.ndarray) -> np.ndarray:
     except ValueError:  # no full assignment among the candidates
         _, col = linear_sum_assignment(sim, maximize=True)
     return col
-
-
-#: :func:`clear_argmax` needs every row's best similarity to beat its second best by this much.
-CLEAR_MARGIN = 1e-3
-
-
-def clear_argmax(sim: np.ndarray) -> np.ndarray | None:
-    """Each row's best column, when that is the best assignment beyond doubt: every row's maximum
-    beats its runner-up by :data:`CLEAR_MARGIN` and no two rows share a column. Such a matching
-    is the same whatever order B's units (the columns) come in, ties and rounding included.
-    None otherwise. ``sim`` is read, not changed (its maxima are set aside and put back)."""
-    n, m = sim.shape
-    if m < 2 or n > m:
-        return None
-    best = np.argmax(sim, axis=1)
-    if np.unique(best).size != n:
-        return None
-    rows = np.arange(n)
-    top = sim[rows, best].copy()
-    sim[rows, best] = -np.inf
-    second = sim.max(axis=1)
-    sim[rows, best] = top
-    return best if bool(np.all(top - second > CLEAR_MARGIN)) else None
 
 
 def best_assignment(sim: np.ndarray) -> np.ndarray:

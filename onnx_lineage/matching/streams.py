@@ -1,9 +1,12 @@
 """Undoing a permutation of a residual stream (:mod:`onnx_lineage.model.streams`).
 
 A stream's units are permuted by one permutation across all of its members: rows of the writers,
-input columns of the readers, parameters of the LayerNorms. :func:`align_streams` pairs A's and
-B's streams through the matched layers, scores every pair of units by the sum over members of the
-cosine similarity of their per-unit features, and applies the Hungarian assignment to B.
+input columns of the readers, parameters of the LayerNorms. ``match`` puts B's stream in A's order
+by the stream's class matching (:mod:`onnx_lineage.evidence.classes`, the one the exact tests
+read) with :func:`permute_stream`. A stream without a class (none of its writers matched) is
+aligned by :func:`align_streams`: it pairs A's and B's streams through the matched layers, scores
+every pair of units by the sum over members of the cosine similarity of their per-unit features,
+and applies the Hungarian assignment to B.
 
 Per unit, a writer gives its incoming weights and bias, a reader the weights that read the unit, a
 LayerNorm its scale and shift. Where the other axis of a member is itself a permuted hidden layer
@@ -117,12 +120,21 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
             sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
                        else ai in all_writers or bj in inner_out)
             sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
-        perm = best_assignment(sim.result())
-        members = tuple(b_of[i] for i in sa.members if i in b_of)
-        for role, ai, bj in blocks if np.any(perm != np.arange(perm.size)) else ():
-            b_params[bj] = _permuted(b_params[bj], role, perm)
-        done.append(StreamAlignment(sa.width, perm, members, sa.residual))
+        done.append(permute_stream(sa, b_of, b_params, best_assignment(sim.result())))
     return done
+
+
+def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> StreamAlignment:
+    """Put B's stream paired with A's ``sa`` in A's unit order by ``perm`` (B's unit ``perm[u]``
+    becomes unit ``u``), in place on ``b_params``: rows of its writers, input columns of its
+    readers, parameters of its followers; nothing is copied for the identity."""
+    if np.any(perm != np.arange(perm.size)):
+        for role in ("writers", "readers", "followers"):
+            for ai in getattr(sa, role):
+                if ai in b_of:
+                    b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
+    members = tuple(b_of[i] for i in sa.members if i in b_of)
+    return StreamAlignment(sa.width, perm, members, sa.residual)
 
 
 def _width(params: dict, role: str) -> int:

@@ -111,9 +111,10 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
     try:
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
-        m = match(a, b)
+        rng = np.random.default_rng(seed)
+        m = match(a, b, rng=rng)
         det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
-                        rows=500, alpha=alpha)
+                        rows=500, alpha=alpha, rng=rng)
         d = direction(m, name_a, name_b) if m.pairs else None
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),

@@ -148,16 +148,15 @@ def test_dimensions_permuted_within_heads_are_the_same_function_and_are_undone(t
         np.testing.assert_allclose(params[layer]["weight"], m.b_own[layer]["weight"], atol=1e-6)
 
 
-def test_classes_take_the_alignments_clear_matchings_and_get_the_same_result(tmp_path,
-                                                                           monkeypatch):
-    """A residual model's feed-forward junctions, aligned beyond doubt in ``match`` after the
-    stream, are matched in the evidence without their similarities computed again: the
-    matchings, similarities and p-values equal those computed from scratch."""
-    import dataclasses
-
+def test_match_matches_the_classes_once_and_aligns_streams_and_junctions_by_them(tmp_path,
+                                                                                monkeypatch):
+    """``match`` matches the classes (the exact tests read them) and B's stream and
+    feed-forward junctions are aligned by those matchings, not by similarities computed again:
+    a permuted, noisy residual model comes out in A's order, and the matchings are those the
+    classes get when matched from scratch with the same generator."""
     import onnx
 
-    import onnx_lineage.evidence.classes as classes
+    import onnx_lineage.matching.permutation as permutation
     from onnx_lineage.evidence import data_free
     from tests.residual import permutations, residual_model
 
@@ -166,22 +165,21 @@ def test_classes_take_the_alignments_clear_matchings_and_get_the_same_result(tmp
         return tmp_path / f"{name}.onnx"
 
     p, q = permutations()
-    a = save("a", residual_model(noise=0.0))
+    a = save("a", residual_model())
     b = save("b", residual_model(stream=p, hidden=q, noise=0.02))
-    m = match(a, b)
-    assert len(m.settled) == 2  # one per feed-forward block
-    calls = []
-    real = classes.assignment
-    monkeypatch.setattr(classes, "assignment", lambda *x: calls.append(1) or real(*x))
-    reused = data_free(m, 0.01, np.random.default_rng(0))
-    n_reused = len(calls)
-    fresh = data_free(dataclasses.replace(m, _settled={}), 0.01, np.random.default_rng(0))
-    assert len(calls) - n_reused == n_reused + 2  # two classes fewer solved with the reuse
-    for x, y in zip(reused.matches, fresh.matches):
+    computed = []
+    real = permutation.cosine_sum
+    monkeypatch.setattr(permutation, "cosine_sum",
+                        lambda *x, **k: computed.append(1) or real(*x, **k))
+    m = match(a, b, rng=np.random.default_rng(3))
+    assert not computed  # neither the stream nor the two junctions compared again
+    assert all(pair["cosine"] > 0.99 for pair in m.pairs)
+    assert any("residual stream of B" in t for t in m.transforms)
+    assert any("hidden units of B permuted" in t for t in m.transforms)
+    fresh = match_classes(symmetry_classes(m), m.a_params, m.b_own, np.random.default_rng(3))
+    for x, y in zip(m.class_matches, fresh):
         np.testing.assert_array_equal(x.perm, y.perm)
-        assert x.similarity == y.similarity and x.blocks == y.blocks
-    assert reused.unit_order.p_value == fresh.unit_order.p_value
-    assert reused.aligned.p_value == fresh.aligned.p_value
-    # an independent model: nothing clear, nothing taken
-    c = save("c", residual_model(seed=9))
-    assert not match(a, c).settled
+        assert x.similarity == y.similarity
+    ev = data_free(m)
+    assert ev.matches is m.class_matches  # read, not matched again
+    assert ev.unit_order.p_value > 0.01 and ev.aligned.p_value < 1e-6  # permuted: aligned tells

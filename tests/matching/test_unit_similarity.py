@@ -104,21 +104,23 @@ def test_an_exact_similarity_sum_is_the_weighted_sum_of_the_blocks_cosines():
     np.testing.assert_allclose(total.result(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_a_clear_argmax_is_the_best_assignment_and_doubt_gives_none():
-    from onnx_lineage.matching.permutation import CLEAR_MARGIN, best_assignment, clear_argmax
-    rng = np.random.default_rng(6)
-    truth = rng.permutation(8)
-    sim = 0.1 * rng.random((8, 8)).astype(np.float32)
-    sim[np.arange(8), truth] = 0.9
-    before = sim.copy()
-    np.testing.assert_array_equal(clear_argmax(sim), truth)
-    np.testing.assert_array_equal(sim, before)  # read, not changed
-    np.testing.assert_array_equal(best_assignment(sim), truth)
-    relabel = rng.permutation(8)  # the same matching whatever order B's units come in
-    np.testing.assert_array_equal(relabel[clear_argmax(sim[:, relabel])], truth)
-    close = sim.copy()
-    close[0, (truth[0] + 1) % 8] = 0.9 - CLEAR_MARGIN / 2  # a runner-up within the margin
-    assert clear_argmax(close) is None
-    shared = sim.copy()
-    shared[1, truth[0]] = 0.95  # two rows' best in one column
-    assert clear_argmax(shared) is None
+def test_a_given_matching_is_taken_at_a_junctions_first_alignment(monkeypatch):
+    """align_units takes a matching it is given for a junction instead of computing the
+    similarities; a junction it is not given is computed as before."""
+    import onnx_lineage.matching.permutation as permutation
+    rng = np.random.default_rng(8)
+    a = {k: {"weight": rng.normal(size=shape).astype(np.float32)}
+         for k, shape in ((0, (12, 5)), (1, (4, 12)), (2, (9, 4)), (3, (3, 9)))}
+    perms = {0: rng.permutation(12), 2: rng.permutation(9)}
+    b = {0: {"weight": a[0]["weight"][perms[0]]}, 1: {"weight": a[1]["weight"][:, perms[0]]},
+         2: {"weight": a[2]["weight"][perms[2]]}, 3: {"weight": a[3]["weight"][:, perms[2]]}}
+    chains = [permutation.Chain(0, 0, 1, 1, homogeneous=False),
+              permutation.Chain(2, 2, 3, 3, homogeneous=False)]
+    calls = []
+    real = permutation.cosine_sum
+    monkeypatch.setattr(permutation, "cosine_sum", lambda *x, **k: calls.append(1) or real(*x, **k))
+    done = permutation.align_units(a, b, chains, given={0: np.argsort(perms[0])})
+    assert len(calls) == 1  # junction 2 only
+    for k in range(4):
+        np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
+    np.testing.assert_array_equal(perms[0][done[0].perm], np.arange(12))
