@@ -49,12 +49,11 @@ def test_permuting_keeps_a_transposed_weight_transposed_and_half_precision_half(
     np.testing.assert_allclose(scaled, w.astype(np.float32) / 2)
 
 
-def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
+def _two_junctions(seed: int, monkeypatch):
     """Two junctions on separate layers (a transformer's feed-forward blocks between residual
-    streams): each permuted copy is undone in the first pass, and the second pass, which the
-    first pass's moves call for, does not compute either similarity again."""
+    streams), A's weights and B's permuted copy, and a list that counts similarity sums."""
     import onnx_lineage.matching.permutation as permutation
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     a = {k: {"weight": rng.normal(size=shape).astype(np.float32)}
          for k, shape in ((0, (12, 5)), (1, (4, 12)), (2, (9, 4)), (3, (3, 9)))}
     perms = {0: rng.permutation(12), 2: rng.permutation(9)}
@@ -65,7 +64,15 @@ def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
     calls = []
     real = permutation.cosine_sum
     monkeypatch.setattr(permutation, "cosine_sum", lambda *x, **k: calls.append(1) or real(*x, **k))
-    done = permutation.align_units(a, b, chains)
+    return a, b, perms, chains, calls
+
+
+def test_a_junction_nothing_else_moved_is_aligned_once(monkeypatch):
+    """Each permuted copy is undone in the first pass, and the second pass, which the first
+    pass's moves call for, does not compute either similarity again."""
+    from onnx_lineage.matching.permutation import align_units
+    a, b, perms, chains, calls = _two_junctions(7, monkeypatch)
+    done = align_units(a, b, chains)
     assert len(calls) == 2
     for k in range(4):
         np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
@@ -107,19 +114,9 @@ def test_an_exact_similarity_sum_is_the_weighted_sum_of_the_blocks_cosines():
 def test_a_given_matching_is_taken_at_a_junctions_first_alignment(monkeypatch):
     """align_units takes a matching it is given for a junction instead of computing the
     similarities; a junction it is not given is computed as before."""
-    import onnx_lineage.matching.permutation as permutation
-    rng = np.random.default_rng(8)
-    a = {k: {"weight": rng.normal(size=shape).astype(np.float32)}
-         for k, shape in ((0, (12, 5)), (1, (4, 12)), (2, (9, 4)), (3, (3, 9)))}
-    perms = {0: rng.permutation(12), 2: rng.permutation(9)}
-    b = {0: {"weight": a[0]["weight"][perms[0]]}, 1: {"weight": a[1]["weight"][:, perms[0]]},
-         2: {"weight": a[2]["weight"][perms[2]]}, 3: {"weight": a[3]["weight"][:, perms[2]]}}
-    chains = [permutation.Chain(0, 0, 1, 1, homogeneous=False),
-              permutation.Chain(2, 2, 3, 3, homogeneous=False)]
-    calls = []
-    real = permutation.cosine_sum
-    monkeypatch.setattr(permutation, "cosine_sum", lambda *x, **k: calls.append(1) or real(*x, **k))
-    done = permutation.align_units(a, b, chains, given={0: np.argsort(perms[0])})
+    from onnx_lineage.matching.permutation import align_units
+    a, b, perms, chains, calls = _two_junctions(8, monkeypatch)
+    done = align_units(a, b, chains, given={0: np.argsort(perms[0])})
     assert len(calls) == 1  # junction 2 only
     for k in range(4):
         np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
