@@ -5,17 +5,9 @@ Commands import the library lazily, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import os
 import sys
 
-# numpy asks the kernel to back every array over 4 MB with huge pages; where the kernel then
-# compacts memory on the spot (transparent_hugepage/defrag "madvise", a common default), touching
-# a new array can stall for a long time (numpy issue 31590). On the benchmark machine that doubled
-# match's time on BERT-base (benchmarks/RESULTS.md). The command line leaves that advice off,
-# unless NUMPY_MADVISE_HUGEPAGE says otherwise; it must be set before numpy is imported.
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
-
-import typer  # noqa: E402
+import typer
 
 from onnx_lineage.cli import (cmd_analyze, cmd_closeness, cmd_demo, cmd_determine,  # noqa: F401
                               cmd_inspect, cmd_match, cmd_tree)

@@ -213,18 +213,3 @@ def test_inspect_says_where_each_input_keeps_its_rows():
     assert [(i["name"], i["batch_axis"], i["state"]) for i in inputs] == [
         ("input", 0, False), ("state", 1, True), ("sr", None, False)]
 
-
-@pytest.mark.parametrize("setting, advised", [(None, False), ("1", True)])
-def test_numpys_huge_page_advice_is_off_in_the_cli_unless_the_user_sets_it(setting, advised):
-    """Set before numpy is imported (it reads NUMPY_MADVISE_HUGEPAGE once, at import)."""
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    if setting is not None:
-        env["NUMPY_MADVISE_HUGEPAGE"] = setting
-    code = ("import onnx_lineage.cli, numpy\n"
-            "try:\n    from numpy._core import multiarray\n"
-            "except ImportError:  # numpy 1.x\n    from numpy.core import multiarray\n"
-            "print(multiarray._get_madvise_hugepage())")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == str(advised)
