@@ -190,9 +190,9 @@ class CosineSum:
     """The sum of :func:`unit_cosine` over feature blocks ``(x (n, d), y (m, d))`` added one at
     a time, shape (n, m).
 
-    Exact (a matrix product per block) unless the work is very large: above
+    Exact (one matrix product of all blocks side by side) unless the work is very large: above
     :data:`SKETCH_ABOVE` multiply-adds with over ``SKETCH_RATIO * SKETCH_DIM`` features in all
-    (a BERT-base-sized residual stream: 768 units, 141k features each; a 1B decoder's SwiGLU
+    (a BERT-base-sized residual stream: 768 units, 31k features each; a 1B decoder's SwiGLU
     units: 5632 units, 6144 features), each block's unit rows are count-sketched instead: every
     feature added, with a random sign, to one of :data:`SKETCH_DIM` buckets, the same for A and
     B, an unbiased estimate of each cosine with a variance of about ``(1 + cos^2) / SKETCH_DIM``
