@@ -33,3 +33,27 @@ def count_sketch(x, bucket, sign, out, squares):
             out[i, bucket[f]] += sign[f] * v
             acc += v * v
         squares[i] += acc
+
+
+@njit(nogil=True, fastmath=False)
+def count_sketch_columns(xt, bucket, sign, out_t, squares):
+    """:func:`count_sketch` of ``x`` given as its transpose ``xt`` (an embedding table read
+    ``(dim, vocab)`` from its stored ``(vocab, dim)`` rows), walked in memory order.
+
+    Parameters
+    ----------
+    xt : ndarray of shape (d, n), float32, rows contiguous
+    bucket, sign : as in :func:`count_sketch`
+    out_t : ndarray of shape (buckets, n), float64
+        Added to: the transposed sketch.
+    squares : ndarray of shape (n,), float64
+        Added to.
+    """
+    d, n = xt.shape
+    for f in range(d):
+        b = bucket[f]
+        s = sign[f]
+        for i in range(n):
+            v = np.float64(xt[f, i])
+            out_t[b, i] += s * v
+            squares[i] += v * v

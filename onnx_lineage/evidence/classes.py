@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from onnx_lineage.matching.permutation import (best_assignment, cosine_sum, out_features,
-                                               per_unit, permute_inputs, row_norms, take_rows,
-                                               unit_rows)
+                                               per_unit, permute_inputs, row_norms, take_rows)
 
 
 @dataclass(frozen=True)
@@ -333,7 +332,7 @@ def assignment(fa: list, fb: list, relabel: np.ndarray) -> np.ndarray:
     the argmax when every row's best column differs, sparse candidates for wide classes) work on
     the relabelled units, so the matching stays equivariant.
     """
-    best = best_assignment(cosine_sum([(x, y[relabel]) for x, y in zip(fa, fb)]))
+    best = best_assignment(cosine_sum(list(zip(fa, fb)), relabel=relabel))
     return relabel[best].astype(np.int64)
 
 
@@ -342,11 +341,25 @@ def _matched_similarity(fa, fb, names, perm) -> tuple[float, int]:
     length; without any, the mean over blocks of the matched cosines."""
     incoming = [k for k, n in enumerate(names) if n.startswith("in:")]
     if incoming:
-        xa = unit_rows(np.concatenate([fa[k] for k in incoming], axis=1))
-        xb = unit_rows(np.concatenate([fb[k] for k in incoming], axis=1)[perm])
-        return float(np.median(np.einsum("ij,ij->i", xa, xb))), int(xa.shape[1])
-    matched = sum(np.einsum("ij,ij->i", unit_rows(x), unit_rows(y[perm])) for x, y in zip(fa, fb))
+        cos = _matched_cosines([fa[k] for k in incoming], [fb[k] for k in incoming], perm)
+        return float(np.median(cos)), int(sum(fa[k].shape[1] for k in incoming))
+    matched = sum(_matched_cosines([x], [y], perm) for x, y in zip(fa, fb))
     return float(np.median(matched / len(fa))), int(sum(x.shape[1] for x in fa))
+
+
+def _matched_cosines(xs: list, ys: list, perm: np.ndarray) -> np.ndarray:
+    """Per A unit ``u``, the cosine of its features (the blocks ``xs``, (n, d_k) each, side by
+    side) with B unit ``perm[u]``'s (``ys``), in float64 (0 for a zero row): products summed
+    block by block, nothing concatenated or normalised."""
+    dots = np.zeros(perm.size)
+    na = np.zeros(perm.size)
+    nb = np.zeros(perm.size)
+    for x, y in zip(xs, ys):
+        dots += np.einsum("ij,ij->i", x, y[perm], dtype=np.float64)
+        na += row_norms(x) ** 2
+        nb += row_norms(y)[perm] ** 2
+    norm = np.sqrt(na) * np.sqrt(nb)
+    return np.where(norm > 0, dots / np.where(norm > 0, norm, 1.0), 0.0)
 
 
 def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,

@@ -225,16 +225,19 @@ class CosineSum:
             self._xs: list = []
             self._ys: list = []
 
-    def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0) -> None:
-        """Add ``weight`` times the cosines of the rows of ``x`` (n, d) with those of ``y``."""
+    def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0,
+            relabel: np.ndarray | None = None) -> None:
+        """Add ``weight`` times the cosines of the rows of ``x`` (n, d) with those of ``y``
+        (its rows taken in the order ``relabel``, when given)."""
         if self.sketched:
             d = x.shape[1]
             bucket = self._rng.integers(0, SKETCH_DIM, d)
             sign = self._rng.choice(np.array([-weight, weight], np.float32), d)
             self._su += _unit_sketch(x, bucket, sign)
-            self._sv += _unit_sketch(y, bucket, sign)
+            sketch = _unit_sketch(y, bucket, sign)  # row by row: relabelling after is the same
+            self._sv += sketch if relabel is None else sketch[relabel]
             return
-        xr, yr = unit_rows(x), unit_rows(y)
+        xr, yr = unit_rows(x), unit_rows(y if relabel is None else y[relabel])
         if weight != 1.0:
             xr *= np.float32(weight)
         self._xs.append(xr)
@@ -255,21 +258,29 @@ def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndar
     """Count sketch (:func:`kernels.sketch.count_sketch`) of ``x``'s rows scaled to unit length,
     float32: the rows are sketched as they are and the sketch is scaled after, so ``x`` is read
     once and never copied."""
-    from kernels.sketch import count_sketch  # numba: only for classes large enough to sketch
+    from kernels.sketch import count_sketch, count_sketch_columns  # numba: only when sketching
     x = as_single(x)
-    out, squares = np.zeros((x.shape[0], SKETCH_DIM)), np.zeros(x.shape[0])
-    count_sketch(x, bucket.astype(np.int64), sign, out, squares)
+    squares = np.zeros(x.shape[0])
+    if not x.flags.c_contiguous and x.T.flags.c_contiguous:  # read transposed: walk its rows
+        out = np.zeros((SKETCH_DIM, x.shape[0]))
+        count_sketch_columns(x.T, bucket.astype(np.int64), sign, out, squares)
+        out = out.T
+    else:
+        out = np.zeros((x.shape[0], SKETCH_DIM))
+        count_sketch(x, bucket.astype(np.int64), sign, out, squares)
     norm = np.sqrt(squares)
     return (out * np.where(norm > 0, 1.0 / np.maximum(norm, 1e-300), 0.0)[:, None]).astype(
         np.float32)
 
 
-def cosine_sum(blocks: list, weights: list | None = None) -> np.ndarray:
-    """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1)."""
+def cosine_sum(blocks: list, weights: list | None = None,
+               relabel: np.ndarray | None = None) -> np.ndarray:
+    """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1),
+    ``y``'s rows taken in the order ``relabel`` (when given)."""
     total = CosineSum(blocks[0][0].shape[0], blocks[0][1].shape[0],
                       sum(x.shape[1] for x, _ in blocks))
     for k, (x, y) in enumerate(blocks):
-        total.add(x, y, 1.0 if weights is None else weights[k])
+        total.add(x, y, 1.0 if weights is None else weights[k], relabel)
     return total.result()
 
 

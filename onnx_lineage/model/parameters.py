@@ -366,7 +366,7 @@ def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         value = dequantize(table.value, scale.value, None if zp is None else zp.value)
         table = Const(value, "dynamic", float(np.abs(scale.value).max()))
         out, quant, step, writable = cons[0].output[0], "dynamic", table.step, False
-    return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T.copy()},
+    return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T},
                  {"weight": Site(node.name, 0, table.value.shape, "transpose", writable)},
                  quant, step, out, node.input[1])
 

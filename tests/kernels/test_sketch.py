@@ -21,3 +21,17 @@ def test_count_sketch_is_the_signed_bucket_sum_and_adds_the_squares():
     strided = np.zeros((5, 7)), np.zeros(5)  # a transposed view gives the same
     count_sketch(np.asfortranarray(x), bucket, sign, *strided)
     np.testing.assert_allclose(strided[0], out - 1, rtol=1e-12)
+
+
+def test_the_column_walk_gives_the_same_sketch_of_a_transposed_table():
+    from kernels.sketch import count_sketch_columns
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(40, 5)).astype(np.float32)  # stored (vocab, dim), read (dim, vocab)
+    bucket = rng.integers(0, 7, 40)
+    sign = rng.choice(np.array([-1.0, 1.0], np.float32), 40)
+    rows = np.zeros((5, 7)), np.zeros(5)
+    count_sketch(np.ascontiguousarray(table.T), bucket, sign, *rows)
+    out_t, squares = np.zeros((7, 5)), np.zeros(5)
+    count_sketch_columns(table, bucket, sign, out_t, squares)
+    np.testing.assert_allclose(out_t.T, rows[0], rtol=1e-12)
+    np.testing.assert_allclose(squares, rows[1], rtol=1e-12)

@@ -121,3 +121,22 @@ def test_a_given_matching_is_taken_at_a_junctions_first_alignment(monkeypatch):
     for k in range(4):
         np.testing.assert_array_equal(b[k]["weight"], a[k]["weight"])
     np.testing.assert_array_equal(perms[0][done[0].perm], np.arange(12))
+
+
+def test_a_sketched_block_read_transposed_gives_the_same_similarities(monkeypatch):
+    """An embedding table is held as a transposed view of its stored rows: sketched in its own
+    memory order, it gives what its contiguous copy gives."""
+    from onnx_lineage.matching import permutation as P
+    monkeypatch.setattr(P, "SKETCH_ABOVE", 1e3)
+    monkeypatch.setattr(P, "SKETCH_DIM", 16)
+    monkeypatch.setattr(P, "SKETCH_RATIO", 2)
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(300, 20)).astype(np.float32).T  # (20 units, 300 features), a view
+    y = rng.normal(size=(20, 300)).astype(np.float32)
+    sums = []
+    for block in (x, np.ascontiguousarray(x)):
+        total = P.CosineSum(20, 20, 300, seed=4)
+        total.add(block, y)
+        assert total.sketched
+        sums.append(total.result())
+    np.testing.assert_allclose(sums[0], sums[1], rtol=1e-6, atol=1e-7)
