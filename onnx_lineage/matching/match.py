@@ -377,12 +377,12 @@ def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b
             owners.setdefault((r, "out"), []).append(cm.cls)
         for layer, _, _ in cm.cls.columns:
             owners.setdefault((layer, "in"), []).append(cm.cls)
+    junction_classes = {cm.cls.rows[0]: cm for cm in class_matches
+                        if len(cm.cls.rows) == 1 and cm.cls.stream is None and not cm.cls.span}
     given = {}
     for c in chains:
-        cm = next((x for x in class_matches if x.cls.rows == (c.a,) and x.cls.stream is None),
-                  None)
-        if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.span
-                or cm.cls.pruned or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
+        cm = junction_classes.get(c.a)
+        if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.pruned or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
             continue
         others = owners.get((c.a, "in"), []) + owners.get((c.a_next, "out"), [])
         if all(o.stream is not None for o in others):  # permuted above by these matchings

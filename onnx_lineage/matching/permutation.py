@@ -430,31 +430,11 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
         for c in chains:
             if seen.get(c.b) == state(c):  # nothing it reads has moved since: the same answer
                 continue
-            pa, pb = a_params[c.a], b_params[c.b]
-            units = pb["weight"].shape[0]
-            if given and c.b in given and c.b not in seen and not any(state(c)):
-                perm = given[c.b]
-                if np.any(perm != np.arange(units)):
-                    changed = True
-                    moved(c, perm)
-                    done[c.b].perm = done[c.b].perm[perm]
-                seen[c.b] = state(c)
-                continue
-            blocks = [(_in_features(pa, []), _in_features(pb, [])),
-                      (out_features(a_params[c.a_next]["weight"], units, c.spatial,
-                                    c.channels_last, c.next_groups),
-                       out_features(b_params[c.b_next]["weight"], units, c.spatial,
-                                    c.channels_last, c.next_groups))]
-            blocks += [(per_unit(a_params[fa]), per_unit(b_params[fb])) for fa, fb in c.followers]
-            sim = cosine_sum(blocks, [1.0, 1.0] + [0.5] * len(c.followers))
-            if c.groups > 1:  # no unit leaves its group
-                block = np.arange(units) // (units // c.groups)
-                sim = np.where(block[:, None] == block[None, :], sim, -1e6)
-            # units feeding a grouped convolution move in blocks; whole blocks only when the
-            # groups' output channels can follow (the grouped layer's junction is aligned too)
+            units = b_params[c.b]["weight"].shape[0]
             inner = by_b.get(c.b_next)
-            perm = (best_assignment(sim) if c.next_groups == 1 else
-                    block_assignment(sim, c.next_groups, movable=inner is not None))
+            first = c.b not in seen and not any(state(c))
+            perm = (given[c.b] if given and c.b in given and first
+                    else _junction_matching(a_params, b_params, c, inner is not None))
             if np.any(perm != np.arange(units)):
                 changed = True
                 moved(c, perm)
@@ -490,6 +470,28 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
 #: (conservative).
 SPARSE_ABOVE = 512
 CANDIDATES = 64
+
+
+def _junction_matching(a_params: dict, b_params: dict, c: Chain, inner: bool) -> np.ndarray:
+    """The matching of a junction's units (``perm[u]``: B's unit for A's unit ``u``) by the
+    similarity of their incoming and outgoing weights and their followers' parameters, within
+    groups; units feeding a grouped convolution in blocks, whole blocks moving only when the
+    groups' output channels can follow (``inner``: the grouped layer's junction is aligned too)."""
+    pa, pb = a_params[c.a], b_params[c.b]
+    units = pb["weight"].shape[0]
+    blocks = [(_in_features(pa, []), _in_features(pb, [])),
+              (out_features(a_params[c.a_next]["weight"], units, c.spatial, c.channels_last,
+                            c.next_groups),
+               out_features(b_params[c.b_next]["weight"], units, c.spatial, c.channels_last,
+                            c.next_groups))]
+    blocks += [(per_unit(a_params[fa]), per_unit(b_params[fb])) for fa, fb in c.followers]
+    sim = cosine_sum(blocks, [1.0, 1.0] + [0.5] * len(c.followers))
+    if c.groups > 1:  # no unit leaves its group
+        block = np.arange(units) // (units // c.groups)
+        sim = np.where(block[:, None] == block[None, :], sim, -1e6)
+    if c.next_groups == 1:
+        return best_assignment(sim)
+    return block_assignment(sim, c.next_groups, movable=inner)
 
 
 def _sparse_assignment(sim: np.ndarray) -> np.ndarray:
