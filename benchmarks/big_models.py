@@ -129,8 +129,7 @@ def timed(args: list[str], env: dict | None = None) -> dict:
 def matmul_rate() -> dict:
     """The float32 matrix product of one BERT-base feed-forward similarity (3,072 x 1,537 units
     by features, against the same), best of three, as numpy runs it here: the floor under
-    ``match`` (it computes 12 of them to align; the exact tests take the alignment's matchings
-    where they are beyond doubt, a derived pair's, and compute 12 more otherwise)."""
+    ``match`` (it computes 12 of them, once: the classes' matching, which the alignment takes)."""
     rng = np.random.default_rng(0)
     a, b = (rng.normal(size=(3072, 1537)).astype(np.float32) for _ in range(2))
     best = min(_seconds(lambda: a @ b.T) for _ in range(3))
