@@ -39,6 +39,22 @@ def test_the_matching_is_equivariant(tmp_path):
     assert m2[0].similarity == m1[0].similarity and m2[1].similarity == m1[1].similarity
 
 
+def test_the_workers_and_their_share_of_the_blas_threads_do_not_change_the_matching(tmp_path):
+    """One worker or several give the same matchings, and the BLAS library has its own thread
+    count back afterwards (the workers divide the cores among themselves only while they run)."""
+    from threadpoolctl import threadpool_info
+    a, b = random_mlp(0), random_mlp(1)
+    m = match(save(*a, tmp_path / "a.onnx"), save(*b, tmp_path / "b.onnx"))
+    classes = symmetry_classes(m)
+    before = [(x["internal_api"], x["num_threads"]) for x in threadpool_info()]
+    runs = [match_classes(classes, m.a_params, m.b_own, np.random.default_rng(5), workers=w)
+            for w in (1, 2, 3)]
+    assert [(x["internal_api"], x["num_threads"]) for x in threadpool_info()] == before
+    for other in runs[1:]:
+        assert all(np.array_equal(x.perm, y.perm) and x.similarity == y.similarity
+                   for x, y in zip(runs[0], other))
+
+
 def test_a_permuted_and_rescaled_copy_is_matched_exactly(tmp_path):
     a = random_mlp(0)
     rng = np.random.default_rng(3)
