@@ -10,11 +10,22 @@ Strong evidence, per matched pair (:func:`direction`):
 Weak signals per model (:func:`model_stats`, read once per model), each a vote on an edge
 (:func:`votes`) weighed by its accuracy as measured on forests of known lineage
 (``direction_signals.json``, written by ``benchmarks/forests.py --fit`` on seeds the reported
-figures do not use): ``norm`` (the child has the larger weight norm: training without strong
-weight decay grows it), ``kurtosis`` (the child's weights have the larger kurtosis: MoTHer,
-Horwitz et al., ICLR 2025) and ``loss`` (on the labelled data of the run, the parent fits
-better: a fine-tune fits its own data better and the rest worse; it abstains without labels,
-and says the opposite if the data is the fine-tune's own).
+figures do not use):
+
+* ``head``: the child's output layer has the larger weight norm. Training with cross-entropy
+  and without strong weight decay keeps growing the classifier's weights (on separable data the
+  logits' scale grows without bound, Soudry et al., JMLR 2018), whatever the data of the
+  fine-tune;
+* ``norm``: the child's hidden layers have the larger norms (the mean over the layers of the
+  log ratio of their norms, so that no one large layer decides): training grows them too;
+* ``kurtosis``: in most hidden layers the child's weights have the larger kurtosis (MoTHer,
+  Horwitz et al., ICLR 2025, layer by layer);
+* ``loss``: on the labelled data of the run, the parent fits better (a fine-tune fits its own
+  data better and the rest worse; it abstains without labels, and says the opposite if the
+  data is the fine-tune's own).
+
+The three weight signals compare layer with layer, so they abstain when the two models' weight
+layers differ in number or size (a new head, pruned widths).
 
 Scores are positive when the evidence says A is the parent. The forest orients by the strong
 evidence first and uses the weak signals after it.
@@ -82,12 +93,17 @@ class ModelStats:
     norm : float
         Euclidean norm of every dense/conv/embedding weight.
     kurtosis : float
-        Excess kurtosis of those weights pooled (MoTHer's statistic).
+        Excess kurtosis of those weights pooled.
     zeros : float
         Fraction of exact zeros among them.
     quantized : bool
     loss : float or None
         Cross-entropy on the run's labelled data (None: no labels, or the data cannot feed it).
+    layer_norms, layer_kurtosis : tuple of float
+        Per weight layer in graph order (the last one the output layer): its norm and its
+        excess kurtosis.
+    layer_sizes : tuple of int
+        Per weight layer, its number of weights.
     """
 
     norm: float
@@ -95,23 +111,61 @@ class ModelStats:
     zeros: float
     quantized: bool
     loss: float | None = None
+    layer_norms: tuple = ()
+    layer_kurtosis: tuple = ()
+    layer_sizes: tuple = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _moments(w: np.ndarray) -> tuple[int, float, float, float, float]:
+    """Count, mean and the sums of the 2nd, 3rd and 4th powers of the deviations from it, of one
+    weight tensor (float64: one copy of that tensor)."""
+    x = np.asarray(w, np.float64).ravel()
+    mu = float(x.mean()) if x.size else 0.0
+    c = x - mu
+    c2 = c * c
+    return x.size, mu, float(c2.sum()), float((c2 * c).sum()), float((c2 * c2).sum())
+
+
+def _pooled(parts: list) -> tuple[int, float, float, float, float]:
+    """:func:`_moments` of several tensors taken together, from theirs: each part's sums shifted
+    to the pooled mean (exact, no large raw powers cancelling)."""
+    n = sum(p[0] for p in parts)
+    mu = sum(p[0] * p[1] for p in parts) / n
+    m2 = m3 = m4 = 0.0
+    for k, mean, s2, s3, s4 in parts:
+        d = mean - mu
+        m2 += s2 + k * d * d
+        m3 += s3 + 3 * d * s2 + k * d ** 3
+        m4 += s4 + 4 * d * s3 + 6 * d * d * s2 + k * d ** 4
+    return n, mu, m2, m3, m4
+
+
+def _kurtosis(n: int, mean: float, s2: float, s3: float, s4: float) -> float:
+    """Excess kurtosis from :func:`_moments` (0 for constant values)."""
+    var = s2 / n
+    if var <= 1e-300:
+        return 0.0
+    return float((s4 / n) / var ** 2 - 3.0)
+
+
 def model_stats(layers) -> ModelStats:
-    """:class:`ModelStats` of a model's canonical layers."""
-    ws = [x.weight.astype(np.float64).ravel() for x in layers
-          if x.kind in ("dense", "conv", "embedding", "linear")]
+    """:class:`ModelStats` of a model's canonical layers (read a layer at a time: nothing the size
+    of the model is allocated)."""
+    ws = [x.weight for x in layers if x.kind in ("dense", "conv", "embedding", "linear")]
+    quantized = any(x.quant for x in layers)
     if not ws:
-        return ModelStats(0.0, 0.0, 0.0, any(x.quant for x in layers))
-    w = np.concatenate(ws)
-    centred = w - w.mean()
-    var = float(np.mean(centred ** 2))
-    kurt = float(np.mean(centred ** 4) / var ** 2 - 3.0) if var > 0 else 0.0
-    return ModelStats(float(np.linalg.norm(w)), kurt, float(np.mean(w == 0)),
-                      any(x.quant for x in layers))
+        return ModelStats(0.0, 0.0, 0.0, quantized)
+    parts = [_moments(w) for w in ws]
+    n, mean, s2, s3, s4 = _pooled(parts)
+    zeros = sum(int(np.count_nonzero(np.asarray(w) == 0)) for w in ws)
+    return ModelStats(float(np.sqrt(s2 + n * mean * mean)), _kurtosis(n, mean, s2, s3, s4),
+                      zeros / n, quantized,
+                      layer_norms=tuple(float(np.sqrt(p[2] + p[0] * p[1] ** 2)) for p in parts),
+                      layer_kurtosis=tuple(_kurtosis(*p) for p in parts),
+                      layer_sizes=tuple(p[0] for p in parts))
 
 
 #: Relative differences under which a weak signal abstains.
@@ -120,18 +174,26 @@ MIN_NORM_CHANGE, MIN_KURTOSIS_CHANGE, MIN_LOSS_CHANGE = 1e-6, 1e-4, 1e-3
 
 def votes(a: ModelStats, b: ModelStats) -> dict[str, int]:
     """Each weak signal's vote on the edge ``a -> b``: +1 (``a`` the parent), -1, 0 (abstains:
-    the difference is too small, or quantization or pruning changed the statistic)."""
-    out = {"loss": 0}
+    the difference is too small, the weight layers differ, or quantization or pruning changed
+    the statistic)."""
+    out = {"loss": 0, "head": 0, "norm": 0, "kurtosis": 0}
     if a.loss is not None and b.loss is not None and \
             abs(b.loss - a.loss) >= MIN_LOSS_CHANGE * max(a.loss, b.loss, 1e-12):
         out["loss"] = int(np.sign(b.loss - a.loss))
-    if a.quantized or b.quantized or abs(a.zeros - b.zeros) >= 0.05:
-        return {"norm": 0, "kurtosis": 0, **out}
-    rel = (b.norm - a.norm) / max(a.norm, 1e-12)
-    out["norm"] = 0 if abs(rel) < MIN_NORM_CHANGE else int(np.sign(rel))
-    dk = b.kurtosis - a.kurtosis
-    out["kurtosis"] = 0 if abs(dk) < MIN_KURTOSIS_CHANGE * max(abs(a.kurtosis), 1.0) \
-        else int(np.sign(dk))
+    if a.quantized or b.quantized or abs(a.zeros - b.zeros) >= 0.05 or \
+            not a.layer_sizes or a.layer_sizes != b.layer_sizes:
+        return out
+    na, nb = np.asarray(a.layer_norms), np.asarray(b.layer_norms)
+    rel = (nb[-1] - na[-1]) / max(na[-1], 1e-12)
+    out["head"] = 0 if abs(rel) < MIN_NORM_CHANGE else int(np.sign(rel))
+    hidden = (na[:-1] > 0) & (nb[:-1] > 0)
+    if hidden.any():
+        growth = float(np.mean(np.log(nb[:-1][hidden] / na[:-1][hidden])))
+        out["norm"] = 0 if abs(growth) < MIN_NORM_CHANGE else int(np.sign(growth))
+    ka, kb = np.asarray(a.layer_kurtosis[:-1]), np.asarray(b.layer_kurtosis[:-1])
+    dk = kb - ka
+    moved = np.abs(dk) >= MIN_KURTOSIS_CHANGE * np.maximum(np.abs(ka), 1.0)
+    out["kurtosis"] = int(np.sign(np.sum(np.sign(dk[moved]))))
     return out
 
 
@@ -181,7 +243,9 @@ def model_loss(model, data, seed: int = 0) -> float | None:
 
 def weak_evidence(parent: str, child: str, stats: dict, weights: dict) -> list[str]:
     """Sentences for the weak signals that vote on ``parent -> child`` and carry weight."""
-    said = {"norm": "has the larger weight norm", "kurtosis": "has the larger weight kurtosis",
+    said = {"head": "has the larger output-layer norm",
+            "norm": "has the larger hidden-layer norms",
+            "kurtosis": "has the larger weight kurtosis in most hidden layers",
             "loss": "fits the data worse"}
     out = []
     for k, v in votes(stats[parent], stats[child]).items():

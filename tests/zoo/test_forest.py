@@ -41,30 +41,61 @@ def test_a_chain_stays_a_chain():
                                                       for k in range(3)}
 
 
+def _stats(norms, kurtosis, loss=0.3, quantized=False, sizes=None):
+    sizes = sizes or tuple(10 for _ in norms)
+    return ModelStats(float(np.sqrt(np.sum(np.square(norms)))), 0.0, 0.0, quantized, loss,
+                      tuple(norms), tuple(kurtosis), sizes)
+
+
 def test_weak_signals_vote_for_the_parent_and_abstain_on_quantized_copies():
-    parent = ModelStats(norm=10.0, kurtosis=0.5, zeros=0.0, quantized=False, loss=0.3)
-    child = ModelStats(norm=10.2, kurtosis=0.7, zeros=0.0, quantized=False, loss=0.5)
-    assert votes(parent, child) == {"loss": 1, "norm": 1, "kurtosis": 1}
-    assert votes(child, parent) == {"loss": -1, "norm": -1, "kurtosis": -1}
-    int8 = ModelStats(norm=10.4, kurtosis=0.9, zeros=0.0, quantized=True, loss=None)
-    assert votes(parent, int8) == {"loss": 0, "norm": 0, "kurtosis": 0}
+    parent = _stats([3.0, 2.0, 1.0], [0.5, 0.1, 0.0], loss=0.3)
+    # hidden norms: one shrinks a little, one grows more (mean log ratio > 0); kurtosis rises
+    # in both hidden layers; the head grows; the child fits the data worse
+    child = _stats([2.9, 2.4, 1.1], [0.7, 0.2, -0.5], loss=0.5)
+    assert votes(parent, child) == {"loss": 1, "head": 1, "norm": 1, "kurtosis": 1}
+    assert votes(child, parent) == {"loss": -1, "head": -1, "norm": -1, "kurtosis": -1}
+    int8 = _stats([3.1, 2.1, 1.2], [0.9, 0.3, 0.1], loss=None, quantized=True)
+    assert votes(parent, int8) == {"loss": 0, "head": 0, "norm": 0, "kurtosis": 0}
+
+
+def test_weight_signals_abstain_when_the_layers_differ():
+    """A new head or pruned widths: no layer-by-layer comparison, only the loss votes."""
+    parent = _stats([3.0, 2.0, 1.0], [0.5, 0.1, 0.0], loss=0.3)
+    new_head = _stats([3.1, 2.1, 1.5], [0.6, 0.2, 0.0], loss=0.5, sizes=(10, 10, 20))
+    assert votes(parent, new_head) == {"loss": 1, "head": 0, "norm": 0, "kurtosis": 0}
 
 
 def test_model_stats_read_the_weights():
     class L:
         def __init__(self, w):
             self.weight, self.kind, self.quant = w, "dense", ""
+    rng = np.random.default_rng(0)
     w = np.array([[0.0, 1.0], [-1.0, 3.0]], np.float32)
-    s = model_stats([L(w)])
-    assert s.norm == pytest.approx(np.sqrt(11)) and s.zeros == 0.25 and not s.quantized
+    v = rng.standard_t(5, size=(30, 7)).astype(np.float32) + 0.2
+    s = model_stats([L(w), L(v)])
+    both = np.concatenate([w.ravel(), v.ravel()]).astype(np.float64)
+
+    def kurt(x):
+        c = x - x.mean()
+        return np.mean(c ** 4) / np.mean(c ** 2) ** 2 - 3.0
+    assert s.norm == pytest.approx(np.linalg.norm(both)) and s.zeros == 1 / both.size
+    assert s.kurtosis == pytest.approx(kurt(both)) and not s.quantized
+    assert s.layer_sizes == (4, 210)
+    assert s.layer_norms == pytest.approx((np.sqrt(11), np.linalg.norm(v.astype(np.float64))))
+    assert s.layer_kurtosis == pytest.approx((kurt(w.ravel().astype(np.float64)),
+                                              kurt(v.ravel().astype(np.float64))))
+    # far from zero, a raw fourth moment would cancel away the kurtosis; the deviations keep it
+    far = model_stats([L(w + np.float32(300)), L(v + np.float32(300))])
+    shifted = np.concatenate([(w + np.float32(300)).ravel(), (v + np.float32(300)).ravel()])
+    assert far.kurtosis == pytest.approx(kurt(shifted.astype(np.float64)), rel=1e-6)
 
 
 def test_the_root_follows_the_weighted_signals():
-    stats = {"p": ModelStats(1.0, 0.0, 0.0, False, 0.2), "c": ModelStats(1.1, 0.0, 0.0, False, 0.4)}
+    stats = {"p": _stats([1.0, 1.0], [0.0, 0.0], 0.2), "c": _stats([1.0, 1.1], [0.0, 0.0], 0.4)}
     edge = PairOutcome("c", "p", True, 0.9, 0.0, (), distance=0.1)
-    directed, roots = orient(["c", "p"], [edge], None, stats, {"loss": 1.3, "norm": 0.6})
+    directed, roots = orient(["c", "p"], [edge], None, stats, {"loss": 1.3, "head": 0.6})
     assert roots == ["p"] and directed[0][:2] == ("p", "c")
-    assert edge_confidence("p", "c", edge, stats, {"loss": 1.3, "norm": 0.6}) == pytest.approx(
+    assert edge_confidence("p", "c", edge, stats, {"loss": 1.3, "head": 0.6}) == pytest.approx(
         1 / (1 + np.exp(-1.9)))
 
 
