@@ -21,6 +21,8 @@ import numpy as np
 STRONG_LOG_ODDS = math.log(0.99 / 0.01)
 #: An edge's direction is called decided from this posterior up.
 DECIDED = 0.75
+#: Edges this short join copies of one model (re-exports, permuted or rescaled copies).
+COPY_DISTANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class PairOutcome:
     """Exact test of one candidate pair (``direction`` > 0: ``a`` looks like the parent).
 
     ``distance``: relative distance of the aligned weights (None: not measured; the forest then
-    uses ``1 - weight``)."""
+    uses ``1 - weight``). ``rescaled``: B's hidden units are grossly rescaled against A's
+    (:func:`.direction.rescaling`), so their weight norms say nothing of direction."""
 
     a: str
     b: str
@@ -38,6 +41,7 @@ class PairOutcome:
     evidence: tuple
     error: str | None = None
     distance: float | None = None
+    rescaled: bool = False
 
     @property
     def length(self) -> float:
@@ -141,14 +145,24 @@ def strong_log_odds(parent: str, e: PairOutcome) -> float:
     return (e.direction if e.a == parent else -e.direction) / 2.0 * STRONG_LOG_ODDS
 
 
-def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None) -> float:
+def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None,
+                  e: PairOutcome | None = None) -> float:
     """Log-odds that ``parent -> child`` from the weak signals (:func:`.direction.votes` on the
-    models' ``stats``, each weighed by ``weights``); 0 without statistics."""
-    if not stats or parent not in stats or child not in stats:
+    models' ``stats``, each weighed by ``weights``, the weight signals silent on an edge ``e``
+    whose units are rescaled); 0 without statistics, and 0 on an edge between copies of one model
+    (:func:`is_copy`): nothing separates the two."""
+    if not stats or parent not in stats or child not in stats or (e is not None and is_copy(e)):
         return 0.0
     from onnx_lineage.zoo.direction import votes
     w = weights or {}
-    return sum(w.get(k, 0.0) * v for k, v in votes(stats[parent], stats[child]).items())
+    rescaled = e is not None and e.rescaled
+    return sum(w.get(k, 0.0) * v for k, v in votes(stats[parent], stats[child], rescaled).items())
+
+
+def is_copy(e: PairOutcome) -> bool:
+    """Whether edge ``e`` joins copies of one model (aligned weights within
+    :data:`COPY_DISTANCE`)."""
+    return e.distance is not None and e.distance < COPY_DISTANCE
 
 
 def _agreement(root: str, adj, weak: bool = False, stats: dict | None = None,
@@ -157,7 +171,7 @@ def _agreement(root: str, adj, weak: bool = False, stats: dict | None = None,
     (``weak``) from the weak signals."""
     total = 0.0
     for parent, child, e in _away_from(root, adj):
-        total += (weak_log_odds(parent, child, stats, weights) if weak
+        total += (weak_log_odds(parent, child, stats, weights, e) if weak
                   else strong_log_odds(parent, e))
     return total
 
@@ -166,7 +180,7 @@ def edge_confidence(parent: str, child: str, e: PairOutcome, stats: dict | None,
                     weights: dict | None) -> float:
     """Posterior that ``parent -> child`` is the right direction, all evidence combined as
     independent log-odds from an even prior."""
-    z = strong_log_odds(parent, e) + weak_log_odds(parent, child, stats, weights)
+    z = strong_log_odds(parent, e) + weak_log_odds(parent, child, stats, weights, e)
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -207,8 +221,6 @@ def aligned_distance(m) -> float:
     return float(np.sqrt(diff / scale)) if scale > 0 else float("inf")
 
 
-#: Edges this short join copies of one model (re-exports, permuted or rescaled copies).
-COPY_DISTANCE = 1e-4
 #: Three models on one line within this share of the path length: one run passing through the
 #: middle one (its checkpoints), a chain.
 COLLINEAR = 0.1

@@ -28,11 +28,12 @@ from onnx_lineage.errors import LineageError, ModelError
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
-from onnx_lineage.zoo.direction import model_loss, model_stats, signal_weights, weak_evidence
+from onnx_lineage.zoo.direction import (RESCALED, direction, model_loss, model_stats, rescaling,
+                                        signal_weights, weak_evidence)
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
 from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     mermaid, orient, shape_notes, spanning_forest)
+                                     is_copy, mermaid, orient, shape_notes, spanning_forest)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,6 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
     """Exact test of one pair (runs in this process or in a Ray worker)."""
     from onnx_lineage.analyses.determination import determine
     from onnx_lineage.matching import match
-    from onnx_lineage.zoo.direction import direction
     try:
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
@@ -119,7 +119,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),
                            0.0 if d is None else d.strong, () if d is None else d.evidence,
-                           distance=aligned_distance(m))
+                           distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED)
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
 
@@ -222,7 +222,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
                       "distance": o.distance, "confidence": round(conf, 3),
                       "direction": "decided" if conf >= DECIDED else "undecided",
-                      "evidence": list(o.evidence) + weak_evidence(p, c, stats, weights)})
+                      "evidence": list(o.evidence) + ([] if is_copy(o) else weak_evidence(
+                          p, c, stats, weights, o.rescaled))})
     failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
     n = len(names)
     related = [{"a": o.a, "b": o.b, "distance": o.distance, "similarity": o.weight}

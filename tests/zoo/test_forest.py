@@ -99,6 +99,39 @@ def test_the_root_follows_the_weighted_signals():
         1 / (1 + np.exp(-1.9)))
 
 
+def test_copies_get_no_weak_evidence():
+    """Two copies of one model (aligned weights within COPY_DISTANCE): whatever their layer
+    norms (a rescaled copy's are arbitrary), the weak signals do not orient their edge."""
+    stats = {"p": _stats([1.0, 1.0], [0.0, 0.0], 0.2), "c": _stats([3.0, 1.5], [0.0, 0.0], 0.2)}
+    copy = PairOutcome("p", "c", True, 1.0, 0.0, (), distance=0.0)
+    assert edge_confidence("p", "c", copy, stats, {"head": 3.0, "norm": 2.0}) == 0.5
+    apart = PairOutcome("p", "c", True, 0.9, 0.0, (), distance=0.1)
+    assert edge_confidence("p", "c", apart, stats, {"head": 3.0, "norm": 2.0}) > 0.99
+
+
+def test_a_rescaled_copy_silences_the_weight_signals(tmp_path):
+    """B = A with its hidden units permuted and rescaled (the same function): the pair reads as
+    rescaled, and on such an edge only the loss votes; a slightly perturbed copy does not."""
+    from onnx_lineage.matching import match
+    from onnx_lineage.zoo.direction import RESCALED, rescaling
+    from tests.evidence.models import permuted, random_mlp, save
+    rng = np.random.default_rng(0)
+    ws, bs = random_mlp(0)
+    scale = np.exp(rng.uniform(-1.0, 1.0, 16))
+    ob = permuted(ws, bs, 0, rng.permutation(16), scale)
+    near = ([w * (1 + 0.01 * rng.normal(size=w.shape)).astype(np.float32) for w in ws], bs)
+    a = save(ws, bs, tmp_path / "a.onnx")
+    assert rescaling(match(a, save(*ob, tmp_path / "ob.onnx"))) > RESCALED
+    assert rescaling(match(a, save(*near, tmp_path / "near.onnx"))) < 0.05
+    parent = _stats([3.0, 2.0, 1.0], [0.5, 0.1, 0.0], loss=0.3)
+    child = _stats([2.9, 2.4, 1.1], [0.7, 0.2, -0.5], loss=0.5)
+    assert votes(parent, child, rescaled=True) == {"loss": 1, "head": 0, "norm": 0, "kurtosis": 0}
+    edge = PairOutcome("p", "c", True, 0.9, 0.0, (), distance=0.1, rescaled=True)
+    stats = {"p": parent, "c": child}
+    assert edge_confidence("p", "c", edge, stats, {"head": 3.0, "loss": 0.5}) == pytest.approx(
+        1 / (1 + np.exp(-0.5)))
+
+
 def test_signal_weights_are_log_odds_of_the_measured_accuracy(tmp_path, monkeypatch):
     fitted = {"signals": {"loss": {"right": 78, "wrong": 20, "undecided": 2, "accuracy": 0.8},
                           "coin": {"right": 5, "wrong": 5, "undecided": 0, "accuracy": 0.5}}}
