@@ -26,8 +26,9 @@ and both are common, so both are here in about equal numbers.
 
 Scores: direct-parent accuracy (a derived model whose forest parent is its true parent), root
 accuracy (each forest's root found as the root of its tree), models of different forests joined
-(must be 0), and for every true parent-child edge the vote of each direction signal (right, wrong,
-undecided). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
+(must be 0), for every true parent-child edge the vote of each direction signal (right, wrong,
+undecided), and for the forest's edges that join a true parent and child, their confidence
+against how often they point the right way (is the confidence calibrated?). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
 weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
 the same related groups and the same distances as the baseline.
 
@@ -224,6 +225,32 @@ def signal_votes(truth: dict, result) -> dict:
     return tally
 
 
+def edge_directions(truth: dict, edges: list[dict]) -> list[dict]:
+    """Each forest edge that joins a true parent and child (whichever way it points): its
+    confidence and whether it points the right way, to check that the confidence is
+    calibrated."""
+    out = []
+    for e in edges:
+        p, c = e["parent"], e["child"]
+        if truth.get(c) == p or truth.get(p) == c:
+            out.append({"parent": p, "child": c, "confidence": e["confidence"],
+                        "right": truth.get(c) == p})
+    return out
+
+
+def calibration(rows: dict) -> list[tuple[str, int, float, float]]:
+    """Per confidence band, pooled over the seeds: (band, edges, mean confidence, share right)."""
+    bands = [("decided (>= 0.75)", 0.75, 1.01), ("undecided (< 0.75)", -0.01, 0.75)]
+    edges = [e for row in rows.values() for e in row["tree"].get("edge_directions", [])]
+    out = []
+    for name, lo, hi in bands:
+        sel = [e for e in edges if lo <= e["confidence"] < hi]
+        if sel:
+            out.append((name, len(sel), float(np.mean([e["confidence"] for e in sel])),
+                        float(np.mean([e["right"] for e in sel]))))
+    return out
+
+
 def mother(result) -> dict[str, str]:
     """MoTHer's rule on the tree's related groups: a minimum spanning arborescence over the
     distances, an edge from higher to lower kurtosis paying a penalty (the median distance of the
@@ -265,7 +292,8 @@ def run(out: Path, seeds: list[int]) -> dict:
         seconds = time.perf_counter() - t0
         parent_of = {e["child"]: e["parent"] for e in r.edges}
         mo = mother(r)
-        rows[seed] = {"tree": score(truth, parent_of, r.roots),
+        rows[seed] = {"tree": {**score(truth, parent_of, r.roots),
+                               "edge_directions": edge_directions(truth, r.edges)},
                       "mother": score(truth, mo, [m for m in r.models if m not in mo]),
                       "signals": signal_votes(truth, r), "models": len(truth),
                       "exact_tests": r.exact_tests, "build_seconds": built,
@@ -310,6 +338,11 @@ def markdown(rows: dict) -> str:
     for name, t in fit(rows).items():
         lines.append(f"| {name} | {t['right']} | {t['wrong']} | {t['undecided']} | "
                      f"{t['accuracy']:.0%} |")
+    bands = calibration(rows)
+    if bands:
+        lines += ["", "| edges between a true parent and child | edges | mean confidence | "
+                  "pointing the right way |", "|---|---|---|---|"]
+        lines += [f"| {name} | {n} | {conf:.3f} | {right:.0%} |" for name, n, conf, right in bands]
     return "\n".join(lines)
 
 
@@ -321,6 +354,9 @@ def main():
     ap.add_argument("--json", type=Path)
     ap.add_argument("--fit", action="store_true", help="write direction_signals.json")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless no model is joined across forests and every independent "
+                         "model is a root (CI)")
     args = ap.parse_args()
     if args.source:
         rows = json.loads(args.source.read_text())["rows"]
@@ -340,6 +376,13 @@ def main():
         print(f"wrote {SIGNALS_JSON}", file=sys.stderr)
     if args.markdown:
         print(markdown(rows))
+    if args.check:
+        bad = [seed for seed, row in rows.items()
+               if row["tree"]["joined_across_forests"]
+               or row["tree"]["independent_roots"] != row["tree"]["independent"]]
+        if bad:
+            sys.exit(f"forests: models joined across forests or independent models not roots "
+                     f"(seeds {bad})")
 
 
 if __name__ == "__main__":
