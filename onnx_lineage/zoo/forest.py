@@ -8,6 +8,14 @@ edges and drops the others (a star stays a star, a chain a chain). Each tree's r
 that best agrees with the direction evidence of its edges: the strong evidence first
 (quantization, sparsity: a copy is made from its source), then the weak signals
 (:mod:`.direction`), each weighed by its measured accuracy; edges point away from it.
+
+Then the clock (:func:`follow_clock`): training keeps growing a classifier's output layer, so along
+every lineage edge the child's is the larger (on the fitted forests of ``benchmarks/forests.py``
+it never pointed the wrong way, where the weighted sum lets two weaker signals outvote it). Where
+an edge of the oriented tree points against the clock the tree is wrong there (two siblings
+trained alike sit closer to each other than to their parent, and the spanning tree hung one below
+the other): the child hangs instead from its nearest related model that the clock puts before
+it, or, with none, becomes its tree's root.
 """
 
 from __future__ import annotations
@@ -125,6 +133,89 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
         roots.append(root)
         directed += _away_from(root, adj)
     return directed, roots
+
+
+def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
+                 outcomes: list[PairOutcome], stats: dict | None
+                 ) -> tuple[list[tuple[str, str, PairOutcome]], list[str]]:
+    """The directed edges and roots, every edge that points against the clock corrected.
+
+    The clock is the ``head`` signal of :func:`.direction.votes` (the parent's output layer has
+    the smaller norm: training with cross-entropy keeps growing it), read only where it can
+    vote (same layers, float, unpruned, not rescaled, not copies). A child the clock puts before
+    its parent hangs instead from its nearest related model (``outcomes``) that the clock puts
+    before it, never from one of its own descendants; where there is none, the child is the first
+    of its tree and becomes its root (the path from the old root to it turns round). Edges the
+    clock cannot read are kept, so are trees.
+    """
+    if not stats:
+        return directed, roots
+    from onnx_lineage.zoo.direction import votes
+
+    def clock(x: str, y: str, e: PairOutcome) -> int:
+        """+1: the clock puts ``x`` before ``y``; -1: after; 0: it cannot tell."""
+        if is_copy(e) or e.rescaled or x not in stats or y not in stats:
+            return 0
+        return votes(stats[x], stats[y])["head"]
+
+    near: dict[str, list] = {}
+    for o in outcomes:
+        if o.related:
+            near.setdefault(o.a, []).append(o)
+            near.setdefault(o.b, []).append(o)
+    parent = {c: (p, e) for p, c, e in directed}
+    roots = list(roots)
+    children: dict[str, set] = {}
+    for c, (p, _) in parent.items():
+        children.setdefault(p, set()).add(c)
+
+    def descendants(x: str) -> set:
+        out, stack = set(), [x]
+        while stack:
+            y = stack.pop()
+            out.add(y)
+            stack += children.get(y, ())
+        return out
+
+    def move(c: str, q: str, o: PairOutcome) -> None:
+        children[parent[c][0]].discard(c)
+        children.setdefault(q, set()).add(c)
+        parent[c] = (q, o)
+
+    def reroot(c: str) -> None:
+        """Turn round the path from ``c``'s root down to ``c``: ``c`` becomes the root."""
+        path = [c]
+        while path[-1] in parent:
+            path.append(parent[path[-1]][0])
+        edges = [parent[x][1] for x in path[:-1]]
+        for x in path[:-1]:
+            children[parent[x][0]].discard(x)
+            del parent[x]
+        for (x, y), e in zip(zip(path, path[1:]), edges):
+            parent[y] = (x, e)
+            children.setdefault(x, set()).add(y)
+        roots[roots.index(path[-1])] = c
+
+    for _ in range(4 * len(directed) + 4):  # each step removes an edge against the clock
+        for c in sorted(parent):
+            p, e = parent[c]
+            if clock(p, c, e) >= 0:
+                continue
+            below = descendants(c)
+            options = sorted((o.length, q, o) for o in near.get(c, ())
+                             for q in [o.b if o.a == c else o.a]
+                             if q not in below and clock(q, c, o) > 0)
+            if options:
+                move(c, options[0][1], options[0][2])
+            else:  # nothing related comes before c: it is the first of its tree
+                reroot(c)
+            break
+        else:
+            break
+    order = {c: k for k, (_, c, _) in enumerate(directed)}
+    edges = sorted(((p, c, e) for c, (p, e) in parent.items()),
+                   key=lambda x: (order.get(x[1], len(order)), x[1]))
+    return edges, roots
 
 
 def _away_from(root: str, adj) -> list[tuple[str, str, PairOutcome]]:

@@ -33,7 +33,8 @@ from onnx_lineage.zoo.direction import (RESCALED, direction, model_loss, model_s
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
 from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     is_copy, mermaid, orient, shape_notes, spanning_forest)
+                                     follow_clock, is_copy, mermaid, orient, shape_notes,
+                                     spanning_forest)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality, stats, weights)
+    directed, roots = follow_clock(directed, roots, outcomes, stats)
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
         step(f"closeness of {len(directed)} edges")

@@ -12,6 +12,7 @@ from onnx_lineage.zoo.direction import ModelStats, model_stats, votes
 from onnx_lineage.zoo.forest import (
     PairOutcome,
     edge_confidence,
+    follow_clock,
     orient,
     spanning_forest,
 )
@@ -130,6 +131,42 @@ def test_a_rescaled_copy_silences_the_weight_signals(tmp_path):
     stats = {"p": parent, "c": child}
     assert edge_confidence("p", "c", edge, stats, {"head": 3.0, "loss": 0.5}) == pytest.approx(
         1 / (1 + np.exp(-0.5)))
+
+
+def _clocked(heads: dict) -> dict:
+    """Statistics that differ only in the output layer's norm (the clock)."""
+    return {n: _stats([1.0, h], [0.0, 0.0], loss=None) for n, h in heads.items()}
+
+
+def _edge(a, b, d, **kw):
+    return PairOutcome(a, b, True, 0.9, 0.0, (), distance=d, **kw)
+
+
+def test_an_edge_against_the_clock_is_rehung_from_the_nearest_earlier_model():
+    """Two siblings trained alike sit closer to each other than to their parent: the spanning
+    tree hangs c3 below c2, but the clock puts c3 before c2, so c3 hangs from the root."""
+    stats = _clocked({"r": 1.0, "c2": 1.3, "c3": 1.2})
+    e_r2, e_23, e_r3 = _edge("r", "c2", 0.10), _edge("c2", "c3", 0.08), _edge("r", "c3", 0.11)
+    directed = [("r", "c2", e_r2), ("c2", "c3", e_23)]
+    edges, roots = follow_clock(directed, ["r"], [e_r2, e_23, e_r3], stats)
+    assert roots == ["r"] and {(p, c) for p, c, _ in edges} == {("r", "c2"), ("r", "c3")}
+
+
+def test_the_first_model_by_the_clock_becomes_the_root():
+    """A root chosen in the middle of a chain whose clock runs the other way: the chain turns
+    round at the first model, the same edges."""
+    stats = _clocked({"a": 1.0, "b": 1.1, "c": 1.2})
+    e_ab, e_bc = _edge("a", "b", 0.1), _edge("b", "c", 0.1)
+    edges, roots = follow_clock([("c", "b", e_bc), ("b", "a", e_ab)], ["c"], [e_ab, e_bc], stats)
+    assert roots == ["a"] and {(p, c) for p, c, _ in edges} == {("a", "b"), ("b", "c")}
+
+
+def test_edges_the_clock_cannot_read_are_kept():
+    """Rescaled pairs and copies: the clock is silent, the edge stays as oriented."""
+    stats = _clocked({"r": 1.0, "x": 0.5, "y": 0.4})
+    e_rx, e_ry = _edge("r", "x", 0.1, rescaled=True), _edge("r", "y", 0.0)
+    edges, roots = follow_clock([("r", "x", e_rx), ("r", "y", e_ry)], ["r"], [e_rx, e_ry], stats)
+    assert roots == ["r"] and [(p, c) for p, c, _ in edges] == [("r", "x"), ("r", "y")]
 
 
 def test_signal_weights_are_log_odds_of_the_measured_accuracy(tmp_path, monkeypatch):
