@@ -196,7 +196,9 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
             children.setdefault(x, set()).add(y)
         roots[roots.index(path[-1])] = c
 
-    for _ in range(4 * len(directed) + 4):  # each step removes an edge against the clock
+    # a re-hang removes an edge against the clock and adds none; a re-rooting can turn path edges
+    # against it, which later steps re-hang; bounded all the same
+    for _ in range(4 * len(directed) + 4):
         for c in sorted(parent):
             p, e = parent[c]
             if clock(p, c, e) >= 0:
