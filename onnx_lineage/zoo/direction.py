@@ -15,7 +15,7 @@ figures do not use):
 * ``head``: the child's output layer has the larger weight norm. Training with cross-entropy
   and without strong weight decay keeps growing the classifier's weights (on separable data the
   logits' scale grows without bound, Soudry et al., JMLR 2018), whatever the data of the
-  fine-tune;
+  fine-tune; read only between models whose outputs are class scores;
 * ``norm``: the child's hidden layers have the larger norms (the mean over the layers of the
   log ratio of their norms, so that no one large layer decides): training grows them too;
 * ``kurtosis``: in most hidden layers the child's weights have the larger kurtosis (MoTHer,
@@ -106,6 +106,8 @@ class ModelStats:
         excess kurtosis.
     layer_sizes : tuple of int
         Per weight layer, its number of weights.
+    classifier : bool or None
+        Whether its outputs are class scores (None: not known).
     """
 
     norm: float
@@ -116,6 +118,7 @@ class ModelStats:
     layer_norms: tuple = ()
     layer_kurtosis: tuple = ()
     layer_sizes: tuple = ()
+    classifier: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,8 +206,9 @@ def votes(a: ModelStats, b: ModelStats, rescaled: bool = False) -> dict[str, int
             not a.layer_sizes or a.layer_sizes != b.layer_sizes:
         return out
     na, nb = np.asarray(a.layer_norms), np.asarray(b.layer_norms)
-    rel = (nb[-1] - na[-1]) / max(na[-1], 1e-12)
-    out["head"] = 0 if abs(rel) < MIN_NORM_CHANGE else int(np.sign(rel))
+    if a.classifier and b.classifier:  # the growth of a classifier under cross-entropy
+        rel = (nb[-1] - na[-1]) / max(na[-1], 1e-12)
+        out["head"] = 0 if abs(rel) < MIN_NORM_CHANGE else int(np.sign(rel))
     hidden = (na[:-1] > 0) & (nb[:-1] > 0)
     if hidden.any():
         growth = float(np.mean(np.log(nb[:-1][hidden] / na[:-1][hidden])))
@@ -236,28 +240,32 @@ def signal_weights() -> dict[str, float]:
 LOSS_ROWS = 512
 
 
-def model_loss(model, data, seed: int = 0) -> float | None:
-    """Cross-entropy of ``model`` on up to :data:`LOSS_ROWS` labelled rows of ``data`` (the same
-    rows for every model): the ``loss`` direction signal. None without labels or outputs that are
-    class scores, or when the data cannot feed the model."""
+def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None]:
+    """What a model's outputs say for the direction signals: its cross-entropy on up to
+    :data:`LOSS_ROWS` labelled rows of ``data`` (the same rows for every model; the ``loss``
+    signal), and whether its outputs are class scores (the ``head`` signal reads only
+    classifiers). The loss is None without labels, for outputs that are not class scores, or when
+    the data cannot feed the model; ``classifier`` is None when no session of it can be made."""
     from onnx_lineage.analyses.criteria import cross_entropy
     from onnx_lineage.data import arrange_for, feeds_for
     from onnx_lineage.errors import LineageError
     from onnx_lineage.model.runner import Runner
-    if data.y is None:
-        return None
+    try:
+        runner = Runner(model.proto, name=model.name)
+    except LineageError:
+        return None, None
+    classifier = runner.output_kind in ("logits", "probabilities")
+    if data is None or data.y is None or not classifier:
+        return None, classifier
     try:
         d = arrange_for(data, model)
         if len(d) > LOSS_ROWS:
             d = d.subset(np.sort(np.random.default_rng(seed).choice(len(d), LOSS_ROWS,
                                                                    replace=False)))
-        runner = Runner(model.proto, name=model.name)
-        if runner.output_kind not in ("logits", "probabilities"):
-            return None
         feeds, _ = feeds_for(runner.inputs, d, model.name)
-        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y)
+        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y), True
     except LineageError:
-        return None
+        return None, True
 
 
 def weak_evidence(parent: str, child: str, stats: dict, weights: dict,

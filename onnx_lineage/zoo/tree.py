@@ -28,7 +28,7 @@ from onnx_lineage.errors import LineageError, ModelError
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
-from onnx_lineage.zoo.direction import (RESCALED, direction, model_loss, model_stats, rescaling,
+from onnx_lineage.zoo.direction import (RESCALED, direction, model_outputs, model_stats, rescaling,
                                         signal_weights, weak_evidence)
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
@@ -206,8 +206,10 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     names = sorted(loaded)
     quantized = frozenset(n for n in names if any(x.quant for x in layers[n]))
     step(f"weight statistics and loss of {len(names)} models")
-    stats = {n: dataclasses.replace(model_stats(layers[n]), loss=model_loss(loaded[n], data, seed))
-             for n in names}
+    stats = {}
+    for n in names:
+        loss, classifier = model_outputs(loaded[n], data, seed)
+        stats[n] = dataclasses.replace(model_stats(layers[n]), loss=loss, classifier=classifier)
     weights = signal_weights()
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)

@@ -42,10 +42,10 @@ def test_a_chain_stays_a_chain():
                                                       for k in range(3)}
 
 
-def _stats(norms, kurtosis, loss=0.3, quantized=False, sizes=None):
+def _stats(norms, kurtosis, loss=0.3, quantized=False, sizes=None, classifier=True):
     sizes = sizes or tuple(10 for _ in norms)
     return ModelStats(float(np.sqrt(np.sum(np.square(norms)))), 0.0, 0.0, quantized, loss,
-                      tuple(norms), tuple(kurtosis), sizes)
+                      tuple(norms), tuple(kurtosis), sizes, classifier)
 
 
 def test_weak_signals_vote_for_the_parent_and_abstain_on_quantized_copies():
@@ -57,6 +57,16 @@ def test_weak_signals_vote_for_the_parent_and_abstain_on_quantized_copies():
     assert votes(child, parent) == {"loss": -1, "head": -1, "norm": -1, "kurtosis": -1}
     int8 = _stats([3.1, 2.1, 1.2], [0.9, 0.3, 0.1], loss=None, quantized=True)
     assert votes(parent, int8) == {"loss": 0, "head": 0, "norm": 0, "kurtosis": 0}
+
+
+def test_the_output_layer_is_read_only_between_classifiers():
+    """The output layer's growth is a property of cross-entropy: a regressor's (or a model of
+    unknown outputs) does not vote on it; the other signals still do."""
+    parent = _stats([3.0, 2.0, 1.0], [0.5, 0.1, 0.0], loss=None, classifier=False)
+    child = _stats([2.9, 2.4, 1.1], [0.7, 0.2, -0.5], loss=None, classifier=False)
+    assert votes(parent, child) == {"loss": 0, "head": 0, "norm": 1, "kurtosis": 1}
+    unknown = _stats([2.9, 2.4, 1.1], [0.7, 0.2, -0.5], loss=None, classifier=None)
+    assert votes(_stats([3.0, 2.0, 1.0], [0.5, 0.1, 0.0]), unknown)["head"] == 0
 
 
 def test_weight_signals_abstain_when_the_layers_differ():
@@ -201,3 +211,17 @@ def test_copies_at_distance_zero_are_named_not_read_as_a_line():
              {"parent": "copy", "child": "c", "direction": "undecided", "distance": 0.0}]
     notes = shape_notes(edges, related)
     assert len(notes) == 2 and all("same weights" in n for n in notes)
+
+
+def test_model_outputs_give_the_loss_and_whether_it_is_a_classifier(family):
+    """A real classifier on the digits: its loss and classifier=True; without labels, the loss
+    is unknown but the model is still known to be a classifier."""
+    import dataclasses
+
+    from onnx_lineage.data import digits
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.direction import model_outputs
+    model, data = load_model(family["parent"]), digits()
+    loss, classifier = model_outputs(model, data)
+    assert classifier is True and 0.0 < loss < np.log(10)
+    assert model_outputs(model, dataclasses.replace(data, y=None)) == (None, True)
