@@ -268,16 +268,12 @@ def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None
         return None, True
 
 
-def weak_evidence(parent: str, child: str, stats: dict, weights: dict,
-                  rescaled: bool = False) -> list[str]:
-    """Sentences for the weak signals that vote on ``parent -> child`` and carry weight
-    (``rescaled``: as in :func:`votes`)."""
+def weak_evidence(parent: str, child: str, edge_votes: dict, weights: dict) -> list[str]:
+    """Sentences for the weak signals' votes on ``parent -> child`` (:func:`votes`) that carry
+    weight."""
     said = {"head": "has the larger output-layer norm",
             "norm": "has the larger hidden-layer norms",
             "kurtosis": "has the larger weight kurtosis in most hidden layers",
             "loss": "fits the data worse"}
-    out = []
-    for k, v in votes(stats[parent], stats[child], rescaled).items():
-        if v and weights.get(k):
-            out.append(f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f})")
-    return out
+    return [f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f})"
+            for k, v in edge_votes.items() if v and weights.get(k)]

@@ -150,13 +150,10 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
     """
     if not stats:
         return directed, roots
-    from onnx_lineage.zoo.direction import votes
 
     def clock(x: str, y: str, e: PairOutcome) -> int:
         """+1: the clock puts ``x`` before ``y``; -1: after; 0: it cannot tell."""
-        if is_copy(e) or e.rescaled or x not in stats or y not in stats:
-            return 0
-        return votes(stats[x], stats[y])["head"]
+        return edge_votes(x, y, e, stats).get("head", 0)
 
     near: dict[str, list] = {}
     for o in outcomes:
@@ -165,35 +162,23 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
             near.setdefault(o.b, []).append(o)
     parent = {c: (p, e) for p, c, e in directed}
     roots = list(roots)
-    children: dict[str, set] = {}
-    for c, (p, _) in parent.items():
-        children.setdefault(p, set()).add(c)
 
     def descendants(x: str) -> set:
-        out, stack = set(), [x]
-        while stack:
-            y = stack.pop()
-            out.add(y)
-            stack += children.get(y, ())
-        return out
-
-    def move(c: str, q: str, o: PairOutcome) -> None:
-        children[parent[c][0]].discard(c)
-        children.setdefault(q, set()).add(c)
-        parent[c] = (q, o)
+        """``x`` and every model below it."""
+        def above(y: str):
+            while y in parent:
+                y = parent[y][0]
+                yield y
+        return {x} | {y for y in parent if x in above(y)}
 
     def reroot(c: str) -> None:
         """Turn round the path from ``c``'s root down to ``c``: ``c`` becomes the root."""
         path = [c]
         while path[-1] in parent:
             path.append(parent[path[-1]][0])
-        edges = [parent[x][1] for x in path[:-1]]
-        for x in path[:-1]:
-            children[parent[x][0]].discard(x)
-            del parent[x]
+        edges = [parent.pop(x)[1] for x in path[:-1]]
         for (x, y), e in zip(zip(path, path[1:]), edges):
             parent[y] = (x, e)
-            children.setdefault(x, set()).add(y)
         roots[roots.index(path[-1])] = c
 
     # a re-hang removes an edge against the clock and adds none; a re-rooting can turn path edges
@@ -208,7 +193,7 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
                              for q in [o.b if o.a == c else o.a]
                              if q not in below and clock(q, c, o) > 0)
             if options:
-                move(c, options[0][1], options[0][2])
+                parent[c] = (options[0][1], options[0][2])
             else:  # nothing related comes before c: it is the first of its tree
                 reroot(c)
             break
@@ -238,18 +223,22 @@ def strong_log_odds(parent: str, e: PairOutcome) -> float:
     return (e.direction if e.a == parent else -e.direction) / 2.0 * STRONG_LOG_ODDS
 
 
-def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None,
-                  e: PairOutcome | None = None) -> float:
-    """Log-odds that ``parent -> child`` from the weak signals (:func:`.direction.votes` on the
-    models' ``stats``, each weighed by ``weights``, the weight signals silent on an edge ``e``
-    whose units are rescaled); 0 without statistics, and 0 on an edge between copies of one model
-    (:func:`is_copy`): nothing separates the two."""
-    if not stats or parent not in stats or child not in stats or (e is not None and is_copy(e)):
-        return 0.0
+def edge_votes(parent: str, child: str, e: PairOutcome, stats: dict | None) -> dict[str, int]:
+    """The weak signals' votes on ``parent -> child`` across edge ``e`` (:func:`.direction.votes`
+    on the models' ``stats``, the weight signals silent where ``e`` is rescaled); none without
+    statistics, or between copies of one model (:func:`is_copy`): nothing separates the two."""
+    if not stats or parent not in stats or child not in stats or is_copy(e):
+        return {}
     from onnx_lineage.zoo.direction import votes
+    return votes(stats[parent], stats[child], e.rescaled)
+
+
+def weak_log_odds(parent: str, child: str, stats: dict | None, weights: dict | None,
+                  e: PairOutcome) -> float:
+    """Log-odds that ``parent -> child`` from the weak signals (:func:`edge_votes`), each weighed
+    by ``weights``."""
     w = weights or {}
-    rescaled = e is not None and e.rescaled
-    return sum(w.get(k, 0.0) * v for k, v in votes(stats[parent], stats[child], rescaled).items())
+    return sum(w.get(k, 0.0) * v for k, v in edge_votes(parent, child, e, stats).items())
 
 
 def is_copy(e: PairOutcome) -> bool:

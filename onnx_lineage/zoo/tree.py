@@ -33,7 +33,7 @@ from onnx_lineage.zoo.direction import (RESCALED, direction, model_outputs, mode
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
 from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     follow_clock, is_copy, mermaid, orient, shape_notes,
+                                     edge_votes, follow_clock, mermaid, orient, shape_notes,
                                      spanning_forest)
 
 
@@ -226,8 +226,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
                       "distance": o.distance, "confidence": round(conf, 3),
                       "direction": "decided" if conf >= DECIDED else "undecided",
-                      "evidence": list(o.evidence) + ([] if is_copy(o) else weak_evidence(
-                          p, c, stats, weights, o.rescaled))})
+                      "evidence": list(o.evidence) + weak_evidence(
+                          p, c, edge_votes(p, c, o, stats), weights)})
     failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
     n = len(names)
     related = [{"a": o.a, "b": o.b, "distance": o.distance, "similarity": o.weight}
