@@ -189,7 +189,7 @@ def with_bias(params: dict, keys: list[str]) -> dict:
 
 
 def match(a, b, *, permutations: bool = True, progress=None,
-          rng: np.random.Generator | None = None) -> MatchResult:
+          rng: np.random.Generator | None = None, rescale: bool = True) -> MatchResult:
     """Put the parameters of models A and B in correspondence.
 
     The symmetry classes' equivariant matching (:mod:`onnx_lineage.evidence.classes`, what the
@@ -207,6 +207,10 @@ def match(a, b, *, permutations: bool = True, progress=None,
         Called with a description of each step as it starts.
     rng : numpy Generator, optional
         Breaks exact ties in the classes' matching at random (default: seed 0).
+    rescale : bool
+        With ``permutations``, also bring each of B's hidden units to the norm of A's (undoing
+        a rescaling obfuscation, and with it any real change of a unit's norm); False: B's
+        units are only permuted.
 
     Returns
     -------
@@ -298,7 +302,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
         moved, given = _aligned_by_classes(class_matches, stream_pairs, chains, b_of, a_params,
                                            b_params)
         moved = [s for s in moved if s.permuted]
-        units = align_units(a_params, b_params, chains, given=given) if chains else {}
+        units = (align_units(a_params, b_params, chains, rescale=rescale, given=given)
+                 if chains else {})
     in_moved = {j for s in moved for j in s.members}
 
     pair_rows, aligned = [], {}

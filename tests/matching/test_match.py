@@ -45,6 +45,20 @@ def test_permuted_and_rescaled_copy_is_undone(tmp_path):
             np.testing.assert_allclose(v, layer.params[k], rtol=1e-4, atol=1e-5)
 
 
+def test_without_rescaling_units_are_only_permuted(tmp_path):
+    """``rescale=False``: B's units come into A's order with their own norms (each of the first
+    layer's rows is A's times the obfuscation's positive factor for that unit)."""
+    w, b = torch_mlp_weights()
+    ow, ob = obfuscate(w, b, np.random.default_rng(3))
+    r = match(fixture_path("torch_mlp_legacy"), save(tmp_path, "obf", ow, ob), rescale=False)
+    assert not any("scale" in p["transforms"] for p in r.pairs)
+    first = r.a_layers[0]
+    got = r.b_aligned[first.index]["weight"].astype(np.float64)
+    factor = np.linalg.norm(got, axis=1) / np.linalg.norm(first.weight.astype(np.float64), axis=1)
+    np.testing.assert_allclose(got, factor[:, None] * first.weight, rtol=1e-4, atol=1e-5)
+    assert np.ptp(factor) > 0.1
+
+
 @pytest.mark.parametrize("other", ["torch_cnn_bn", "torch_cnn_int8_dynamic", "torch_cnn_int8_qdq",
                                    "torch_cnn_int8_qoperator"])
 def test_batchnorm_and_int8_variants_of_the_cnn(other):
