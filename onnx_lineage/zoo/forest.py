@@ -16,6 +16,11 @@ an edge of the oriented tree points against the clock the tree is wrong there (t
 trained alike sit closer to each other than to their parent, and the spanning tree hung one below
 the other): the child hangs instead from its nearest related model that the clock puts before
 it, or, with none, becomes its tree's root.
+
+Last, inheritance (:func:`follow_inheritance`): distances cannot tell a child from a sibling when
+siblings were trained alike, nor a grandchild that trained back towards its grandparent's task
+from a sibling of its parent; whether the model carries its supposed parent's own change
+(:mod:`.inheritance`) can. Each child moves up to its grandparent or down to a sibling by it.
 """
 
 from __future__ import annotations
@@ -203,6 +208,76 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
     edges = sorted(((p, c, e) for c, (p, e) in parent.items()),
                    key=lambda x: (order.get(x[1], len(order)), x[1]))
     return edges, roots
+
+
+def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: list[PairOutcome],
+                       share, stats: dict | None, leaves: frozenset = frozenset()
+                       ) -> list[tuple[str, str, PairOutcome]]:
+    """The directed edges, each child moved to the relative whose own displacement it carries.
+
+    ``share(q, p, c)`` is :func:`.inheritance.displacement_share` of ``p`` and ``c`` from ``q``
+    (None: it cannot tell): about 1 if ``c`` descends from ``p``, about 0 if both descend from
+    ``q``. Models are visited parents first; for each child ``c`` of ``p``:
+
+    * up: while ``p`` has a parent ``q`` and ``c`` carries less than
+      :data:`~.inheritance.CHILD_SHARE` of ``p``'s own displacement from ``q``, ``c`` is ``p``'s
+      sibling, not its child: it hangs from ``q`` (two siblings trained alike, one hung below
+      the other by the distances);
+    * down: among ``p``'s other children that the clock puts before ``c`` (never ``c``'s
+      descendants, never quantized copies), the one whose own displacement from ``p`` ``c``
+      carries most, from :data:`~.inheritance.CHILD_SHARE` up, becomes its parent, and so on
+      down (a grandchild that trained back towards its grandparent's task, hung beside its
+      parent by the distances).
+
+    Only to models related to ``c`` (``outcomes``). Roots do not change.
+    """
+    from onnx_lineage.zoo.inheritance import CHILD_SHARE
+    pair = {}
+    for o in outcomes:
+        if o.related:
+            pair[(o.a, o.b)] = pair[(o.b, o.a)] = o
+    parent = {c: (p, e) for p, c, e in directed}
+
+    def children(x: str) -> list[str]:
+        return sorted(y for y, (p, _) in parent.items() if p == x)
+
+    def below(x: str) -> set:
+        out, stack = {x}, [x]
+        while stack:
+            for y in children(stack.pop()):
+                out.add(y)
+                stack.append(y)
+        return out
+
+    order, level = [], sorted({p for p, _, _ in directed} - set(parent))
+    while level:  # breadth first from the roots: parents before children
+        level = [y for x in level for y in children(x)]
+        order += level
+    for c in order:
+        while parent[c][0] in parent:  # up
+            p = parent[c][0]
+            q = parent[p][0]
+            s = share(q, p, c) if (q, c) in pair else None
+            if s is None or s >= CHILD_SHARE:
+                break
+            parent[c] = (q, pair[(q, c)])
+        while True:  # down
+            p, mine = parent[c][0], below(c)
+            scored = []
+            for s in children(p):
+                e = pair.get((s, c))
+                if s in mine or s in leaves or e is None or \
+                        edge_votes(s, c, e, stats).get("head", 0) <= 0:
+                    continue
+                v = share(p, s, c)
+                if v is not None and v >= CHILD_SHARE:
+                    scored.append((v, s, e))
+            if not scored:
+                break
+            _, s, e = max(scored, key=lambda x: (x[0], x[1]))
+            parent[c] = (s, e)
+    order = {c: k for k, (_, c, _) in enumerate(directed)}
+    return sorted(((p, c, e) for c, (p, e) in parent.items()), key=lambda x: order[x[1]])
 
 
 def _away_from(root: str, adj) -> list[tuple[str, str, PairOutcome]]:

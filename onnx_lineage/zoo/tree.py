@@ -5,8 +5,9 @@
 2. exact determination of every candidate pair (weight evidence and loss barrier), with the
    direction evidence (:mod:`.direction`);
 3. the minimum spanning forest over related pairs on the distance of their aligned weights,
-   oriented parent to child by the direction evidence (:mod:`.forest`), with a note wherever the
-   evidence cannot tell a chain from a star;
+   oriented parent to child by the direction evidence and the clock (:mod:`.forest`); each child
+   then hangs from the relative whose own change it carries (:mod:`.inheritance`: a child, not a
+   sibling); a note wherever the evidence cannot tell a chain from a star;
 4. closeness of every kept edge, as its weight.
 
 Steps 2 and 4 run on an executor: this process, or Ray tasks (:mod:`.executors`).
@@ -33,8 +34,10 @@ from onnx_lineage.zoo.direction import (RESCALED, direction, model_outputs, mode
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
 from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     edge_votes, follow_clock, mermaid, orient, shape_notes,
-                                     spanning_forest)
+                                     edge_votes, follow_clock, follow_inheritance, mermaid, orient,
+                                     shape_notes, spanning_forest)
+from onnx_lineage.zoo.inheritance import SHARED_RANK, displacement_share
+from onnx_lineage.zoo.inheritance import evidence as inheritance_evidence
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,38 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
                            distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED)
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
+
+
+def shares_of(loaded: dict, seed: int, shared_rank: int = SHARED_RANK):
+    """``share(q, p, c)``: :func:`.inheritance.displacement_share` of ``p`` and ``c`` from ``q``,
+    each aligned to ``q`` once, its units permuted but not rescaled (a unit's change of norm is
+    part of its displacement). None where a matching fails or finds no layers, or where the units
+    are grossly rescaled against ``q``'s (:func:`.direction.rescaling`: an obfuscated copy,
+    whose displacement is the rescaling)."""
+    from onnx_lineage.matching import match
+    aligned: dict = {}
+
+    def to(q: str, x: str):
+        if (q, x) not in aligned:
+            try:
+                m = match(loaded[q], loaded[x], rng=np.random.default_rng(seed), rescale=False)
+                ok = m.pairs and rescaling(m) <= RESCALED
+                aligned[(q, x)] = (m.a_params, m.b_aligned) if ok else None
+            except LineageError:
+                aligned[(q, x)] = None
+        return aligned[(q, x)]
+
+    shares: dict = {}
+
+    def share(q: str, p: str, c: str) -> float | None:
+        if (q, p, c) not in shares:
+            qp, qc = to(q, p), to(q, c)
+            shares[(q, p, c)] = (None if qp is None or qc is None
+                                 else displacement_share(qp[0], qp[1], qc[1], seed,
+                                                         shared_rank))
+        return shares[(q, p, c)]
+
+    return share
 
 
 def hubness(outcomes: list[PairOutcome]) -> dict[str, float]:
@@ -215,6 +250,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality, stats, weights)
     directed, roots = follow_clock(directed, roots, outcomes, stats)
+    share = shares_of(loaded, seed)
+    directed = follow_inheritance(directed, outcomes, share, stats, quantized)
+    parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
         step(f"closeness of {len(directed)} edges")
@@ -223,11 +261,14 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     edges = []
     for (p, c, o), clo in zip(directed, closeness_values):
         conf = edge_confidence(p, c, o, stats, weights)
+        q = parent_of.get(p)
+        carried = None if q is None else share(q, p, c)
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
                       "distance": o.distance, "confidence": round(conf, 3),
                       "direction": "decided" if conf >= DECIDED else "undecided",
                       "evidence": list(o.evidence) + weak_evidence(
-                          p, c, edge_votes(p, c, o, stats), weights)})
+                          p, c, edge_votes(p, c, o, stats), weights)
+                      + ([] if carried is None else [inheritance_evidence(q, p, c, carried)])})
     failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
     n = len(names)
     related = [{"a": o.a, "b": o.b, "distance": o.distance, "similarity": o.weight}

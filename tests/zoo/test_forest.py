@@ -13,6 +13,7 @@ from onnx_lineage.zoo.forest import (
     PairOutcome,
     edge_confidence,
     follow_clock,
+    follow_inheritance,
     orient,
     spanning_forest,
 )
@@ -177,6 +178,53 @@ def test_edges_the_clock_cannot_read_are_kept():
     e_rx, e_ry = _edge("r", "x", 0.1, rescaled=True), _edge("r", "y", 0.0)
     edges, roots = follow_clock([("r", "x", e_rx), ("r", "y", e_ry)], ["r"], [e_rx, e_ry], stats)
     assert roots == ["r"] and [(p, c) for p, c, _ in edges] == [("r", "x"), ("r", "y")]
+
+
+def _shares(table: dict):
+    """``share(q, p, c)`` from a table (None where absent: it cannot tell)."""
+    return lambda q, p, c: table.get((q, p, c))
+
+
+def _related(*names):
+    return [_edge(a, b, 0.1) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def test_a_sibling_hung_below_a_sibling_moves_up():
+    """c3 below c2 (siblings trained alike), carrying little of c2's own change: c3 hangs from r."""
+    stats = _clocked({"r": 1.0, "c2": 1.2, "c3": 1.3})
+    out = _related("r", "c2", "c3")
+    e = {frozenset((o.a, o.b)): o for o in out}
+    directed = [("r", "c2", e[frozenset(("r", "c2"))]), ("c2", "c3", e[frozenset(("c2", "c3"))])]
+    edges = follow_inheritance(directed, out, _shares({("r", "c2", "c3"): 0.1}), stats)
+    assert {(p, c) for p, c, _ in edges} == {("r", "c2"), ("r", "c3")}
+    assert all(frozenset((p, c)) == frozenset((o.a, o.b)) for p, c, o in edges)
+    edges = follow_inheritance(directed, out, _shares({("r", "c2", "c3"): 0.8}), stats)
+    assert {(p, c) for p, c, _ in edges} == {("r", "c2"), ("c2", "c3")}
+
+
+def test_a_grandchild_beside_its_parent_moves_down_only_after_it_by_the_clock():
+    """g2 trained back towards r's task sits beside g1; it carries g1's own change, and the clock
+    puts g1 first: g2 hangs from g1. With the clock the other way round, nothing moves."""
+    out = _related("r", "g1", "g2")
+    e = {frozenset((o.a, o.b)): o for o in out}
+    directed = [("r", "g1", e[frozenset(("r", "g1"))]), ("r", "g2", e[frozenset(("r", "g2"))])]
+    share = _shares({("r", "g1", "g2"): 0.9, ("r", "g2", "g1"): 0.9})
+    edges = follow_inheritance(directed, out, share, _clocked({"r": 1.0, "g1": 1.1, "g2": 1.2}))
+    assert {(p, c) for p, c, _ in edges} == {("r", "g1"), ("g1", "g2")}
+    edges = follow_inheritance(directed, out, _shares({("r", "g1", "g2"): 0.9}),
+                               _clocked({"r": 1.0, "g1": 1.3, "g2": 1.2}))
+    assert {(p, c) for p, c, _ in edges} == {("r", "g1"), ("r", "g2")}
+
+
+def test_quantized_copies_and_silent_shares_move_nothing():
+    out = _related("r", "q", "x")
+    e = {frozenset((o.a, o.b)): o for o in out}
+    directed = [("r", "q", e[frozenset(("r", "q"))]), ("r", "x", e[frozenset(("r", "x"))])]
+    stats = _clocked({"r": 1.0, "q": 1.1, "x": 1.2})
+    edges = follow_inheritance(directed, out, _shares({("r", "q", "x"): 0.9}), stats,
+                               leaves=frozenset({"q"}))
+    assert {(p, c) for p, c, _ in edges} == {("r", "q"), ("r", "x")}
+    assert follow_inheritance(directed, out, _shares({}), stats) == directed
 
 
 def test_signal_weights_are_log_odds_of_the_measured_accuracy(tmp_path, monkeypatch):

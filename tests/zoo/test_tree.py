@@ -12,6 +12,7 @@ from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.zoo import tree
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
 from onnx_lineage.zoo.forest import PairOutcome, orient, spanning_forest
+from onnx_lineage.zoo.tree import shares_of
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,33 @@ def test_distances_grow_along_the_lineage_and_every_model_has_its_statistics(lin
 def test_the_exact_tests_share_alpha_among_them(lineage):
     r = tree([lineage], with_closeness=False, alpha=0.05)
     assert r.alpha == 0.05 and r.alpha_per_test == pytest.approx(0.05 / r.exact_tests)
+
+
+def test_shares_read_real_models_in_any_unit_order(tmp_path, family):
+    """root -> child -> grandchild and root -> sibling, each step its own weight noise: the
+    grandchild carries about all of the child's own change, the sibling about none, whatever the
+    order of the grandchild's hidden units; a permuted and rescaled copy says nothing."""
+    from onnx_lineage.demo.family import obfuscate
+    layers = extract_layers(load_model(family["parent"]).proto)
+    w0, b0 = [x.weight for x in layers], [x.params["bias"] for x in layers]
+    rng = np.random.default_rng(1)
+
+    def step(ws):
+        return [w + rng.normal(0, 0.05 * w.std(), w.shape).astype(np.float32) for w in ws]
+
+    w1 = step(w0)
+    w2, ws = step(w1), step(w0)
+    perm = rng.permutation(w2[0].shape[0])
+    w2p = [w2[0][perm], w2[1][:, perm], w2[2]]
+    b2p = [b0[0][perm], b0[1], b0[2]]
+    ow, ob = obfuscate(w2, b0, np.random.default_rng(2))
+    models = {"root": (w0, b0), "child": (w1, b0), "grandchild": (w2, b0), "sibling": (ws, b0),
+              "permuted": (w2p, b2p), "rescaled": (ow, ob)}
+    for name, (w, b) in models.items():
+        onnx.save(mlp_to_onnx(w, b), tmp_path / f"{name}.onnx")
+    share = shares_of({n: load_model(tmp_path / f"{n}.onnx") for n in models}, 0)
+    assert share("root", "child", "grandchild") == pytest.approx(1.0, abs=0.15)
+    assert abs(share("root", "child", "sibling")) < 0.15
+    assert share("root", "child", "permuted") == pytest.approx(
+        share("root", "child", "grandchild"), abs=1e-6)
+    assert share("root", "child", "rescaled") is None
