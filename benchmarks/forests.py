@@ -28,7 +28,10 @@ Scores: direct-parent accuracy (a derived model whose forest parent is its true 
 accuracy (each forest's root found as the root of its tree), models of different forests joined
 (must be 0), for every true parent-child edge the vote of each direction signal (right, wrong,
 undecided), and for the forest's edges that join a true parent and child, their confidence
-against how often they point the right way (is the confidence calibrated?). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
+against how often they point the right way (is the confidence calibrated?), and the share
+of a model's own change that another carries on every true chain and sibling pair (how often
+``tree``'s inheritance reading, and the plain projection, would mistake one for the other).
+MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
 weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
 the same related groups and the same distances as the baseline.
 
@@ -238,6 +241,44 @@ def edge_directions(truth: dict, edges: list[dict]) -> list[dict]:
     return out
 
 
+def inheritance_shares(folder: Path, truth: dict) -> dict:
+    """The share of a model's own change that another carries (``zoo.inheritance``), on every
+    true triple: ``chains`` (``q -> p -> c``: should read about 1) and ``siblings`` (``p`` and
+    ``c`` both children of ``q``: about 0), each with the shared directions taken out (as
+    ``tree`` reads it) and without (``plain``: the projection alone)."""
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.tree import shares_of
+    loaded = {m: load_model(folder / f"{m}.onnx") for m in truth}
+    read, plain = shares_of(loaded, 0), shares_of(loaded, 0, shared_rank=0)
+    chains = [(truth[p], p, c) for c, p in truth.items() if p is not None and truth[p] is not None]
+    kids: dict = {}
+    for c, p in truth.items():
+        if p is not None:
+            kids.setdefault(p, []).append(c)
+    siblings = [(q, x, y) for q, cs in kids.items() for i, x in enumerate(sorted(cs))
+                for y in sorted(cs)[i + 1:]]
+    return {kind: [{"triple": list(t), "share": read(*t), "plain": plain(*t)} for t in triples]
+            for kind, triples in (("chains", chains), ("siblings", siblings))}
+
+
+def inheritance_table(rows: dict) -> list[str]:
+    """Per reading: true chains read as siblings (share < 0.5) and sibling pairs read as
+    parent and child (>= 0.5), pooled over the seeds."""
+    from onnx_lineage.zoo.inheritance import CHILD_SHARE
+    out = []
+    for key, name in (("plain", "plain projection"), ("share", "shared directions taken out")):
+        got = {kind: [t[key] for row in rows.values()
+                      for t in row.get("inheritance", {}).get(kind, []) if t[key] is not None]
+               for kind in ("chains", "siblings")}
+        if not got["chains"]:
+            continue
+        ch, sib = np.array(got["chains"]), np.array(got["siblings"])
+        out.append(f"| {name} | {int(np.sum(ch < CHILD_SHARE))} of {ch.size} "
+                   f"(median {np.median(ch):.2f}) | {int(np.sum(sib >= CHILD_SHARE))} of "
+                   f"{sib.size} (median {np.median(sib):.2f}) |")
+    return out
+
+
 def calibration(rows: dict) -> list[tuple[str, int, float, float]]:
     """Per confidence band, pooled over the seeds: (band, edges, mean confidence, share right)."""
     bands = [("decided (>= 0.75)", 0.75, 1.01), ("undecided (< 0.75)", -0.01, 0.75)]
@@ -298,6 +339,7 @@ def run(out: Path, seeds: list[int]) -> dict:
                       "signals": signal_votes(truth, r), "models": len(truth),
                       "exact_tests": r.exact_tests, "build_seconds": built,
                       "tree_seconds": seconds, "notes": r.notes,
+                      "inheritance": inheritance_shares(out / f"seed{seed}", truth),
                       "undecided_edges": sum(1 for e in r.edges if e["direction"] == "undecided")}
         t = rows[seed]["tree"]
         print(f"seed {seed}: direct parent {t['direct_parent']:.0%}, roots {t['roots_right']}/"
@@ -338,6 +380,10 @@ def markdown(rows: dict) -> str:
     for name, t in fit(rows).items():
         lines.append(f"| {name} | {t['right']} | {t['wrong']} | {t['undecided']} | "
                      f"{t['accuracy']:.0%} |")
+    shares = inheritance_table(rows)
+    if shares:
+        lines += ["", "| inheritance, true triples | chains read as siblings (< 0.5) | "
+                  "siblings read as parent and child (>= 0.5) |", "|---|---|---|", *shares]
     bands = calibration(rows)
     if bands:
         lines += ["", "| edges between a true parent and child | edges | mean confidence | "
