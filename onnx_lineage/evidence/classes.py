@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from onnx_lineage.matching.permutation import (best_assignment, cosine_sum, out_features,
-                                               per_unit, permute_inputs, row_norms, take_rows)
+from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
+                                               permute_inputs, row_norms, take_rows)
 
 
 @dataclass(frozen=True)
@@ -336,10 +336,12 @@ def assignment(fa: list, fb: list, relabel: np.ndarray) -> np.ndarray:
     restored after, so exact ties cannot favour B's own order. The similarity
     (:class:`~onnx_lineage.matching.permutation.CosineSum`: sketched for very large classes, on
     features only) and the solver (:func:`~onnx_lineage.matching.permutation.best_assignment`:
-    the argmax when every row's best column differs, sparse candidates for wide classes) work on
+    the argmax when every row's best column differs, found slab by slab without the whole
+    matrix (:func:`~onnx_lineage.matching.permutation.best_matching`), sparse candidates for
+    wide classes) work on
     the relabelled units, so the matching stays equivariant.
     """
-    best = best_assignment(cosine_sum(list(zip(fa, fb)), relabel=relabel))
+    best = best_matching(list(zip(fa, fb)), relabel=relabel)
     return relabel[best].astype(np.int64)
 
 

@@ -160,13 +160,14 @@ def row_norms(a: np.ndarray) -> np.ndarray:
     return norm
 
 
-def unit_rows(a: np.ndarray) -> np.ndarray:
-    """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero): one new array,
-    whatever the weights' scale (:func:`row_norms`)."""
+def unit_rows(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows of ``a`` (n, d) scaled to unit length, float32 (zero rows stay zero), whatever the
+    weights' scale (:func:`row_norms`): into ``out`` (n, d) float32 when given (a slice of a
+    larger array), else one new array."""
     a = as_single(a)
     norm = row_norms(a)
     scale = np.where(norm > 0, 1.0 / np.maximum(norm, 1e-300), 0.0)
-    out = a * np.minimum(scale, 1e30).astype(np.float32)[:, None]
+    out = np.multiply(a, np.minimum(scale, 1e30).astype(np.float32)[:, None], out=out)
     tiny = np.flatnonzero(scale > 1e30)  # rows of subnormal values: scaled in float64
     if tiny.size:
         out[tiny] = (a[tiny].astype(np.float64) * scale[tiny, None]).astype(np.float32)
@@ -184,6 +185,9 @@ def unit_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 SKETCH_ABOVE = 4e9
 SKETCH_DIM = 1024
 SKETCH_RATIO = 4
+#: Rows of similarities computed at once by :meth:`CosineSum.matching` (a BERT-base
+#: feed-forward class: 512 x 3072 float32, 6 MB, against 38 MB for all of them).
+SLAB_ROWS = 512
 
 
 class CosineSum:
@@ -221,9 +225,10 @@ class CosineSum:
         if self.sketched:
             self._su = np.zeros((n, SKETCH_DIM), np.float32)
             self._sv = np.zeros((m, SKETCH_DIM), np.float32)
-        else:  # the blocks' unit rows, side by side at the end: one matrix product
-            self._xs: list = []
-            self._ys: list = []
+        else:  # the blocks' unit rows side by side, written in place: one matrix product
+            self._x = np.empty((n, features), np.float32)
+            self._y = np.empty((m, features), np.float32)
+            self._at = 0
 
     def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0,
             relabel: np.ndarray | None = None) -> None:
@@ -237,21 +242,58 @@ class CosineSum:
             sketch = _unit_sketch(y, bucket, sign)  # row by row: relabelling after is the same
             self._sv += sketch if relabel is None else sketch[relabel]
             return
-        xr, yr = unit_rows(x), unit_rows(y if relabel is None else y[relabel])
+        at, d = self._at, x.shape[1]
+        if at + d > self._x.shape[1]:  # more features than announced: room made
+            grow = at + d - self._x.shape[1]
+            self._x = np.concatenate([self._x, np.empty((self._n, grow), np.float32)], axis=1)
+            self._y = np.concatenate([self._y, np.empty((self._m, grow), np.float32)], axis=1)
+        xr = unit_rows(x, self._x[:, at:at + d])
+        unit_rows(y if relabel is None else y[relabel], self._y[:, at:at + d])
         if weight != 1.0:
             xr *= np.float32(weight)
-        self._xs.append(xr)
-        self._ys.append(yr)
+        self._at = at + d
+
+    def _operands(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) and (m, k) whose product is the result: the sketches, or the blocks' unit
+        rows side by side."""
+        if self.sketched:
+            return self._su, self._sv
+        return self._x[:, :self._at], self._y[:, :self._at]
 
     def result(self) -> np.ndarray:
         """The (n, m) similarities, float32: the sketches' product, or the product of all
         blocks' unit rows side by side (the sum of the blocks' products, in one)."""
-        if self.sketched:
-            return self._su @ self._sv.T
-        if not self._xs:
-            return np.zeros((self._n, self._m), np.float32)
-        x, y = (v[0] if len(v) == 1 else np.concatenate(v, axis=1) for v in (self._xs, self._ys))
+        x, y = self._operands()
         return x @ y.T
+
+    def matching(self) -> np.ndarray:
+        """:func:`best_assignment` of :meth:`result`, without holding the whole (n, m) matrix
+        where every row's best column differs (a derived model's units: the common case).
+
+        The rows' similarities are computed :data:`SLAB_ROWS` at a time and only their argmax
+        kept; the first column that a second row picks brings the whole matrix back (the slab
+        in hand kept, the others computed), on which the assignment is solved as before. Slab
+        or whole, each similarity is the same dot product."""
+        x, y = self._operands()
+        n = x.shape[0]
+        if n <= SLAB_ROWS:
+            return best_assignment(x @ y.T)
+        best, taken = np.empty(n, np.int64), np.zeros(y.shape[0], bool)
+        for start in range(0, n, SLAB_ROWS):
+            stop = min(start + SLAB_ROWS, n)
+            slab = x[start:stop] @ y.T
+            cols = np.argmax(slab, axis=1)
+            if taken[cols].any() or np.unique(cols).size < cols.size:
+                full = np.empty((n, y.shape[0]), np.float32)
+                full[start:stop] = slab
+                del slab
+                for lo in range(0, n, SLAB_ROWS):
+                    if lo != start:
+                        np.matmul(x[lo:lo + SLAB_ROWS], y.T, out=full[lo:lo + SLAB_ROWS])
+                return best_assignment(full)
+            taken[cols] = True
+            best[start:stop] = cols
+        return best
 
 
 def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndarray:
@@ -273,15 +315,26 @@ def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndar
         np.float32)
 
 
-def cosine_sum(blocks: list, weights: list | None = None,
-               relabel: np.ndarray | None = None) -> np.ndarray:
-    """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1),
-    ``y``'s rows taken in the order ``relabel`` (when given)."""
+def _summed(blocks: list, weights: list | None, relabel: np.ndarray | None) -> CosineSum:
     total = CosineSum(blocks[0][0].shape[0], blocks[0][1].shape[0],
                       sum(x.shape[1] for x, _ in blocks))
     for k, (x, y) in enumerate(blocks):
         total.add(x, y, 1.0 if weights is None else weights[k], relabel)
-    return total.result()
+    return total
+
+
+def cosine_sum(blocks: list, weights: list | None = None,
+               relabel: np.ndarray | None = None) -> np.ndarray:
+    """:class:`CosineSum` of ``blocks`` (pairs ``(x, y)``), each times its weight (default 1),
+    ``y``'s rows taken in the order ``relabel`` (when given)."""
+    return _summed(blocks, weights, relabel).result()
+
+
+def best_matching(blocks: list, weights: list | None = None,
+                  relabel: np.ndarray | None = None) -> np.ndarray:
+    """``best_assignment(cosine_sum(blocks, weights, relabel))``, holding the whole similarity
+    matrix only when the rows' best columns collide (:meth:`CosineSum.matching`)."""
+    return _summed(blocks, weights, relabel).matching()
 
 
 def take_rows(w: np.ndarray, perm: np.ndarray) -> np.ndarray:
@@ -485,7 +538,10 @@ def _junction_matching(a_params: dict, b_params: dict, c: Chain, inner: bool) ->
                out_features(b_params[c.b_next]["weight"], units, c.spatial, c.channels_last,
                             c.next_groups))]
     blocks += [(per_unit(a_params[fa]), per_unit(b_params[fb])) for fa, fb in c.followers]
-    sim = cosine_sum(blocks, [1.0, 1.0] + [0.5] * len(c.followers))
+    weights = [1.0, 1.0] + [0.5] * len(c.followers)
+    if c.groups == 1 and c.next_groups == 1:
+        return best_matching(blocks, weights)
+    sim = cosine_sum(blocks, weights)
     if c.groups > 1:  # no unit leaves its group
         block = np.arange(units) // (units // c.groups)
         sim = np.where(block[:, None] == block[None, :], sim, -1e6)

@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import (CosineSum, best_assignment, per_unit, take_columns,
-                                               take_rows)
+from onnx_lineage.matching.permutation import CosineSum, per_unit, take_columns, take_rows
 from onnx_lineage.model.streams import Stream
 
 
@@ -120,7 +119,7 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
             sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
                        else ai in all_writers or bj in inner_out)
             sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
-        done.append(permute_stream(sa, b_of, b_params, best_assignment(sim.result())))
+        done.append(permute_stream(sa, b_of, b_params, sim.matching()))
     return done
 
 

@@ -62,8 +62,8 @@ def _two_junctions(seed: int, monkeypatch):
     chains = [permutation.Chain(0, 0, 1, 1, homogeneous=False),
               permutation.Chain(2, 2, 3, 3, homogeneous=False)]
     calls = []
-    real = permutation.cosine_sum
-    monkeypatch.setattr(permutation, "cosine_sum", lambda *x, **k: calls.append(1) or real(*x, **k))
+    real = permutation._summed
+    monkeypatch.setattr(permutation, "_summed", lambda *x, **k: calls.append(1) or real(*x, **k))
     return a, b, perms, chains, calls
 
 
@@ -109,6 +109,28 @@ def test_an_exact_similarity_sum_is_the_weighted_sum_of_the_blocks_cosines():
     assert not total.sketched
     expected = sum(w * unit_cosine(x, y) for w, (x, y) in zip((1, 0.5, 2), blocks))
     np.testing.assert_allclose(total.result(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_matching_is_found_slab_by_slab_and_falls_back_to_the_whole_matrix(monkeypatch):
+    """A noisy permuted copy: every row's best column differs, found a slab at a time without
+    the whole matrix; an unrelated B: rows collide, and the assignment on the whole matrix is
+    the one ``best_assignment`` gives. Announcing fewer features than come makes room."""
+    from onnx_lineage.matching import permutation as P
+    monkeypatch.setattr(P, "SLAB_ROWS", 64)
+    rng = np.random.default_rng(5)
+    n = 300
+    xs = [rng.normal(size=(n, 40)), rng.normal(size=(n, 30))]
+    truth = rng.permutation(n)
+    for ys in ([x[truth] + 0.3 * rng.normal(size=x.shape) for x in xs],
+               [rng.normal(size=x.shape) for x in xs]):
+        total = P.CosineSum(n, n, 50)  # fewer than the 70 to come
+        for x, y in zip(xs, ys):
+            total.add(x, y)
+        whole = total.result()
+        assert whole.shape == (n, n)
+        np.testing.assert_array_equal(total.matching(), P.best_assignment(whole))
+    np.testing.assert_array_equal(
+        P.best_matching([(x, x[truth]) for x in xs]), np.argsort(truth))
 
 
 def test_a_given_matching_is_taken_at_a_junctions_first_alignment(monkeypatch):
