@@ -28,6 +28,7 @@ from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.weights import release_pages
 from onnx_lineage.results import Result
 
 #: Rows of the data the basin test's copies are scored on (a subset of the sweep's).
@@ -165,6 +166,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     notes = list(m.limits) + list(data.notes)
     step("independence tests without data (unit order, aligned weights)")
     free = data_free(m, alpha)
+    release_pages()
     tests = [free.unit_order, free.aligned]
     t_tests = time.perf_counter()
     decided = decide(tests, alpha).related is True

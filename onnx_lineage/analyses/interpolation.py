@@ -24,6 +24,7 @@ from onnx import helper, numpy_helper
 from kernels.blend import blend, blend_2d, blend_mixed
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site, kept
+from onnx_lineage.model.weights import release_pages
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class InterpolatedModel:
         if alpha != self._alpha:
             for k, name in enumerate(self.names):
                 blend_into(self._a[k], self._b[k], float(alpha), self.views[name])
+                release_pages()  # blended: the endpoints' mapped pages need not stay resident
             self._alpha = float(alpha)
         return self.views
 
@@ -158,6 +160,7 @@ class InterpolatedModel:
         self._b_values[k] = value
         if self._alpha is not None:
             blend_into(self._a[k], self._b[k], self._alpha, self.views[self.names[k]])
+            release_pages()
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:

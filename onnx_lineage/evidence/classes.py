@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
                                                permute_inputs, row_norms, take_rows)
+from onnx_lineage.model.weights import release_pages
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
     perm = assignment(fa, fb, relabel)
     similarity, fan_in = _matched_similarity(fa, fb, names, perm)
     readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
+    release_pages()  # the class's weights are read: their mapped pages need not stay resident
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
                       tuple(names), _scale(fa, fb, names, perm, cls.rescalable),
                       cls.rows + cls.per_unit + readers)

@@ -18,6 +18,21 @@ FRACTION = 0.9
 MIN_LENGTH = 8
 
 
+#: Leading rows in which the columns are screened first (:func:`is_signal_constant`).
+SCREEN_ROWS = 64
+
+
+def _sinusoids(part: np.ndarray) -> tuple[int, int]:
+    """(sinusoid rows, non-zero rows) of ``part`` (rows, n)."""
+    part = part.astype(np.float64)
+    scale = np.linalg.norm(part, axis=1)
+    part, scale = part[scale > 0], scale[scale > 0]
+    mid, around = part[:, 1:-1], part[:, 2:] + part[:, :-2]
+    c = (around * mid).sum(1) / np.maximum((mid * mid).sum(1), 1e-300)
+    ok = np.linalg.norm(around - c[:, None] * mid, axis=1) <= RESIDUAL * scale
+    return int(ok.sum()), int(ok.size)
+
+
 def _sinusoid_rows(x: np.ndarray, chunk: int = 256) -> float:
     """Fraction of the rows of ``x`` (rows, n) that are sampled sinusoids (zero rows skipped).
 
@@ -31,23 +46,36 @@ def _sinusoid_rows(x: np.ndarray, chunk: int = 256) -> float:
     chunk = min(chunk, int(x.shape[0] * (1 - FRACTION)) + 2)
     sinusoids, nonzero = 0, 0
     for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk].astype(np.float64)
-        scale = np.linalg.norm(part, axis=1)
-        part, scale = part[scale > 0], scale[scale > 0]
-        mid, around = part[:, 1:-1], part[:, 2:] + part[:, :-2]
-        c = (around * mid).sum(1) / np.maximum((mid * mid).sum(1), 1e-300)
-        ok = np.linalg.norm(around - c[:, None] * mid, axis=1) <= RESIDUAL * scale
-        sinusoids += int(ok.sum())
-        nonzero += ok.size
+        ok, n = _sinusoids(x[start:start + chunk])
+        sinusoids += ok
+        nonzero += n
         left = max(x.shape[0] - start - chunk, 0)
         if left and (sinusoids + left) / (nonzero + left) < FRACTION:  # even if all the rest are
             return 0.0
     return sinusoids / nonzero if nonzero else 0.0
 
 
+def _columns_may_be(w: np.ndarray) -> bool:
+    """Whether the columns of ``w`` (rows, n) can still be sinusoids by their first
+    :data:`SCREEN_ROWS` values. A sinusoid is one on any stretch of it, so the fraction of
+    columns that pass there (those zero there counted as passing) bounds the whole test's from
+    above: below ``FRACTION``, the whole test fails too, having read only the leading rows
+    instead of every page of the tensor."""
+    if w.shape[0] <= SCREEN_ROWS or w.shape[1] == 0:
+        return True
+    ok, nonzero = _sinusoids(w[:SCREEN_ROWS].T)
+    return (ok + w.shape[1] - nonzero) / w.shape[1] >= FRACTION
+
+
 def is_signal_constant(weight: np.ndarray) -> bool:
-    """Whether ``weight`` (any shape, first axis = units) looks computed rather than trained."""
+    """Whether ``weight`` (any shape, first axis = units) looks computed rather than trained:
+    most of its rows, or most of its columns, are sampled sinusoids. Either way round, it is read
+    along its memory order, and a trained matrix is turned away by its first rows, so only they
+    are read (not every page of a memory-mapped weight)."""
     if weight.ndim < 2:
         return False
     w = weight.reshape(weight.shape[0], -1)
-    return _sinusoid_rows(w) >= FRACTION or _sinusoid_rows(w.T) >= FRACTION
+    if not w.flags.c_contiguous and w.T.flags.c_contiguous:
+        w = w.T  # stored the other way round (a MatMul's (in, out)): read along its memory
+    return _sinusoid_rows(w) >= FRACTION or (_columns_may_be(w)
+                                             and _sinusoid_rows(w.T) >= FRACTION)

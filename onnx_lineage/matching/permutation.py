@@ -22,6 +22,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from onnx_lineage.model.parameters import as_single, kept
+from onnx_lineage.model.weights import release_pages
 
 _EPS = 1e-12
 
@@ -241,6 +242,7 @@ class CosineSum:
             self._su += _unit_sketch(x, bucket, sign)
             sketch = _unit_sketch(y, bucket, sign)  # row by row: relabelling after is the same
             self._sv += sketch if relabel is None else sketch[relabel]
+            release_pages()  # a block is read once: its mapped pages need not stay resident
             return
         at, d = self._at, x.shape[1]
         if at + d > self._x.shape[1]:  # more features than announced: room made
@@ -252,6 +254,7 @@ class CosineSum:
         if weight != 1.0:
             xr *= np.float32(weight)
         self._at = at + d
+        release_pages()
 
     def _operands(self) -> tuple[np.ndarray, np.ndarray]:
         """(n, k) and (m, k) whose product is the result: the sketches, or the blocks' unit
@@ -497,6 +500,7 @@ def align_units(a_params: dict[int, dict], b_params: dict[int, dict], chains: li
                     moved(inner, moves)
                     done[inner.b].perm = done[inner.b].perm[moves]
             seen[c.b] = state(c)  # its own move is accounted for
+            release_pages()
         if not changed:
             break
     if rescale:

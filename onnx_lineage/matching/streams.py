@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from onnx_lineage.matching.permutation import CosineSum, per_unit, take_columns, take_rows
 from onnx_lineage.model.streams import Stream
+from onnx_lineage.model.weights import release_pages
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
                        else ai in all_writers or bj in inner_out)
             sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
         done.append(permute_stream(sa, b_of, b_params, sim.matching()))
+        release_pages()
     return done
 
 
@@ -132,6 +134,7 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
             for ai in getattr(sa, role):
                 if ai in b_of:
                     b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
+                    release_pages()  # copied in A's order: the mapped original may go
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)
 

@@ -31,6 +31,7 @@ import onnx
 
 from onnx_lineage.errors import ModelError
 from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
+from onnx_lineage.model.weights import release_pages
 
 #: Ops that keep the unit (channel) axis of their input: a permutation of units passes through.
 UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
@@ -217,6 +218,7 @@ class _Walker:
                                      ) from None
                 if layer is not None:
                     _check_finite(layer)
+                    release_pages()  # read once to check: not held while the rest is read
                     layer.index = len(self.layers)
                     layer.scope = scope
                     if scope:

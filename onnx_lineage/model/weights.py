@@ -61,6 +61,27 @@ def mapped(path: str) -> np.ndarray:
         return arr
 
 
+def release_pages() -> None:
+    """Let the pages of every mapped file leave this process's resident memory.
+
+    They stay in the page cache and come back, without a copy, on the next read: a model's
+    weights, once read (checked, matched, blended), are not held against the process while the
+    rest of it works, so its peak resident memory grows with what it allocates and the layer in
+    hand, not with the files. Where the platform cannot advise the kernel, nothing happens."""
+    advise = getattr(mmap, "MADV_DONTNEED", None)
+    if advise is None:
+        return
+    with _LOCK:
+        bases = [getattr(arr.base, "obj", arr.base) for arr in _FILES.values()]
+    for m in bases:
+        if not isinstance(m, mmap.mmap):
+            continue
+        try:
+            m.madvise(advise)
+        except (OSError, ValueError):  # closed, or refused: the pages just stay
+            pass
+
+
 # -- the wire format -----------------------------------------------------------------------------
 
 class _Malformed(Exception):

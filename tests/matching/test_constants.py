@@ -33,6 +33,16 @@ def test_recognised_and_not():
     assert not is_signal_constant(dft_basis(64) + 0.05 * rng.normal(size=(64, 64)))
 
 
+def test_columns_are_screened_on_their_leading_rows():
+    """A table whose columns are the sinusoids, taller than the screen: still recognised; a
+    tall trained-like matrix is turned away by its leading rows."""
+    from onnx_lineage.matching.constants import SCREEN_ROWS, _columns_may_be
+    table = position_table(4 * SCREEN_ROWS, 32)
+    assert is_signal_constant(table) and _columns_may_be(table)
+    tall = np.random.default_rng(1).normal(size=(4 * SCREEN_ROWS, 32))
+    assert not _columns_may_be(tall) and not is_signal_constant(tall)
+
+
 def with_dft_front(tmp_path, name, family_path):
     """The family member behind a fixed DFT feature layer (64 -> 64): same function class."""
     layers = extract_layers(load_model(family_path).proto)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -60,3 +62,27 @@ def test_a_truncated_file_is_not_scanned(tmp_path, cut):
     p = tmp_path / "cut.onnx"
     p.write_bytes(data[:-cut])
     assert skeleton(p) is None
+
+
+def _resident_file_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_released_pages_leave_resident_memory_and_read_back_the_same(tmp_path, monkeypatch):
+    from onnx_lineage.model import weights
+    monkeypatch.setattr(weights, "MAP_ABOVE", 0)  # map even this small file
+    path = tmp_path / "w.bin"
+    values = np.random.default_rng(0).normal(size=4 * 1024**2 // 8 * 4)  # 16 MB
+    values.tofile(path)
+    arr = weights.mapped(str(path)).view(np.float64)
+    before = _resident_file_mb()
+    total = float(arr.sum())
+    read = _resident_file_mb()
+    weights.release_pages()
+    released = _resident_file_mb()
+    assert read - before > 12 and read - released > 12
+    assert float(arr.sum()) == total  # back from the page cache, the same bytes
