@@ -79,15 +79,23 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
     observed = probe.point(0.5)["loss"]
     slot = {key: n for n, key in enumerate(keys)}
     members = {x for c in permuted for x in c.layers}
-    touched = [(n, layer, key) for (layer, key), n in slot.items() if layer in members]
+    touched: dict[int, list] = {}  # layer -> its endpoints (slot, key)
+    for (layer, key), n in sorted(slot.items(), key=lambda x: x[1]):
+        if layer in members:
+            touched.setdefault(layer, []).append((n, key))
     excess = []
 
     def draw() -> float:
-        params = dict(own)
-        for c in permuted:
-            c.permute(params, rng.permutation(c.width))
-        for n, layer, key in touched:  # each tensor once, however many classes share it
-            probe.set_b(n, params[layer][key])
+        perms = [(c, rng.permutation(c.width)) for c in permuted]
+        # a layer at a time, with every class that moves it: the copy in hand is one layer, and
+        # the previous copy's layers go as this one's arrive
+        for layer, ends in touched.items():
+            params = {layer: own[layer]}
+            for c, perm in perms:
+                if layer in c.layers:
+                    c.permute(params, perm, only={layer})
+            for n, key in ends:  # each tensor once, however many classes share it
+                probe.set_b(n, params[layer][key])
         loss = probe.point(0.5)["loss"]
         excess.append(loss - chord)
         return loss

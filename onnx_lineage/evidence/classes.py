@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -88,7 +88,7 @@ class SymmetryClass:
         """Every layer whose parameters carry the class's units, rows first."""
         return self.rows + tuple(c[0] for c in self.columns) + self.per_unit
 
-    def permute(self, params: dict, perm: np.ndarray) -> None:
+    def permute(self, params: dict, perm: np.ndarray, only: set | None = None) -> None:
         """Give unit ``u`` the parameters of unit ``perm[u]``, in every member, in place.
 
         Parameters
@@ -96,7 +96,15 @@ class SymmetryClass:
         params : dict of layer index to dict of str to ndarray
             Canonical parameters; the members' entries are replaced by permuted copies.
         perm : ndarray of shape (width,), int
+        only : set of int, optional
+            Permute only these members (one layer at a time: a copy of one layer, not of all).
         """
+        if only is not None:
+            cut = replace(
+                self, rows=tuple(r for r in self.rows if r in only),
+                columns=tuple(c for c in self.columns if c[0] in only),
+                per_unit=tuple(n for n in self.per_unit if n in only))
+            return cut.permute(params, perm)
         for r in self.rows:
             rows = self.widened(perm, params[r]["weight"].shape[0])
             p = dict(params[r], weight=take_rows(params[r]["weight"], rows))

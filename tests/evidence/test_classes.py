@@ -79,6 +79,22 @@ def test_permute_is_function_preserving_and_reversible(tmp_path):
     assert all(np.array_equal(params[i]["weight"], m.b_own[i]["weight"]) for i in (0, 1))
 
 
+def test_permuting_one_layer_at_a_time_gives_the_whole_permutations_layers(tmp_path):
+    """``only``: the layer's part of the class's permutation, nothing else copied (the basin
+    test's copies are made so, a layer in hand at a time)."""
+    ws, bs = random_mlp(2)
+    m = match(save(ws, bs, tmp_path / "a.onnx"), save(ws, bs, tmp_path / "b.onnx"))
+    cls = symmetry_classes(m)[0]
+    perm = np.random.default_rng(1).permutation(cls.width)
+    whole = dict(m.b_own)
+    cls.permute(whole, perm)
+    for layer in cls.layers:
+        part = {layer: m.b_own[layer]}
+        cls.permute(part, perm, only={layer})
+        assert set(part) == {layer}
+        assert all(np.array_equal(part[layer][k], whole[layer][k]) for k in whole[layer])
+
+
 def test_a_depthwise_conv_follows_the_channels_that_feed_it(tmp_path, digits):
     import onnx
 
