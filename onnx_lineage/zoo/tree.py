@@ -250,6 +250,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality, stats, weights)
     directed, roots = follow_clock(directed, roots, outcomes, stats)
+    step("inheritance: does each child carry its parent's own change")
     share = shares_of(loaded, seed)
     directed = follow_inheritance(directed, outcomes, share, stats, quantized)
     parent_of = {c: p for p, c, _ in directed}
