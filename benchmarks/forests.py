@@ -249,7 +249,7 @@ def inheritance_shares(folder: Path, truth: dict) -> dict:
     from onnx_lineage.model.loading import load_model
     from onnx_lineage.zoo.tree import shares_of
     loaded = {m: load_model(folder / f"{m}.onnx") for m in truth}
-    read, plain = shares_of(loaded, 0), shares_of(loaded, 0, shared_rank=0)
+    share = shares_of(loaded, 0)  # each pair aligned once for both readings
     chains = [(truth[p], p, c) for c, p in truth.items() if p is not None and truth[p] is not None]
     kids: dict = {}
     for c, p in truth.items():
@@ -257,7 +257,8 @@ def inheritance_shares(folder: Path, truth: dict) -> dict:
             kids.setdefault(p, []).append(c)
     siblings = [(q, x, y) for q, cs in kids.items() for i, x in enumerate(sorted(cs))
                 for y in sorted(cs)[i + 1:]]
-    return {kind: [{"triple": list(t), "share": read(*t), "plain": plain(*t)} for t in triples]
+    return {kind: [{"triple": list(t), "share": share(*t), "plain": share(*t, shared_rank=0)}
+                   for t in triples]
             for kind, triples in (("chains", chains), ("siblings", siblings))}
 
 

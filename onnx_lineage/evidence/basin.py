@@ -77,10 +77,9 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
                           reason="no hidden units: every copy of B would be B itself")
     chord = 0.5 * (probe.point(0.0)["loss"] + probe.point(1.0)["loss"])
     observed = probe.point(0.5)["loss"]
-    slot = {key: n for n, key in enumerate(keys)}
     members = {x for c in permuted for x in c.layers}
     touched: dict[int, list] = {}  # layer -> its endpoints (slot, key)
-    for (layer, key), n in sorted(slot.items(), key=lambda x: x[1]):
+    for n, (layer, key) in enumerate(keys):
         if layer in members:
             touched.setdefault(layer, []).append((n, key))
     excess = []

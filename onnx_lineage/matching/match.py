@@ -323,7 +323,7 @@ def match(a, b, *, permutations: bool = True, progress=None,
             tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
         aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
         cos = _layer_cosine(a_params[ai], aligned[ai], keys)
-        release_pages()
+        release_pages()  # the pair is read: its mapped pages need not stay resident
         pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
                           "shape": list(la[i].weight.shape), "params": la[i].n_params,
                           "transforms": tr, "cosine": cos})
@@ -349,7 +349,6 @@ def match(a, b, *, permutations: bool = True, progress=None,
     else:
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
-    release_pages()  # every weight is read: the mapped pages need not stay resident
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
                        limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
                        a_matched, b_own, stream_pairs, attention_pairs, classes, class_matches)

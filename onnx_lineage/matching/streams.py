@@ -121,7 +121,6 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
                        else ai in all_writers or bj in inner_out)
             sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
         done.append(permute_stream(sa, b_of, b_params, sim.matching()))
-        release_pages()
     return done
 
 

@@ -128,10 +128,10 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
 
 
-def shares_of(loaded: dict, seed: int, shared_rank: int = SHARED_RANK):
-    """``share(q, p, c)``: :func:`.inheritance.displacement_share` of ``p`` and ``c`` from ``q``,
-    each aligned to ``q`` once, its units permuted but not rescaled (a unit's change of norm is
-    part of its displacement). None where a matching fails or finds no layers, or where the units
+def shares_of(loaded: dict, seed: int):
+    """``share(q, p, c, shared_rank=SHARED_RANK)``: :func:`.inheritance.displacement_share` of
+    ``p`` and ``c`` from ``q``, each aligned to ``q`` once (for every reading), its units
+    permuted but not rescaled (a unit's change of norm is part of its displacement). None where a matching fails or finds no layers, or where the units
     are grossly rescaled against ``q``'s (:func:`.direction.rescaling`: an obfuscated copy,
     whose displacement is the rescaling)."""
     from onnx_lineage.matching import match
@@ -149,13 +149,13 @@ def shares_of(loaded: dict, seed: int, shared_rank: int = SHARED_RANK):
 
     shares: dict = {}
 
-    def share(q: str, p: str, c: str) -> float | None:
-        if (q, p, c) not in shares:
+    def share(q: str, p: str, c: str, shared_rank: int = SHARED_RANK) -> float | None:
+        key = (q, p, c, shared_rank)
+        if key not in shares:
             qp, qc = to(q, p), to(q, c)
-            shares[(q, p, c)] = (None if qp is None or qc is None
-                                 else displacement_share(qp[0], qp[1], qc[1], seed,
-                                                         shared_rank))
-        return shares[(q, p, c)]
+            shares[key] = (None if qp is None or qc is None
+                           else displacement_share(qp[0], qp[1], qc[1], seed, shared_rank))
+        return shares[key]
 
     return share
 
