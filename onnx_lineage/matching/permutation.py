@@ -189,6 +189,9 @@ SKETCH_RATIO = 4
 #: Rows of similarities computed at once by :meth:`CosineSum.matching` (a BERT-base
 #: feed-forward class: 512 x 3072 float32, 6 MB, against 38 MB for all of them).
 SLAB_ROWS = 512
+#: The leading share of each block's features on which :meth:`CosineSum.matching` first looks
+#: for each row's best column (:class:`_Screen`).
+SCREEN_SHARE = 0.25
 
 
 class CosineSum:
@@ -230,6 +233,7 @@ class CosineSum:
             self._x = np.empty((n, features), np.float32)
             self._y = np.empty((m, features), np.float32)
             self._at = 0
+            self._spans: list[tuple[int, int]] = []  # each block's columns
 
     def add(self, x: np.ndarray, y: np.ndarray, weight: float = 1.0,
             relabel: np.ndarray | None = None) -> None:
@@ -254,6 +258,7 @@ class CosineSum:
         if weight != 1.0:
             xr *= np.float32(weight)
         self._at = at + d
+        self._spans.append((at, at + d))
         release_pages()
 
     def _operands(self) -> tuple[np.ndarray, np.ndarray]:
@@ -270,33 +275,93 @@ class CosineSum:
         return x @ y.T
 
     def matching(self) -> np.ndarray:
-        """:func:`best_assignment` of :meth:`result`, without holding the whole (n, m) matrix
-        where every row's best column differs (a derived model's units: the common case).
+        """:func:`best_assignment` of :meth:`result`, without the whole (n, m) matrix where every
+        row's best column differs (a derived model's units: the common case).
 
-        The rows' similarities are computed :data:`SLAB_ROWS` at a time and only their argmax
-        kept; the first column that a second row picks brings the whole matrix back (the slab
-        in hand kept, the others computed), on which the assignment is solved as before. Slab
-        or whole, each similarity is the same dot product."""
+        Rows are taken :data:`SLAB_ROWS` at a time. Where the blocks' unit rows are side by
+        side (not sketched), each row's best column is first proven on the leading quarter of
+        every block's features (:class:`_Screen`: a quarter of the products); the rows it cannot
+        prove, and every row once a whole slab is mostly unproven (unrelated units: the screen
+        would not pay), get their similarities computed in full, of which only the argmax is
+        kept. The first column that a second row picks brings the whole matrix back, on which
+        the assignment is solved as before. Every row's column is the exact similarities'
+        argmax: proven, or computed."""
         x, y = self._operands()
         n = x.shape[0]
         if n <= SLAB_ROWS:
             return best_assignment(x @ y.T)
+        screen = None if self.sketched else _Screen(x, y, self._spans)
         best, taken = np.empty(n, np.int64), np.zeros(y.shape[0], bool)
         for start in range(0, n, SLAB_ROWS):
             stop = min(start + SLAB_ROWS, n)
-            slab = x[start:stop] @ y.T
-            cols = np.argmax(slab, axis=1)
+            slab = cols = None
+            if screen is not None:
+                cols = screen.best(start, stop)
+                if np.mean(cols < 0) > 0.5:  # mostly unproven: unrelated units
+                    screen = cols = None
+            if cols is None:
+                slab = x[start:stop] @ y.T
+                cols = np.argmax(slab, axis=1)
+            else:
+                open_rows = np.flatnonzero(cols < 0)
+                if open_rows.size:
+                    cols[open_rows] = np.argmax(x[start + open_rows] @ y.T, axis=1)
             if taken[cols].any() or np.unique(cols).size < cols.size:
                 full = np.empty((n, y.shape[0]), np.float32)
-                full[start:stop] = slab
-                del slab
                 for lo in range(0, n, SLAB_ROWS):
-                    if lo != start:
+                    if slab is not None and lo == start:
+                        full[start:stop] = slab
+                    else:
                         np.matmul(x[lo:lo + SLAB_ROWS], y.T, out=full[lo:lo + SLAB_ROWS])
+                del slab
                 return best_assignment(full)
             taken[cols] = True
             best[start:stop] = cols
         return best
+
+
+class _Screen:
+    """Each row's best column of ``x @ y.T``, proven without computing most of the products.
+
+    The leading :data:`SCREEN_SHARE` of every block's features, ``L``, gives each row ``i`` its
+    best column ``j`` on them; the full product ``x_i . y_j`` is then computed. Any other column
+    ``k`` has ``x_i . y_k <= x_iL . y_kL + sum over blocks of |x_i,rest| |y_k,rest|`` (Cauchy-
+    Schwarz on each block's other features), at most the row's second best on ``L`` plus
+    ``sum over blocks of |x_i,rest| * max_k |y_k,rest|``; where that is below ``x_i . y_j`` (by a
+    margin far above float32's rounding) ``j`` is the row's argmax. A unit and its counterpart in
+    a derived model agree on every feature: proven. Unrelated units are not, and are left to
+    the full product. The features taken are the same for every unit: equivariant.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (n, d) and (m, d), float32
+        Unit rows side by side, block after block.
+    spans : list of (int, int)
+        Each block's columns.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, spans: list[tuple[int, int]]):
+        self._x, self._y = x, y
+        lead = [(a, a + max(1, int(np.ceil((b - a) * SCREEN_SHARE)))) for a, b in spans]
+        self._xl = np.concatenate([x[:, a:b] for a, b in lead], axis=1)
+        self._yl = np.concatenate([y[:, a:b] for a, b in lead], axis=1)
+        self._slack = np.zeros(x.shape[0])  # per row: the bound's second term
+        for (_, rest), (_, end) in zip(lead, spans):
+            if end > rest:
+                self._slack += row_norms(x[:, rest:end]) * row_norms(y[:, rest:end]).max()
+        # float32 products of d features are off by at most about d * 6e-8 of |x||y|
+        self._margin = 1e-3 * max(1.0, float(row_norms(x).max() * row_norms(y).max()))
+
+    def best(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``'s best columns, -1 where not proven, shape (stop - start,)."""
+        lead = self._xl[start:stop] @ self._yl.T
+        rows = np.arange(stop - start)
+        cols = np.argmax(lead, axis=1)
+        lead[rows, cols] = -np.inf
+        second = lead.max(axis=1) if lead.shape[1] > 1 else np.full(rows.size, -np.inf)
+        exact = np.einsum("ij,ij->i", self._x[start:stop], self._y[cols], dtype=np.float64)
+        proven = second + self._slack[start:stop] < exact - self._margin
+        return np.where(proven, cols, -1)
 
 
 def _unit_sketch(x: np.ndarray, bucket: np.ndarray, sign: np.ndarray) -> np.ndarray:

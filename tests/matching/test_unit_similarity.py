@@ -133,6 +133,60 @@ def test_the_matching_is_found_slab_by_slab_and_falls_back_to_the_whole_matrix(m
         P.best_matching([(x, x[truth]) for x in xs]), np.argsort(truth))
 
 
+def test_the_screen_proves_a_copys_columns_and_never_a_wrong_one():
+    """Each row's best column on a quarter of the features is kept only where the bound proves
+    it: every proven column is the exact similarities' argmax, whatever the noise, the blocks'
+    weights, zero rows or exact ties; a near copy's rows are all proven, unrelated ones none."""
+    from onnx_lineage.matching import permutation as P
+    rng = np.random.default_rng(11)
+    n = 200
+    proven_share = {}
+    for noise in (0.0, 0.05, 0.3, 1.0, 3.0, None):
+        xs = [rng.normal(size=(n, 256)), rng.normal(size=(n, 97))]
+        truth = rng.permutation(n)
+        ys = ([rng.normal(size=x.shape) for x in xs] if noise is None else
+              [x[truth] + noise * rng.normal(size=x.shape) for x in xs])
+        xs[0][:3] = xs[1][:3] = 0.0  # zero units (a pruned model's): all their similarities tie
+        ys[1][truth[5]] = ys[1][truth[6]]  # two of B's units alike on one block
+        total = P.CosineSum(n, n, 353)
+        for w, x, y in zip((1.0, 0.5), xs, ys):
+            total.add(x, y, weight=w)
+        whole = total.result()
+        cols = P._Screen(*total._operands(), total._spans).best(0, n)
+        proven = cols >= 0
+        np.testing.assert_array_equal(cols[proven], np.argmax(whole, axis=1)[proven])
+        assert not proven[:3].any()
+        proven_share[noise] = proven.mean()
+    assert proven_share[0.0] >= 0.97 and proven_share[0.05] >= 0.97  # all but the zero rows, the tie
+    assert proven_share[None] == 0.0
+
+
+def test_rows_the_screen_cannot_prove_are_computed_in_full(monkeypatch):
+    """Half of B's units copy A's and half are unrelated: the matching is still the assignment
+    on the whole matrix, and a slab mostly unproven turns the screen off."""
+    from onnx_lineage.matching import permutation as P
+    monkeypatch.setattr(P, "SLAB_ROWS", 50)
+    rng = np.random.default_rng(12)
+    n = 200
+    x = rng.normal(size=(n, 64))
+    y = x + 0.05 * rng.normal(size=x.shape)
+    y[1::2] = rng.normal(size=(n // 2, 64))  # every other unit unrelated
+    truth = rng.permutation(n)
+    screens = []
+    real = P._Screen
+    monkeypatch.setattr(P, "_Screen", lambda *a: screens.append(real(*a)) or screens[-1])
+    total = P.CosineSum(n, n, 64)
+    total.add(x, y[truth])
+    np.testing.assert_array_equal(total.matching(), P.best_assignment(total.result()))
+    assert len(screens) == 1
+    unrelated = P.CosineSum(n, n, 64)
+    unrelated.add(x, rng.normal(size=x.shape))
+    calls = []
+    monkeypatch.setattr(real, "best", lambda self, *a: calls.append(a) or np.full(50, -1))
+    np.testing.assert_array_equal(unrelated.matching(), P.best_assignment(unrelated.result()))
+    assert len(calls) == 1  # the first slab only
+
+
 def test_a_given_matching_is_taken_at_a_junctions_first_alignment(monkeypatch):
     """align_units takes a matching it is given for a junction instead of computing the
     similarities; a junction it is not given is computed as before."""
