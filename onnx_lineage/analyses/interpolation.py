@@ -52,6 +52,10 @@ def _stored(site, canonical: np.ndarray) -> np.ndarray:
 #: Values of a half-precision endpoint widened at a time (:func:`blend_into`): small enough to
 #: stay in cache between widening and blending.
 CHUNK = 1 << 16
+#: Values of an endpoint blended between two releases of the mapped pages
+#: (:meth:`InterpolatedModel.weights`): a BERT-base word embedding (23M values) is read in six
+#: parts, so its file pages are never all resident at once.
+RELEASE_EVERY = 1 << 22
 
 
 def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
@@ -143,9 +147,8 @@ class InterpolatedModel:
     def weights(self, alpha: float) -> dict[str, np.ndarray]:
         """Feeds for ``alpha``: views into the shared buffer (valid until the next call)."""
         if alpha != self._alpha:
-            for k, name in enumerate(self.names):
-                blend_into(self._a[k], self._b[k], float(alpha), self.views[name])
-                release_pages()  # blended: the endpoints' mapped pages need not stay resident
+            for k in range(len(self.names)):
+                self._blend(k, self._b[k], alpha)
             self._alpha = float(alpha)
         return self.views
 
@@ -159,7 +162,43 @@ class InterpolatedModel:
         self._b[k] = _stored(self.endpoints[k].site, value)
         self._b_values[k] = value
         if self._alpha is not None:
-            blend_into(self._a[k], self._b[k], self._alpha, self.views[self.names[k]])
+            self._blend(k, self._b[k], self._alpha)
+
+    def weights_with(self, alpha: float, values) -> dict[str, np.ndarray]:
+        """Feeds for ``alpha`` with some endpoints' B replaced by the values given, each blended
+        as it comes and not kept: a whole other B (a permuted copy) is never held, only the
+        endpoint in hand. The endpoints keep their own B; the buffer then holds none of their
+        points (the next :meth:`weights` blends it again).
+
+        Parameters
+        ----------
+        alpha : float
+        values : iterable of (int, ndarray)
+            Endpoint index and its B value (canonical orientation), at most once each.
+        """
+        self._alpha = None
+        given = set()
+        for k, value in values:
+            self._blend(k, _stored(self.endpoints[k].site, value), alpha)
+            given.add(k)
+        for k in range(len(self.names)):
+            if k not in given:
+                self._blend(k, self._b[k], alpha)
+        return self.views
+
+    def _blend(self, k: int, b: np.ndarray, alpha: float) -> None:
+        """Endpoint ``k`` at ``alpha`` against ``b`` (stored orientation) into its part of the
+        buffer, :data:`RELEASE_EVERY` values at a time (whole rows), the mapped pages released
+        after each: only the part in hand is resident."""
+        a, out = self._a[k], self.views[self.names[k]]
+        if out.ndim < 2 or out.size <= RELEASE_EVERY:
+            blend_into(a, b, float(alpha), out)
+            release_pages()
+            return
+        step = max(1, RELEASE_EVERY // (out.size // out.shape[0]))
+        for r0 in range(0, out.shape[0], step):
+            part = slice(r0, r0 + step)
+            blend_into(a[part], b[part], float(alpha), out[part])
             release_pages()
 
 

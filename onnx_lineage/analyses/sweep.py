@@ -201,22 +201,38 @@ class Sweep:
         Each alpha runs once: the base model's own predictions (alpha 0), used as targets when
         the data has no labels, are the first point of the sweep, not an extra pass.
         """
-        if alpha in self._seen:
-            return self._seen[alpha]
-        if self.fast:
-            pred = self.runner.predict(self.feeds, static=self.model.weights(alpha))
-        else:
-            r = Runner(rebuilt_model(self.base, self.endpoints, alpha), device=self.device,
-                       output=self.output, name="interpolated")
-            pred = r.predict(self.feeds)
-            self.runner.forward_rows += r.forward_rows
-        out = pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
-        self._seen[alpha] = out
-        return out
+        if alpha not in self._seen:
+            self._seen[alpha] = self._run(alpha)
+        return self._seen[alpha]
 
     def point(self, alpha: float) -> dict:
         """Loss and error at ``alpha``."""
-        s = self.scores(alpha)
+        return self._point(alpha, self.scores(alpha))
+
+    def point_with(self, alpha: float, values) -> dict:
+        """Loss and error at ``alpha`` with some endpoints' B replaced by ``values`` (pairs of
+        endpoint index and canonical B value, each at most once), for this point only: the
+        endpoints keep their B and the computed points stay (:meth:`InterpolatedModel
+        .weights_with`: a replaced B is blended an endpoint at a time, never held whole)."""
+        return self._point(alpha, self._run(alpha, values))
+
+    def _run(self, alpha: float, values=None) -> np.ndarray:
+        """Raw prediction output at ``alpha`` (B replaced by ``values`` where given), shape
+        (n, k)."""
+        if self.fast:
+            pred = self.runner.predict(self.feeds, static=self.model.weights(alpha)
+                                       if values is None else self.model.weights_with(alpha, values))
+        else:
+            eps = list(self.endpoints)
+            for k, value in values or ():
+                eps[k] = Endpoint(eps[k].site, eps[k].a, value)
+            r = Runner(rebuilt_model(self.base, eps, alpha), device=self.device,
+                       output=self.output, name="interpolated")
+            pred = r.predict(self.feeds)
+            self.runner.forward_rows += r.forward_rows
+        return pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
+
+    def _point(self, alpha: float, s: np.ndarray) -> dict:
         if self.kind in ("logits", "probabilities"):
             labels = np.argmax(s, axis=1)
             return {"alpha": alpha, "loss": criteria.cross_entropy(s, self.kind, self.targets),

@@ -84,18 +84,20 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
             touched.setdefault(layer, []).append((n, key))
     excess = []
 
-    def draw() -> float:
-        perms = [(c, rng.permutation(c.width)) for c in permuted]
-        # a layer at a time, with every class that moves it: the copy in hand is one layer, and
-        # the previous copy's layers go as this one's arrive
+    def copy_of_b(perms: list):
+        # a layer at a time, with every class that moves it, blended as it comes: the copy in
+        # hand is one layer
         for layer, ends in touched.items():
             params = {layer: own[layer]}
             for c, perm in perms:
                 if layer in c.layers:
                     c.permute(params, perm, only={layer})
             for n, key in ends:  # each tensor once, however many classes share it
-                probe.set_b(n, params[layer][key])
-        loss = probe.point(0.5)["loss"]
+                yield n, params[layer][key]
+
+    def draw() -> float:
+        perms = [(c, rng.permutation(c.width)) for c in permuted]
+        loss = probe.point_with(0.5, copy_of_b(perms))["loss"]
         excess.append(loss - chord)
         return loss
 

@@ -59,6 +59,35 @@ def test_set_b_moves_one_tensor_and_keeps_the_rest(digits):
     assert all(np.array_equal(after[n], before[n]) for n in names[1:])
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_point_with_another_b_is_that_of_set_b_and_leaves_the_sweep_as_it_was(
+        digits, monkeypatch, fast):
+    """The basin test's copies: B replaced for one point, an endpoint at a time, gives the point
+    that replacing B would, and the sweep keeps its own B, its computed points and a buffer that
+    is blended again for the next alpha."""
+    import onnx_lineage.analyses.sweep as S
+    monkeypatch.setattr(S, "fast_path_supported", lambda eps: fast)
+    m = match(fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_int8_qdq"))
+    eps, _, _ = endpoints_for(m)
+    base = load_model(fixture_path("torch_mlp_legacy")).proto
+    extract_layers(base)
+    rows = digits.subset(np.arange(100))
+    sweep, replaced = Sweep(base, eps, rows, digits.y[:100], "cpu"), Sweep(base, eps, rows,
+                                                                          digits.y[:100], "cpu")
+    assert sweep.fast is fast
+    half = sweep.point(0.5)
+    other = [(k, -2.0 * eps[k].b) for k in range(0, len(eps), 2)]
+    got = sweep.point_with(0.5, iter(other))
+    for k, value in other:
+        replaced.set_b(k, value)
+    assert got == replaced.point(0.5) and got != half
+    assert sweep.point(0.5) == half
+    for k, e in enumerate(eps):
+        assert sweep.endpoint_b(k) is e.b
+    fresh = Sweep(base, eps, rows, digits.y[:100], "cpu")
+    np.testing.assert_array_equal(sweep.scores(0.3), fresh.scores(0.3))
+
+
 def test_a_batchnorm_kept_model_takes_folded_weights_in_a_rebuilt_graph(digits):
     """BN kept in A, folded in B: the sweep must move A's convolutions, not only the head."""
     a, b = load_model(fixture_path("torch_cnn_bn")), load_model(fixture_path("torch_cnn_folded"))
