@@ -264,10 +264,12 @@ def _aligned(m: MatchResult) -> bool:
 
 
 def _own_order(sweep: Sweep, plan) -> None:
-    """Give the sweep B's parameters in its own unit order (where they differ from aligned)."""
+    """Give the sweep B's parameters in its own unit order where they are other arrays than
+    its endpoints' (alignment replaces each array it changes and shares the rest: no array is
+    read to compare)."""
     own = plan.match.b_own
     for k, (i, key) in enumerate(plan.keys):
-        if not np.array_equal(own[i][key], sweep.endpoint_b(k)):
+        if own[i][key] is not sweep.endpoint_b(k):
             sweep.set_b(k, own[i][key])
 
 
