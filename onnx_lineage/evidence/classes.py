@@ -366,6 +366,11 @@ def _matched_similarity(fa, fb, names, perm) -> tuple[float, int]:
     return float(np.median(matched / len(fa))), int(sum(x.shape[1] for x in fa))
 
 
+#: Rows (units, or features where units are columns in memory) that :func:`_matched_cosines`
+#: gathers at once: small enough to stay under numpy's 4 MB huge-page threshold.
+_ROWS_AT_ONCE = 512
+
+
 def _matched_cosines(xs: list, ys: list, perm: np.ndarray) -> np.ndarray:
     """Per A unit ``u``, the cosine of its features (the blocks ``xs``, (n, d_k) each, side by
     side) with B unit ``perm[u]``'s (``ys``), in float64 (0 for a zero row): products summed
@@ -374,7 +379,15 @@ def _matched_cosines(xs: list, ys: list, perm: np.ndarray) -> np.ndarray:
     na = np.zeros(perm.size)
     nb = np.zeros(perm.size)
     for x, y in zip(xs, ys):
-        dots += np.einsum("ij,ij->i", x, y[perm], dtype=np.float64)
+        if x.T.flags.c_contiguous and y.T.flags.c_contiguous:  # units are columns in memory
+            xt, yt = x.T, y.T  # features a few rows at a time, B's columns gathered in each
+            for lo in range(0, xt.shape[0], _ROWS_AT_ONCE):
+                part = slice(lo, lo + _ROWS_AT_ONCE)
+                dots += np.einsum("ij,ij->j", xt[part], yt[part][:, perm], dtype=np.float64)
+        else:
+            for lo in range(0, perm.size, _ROWS_AT_ONCE):  # B's rows gathered a few at a time
+                part = slice(lo, lo + _ROWS_AT_ONCE)
+                dots[part] += np.einsum("ij,ij->i", x[part], y[perm[part]], dtype=np.float64)
         na += row_norms(x) ** 2
         nb += row_norms(y)[perm] ** 2
     norm = np.sqrt(na) * np.sqrt(nb)
