@@ -104,10 +104,12 @@ def _plain_buffer(n: int) -> np.ndarray:
     and where the kernel then defragments memory on the spot (``transparent_hugepage/defrag``
     set to ``madvise``, a common default) the first write of a large array stalls for seconds
     (numpy issue 31590): the blend buffer is as large as the interpolated weights, written whole
-    at the first point. Its pages come as it is written, as with ``np.empty``."""
+    at the first point. Its pages come as it is written, as with ``np.empty``, and count as the
+    process's anonymous memory (a private mapping, where the platform has them)."""
     if n == 0:
         return np.empty(0, np.float32)
-    return np.frombuffer(mmap.mmap(-1, 4 * n), np.float32)
+    private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+    return np.frombuffer(mmap.mmap(-1, 4 * n, **private), np.float32)  # private: anonymous
 
 
 def fast_path_supported(endpoints: list[Endpoint]) -> bool:
