@@ -8,7 +8,10 @@ Sizes are written as bytes or with a unit: ``512M``, ``4G``, ``1.5GiB``.
 
 from __future__ import annotations
 
+import mmap
 import os
+
+import numpy as np
 
 from onnx_lineage.errors import LineageError, UsageError
 
@@ -82,3 +85,25 @@ def check(nbytes: float, what: str) -> None:
     if nbytes > limit:
         raise MemoryBudgetError(f"{what} needs {describe(nbytes)}, over the memory budget of "
                                 f"{describe(limit)} (--max-memory or {ENV})")
+
+
+#: Arrays from this size (numpy's huge-page threshold) get a mapping of their own from
+#: :func:`plain_empty`.
+PLAIN_FROM = 4 << 20
+
+
+def plain_empty(shape, dtype=np.float32) -> np.ndarray:
+    """An uninitialised array, like ``np.empty``, in an anonymous private mapping of its own.
+
+    For large arrays written once whole (the blend buffer, a permuted copy of a weight, a
+    similarity matrix): numpy advises the kernel to back every array over 4 MB with huge pages,
+    and where the kernel then defragments memory on the spot (``transparent_hugepage/defrag``
+    set to ``madvise``, a common default) the first write of such an array can stall for seconds
+    (numpy issue 31590). Pages come as they are written and count as anonymous memory, as with
+    ``np.empty``; the mapping goes with the last array that uses it.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < PLAIN_FROM or not hasattr(mmap, "MAP_PRIVATE"):  # small: numpy advises none
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE), dtype).reshape(shape)

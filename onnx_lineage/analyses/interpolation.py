@@ -15,7 +15,6 @@ Two ways to evaluate a point of the line, which must agree:
 from __future__ import annotations
 
 import copy
-import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from onnx import helper, numpy_helper
 from kernels.blend import blend, blend_2d, blend_mixed
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site, kept
+from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.weights import release_pages
 
 
@@ -97,21 +97,6 @@ def _blend_half(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> 
         blend_mixed(*args, float(alpha), out2[r0:r0 + step].reshape(-1), scratch)
 
 
-def _plain_buffer(n: int) -> np.ndarray:
-    """``n`` float32 values, shape (n,), in an anonymous mapping of their own.
-
-    Not ``np.empty``: numpy advises the kernel to back every array over 4 MB with huge pages,
-    and where the kernel then defragments memory on the spot (``transparent_hugepage/defrag``
-    set to ``madvise``, a common default) the first write of a large array stalls for seconds
-    (numpy issue 31590): the blend buffer is as large as the interpolated weights, written whole
-    at the first point. Its pages come as it is written, as with ``np.empty``, and count as the
-    process's anonymous memory (a private mapping, where the platform has them)."""
-    if n == 0:
-        return np.empty(0, np.float32)
-    private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
-    return np.frombuffer(mmap.mmap(-1, 4 * n, **private), np.float32)  # private: anonymous
-
-
 def fast_path_supported(endpoints: list[Endpoint]) -> bool:
     """Whether every endpoint can be fed as a graph input (an input slot of a main-graph node)."""
     return all(isinstance(e.site.slot, int) and e.site.writable for e in endpoints)
@@ -149,7 +134,7 @@ class InterpolatedModel:
         self._a = [_stored(e.site, e.a) for e in endpoints]
         self._b = [_stored(e.site, e.b) for e in endpoints]
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-        self.buffer = _plain_buffer(int(offsets[-1]))
+        self.buffer = plain_empty(int(offsets[-1]))  # no huge-page stall
         self.views = {n: self.buffer[o:o2].reshape(s)
                       for n, o, o2, s in zip(self.names, offsets[:-1], offsets[1:], shapes)}
         self._alpha: float | None = None  # the alpha the buffer holds

@@ -21,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.parameters import as_single, kept
 from onnx_lineage.model.weights import release_pages
 
@@ -307,7 +308,7 @@ class CosineSum:
                 if open_rows.size:
                     cols[open_rows] = np.argmax(x[start + open_rows] @ y.T, axis=1)
             if taken[cols].any() or np.unique(cols).size < cols.size:
-                full = np.empty((n, y.shape[0]), np.float32)
+                full = plain_empty((n, y.shape[0]))
                 for lo in range(0, n, SLAB_ROWS):
                     if slab is not None and lo == start:
                         full[start:stop] = slab
@@ -409,16 +410,26 @@ def take_rows(w: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """``w[perm]``, kept in ``w``'s memory order: a weight stored ``(in, out)`` and read
     transposed stays transposed in memory, so that the sweep blends it without a strided walk."""
     if _transposed(w):
-        return np.take(w.T, perm, axis=1).T
-    return np.take(w, perm, axis=0)
+        return _taken(w.T, perm, 1).T
+    return _taken(w, perm, 0)
 
 
 def take_columns(w: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """``w[:, perm]``, kept in ``w``'s memory order (see :func:`take_rows`; numpy's own
     ``w[:, perm]`` comes out in column order)."""
     if _transposed(w):
-        return np.take(w.T, perm, axis=0).T
-    return np.take(w, perm, axis=1)
+        return _taken(w.T, perm, 0).T
+    return _taken(w, perm, 1)
+
+
+def _taken(w: np.ndarray, perm: np.ndarray, axis: int) -> np.ndarray:
+    """``np.take(w, perm, axis)`` into :func:`~onnx_lineage.memory.plain_empty` memory: a
+    permuted copy of a large weight is written once, whole. ``perm`` holds matched units, every
+    one in range: ``mode="clip"`` then changes nothing but lets numpy write into ``out``
+    directly, where the default mode goes through a buffer of the result's size."""
+    shape = list(w.shape)
+    shape[axis] = perm.size
+    return np.take(w, perm, axis=axis, out=plain_empty(tuple(shape), w.dtype), mode="clip")
 
 
 def _transposed(w: np.ndarray) -> bool:

@@ -88,21 +88,6 @@ def test_a_point_with_another_b_is_that_of_set_b_and_leaves_the_sweep_as_it_was(
     np.testing.assert_array_equal(sweep.scores(0.3), fresh.scores(0.3))
 
 
-def test_the_blend_buffer_is_writable_private_memory_of_the_size_asked():
-    from onnx_lineage.analyses.interpolation import _plain_buffer
-    for n in (0, 1, 3 * 1024 * 1024 + 5):
-        buf = _plain_buffer(n)
-        assert buf.shape == (n,) and buf.dtype == np.float32 and buf.flags.writeable
-        buf[:] = 2.5
-        assert float(buf.sum(dtype=np.float64)) == 2.5 * n
-    m = match(fixture_path("torch_mlp_legacy"), fixture_path("torch_mlp_legacy"))
-    eps, _, _ = endpoints_for(m)
-    base = load_model(fixture_path("torch_mlp_legacy")).proto
-    extract_layers(base)
-    model = InterpolatedModel(base, eps)
-    assert model.buffer.size == sum(e.a.size for e in eps)
-
-
 def test_a_batchnorm_kept_model_takes_folded_weights_in_a_rebuilt_graph(digits):
     """BN kept in A, folded in B: the sweep must move A's convolutions, not only the head."""
     a, b = load_model(fixture_path("torch_cnn_bn")), load_model(fixture_path("torch_cnn_folded"))

@@ -1,0 +1,32 @@
+"""Memory for large arrays written once: mapped apart from numpy's huge-page advice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("shape,dtype", [((0,), np.float32), ((7, 3), np.float16),
+                                         ((3, 1024, 1024 + 5), np.float32), ((5 << 20,), np.uint8)])
+def test_plain_empty_is_a_writable_array_of_the_shape_and_type_asked(shape, dtype):
+    from onnx_lineage.memory import PLAIN_FROM, plain_empty
+    arr = plain_empty(shape, dtype)
+    assert arr.shape == shape and arr.dtype == dtype and arr.flags.writeable
+    assert arr.flags.c_contiguous
+    arr[...] = 3
+    assert float(arr.sum(dtype=np.float64)) == 3.0 * arr.size
+    assert (arr.base is not None) == (arr.nbytes >= PLAIN_FROM)  # a mapping of its own
+
+
+def test_arrays_taken_from_large_weights_are_the_same_values():
+    """take_rows and take_columns write into such memory: the values and memory order are
+    numpy's own."""
+    from onnx_lineage.matching.permutation import take_columns, take_rows
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(1500, 1200)).astype(np.float32)  # 7 MB
+    perm = rng.permutation(1500)
+    for x in (w, w.T.copy().T):
+        np.testing.assert_array_equal(take_rows(x, perm), x[perm])
+        np.testing.assert_array_equal(take_rows(x, perm[:700]), x[perm[:700]])
+        np.testing.assert_array_equal(take_columns(x.T, perm), x.T[:, perm])
+    assert take_rows(w.T.copy().T, perm).flags.f_contiguous
