@@ -22,9 +22,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from kernels.blend import blend, blend_2d, blend_mixed
+from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site, kept
-from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.weights import release_pages
 
 

@@ -343,7 +343,7 @@ class _Screen:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, spans: list[tuple[int, int]]):
         self._x, self._y = x, y
-        lead = [(a, a + max(1, int(np.ceil((b - a) * SCREEN_SHARE)))) for a, b in spans]
+        lead = [(a, min(b, a + max(1, int(np.ceil((b - a) * SCREEN_SHARE))))) for a, b in spans]
         self._xl = np.concatenate([x[:, a:b] for a, b in lead], axis=1)
         self._yl = np.concatenate([y[:, a:b] for a, b in lead], axis=1)
         self._slack = np.zeros(x.shape[0])  # per row: the bound's second term

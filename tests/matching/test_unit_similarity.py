@@ -149,7 +149,8 @@ def test_the_screen_proves_a_copys_columns_and_never_a_wrong_one():
         xs[0][:3] = xs[1][:3] = 0.0  # zero units (a pruned model's): all their similarities tie
         ys[1][truth[5]] = ys[1][truth[6]]  # two of B's units alike on one block
         total = P.CosineSum(n, n, 353)
-        for w, x, y in zip((1.0, 0.5), xs, ys):
+        for w, x, y in zip((1.0, 1.0, 0.5), (xs[0], xs[0][:, :0], xs[1]),
+                           (ys[0], ys[0][:, :0], ys[1])):  # a block without features between
             total.add(x, y, weight=w)
         whole = total.result()
         cols = P._Screen(*total._operands(), total._spans).best(0, n)
