@@ -216,7 +216,8 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
-    out.curve = run_sweep(sweep, points)
+    out.curve = run_sweep(sweep, points, progress=lambda what: step(
+        f"interpolation sweep on {len(sample)} rows: {what}"))
     out.barrier = barrier_of(out.curve) / scale
     if sweep.kind in ("logits", "probabilities"):
         out.error_barrier = barrier_of(out.curve, "error")
@@ -237,7 +238,8 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
     if _aligned(plan.match):  # the path before alignment: B in its own unit order
         step("interpolation sweep before alignment (B in its own unit order)")
         _own_order(sweep, plan)
-        out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False)) / scale
+        out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False, progress=lambda what: step(
+            f"interpolation sweep before alignment (B in its own unit order): {what}"))) / scale
     out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
     t0 = time.perf_counter()
     if copies <= 0:
@@ -251,7 +253,8 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
         classes = symmetry_classes(plan.match)
         probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
             np.sort(rng.choice(len(sample), BASIN_ROWS, replace=False)))
-        out.basin = basin_test(probe, plan.keys, own, classes, rng, basin_alpha, copies, scale)
+        out.basin = basin_test(probe, plan.keys, own, classes, rng, basin_alpha, copies, scale,
+                               progress=lambda what: step(f"basin test: {what}"))
     out.basin_seconds = time.perf_counter() - t0
     out.provider, out.queries = sweep.provider, int(sweep.runner.forward_rows)
     return out

@@ -252,17 +252,23 @@ def alpha_grid(points: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, max(int(points), 3))
 
 
-def run_sweep(sweep: Sweep, points: int = 11, refine: bool = True) -> list[dict]:
-    """The curve on an even grid, refined around the largest excess over the straight line."""
+def run_sweep(sweep: Sweep, points: int = 11, refine: bool = True,
+              progress=None) -> list[dict]:
+    """The curve on an even grid, refined around the largest excess over the straight line.
+
+    ``progress``, when given, is called with what the sweep is doing before each point."""
+    step = progress or (lambda what: None)
     grid = list(alpha_grid(points))
+    curve: dict = {}
     # the ends first: the functional criterion needs f_A and f_B
-    curve = {a: sweep.point(a) for a in (grid[0], grid[-1])}
-    for a in grid[1:-1]:
+    for n, a in enumerate((grid[0], grid[-1], *grid[1:-1]), 1):
+        step(f"point {n} of {len(grid)} (alpha {a:.2f})")
         curve[a] = sweep.point(a)
     if refine:
         alphas = sorted(curve)
         ex = criteria.excess_over_line(alphas, [curve[a]["loss"] for a in alphas])
         k = int(np.argmax(ex))
+        step(f"two more points around alpha {alphas[k]:.2f}, the largest excess")
         for j in (k - 1, k + 1):
             if 0 <= j < len(alphas):
                 a = alphas[k] + 0.5 * (alphas[j] - alphas[k])

@@ -44,7 +44,8 @@ def permuted_classes(classes: list) -> list:
 
 
 def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Generator,
-               alpha: float, copies: int, scale: float = 1.0, stop_after: int = 1) -> TestResult:
+               alpha: float, copies: int, scale: float = 1.0, stop_after: int = 1,
+               progress=None) -> TestResult:
     """Midway loss of A and B against A and randomly permuted copies of B.
 
     Parameters
@@ -69,6 +70,8 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
         can no longer reach ``alpha`` (its copies are sized so that only a B below every copy
         does): under independence that takes about ``ln(copies) + 0.6`` copies on average, and
         the p-value reported is coarse (1, 1/2, 1/3, ...) but exact.
+    progress : callable, optional
+        Called with what the test is doing before each copy.
     """
     permuted = permuted_classes(classes)
     if not permuted:
@@ -83,6 +86,7 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
         if layer in members:
             touched.setdefault(layer, []).append((n, key))
     excess = []
+    step = progress or (lambda what: None)
 
     def copy_of_b(perms: list):
         # a layer at a time, with every class that moves it, blended as it comes: the copy in
@@ -95,10 +99,14 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
             for n, key in ends:  # each tensor once, however many classes share it
                 yield n, params[layer][key]
 
+    low = [0]  # copies as low as B so far
+
     def draw() -> float:
+        step(f"copy {len(excess) + 1} of up to {copies} ({low[0]} as low as B so far)")
         perms = [(c, rng.permutation(c.width)) for c in permuted]
         loss = probe.point_with(0.5, copy_of_b(perms))["loss"]
         excess.append(loss - chord)
+        low[0] += loss <= observed
         return loss
 
     mc = monte_carlo(observed, draw, lambda x, obs: x <= obs, copies, stop_after)

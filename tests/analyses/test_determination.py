@@ -37,6 +37,21 @@ def test_independent_member_is_unrelated_with_power(family):
     assert r.shared_layers == []
 
 
+def test_progress_names_each_point_and_each_copy(family):
+    """Each sweep point and each basin copy is announced with where the run stands."""
+    said = []
+    r = determine(family["parent"], family["independent"], progress=said.append)
+    basin = r.test("basin")
+    copies = [s for s in said if s.startswith("basin test: copy ")]
+    drawn = int(basin["reason"].split(" of ")[1].split()[0])
+    assert len(copies) == drawn and copies[0].startswith("basin test: copy 1 of up to ")
+    # the test stops at the first copy as low as B: every copy is drawn with none before it
+    assert all(c.endswith("(0 as low as B so far)") for c in copies)
+    points = [s for s in said if s.startswith("interpolation sweep on ") and ": point " in s]
+    assert len(points) == 11 and points[0].endswith(": point 1 of 11 (alpha 0.00)")
+    assert any("two more points around alpha" in s for s in said)
+
+
 def test_a_model_is_related_to_itself_with_zero_barrier(family):
     r = determine(family["parent"], family["parent"])
     assert r.barrier == pytest.approx(0.0, abs=1e-7)
