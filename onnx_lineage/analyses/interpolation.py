@@ -15,6 +15,9 @@ Two ways to evaluate a point of the line, which must agree:
 from __future__ import annotations
 
 import copy
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +60,10 @@ CHUNK = 1 << 16
 #: (:meth:`InterpolatedModel.weights`): a BERT-base word embedding (23M values) is read in six
 #: parts, so its file pages are never all resident at once.
 RELEASE_EVERY = 1 << 22
+#: Threads that blend endpoints side by side (0: the CPU count, at most 4), for interpolated
+#: models of at least :data:`THREADS_FROM` values (below, a pool costs more than it saves).
+BLEND_THREADS = 0
+THREADS_FROM = 1 << 22
 
 
 def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
@@ -148,8 +155,7 @@ class InterpolatedModel:
     def weights(self, alpha: float) -> dict[str, np.ndarray]:
         """Feeds for ``alpha``: views into the shared buffer (valid until the next call)."""
         if alpha != self._alpha:
-            for k in range(len(self.names)):
-                self._blend(k, self._b[k], alpha)
+            self._blend_all(alpha, ())
             self._alpha = float(alpha)
         return self.views
 
@@ -178,14 +184,35 @@ class InterpolatedModel:
             Endpoint index and its B value (canonical orientation), at most once each.
         """
         self._alpha = None
-        given = set()
-        for k, value in values:
-            self._blend(k, _stored(self.endpoints[k].site, value), alpha)
-            given.add(k)
-        for k in range(len(self.names)):
-            if k not in given:
-                self._blend(k, self._b[k], alpha)
+        self._blend_all(alpha, values)
         return self.views
+
+    def _blend_all(self, alpha: float, values) -> None:
+        """Every endpoint at ``alpha`` into the buffer, ``values`` (pairs of endpoint index and
+        canonical B value) standing in for their endpoints' B.
+
+        Interpolated models of :data:`THREADS_FROM` values or more are blended on
+        :data:`BLEND_THREADS` threads (the kernels release the GIL; each writes its own part of
+        the buffer). A value is handed to a thread as it comes and the next taken only once
+        fewer than that many wait, so the values in hand stay a few layers; the endpoints' own
+        follow, largest first."""
+        threads = BLEND_THREADS or min(os.cpu_count() or 1, 4)
+        if self.buffer.size < THREADS_FROM:
+            threads = 1
+        given = set()
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _InPlace() as pool:
+            waiting: deque = deque()
+            for k, value in values:
+                while len(waiting) >= threads:
+                    waiting.popleft().result()
+                waiting.append(pool.submit(self._blend, k, _stored(self.endpoints[k].site, value),
+                                           alpha))
+                given.add(k)
+            rest = sorted((k for k in range(len(self.names)) if k not in given),
+                          key=lambda k: -self.views[self.names[k]].size)
+            waiting.extend(pool.submit(self._blend, k, self._b[k], alpha) for k in rest)
+            for done in waiting:
+                done.result()
 
     def _blend(self, k: int, b: np.ndarray, alpha: float) -> None:
         """Endpoint ``k`` at ``alpha`` against ``b`` (stored orientation) into its part of the
@@ -201,6 +228,21 @@ class InterpolatedModel:
             part = slice(r0, r0 + step)
             blend_into(a[part], b[part], float(alpha), out[part])
             release_pages()
+
+
+class _InPlace:
+    """An executor that runs each task as it is submitted (a small model's blend)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:

@@ -88,6 +88,30 @@ def test_a_point_with_another_b_is_that_of_set_b_and_leaves_the_sweep_as_it_was(
     np.testing.assert_array_equal(sweep.scores(0.3), fresh.scores(0.3))
 
 
+def test_blending_on_threads_writes_the_same_buffer(monkeypatch):
+    """Large models blend their endpoints side by side: the same bits as one at a time, with
+    B replaced for one point or not."""
+    import onnx_lineage.analyses.interpolation as I
+    m = match(fixture_path("torch_cnn_folded"), fixture_path("torch_cnn_folded"))
+    eps, _, _ = endpoints_for(m)
+    eps = [Endpoint(e.site, e.a, e.b * 1.5 + 0.25) for e in eps]
+    base = load_model(fixture_path("torch_cnn_folded")).proto
+    extract_layers(base)
+    other = [(k, -e.b) for k, e in enumerate(eps) if k % 2]
+    got = {}
+    for threads, start in ((1, 1 << 40), (3, 0)):
+        monkeypatch.setattr(I, "BLEND_THREADS", threads)
+        monkeypatch.setattr(I, "THREADS_FROM", start)
+        model = InterpolatedModel(base, eps)
+        model.weights(0.3)
+        at_03 = model.buffer.copy()
+        model.weights_with(0.7, iter(other))
+        got[threads] = (at_03, model.buffer.copy())
+    for x, y in zip(got[1], got[3]):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(*got[3])
+
+
 def test_a_batchnorm_kept_model_takes_folded_weights_in_a_rebuilt_graph(digits):
     """BN kept in A, folded in B: the sweep must move A's convolutions, not only the head."""
     a, b = load_model(fixture_path("torch_cnn_bn")), load_model(fixture_path("torch_cnn_folded"))
