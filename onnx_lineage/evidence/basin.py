@@ -99,14 +99,15 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
             for n, key in ends:  # each tensor once, however many classes share it
                 yield n, params[layer][key]
 
-    low = [0]  # copies as low as B so far
+    low = 0  # copies as low as B so far
 
     def draw() -> float:
-        step(f"copy {len(excess) + 1} of up to {copies} ({low[0]} as low as B so far)")
+        nonlocal low
+        step(f"copy {len(excess) + 1} of up to {copies} ({low} as low as B so far)")
         perms = [(c, rng.permutation(c.width)) for c in permuted]
         loss = probe.point_with(0.5, copy_of_b(perms))["loss"]
         excess.append(loss - chord)
-        low[0] += loss <= observed
+        low += int(loss <= observed)
         return loss
 
     mc = monte_carlo(observed, draw, lambda x, obs: x <= obs, copies, stop_after)

@@ -314,7 +314,6 @@ class CosineSum:
                         full[start:stop] = slab
                     else:
                         np.matmul(x[lo:lo + SLAB_ROWS], y.T, out=full[lo:lo + SLAB_ROWS])
-                del slab
                 return best_assignment(full)
             taken[cols] = True
             best[start:stop] = cols

@@ -131,9 +131,9 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
 def shares_of(loaded: dict, seed: int):
     """``share(q, p, c, shared_rank=SHARED_RANK)``: :func:`.inheritance.displacement_share` of
     ``p`` and ``c`` from ``q``, each aligned to ``q`` once (for every reading), its units
-    permuted but not rescaled (a unit's change of norm is part of its displacement). None where a matching fails or finds no layers, or where the units
-    are grossly rescaled against ``q``'s (:func:`.direction.rescaling`: an obfuscated copy,
-    whose displacement is the rescaling)."""
+    permuted but not rescaled (a unit's change of norm is part of its displacement). None where
+    a matching fails or finds no layers, or where the units are grossly rescaled against ``q``'s
+    (:func:`.direction.rescaling`: an obfuscated copy, whose displacement is the rescaling)."""
     from onnx_lineage.matching import match
     aligned: dict = {}
 

@@ -81,7 +81,8 @@ def test_a_point_with_another_b_is_that_of_set_b_and_leaves_the_sweep_as_it_was(
     for k, value in other:
         replaced.set_b(k, value)
     assert got == replaced.point(0.5) and got != half
-    assert sweep.point(0.5) == half
+    ran = sweep.runner.forward_rows
+    assert sweep.point(0.5) == half and sweep.runner.forward_rows == ran  # kept, not rerun
     for k, e in enumerate(eps):
         assert sweep.endpoint_b(k) is e.b
     fresh = Sweep(base, eps, rows, digits.y[:100], "cpu")
