@@ -180,7 +180,7 @@ def summarise(rows: list[dict]) -> dict:
         k = sum(r["p_value"] <= level for r in neg)
         out[f"fpr_{level}"] = {"false_positives": k, "pairs": len(neg),
                                "rate": k / max(len(neg), 1), "ci95": clopper_pearson(k, len(neg))}
-        for test in ("unit_order", "aligned", "basin"):
+        for test in ("unit_order", "aligned", "same_values", "basin"):
             ps = [r["tests"].get(test) for r in neg if r["tests"].get(test) is not None]
             out[f"fpr_{level}"][f"{test}_alone"] = (
                 sum(p <= level for p in ps) / len(ps) if ps else None)
@@ -215,12 +215,14 @@ def summarise(rows: list[dict]) -> dict:
 def markdown(summary: dict) -> str:
     """The summary as the tables of benchmarks/RESULTS.md."""
     out = ["| level | independent pairs called related | rate | 95% interval (Clopper-Pearson) "
-           "| unit order alone | aligned alone | basin alone |", "|---|---|---|---|---|---|---|"]
+           "| unit order alone | aligned alone | same values alone | basin alone |",
+           "|---|---|---|---|---|---|---|---|"]
     for level in LEVELS:
         f = summary[f"fpr_{level}"]
         out.append(f"| {level} | {f['false_positives']} of {f['pairs']} | {f['rate']:.2%} | "
                    f"{f['ci95'][0]:.2%} - {f['ci95'][1]:.2%} | {_pct(f['unit_order_alone'])} | "
-                   f"{_pct(f['aligned_alone'])} | {_pct(f['basin_alone'])} |")
+                   f"{_pct(f['aligned_alone'])} | {_pct(f.get('same_values_alone'))} | "
+                   f"{_pct(f['basin_alone'])} |")
     out += ["", "| family | independent pairs | related | unrelated | undetermined |",
             "|---|---|---|---|---|"]
     for fam, v in summary["independent_verdicts_by_family"].items():

@@ -164,10 +164,10 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     m = match_result or match(a, b, progress=step, rng=rng)
     t_match = time.perf_counter()
     notes = list(m.limits) + list(data.notes)
-    step("independence tests without data (unit order, aligned weights)")
+    step("independence tests without data (unit order, aligned weights, same values)")
     free = data_free(m, alpha)
     release_pages()
-    tests = [free.unit_order, free.aligned]
+    tests = free.tests
     t_tests = time.perf_counter()
     decided = decide(tests, alpha).related is True
     copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)

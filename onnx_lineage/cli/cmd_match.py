@@ -28,10 +28,10 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
         t0 = time.perf_counter()
         r = match(model_a, model_b, progress=step, rng=np.random.default_rng(seed))
         t1 = time.perf_counter()
-        step("independence tests without data (unit order, aligned weights)")
+        step("independence tests without data (unit order, aligned weights, same values)")
         ev = data_free(r, alpha)
         timings = {"match": t1 - t0, "tests": time.perf_counter() - t1}
-    tests = [ev.unit_order.to_dict(), ev.aligned.to_dict()]
+    tests = [t.to_dict() for t in ev.tests]
     if json:
         render.emit_json(r, tests=tests, alpha=alpha, timings=timings)
         return

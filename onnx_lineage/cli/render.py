@@ -60,7 +60,7 @@ def pval(p) -> str:
 
 
 _TEST_NAMES = {"unit_order": "unit order (exact)", "aligned": "aligned weights (calibrated)",
-               "basin": "loss basin (exact)"}
+               "same_values": "same values (calibrated)", "basin": "loss basin (exact)"}
 
 
 def tests_table(tests: list[dict], levels: dict) -> Table:

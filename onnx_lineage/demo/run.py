@@ -33,7 +33,8 @@ REPORT_MEMBER = "finetuned_heavy"
 def _rejecting(det) -> str:
     """The tests that reject independence at their share of alpha, by short name."""
     from onnx_lineage.evidence.verdict import rejects
-    names = {"unit_order": "unit order", "aligned": "aligned", "basin": "basin"}
+    names = {"unit_order": "unit order", "aligned": "aligned", "same_values": "same values",
+             "basin": "basin"}
     hits = [names[t["name"]] for t in det.tests if rejects(t["name"], t["p_value"], det.alpha)]
     return ", ".join(hits) or "-"
 

@@ -7,6 +7,8 @@ its null hypothesis and assumptions, per-class p-values and how they were combin
   initialisation and permutation-equivariant training.
 * :mod:`.basin`: the paper's loss-basin test made exact, against permuted copies of B.
 * :mod:`.aligned`: is B a permuted copy of A? Calibrated on measured independent pairs.
+* :mod:`.same_values`: does B hold A's trained values, to the coarser model's rounding? Needs no
+  symmetry class; calibrated.
 
 :mod:`.classes` finds the symmetry classes and matches them equivariantly; :mod:`.permutation`
 computes Monte Carlo p-values for any statistic; :mod:`.combine` combines p-values, each method
@@ -22,12 +24,13 @@ import numpy as np
 from onnx_lineage.evidence.aligned import aligned_test
 from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass, match_classes, symmetry_classes
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.same_values import same_values_test
 from onnx_lineage.evidence.unit_order import unit_order_test
 from onnx_lineage.evidence.verdict import WEIGHTS, Verdict, decide, share
 
 __all__ = ["ClassMatch", "DataFree", "SymmetryClass", "TestResult", "Verdict", "WEIGHTS",
-           "aligned_test", "data_free", "decide", "match_classes", "share", "symmetry_classes",
-           "unit_order_test"]
+           "aligned_test", "data_free", "decide", "match_classes", "same_values_test", "share",
+           "symmetry_classes", "unit_order_test"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,17 @@ class DataFree:
     matches: list
     unit_order: TestResult
     aligned: TestResult
+    same_values: TestResult
+
+    @property
+    def tests(self) -> list:
+        """The three data-free tests, in the order they are reported."""
+        return [self.unit_order, self.aligned, self.same_values]
 
 
 def data_free(m, alpha: float = 0.01) -> DataFree:
     """Symmetry classes of a match, their equivariant matching (computed by ``match``), the
-    unit-order and aligned tests.
+    unit-order, aligned and same-values tests.
 
     Parameters
     ----------
@@ -57,4 +66,5 @@ def data_free(m, alpha: float = 0.01) -> DataFree:
         classes = symmetry_classes(m)
         matches = match_classes(classes, m.a_params, m.b_own, np.random.default_rng(0))
     return DataFree(classes, matches, unit_order_test(matches, share(alpha, "unit_order")),
-                    aligned_test(matches, share(alpha, "aligned")))
+                    aligned_test(matches, share(alpha, "aligned")),
+                    same_values_test(m, share(alpha, "same_values")))

@@ -19,8 +19,10 @@ from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.wording import ranges
 
 #: Shares of ``alpha`` given to each test before any data is seen. A test that does not run
-#: keeps its share unspent.
-WEIGHTS = {"unit_order": 1 / 3, "aligned": 1 / 3, "basin": 1 / 3}
+#: keeps its share unspent. The same-values test takes a hundredth of the unit-order test's
+#: third: a copy's values give p-values far below any level (1e-300 and less), and the other
+#: tests keep their levels (the basin test's copies are sized to its share).
+WEIGHTS = {"unit_order": 0.99 / 3, "same_values": 0.01 / 3, "aligned": 1 / 3, "basin": 1 / 3}
 #: The aligned test's p-values within this factor of its share of alpha are inconclusive: no
 #: accusation, and no acquittal either.
 INCONCLUSIVE = 10.0
@@ -93,5 +95,5 @@ def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
 
 
 def _label(t: TestResult) -> str:
-    return {"unit_order": "unit order", "aligned": "aligned weights",
+    return {"unit_order": "unit order", "aligned": "aligned weights", "same_values": "same values",
             "basin": "loss basin"}.get(t.name, t.name)

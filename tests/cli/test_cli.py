@@ -57,7 +57,7 @@ def test_determine_json_fields(tmp_path):
                 "alpha", "tests", "shared_layers", "interpolated_fraction"):
         assert key in d
     assert d["verdict"] == "related" and d["schema_version"] == 2
-    assert {t["name"] for t in d["tests"]} == {"unit_order", "aligned", "basin"}
+    assert {t["name"] for t in d["tests"]} == {"unit_order", "aligned", "same_values", "basin"}
     for t in d["tests"]:
         assert {"name", "statistic", "p_value", "null", "classes"} <= set(t)
 

@@ -38,5 +38,5 @@ def test_the_analyses_name_their_steps(family):
                         "pairing layers (3 in A, 3 in B)"]
     seen.clear()
     determine(family["parent"], family["noisy"], seed=0, progress=seen.append)
-    assert "independence tests without data (unit order, aligned weights)" in seen
+    assert "independence tests without data (unit order, aligned weights, same values)" in seen
     assert any(s.startswith("interpolation sweep") for s in seen)

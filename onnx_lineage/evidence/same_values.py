@@ -1,0 +1,221 @@
+"""The same-values test: do B's trained values equal A's, to the precision of the coarser model?
+
+A re-release, a conversion between frameworks, a float16 or int8 export keeps every trained value
+up to rounding. Two independent trainings do not: a value of B lands within the rounding
+tolerance of A's value at the same position about as often as any value of B's layer would. The
+test needs no symmetry class, so a layer that no class reaches, or a model with none, is judged
+too.
+
+Statistic, per matched layer pair: ``K``, the number of positions whose values agree within the
+tolerance ``t_i = r |a_i| + s`` (``r``: the coarser float format's relative rounding, a few
+float32 ulps for two float32 models; ``s``: half the sum of the two layers' quantization steps).
+Positions where either value is exactly 0 (pruned, or never trained) are left out.
+
+The test runs only where the two models share at least two stacked layers: a model without
+hidden units (a linear or logistic model) is convex in its parameters, and its independent
+trainings reach the same values.
+
+Null: B trained independently of A. Then B's value at a position is unrelated to A's: it agrees
+with probability ``q_i``, read from B's own values of that tensor (the share within ``t_i`` of
+``a_i``, or their density over a wider window around ``a_i`` times ``2 t_i``, whichever is larger),
+and agreements at different positions are independent. ``K`` then has a Poisson-binomial law of
+mean ``sum q_i``; the p-value is the Chernoff bound on its upper tail, with the mean taken
+:data:`SAFETY` times larger. The assumptions are not exact (positions within a trained layer are
+not independent), so the test is calibrated, not exact: its error rate is the one measured on the
+calibration benchmark's independent pairs (benchmarks/RESULTS.md).
+
+B is compared in its own order, with its convolution kernels' last two axes swapped (a re-export
+that transposes images), and in A's order after matching; the best is Bonferroni-corrected for the
+three, and an order chosen by matching for every order it could have chosen (``log(n!)`` per
+permuted axis). Layers are combined by Bonferroni (any dependence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln
+
+from onnx_lineage.evidence.result import TestResult
+
+NAME = "same_values"
+#: The null's mean number of agreements is taken this many times larger than estimated.
+SAFETY = 4.0
+#: Positions read per tensor at most (a fixed stride over larger ones).
+MAX_POSITIONS = 1 << 20
+#: Relative rounding of each storage format, as a tolerance (a few ulps for float32, so that a
+#: transpose or a re-export's arithmetic does not count as a change).
+RELATIVE = {None: 2.0 ** -20, "fp16": 2.0 ** -10, "bf16": 2.0 ** -7}
+#: Layer kinds that stack: with two of them matched, the model has hidden units and is not convex
+#: in its parameters (a linear or logistic model's independent trainings reach the same values).
+STACKED = {"dense", "conv", "conv_transpose", "embedding", "lstm", "gru", "rnn"}
+#: Reported p-values stop here (the bound itself goes far lower).
+FLOOR = 1e-300
+
+NULL = ("B trained independently of A: at each position B's value agrees with A's within the "
+        f"coarser model's rounding no more often than {SAFETY:g}x the share of B's own values of "
+        "that tensor near A's value, independently across positions")
+
+
+@dataclass(frozen=True)
+class _Order:
+    """One way to read B's values in A's positions, with its multiplicity (log of the number of
+    orders it stands for)."""
+
+    name: str
+    params: dict
+    log_orders: float
+
+
+def same_values_test(m, alpha: float) -> TestResult:
+    """Calibrated test of "B's trained values are not A's" over the matched layers.
+
+    Parameters
+    ----------
+    m : MatchResult
+        Its layer pairs (``pairs``), A's parameters, B's in its own order and in A's.
+    alpha : float
+        The level the test will be read at (its share of the verdict's alpha), used only to judge
+        its power: whether A itself, in B's format, would reach it.
+    """
+    a_layers = {x.index: x for x in m.a_layers}
+    b_layers = {x.index: x for x in m.b_layers}
+    stacked = [p for p in m.pairs if p["kind"] in STACKED]
+    if len(stacked) < 2:
+        return TestResult(NAME, None, None, NULL, power=False, exact=False,
+                          power_reason="no hidden layer in common",
+                          reason="not run: without hidden layers a model is convex in its "
+                                 "parameters, and independent trainings reach the same values")
+    rows = []
+    for pair in m.pairs:
+        ai, bj = pair["a"], pair["b"]
+        if ai not in m.a_params or ai not in m.b_own:
+            continue
+        la, lb = a_layers[ai], b_layers[bj]
+        row = _layer(m.a_params[ai], _orders(m.b_own[ai], m.b_aligned.get(ai, {}), la.kind),
+                     _tolerance(la, lb))
+        if row is not None:
+            rows.append({"name": f"layer {ai}", "layers": [ai], "b": bj, **row})
+    if not rows:
+        return TestResult(NAME, None, None, NULL, power=False, exact=False,
+                          power_reason="no matched layer with trained values in both models",
+                          reason="no matched layer to compare")
+    k = len(rows)
+    log_k = math.log(k)
+    log_p = min(r["log_p"] for r in rows) + log_k
+    best = min(r["log_best"] for r in rows) + log_k
+    for r in rows:
+        r["p_value"] = _p(r["log_p"])
+        r["log10_p"] = r.pop("log_p") / math.log(10)
+        r.pop("log_best")
+    agree = sum(r["agree"] for r in rows)
+    compared = sum(r["compared"] for r in rows)
+    power = best <= math.log(alpha)
+    top = min(rows, key=lambda r: r["log10_p"])
+    return TestResult(
+        NAME, agree / compared if compared else 0.0, _p(log_p), NULL,
+        "Bonferroni over layers (any dependence); orders of B Bonferroni within each layer",
+        rows, power,
+        f"A itself in B's format would get p = {_p(best):.1e}"
+        + ("" if power else f" > {alpha:.2g}: too few trained values to tell"),
+        f"{agree:,} of {compared:,} trained values agree within the coarser model's rounding; "
+        f"most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in B's "
+        f"{top['order']})", exact=False)
+
+
+def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:
+    """B's own order; its kernels' last two axes swapped; A's order after matching (when matching
+    moved B: counted for every permutation of each axis it could have chosen)."""
+    orders = [_Order("own order", own, 0.0)]
+    w = own.get("weight")
+    if kind == "conv" and w is not None and w.ndim == 4 and w.shape[2] == w.shape[3] > 1:
+        orders.append(_Order("own order, kernels transposed",
+                             dict(own, weight=np.swapaxes(w, 2, 3)), 0.0))
+    if aligned and any(aligned.get(key) is not v for key, v in own.items()):
+        shape = (w if w is not None else next(iter(own.values()))).shape
+        log_orders = float(sum(gammaln(d + 1) for d in shape[:2]))
+        orders.append(_Order("A's unit order", aligned, log_orders))
+    return orders
+
+
+def _tolerance(la, lb) -> tuple[float, float]:
+    """``(relative, absolute)`` tolerance of two layers' values: the coarser float format's
+    rounding, and half the two quantization steps."""
+    relative = max(RELATIVE.get(la.quant, RELATIVE[None]), RELATIVE.get(lb.quant, RELATIVE[None]))
+    return relative, 0.5 * (la.step + lb.step)
+
+
+def _layer(a_params: dict, orders: list[_Order], tol: tuple[float, float]) -> dict | None:
+    """Agreements of one layer pair in the best of ``orders``, with its log p-value and the log
+    p-value an exact copy would get (``log_best``)."""
+    log_n = math.log(len(orders))
+    best, log_best = None, 0.0
+    for order in orders:
+        counts = _count(a_params, order.params, tol)
+        if counts is None:
+            continue
+        agree, compared, mean = counts
+        log_p = _log_tail(agree, SAFETY * mean) + order.log_orders + log_n
+        log_best = min(log_best, _log_tail(compared, SAFETY * mean) + log_n)
+        if best is None or log_p < best["log_p"]:
+            best = {"order": order.name, "agree": agree, "compared": compared,
+                    "statistic": agree / compared, "expected": SAFETY * mean, "log_p": log_p}
+    return None if best is None else dict(best, log_best=log_best)
+
+
+def _count(a_params: dict, b_params: dict, tol: tuple[float, float]):
+    """``(agreements, positions compared, their expected number under the null)`` over the
+    parameters both layers hold in one shape, or None with nothing to compare."""
+    agree, compared, mean = 0, 0, 0.0
+    for key, a in a_params.items():
+        b = b_params.get(key)
+        if key == "eps" or b is None or np.shape(a) != np.shape(b) or np.ndim(a) == 0:
+            continue
+        a, b = _positions(np.asarray(a)), _positions(np.asarray(b))
+        keep = (a != 0) & (b != 0) & np.isfinite(a) & np.isfinite(b)
+        a, b = a[keep], b[keep]
+        if a.size == 0:
+            continue
+        t = tol[0] * np.abs(a) + tol[1]
+        agree += int(np.count_nonzero(np.abs(a - b) <= t))
+        compared += a.size
+        mean += _chance(a, t, np.sort(b))
+    return (agree, compared, mean) if compared else None
+
+
+def _positions(x: np.ndarray) -> np.ndarray:
+    """``x`` flattened as float64, every ``k``-th value where it has more than
+    :data:`MAX_POSITIONS`."""
+    flat = x.reshape(-1)
+    stride = -(-flat.size // MAX_POSITIONS)
+    return np.asarray(flat[::stride], dtype=np.float64)
+
+
+def _chance(a: np.ndarray, t: np.ndarray, b_sorted: np.ndarray) -> float:
+    """Expected number of agreements of independent values: per position, the larger of the share
+    of B's values within ``t`` of ``a`` and their density over a window around ``a`` (a tenth of
+    B's spread, at least ``2 t``) times ``2 t``."""
+    n = b_sorted.size
+    q25, q75 = b_sorted[n // 4], b_sorted[(3 * n) // 4]
+    spread = (q75 - q25) / 1.349 or float(np.std(b_sorted)) or 1.0
+    w = np.maximum(0.1 * spread, 2 * t)
+    near = np.searchsorted(b_sorted, a + t, "right") - np.searchsorted(b_sorted, a - t, "left")
+    window = np.searchsorted(b_sorted, a + w, "right") - np.searchsorted(b_sorted, a - w, "left")
+    q = np.maximum(near, window * (t / w)) / n
+    return float(np.minimum(q, 1.0).sum())
+
+
+def _log_tail(k: int, mean: float) -> float:
+    """Log of the Chernoff bound on ``P(K >= k)`` for a sum of independent Bernoulli variables of
+    total mean ``mean``: ``k - mean - k log(k / mean)`` above the mean, 0 below."""
+    if k <= mean or k == 0:
+        return 0.0
+    if mean <= 0:
+        return -math.inf
+    return float(k - mean - k * math.log(k / mean))
+
+
+def _p(log_p: float) -> float:
+    return float(min(1.0, max(math.exp(max(log_p, -745.0)), FLOOR))) if log_p < 0 else 1.0

@@ -1,0 +1,98 @@
+"""The same-values test: copies in any storage format are related, with no symmetry class needed;
+independent models and convex ones are not accused."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from scipy.stats import poisson
+
+from onnx_lineage.analyses.determination import determine
+from onnx_lineage.evidence.same_values import _log_tail
+from tests.conftest import fixture_path
+
+SIZES = (64, 96, 96, 10)
+
+
+def cumsum_mlp(seed: int, store: str = "fp32", noise: float = 0.0) -> onnx.ModelProto:
+    """``Gemm -> CumSum over the units -> Celu`` MLP: the running sum mixes the units, so no
+    symmetry class is found (by design of this test).
+
+    ``store``: ``fp32``; ``fp16`` (float16 initializers cast to float); ``qdq`` (int8 weights,
+    one scale per tensor, through DequantizeLinear). ``noise`` moves every value."""
+    rng, jitter = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    nodes, prev = [], "x"
+    inits = [numpy_helper.from_array(np.array(1, np.int64), "unit_axis")]
+    for k, (i, o) in enumerate(zip(SIZES, SIZES[1:])):
+        w = (rng.normal(size=(o, i)) / np.sqrt(i)).astype(np.float32)
+        b = (0.1 * rng.normal(size=o)).astype(np.float32)
+        w += (noise * w.std() * jitter.normal(size=w.shape)).astype(np.float32)
+        b += (noise * b.std() * jitter.normal(size=b.shape)).astype(np.float32)
+        if store == "fp16":
+            for name, v in ((f"w{k}", w), (f"b{k}", b)):
+                inits.append(numpy_helper.from_array(v.astype(np.float16), name + "_half"))
+                nodes.append(helper.make_node("Cast", [name + "_half"], [name],
+                                              to=TensorProto.FLOAT))
+        elif store == "qdq":
+            scale = np.float32(np.abs(w).max() / 127)
+            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            inits += [numpy_helper.from_array(q, "w_q%d" % k),
+                      numpy_helper.from_array(np.array(scale, np.float32), "w_s%d" % k),
+                      numpy_helper.from_array(np.array(0, np.int8), "w_z%d" % k),
+                      numpy_helper.from_array(b, f"b{k}")]
+            nodes.append(helper.make_node("DequantizeLinear", ["w_q%d" % k, "w_s%d" % k,
+                                                               "w_z%d" % k], [f"w{k}"]))
+        else:
+            inits += [numpy_helper.from_array(w, f"w{k}"), numpy_helper.from_array(b, f"b{k}")]
+        out = "logits" if k == len(SIZES) - 2 else f"h{k}"
+        nodes.append(helper.make_node("Gemm", [prev, f"w{k}", f"b{k}"], [out], transB=1))
+        if out != "logits":
+            nodes.append(helper.make_node("CumSum", [out, "unit_axis"], [f"s{k}"]))
+            nodes.append(helper.make_node("Celu", [f"s{k}"], [f"a{k}"]))
+            prev = f"a{k}"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", SIZES[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", SIZES[-1]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _determine(tmp_path, a: onnx.ModelProto, b: onnx.ModelProto):
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(a, pa)
+    onnx.save(b, pb)
+    r = determine(str(pa), str(pb), copies=0)
+    return r, r.test("same_values")
+
+
+@pytest.mark.parametrize("store", ["fp32", "fp16", "qdq"])
+def test_a_copy_in_any_storage_is_related_by_its_values_alone(tmp_path, store):
+    r, t = _determine(tmp_path, cumsum_mlp(0), cumsum_mlp(0, store))
+    assert r.test("unit_order")["p_value"] is None  # no class: only the values can tell
+    assert r.verdict == "related" and t["p_value"] < 1e-100 and t["power"]
+    assert r.shared_layers == [0, 1, 2]
+    assert all(c["agree"] > 0.99 * c["compared"] for c in t["classes"])
+
+
+def test_independent_and_fully_fine_tuned_models_share_no_values(tmp_path):
+    for b in (cumsum_mlp(1), cumsum_mlp(0, noise=0.2), cumsum_mlp(1, "fp16")):
+        r, t = _determine(tmp_path, cumsum_mlp(0), b)
+        assert t["p_value"] == 1.0 and t["power"]
+        assert r.verdict == "undetermined"
+
+
+def test_a_convex_model_is_not_judged_by_its_values():
+    r = determine(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"), copies=0)
+    t = r.test("same_values")
+    assert t["p_value"] is None and "convex" in t["reason"] and r.verdict == "undetermined"
+
+
+@pytest.mark.parametrize("k,mean", [(3, 0.5), (10, 2.0), (40, 12.5), (200, 150.0)])
+def test_the_chernoff_bound_is_above_the_poisson_tail(k, mean):
+    assert _log_tail(k, mean) >= math.log(poisson.sf(k - 1, mean))
+    assert _log_tail(k, mean) < 0 and _log_tail(5, 5.0) == 0.0
