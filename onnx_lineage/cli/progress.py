@@ -17,11 +17,23 @@ import time
 
 #: Seconds after which a step is reported on a stderr that is not a terminal.
 SLOW = 3.0
+#: The step the run is in, shown or not: an internal error says where it happened.
+current = {"step": ""}
 
 
 @contextlib.contextmanager
 def steps(enabled: bool = True):
-    """Yield a callback ``step(name)`` that shows ``name`` as the current step."""
+    """Yield a callback ``step(name)`` that shows ``name`` as the current step (and records it
+    in :data:`current`)."""
+    with _shown(enabled) as show:
+        def step(name: str) -> None:
+            current["step"] = name
+            show(name)
+        yield step
+
+
+@contextlib.contextmanager
+def _shown(enabled: bool):
     if not enabled:
         yield lambda name: None
         return
