@@ -29,16 +29,19 @@ from dataclasses import dataclass
 
 import onnx
 
-from onnx_lineage.model.graph import GraphIndex, attr, inferred_values
+from onnx_lineage.model import ops
+from onnx_lineage.model.graph import GraphIndex, attr
+from onnx_lineage.model.ops import SHAPE_ONLY
 from onnx_lineage.model.parameters import UNIT_PRESERVING, Layer
-from onnx_lineage.model.topology import SHAPE_ONLY, is_depthwise
+from onnx_lineage.model.topology import is_depthwise
 
 #: Reductions that keep the last (unit) axis when it is not among their axes.
 _REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
 #: Ops after which a channels-first tensor is still channels-first.
 _KEEPS_LAYOUT = UNIT_PRESERVING | {"Add", "Sum", "Mul", "Div", "Sub", "Pow", "Sqrt", "Erf",
                                    "HardSwish", "Mish", "ReduceMean", "ReduceMax", "Pad",
-                                   "BatchNormalization", "Resize", "Upsample"}
+                                   "BatchNormalization", "Resize", "Upsample", "Slice", "Max",
+                                   "Min"} | ops.UNARY | ops.EQUIVARIANT | ops.POOLING
 #: Elementwise ops that keep units when their other operand is a scalar constant.
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow"}
 #: One-input elementwise ops not in UNIT_PRESERVING.
@@ -111,7 +114,7 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
     g = GraphIndex(model.graph)
     main = [x for x in layers if not x.scope]
     by_output = {x.output: x for x in main}
-    dims = _dims(model)
+    dims = ops.dims_of(model)
     groups, residual, gated = _Groups(), [], []
     joined = set()  # first outputs of the nodes whose output shares units with an input
     first = set()  # channels-first tensors: units on axis 1
@@ -145,7 +148,9 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
                       and _pooled(data[0], out, dims))
                   or (node.op_type in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
                   or (node.op_type in _SELECTIONS and node.input[0] == data[0] and axis == -1
-                      and _selects_rows(g, node, dims))):
+                      and _selects_rows(g, node, dims))
+                  or (len(data) == 1 and node.op_type not in ("Transpose", "Squeeze", "Unsqueeze")
+                      and ops.passage(g, node, data[0], axis, dims).keeps)):
             continue
         else:
             groups.union(out, data[0])
@@ -199,17 +204,6 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
                   tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
                   residual)
-
-
-def _dims(model: onnx.ModelProto) -> dict[str, list]:
-    """Known dimensions (None where symbolic) of the main graph's values and inputs."""
-    try:
-        infos = inferred_values(model)
-    except Exception:  # no shapes: reductions and row scalings are not followed
-        infos = []
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None
-                     for d in v.type.tensor_type.shape.dim]
-            for v in list(infos) + list(model.graph.input) if v.type.tensor_type.HasField("shape")}
 
 
 def _is_layernorm(node: onnx.NodeProto) -> bool:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
+from onnx_lineage.model.ops import SHAPE_ONLY
 from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
 #: Recurrent layers: their input weight's last axis reads the units.
 RECURRENT = ("lstm", "gru", "rnn")
-#: Ops that read only a tensor's shape, not its values: they do not branch a chain.
-SHAPE_ONLY = {"Shape", "Size"}
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,22 @@ class _Walk:
     channels_last: bool = False
 
 
+class _Dims:
+    """The graph's inferred dimensions, computed on first use (most chains never need them)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model, self.dims = model, None
+
+    def get(self) -> dict:
+        if self.dims is None:
+            self.dims = ops.dims_of(self.model)
+        return self.dims
+
+
 def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
     """Link of every dense/conv layer of the main graph (see :class:`Link`)."""
     g = GraphIndex(model.graph)
+    dims = _Dims(model)
     by_input = {}
     for layer in layers:
         if not layer.scope:
@@ -82,11 +95,11 @@ def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
     for layer in layers:
         if layer.scope or layer.kind not in ("dense", "conv"):
             continue
-        result[layer.index] = _follow(g, layer, by_input, by_node)
+        result[layer.index] = _follow(g, layer, by_input, by_node, dims)
     return result
 
 
-def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
+def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link:
     walk = _Walk()
     name = layer.output
     for _ in range(64):
@@ -138,15 +151,24 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node) -> Link:
         elif node.op_type == "Transpose" and layer.kind == "dense" and _keeps_last(node):
             pass  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
         elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
-            if not _moves_channels_last(node):
+            where = _channels_after(node, dims) if layer.kind == "conv" else None
+            if where is None:
                 return Link(None, reason="passes through a Transpose")
-            walk.channels_last = True
+            walk.channels_last = where == "last"
         elif node.op_type == "Mul" and _is_quant_scale(g, node, name):
             pass
         elif layer.kind == "conv" and _pools_space(g, node, layer.weight.ndim):
             pass
         elif node.op_type not in UNIT_PRESERVING:
-            return Link(None, reason=f"passes through {node.op_type}")
+            axis = (None if walk.reshaped else -1 if walk.channels_last or layer.kind != "conv"
+                    else 1)
+            how = ops.passage(g, node, name, axis, dims.get())
+            if not how.keeps:
+                return Link(None, reason=how.reason)
+            walk.homogeneous = walk.homogeneous and how.homogeneous
+            walk.ops.append(node.op_type)
+            name = node.output[0]
+            continue
         if (node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING
                 and node.op_type not in ("Transpose", "ReduceMean", "ReduceMax")):
             walk.homogeneous = walk.homogeneous and node.op_type in ("QuantizeLinear",
@@ -186,6 +208,24 @@ def _keeps_last(node: onnx.NodeProto) -> bool:
     """A Transpose that leaves the last axis last."""
     perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
     return perm is not None and len(perm) >= 2 and perm[-1] == len(perm) - 1
+
+
+def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:
+    """Where a Transpose of a channels-first map puts the channels: ``"last"`` (last, or
+    followed only by axes of size 1, as ``(N, C, T, 1) -> (N, T, C, 1)`` before a flatten),
+    ``"first"`` (still on axis 1, spatial axes reordered), or None (elsewhere, or not known)."""
+    if _moves_channels_last(node):
+        return "last"
+    perm = attr(node, "perm")
+    if perm is None or 1 not in perm:
+        return None
+    k = list(perm).index(1)
+    if k == 1:
+        return "first"
+    shape = dims.get().get(node.output[0])
+    if shape and len(shape) == len(perm) and all(d == 1 for d in shape[k + 1:]):
+        return "last"
+    return None
 
 
 def _moves_channels_last(node: onnx.NodeProto) -> bool:

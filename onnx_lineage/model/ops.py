@@ -1,0 +1,311 @@
+"""How each ONNX op carries a unit axis from its input to its output: the one registry.
+
+A hidden layer's units (a convolution's channels) stay permutable only while every op between the
+layer that writes them and the layers that read them carries them along: applies the same
+function to each unit (an activation, a clamp against a constant, a scaling by one value), moves
+or resizes other axes (padding or resizing time, pooling space, a reduction over positions), or
+moves the unit axis itself (a transpose). :func:`passage` says, for one node and the axis its
+data input holds the units on, whether the units reach its output, on which axis, and whether
+the op is positively homogeneous (``f(s x) = s f(x)`` for ``s > 0``, so units may also be
+rescaled around it). An op it does not know stops the units, and the reason names it.
+
+Ops are those of the default ONNX domain (opsets 7-22) and the ``com.microsoft`` ops that
+exporters and onnxruntime's optimizer and quantizer write. Parametric layers (Gemm, Conv,
+normalisations with their scale and bias) are not here: :mod:`.parameters` reads them and
+:mod:`.topology` / :mod:`.streams` follow units through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnx_lineage.model.graph import GraphIndex, attr, inferred_values
+
+#: One-input elementwise ops (further inputs, if any, are attributes or constants that apply to
+#: every unit alike): the units pass, in place.
+UNARY = {
+    # activations
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "Celu",
+    "Gelu", "Softplus", "Softsign", "HardSwish", "Mish", "ThresholdedRelu", "Shrink", "Swish",
+    "Clip", "Erf", "Exp", "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Sinh",
+    "Cosh", "Asin", "Acos", "Atan", "Asinh", "Acosh", "Atanh", "Sign", "Round", "Floor", "Ceil",
+    # identities and casts
+    "Dropout", "Identity", "Cast", "CastLike", "QuantizeLinear", "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    # com.microsoft activations without a bias
+    "QuickGelu", "FastGelu", "QLinearSigmoid", "QLinearLeakyRelu",
+}
+#: Ops that act on each unit's values over the other axes (or on all units alike): units pass.
+EQUIVARIANT = {"Softmax", "LogSoftmax", "Hardmax", "LpNormalization",
+               "MeanVarianceNormalization", "BatchNormalization", "InstanceNormalization"}
+#: Spatial pooling of a channels-first map: channels pass on axis 1.
+POOLING = {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
+           "GlobalLpPool", "QLinearAveragePool", "QLinearGlobalAveragePool"}
+#: Two-operand elementwise ops with broadcasting: units pass when the other operand is a constant
+#: that is the same for every unit (one value, or of size 1 on the unit axis).
+BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean"}
+#: Reductions: units pass when the unit axis is not reduced.
+REDUCTIONS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1",
+              "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+#: Positively homogeneous: units may be rescaled around these (also Pad with zeros, Slice and
+#: nearest Resize, which :func:`passage` decides by their attributes).
+POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
+                        "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Identity"}
+#: Ops that read only a tensor's shape, not its values: they do not branch a unit axis.
+SHAPE_ONLY = {"Shape", "Size"}
+
+
+@dataclass(frozen=True)
+class Passage:
+    """What a node does to the units of its data input.
+
+    Attributes
+    ----------
+    keeps : bool
+        The units reach the output, each with its own values.
+    axis : int or None
+        Their axis in the output (``-1``: the last; None: not known, kept as in the input).
+    homogeneous : bool
+        Positively homogeneous in its data input.
+    reason : str
+        Why the units stop, when they do.
+    """
+
+    keeps: bool
+    axis: int | None = None
+    homogeneous: bool = False
+    reason: str = ""
+
+
+def stop(reason: str) -> Passage:
+    return Passage(False, reason=reason)
+
+
+def dims_of(model: onnx.ModelProto) -> dict[str, list]:
+    """Known dimensions (None where symbolic) of the main graph's values and inputs; empty where
+    shape inference fails."""
+    try:
+        infos = inferred_values(model)
+    except Exception:  # no shapes: ops that need them are not followed
+        infos = []
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None
+                     for d in v.type.tensor_type.shape.dim]
+            for v in list(infos) + list(model.graph.input) if v.type.tensor_type.HasField("shape")}
+
+
+def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
+            dims: dict) -> Passage:
+    """How ``node`` carries the units that its input ``name`` holds on ``axis`` (1: a
+    channels-first map's channels; -1: the last axis; any axis when the rank is known; None:
+    spread over a flattened axis, where only ops that treat every value alike pass).
+
+    Only ops whose effect on the units does not depend on their order are passed; the caller
+    handles parametric layers, reshapes and branches."""
+    op = node.op_type
+    rank = len(dims[name]) if dims.get(name) else None
+    if axis is None:
+        others = [n for n in node.input[1:] if n]
+        scalar = all((c := g.constant(n)) is not None and np.asarray(c.value).size == 1
+                     for n in others)
+        if op in UNARY and (op not in ("Clip", "PRelu") or scalar):
+            return Passage(True, None, op in POSITIVE_HOMOGENEOUS)
+        if op in BINARY and len(node.input) == 2 and scalar and node.input[0] == name:
+            return Passage(True, None, False)
+        return stop(f"passes through {op} after its units were flattened")
+    if op in UNARY:
+        if op == "Clip" and not _uniform(g, node.input[1:], axis, rank):
+            return stop("passes through a Clip with bounds per unit")
+        if op == "PRelu" and not _uniform(g, node.input[1:], axis, rank):
+            return stop("passes through a PRelu with a slope per unit")
+        return Passage(True, axis, op in POSITIVE_HOMOGENEOUS)
+    if op in EQUIVARIANT:
+        return Passage(True, axis)
+    if op in POOLING:
+        return Passage(True, axis, op in POSITIVE_HOMOGENEOUS) if axis == 1 else stop(
+            f"passes through {op} over its unit axis")
+    if op in BINARY:
+        others = [n for n in node.input if n and n != name]
+        if len(others) != 1 or not g.is_constant(others[0]):
+            return stop(f"passes through {op} with another computed operand")
+        if not _uniform(g, others, axis, rank):
+            return stop(f"passes through {op} with a constant per unit")
+        return Passage(True, axis, _homogeneous_binary(g, op, others[0]))
+    if op in REDUCTIONS:
+        return _reduction(g, node, axis, rank)
+    if op == "Pad":
+        return _pad(g, node, axis, rank)
+    if op == "Slice":
+        return _slice(g, node, axis, rank)
+    if op in ("Resize", "Upsample"):
+        return _resize(g, node, axis, rank, dims.get(name))
+    if op in ("Squeeze", "Unsqueeze"):
+        return _squeeze(g, node, axis, rank)
+    if op == "Transpose":
+        perm = attr(node, "perm")
+        if perm is None or rank is None and axis < 0:
+            return stop("passes through a Transpose of unknown rank")
+        a = axis % len(perm)
+        return Passage(True, list(perm).index(a), True)
+    return stop(f"passes through {op}")
+
+
+def _axes(g: GraphIndex, node: onnx.NodeProto, slot: int) -> list[int] | None:
+    """The ``axes`` attribute, or the constant input at ``slot`` (later opsets)."""
+    axes = attr(node, "axes")
+    if axes is None and len(node.input) > slot and node.input[slot]:
+        c = g.constant(node.input[slot])
+        axes = None if c is None else [int(a) for a in np.asarray(c.value).reshape(-1)]
+    return None if axes is None else list(axes)
+
+
+def _on_axis(axes, axis: int, rank: int | None) -> bool | None:
+    """Whether ``axis`` is among ``axes`` (None: cannot tell without the rank)."""
+    if rank is None:
+        if all(a >= 0 for a in axes) and axis >= 0 or all(a < 0 for a in axes) and axis < 0:
+            return axis in axes
+        return None
+    return axis % rank in {a % rank for a in axes}
+
+
+def _uniform(g: GraphIndex, names, axis: int, rank: int | None) -> bool:
+    """Every named input is absent, or a constant with the same value for every unit: one
+    value, or size 1 on the unit axis as it broadcasts."""
+    for n in names:
+        if not n:
+            continue
+        c = g.constant(n)
+        if c is None:
+            return False
+        v = np.asarray(c.value)
+        if v.size == 1:
+            continue
+        if axis < 0:
+            k = v.ndim + axis
+        elif rank is None:
+            return False
+        else:
+            k = v.ndim - (rank - axis)
+        if 0 <= k < v.ndim and v.shape[k] != 1:
+            return False
+    return True
+
+
+def _homogeneous_binary(g: GraphIndex, op: str, other: str) -> bool:
+    v = np.asarray(g.constant(other).value)
+    if op in ("Max", "Min"):
+        return bool(np.all(v == 0))
+    if op in ("Mul", "Div"):
+        return bool(np.all(v > 0)) and v.size > 1  # one value: as before, left conservative
+    return False
+
+
+def _reduction(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
+    """A reduction over other axes: the units keep their place counted from the end (``axis``
+    negative) or from the front, less the axes dropped before them."""
+    axes = _axes(g, node, 1)
+    if not axes:
+        return stop(f"{node.op_type} over every axis")
+    on = _on_axis(axes, axis, rank)
+    if on is None and axis == 1 and all(a >= 2 for a in axes):
+        on = False  # spatial axes of a channels-first map
+    if on is not False:
+        return stop(f"{node.op_type} over the unit axis")
+    homogeneous = node.op_type in ("ReduceMean", "ReduceMax")
+    if int(attr(node, "keepdims", 1)) or axis < 0:
+        return Passage(True, axis, homogeneous)
+    before = [a for a in axes if (a % rank if rank else a) < axis]
+    if before and (rank is None or any(a < 0 for a in axes)):
+        return stop(f"{node.op_type} drops axes before the units")
+    return Passage(True, axis - len(before), homogeneous)
+
+
+def _pad(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
+    pads = attr(node, "pads")
+    if pads is None and len(node.input) > 1 and node.input[1]:
+        c = g.constant(node.input[1])
+        pads = None if c is None else [int(p) for p in np.asarray(c.value).reshape(-1)]
+    if pads is None:
+        return stop("passes through a Pad of unknown size")
+    axes = _axes(g, node, 3) if len(node.input) > 3 else None
+    n = len(pads) // 2
+    axes = list(range(n)) if axes is None else axes
+    r = rank if rank is not None else (n if len(node.input) <= 3 else None)
+    for k, a in enumerate(axes):
+        if (pads[k] or pads[k + n]) and _on_axis([a], axis, r) is not False:
+            return stop("passes through a Pad of its unit axis")
+    value = 0.0
+    if len(node.input) > 2 and node.input[2]:
+        c = g.constant(node.input[2])
+        value = None if c is None else float(np.asarray(c.value).reshape(-1)[0])
+    mode = attr(node, "mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    return Passage(True, axis, mode != "constant" or value == 0.0)
+
+
+def _slice(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
+    if len(node.input) < 3:  # opset < 10: in attributes
+        axes = attr(node, "axes") or list(range(len(attr(node, "starts") or [])))
+    elif len(node.input) > 3 and node.input[3]:
+        axes = _axes(g, node, 3)
+    else:
+        c = g.constant(node.input[1])
+        axes = None if c is None else list(range(np.asarray(c.value).size))
+    if axes is None or _on_axis(axes, axis, rank) is not False:
+        return stop("passes through a Slice of its unit axis")
+    return Passage(True, axis, True)
+
+
+def _resize(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
+            shape: list | None) -> Passage:
+    """Resize/Upsample with scale 1 (or the same size) on the unit axis."""
+    scales = sizes = None
+    if node.op_type == "Upsample" and len(node.input) == 1:
+        scales = attr(node, "scales")
+    for slot in ((1,) if node.op_type == "Upsample" else (2, 3)):
+        if len(node.input) > slot and node.input[slot]:
+            c = g.constant(node.input[slot])
+            if c is None:
+                return stop(f"passes through a {node.op_type} of unknown scale")
+            v = np.asarray(c.value).reshape(-1)
+            if v.size:
+                sizes, scales = (v, scales) if slot == 3 else (sizes, v)
+    k = None
+    if scales is not None and len(scales):
+        k = axis % len(scales)
+        same = float(scales[k]) == 1.0
+    elif sizes is not None and len(sizes) and shape:
+        k = axis % len(sizes)
+        same = shape[k] is not None and int(sizes[k]) == shape[k]
+    else:
+        return stop(f"passes through a {node.op_type} of unknown scale")
+    if not same or (rank is not None and len(scales if scales is not None else sizes) != rank):
+        return stop(f"passes through a {node.op_type} of its unit axis")
+    mode = attr(node, "mode", "nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    return Passage(True, axis, mode == "nearest")
+
+
+def _squeeze(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
+    """Squeeze/Unsqueeze of other axes: last-axis units stay last unless the last axis is the one
+    added or removed; units counted from the front keep their place when every axis added or
+    removed comes after them."""
+    axes = _axes(g, node, 1)
+    if axes is None:
+        return stop(f"passes through a {node.op_type} of unknown axes")
+    if axis < 0:
+        if axis != -1 or -1 in axes:
+            return stop(f"{node.op_type} of the last axis")
+        if rank is None and any(a >= 0 for a in axes):
+            return stop(f"passes through a {node.op_type} of unknown rank")
+        ref = rank if node.op_type == "Squeeze" else (rank or 0) + len(axes)
+        if any(a % ref == ref - 1 for a in axes):
+            return stop(f"{node.op_type} of the last axis")
+        return Passage(True, -1, True)
+    if node.op_type == "Squeeze" and axis in axes:
+        return stop("squeezes its unit axis")
+    if all(a > axis for a in axes):
+        return Passage(True, axis, True)
+    return stop(f"{node.op_type} before the unit axis")
