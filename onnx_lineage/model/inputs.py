@@ -48,7 +48,7 @@ class InputSpec:
         return tuple(self.shape[:self.batch_axis] + self.shape[self.batch_axis + 1:])
 
 
-def batch_axes(shapes: list[tuple]) -> list[int | None]:
+def batch_axes(shapes: list[tuple], outputs: list[tuple] = ()) -> list[int | None]:
     """Which axis of each input holds the rows, from the inputs' declared shapes.
 
     Parameters
@@ -56,6 +56,8 @@ def batch_axes(shapes: list[tuple]) -> list[int | None]:
     shapes : list of tuple
         Per input, each dimension as an int (fixed), a str (a named symbolic dimension) or None
         (unnamed symbolic), as onnxruntime reports them.
+    outputs : list of tuple
+        The outputs' declared shapes, alike: an input that one mirrors is a recurrent state.
 
     Returns
     -------
@@ -64,14 +66,21 @@ def batch_axes(shapes: list[tuple]) -> list[int | None]:
         some input has on axis 0 (ties: the one more inputs have first). An input holding it
         batches on that axis (a recurrent state ``[layers, batch, hidden]`` on axis 1); one
         without it batches on axis 0 if that axis is symbolic, and has no batch axis (None) if
-        not. Without such a name (a fixed batch, ``[1, seq]``), every input but a scalar batches
-        on axis 0.
+        not. Without such a name (a fixed batch, ``[1, seq]``, or dimensions without names),
+        every input but a scalar batches on axis 0, except one whose axis 0 is fixed and that has
+        exactly one unnamed dimension, where axis 0 is above 1 or an output mirrors the input (a
+        state): ``[2, ?, 128]`` and a state ``[1, ?, 16]`` batch on that dimension, a token
+        input ``[1, ?]`` on axis 0.
     """
     name = _name(shapes)
     axes = []
     for shape in shapes:
+        unnamed = [k for k, d in enumerate(shape) if d is None]
         if name is not None and name in shape:
             axes.append(shape.index(name))
+        elif name is None and shape and isinstance(shape[0], int) and len(unnamed) == 1 \
+                and (shape[0] > 1 or tuple(shape) in {tuple(o) for o in outputs}):
+            axes.append(unnamed[0])
         elif shape and (name is None or not isinstance(shape[0], int)):
             axes.append(0)
         else:
@@ -127,7 +136,8 @@ def input_specs(names: list[str], dtypes: list, shapes: list[tuple],
     """
     specs = [InputSpec(name, np.dtype(dtype),
                        tuple(d if isinstance(d, int) else None for d in shape), axis)
-             for name, dtype, shape, axis in zip(names, dtypes, shapes, batch_axes(shapes))]
+             for name, dtype, shape, axis in zip(names, dtypes, shapes,
+                                                 batch_axes(shapes, outputs))]
     return specs, state_inputs(shapes, specs, outputs)
 
 

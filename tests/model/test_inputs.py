@@ -48,3 +48,36 @@ def test_the_runner_feeds_rows_first_and_the_scalar_whole():
                                    "sr": np.array(16000, np.int64)})
         np.testing.assert_allclose(prob[i], one[0][0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(state_n[i], one[1][:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_dimensions_without_names_batch_a_state_on_its_unnamed_axis():
+    # the shipped voice-activity detector: input [?, ?], state [2, ?, 128] (mirrored), sr scalar
+    assert batch_axes([(None, None), (2, None, 128), ()], [(None, 1), (2, None, 128)]) == [
+        0, 1, None]
+    # a state of one layer is told by the output that mirrors it; a token input [1, ?] is not
+    assert batch_axes([(None, None), (1, None, 16)], [(1, None, 16)]) == [0, 1]
+    assert batch_axes([(1, None)]) == [0]
+
+
+def test_the_detector_with_its_dimension_names_removed_is_analysed_as_shipped(tmp_path):
+    from onnx_lineage.analyses.closeness import closeness
+    from onnx_lineage.analyses.determination import determine
+    from onnx_lineage.data import load_data
+    model = onnx.load(fixture_path("torch_vad_state"))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                d.ClearField("dim_param")
+    path = tmp_path / "vad.onnx"
+    onnx.save(model, path)
+    specs, states = declared_inputs(model)
+    assert [(s.name, s.batch_axis) for s in specs] == [("input", 0), ("state", 1), ("sr", None)]
+    assert states == {"state"}
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "vad.npz", input=rng.normal(size=(100, 64)).astype(np.float32),
+             state=np.zeros((1, 100, 16), np.float32), sr=np.array(16000))
+    data = load_data(tmp_path / "vad.npz")
+    r = determine(str(path), str(path), data, copies=0)
+    assert r.verdict == "related"
+    c = closeness(str(path), str(path), data, points=20)
+    assert c.matching_rate == 1.0
