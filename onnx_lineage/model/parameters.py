@@ -117,6 +117,9 @@ class Layer:
     folded_bn : str
         Name of the BatchNormalization node folded into this layer's parameters (by
         :func:`onnx_lineage.matching.batchnorm.fold`), else ``""``.
+    internal : tuple of str
+        For a normalisation written as separate ops (``ReduceMean``, ``Sub``, ``Pow`` ...):
+        the names of those nodes, which read the units between ``input`` and ``output``.
     """
 
     index: int
@@ -132,6 +135,7 @@ class Layer:
     groups: int = 1
     scope: str = ""
     folded_bn: str = ""
+    internal: tuple = ()
 
     @property
     def weight(self) -> np.ndarray:
@@ -349,6 +353,107 @@ def _layernorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
                  node.output[0], node.input[0])
 
 
+def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """A LayerNorm or RMSNorm over the last axis written as ops, found at its first
+    ``ReduceMean``: ``d = x - mean(x)`` (LayerNorm; RMSNorm: ``d = x``), ``d / sqrt(mean(d^2) +
+    eps)`` (or ``d * 1/sqrt(...)``), times a constant scale, plus a constant bias (optional)."""
+    if not _last_axis_only(g, node):
+        return None
+    x, internal = node.input[0], [node.name]
+    centre = _only_consumer(g, node.output[0], "Sub")
+    if centre is not None and list(centre.input) == [x, node.output[0]]:
+        d, square = centre.output[0], None  # LayerNorm: this ReduceMean is the mean
+        internal.append(centre.name)
+    else:  # RMSNorm: this ReduceMean is the mean of the squares
+        square = g.producer(x)
+        if not _is_square(g, square):
+            return None
+        d = square.input[0]
+        sub = g.producer(d)
+        if sub is not None and sub.op_type == "Sub" and _last_axis_only(g, g.producer(sub.input[1])):
+            return None  # the variance of a LayerNorm found at its mean
+        x = d
+        internal.append(square.name)
+    tail = _normalise_tail(g, d, node.output[0] if square is not None else None)
+    if tail is None:
+        return None
+    nodes, y = tail
+    internal += [n.name for n in nodes]
+    mul = _only_consumer(g, y, "Mul")
+    if mul is None:
+        return None
+    scale = g.constant(mul.input[1] if mul.input[0] == y else mul.input[0])
+    if scale is None or scale.value.ndim < 1 or scale.value.size != scale.value.shape[-1]:
+        return None
+    n = scale.value.size
+    slot = 1 if mul.input[0] == y else 0
+    params = {"weight": _f32(scale).reshape(-1)}
+    sites = {"weight": Site(mul.name, slot, scale.value.shape)}
+    bias, site, out = _bias_add(g, mul.output[0], n, -1)
+    if bias is not None:
+        params["bias"], sites["bias"] = bias, site
+        internal.append(g.consumers_of(mul.output[0])[0].name)
+    return Layer(0, "layernorm", mul.name, "LayerNormalization (as ops)" if square is None
+                 else "RMSNormalization (as ops)", params, sites, scale.quant, 0.0, out, x,
+                 internal=tuple(internal + [mul.name]))
+
+
+def _last_axis_only(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
+    """A ReduceMean over the last axis alone, keeping it."""
+    if node is None or node.op_type != "ReduceMean" or not int(attr(node, "keepdims", 1)):
+        return False
+    axes = attr(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        c = g.constant(node.input[1])
+        axes = None if c is None else [int(a) for a in np.asarray(c.value).reshape(-1)]
+    return axes is not None and list(axes) == [-1]
+
+
+def _only_consumer(g: GraphIndex, name: str, op: str) -> onnx.NodeProto | None:
+    cons = g.consumers_of(name)
+    return cons[0] if len(cons) == 1 and cons[0].op_type == op else None
+
+
+def _is_square(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
+    """``Pow(d, 2)`` or ``Mul(d, d)``."""
+    if node is None:
+        return False
+    if node.op_type == "Mul":
+        return node.input[0] == node.input[1]
+    if node.op_type != "Pow":
+        return False
+    c = g.constant(node.input[1])
+    return c is not None and c.value.size == 1 and float(c.value.reshape(-1)[0]) == 2.0
+
+
+def _normalise_tail(g: GraphIndex, d: str, mean_square: str | None):
+    """From the centred ``d`` (and, for an RMSNorm, the mean of its squares already found) to
+    ``d / sqrt(mean(d^2) + eps)``: the nodes on the way and the normalised tensor."""
+    nodes = []
+    if mean_square is None:
+        square = next((c for c in g.consumers_of(d) if _is_square(g, c)), None)
+        if square is None:
+            return None
+        mean = _only_consumer(g, square.output[0], "ReduceMean")
+        if mean is None or not _last_axis_only(g, mean):
+            return None
+        nodes += [square, mean]
+        mean_square = mean.output[0]
+    add = _only_consumer(g, mean_square, "Add")
+    sqrt = add and _only_consumer(g, add.output[0], "Sqrt")
+    if sqrt is None:
+        return None
+    nodes += [add, sqrt]
+    div = _only_consumer(g, sqrt.output[0], "Div")
+    if div is not None and list(div.input) == [d, sqrt.output[0]]:
+        return nodes + [div], div.output[0]
+    inv = _only_consumer(g, sqrt.output[0], "Reciprocal")
+    mul = inv and _only_consumer(g, inv.output[0], "Mul")
+    if mul is not None and set(mul.input) == {d, inv.output[0]}:
+        return nodes + [inv, mul], mul.output[0]
+    return None
+
+
 def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     table = g.constant(node.input[0])
     if table is None or table.value.ndim != 2 or g.is_constant(node.input[1]):
@@ -512,6 +617,9 @@ _HANDLERS = {
     ("ai.onnx", "BatchNormalization"): _batchnorm,
     ("ai.onnx", "LayerNormalization"): _layernorm,
     ("com.microsoft", "LayerNormalization"): _layernorm,
+    ("com.microsoft", "SimplifiedLayerNormalization"): _layernorm,
+    ("ai.onnx", "RMSNormalization"): _layernorm,
+    ("ai.onnx", "ReduceMean"): _decomposed_norm,
     ("ai.onnx", "Gather"): _embedding,
     ("ai.onnx", "LSTM"): _recurrent,
     ("ai.onnx", "GRU"): _recurrent,

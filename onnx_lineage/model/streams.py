@@ -117,12 +117,19 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
     dims = ops.dims_of(model)
     groups, residual, gated = _Groups(), [], []
     joined = set()  # first outputs of the nodes whose output shares units with an input
+    for x in main:  # normalisations written as ops: their nodes read the units, output keeps them
+        if x.internal:
+            groups.union(x.output, x.input)
+            joined.add(x.output)
+    internal = {n for x in main for n in x.internal}
     first = set()  # channels-first tensors: units on axis 1
     for node in model.graph.node:
         data = [n for n in node.input if n and not g.is_constant(n)]
         if not data or not node.output:
             continue
         out = node.output[0]
+        if node.name in internal:
+            continue
         layer = by_output.get(out)
         if node.op_type in ("Conv", "ConvInteger", "QLinearConv") or (
                 data[0] in first and node.op_type in _KEEPS_LAYOUT):
@@ -161,13 +168,13 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
     for r in gated:
         kinds.setdefault(groups.find(r), False)
     for root, is_residual in kinds.items():
-        found.append(_stream(g, groups, root, main, by_output, joined, is_residual))
+        found.append(_stream(g, groups, root, main, by_output, joined, is_residual, internal))
     order = {x.index: k for k, x in enumerate(main)}
     return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
 
 
 def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
-            joined: set, residual: bool) -> Stream:
+            joined: set, residual: bool, internal: set = frozenset()) -> Stream:
     tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
     per_unit = {x.index for x in layers if x.input in tensors and x.output in tensors
                 and (x.kind in ("layernorm", "batchnorm")
@@ -191,7 +198,7 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
             reason = f"written by a {producer.op_type} that is not a parametric layer"
         else:
             odd = [c.op_type for c in g.consumers_of(t)
-                   if (c.output[0] if c.output else "") not in joined and (t, c.op_type) not in reads
+                   if c.name not in internal and (c.output[0] if c.output else "") not in joined and (t, c.op_type) not in reads
                    and c.op_type not in SHAPE_ONLY]
             reason = f"read by {odd[0]}" if odd else ""
         if reason:
@@ -207,7 +214,8 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
 
 
 def _is_layernorm(node: onnx.NodeProto) -> bool:
-    return node.op_type == "LayerNormalization" and int(attr(node, "axis", -1)) == -1
+    return (node.op_type in ("LayerNormalization", "SimplifiedLayerNormalization",
+                             "RMSNormalization") and int(attr(node, "axis", -1)) == -1)
 
 
 def _keeps_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict, axis: int) -> bool:
