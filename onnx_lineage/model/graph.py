@@ -303,16 +303,27 @@ _SHAPE_VALUE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 _SHAPE_VALUE_MAX = 4096
 
 
-def inferred_values(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+def inferred_values(model: onnx.ModelProto, folded: dict | None = None
+                    ) -> list[onnx.ValueInfoProto]:
     """Shapes of the main graph's values and outputs, as :func:`onnx.shape_inference.infer_shapes`
     gives them, without serializing the weights for it.
 
     Shape inference reads only the shapes of weight tensors, but serializes the whole model to
     run; a float initializer of more than 16 values is handed to it as a graph input of the same
-    type and shape instead (for a 1M-parameter model that is most of the time it takes). Raises
-    what shape inference raises."""
+    type and shape instead (for a 1M-parameter model that is most of the time it takes).
+    ``folded`` maps ``(node index, input slot)`` to a value that input is known to hold (padding
+    computed from constants or shapes): it is given to shape inference as a constant, so that
+    the shapes after that node are known too. Raises what shape inference raises."""
     g = model.graph
+    nodes = list(g.node)
     kept, shaped = [], []
+    for (k, slot), value in (folded or {}).items():
+        node = onnx.NodeProto()
+        node.CopyFrom(nodes[k])
+        name = f"{node.input[slot]}__folded_{k}_{slot}"
+        node.input[slot] = name
+        nodes[k] = node
+        kept.append(onnx.numpy_helper.from_array(np.asarray(value), name))
     for t in g.initializer:
         size = int(np.prod(t.dims, dtype=np.int64))
         if size <= 16 or (t.data_type in _SHAPE_VALUE_TYPES and size <= _SHAPE_VALUE_MAX):
@@ -320,7 +331,7 @@ def inferred_values(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
         else:
             shaped.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     names = {i.name for i in g.input}
-    light = onnx.helper.make_graph(list(g.node), g.name, list(g.input) + [v for v in shaped
+    light = onnx.helper.make_graph(nodes, g.name, list(g.input) + [v for v in shaped
                                                                         if v.name not in names],
                                    list(g.output), kept, value_info=list(g.value_info),
                                    sparse_initializer=list(g.sparse_initializer))

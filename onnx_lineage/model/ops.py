@@ -84,16 +84,62 @@ def stop(reason: str) -> Passage:
     return Passage(False, reason=reason)
 
 
-def dims_of(model: onnx.ModelProto) -> dict[str, list]:
+class Dims(dict):
+    """Known dimensions of a graph's values (name to list, None where symbolic), with the
+    model's default-domain ``opset``."""
+
+    opset: int = 17
+
+
+#: Inputs that give sizes: shape inference loses every shape after one it cannot read.
+_SIZE_INPUTS = {"Pad": (1,), "Reshape": (1,), "Resize": (2, 3), "Upsample": (1,), "Expand": (1,),
+                "Tile": (1,), "Slice": (1, 2, 3, 4), "ConstantOfShape": (0,)}
+
+
+def dims_of(model: onnx.ModelProto, rounds: int = 4) -> Dims:
     """Known dimensions (None where symbolic) of the main graph's values and inputs; empty where
-    shape inference fails."""
-    try:
-        infos = inferred_values(model)
-    except Exception:  # no shapes: ops that need them are not followed
-        infos = []
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None
-                     for d in v.type.tensor_type.shape.dim]
-            for v in list(infos) + list(model.graph.input) if v.type.tensor_type.HasField("shape")}
+    shape inference fails. Sizes that exporters compute from constants or from known shapes
+    (padding, reshape targets) are evaluated (:func:`from_shapes`) and shape inference run again
+    with them, a few rounds, so that one computed padding does not hide every shape after it."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    g, folded, dims = GraphIndex(model.graph), {}, Dims()
+    for _ in range(rounds):
+        try:
+            infos = inferred_values(model, folded)
+        except Exception:  # no shapes: ops that need them are not followed
+            infos = []
+        dims = Dims({v.name: [d.dim_value if d.HasField("dim_value") else None
+                              for d in v.type.tensor_type.shape.dim]
+                     for v in list(infos) + list(model.graph.input)
+                     if v.type.tensor_type.HasField("shape")})
+        dims.opset = opset
+        new = _foldable(g, dims, folded)
+        if not new:
+            break
+        folded.update(new)
+    return dims
+
+
+def _foldable(g: GraphIndex, dims: Dims, done: dict) -> dict:
+    """Size inputs not yet folded that :func:`from_shapes` evaluates to one value whatever the
+    unknown sizes, where shape inference did not give the node's output a full shape."""
+    found = {}
+    for k, node in enumerate(g.graph.node):
+        shape = dims.get(node.output[0]) if node.output else None
+        if node.op_type not in _SIZE_INPUTS or (shape and None not in shape[1:]):
+            continue
+        data = dims.get(node.input[0]) if node.op_type != "ConstantOfShape" else [None]
+        if node.op_type not in ("Pad", "Resize", "Upsample") and (not data or None in data[1:]):
+            continue  # sizes that follow an unknown length (a sequence) stay unknown anyway
+        for slot in _SIZE_INPUTS[node.op_type]:
+            if (k, slot) in done or len(node.input) <= slot or not node.input[slot] \
+                    or g.producer(node.input[slot]) is None:
+                continue  # absent, or an initializer shape inference reads already
+            c = g.constant(node.input[slot])
+            values = [c.value] if c is not None else from_shapes(g, node.input[slot], dims)
+            if values and all(np.array_equal(values[0], v) for v in values[1:]):
+                found[(k, slot)] = values[0]
+    return found
 
 
 def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
@@ -136,7 +182,7 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
     if op in REDUCTIONS:
         return _reduction(g, node, axis, rank)
     if op == "Pad":
-        return _pad(g, node, axis, rank)
+        return _pad(g, node, axis, rank, dims)
     if op == "Slice":
         return _slice(g, node, axis, rank)
     if op in ("Resize", "Upsample"):
@@ -222,20 +268,23 @@ def _reduction(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None)
     return Passage(True, axis - len(before), homogeneous)
 
 
-def _pad(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
+def _pad(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
+         dims: dict) -> Passage:
     pads = attr(node, "pads")
+    trials = None if pads is None else [pads]
     if pads is None and len(node.input) > 1 and node.input[1]:
         c = g.constant(node.input[1])
-        pads = None if c is None else [int(p) for p in np.asarray(c.value).reshape(-1)]
-    if pads is None:
+        trials = [c.value] if c is not None else from_shapes(g, node.input[1], dims)
+    if not trials:
         return stop("passes through a Pad of unknown size")
     axes = _axes(g, node, 3) if len(node.input) > 3 else None
-    n = len(pads) // 2
-    axes = list(range(n)) if axes is None else axes
-    r = rank if rank is not None else (n if len(node.input) <= 3 else None)
-    for k, a in enumerate(axes):
-        if (pads[k] or pads[k + n]) and _on_axis([a], axis, r) is not False:
-            return stop("passes through a Pad of its unit axis")
+    for pads in trials:  # sized from shapes: the unit axis is unpadded whatever the sizes
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        n = len(pads) // 2
+        r = rank if rank is not None else (n if len(node.input) <= 3 else None)
+        for k, a in enumerate(list(range(n)) if axes is None else axes):
+            if (pads[k] or pads[k + n]) and _on_axis([a], axis, r) is not False:
+                return stop("passes through a Pad of its unit axis")
     value = 0.0
     if len(node.input) > 2 and node.input[2]:
         c = g.constant(node.input[2])
@@ -243,6 +292,77 @@ def _pad(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Pa
     mode = attr(node, "mode", "constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
     return Passage(True, axis, mode != "constant" or value == 0.0)
+
+
+#: Ops that a tensor computed from shapes alone may pass through (:func:`from_shapes`).
+_SHAPE_ARITHMETIC = {"Add", "Sub", "Mul", "Div", "Cast", "Concat", "Constant", "ConstantOfShape",
+                     "Gather", "Reshape", "Slice", "Squeeze", "Unsqueeze", "Transpose", "Floor",
+                     "Ceil", "Max", "Min", "Neg", "Abs", "Mod", "Range", "Equal", "Where",
+                     "Identity", "ReduceProd", "Expand", "Greater", "Less", "Not", "Sqrt"}
+
+
+def from_shapes(g: GraphIndex, name: str, dims: dict, limit: int = 400) -> list | None:
+    """Values of a tensor computed only from other tensors' shapes (padding sized from the
+    input's length, as exporters write "same" padding), evaluated with onnx's reference
+    implementation for each of :data:`_TRIALS` (sizes put in for the dimensions that shape
+    inference left unknown: the batch on axis 0, the rest). None where the tensor reads anything
+    but shapes and constants, or a trial fails."""
+    nodes, seen, stack = set(), set(), [name]
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        node = g.producer(t)
+        if node is None:
+            if not g.is_constant(t):
+                return None
+            continue
+        if node.op_type != "Shape" and node.op_type not in _SHAPE_ARITHMETIC:
+            return None
+        nodes.add(id(node))
+        if len(nodes) > limit:
+            return None
+        if node.op_type != "Shape":
+            stack += list(node.input)
+    ordered = [n for n in g.graph.node if id(n) in nodes]
+    values = [_evaluated(g, ordered, name, dims, trial) for trial in _TRIALS]
+    return None if any(v is None for v in values) else values
+
+
+#: Sizes put in for unknown dimensions by :func:`from_shapes`: (batch on axis 0, any other).
+_TRIALS = ((1, 64), (2, 97))
+
+
+def _evaluated(g: GraphIndex, nodes: list, name: str, dims: dict, trial: tuple):
+    from onnx.reference import ReferenceEvaluator
+    body, inits = [], {}
+    for node in nodes:
+        if node.op_type == "Shape":
+            shape = dims.get(node.input[0])
+            if not shape:
+                return None
+            full = [(trial[0] if k == 0 else trial[1]) if d is None else d
+                    for k, d in enumerate(shape)]
+            start, end = attr(node, "start", 0), attr(node, "end", None)
+            value = np.array(full[start:end], np.int64)
+            body.append(onnx.helper.make_node("Constant", [], [node.output[0]],
+                                              value=onnx.numpy_helper.from_array(value)))
+            continue
+        body.append(node)
+        for i in node.input:
+            if i and g.producer(i) is None and i not in inits:
+                c = g.constant(i)
+                if c is None or np.asarray(c.value).size > 4096:
+                    return None
+                inits[i] = onnx.numpy_helper.from_array(np.asarray(c.value), i)
+    graph = onnx.helper.make_graph(body, "shapes", [], [onnx.helper.make_tensor_value_info(
+        name, onnx.TensorProto.UNDEFINED, None)], list(inits.values()))
+    try:
+        run = ReferenceEvaluator(graph, opsets={"": getattr(dims, "opset", 17)})
+        return np.asarray(run.run(None, {})[0])
+    except Exception:  # anything the reference cannot run: not known
+        return None
 
 
 def _slice(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:

@@ -107,6 +107,9 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             return Link(None, reason="output of the model")
         readers = by_input.get(name, [])
         cons = [c for c in g.consumers_of(name) if c.op_type not in SHAPE_ONLY]
+        norm = next((x for x in readers if x.internal), None)
+        if norm is not None and all(c.name in norm.internal for c in cons):
+            cons = cons[:1]  # its nodes read the units as one reader: the norm
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
             if nxt.kind in ("batchnorm", "layernorm") or is_depthwise(nxt, layer.units):
@@ -222,7 +225,11 @@ def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:
     k = list(perm).index(1)
     if k == 1:
         return "first"
-    shape = dims.get().get(node.output[0])
+    known = dims.get()
+    shape = known.get(node.output[0])
+    if not shape or None in shape[k + 1:]:  # read the trailing sizes off the input instead
+        before = known.get(node.input[0])
+        shape = [before[p] for p in perm] if before and len(before) == len(perm) else shape
     if shape and len(shape) == len(perm) and all(d == 1 for d in shape[k + 1:]):
         return "last"
     return None
