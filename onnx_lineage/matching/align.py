@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnx_lineage.matching.layout import kernel_layout
 from onnx_lineage.model.parameters import Layer, as_single
 
 #: Kinds that may be matched with each other (a LinearClassifier is a dense layer).
@@ -18,15 +19,20 @@ _FAMILY = {"dense": "dense", "linear": "dense", "conv": "conv", "conv_transpose"
 
 
 def compatible(a: Layer, b: Layer, pruned: bool = False) -> bool:
-    """Same layer family and the same shape of every parameter they both hold; with ``pruned``,
-    the unit axes (a weight's first two, a per-unit layer's only one) may be smaller in one
-    model than in the other, all of them on the same side (a width-pruned child)."""
+    """Same layer family and the same shape of every parameter they both hold (a convolution's
+    kernel in any layout of :func:`.layout.kernel_layout`); with ``pruned``, the unit axes (a
+    weight's first two, a per-unit layer's only one) may be smaller in one model than in the
+    other, all of them on the same side (a width-pruned child)."""
     if _FAMILY.get(a.kind) != _FAMILY.get(b.kind) or a.groups != b.groups:
         return False
     if "weight" not in a.params or "weight" not in b.params:
         return False
     if not pruned:
-        return all(a.params[k].shape == b.params[k].shape for k in set(a.params) & set(b.params))
+        conv = _FAMILY.get(a.kind) in ("conv", "conv_transpose")
+        return all(a.params[k].shape == b.params[k].shape
+                   or (conv and k == "weight"
+                       and kernel_layout(a.params[k].shape, b.params[k].shape) is not None)
+                   for k in set(a.params) & set(b.params))
     return pruned_axes(a, b) is not None
 
 

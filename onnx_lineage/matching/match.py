@@ -10,6 +10,7 @@ import numpy as np
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
 from onnx_lineage.matching.constants import is_signal_constant
+from onnx_lineage.matching.layout import kernel_layouts
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
@@ -270,6 +271,7 @@ def match(a, b, *, permutations: bool = True, progress=None,
         b_params[lb[j].index] = dict(with_bias(lb[j].params, keys))
         a_params[la[i].index] = with_bias(la[i].params, keys)
     b_of = {la[i].index: lb[j].index for i, j in pairs}
+    transforms += kernel_layouts(pairs, la, lb, links_a, links_b, b_of, b_params)
     if _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params):
         transforms.append("B's dense inputs reordered to A's flatten order "
                           "(channels-last against channels-first)")

@@ -110,3 +110,121 @@ def test_an_unknown_op_is_named():
     g, node, dims = _node_model("LRN", None, size=3)
     how = passage(g, node, "h", 1, dims)
     assert not how.keeps and how.reason == "passes through LRN"
+
+
+def _norm_mlp(seed: int = 0, perm=None, rms: bool = False) -> onnx.ModelProto:
+    """``Gemm (12 -> 16) -> LayerNorm or RMSNorm written as ops -> Relu -> Gemm (16 -> 3)``, as
+    exporters write a norm they do not fuse; ``perm`` reorders the 16 hidden units (with the
+    norm's scale and bias and the second layer's inputs): the same function."""
+    rng = np.random.default_rng(seed)
+    p = np.arange(16) if perm is None else np.asarray(perm)
+    tensors = {"w0": rng.normal(size=(16, 12)).astype(np.float32)[p],
+               "b0": rng.normal(size=16).astype(np.float32)[p],
+               "gamma": (1 + 0.1 * rng.normal(size=16)).astype(np.float32)[p],
+               "beta": (0.1 * rng.normal(size=16)).astype(np.float32)[p],
+               "w1": rng.normal(size=(3, 16)).astype(np.float32)[:, p],
+               "two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32),
+               "last": np.array([-1], np.int64)}
+    nodes = [helper.make_node("Gemm", ["x", "w0", "b0"], ["h"], transB=1)]
+    if rms:
+        nodes += [helper.make_node("Pow", ["h", "two"], ["sq"]),
+                  helper.make_node("ReduceMean", ["sq", "last"], ["ms"]),
+                  helper.make_node("Add", ["ms", "eps"], ["mse"]),
+                  helper.make_node("Sqrt", ["mse"], ["rms"]),
+                  helper.make_node("Div", ["h", "rms"], ["n"])]
+    else:
+        nodes += [helper.make_node("ReduceMean", ["h", "last"], ["mu"]),
+                  helper.make_node("Sub", ["h", "mu"], ["d"]),
+                  helper.make_node("Pow", ["d", "two"], ["sq"]),
+                  helper.make_node("ReduceMean", ["sq", "last"], ["var"]),
+                  helper.make_node("Add", ["var", "eps"], ["vare"]),
+                  helper.make_node("Sqrt", ["vare"], ["sd"]),
+                  helper.make_node("Div", ["d", "sd"], ["n"])]
+    nodes += [helper.make_node("Mul", ["n", "gamma"], ["ng"]),
+              helper.make_node("Add", ["ng", "beta"], ["nb"]),
+              helper.make_node("Relu", ["nb"], ["a"]),
+              helper.make_node("Gemm", ["a", "w1"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "norm_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("rms", [False, True])
+def test_a_norm_written_as_ops_is_a_layer_the_units_pass(rms):
+    model = _norm_mlp(rms=rms)
+    layers = extract_layers(model)
+    assert [x.kind for x in layers] == ["dense", "layernorm", "dense"]
+    norm = layers[1]
+    assert norm.op.startswith("RMSNormalization" if rms else "LayerNormalization")
+    assert set(norm.params) == {"weight", "bias"} and norm.params["weight"].shape == (16,)
+    chain = links(model, layers)
+    assert chain[0].next == 2 and chain[0].followers == (1,)
+
+
+@pytest.mark.parametrize("rms", [False, True])
+def test_a_permuted_copy_through_a_norm_written_as_ops_is_put_back(tmp_path, rms):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(_norm_mlp(rms=rms), a)
+    onnx.save(_norm_mlp(perm=np.random.default_rng(3).permutation(16), rms=rms), b)
+    m = match(str(a), str(b))
+    assert all(p["cosine"] > 0.9999 for p in m.pairs) and len(m.pairs) == 3
+
+
+def _padded_by_shape(pad_axis: int = 2) -> onnx.ModelProto:
+    """``Conv -> Pad -> Conv -> Pad -> Conv`` on ``(N, 4, 32)`` whose paddings are computed as
+    exporters write "same" padding: from the input's length (``Shape -> Gather -> Div``) and
+    through ``Reshape/Transpose`` of a constant (torch's F.pad)."""
+    rng = np.random.default_rng(0)
+    init = {"w0": rng.normal(size=(8, 4, 3)), "w1": rng.normal(size=(8, 8, 3)),
+            "w2": rng.normal(size=(2, 8, 3)), "idx": np.array(2, np.int64),
+            "four": np.array(4, np.int64), "zeros": np.zeros(2, np.int64),
+            "raw": np.array([0, 0, 0, 0, 1, 1], np.int64), "shp": np.array([3, 2], np.int64),
+            "flat": np.array([-1], np.int64)}
+    # pads [0, 0, q, 0, 0, q] (time) or [0, q, 0, 0, q, 0] (channels), q = length // 4
+    parts = (["z2", "q2", "z2", "q2"] if pad_axis == 2 else ["z1", "q2", "z2", "q2", "z1"])
+    init["z1"], init["z2"] = np.zeros(1, np.int64), np.zeros(2, np.int64)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"]),
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "idx"], ["t"]),
+        helper.make_node("Div", ["t", "four"], ["q"]),
+        helper.make_node("Unsqueeze", ["q", "zeros"], ["q2"], ),
+        helper.make_node("Concat", parts, ["pads0"], axis=0),
+        helper.make_node("Pad", ["c0", "pads0"], ["p0"]),
+        helper.make_node("Relu", ["p0"], ["a0"]),
+        helper.make_node("Conv", ["a0", "w1"], ["c1"]),
+        helper.make_node("Reshape", ["raw", "shp"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["rt"], perm=[1, 0]),
+        helper.make_node("Reshape", ["rt", "flat"], ["pads1"]),
+        helper.make_node("Pad", ["c1", "pads1"], ["p1"]),
+        helper.make_node("Conv", ["p1", "w2"], ["y"]),
+    ]
+    init["zeros"] = np.array([0], np.int64)
+    graph = helper.make_graph(
+        nodes, "padded", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, None])],
+        [numpy_helper.from_array(np.asarray(v, np.float32 if k[0] == "w" else np.int64), k)
+         for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_paddings_computed_from_shapes_are_evaluated_and_shapes_known_after_them():
+    model = _padded_by_shape()
+    dims = dims_of(model)
+    assert dims["p0"] == [None, 8, 46] and dims["p1"] == [None, 8, 46]
+    chain = links(model, extract_layers(model))
+    assert chain[0].next == 1 and chain[1].next == 2
+
+
+def test_a_computed_padding_of_the_channels_stops_the_units():
+    model = _padded_by_shape(pad_axis=1)
+    chain = links(model, extract_layers(model))
+    assert chain[0].next is None and "Pad of its unit axis" in chain[0].reason
