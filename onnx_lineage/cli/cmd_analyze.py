@@ -35,7 +35,7 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     """Correspondence, determination and closeness of B against A in one run, with an optional
     HTML or Markdown report and a CI gate (--expect)."""
     use_memory(max_memory)
-    from onnx_lineage.analyze import analyze, check_expect
+    from onnx_lineage.analysis import analyze, check_expect
     from onnx_lineage.cli import render
     from onnx_lineage.cli.cmd_closeness import render_closeness
     from onnx_lineage.cli.cmd_determine import render_determination

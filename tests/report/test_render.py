@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from onnx_lineage.analyze import analyze
+from onnx_lineage.analysis import analyze
 from onnx_lineage.report.atomic import write_atomic
 
 
