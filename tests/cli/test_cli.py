@@ -213,3 +213,17 @@ def test_inspect_says_where_each_input_keeps_its_rows():
     assert [(i["name"], i["batch_axis"], i["state"]) for i in inputs] == [
         ("input", 0, False), ("state", 1, True), ("sr", None, False)]
 
+
+
+def test_per_class_table_shows_each_residual_stream(tmp_path):
+    import onnx
+
+    from tests.conv_residual import projection_model
+    onnx.save(projection_model(0), tmp_path / "a.onnx")
+    onnx.save(projection_model(0, permuted=True), tmp_path / "b.onnx")
+    r = cli("match", tmp_path / "a.onnx", tmp_path / "b.onnx")
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in r.stdout.splitlines()
+            if line.startswith("│ residual stream")]
+    assert [row[:3] for row in rows] == [["residual stream #1", "0,2", "8"],
+                                         ["residual stream #2", "4,5,6", "12"]]
