@@ -119,6 +119,33 @@ def load_data(path: str | Path) -> Dataset:
     return Dataset(arrays, y, p.name)
 
 
+def check_labels(data: Dataset, classes: int | None, model_name: str) -> None:
+    """Refuse labels that a model of ``classes`` classes cannot predict.
+
+    Parameters
+    ----------
+    data : Dataset
+        Its ``y`` (n,), int64, if any, is checked.
+    classes : int or None
+        The width of the model's class scores; None (labels only, embeddings, regression):
+        nothing to check against.
+
+    Raises
+    ------
+    DataError
+        A label below 0 or at least ``classes``: one line naming the range and how many.
+    """
+    y = data.y
+    if y is None or classes is None or y.size == 0:
+        return
+    out = (y < 0) | (y >= classes)
+    if out.any():
+        raise DataError(f"{data.source or 'data'}: labels run from {int(y.min())} to "
+                        f"{int(y.max())}, but {model_name} predicts {classes} classes "
+                        f"(0-{classes - 1}): {int(out.sum())} of {y.size} labels are out of its "
+                        "range")
+
+
 def arrange(data: Dataset, models: list[tuple[str, list, set]]) -> Dataset:
     """``data`` in the shape the analyses use: the arrays of batched inputs rows first, one count
     of rows, arrays of inputs without a batch axis in :attr:`Dataset.fixed`, absent recurrent

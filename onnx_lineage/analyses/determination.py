@@ -22,7 +22,7 @@ import numpy as np
 
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
-from onnx_lineage.data import Dataset, arrange_for, digits
+from onnx_lineage.data import Dataset, arrange_for, check_labels, digits
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
 from onnx_lineage.evidence.result import TestResult
@@ -214,6 +214,8 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
         notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
     step(f"interpolation sweep: {points} points on {len(sample)} rows")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
+    if sweep.kind in ("logits", "probabilities"):  # labels it cannot predict: refused, not clipped
+        check_labels(data, base_scores.shape[1], a.name if plan.base_name == "A" else b.name)
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
     out.curve = run_sweep(sweep, points, progress=lambda what: step(

@@ -227,3 +227,45 @@ def test_per_class_table_shows_each_residual_stream(tmp_path):
             if line.startswith("│ residual stream")]
     assert [row[:3] for row in rows] == [["residual stream #1", "0,2", "8"],
                                          ["residual stream #2", "4,5,6", "12"]]
+
+
+def test_closeness_refuses_other_label_spaces_unless_asked(family, transfer):
+    r = cli("closeness", family["parent"], transfer, "--points", "32")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "parent.onnx scores 10 classes and transfer2.onnx 2" in r.stderr
+    assert "--shared-labels" in r.stderr
+    r = cli("closeness", family["parent"], transfer, "--points", "32", "--shared-labels")
+    assert r.returncode == 0, r.stderr
+    assert "2 labels compared (A scores 10, B 2)" in r.stdout
+    d = json.loads(cli("closeness", family["parent"], transfer, "--points", "32",
+                       "--shared-labels", "--json").stdout)
+    assert d["classes"] == {"a": 10, "b": 2, "compared": 2}
+    assert any("computed on the 2 labels both have" in n for n in d["notes"])
+    assert 0.0 <= d["closeness"] <= 1.0
+    same = json.loads(cli("closeness", family["parent"], family["noisy"], "--points", "32",
+                          "--json").stdout)
+    assert same["classes"] == {"a": 10, "b": 10, "compared": 10}
+
+
+def test_analyze_says_why_closeness_is_missing(family, transfer):
+    r = cli("analyze", family["parent"], transfer, "--points", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "related" and d["closeness"] is None
+    assert "label spaces differ" in d["closeness_refused"]
+    assert "Closeness not measured" in d["summary"]
+    d = json.loads(cli("analyze", family["parent"], transfer, "--points", "32", "--json",
+                       "--shared-labels").stdout)
+    assert d["closeness_refused"] is None and d["closeness_detail"]["classes"]["compared"] == 2
+
+
+@pytest.mark.parametrize("command", ["determine", "closeness"])
+def test_labels_out_of_range_are_one_line(command, family, digits, tmp_path):
+    p = tmp_path / "y42.npz"
+    y = digits.y[:200].copy()
+    y[5] = 42
+    np.savez(p, x=digits.arrays["x"][:200], y=y)
+    r = cli(command, family["parent"], family["noisy"], "--data", p)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert ("y42.npz: labels run from 0 to 42, but parent.onnx predicts 10 classes (0-9): 1 of "
+            "200 labels are out of its range") in r.stderr
