@@ -269,3 +269,30 @@ def test_labels_out_of_range_are_one_line(command, family, digits, tmp_path):
     assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
     assert ("y42.npz: labels run from 0 to 42, but parent.onnx predicts 10 classes (0-9): 1 of "
             "200 labels are out of its range") in r.stderr
+
+
+def test_version():
+    from onnx_lineage import __version__
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout == f"onnx-lineage {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["inspect", "match", "determine", "closeness", "analyze",
+                                     "tree", "demo"])
+def test_help_shows_flags_as_flags(command):
+    r = cli(command, "--help")
+    assert r.returncode == 0 and "Usage: onnx-lineage " + command in r.stdout
+    assert "<bool>" not in r.stdout and "--json" in r.stdout
+    assert "--alphas" not in r.stdout  # the old name of determine's --grid is hidden
+
+
+def test_grid_and_its_old_name(family):
+    curves = {}
+    for flag in ("--grid", "--alphas"):
+        r = cli("determine", family["parent"], family["independent"], flag, "5", "--json")
+        assert r.returncode == 0, r.stderr
+        curves[flag] = [c["alpha"] for c in json.loads(r.stdout)["curve"]]
+    assert curves["--grid"] == curves["--alphas"]
+    assert {0.0, 0.25, 0.5, 0.75, 1.0} <= set(curves["--grid"]) and len(curves["--grid"]) <= 7
+    r = cli("determine", family["parent"], family["independent"], "--grid", "5", "--alphas", "7")
+    assert r.returncode == 2 and "former name of --grid" in r.stderr
