@@ -296,3 +296,46 @@ def test_grid_and_its_old_name(family):
     assert {0.0, 0.25, 0.5, 0.75, 1.0} <= set(curves["--grid"]) and len(curves["--grid"]) <= 7
     r = cli("determine", family["parent"], family["independent"], "--grid", "5", "--alphas", "7")
     assert r.returncode == 2 and "former name of --grid" in r.stderr
+
+
+def _forest_model(path):
+    """A one-tree ai.onnx.ml TreeEnsembleClassifier over the 64 digit pixels, 10 classes: a model
+    with no weights that onnx-lineage reads."""
+    import onnx
+    from onnx import TensorProto, helper
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "probabilities"], domain="ai.onnx.ml",
+        classlabels_int64s=list(range(10)), nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2],
+        nodes_featureids=[36, 0, 0], nodes_values=[0.5, 0.0, 0.0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0], class_treeids=[0, 0], class_nodeids=[1, 2],
+        class_ids=[0, 8], class_weights=[1.0, 1.0], post_transform="NONE")
+    g = helper.make_graph([node], "forest",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+                          [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                           helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                                         [None, 10])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                                  helper.make_opsetid("ai.onnx.ml", 3)]), path)
+
+
+def test_undetermined_reasons_say_what_is_the_case(tmp_path):
+    forest = tmp_path / "forest.onnx"
+    _forest_model(forest)
+
+    def reason(a, b):
+        r = cli("determine", a, b, "--json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        assert d["verdict"] == "undetermined"
+        return d["reason"]
+
+    said = reason(forest, forest)
+    assert "neither model has weights that onnx-lineage reads" in said and "convex" not in said
+    said = reason(fixture_path("torch_mlp_legacy"), forest)
+    assert "forest.onnx has no weights that onnx-lineage reads" in said and "convex" not in said
+    said = reason(fixture_path("torch_mlp_legacy"), fixture_path("torch_cnn_bn"))
+    assert "convex" not in said and "different architectures" in said
+    assert "torch_mlp_legacy.onnx (3 dense)" in said and "torch_cnn_bn.onnx (2 conv, 1 dense)" in said
+    said = reason(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"))
+    assert "single linear layer" in said and "a convex model" in said
