@@ -339,3 +339,72 @@ def test_undetermined_reasons_say_what_is_the_case(tmp_path):
     assert "torch_mlp_legacy.onnx (3 dense)" in said and "torch_cnn_bn.onnx (2 conv, 1 dense)" in said
     said = reason(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"))
     assert "single linear layer" in said and "a convex model" in said
+
+
+def _token_model(path, length=64, vocab=30):
+    """Token ids (int64, ``length`` a row) through a Cast and an embedding of ``vocab`` rows,
+    averaged, into a 10-class head."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(vocab, 6)).astype(np.float32), "emb"),
+             numpy_helper.from_array(rng.normal(size=(10, 6)).astype(np.float32), "head")]
+    nodes = [helper.make_node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32),
+             helper.make_node("Gather", ["emb", "ids32"], ["e"]),
+             helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
+             helper.make_node("Gemm", ["m", "head"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "tokens",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", length])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _two_input_model(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.random.default_rng(0).normal(size=(10, 68)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("Concat", ["x", "meta"], ["c"], axis=1),
+                           helper.make_node("Gemm", ["c", "w"], ["logits"], transB=1)], "two",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64]),
+                           helper.make_tensor_value_info("meta", TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_without_data_errors_say_the_builtin_digits_were_used(tmp_path, digits):
+    tokens, two = tmp_path / "tokens.onnx", tmp_path / "two.onnx"
+    _token_model(tokens)
+    _two_input_model(two)
+    builtin = "the built-in digits (used because no --data was given"
+    r = cli("determine", tokens, tokens)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "input 'ids' expects integers (int64), but values in " + builtin in r.stderr
+    r = cli("closeness", two, two)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "no data for input(s) 'meta' (float32, shape [?, 4]); arrays in " + builtin in r.stderr
+    assert "(feeding 'x'); give a --data file with an array named after each input" in r.stderr
+    p = tmp_path / "x.npz"
+    np.savez(p, x=digits.arrays["x"][:50])
+    r = cli("determine", two, two, "--data", p)
+    assert r.returncode == 1 and "arrays in x.npz: x (feeding 'x')" in r.stderr
+    assert "built-in" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["determine", "closeness", "analyze"])
+def test_token_ids_outside_the_vocabulary_are_one_line(command, tmp_path):
+    tokens = tmp_path / "tokens.onnx"
+    _token_model(tokens)
+    ids = np.random.default_rng(1).integers(0, 30, size=(100, 64))
+    ids[7, 3] = 2878
+    np.savez(tmp_path / "ids.npz", ids=ids)
+    r = cli(command, tokens, tokens, "--data", tmp_path / "ids.npz")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert ("tokens.onnx: input 'ids' indexes an embedding of 30 rows (token ids 0-29), but "
+            "ids.npz gives it ids from 0 to 2878 in 'ids' (1 of 6400 out of range)") in r.stderr
+    if command == "closeness":  # the largest id the table has is fine
+        ids[7, 3] = 29
+        np.savez(tmp_path / "ids.npz", ids=ids)
+        r = cli(command, tokens, tokens, "--data", tmp_path / "ids.npz", "--points", "16")
+        assert r.returncode == 0, r.stderr
