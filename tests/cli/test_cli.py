@@ -237,13 +237,12 @@ def test_closeness_refuses_other_label_spaces_unless_asked(family, transfer):
     r = cli("closeness", family["parent"], transfer, "--points", "32", "--shared-labels")
     assert r.returncode == 0, r.stderr
     assert "2 labels compared (A scores 10, B 2)" in r.stdout
-    d = json.loads(cli("closeness", family["parent"], transfer, "--points", "32",
-                       "--shared-labels", "--json").stdout)
-    assert d["classes"] == {"a": 10, "b": 2, "compared": 2}
-    assert any("computed on the 2 labels both have" in n for n in d["notes"])
-    assert 0.0 <= d["closeness"] <= 1.0
-    same = json.loads(cli("closeness", family["parent"], family["noisy"], "--points", "32",
-                          "--json").stdout)
+    assert "- parent.onnx scores 10 classes and transfer2.onnx 2: their label spaces differ; " \
+           "closeness is computed on the 2 labels both have (0-1)" in " ".join(r.stdout.split())
+    from onnx_lineage import closeness  # the same through the API, and its JSON fields
+    d = closeness(family["parent"], transfer, points=32, label_space="shared").to_dict()
+    assert d["classes"] == {"a": 10, "b": 2, "compared": 2} and 0.0 <= d["closeness"] <= 1.0
+    same = closeness(family["parent"], family["noisy"], points=32).to_dict()
     assert same["classes"] == {"a": 10, "b": 10, "compared": 10}
 
 
