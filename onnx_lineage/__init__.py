@@ -24,7 +24,7 @@ _EXPORTS = {
     "match": "onnx_lineage.matching", "MatchResult": "onnx_lineage.matching",
     "inspect_model": "onnx_lineage.model.inspect", "InspectResult": "onnx_lineage.model.inspect",
     "load_model": "onnx_lineage.model.loading", "LoadedModel": "onnx_lineage.model.loading",
-    "analyze": "onnx_lineage.analyze", "AnalysisResult": "onnx_lineage.analyze",
+    "analyze": "onnx_lineage.analysis", "AnalysisResult": "onnx_lineage.analysis",
     "tree": "onnx_lineage.zoo", "TreeResult": "onnx_lineage.zoo",
 }
 

@@ -32,6 +32,10 @@ from onnx_lineage.model.graph import MAX_TENSOR_ELEMENTS
 MAX_DATA_BYTES = int(os.environ.get("ONNX_LINEAGE_MAX_DATA_BYTES", 2 * 1024**3))
 #: Most arrays in one ``.npz``.
 MAX_DATA_ARRAYS = 1024
+#: The source name of the built-in digits.
+BUILTIN = "builtin:digits"
+#: Ops that pass token ids on unchanged in value, between an input and the embedding it reads.
+_ID_PASSING = frozenset({"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,20 @@ def digits() -> Dataset:
     from sklearn.datasets import load_digits
     d = load_digits()
     return Dataset({"x": (d.data / 16.0).astype(np.float32)}, d.target.astype(np.int64),
-                   "builtin:digits")
+                   BUILTIN)
+
+
+def described(data: Dataset) -> str:
+    """Where ``data`` came from, for messages: its file name, or the built-in digits and why."""
+    if data.source == BUILTIN:
+        return "the built-in digits (used because no --data was given: 64 pixels in [0, 1] a row)"
+    return data.source or "the data"
 
 
 def load_data(path: str | Path) -> Dataset:
     """Read a ``.npy`` or ``.npz`` data file (no pickles)."""
     p = Path(path)
-    if str(path) == "builtin:digits":
+    if str(path) == BUILTIN:
         return digits()
     if not p.is_file():
         raise DataError(f"{p}: no such data file")
@@ -117,6 +128,33 @@ def load_data(path: str | Path) -> Dataset:
                             f"dtype {y.dtype}")
         y = y.astype(np.int64)
     return Dataset(arrays, y, p.name)
+
+
+def check_labels(data: Dataset, classes: int | None, model_name: str) -> None:
+    """Refuse labels that a model of ``classes`` classes cannot predict.
+
+    Parameters
+    ----------
+    data : Dataset
+        Its ``y`` (n,), int64, if any, is checked.
+    classes : int or None
+        The width of the model's class scores; None (labels only, embeddings, regression):
+        nothing to check against.
+
+    Raises
+    ------
+    DataError
+        A label below 0 or at least ``classes``: one line naming the range and how many.
+    """
+    y = data.y
+    if y is None or classes is None or y.size == 0:
+        return
+    out = (y < 0) | (y >= classes)
+    if out.any():
+        raise DataError(f"{data.source or 'data'}: labels run from {int(y.min())} to "
+                        f"{int(y.max())}, but {model_name} predicts {classes} classes "
+                        f"(0-{classes - 1}): {int(out.sum())} of {y.size} labels are out of its "
+                        "range")
 
 
 def arrange(data: Dataset, models: list[tuple[str, list, set]]) -> Dataset:
@@ -236,9 +274,76 @@ def _header(f) -> tuple[tuple, np.dtype]:
 
 
 def arrange_for(data: Dataset, *models) -> Dataset:
-    """:func:`arrange` for loaded models (anything with ``name`` and ``proto``), in order."""
+    """:func:`arrange` for loaded models (anything with ``name`` and ``proto``), in order; token
+    ids are checked against the embedding tables they index (:func:`check_token_ids`)."""
     from onnx_lineage.model.inputs import declared_inputs
-    return arrange(data, [(m.name, *declared_inputs(m.proto)) for m in models])
+    declared = [(m.name, *declared_inputs(m.proto)) for m in models]
+    out = arrange(data, declared)
+    for m, (name, inputs, state) in zip(models, declared):
+        check_token_ids(m.proto.graph, out, name, sources(inputs, out, name, optional=state))
+    return out
+
+
+def embedding_sizes(graph) -> dict[str, int]:
+    """Graph inputs that index an embedding table directly: input name -> rows of the smallest
+    table it indexes (a ``Gather`` on axis 0 of an initializer, reached through casts and
+    reshapes)."""
+    tables = {t.name: list(t.dims) for t in graph.initializer}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node, i))
+    sizes: dict[str, int] = {}
+    for inp in graph.input:
+        todo, seen = [inp.name], set()
+        while todo:
+            value = todo.pop()
+            if value in seen:
+                continue
+            seen.add(value)
+            for node, i in readers.get(value, []):
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                if (node.op_type == "Gather" and i == 1 and node.input[0] in tables
+                        and axis == 0 and tables[node.input[0]]):
+                    rows = int(tables[node.input[0]][0])
+                    sizes[inp.name] = min(rows, sizes.get(inp.name, rows))
+                elif node.op_type in _ID_PASSING and i == 0:
+                    todo.extend(node.output)
+    return sizes
+
+
+def check_token_ids(graph, data: Dataset, model_name: str, src: dict[str, str]) -> None:
+    """Refuse token ids outside the embedding tables they index, before anything runs.
+
+    Parameters
+    ----------
+    graph : onnx.GraphProto
+    data : Dataset
+        Arranged (:func:`arrange`).
+    src : dict of input name to array name
+        :func:`sources` of the model's inputs.
+
+    Raises
+    ------
+    DataError
+        An id below 0 or at least the table's rows: one line naming the input, the array, the
+        vocabulary and where the data came from.
+    """
+    for name, rows in embedding_sizes(graph).items():
+        key = src.get(name)
+        if key is None:
+            continue
+        arr = data.arrays.get(key, data.fixed.get(key))
+        if arr is None or arr.size == 0 or (arr.dtype.kind == "f"
+                                            and not np.all(np.equal(np.mod(arr, 1), 0))):
+            continue  # fractional values: :func:`fit` says so
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= rows:
+            bad = int(np.count_nonzero((arr < 0) | (arr >= rows)))
+            raise DataError(f"{model_name}: input {name!r} indexes an embedding of {rows} rows "
+                            f"(token ids 0-{rows - 1}), but {described(data)} gives it ids "
+                            f"from {lo:g} to {hi:g} in {key!r} ({bad} of {arr.size} out of "
+                            "range)")
 
 
 def sources(inputs, data: Dataset, model_name: str = "model",
@@ -270,10 +375,18 @@ def sources(inputs, data: Dataset, model_name: str = "model",
         if first.batch_axis is None:
             raise DataError(f"{model_name}: no data for input {first.name!r} ({first.dtype}, "
                             f"shape {list(first.shape)}, no batch axis: one value for every row); "
-                            f"give it as an array named {first.name!r} (the data has {shown})")
-        raise DataError(f"{model_name}: no data for input(s) "
-                        f"{', '.join(s.name for s in missing)} (the data has {shown}; name "
-                        "arrays after inputs, or use 'x')")
+                            f"give it as an array named {first.name!r} (arrays in "
+                            f"{described(data)}: {shown})")
+        fed = [s.name for s in inputs if s.name in src]
+        what = ", ".join(f"{s.name!r} ({s.dtype}, shape "
+                         f"[{', '.join('?' if d is None else str(d) for d in s.shape)}])"
+                         for s in missing)
+        raise DataError(f"{model_name}: no data for input(s) {what}; arrays in "
+                        f"{described(data)}: {shown}"
+                        + (f" (feeding {', '.join(map(repr, fed))})" if fed else "")
+                        + ("; give a --data file with an array named after each input"
+                           if data.source == BUILTIN
+                           else "; name arrays after inputs, or use 'x'"))
     return src
 
 
@@ -299,12 +412,14 @@ def feeds_for(inputs, data: Dataset, model_name: str = "model") -> tuple[dict, l
     data = arrange(data, [(model_name, inputs, set())])
     src = sources(inputs, data, model_name)
     out = {spec.name: fit(spec, data.fixed[src[spec.name]] if spec.batch_axis is None
-                          else data.arrays[src[spec.name]], model_name) for spec in inputs}
+                          else data.arrays[src[spec.name]], model_name, described(data))
+           for spec in inputs}
     return out, sorted((set(data.arrays) | set(data.fixed)) - set(src.values()))
 
 
-def fit(spec, arr: np.ndarray, model_name: str = "model") -> np.ndarray:
-    """``arr`` (n, ...) cast and reshaped to what input ``spec`` expects, or a DataError."""
+def fit(spec, arr: np.ndarray, model_name: str = "model", source: str = "the data") -> np.ndarray:
+    """``arr`` (n, ...) cast and reshaped to what input ``spec`` expects, or a DataError
+    naming ``source``, where the array came from (:func:`described`)."""
     want = spec.row_shape
     if spec.batch_axis is None:  # one value for every row: the whole input
         if arr.shape != tuple(want) and all(isinstance(w, int) for w in want) \
@@ -314,7 +429,7 @@ def fit(spec, arr: np.ndarray, model_name: str = "model") -> np.ndarray:
                                                 for w, h in zip(want, arr.shape)):
             raise DataError(f"{model_name}: input {spec.name!r} has no batch axis and takes one "
                             f"value of shape {tuple('?' if w is None else w for w in want)}, "
-                            f"the data has {arr.shape}")
+                            f"but the array in {source} has shape {arr.shape}")
         return np.array(arr, dtype=spec.dtype, order="C")  # a 0-d value stays 0-d
     have = arr.shape[1:]
     if len(want) == len(have) and all(w is None or w == h for w, h in zip(want, have)):
@@ -324,11 +439,12 @@ def fit(spec, arr: np.ndarray, model_name: str = "model") -> np.ndarray:
     else:
         shown = tuple("?" if w is None else w for w in want)
         raise DataError(f"{model_name}: input {spec.name!r} expects rows of shape {shown}, "
-                        f"the data has {tuple(have)}")
+                        f"but rows in {source} have shape {tuple(have)}")
     if arr.dtype != spec.dtype:
         if spec.dtype.kind in "iu" and arr.dtype.kind == "f":
             if not np.all(np.equal(np.mod(arr, 1), 0)):
                 raise DataError(f"{model_name}: input {spec.name!r} expects integers "
-                                f"({spec.dtype}), the data has fractional {arr.dtype} values")
+                                f"({spec.dtype}), but values in {source} are fractional "
+                                f"{arr.dtype}")
         arr = arr.astype(spec.dtype)
     return np.ascontiguousarray(arr)

@@ -22,6 +22,10 @@ class DataError(LineageError):
     """The data file is missing, malformed, or does not fit the model."""
 
 
+class LabelSpaceError(ModelError):
+    """Two models score different numbers of classes, where an analysis compares their labels."""
+
+
 class RuntimeMissingError(LineageError):
     """Neither onnxruntime nor onnxruntime-gpu is installed."""
 

@@ -42,3 +42,11 @@ def digits():
 def family(tmp_path_factory):
     from onnx_lineage.demo import build_family
     return build_family(tmp_path_factory.mktemp("family"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def transfer(family, tmp_path_factory):
+    """The demo parent's hidden layers under a new 2-class head (even/odd): a derived model
+    over another label space (:func:`tests.transfer.transfer_child`)."""
+    from tests.transfer import transfer_child
+    return transfer_child(family["parent"], tmp_path_factory.mktemp("transfer") / "transfer2.onnx")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from onnx_lineage.analyze import analyze, check_expect
+from onnx_lineage.analysis import analyze, check_expect
 from onnx_lineage.errors import LineageError
 
 

@@ -92,7 +92,7 @@ def test_sizes_are_read_with_units():
 def test_out_of_memory_is_one_line(monkeypatch, capsys):
     import onnx_lineage.cli as cli
 
-    def explode():
+    def explode(**kwargs):  # main() names the program: app(prog_name=...)
         raise MemoryError("Unable to allocate 7.28 TiB for an array with shape (10**12,)")
 
     monkeypatch.setattr(cli, "app", explode)

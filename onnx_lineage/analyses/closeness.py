@@ -10,6 +10,11 @@ For sampled points x and directions u shared by both models, each model's bounda
 A point's score is the mean of its rays' scores; closeness is the mean over points, with a 95%
 interval over points. Points are added in rounds until the interval's half-width is below
 ``tolerance`` or the budget is spent.
+
+Both models must predict over one label space: class scores of different widths (a transfer
+child with a new head) are refused, or compared on the labels both have (``label_space="shared"``:
+each model's argmax over its first k scores, k the smaller width, index i taken to mean the same
+class in both); labels in the data that neither model can predict are refused.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from onnx_lineage.analyses.boundary import RaySearch, search
 from onnx_lineage.analyses.labels import Labeler
 from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
 from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
-from onnx_lineage.data import Dataset, arrange_for, digits, feeds_for, sources
-from onnx_lineage.errors import DataError, LineageError
+from onnx_lineage.data import Dataset, arrange_for, check_labels, digits, feeds_for, sources
+from onnx_lineage.errors import DataError, LabelSpaceError, LineageError
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Prediction, Runner
 from onnx_lineage.results import Result
@@ -54,6 +59,7 @@ class ClosenessResult(Result):
     seconds: float
     forward_seconds: dict
     notes: list
+    classes: dict = field(default_factory=dict)
     _distances: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -80,17 +86,46 @@ def _loaded(m) -> LoadedModel:
     return m if isinstance(m, LoadedModel) else load_model(m)
 
 
-class _Model:
-    """A model with its view of the data and a labeler."""
+#: Output kinds whose scores are one per class.
+CLASS_KINDS = ("logits", "probabilities")
+#: How two label spaces of different sizes are handled: refused, or compared on the shared labels.
+LABEL_SPACES = ("same", "shared")
 
-    def __init__(self, runner: Runner, view: ModelView, labeler: Labeler):
-        self.runner, self.view, self.labeler = runner, view, labeler
+
+def class_count(runner: Runner, data: Dataset) -> int | None:
+    """How many classes a model scores: the declared width of its prediction output, else the
+    width of its prediction on the first row of ``data`` (arranged); None for outputs that are
+    not class scores (labels only, embeddings, regression)."""
+    if runner.output_kind not in CLASS_KINDS:
+        return None
+    out = next(o for o in runner.session.get_outputs() if o.name == runner.output_name)
+    shape = list(out.shape or ())
+    if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+        return shape[1]
+    feeds, _ = feeds_for(runner.inputs, data.subset(np.arange(1)), runner.name)
+    return runner.predict(feeds).scores.shape[1]
+
+
+def restricted(pred: Prediction, k: int) -> Prediction:
+    """``pred`` over its first ``k`` classes: the scores cut to them, the labels their argmax."""
+    scores = np.ascontiguousarray(pred.scores[:, :k])
+    return Prediction(np.argmax(scores, axis=1).astype(np.int64), scores)
+
+
+class _Model:
+    """A model with its view of the data and a labeler; ``classes`` restricts its class scores
+    to the first ``classes`` (the labels shared with the other model), None keeps them all."""
+
+    def __init__(self, runner: Runner, view: ModelView, labeler: Labeler,
+                 classes: int | None = None):
+        self.runner, self.view, self.labeler, self.classes = runner, view, labeler, classes
         # class scores whose argmax is the label: searches can take them raw (one kernel a step)
         self.score_fn = (self.scores if labeler.derived is None
                          and runner.output_kind in ("logits", "probabilities") else None)
 
     def labels(self, moved, comp, origin_rows) -> np.ndarray:
-        return self.labeler(self.runner.predict(self.view.feeds(moved, comp, origin_rows)))
+        pred = self.runner.predict(self.view.feeds(moved, comp, origin_rows))
+        return self.labeler(pred if self.classes is None else restricted(pred, self.classes))
 
     def scores(self, moved, comp, origin_rows) -> np.ndarray:
         """Raw class scores (k, C), float32, contiguous, at the first ``k = len(origin_rows)``
@@ -99,7 +134,8 @@ class _Model:
         if not self.view.direct:
             moved = moved[:k]
         (out,) = self.runner.run(self.view.feeds(moved, comp, origin_rows), rows=k)
-        return self.runner.score_rows(out)
+        scores = self.runner.score_rows(out)
+        return scores if self.classes is None else np.ascontiguousarray(scores[:, :self.classes])
 
 
 def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
@@ -107,7 +143,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               rays_per_point: int = 6, directions=("random", "manifold", "adversarial"),
               rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
               output: str = "auto", round_size: int | None = None,
-              sampling: str = "stratified",
+              sampling: str = "stratified", label_space: str = "same",
               a_predictions: Prediction | None = None, progress=None) -> ClosenessResult:
     """How close B's decision boundaries are to A's (black-box, labels only).
 
@@ -137,12 +173,25 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     sampling : {"stratified", "uniform"}
         ``stratified``: classes in turn, near-boundary points favoured (:mod:`.sampling`);
         ``uniform``: points in plain random order (the baseline without the sampling strategy).
+    label_space : {"same", "shared"}
+        When A and B score different numbers of classes: ``same`` refuses (a LabelSpaceError),
+        ``shared`` compares them on the labels both have (see the module docstring).
     a_predictions : Prediction, optional
         A's predictions on all of ``data`` (shared with determination by ``analyze``).
+
+    Raises
+    ------
+    LabelSpaceError
+        A and B score different numbers of classes and ``label_space`` is ``same``.
+    DataError
+        The data's labels fall outside both models' classes.
     """
     if points < 1 or rays_per_point < 1 or not 0 < tolerance < 1 or not 0 < rtol < 1:
         raise LineageError("points and rays per point must be >= 1; tolerance and rtol in (0, 1)")
     dirs.check_names(directions)
+    if label_space not in LABEL_SPACES:
+        raise ValueError(f"unknown label_space {label_space!r}: choose from "
+                         f"{', '.join(LABEL_SPACES)}")
     if round_size is None:
         round_size = int(np.clip(points // 4, 64, 512))
     t_start = time.perf_counter()
@@ -162,9 +211,28 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
 
     feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
     ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
+    classes = {"a": ref.scores.shape[1] if ra.output_kind in CLASS_KINDS else None,
+               "b": class_count(rb, data)}
+    known = [(k, m.name) for k, m in ((classes["a"], a), (classes["b"], b)) if k is not None]
+    if known:  # labels that neither model can predict
+        check_labels(data, *max(known))
+    notes = list(data.notes)
+    shared = None
+    if None not in classes.values() and classes["a"] != classes["b"]:
+        shared = min(classes.values())
+        differ = (f"{a.name} scores {classes['a']} classes and {b.name} {classes['b']}: their "
+                  "label spaces differ")
+        if label_space != "shared":
+            raise LabelSpaceError(f"{differ}, so their decision boundaries cannot be compared; "
+                             f"--shared-labels compares them on the {shared} labels both have "
+                             f"(0-{shared - 1})")
+        ref = restricted(ref, shared)
+        notes.append(f"{differ}; closeness is computed on the {shared} labels both have "
+                     f"(0-{shared - 1}), each model's prediction the best of those, label i "
+                     "taken to mean the same class in both")
+    classes["compared"] = shared or classes["a"]
     labeler = Labeler(ra.output_kind, ref, rng)
     labels_all = labeler(ref)
-    notes = list(data.notes)
     if ignored:
         notes.append(f"data arrays not used by A: {', '.join(ignored)}")
     if ra.batch_dependent or rb.batch_dependent:
@@ -172,8 +240,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     if labeler.derived:
         notes.append(f"labels derived for both models: {labeler.derived}")
 
-    ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler)
-    mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler)
+    ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler, shared)
+    mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler, shared)
     if not mb.view.moved:
         raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays move")
 
@@ -246,6 +314,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         matching_by_class=by_class, provider={"a": ra.provider, "b": rb.provider},
         seconds=time.perf_counter() - t_start,
         forward_seconds={"a": ra.forward_seconds, "b": rb.forward_seconds}, notes=notes,
+        classes=classes,
         _distances={"a": np.where(np.isfinite(da), da, np.nan), "b": np.where(np.isfinite(db), db, np.nan)})
 
 

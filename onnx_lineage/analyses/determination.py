@@ -22,7 +22,7 @@ import numpy as np
 
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
-from onnx_lineage.data import Dataset, arrange_for, digits
+from onnx_lineage.data import Dataset, arrange_for, check_labels, digits
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
 from onnx_lineage.evidence.result import TestResult
@@ -96,6 +96,44 @@ class DeterminationResult(Result):
     def test(self, name: str) -> dict | None:
         """The test called ``name`` (``unit_order``, ``aligned``, ``basin``), or None."""
         return next((t for t in self.tests if t["name"] == name), None)
+
+
+#: Layer kinds that make a model convex in its weights when it has one layer and nothing else:
+#: softmax (logistic) regression, a linear classifier.
+CONVEX_KINDS = ("dense", "linear")
+
+
+def no_units(m: MatchResult) -> str:
+    """Why ``m``'s models have no hidden units to compare, in their own terms: a model without
+    weights, no layer in common (different architectures), single linear layers (a convex
+    model: the only case where saying so is true), or shared layers without a hidden unit axis
+    that can be permuted as a whole."""
+    names = (m.model_a, m.model_b)
+    empty = [n for n, layers in zip(names, (m.a_layers, m.b_layers)) if not layers]
+    if empty:
+        who = f"{empty[0]} has no" if len(empty) == 1 else "neither model has"
+        return (f"{who} weights that onnx-lineage reads (no dense, convolution, embedding, "
+                "normalisation or recurrent layer: a tree ensemble, say, or fixed operations), "
+                "so there are no units to compare")
+    if not m.pairs:
+        return (f"no layer of {m.model_a} ({_kinds(m.a_layers)}) has a counterpart of the same "
+                f"kind and shape in {m.model_b} ({_kinds(m.b_layers)}): different architectures")
+    if all(len(layers) == 1 and layers[0].kind in CONVEX_KINDS
+           for layers in (m.a_layers, m.b_layers)):
+        return ("both are a single linear layer without hidden units, a convex model (such as a "
+                "logistic regression): it has one optimum, so derived and independent training "
+                "land on the same weights")
+    limits = f" ({'; '.join(m.limits)})" if m.limits else ""
+    return (f"the {len(m.pairs)} layer(s) both models share have no hidden unit axis that can be "
+            f"permuted as a whole{limits}")
+
+
+def _kinds(layers) -> str:
+    """``"2 dense, 1 conv"``: a model's layers counted by kind, in order of first appearance."""
+    count: dict[str, int] = {}
+    for layer in layers:
+        count[layer.kind] = count.get(layer.kind, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in count.items())
 
 
 def _loaded(m) -> LoadedModel:
@@ -179,7 +217,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         tests.append(path.basin or TestResult(
             BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already reject "
             "independence" if decided else "not run: nothing to interpolate"))
-    v = decide(tests, alpha)
+    v = decide(tests, alpha, no_units(m))
     sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
     similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims else None)
     return DeterminationResult(
@@ -214,6 +252,8 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
         notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
     step(f"interpolation sweep: {points} points on {len(sample)} rows")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
+    if sweep.kind in ("logits", "probabilities"):  # labels it cannot predict: refused, not clipped
+        check_labels(data, base_scores.shape[1], a.name if plan.base_name == "A" else b.name)
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
     out.curve = run_sweep(sweep, points, progress=lambda what: step(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.boundary import ray_points
-from onnx_lineage.data import Dataset, fit, sources
+from onnx_lineage.data import Dataset, described, fit, sources
 
 
 class ModelView:
@@ -26,7 +26,7 @@ class ModelView:
         self.moved = [i for i in runner.inputs if src[i.name] == key]
         self.companions = [i for i in runner.inputs if src[i.name] in companions]
         self.fixed = {i.name: fit(i, (data.arrays if i.batch_axis is not None else data.fixed)
-                                  [src[i.name]], name) for i in runner.inputs
+                                  [src[i.name]], name, described(data)) for i in runner.inputs
                       if src[i.name] != key and src[i.name] not in companions}
         self.src = src
         # one moved input that takes the rows as they are: feeds need no conversion

@@ -1,6 +1,7 @@
 """The ``onnx-lineage`` command line: one module per command, rendering in :mod:`.render`.
 
-Commands import the library lazily, so ``--help`` stays fast.
+Commands import the library lazily, so ``--help`` stays fast. Help is plain text (typer's rich
+panels label every flag ``<bool>``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from onnx_lineage.cli import (cmd_analyze, cmd_closeness, cmd_demo, cmd_determin
                               cmd_inspect, cmd_match, cmd_tree)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Is model B derived from model A? Lineage determination and closeness for "
                        "ONNX models from any framework.")
 
@@ -24,10 +26,19 @@ INTERNAL_ERROR = 3
 _options = {"debug": os.environ.get("ONNX_LINEAGE_DEBUG", "") not in ("", "0")}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from onnx_lineage import __version__
+        print(f"onnx-lineage {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(debug: bool = typer.Option(
         False, "--debug", help="On an internal error, show Python's full traceback (also "
-                               "ONNX_LINEAGE_DEBUG=1).")) -> None:
+                               "ONNX_LINEAGE_DEBUG=1)."),
+            version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                         help="Print the version and exit.")) -> None:
     """Is model B derived from model A? Lineage determination and closeness for ONNX models from
     any framework."""
     _options["debug"] = _options["debug"] or debug
@@ -43,7 +54,7 @@ def main() -> None:
     exit code 1 (usage errors 2)."""
     from onnx_lineage.errors import LineageError
     try:
-        app()
+        app(prog_name="onnx-lineage")
     except LineageError as exc:
         print(f"onnx-lineage: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

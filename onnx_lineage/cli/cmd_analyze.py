@@ -10,7 +10,7 @@ import typer
 
 from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
                                       ModelArg, OutputKind, OutputOpt, QuietOpt, SeedOpt,
-                                      use_memory)
+                                      SharedLabelsOpt, use_memory)
 
 NAME = "analyze"
 
@@ -30,12 +30,13 @@ PointsOpt = Annotated[int, typer.Option("--points", min=1, help="Most points for
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             points: PointsOpt = 256, alpha: AlphaOpt = 0.01, report: ReportOpt = None,
-            expect: ExpectOpt = None, json: JsonOpt = False, quiet: QuietOpt = False,
+            expect: ExpectOpt = None, shared_labels: SharedLabelsOpt = False,
+            json: JsonOpt = False, quiet: QuietOpt = False,
             max_memory: MaxMemoryOpt = None) -> None:
     """Correspondence, determination and closeness of B against A in one run, with an optional
     HTML or Markdown report and a CI gate (--expect)."""
     use_memory(max_memory)
-    from onnx_lineage.analyze import analyze, check_expect
+    from onnx_lineage.analysis import analyze, check_expect
     from onnx_lineage.cli import render
     from onnx_lineage.cli.cmd_closeness import render_closeness
     from onnx_lineage.cli.cmd_determine import render_determination
@@ -49,7 +50,8 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     ds = load_data(data) if data is not None else None
     with steps(not (json or quiet)) as step:
         r = analyze(model_a, model_b, ds, seed=seed, device=device.value, output=output.value,
-                    points=points, alpha=alpha, progress=step)
+                    points=points, alpha=alpha,
+                    label_space="shared" if shared_labels else "same", progress=step)
     if report is not None:
         text = r.to_markdown() if report.suffix.lower() == ".md" else r.to_html()
         try:

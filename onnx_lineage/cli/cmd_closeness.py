@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from onnx_lineage.cli.options import (DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt, ModelArg,
-                                      OutputKind, OutputOpt, QuietOpt, SeedOpt, use_memory)
+                                      OutputKind, OutputOpt, QuietOpt, SeedOpt, SharedLabelsOpt,
+                                      use_memory)
 
 NAME = "closeness"
 
@@ -24,8 +25,9 @@ BoundsOpt = Annotated[Optional[str], typer.Option("--bounds", help="Valid input 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             points: PointsOpt = 256, budget: BudgetOpt = None, tolerance: TolOpt = 0.02,
-            rays: RaysOpt = 6, bounds: BoundsOpt = None, json: JsonOpt = False,
-            quiet: QuietOpt = False, max_memory: MaxMemoryOpt = None) -> None:
+            rays: RaysOpt = 6, bounds: BoundsOpt = None, shared_labels: SharedLabelsOpt = False,
+            json: JsonOpt = False, quiet: QuietOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """How far has B moved from A? Black-box closeness from decision-boundary distances and the
     prediction matching rate, with a 95% interval and the queries spent."""
     use_memory(max_memory)
@@ -38,7 +40,8 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     with steps(not (json or quiet)) as step:
         r = closeness(model_a, model_b, ds, seed=seed, device=device.value, points=points,
                       budget=budget, tolerance=tolerance, rays_per_point=rays,
-                      bounds=parse_bounds(bounds), output=output.value, progress=step)
+                      bounds=parse_bounds(bounds), output=output.value,
+                      label_space="shared" if shared_labels else "same", progress=step)
     if json:
         render.emit_json(r)
         return
@@ -58,6 +61,13 @@ def parse_bounds(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _compared(classes: dict) -> str:
+    """``"; 2 labels compared (A scores 10, B 2)"`` where the label spaces differ, else ``""``."""
+    if not classes or classes.get("a") == classes.get("b"):
+        return ""
+    return f"; {classes['compared']} labels compared (A scores {classes['a']}, B {classes['b']})"
+
+
 def render_closeness(r) -> None:
     """Table of a ClosenessResult."""
     from onnx_lineage.cli import render
@@ -71,7 +81,7 @@ def render_closeness(r) -> None:
         ("points / rays", f"{r.points} / {r.rays} ({r.rounds} round{'s' if r.rounds != 1 else ''})"),
         ("queries", f"A {r.queries['a']:,}, B {r.queries['b']:,}"),
         ("directions", ", ".join(r.directions)),
-        ("labels", r.labels),
+        ("labels", r.labels + _compared(r.classes)),
         ("provider", f"A {r.provider['a']}, B {r.provider['b']}"),
     ]))
     for line in r.notes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,19 +12,27 @@ from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, Json
 
 NAME = "determine"
 
-PointsOpt = Annotated[int, typer.Option("--alphas", min=3, max=1001,
-                                        help="Points on the interpolation grid.")]
+GridOpt = Annotated[Optional[int], typer.Option(
+    "--grid", min=3, max=1001, show_default=False,
+    help="Points on the interpolation grid from A to B, default 11 (two more are added around "
+         "the largest excess).")]
+#: the former name of --grid, still read
+OldGridOpt = Annotated[Optional[int], typer.Option("--alphas", min=3, max=1001, hidden=True)]
 RowsOpt = Annotated[int, typer.Option("--rows", min=1, help="Data rows used for the loss.")]
 
 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
-            alphas: PointsOpt = 11, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
+            grid: GridOpt = None, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
             json: JsonOpt = False, quiet: QuietOpt = False,
-            max_memory: MaxMemoryOpt = None) -> None:
+            max_memory: MaxMemoryOpt = None, alphas: OldGridOpt = None) -> None:
     """Is B derived from A? Independence tests with stated nulls (unit order, aligned weights,
     loss basin), their p-values per layer, and the loss along the interpolation path."""
     use_memory(max_memory)
+    if grid is not None and alphas is not None and grid != alphas:
+        raise typer.BadParameter("--alphas is the former name of --grid: give one of them",
+                                 param_hint="--grid")
+    grid = grid or alphas or 11
     from onnx_lineage.analyses.determination import determine
     from onnx_lineage.cli import render
     from onnx_lineage.cli.progress import steps
@@ -32,7 +40,7 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
 
     ds = load_data(data) if data is not None else None
     with steps(not (json or quiet)) as step:
-        r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=alphas,
+        r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=grid,
                       rows=rows, output=output.value, alpha=alpha, progress=step)
     if json:
         render.emit_json(r)

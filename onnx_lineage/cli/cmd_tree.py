@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt,
-                                      MaxMemoryOpt, QuietOpt, SeedOpt, use_memory)
+                                      MaxMemoryOpt, QuietOpt, SeedOpt, SharedLabelsOpt,
+                                      use_memory)
 
 NAME = "tree"
 
@@ -23,7 +24,8 @@ MermaidOpt = Annotated[bool, typer.Option("--mermaid", help="Print the forest as
 def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
             device: DeviceOpt = Device.auto, ray: RayOpt = None, report: ReportOpt = None,
             mermaid: MermaidOpt = False, json: JsonOpt = False, quiet: QuietOpt = False,
-            alpha: AlphaOpt = 0.01, max_memory: MaxMemoryOpt = None) -> None:
+            alpha: AlphaOpt = 0.01, shared_labels: SharedLabelsOpt = False,
+            max_memory: MaxMemoryOpt = None) -> None:
     """Lineage forest over many models: which share lineage, and who derives from whom. Pairs
     are joined only where the exact tests reject independence, at --alpha for the whole run
     (divided among the tests)."""
@@ -37,7 +39,8 @@ def command(models: ModelsArg, data: DataOpt = None, seed: SeedOpt = 0,
 
     ds = load_data(data) if data is not None else None
     with steps(not (json or quiet)) as step:
-        r = tree(models, ds, seed=seed, device=device.value, ray=ray, progress=step, alpha=alpha)
+        r = tree(models, ds, seed=seed, device=device.value, ray=ray, progress=step, alpha=alpha,
+                 label_space="shared" if shared_labels else "same")
     if report is not None:
         write_atomic(report, tree_html(r))
     if json:

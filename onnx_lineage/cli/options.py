@@ -37,6 +37,11 @@ OutputOpt = Annotated[OutputKind, typer.Option("--output", help="What the model'
 AlphaOpt = Annotated[float, typer.Option("--alpha", min=1e-12, max=0.5,
                                          help="Level of the verdict: related only when the tests "
                                               "reject independence at it.")]
+SharedLabelsOpt = Annotated[bool, typer.Option(
+    "--shared-labels", help="When A and B score different numbers of classes (a new head), "
+                            "compute closeness on the labels both have (0 to the smaller count "
+                            "less one, label i taken to mean the same class in both) instead of "
+                            "refusing it.")]
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
     "--max-memory", help="Memory budget of the run (e.g. 4G): data, tensors and batches are "
                          "checked against it before allocation. Default: ONNX_LINEAGE_MAX_MEMORY, "

@@ -75,18 +75,15 @@ def tests_table(tests: list[dict], levels: dict) -> Table:
 
 
 def classes_table(tests: list[dict]) -> Table | None:
-    """Per symmetry class: its layers, units kept in A's order and matched cosine, p-values."""
-    by = {t["name"]: {c["name"]: c for c in t["classes"]} for t in tests}
-    names = list(dict.fromkeys(c for t in ("unit_order", "aligned") for c in by.get(t, {})))
-    if not names:
+    """Per symmetry class: its layers, units kept in A's order and matched cosine, p-values
+    (one row per class, names made unique: :func:`onnx_lineage.report.render.class_rows`)."""
+    from onnx_lineage.report.render import class_rows
+    rows = class_rows(tests)
+    if not rows:
         return None
-    rows = []
-    for n in names:
-        u, a = by.get("unit_order", {}).get(n, {}), by.get("aligned", {}).get(n, {})
-        first = u or a
-        rows.append([n, ",".join(map(str, first["layers"])), str(first["units"]),
-                     "-" if not u else str(u.get("in_order", u.get("fixed_points"))),
-                     pval(u.get("p_value")),
-                     "-" if not a else f"{a['similarity']:.3f}", pval(a.get("p_value"))])
     return table("per class", ["class", "layers", "units", "in A's order", "p (order)",
-                               "cosine (aligned)", "p (aligned)"], rows)
+                               "cosine (aligned)", "p (aligned)"],
+                 [[r["name"], ",".join(map(str, r["layers"])), str(r["units"]),
+                   "-" if r["fixed_points"] is None else str(r["fixed_points"]),
+                   pval(r["p_order"]), "-" if r["similarity"] is None else f"{r['similarity']:.3f}",
+                   pval(r["p_aligned"])] for r in rows])

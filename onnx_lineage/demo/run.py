@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnx_lineage.analyze import AnalysisResult, analyze
+from onnx_lineage.analysis import AnalysisResult, analyze
 from onnx_lineage.demo.family import FAMILY_ROLES, build_family
 from onnx_lineage.model.inspect import inspect_model
 from onnx_lineage.model.loading import load_model

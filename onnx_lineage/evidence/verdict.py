@@ -6,8 +6,9 @@
   test at its share of ``alpha``.
 * ``unrelated``: nothing rejects, and the tests had the power to see lineage of both kinds: a
   copy in A's unit order (the unit-order test) and a permuted copy (the aligned test).
-* ``undetermined``: otherwise, with the reason (no hidden units to compare, as in a convex model;
-  nothing in common; layers too small to tell a permuted copy; aligned evidence in between).
+* ``undetermined``: otherwise, with the reason (no hidden units to compare: the caller says why,
+  a convex model only when it is one; layers too small to tell a permuted copy; aligned evidence
+  in between).
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def rejects(name: str, p_value: float | None, alpha: float) -> bool:
     return p_value is not None and p_value <= share(alpha, name) * (1 + 1e-9)
 
 
-def decide(tests: list[TestResult], alpha: float) -> Verdict:
-    """Verdict from the tests that ran (see the module docstring)."""
+def decide(tests: list[TestResult], alpha: float, no_units: str | None = None) -> Verdict:
+    """Verdict from the tests that ran (see the module docstring); ``no_units`` is why the
+    models have no hidden units to compare, in the models' own terms, said when the unit-order
+    test has no class."""
     by = {t.name: t for t in tests}
     p = bonferroni({t.name: t.p_value for t in tests}, WEIGHTS)
     if p <= alpha * (1 + 1e-9):
@@ -64,10 +67,9 @@ def decide(tests: list[TestResult], alpha: float) -> Verdict:
     order, aligned = by.get("unit_order"), by.get("aligned")
     if order is None or not order.power:
         why = order.reason if order is not None and order.reason else "nothing to compare"
-        return Verdict("undetermined", None, f"no test can tell: {why}"
-                       + ("; a convex model has one optimum, so derived and independent training "
-                          "land on the same weights" if order is not None and not order.classes
-                          else ""), p, [])
+        if no_units and (order is None or not order.classes):
+            why = no_units
+        return Verdict("undetermined", None, f"no test can tell: {why}", p, [])
     if aligned is None or not aligned.power:
         return Verdict("undetermined", None, "B's units are not in A's order, and after "
                        "alignment these layers cannot tell a permuted copy from an independent "

@@ -51,15 +51,38 @@ def _p(p) -> str:
     return "<1e-300" if p <= 1e-300 else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
-def _class_rows(tests: list[dict]) -> list[dict]:
-    """Per class, the unit-order and aligned tests side by side."""
-    by = {t["name"]: {c["name"]: c for c in t["classes"]} for t in tests}
+def class_rows(tests: list[dict]) -> list[dict]:
+    """Per symmetry class, the unit-order and aligned tests side by side, one row per class.
+
+    Classes are told apart by name and layers: a model with two residual streams has two classes
+    named ``residual stream``, shown as ``residual stream #1`` and ``#2`` (in graph order).
+
+    Parameters
+    ----------
+    tests : list of dict
+        The tests' ``to_dict()`` (``name``, ``classes``).
+
+    Returns
+    -------
+    list of dict
+        ``name`` (unique), ``layers``, ``units``, ``fixed_points`` (in A's order), ``p_order``,
+        ``similarity``, ``p_aligned``; absent values None.
+    """
+    by = {t["name"]: {(c["name"], tuple(c["layers"])): c for c in t["classes"]} for t in tests}
     order, aligned = by.get("unit_order", {}), by.get("aligned", {})
+    keys = list(dict.fromkeys(list(order) + list(aligned)))
+    count: dict[str, int] = {}
+    for name, _ in keys:
+        count[name] = count.get(name, 0) + 1
+    seen: dict[str, int] = {}
     rows = []
-    for name in dict.fromkeys(list(order) + list(aligned)):
-        u, a = order.get(name, {}), aligned.get(name, {})
+    for key in keys:
+        name = key[0]
+        seen[name] = seen.get(name, 0) + 1
+        u, a = order.get(key, {}), aligned.get(key, {})
         first = u or a
-        rows.append({"name": name, "layers": first["layers"], "units": first["units"],
+        rows.append({"name": f"{name} #{seen[name]}" if count[name] > 1 else name,
+                     "layers": first["layers"], "units": first["units"],
                      "fixed_points": u.get("in_order", u.get("fixed_points")),
                      "p_order": u.get("p_value"),
                      "similarity": a.get("similarity"), "p_aligned": a.get("p_value")})
@@ -104,7 +127,7 @@ def to_html(r) -> str:
              "<ul>" + "".join(f"<li><b>{html.escape(t['name'])}</b>: null: "
                               f"{html.escape(t['null'])}. Power: {html.escape(t['power_reason'])}"
                               f"</li>" for t in d.tests) + "</ul>"]
-    rows = _class_rows(d.tests)
+    rows = class_rows(d.tests)
     if rows:
         parts += ["<h2>Where the evidence is, layer by layer</h2>",
                   "<p>Per class of hidden units: how many of B's units sit in A's order (exact "
@@ -163,7 +186,7 @@ def to_markdown(r) -> str:
     lines += ["", "| test | statistic | p-value | power | outcome |", "|---|---|---|---|---|"]
     lines += [f"| {t['name']} | {_f(t['statistic'])} | {_p(t['p_value'])} | "
               f"{'yes' if t['power'] else 'no'} | {t['reason']} |" for t in d.tests]
-    rows = _class_rows(d.tests)
+    rows = class_rows(d.tests)
     if rows:
         lines += ["", "| class | layers | units | in A's order | p (order) | cosine (aligned) | "
                   "p (aligned) |", "|---|---|---|---|---|---|---|"]
@@ -171,7 +194,8 @@ def to_markdown(r) -> str:
                   f"{_f(r['fixed_points'])} | {_p(r['p_order'])} | {_f(r['similarity'])} | "
                   f"{_p(r['p_aligned'])} |" for r in rows]
     if c is not None:
-        lines += [f"| closeness | {c.closeness:.4f} [{c.ci95[0]:.4f}, {c.ci95[1]:.4f}] |",
+        lines += ["", "| decision boundaries | value |", "|---|---|",
+                  f"| closeness | {c.closeness:.4f} [{c.ci95[0]:.4f}, {c.ci95[1]:.4f}] |",
                   f"| matching rate | {c.matching_rate:.4f} |",
                   f"| distance similarity | {c.distance_similarity:.4f} |",
                   f"| queries A / B | {c.queries['a']} / {c.queries['b']} |"]

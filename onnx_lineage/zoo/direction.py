@@ -108,6 +108,9 @@ class ModelStats:
         Per weight layer, its number of weights.
     classifier : bool or None
         Whether its outputs are class scores (None: not known).
+    classes : int or None
+        How many classes it scores (None: not a classifier, or not known). The loss signal
+        compares only models of one label space.
     """
 
     norm: float
@@ -119,6 +122,7 @@ class ModelStats:
     layer_kurtosis: tuple = ()
     layer_sizes: tuple = ()
     classifier: bool | None = None
+    classes: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,7 +203,7 @@ def votes(a: ModelStats, b: ModelStats, rescaled: bool = False) -> dict[str, int
     the difference is too small, the weight layers differ, ``rescaled`` (the pair's units are
     rescaled against each other), or quantization or pruning changed the statistic)."""
     out = {"loss": 0, "head": 0, "norm": 0, "kurtosis": 0}
-    if a.loss is not None and b.loss is not None and \
+    if a.loss is not None and b.loss is not None and a.classes == b.classes and \
             abs(b.loss - a.loss) >= MIN_LOSS_CHANGE * max(a.loss, b.loss, 1e-12):
         out["loss"] = int(np.sign(b.loss - a.loss))
     if rescaled or a.quantized or b.quantized or abs(a.zeros - b.zeros) >= 0.05 or \
@@ -240,32 +244,40 @@ def signal_weights() -> dict[str, float]:
 LOSS_ROWS = 512
 
 
-def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None]:
+def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None, int | None]:
     """What a model's outputs say for the direction signals: its cross-entropy on up to
     :data:`LOSS_ROWS` labelled rows of ``data`` (the same rows for every model; the ``loss``
-    signal), and whether its outputs are class scores (the ``head`` signal reads only
-    classifiers). The loss is None without labels, for outputs that are not class scores, or when
-    the data cannot feed the model; ``classifier`` is None when no session of it can be made."""
+    signal), whether its outputs are class scores (the ``head`` signal reads only
+    classifiers), and how many classes it scores. The loss is None without labels, for outputs
+    that are not class scores, when the data cannot feed the model or holds labels outside its
+    classes; ``classifier`` and ``classes`` are None when no session of it can be made."""
+    from onnx_lineage.analyses.closeness import class_count
     from onnx_lineage.analyses.criteria import cross_entropy
-    from onnx_lineage.data import arrange_for, feeds_for
+    from onnx_lineage.data import arrange_for, check_labels, feeds_for
     from onnx_lineage.errors import LineageError
     from onnx_lineage.model.runner import Runner
     try:
         runner = Runner(model.proto, name=model.name)
     except LineageError:
-        return None, None
+        return None, None, None
     classifier = runner.output_kind in ("logits", "probabilities")
-    if data is None or data.y is None or not classifier:
-        return None, classifier
     try:
+        classes = (class_count(runner, arrange_for(data, model))
+                   if classifier and data is not None else None)
+    except LineageError:
+        classes = None
+    if data is None or data.y is None or not classifier:
+        return None, classifier, classes
+    try:
+        check_labels(data, classes, model.name)
         d = arrange_for(data, model)
         if len(d) > LOSS_ROWS:
             d = d.subset(np.sort(np.random.default_rng(seed).choice(len(d), LOSS_ROWS,
                                                                    replace=False)))
         feeds, _ = feeds_for(runner.inputs, d, model.name)
-        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y), True
+        return cross_entropy(runner.predict(feeds).scores, runner.output_kind, d.y), True, classes
     except LineageError:
-        return None, True
+        return None, True, classes
 
 
 def weak_evidence(parent: str, child: str, edge_votes: dict, weights: dict) -> list[str]:

@@ -420,7 +420,8 @@ def shape_notes(edges: list[dict], related: list[dict]) -> list[str]:
             notes.append(f"{b} and {names}: the distances fit {b} as the parent of them as well "
                          f"as a chain through {b}, and the direction evidence cannot tell which")
     for e in edges:
-        if e.get("distance") is not None and e["distance"] < COPY_DISTANCE:
+        heads = {k for k in (e.get("classes") or {}).values() if k is not None}
+        if e.get("distance") is not None and e["distance"] < COPY_DISTANCE and len(heads) <= 1:
             notes.append(f"{e['parent']} and {e['child']} carry the same weights up to "
                          f"{e['distance']:.1e} (a re-export or an obfuscated copy): which one is "
                          "the parent cannot be told")

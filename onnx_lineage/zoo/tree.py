@@ -10,6 +10,12 @@
    sibling); a note wherever the evidence cannot tell a chain from a star;
 4. closeness of every kept edge, as its weight.
 
+Models that score different numbers of classes (a transfer child with a new head) are compared
+only where that means something: their losses are not weighed against each other, the forest's
+notes say so for every such edge, and its closeness is left out, or measured on the labels both
+have when asked (``label_space="shared"``). Labels in the data outside a model's classes leave
+its loss unmeasured, and a note says so.
+
 Steps 2 and 4 run on an executor: this process, or Ray tasks (:mod:`.executors`).
 """
 
@@ -49,7 +55,8 @@ class TreeResult(Result):
     edges : list of dict
         ``parent``, ``child``, ``closeness``, ``similarity``, ``distance`` (of the aligned
         weights, relative), ``confidence`` (posterior of the direction), ``direction``
-        (``decided`` from :data:`~.forest.DECIDED` up, else ``undecided``), ``evidence``.
+        (``decided`` from :data:`~.forest.DECIDED` up, else ``undecided``), ``evidence``,
+        ``classes`` {``parent``, ``child``} (how many each scores; None: not a classifier).
     roots : list of str
         One per tree (models related to nothing are roots of their own).
     alpha, alpha_per_test : float
@@ -160,6 +167,38 @@ def shares_of(loaded: dict, seed: int):
     return share
 
 
+def label_notes(edges: list[dict], stats: dict, data: Dataset, label_space: str) -> list[str]:
+    """Plain words where label spaces get in the way: each edge whose models score different
+    numbers of classes, and each model whose classes the data's labels exceed.
+
+    Parameters
+    ----------
+    edges : list of dict
+        The forest's edges (``parent``, ``child``, ``classes``).
+    stats : dict of str to ModelStats
+        Per model, its ``classes``.
+    """
+    notes = []
+    for e in edges:
+        p, c = e["classes"]["parent"], e["classes"]["child"]
+        if p is not None and c is not None and p != c:
+            how = (f"closeness on the {min(p, c)} labels both have" if label_space == "shared"
+                   else "closeness not measured (--shared-labels measures it on the "
+                        f"{min(p, c)} labels both have)")
+            notes.append(f"{e['parent']} scores {p} classes and {e['child']} {c}: their label "
+                         f"spaces differ; their losses are not compared for the direction, "
+                         f"{how}")
+    if data.y is not None and data.y.size:
+        top = int(data.y.max())
+        for name in sorted(stats):
+            k = stats[name].classes
+            if k is not None and (top >= k or int(data.y.min()) < 0):
+                notes.append(f"{name} scores {k} classes, but the labels of "
+                             f"{data.source or 'the data'} run from {int(data.y.min())} to {top}: "
+                             "its loss is not measured")
+    return notes
+
+
 def hubness(outcomes: list[PairOutcome]) -> dict[str, float]:
     """For every model, how many related models have it as their most similar relative.
 
@@ -193,19 +232,21 @@ def whole_cosine(m) -> float:
 
 
 def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset,
-                    seed: int, device: str) -> float | None:
+                    seed: int, device: str, label_space: str = "same") -> float | None:
     from onnx_lineage.analyses.closeness import closeness
     try:
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
-        return closeness(a, b, data, seed=seed, device=device, points=128).closeness
+        return closeness(a, b, data, seed=seed, device=device, points=128,
+                         label_space=label_space).closeness
     except LineageError:
         return None
 
 
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
          device: str = "auto", ray: str | None = None, screen: float = 0.3,
-         with_closeness: bool = True, progress=None, alpha: float = 0.01) -> TreeResult:
+         with_closeness: bool = True, progress=None, alpha: float = 0.01,
+         label_space: str = "same") -> TreeResult:
     """The lineage forest over ``models`` (files, or folders searched for ``*.onnx``).
 
     Parameters
@@ -220,6 +261,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     alpha : float
         Family-wise level: each exact test runs at ``alpha`` divided by the number of them
         (Bonferroni), so the chance that any unrelated pair is joined is at most ``alpha``.
+    label_space : {"same", "shared"}
+        An edge between models that score different numbers of classes: ``same`` leaves its
+        closeness out (None), ``shared`` measures it on the labels both have.
     """
     t0 = time.perf_counter()
     step = progress or (lambda name: None)
@@ -243,8 +287,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     step(f"weight statistics and loss of {len(names)} models")
     stats = {}
     for n in names:
-        loss, classifier = model_outputs(loaded[n], data, seed)
-        stats[n] = dataclasses.replace(model_stats(layers[n]), loss=loss, classifier=classifier)
+        loss, classifier, classes = model_outputs(loaded[n], data, seed)
+        stats[n] = dataclasses.replace(model_stats(layers[n]), loss=loss, classifier=classifier,
+                                       classes=classes)
     weights = signal_weights()
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
@@ -258,7 +303,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     if with_closeness and directed:
         step(f"closeness of {len(directed)} edges")
         closeness_values = ex.map(_closeness_task, [(p, blobs[p], c, blobs[c], shared_data, seed,
-                                                     device) for p, c, _ in directed])
+                                                     device, label_space)
+                                                    for p, c, _ in directed])
     edges = []
     for (p, c, o), clo in zip(directed, closeness_values):
         conf = edge_confidence(p, c, o, stats, weights)
@@ -266,6 +312,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         carried = None if q is None else share(q, p, c)
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
                       "distance": o.distance, "confidence": round(conf, 3),
+                      "classes": {"parent": stats[p].classes, "child": stats[c].classes},
                       "direction": "decided" if conf >= DECIDED else "undecided",
                       "evidence": list(o.evidence) + weak_evidence(
                           p, c, edge_votes(p, c, o, stats), weights)
@@ -281,4 +328,5 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
                       seconds=time.perf_counter() - t0, alpha=alpha,
                       alpha_per_test=per_test, related=related,
                       stats={k: v.to_dict() for k, v in stats.items()},
-                      notes=shape_notes(edges, related))
+                      notes=label_notes(edges, stats, data, label_space)
+                      + shape_notes(edges, related))

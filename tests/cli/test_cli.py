@@ -213,3 +213,197 @@ def test_inspect_says_where_each_input_keeps_its_rows():
     assert [(i["name"], i["batch_axis"], i["state"]) for i in inputs] == [
         ("input", 0, False), ("state", 1, True), ("sr", None, False)]
 
+
+
+def test_per_class_table_shows_each_residual_stream(tmp_path):
+    import onnx
+
+    from tests.conv_residual import projection_model
+    onnx.save(projection_model(0), tmp_path / "a.onnx")
+    onnx.save(projection_model(0, permuted=True), tmp_path / "b.onnx")
+    r = cli("match", tmp_path / "a.onnx", tmp_path / "b.onnx")
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in r.stdout.splitlines()
+            if line.startswith("│ residual stream")]
+    assert [row[:3] for row in rows] == [["residual stream #1", "0,2", "8"],
+                                         ["residual stream #2", "4,5,6", "12"]]
+
+
+def test_closeness_refuses_other_label_spaces_unless_asked(family, transfer):
+    r = cli("closeness", family["parent"], transfer, "--points", "32")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert "parent.onnx scores 10 classes and transfer2.onnx 2" in r.stderr
+    assert "--shared-labels" in r.stderr
+    r = cli("closeness", family["parent"], transfer, "--points", "32", "--shared-labels")
+    assert r.returncode == 0, r.stderr
+    assert "2 labels compared (A scores 10, B 2)" in r.stdout
+    assert "- parent.onnx scores 10 classes and transfer2.onnx 2: their label spaces differ; " \
+           "closeness is computed on the 2 labels both have (0-1)" in " ".join(r.stdout.split())
+    from onnx_lineage import closeness  # the same through the API, and its JSON fields
+    d = closeness(family["parent"], transfer, points=32, label_space="shared").to_dict()
+    assert d["classes"] == {"a": 10, "b": 2, "compared": 2} and 0.0 <= d["closeness"] <= 1.0
+    same = closeness(family["parent"], family["noisy"], points=32).to_dict()
+    assert same["classes"] == {"a": 10, "b": 10, "compared": 10}
+
+
+def test_analyze_says_why_closeness_is_missing(family, transfer):
+    r = cli("analyze", family["parent"], transfer, "--points", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "related" and d["closeness"] is None
+    assert "label spaces differ" in d["closeness_refused"]
+    assert "Closeness not measured" in d["summary"]
+    d = json.loads(cli("analyze", family["parent"], transfer, "--points", "32", "--json",
+                       "--shared-labels").stdout)
+    assert d["closeness_refused"] is None and d["closeness_detail"]["classes"]["compared"] == 2
+
+
+@pytest.mark.parametrize("command", ["determine", "closeness"])
+def test_labels_out_of_range_are_one_line(command, family, digits, tmp_path):
+    p = tmp_path / "y42.npz"
+    y = digits.y[:200].copy()
+    y[5] = 42
+    np.savez(p, x=digits.arrays["x"][:200], y=y)
+    r = cli(command, family["parent"], family["noisy"], "--data", p)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert ("y42.npz: labels run from 0 to 42, but parent.onnx predicts 10 classes (0-9): 1 of "
+            "200 labels are out of its range") in r.stderr
+
+
+def test_version():
+    from onnx_lineage import __version__
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout == f"onnx-lineage {__version__}\n"
+
+
+@pytest.mark.parametrize("command", ["inspect", "match", "determine", "closeness", "analyze",
+                                     "tree", "demo"])
+def test_help_shows_flags_as_flags(command):
+    r = cli(command, "--help")
+    assert r.returncode == 0 and "Usage: onnx-lineage " + command in r.stdout
+    assert "<bool>" not in r.stdout and "--json" in r.stdout
+    assert "--alphas" not in r.stdout  # the old name of determine's --grid is hidden
+
+
+def test_grid_and_its_old_name(family):
+    curves = {}
+    for flag in ("--grid", "--alphas"):
+        r = cli("determine", family["parent"], family["independent"], flag, "5", "--json")
+        assert r.returncode == 0, r.stderr
+        curves[flag] = [c["alpha"] for c in json.loads(r.stdout)["curve"]]
+    assert curves["--grid"] == curves["--alphas"]
+    assert {0.0, 0.25, 0.5, 0.75, 1.0} <= set(curves["--grid"]) and len(curves["--grid"]) <= 7
+    r = cli("determine", family["parent"], family["independent"], "--grid", "5", "--alphas", "7")
+    assert r.returncode == 2 and "former name of --grid" in r.stderr
+
+
+def _forest_model(path):
+    """A one-tree ai.onnx.ml TreeEnsembleClassifier over the 64 digit pixels, 10 classes: a model
+    with no weights that onnx-lineage reads."""
+    import onnx
+    from onnx import TensorProto, helper
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label", "probabilities"], domain="ai.onnx.ml",
+        classlabels_int64s=list(range(10)), nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2],
+        nodes_featureids=[36, 0, 0], nodes_values=[0.5, 0.0, 0.0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0], class_treeids=[0, 0], class_nodeids=[1, 2],
+        class_ids=[0, 8], class_weights=[1.0, 1.0], post_transform="NONE")
+    g = helper.make_graph([node], "forest",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+                          [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                           helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                                         [None, 10])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                                  helper.make_opsetid("ai.onnx.ml", 3)]), path)
+
+
+def test_undetermined_reasons_say_what_is_the_case(tmp_path):
+    forest = tmp_path / "forest.onnx"
+    _forest_model(forest)
+
+    def reason(a, b):
+        r = cli("determine", a, b, "--json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        assert d["verdict"] == "undetermined"
+        return d["reason"]
+
+    said = reason(forest, forest)
+    assert "neither model has weights that onnx-lineage reads" in said and "convex" not in said
+    said = reason(fixture_path("torch_mlp_legacy"), forest)
+    assert "forest.onnx has no weights that onnx-lineage reads" in said and "convex" not in said
+    said = reason(fixture_path("torch_mlp_legacy"), fixture_path("torch_cnn_bn"))
+    assert "convex" not in said and "different architectures" in said
+    assert "torch_mlp_legacy.onnx (3 dense)" in said and "torch_cnn_bn.onnx (2 conv, 1 dense)" in said
+    said = reason(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"))
+    assert "single linear layer" in said and "a convex model" in said
+
+
+def _token_model(path, length=64, vocab=30):
+    """Token ids (int64, ``length`` a row) through a Cast and an embedding of ``vocab`` rows,
+    averaged, into a 10-class head."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(vocab, 6)).astype(np.float32), "emb"),
+             numpy_helper.from_array(rng.normal(size=(10, 6)).astype(np.float32), "head")]
+    nodes = [helper.make_node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32),
+             helper.make_node("Gather", ["emb", "ids32"], ["e"]),
+             helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
+             helper.make_node("Gemm", ["m", "head"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "tokens",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", length])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _two_input_model(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = np.random.default_rng(0).normal(size=(10, 68)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("Concat", ["x", "meta"], ["c"], axis=1),
+                           helper.make_node("Gemm", ["c", "w"], ["logits"], transB=1)], "two",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64]),
+                           helper.make_tensor_value_info("meta", TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+                          [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_without_data_errors_say_the_builtin_digits_were_used(tmp_path, digits):
+    tokens, two = tmp_path / "tokens.onnx", tmp_path / "two.onnx"
+    _token_model(tokens)
+    _two_input_model(two)
+    builtin = "the built-in digits (used because no --data was given"
+    r = cli("determine", tokens, tokens)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "input 'ids' expects integers (int64), but values in " + builtin in r.stderr
+    r = cli("closeness", two, two)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "no data for input(s) 'meta' (float32, shape [?, 4]); arrays in " + builtin in r.stderr
+    assert "(feeding 'x'); give a --data file with an array named after each input" in r.stderr
+    p = tmp_path / "x.npz"
+    np.savez(p, x=digits.arrays["x"][:50])
+    r = cli("determine", two, two, "--data", p)
+    assert r.returncode == 1 and "arrays in x.npz: x (feeding 'x')" in r.stderr
+    assert "built-in" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["determine", "closeness", "analyze"])
+def test_token_ids_outside_the_vocabulary_are_one_line(command, tmp_path):
+    tokens = tmp_path / "tokens.onnx"
+    _token_model(tokens)
+    ids = np.random.default_rng(1).integers(0, 30, size=(100, 64))
+    ids[7, 3] = 2878
+    np.savez(tmp_path / "ids.npz", ids=ids)
+    r = cli(command, tokens, tokens, "--data", tmp_path / "ids.npz")
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert ("tokens.onnx: input 'ids' indexes an embedding of 30 rows (token ids 0-29), but "
+            "ids.npz gives it ids from 0 to 2878 in 'ids' (1 of 6400 out of range)") in r.stderr
+    if command == "closeness":  # the largest id the table has is fine
+        ids[7, 3] = 29
+        np.savez(tmp_path / "ids.npz", ids=ids)
+        r = cli(command, tokens, tokens, "--data", tmp_path / "ids.npz", "--points", "16")
+        assert r.returncode == 0, r.stderr

@@ -25,10 +25,14 @@ def test_nothing_rejects_with_power_is_unrelated():
     assert v.verdict == "unrelated" and v.related is False and v.shared_layers == []
 
 
-def test_without_classes_it_is_undetermined():
-    v = decide([_test("unit_order", None, power=False, classes=[]),
-                _test("aligned", None, power=False, classes=[])], 0.01)
-    assert v.verdict == "undetermined" and "convex" in v.reason
+def test_without_classes_it_is_undetermined_for_the_reason_given():
+    tests = [_test("unit_order", None, power=False, classes=[]),
+             _test("aligned", None, power=False, classes=[])]
+    v = decide(tests, 0.01)
+    assert v.verdict == "undetermined" and "convex" not in v.reason  # nothing says it is
+    v = decide(tests, 0.01, "no layer in common: different architectures")
+    assert v.verdict == "undetermined"
+    assert v.reason == "no test can tell: no layer in common: different architectures"
 
 
 def test_when_alignment_cannot_tell_a_permuted_copy_it_is_undetermined():

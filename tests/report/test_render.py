@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from onnx_lineage.analyze import analyze
+from onnx_lineage.analysis import analyze
 from onnx_lineage.report.atomic import write_atomic
 
 
@@ -61,3 +61,66 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
         write_atomic(target, "two")
     assert target.read_text() == "one"
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def markdown_tables(md: str) -> list[list[list[str]]]:
+    """The Markdown's tables (runs of lines starting with ``|``), as rows of cells; asserts that
+    each has a header, a separator row, and as many cells in every row as in its header."""
+    tables, run = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            run.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif run:
+            tables.append(run)
+            run = []
+    for t in tables:
+        assert len(t) >= 3 and all(set(c) <= set("-:") and c for c in t[1]), t[:2]
+        assert all(len(row) == len(t[0]) for row in t), t
+    return tables
+
+
+def test_markdown_tables_are_separate_and_well_formed(result):
+    tables = markdown_tables(result.to_markdown())
+    headers = [t[0][0] for t in tables]
+    assert "decision boundaries" in headers and "class" in headers
+    classes = tables[headers.index("class")]
+    assert all(row[0] != "closeness" for row in classes)
+    boundaries = dict(tables[headers.index("decision boundaries")][2:])
+    assert set(boundaries) == {"closeness", "matching rate", "distance similarity",
+                               "queries A / B"}
+
+
+@pytest.fixture(scope="module")
+def two_streams(tmp_path_factory):
+    """A ResNet-style CNN with two residual streams (8 and 12 channels, joined by a projection
+    shortcut) against a copy with every unit axis permuted."""
+    import onnx
+
+    from tests.conv_residual import projection_model
+    where = tmp_path_factory.mktemp("streams")
+    onnx.save(projection_model(0), where / "a.onnx")
+    onnx.save(projection_model(0, permuted=True), where / "b.onnx")
+    return analyze(where / "a.onnx", where / "b.onnx", points=16)
+
+
+def test_both_residual_streams_have_a_row_in_every_report(two_streams, monkeypatch):
+    from onnx_lineage.report import plots
+    streams = [c for t in two_streams.determination.tests if t["name"] == "unit_order"
+               for c in t["classes"] if c["name"] == "residual stream"]
+    assert [c["layers"] for c in streams] == [[0, 2], [4, 5, 6]]  # the JSON has both
+
+    rows = next(t for t in markdown_tables(two_streams.to_markdown()) if t[0][0] == "class")[2:]
+    names = [r[0] for r in rows]
+    assert len(set(names)) == len(names) == 4
+    assert [(r[0], r[1], r[2]) for r in rows if r[0].startswith("residual stream")] == [
+        ("residual stream #1", "0,2", "8"), ("residual stream #2", "4,5,6", "12")]
+
+    plotted = []
+    real = plots.class_evidence
+    monkeypatch.setattr(plots, "class_evidence", lambda r: plotted.append(r) or real(r))
+    page = two_streams.to_html()
+    assert [r["name"] for r in plotted[0]] == names
+    p = _Collect()
+    p.feed(page)
+    cells = [s.strip() for s in p.text]
+    assert cells.count("residual stream #1") == 1 and cells.count("residual stream #2") == 1

@@ -261,15 +261,17 @@ def test_copies_at_distance_zero_are_named_not_read_as_a_line():
     assert len(notes) == 2 and all("same weights" in n for n in notes)
 
 
-def test_model_outputs_give_the_loss_and_whether_it_is_a_classifier(family):
-    """A real classifier on the digits: its loss and classifier=True; without labels, the loss
-    is unknown but the model is still known to be a classifier."""
+def test_model_outputs_give_the_loss_and_whether_it_is_a_classifier(family, transfer):
+    """A real classifier on the digits: its loss, classifier=True and its 10 classes; without
+    labels, the loss is unknown but the model is still known to be a classifier; a 2-class model
+    under the digits' 10 labels has no loss (the labels are not clipped into its classes)."""
     import dataclasses
 
     from onnx_lineage.data import digits
     from onnx_lineage.model.loading import load_model
     from onnx_lineage.zoo.direction import model_outputs
     model, data = load_model(family["parent"]), digits()
-    loss, classifier = model_outputs(model, data)
-    assert classifier is True and 0.0 < loss < np.log(10)
-    assert model_outputs(model, dataclasses.replace(data, y=None)) == (None, True)
+    loss, classifier, classes = model_outputs(model, data)
+    assert classifier is True and classes == 10 and 0.0 < loss < np.log(10)
+    assert model_outputs(model, dataclasses.replace(data, y=None)) == (None, True, 10)
+    assert model_outputs(load_model(transfer), data) == (None, True, 2)

@@ -144,3 +144,25 @@ def test_shares_read_real_models_in_any_unit_order(tmp_path, family):
     assert share("root", "child", "permuted") == pytest.approx(
         share("root", "child", "grandchild"), abs=1e-6)
     assert share("root", "child", "rescaled") is None
+
+
+def test_a_transfer_child_is_said_to_score_other_labels(tmp_path, family, transfer):
+    import shutil
+    for name in ("parent", "independent"):
+        shutil.copy(family[name], tmp_path / f"{name}.onnx")
+    shutil.copy(transfer, tmp_path / "a_transfer.onnx")  # sorts first: no tie goes its way
+    r = tree([tmp_path])
+    (edge,) = [e for e in r.edges if "a_transfer" in (e["parent"], e["child"])]
+    assert edge["classes"] == ({"parent": 10, "child": 2} if edge["parent"] == "parent"
+                               else {"parent": 2, "child": 10})
+    assert edge["closeness"] is None and edge["direction"] == "undecided"
+    assert not any("fits the data worse" in x for x in edge["evidence"])
+    assert r.stats["a_transfer"]["loss"] is None and r.stats["parent"]["loss"] is not None
+    assert any("their label spaces differ" in n and "closeness not measured" in n
+               for n in r.notes)
+    assert any(n.startswith("a_transfer scores 2 classes, but the labels of builtin:digits run "
+                            "from 0 to 9") for n in r.notes)
+    assert not any("carry the same weights" in n for n in r.notes)
+    shared = tree([tmp_path], label_space="shared", with_closeness=True)
+    (edge,) = [e for e in shared.edges if "a_transfer" in (e["parent"], e["child"])]
+    assert 0.0 <= edge["closeness"] <= 1.0

@@ -17,7 +17,7 @@ from onnx_lineage import __version__
 from onnx_lineage.analyses.closeness import ClosenessResult, closeness
 from onnx_lineage.analyses.determination import DeterminationResult, determine
 from onnx_lineage.data import Dataset, arrange_for, digits, feeds_for
-from onnx_lineage.errors import LineageError
+from onnx_lineage.errors import LabelSpaceError, LineageError
 from onnx_lineage.matching import match
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Runner
@@ -51,12 +51,13 @@ class AnalysisResult(Result):
     determination: DeterminationResult
     closeness_detail: ClosenessResult | None
     loss_scale: float = 1.0
+    closeness_refused: str | None = None
 
     def to_dict(self) -> dict:
         d = {k: to_jsonable(getattr(self, k)) for k in (
             "model_a", "model_b", "verdict", "related", "summary", "barrier", "threshold",
-            "alpha", "p_value", "shared_layers", "coverage", "closeness", "ci95", "matching_rate", "seed", "seconds",
-            "version", "match")}
+            "alpha", "p_value", "shared_layers", "coverage", "closeness", "ci95", "matching_rate",
+            "closeness_refused", "seed", "seconds", "version", "match")}
         det = self.determination.to_dict()
         det.pop("match", None)
         det.pop("schema_version", None)
@@ -81,7 +82,8 @@ class AnalysisResult(Result):
 
 def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
             output: str = "auto", points: int = 256, budget: int | None = None,
-            with_closeness: bool = True, alpha: float = 0.01, progress=None) -> AnalysisResult:
+            with_closeness: bool = True, alpha: float = 0.01, label_space: str = "same",
+            progress=None) -> AnalysisResult:
     """Correspondence, determination and closeness of B against A.
 
     Parameters
@@ -91,6 +93,10 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
         Default: the built-in digits.
     alpha : float
         Level of the verdict (:func:`~onnx_lineage.analyses.determination.determine`).
+    label_space : {"same", "shared"}
+        Where A and B score different numbers of classes: ``same`` leaves closeness out (the
+        reason in ``closeness_refused`` and the summary), ``shared`` measures it on the labels
+        both have (:func:`~onnx_lineage.analyses.closeness.closeness`).
     progress : callable, optional
         Called with the name of each step as it starts.
     """
@@ -108,24 +114,29 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     step("independence tests and interpolation sweep")
     det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
                     alpha=alpha, progress=step, rng=rng)
-    clo = None
+    clo, refused = None, None
     if with_closeness:
         step("boundary search")
-        clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
-                        budget=budget, a_predictions=pred_a, progress=step)
+        try:
+            clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
+                            budget=budget, a_predictions=pred_a, label_space=label_space,
+                            progress=step)
+        except LabelSpaceError as exc:
+            refused = str(exc)
     scale = 1.0
     if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
         scale = math.log(max(pred_a.scores.shape[1], 2))
     from onnx_lineage.report.render import headline
     return AnalysisResult(
         model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
-        summary=headline(det, clo),
+        summary=headline(det, clo) + (f" Closeness not measured: {refused}." if refused
+                                      else ""),
         barrier=det.barrier, threshold=det.threshold, alpha=det.alpha, p_value=det.p_value,
         shared_layers=det.shared_layers, coverage=det.coverage,
         closeness=None if clo is None else clo.closeness, ci95=None if clo is None else clo.ci95,
         matching_rate=None if clo is None else clo.matching_rate, seed=seed,
         seconds=time.perf_counter() - t0, version=__version__, match=m.to_dict(),
-        determination=det, closeness_detail=clo, loss_scale=scale)
+        determination=det, closeness_detail=clo, loss_scale=scale, closeness_refused=refused)
 
 
 def check_expect(result: AnalysisResult, expect: str | None) -> None:
