@@ -69,6 +69,10 @@ def decide(tests: list[TestResult], alpha: float, no_units: str | None = None) -
         why = order.reason if order is not None and order.reason else "nothing to compare"
         if no_units and (order is None or not order.classes):
             why = no_units
+        same = by.get("same_values")
+        if same is not None and same.power:  # it could have seen a copy, and saw none
+            why += (f"; nor do they share trained values (same values p = {same.p_value:.2g}), "
+                    "so B is no copy or conversion of A, but could still be trained from it")
         return Verdict("undetermined", None, f"no test can tell: {why}", p, [])
     if aligned is None or not aligned.power:
         return Verdict("undetermined", None, "B's units are not in A's order, and after "

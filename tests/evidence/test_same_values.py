@@ -83,7 +83,7 @@ def test_independent_and_fully_fine_tuned_models_share_no_values(tmp_path):
     for b in (cumsum_mlp(1), cumsum_mlp(0, noise=0.2), cumsum_mlp(1, "fp16")):
         r, t = _determine(tmp_path, cumsum_mlp(0), b)
         assert t["p_value"] == 1.0 and t["power"]
-        assert r.verdict == "undetermined"
+        assert r.verdict == "undetermined" and "nor do they share trained values" in r.reason
 
 
 def test_a_convex_model_is_not_judged_by_its_values():
