@@ -195,9 +195,10 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
         if sa.residual:
             found.append(SymmetryClass("residual stream", "stream", sa.width, rows, columns, per,
                                        stream=k))
-        else:  # hidden units shared with a gate
+        else:  # hidden units shared with a gate, or read by several layers
             unit = "channels" if kinds.get(rows[0]) == "conv" else "units"
-            found.append(SymmetryClass(f"layer {rows[0]} {unit} (gated)", unit, sa.width, rows,
+            how = f"read by {len(sa.readers)} layers" if sa.shared else "gated"
+            found.append(SymmetryClass(f"layer {rows[0]} {unit} ({how})", unit, sa.width, rows,
                                        columns, per, stream=k))
     taken = {r for c in found for r in c.rows}
     for block in attention:

@@ -12,6 +12,7 @@ kind                      canonical ``weight`` shape
 ``conv_transpose``        ``(out/groups, in, *kernel)`` (ONNX stores ``(in, out/groups, ...)``)
 ``batchnorm``             ``(C,)`` scale, with ``bias``, ``mean``, ``var``
 ``layernorm``             ``(C,)`` scale, with ``bias``
+``prelu``                 ``(C,)`` slope of a PRelu with one slope per unit
 ``embedding``             ``(dim, vocab)`` (a dense layer on one-hot inputs)
 ``lstm``/``gru``/``rnn``  ``W`` as stored ``(dirs, gates*hidden, in)``, plus ``recurrent``
 ``linear``                ``(classes, features)`` from ai.onnx.ml LinearClassifier/Regressor
@@ -35,9 +36,12 @@ from onnx_lineage.model.weights import release_pages
 
 #: Ops that keep the unit (channel) axis of their input: a permutation of units passes through.
 UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
-                   "HardSigmoid", "Softplus", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
+                   "HardSigmoid", "Softplus", "MaxPool", "AveragePool", "GlobalAveragePool",
                    "GlobalMaxPool", "Dropout", "Identity", "Cast", "QuantizeLinear",
                    "DequantizeLinear", "BatchNormalization", "DynamicQuantizeLinear"}
+
+#: Layers with one slice of every parameter per unit: they follow a permutation of the units.
+PER_UNIT = ("batchnorm", "layernorm", "prelu")
 
 #: Activations for which ``f(s * x) = s * f(x)`` with ``s > 0``: units may be rescaled around them.
 POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
@@ -454,6 +458,16 @@ def _normalise_tail(g: GraphIndex, d: str, mean_square: str | None):
     return None
 
 
+def _prelu(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """A PRelu with a trained slope per unit (a scalar slope treats every unit alike: no layer)."""
+    c = g.constant(node.input[1])
+    if c is None or c.value.size < 2 or c.value.size != max(c.value.shape):
+        return None
+    return Layer(0, "prelu", node.name, node.op_type, {"weight": _f32(c).reshape(-1)},
+                 {"weight": Site(node.name, 1, c.value.shape)}, c.quant, 0.0, node.output[0],
+                 node.input[0])
+
+
 def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     table = g.constant(node.input[0])
     if table is None or table.value.ndim != 2 or g.is_constant(node.input[1]):
@@ -620,6 +634,7 @@ _HANDLERS = {
     ("com.microsoft", "SimplifiedLayerNormalization"): _layernorm,
     ("ai.onnx", "RMSNormalization"): _layernorm,
     ("ai.onnx", "ReduceMean"): _decomposed_norm,
+    ("ai.onnx", "PRelu"): _prelu,
     ("ai.onnx", "Gather"): _embedding,
     ("ai.onnx", "LSTM"): _recurrent,
     ("ai.onnx", "GRU"): _recurrent,

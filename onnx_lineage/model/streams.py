@@ -32,7 +32,7 @@ import onnx
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.ops import SHAPE_ONLY
-from onnx_lineage.model.parameters import UNIT_PRESERVING, Layer
+from onnx_lineage.model.parameters import PER_UNIT, UNIT_PRESERVING, Layer
 from onnx_lineage.model.topology import is_depthwise
 
 #: Reductions that keep the last (unit) axis when it is not among their axes.
@@ -73,6 +73,8 @@ class Stream:
         Why the stream cannot be permuted as a whole; empty when it can.
     residual : bool
         A residual stream (False: hidden units shared through a gate, no residual addition).
+    shared : bool
+        Hidden units of one layer read by several layers (heads on one trunk), without a gate.
     """
 
     width: int
@@ -81,6 +83,7 @@ class Stream:
     followers: tuple = ()
     reason: str = ""
     residual: bool = True
+    shared: bool = False
 
     @property
     def members(self) -> tuple:
@@ -145,7 +148,8 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
             gated.append(out)
         elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
             groups.union(out, node.input[1])
-        elif layer is not None and layer.kind == "conv" and is_depthwise(layer, layer.units):
+        elif layer is not None and (layer.kind == "prelu" or layer.kind == "conv"
+                                    and is_depthwise(layer, layer.units)):
             groups.union(out, data[0])
         elif not (node.op_type in UNIT_PRESERVING or _is_layernorm(node)
                   or node.op_type in _UNARY
@@ -169,15 +173,37 @@ def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
         kinds.setdefault(groups.find(r), False)
     for root, is_residual in kinds.items():
         found.append(_stream(g, groups, root, main, by_output, joined, is_residual, internal))
+    found += _fanned_out(g, groups, kinds, main, by_output, joined, internal)
     order = {x.index: k for k, x in enumerate(main)}
     return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
+
+
+def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], by_output,
+                joined: set, internal: set) -> list[Stream]:
+    """Hidden units of one layer that several layers read (the heads of a detector on its last
+    trunk layer): one unit axis, permutable when every reader is a parametric layer and they
+    are all matched. Groups that are no stream of that kind are left out (the chain that ends
+    there says why)."""
+    readers: dict[str, list] = {}
+    for x in main:
+        if x.kind in ("dense", "conv") and not is_depthwise(x, x.units):
+            groups.parent.setdefault(x.input, x.input)
+            readers.setdefault(groups.find(x.input), []).append(x)
+    found = []
+    for root, rs in readers.items():
+        if len(rs) < 2 or root in kinds:
+            continue
+        s = _stream(g, groups, root, main, by_output, joined, False, internal)
+        if s.writers and not s.reason and len(s.writers) == 1:
+            found.append(Stream(s.width, s.writers, s.readers, s.followers, "", False, True))
+    return found
 
 
 def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
             joined: set, residual: bool, internal: set = frozenset()) -> Stream:
     tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
     per_unit = {x.index for x in layers if x.input in tensors and x.output in tensors
-                and (x.kind in ("layernorm", "batchnorm")
+                and (x.kind in PER_UNIT
                      or (x.kind == "conv" and is_depthwise(x, x.units)))}
     writers = [x for x in layers if x.output in tensors and x.index not in per_unit
                and x.kind in ("dense", "embedding", "conv")]

@@ -18,7 +18,7 @@ import onnx
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.ops import SHAPE_ONLY
-from onnx_lineage.model.parameters import POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
+from onnx_lineage.model.parameters import PER_UNIT, POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
 #: Recurrent layers: their input weight's last axis reads the units.
@@ -112,7 +112,7 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             cons = cons[:1]  # its nodes read the units as one reader: the norm
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
-            if nxt.kind in ("batchnorm", "layernorm") or is_depthwise(nxt, layer.units):
+            if nxt.kind in PER_UNIT or is_depthwise(nxt, layer.units):
                 walk.followers.append(nxt.index)
                 walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
                 walk.homogeneous = False
@@ -147,7 +147,7 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         if len(cons) != 1:
             return Link(None, reason=f"read by {len(cons)} nodes (branch or residual)")
         node = cons[0]
-        if node.name in by_node and by_node[node.name].kind not in ("batchnorm", "layernorm"):
+        if node.name in by_node and by_node[node.name].kind not in PER_UNIT:
             return Link(None, reason=f"read as a weight by {node.op_type}")
         if node.op_type in _RESHAPING and not walk.reshaped:
             walk.reshaped = True

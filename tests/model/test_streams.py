@@ -72,3 +72,47 @@ def test_a_convolutional_stream_runs_through_batchnorm_squeeze_excite_and_projec
     assert [node[i] for i in gated.writers] == ["ex", "mse2"]
     assert [node[i] for i in gated.readers] == ["mse1", "pr"]
     assert [node[i] for i in gated.followers] == ["ex_bn", "dw", "dw_bn"]
+
+
+def _heads_on_a_trunk(seed: int = 0, perm=None):
+    """``Gemm (6 -> 10) -> PRelu (a slope per unit) -> three Gemm heads (2, 4, 3)``, as a
+    detector's last trunk layer feeds its heads; ``perm`` reorders the 10 trunk units (with the
+    slopes and every head's inputs): the same function."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    p = np.arange(10) if perm is None else np.asarray(perm)
+    t = {"w": rng.normal(size=(10, 6))[p], "b": rng.normal(size=10)[p],
+         "slope": rng.uniform(0.05, 0.5, size=10)[p]}
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+             helper.make_node("PRelu", ["h", "slope"], ["a"])]
+    outputs = []
+    for k, n in enumerate((2, 4, 3)):
+        t[f"head{k}"] = rng.normal(size=(n, 10))[:, p]
+        nodes.append(helper.make_node("Gemm", ["a", f"head{k}"], [f"y{k}"], transB=1))
+        outputs.append(helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, ["n", n]))
+    graph = helper.make_graph(
+        nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])], outputs,
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in t.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_units_read_by_several_heads_are_one_class_with_their_prelu_slopes(tmp_path):
+    import onnx
+
+    from onnx_lineage.evidence import data_free
+    from onnx_lineage.matching import match
+    model = _heads_on_a_trunk()
+    layers = extract_layers(model)
+    assert [x.kind for x in layers] == ["dense", "prelu", "dense", "dense", "dense"]
+    (s,) = _streams(model)
+    assert s.shared and s.writers == (0,) and s.readers == (2, 3, 4) and s.followers == (1,)
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(model, a)
+    onnx.save(_heads_on_a_trunk(perm=np.random.default_rng(2).permutation(10)), b)
+    m = match(str(a), str(b))
+    assert all(p["cosine"] > 0.9999 for p in m.pairs) and not m.limits
+    (cls,) = data_free(m).classes
+    assert cls.name == "layer 0 units (read by 3 layers)" and cls.per_unit == (1,)
