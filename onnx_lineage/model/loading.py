@@ -7,6 +7,8 @@ else is refused with a :class:`~onnx_lineage.errors.ModelError` before a byte is
 
 from __future__ import annotations
 
+import heapq
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +153,7 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
     except (ValueError, TypeError, KeyError):
         raise ModelError(f"{p}: malformed external data reference") from None
     map_external(proto, p.parent)
+    sort_nodes(proto.graph)
     # the weights as the analyses hold them: float32, whatever they are stored as
     memory.check(4.0 * _weight_elements(proto), f"{p.name}: its weights in float32")
     if check:
@@ -160,6 +163,48 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{p}: invalid ONNX model: {first}") from None
     return LoadedModel(proto=proto, path=p)
+
+
+def sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put the nodes of ``graph`` (and of its subgraphs) in an order where every node comes after
+    the nodes it reads, in place, keeping the stored order where it already is one: ONNX asks for
+    it, onnxruntime does not, and some converters (onnxruntime's float16 tool) write graphs out
+    of order. A graph with a cycle is left as it is, for the checker to refuse."""
+    produced = {o: k for k, n in enumerate(graph.node) for o in n.output if o}
+    needs = []
+    for node in graph.node:
+        names = set(node.input)
+        for a in node.attribute:  # a subgraph may read names of this graph
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                sort_nodes(sub)
+                names |= {i for n in sub.node for i in n.input}
+        needs.append({produced[i] for i in names if i in produced})
+    if all(j < k for k, deps in enumerate(needs) for j in deps):
+        return
+    users: list[list[int]] = [[] for _ in needs]
+    left = [0] * len(needs)
+    for k, deps in enumerate(needs):
+        for j in deps - {k}:
+            users[j].append(k)
+            left[k] += 1
+    ready = [k for k, n in enumerate(left) if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:  # Kahn's order, the earliest stored node first
+        k = heapq.heappop(ready)
+        order.append(k)
+        for u in users[k]:
+            left[u] -= 1
+            if left[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(needs):
+        return  # a cycle
+    nodes = [graph.node[k] for k in order]
+    kept = [onnx.NodeProto() for _ in nodes]
+    for new, old in zip(kept, nodes):
+        new.CopyFrom(old)
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _weight_elements(model: onnx.ModelProto) -> int:

@@ -140,3 +140,21 @@ def test_weights_beyond_the_memory_budget_are_refused_in_one_line():
     finally:
         memory.set_budget(None)
     assert "its weights in float32" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_graph_out_of_order_is_put_in_order(tmp_path):
+    """onnxruntime's float16 converter writes nodes out of order; onnxruntime runs such files,
+    so onnx-lineage reads them too (the checker alone would refuse them)."""
+    from onnx_lineage.demo.family import mlp_to_onnx
+    from onnx_lineage.model.loading import load_model
+    rng = np.random.default_rng(0)
+    model = mlp_to_onnx([rng.normal(size=(8, 4)).astype(np.float32),
+                         rng.normal(size=(3, 8)).astype(np.float32)],
+                        [np.zeros(8, np.float32), np.zeros(3, np.float32)])
+    nodes = list(model.graph.node)[::-1]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    path = tmp_path / "reversed.onnx"
+    onnx.save(model, path)
+    loaded = load_model(path)
+    assert [n.op_type for n in loaded.proto.graph.node] == ["Gemm", "Relu", "Gemm"]
