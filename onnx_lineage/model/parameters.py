@@ -124,6 +124,9 @@ class Layer:
     internal : tuple of str
         For a normalisation written as separate ops (``ReduceMean``, ``Sub``, ``Pow`` ...):
         the names of those nodes, which read the units between ``input`` and ``output``.
+    activation : str
+        An activation fused into the layer (onnxruntime's FusedConv, FusedGemm, BiasGelu):
+        ``output`` is after it. Empty when none is.
     """
 
     index: int
@@ -140,6 +143,7 @@ class Layer:
     scope: str = ""
     folded_bn: str = ""
     internal: tuple = ()
+    activation: str = ""
 
     @property
     def weight(self) -> np.ndarray:
@@ -225,6 +229,7 @@ class _Walker:
                                      f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
                                      ) from None
                 if layer is not None:
+                    layer.activation = _fused_activation(g, node, layer)
                     _check_finite(layer)
                     release_pages()  # read once to check: not held while the rest is read
                     layer.index = len(self.layers)
@@ -234,6 +239,16 @@ class _Walker:
                     self.layers.append(layer)
             for aname, sub in g.subgraphs(node):
                 self.walk(sub, g, f"{scope}/{node.name}.{aname}" if scope else f"{node.name}.{aname}")
+
+
+def _fused_activation(g: GraphIndex, node: onnx.NodeProto, layer: Layer) -> str:
+    """The activation a fused op applies before the layer's output: FusedConv's and FusedGemm's
+    ``activation`` attribute, or a bias taken from a BiasGelu/FastGelu."""
+    act = attr(node, "activation") if node.domain == "com.microsoft" else None
+    if act:
+        return act.decode() if isinstance(act, bytes) else str(act)
+    end = g.producer(layer.output)
+    return FUSED_BIAS.get(end.op_type, "") if end is not None and end is not node else ""
 
 
 def _check_finite(layer: Layer) -> None:
@@ -246,13 +261,34 @@ def _readonly(site: Site) -> Site:
     return Site(site.node, site.slot, site.shape, site.to_stored, False)
 
 
+#: onnxruntime's fused bias-and-activation ops, by the activation they apply after the bias.
+FUSED_BIAS = {"BiasGelu": "Gelu", "FastGelu": "Gelu"}
+
+
+def _per_tensor(g: GraphIndex, q: onnx.NodeProto) -> bool:
+    """A QuantizeLinear with one scale for the whole tensor."""
+    c = g.constant(q.input[1]) if len(q.input) > 1 else None
+    return c is not None and c.value.size == 1
+
+
 def _bias_add(g: GraphIndex, out: str, n_out: int, channel_axis: int
               ) -> tuple[np.ndarray | None, Site | None, str]:
-    """Find a bias ``Add`` right after a layer output; returns (bias, site, new output)."""
+    """Find a bias ``Add`` right after a layer output (also after a per-tensor Q/DQ pair, as
+    static QDQ quantization writes, and as the bias input of a fused ``BiasGelu``/``FastGelu``);
+    returns (bias, site, new output)."""
     cons = g.consumers_of(out)
-    if len(cons) != 1 or cons[0].op_type != "Add" or out in g.graph_outputs:
+    if (len(cons) == 1 and cons[0].op_type == "QuantizeLinear" and out not in g.graph_outputs
+            and _per_tensor(g, cons[0])):  # static QDQ: the product re-quantized before its bias
+        after = g.consumers_of(cons[0].output[0])
+        if len(after) == 1 and after[0].op_type == "DequantizeLinear":
+            through = after[0].output[0]
+            bias, site, end = _bias_add(g, through, n_out, channel_axis)
+            return (bias, site, end) if bias is not None else (None, None, out)
+    if len(cons) != 1 or cons[0].op_type not in ("Add", *FUSED_BIAS) or out in g.graph_outputs:
         return None, None, out
     add = cons[0]
+    if add.op_type != "Add" and (add.input[0] != out or len(add.input) < 2):
+        return None, None, out
     slot = 1 if add.input[0] == out else 0
     c = g.constant(add.input[slot])
     if c is None or c.value.size != n_out:
@@ -300,13 +336,16 @@ def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         bias, bsite, out = _bias_add(g, out, weight.shape[0], -1)
         if bias is not None:
             params["bias"], sites["bias"] = bias, bsite
-    return Layer(0, "dense", node.name, "Gemm", params, sites, w.quant, w.step, out, node.input[0])
+    return Layer(0, "dense", node.name, node.op_type, params, sites, w.quant, w.step, out,
+                 node.input[0])
 
 
 def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     w = g.constant(node.input[1])
     if w is None or w.value.ndim < 3:
         return None
+    if node.op_type == "FusedConv" and len(node.input) > 3 and node.input[3]:
+        return None  # a residual sum fused in: not one layer's units (its weights go unread)
     transpose = node.op_type == "ConvTranspose"
     groups = int(attr(node, "group", 1))
     weight = _f32(w)
@@ -627,6 +666,8 @@ _HANDLERS = {
     ("ai.onnx", "Gemm"): _dense_from_gemm,
     ("ai.onnx", "MatMul"): _dense_from_matmul,
     ("ai.onnx", "Conv"): _conv,
+    ("com.microsoft", "FusedConv"): _conv,
+    ("com.microsoft", "FusedGemm"): _dense_from_gemm,
     ("ai.onnx", "ConvTranspose"): _conv,
     ("ai.onnx", "BatchNormalization"): _batchnorm,
     ("ai.onnx", "LayerNormalization"): _layernorm,

@@ -100,7 +100,7 @@ def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
 
 
 def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link:
-    walk = _Walk()
+    walk = _Walk(homogeneous=layer.activation in ("", *POSITIVE_HOMOGENEOUS))
     name = layer.output
     for _ in range(64):
         if name in g.graph_outputs:
