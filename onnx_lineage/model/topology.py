@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from onnx_lineage.model import ops
@@ -150,7 +151,11 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         if node.name in by_node and by_node[node.name].kind not in PER_UNIT:
             return Link(None, reason=f"read as a weight by {node.op_type}")
         if node.op_type in _RESHAPING and not walk.reshaped:
-            walk.reshaped = True
+            kept = _reshape_keeps(node, layer, walk, dims)
+            if kept is None or (kept == "first" and layer.kind != "conv"):
+                walk.reshaped = True
+            else:
+                walk.channels_last = kept == "last" and layer.kind == "conv"
         elif node.op_type == "Transpose" and layer.kind == "dense" and _keeps_last(node):
             pass  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
         elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
@@ -211,6 +216,35 @@ def _keeps_last(node: onnx.NodeProto) -> bool:
     """A Transpose that leaves the last axis last."""
     perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
     return perm is not None and len(perm) >= 2 and perm[-1] == len(perm) - 1
+
+
+def _reshape_keeps(node: onnx.NodeProto, layer: Layer, walk: _Walk, dims: _Dims) -> str | None:
+    """Where a Reshape or Flatten of known shapes leaves the units when it keeps their axis whole,
+    with the same number of values before and after it (``(N, 1, T, C) -> (N, T, C)``):
+    ``"last"``, ``"first"`` (axis 1, a conv's channels), or None (merged with other axes: a
+    flatten, which the chain follows as such)."""
+    known = dims.get()
+    before, after = known.get(node.input[0]), known.get(node.output[0])
+    if not before or not after:
+        return None
+    axis = 1 if layer.kind == "conv" and not walk.channels_last else len(before) - 1
+    units = before[axis]
+    if units is None or (before[0] is None) != (after[0] is None):
+        return None
+    lead = before[1:axis] if before[0] is None else before[:axis]
+    trail = before[axis + 1:]
+    for k, d in enumerate(after):
+        if d != units or (after[0] is None and k == 0):
+            continue
+        lead_k = after[1:k] if after[0] is None else after[:k]
+        if None in lead + lead_k + trail + after[k + 1:]:
+            return None
+        if int(np.prod(lead)) == int(np.prod(lead_k)) and \
+                int(np.prod(trail)) == int(np.prod(after[k + 1:])):
+            if k == len(after) - 1:
+                return "last"
+            return "first" if k == 1 and axis == 1 else None
+    return None
 
 
 def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:

@@ -228,3 +228,23 @@ def test_a_computed_padding_of_the_channels_stops_the_units():
     model = _padded_by_shape(pad_axis=1)
     chain = links(model, extract_layers(model))
     assert chain[0].next is None and "Pad of its unit axis" in chain[0].reason
+
+
+def test_a_reshape_that_keeps_the_channels_whole_keeps_the_units():
+    """``Conv2d (1 -> 6, kernel 1x3)`` on ``(N, 1, 1, 16)`` -> Reshape to ``(N, 6, 14)`` -> Pad
+    (time) -> ``Conv1d (6 -> 4)``, as a Conv1D exported through a 2-D convolution is written."""
+    rng = np.random.default_rng(0)
+    t = {"w0": rng.normal(size=(6, 1, 1, 3)), "w1": rng.normal(size=(4, 6, 3)),
+         "shape": np.array([-1, 6, 14]), "pads": np.array([0, 0, 1, 0, 0, 1])}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"]),
+             helper.make_node("Reshape", ["c0", "shape"], ["r0"]),
+             helper.make_node("Pad", ["r0", "pads"], ["a0"]),
+             helper.make_node("Conv", ["a0", "w1"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "conv1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 14])],
+        [numpy_helper.from_array(np.asarray(v, np.int64 if k in ("shape", "pads") else np.float32), k)
+         for k, v in t.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    chain = links(model, extract_layers(model))
+    assert chain[0].next == 1 and chain[0].spatial == 1 and not chain[0].channels_last
