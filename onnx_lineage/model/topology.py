@@ -72,32 +72,53 @@ class _Walk:
 
 
 class _Dims:
-    """The graph's inferred dimensions, computed on first use (most chains never need them)."""
+    """The graph's inferred dimensions, computed on first use (most chains never need them);
+    none for a subgraph (``model`` None)."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto | None):
         self.model, self.dims = model, None
 
     def get(self) -> dict:
         if self.dims is None:
-            self.dims = ops.dims_of(self.model)
+            self.dims = ops.dims_of(self.model) if self.model is not None else ops.Dims()
         return self.dims
 
 
 def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
-    """Link of every dense/conv layer of the main graph (see :class:`Link`)."""
-    g = GraphIndex(model.graph)
-    dims = _Dims(model)
-    by_input = {}
-    for layer in layers:
-        if not layer.scope:
-            by_input.setdefault(layer.input, []).append(layer)
-    by_node = {layer.node: layer for layer in layers if not layer.scope}
+    """Link of every dense/conv layer (see :class:`Link`), in the main graph and in subgraphs
+    (If branches, Loop bodies: a chain stays within its graph, whose outputs end it). Subgraphs
+    are walked without inferred shapes, so ops that need them stop their units there."""
     result = {}
-    for layer in layers:
-        if layer.scope or layer.kind not in ("dense", "conv"):
+    for scope, g in scope_graphs(model).items():
+        mine = [x for x in layers if x.scope == scope]
+        if not any(x.kind in ("dense", "conv") for x in mine):
             continue
-        result[layer.index] = _follow(g, layer, by_input, by_node, dims)
+        dims = _Dims(model) if not scope else _Dims(None)
+        by_input: dict = {}
+        for layer in mine:
+            by_input.setdefault(layer.input, []).append(layer)
+        by_node = {layer.node: layer for layer in mine}
+        for layer in mine:
+            if layer.kind in ("dense", "conv"):
+                result[layer.index] = _follow(g, layer, by_input, by_node, dims)
     return result
+
+
+def scope_graphs(model: onnx.ModelProto) -> dict[str, GraphIndex]:
+    """Every graph of the model by the scope its layers carry (``""``: the main graph; else the
+    path of If/Loop/Scan attributes, as :func:`~.parameters.extract_layers` names it, which must
+    have named the nodes first)."""
+    found = {}
+
+    def walk(graph: onnx.GraphProto, outer: GraphIndex | None, scope: str) -> None:
+        g = GraphIndex(graph, outer)
+        found[scope] = g
+        for node in graph.node:
+            for aname, sub in g.subgraphs(node):
+                walk(sub, g, f"{scope}/{node.name}.{aname}" if scope else f"{node.name}.{aname}")
+
+    walk(model.graph, None, "")
+    return found
 
 
 def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link:

@@ -248,3 +248,30 @@ def test_a_reshape_that_keeps_the_channels_whole_keeps_the_units():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     chain = links(model, extract_layers(model))
     assert chain[0].next == 1 and chain[0].spatial == 1 and not chain[0].channels_last
+
+
+def test_chains_inside_if_branches_are_followed():
+    """The shipped voice-activity detector keeps its network in the branches of an If (one per
+    sample rate): a chain inside a branch is followed within it."""
+    rng = np.random.default_rng(0)
+
+    def branch(name: str) -> onnx.GraphProto:
+        t = {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(4, 6, 3))}
+        nodes = [helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_c0"]),
+                 helper.make_node("Relu", [f"{name}_c0"], [f"{name}_a0"]),
+                 helper.make_node("Conv", [f"{name}_a0", f"{name}_w1"], [f"{name}_y"])]
+        return helper.make_graph(
+            nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"),
+                          else_branch=branch("else"))], "vad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 16]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    layers = extract_layers(model)
+    assert [bool(x.scope) for x in layers] == [True] * 4
+    chain = links(model, layers)
+    assert chain[0].next == 1 and chain[2].next == 3 and chain[1].reason == "output of the model"
