@@ -70,9 +70,12 @@ def batch_axes(shapes: list[tuple], outputs: list[tuple] = ()) -> list[int | Non
         every input but a scalar batches on axis 0, except one whose axis 0 is fixed and that has
         exactly one unnamed dimension, where axis 0 is above 1 or an output mirrors the input (a
         state): ``[2, ?, 128]`` and a state ``[1, ?, 16]`` batch on that dimension, a token
-        input ``[1, ?]`` on axis 0.
+        input ``[1, ?]`` on axis 0. In a model of fixed batch ``B`` (its first input's axis 0), a
+        state that an output mirrors, whose axis 0 is not ``B`` and one other axis is, batches on
+        that axis (``[2, 1, 128]`` beside an input ``[1, 576]``).
     """
     name = _name(shapes)
+    fixed = shapes[0][0] if shapes and shapes[0] and isinstance(shapes[0][0], int) else None
     axes = []
     for shape in shapes:
         unnamed = [k for k, d in enumerate(shape) if d is None]
@@ -81,6 +84,10 @@ def batch_axes(shapes: list[tuple], outputs: list[tuple] = ()) -> list[int | Non
         elif name is None and shape and isinstance(shape[0], int) and len(unnamed) == 1 \
                 and (shape[0] > 1 or tuple(shape) in {tuple(o) for o in outputs}):
             axes.append(unnamed[0])
+        elif (name is None and shape and fixed is not None and shape[0] != fixed
+              and not unnamed and shape.count(fixed) == 1
+              and tuple(shape) in {tuple(o) for o in outputs}):
+            axes.append(shape.index(fixed))  # a state [2, 1, 128] of a model of batch 1
         elif shape and (name is None or not isinstance(shape[0], int)):
             axes.append(0)
         else:

@@ -81,3 +81,9 @@ def test_the_detector_with_its_dimension_names_removed_is_analysed_as_shipped(tm
     assert r.verdict == "related"
     c = closeness(str(path), str(path), data, points=20)
     assert c.matching_rate == 1.0
+
+
+def test_a_state_of_a_model_of_fixed_batch_batches_where_the_batch_size_is():
+    # an export of batch 1: input [1, 576], state [2, 1, 128] mirrored by the output stateN
+    assert batch_axes([(1, 576), (2, 1, 128)], [(1, 1), (2, 1, 128)]) == [0, 1]
+    assert batch_axes([(1, 576), (2, 1, 128)], [(1, 1)]) == [0, 0]  # no mirror: as before
