@@ -62,11 +62,23 @@ NULL = ("B trained independently of A: at each position B's value agrees with A'
 @dataclass(frozen=True)
 class _Order:
     """One way to read B's values in A's positions, with its multiplicity (log of the number of
-    orders it stands for)."""
+    orders it stands for); ``own``: B's stored positions, where each weight's own step holds."""
 
     name: str
     params: dict
     log_orders: float
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class _Tolerance:
+    """``relative`` rounding of the coarser float format, ``absolute`` half the two layers'
+    largest quantization steps, and ``weight``: half the two steps of each weight value, where
+    a model holds block-quantized weights (in the weight's shape; read in B's own order)."""
+
+    relative: float
+    absolute: float
+    weight: np.ndarray | None = None
 
 
 def same_values_test(m, alpha: float) -> TestResult:
@@ -128,7 +140,7 @@ def same_values_test(m, alpha: float) -> TestResult:
 def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:
     """B's own order; its kernels' last two axes swapped; A's order after matching (when matching
     moved B: counted for every permutation of each axis it could have chosen)."""
-    orders = [_Order("own order", own, 0.0)]
+    orders = [_Order("own order", own, 0.0, own=True)]
     w = own.get("weight")
     if kind == "conv" and w is not None and w.ndim == 4 and w.shape[2] == w.shape[3] > 1:
         orders.append(_Order("own order, kernels transposed",
@@ -140,20 +152,25 @@ def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:
     return orders
 
 
-def _tolerance(la, lb) -> tuple[float, float]:
-    """``(relative, absolute)`` tolerance of two layers' values: the coarser float format's
-    rounding, and half the two quantization steps."""
+def _tolerance(la, lb) -> _Tolerance:
+    """Tolerance of two layers' values: the coarser float format's rounding, and half the two
+    quantization steps (each value's own, for block-quantized weights)."""
     relative = max(RELATIVE.get(la.quant, RELATIVE[None]), RELATIVE.get(lb.quant, RELATIVE[None]))
-    return relative, 0.5 * (la.step + lb.step)
+    weight = None
+    if (la.steps is not None or lb.steps is not None) and la.weight.shape == lb.weight.shape:
+        weight = 0.5 * ((la.steps if la.steps is not None else la.step)
+                        + (lb.steps if lb.steps is not None else lb.step))
+        weight = np.broadcast_to(np.asarray(weight, np.float64), la.weight.shape)
+    return _Tolerance(relative, 0.5 * (la.step + lb.step), weight)
 
 
-def _layer(a_params: dict, orders: list[_Order], tol: tuple[float, float]) -> dict | None:
+def _layer(a_params: dict, orders: list[_Order], tol: _Tolerance) -> dict | None:
     """Agreements of one layer pair in the best of ``orders``, with its log p-value and the log
     p-value an exact copy would get (``log_best``)."""
     log_n = math.log(len(orders))
     best, log_best = None, 0.0
     for order in orders:
-        counts = _count(a_params, order.params, tol)
+        counts = _count(a_params, order.params, tol, order.own)
         if counts is None:
             continue
         agree, compared, mean = counts
@@ -165,9 +182,10 @@ def _layer(a_params: dict, orders: list[_Order], tol: tuple[float, float]) -> di
     return None if best is None else dict(best, log_best=log_best)
 
 
-def _count(a_params: dict, b_params: dict, tol: tuple[float, float]):
+def _count(a_params: dict, b_params: dict, tol: _Tolerance, own: bool):
     """``(agreements, positions compared, their expected number under the null)`` over the
-    parameters both layers hold in one shape, or None with nothing to compare."""
+    parameters both layers hold in one shape, or None with nothing to compare; ``own``: B is in
+    its stored positions (each weight value's own step applies)."""
     agree, compared, mean = 0, 0, 0.0
     for key, a in a_params.items():
         b = b_params.get(key)
@@ -175,10 +193,12 @@ def _count(a_params: dict, b_params: dict, tol: tuple[float, float]):
             continue
         a, b = _positions(np.asarray(a)), _positions(np.asarray(b))
         keep = (a != 0) & (b != 0) & np.isfinite(a) & np.isfinite(b)
+        absolute = (_positions(tol.weight)[keep] if key == "weight" and own
+                    and tol.weight is not None else tol.absolute)
         a, b = a[keep], b[keep]
         if a.size == 0:
             continue
-        t = tol[0] * np.abs(a) + tol[1]
+        t = tol.relative * np.abs(a) + absolute
         agree += int(np.count_nonzero(np.abs(a - b) <= t))
         compared += a.size
         mean += _chance(a, t, np.sort(b))

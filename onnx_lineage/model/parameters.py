@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 
 from onnx_lineage.errors import ModelError
+from onnx_lineage.model.blockquant import dequantize_nbits
 from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
 from onnx_lineage.model.weights import release_pages
 
@@ -107,7 +108,8 @@ class Layer:
     sites : dict of str to Site
         Where each parameter lives in the graph.
     quant : str or None
-        ``qdq``, ``qoperator``, ``dynamic``, ``cast_mul``, ``fp16`` or ``bf16``.
+        ``qdq``, ``qoperator``, ``dynamic``, ``cast_mul``, ``fp16``, ``bf16``, or ``int4``
+        (``int2``, ``int8``) for block-quantized MatMulNBits weights.
     step : float
         Largest quantization step of the weight (0 for float).
     output : str
@@ -127,6 +129,9 @@ class Layer:
     activation : str
         An activation fused into the layer (onnxruntime's FusedConv, FusedGemm, BiasGelu):
         ``output`` is after it. Empty when none is.
+    steps : ndarray or None
+        For block-quantized weights, each value's own quantization step, in the weight's
+        canonical shape (``step`` is their largest).
     """
 
     index: int
@@ -144,6 +149,7 @@ class Layer:
     folded_bn: str = ""
     internal: tuple = ()
     activation: str = ""
+    steps: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def weight(self) -> np.ndarray:
@@ -312,6 +318,33 @@ def _dense_from_matmul(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         params["bias"], sites["bias"] = bias, bsite
     return Layer(0, "dense", node.name, node.op_type, params, sites, w.quant, w.step, out,
                  node.input[0])
+
+
+def _matmul_nbits(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """A com.microsoft MatMulNBits: 2/4/8-bit block-quantized weight (:mod:`.blockquant`)."""
+    ins = [g.constant(i) if i else None for i in list(node.input) + [""] * (6 - len(node.input))]
+    packed, scales, zero, g_idx, bias = ins[1], ins[2], ins[3], ins[4], ins[5]
+    if packed is None or scales is None or g.is_constant(node.input[0]):
+        return None
+    k, n = int(attr(node, "K")), int(attr(node, "N"))
+    weight, steps = dequantize_nbits(
+        packed.value, scales.value, None if zero is None else zero.value, k, n,
+        int(attr(node, "bits", 4)), int(attr(node, "block_size")),
+        None if g_idx is None else g_idx.value)
+    params = {"weight": weight}
+    sites = {"weight": Site(node.name, 1, packed.value.shape, "identity", False)}
+    out = node.output[0]
+    if bias is not None:
+        params["bias"] = _f32(bias).reshape(-1)
+        sites["bias"] = Site(node.name, 5, bias.value.shape, "identity", True)
+    else:
+        b, bsite, out = _bias_add(g, out, n, -1)
+        if b is not None:
+            params["bias"], sites["bias"] = b, bsite
+    layer = Layer(0, "dense", node.name, node.op_type, params, sites,
+                  f"int{attr(node, 'bits', 4)}", float(np.max(steps)), out, node.input[0])
+    layer.steps = steps
+    return layer
 
 
 def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -668,6 +701,7 @@ _HANDLERS = {
     ("ai.onnx", "Conv"): _conv,
     ("com.microsoft", "FusedConv"): _conv,
     ("com.microsoft", "FusedGemm"): _dense_from_gemm,
+    ("com.microsoft", "MatMulNBits"): _matmul_nbits,
     ("ai.onnx", "ConvTranspose"): _conv,
     ("ai.onnx", "BatchNormalization"): _batchnorm,
     ("ai.onnx", "LayerNormalization"): _layernorm,
