@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from onnx_lineage.model.graph import GraphIndex
+from onnx_lineage.model.ops import dims_of, from_shapes
 from onnx_lineage.model.parameters import Layer
 
 #: Ops that move or relabel axes, or change the dtype, without mixing a head's dimensions.
@@ -58,7 +59,7 @@ class Attention:
 
 def attention(model: onnx.ModelProto, layers: list[Layer]) -> list[Attention]:
     """The attention blocks of the main graph whose head dimensions can be permuted."""
-    g = GraphIndex(model.graph)
+    g = _Graph(model)
     dense = {x.output: x for x in layers if x.kind == "dense" and not x.scope}
     found = []
     for node in model.graph.node:
@@ -121,9 +122,34 @@ def _heads(g: GraphIndex, reshapes: list, width: int) -> int | None:
     return heads
 
 
+class _Graph(GraphIndex):
+    """The main graph, with its inferred dimensions computed on first need (a scale computed at
+    run time from the head size)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        super().__init__(model.graph)
+        self.model, self._dims, self.scalars = model, None, {}
+
+    @property
+    def dims(self) -> dict:
+        if self._dims is None:
+            self._dims = dims_of(self.model)
+        return self._dims
+
+
 def _scalar(g: GraphIndex, name: str) -> bool:
+    """One value for the whole tensor: a constant, or a single value computed from shapes alone
+    (``1 / sqrt(head_dim)`` read off the query's shape at run time), which scales every
+    dimension alike whatever it comes to."""
     c = g.constant(name)
-    return c is not None and c.value.size == 1
+    if c is not None:
+        return c.value.size == 1
+    if not isinstance(g, _Graph):
+        return False
+    if name not in g.scalars:
+        values = from_shapes(g, name, g.dims)
+        g.scalars[name] = bool(values) and all(v.size == 1 for v in values)
+    return g.scalars[name]
 
 
 def _shape_entries(g: GraphIndex, name: str) -> list | None:

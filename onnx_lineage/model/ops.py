@@ -298,7 +298,8 @@ def _pad(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
 _SHAPE_ARITHMETIC = {"Add", "Sub", "Mul", "Div", "Cast", "Concat", "Constant", "ConstantOfShape",
                      "Gather", "Reshape", "Slice", "Squeeze", "Unsqueeze", "Transpose", "Floor",
                      "Ceil", "Max", "Min", "Neg", "Abs", "Mod", "Range", "Equal", "Where",
-                     "Identity", "ReduceProd", "Expand", "Greater", "Less", "Not", "Sqrt"}
+                     "Identity", "ReduceProd", "Expand", "Greater", "Less", "Not", "Sqrt",
+                     "Reciprocal", "Pow"}
 
 
 def from_shapes(g: GraphIndex, name: str, dims: dict, limit: int = 400) -> list | None:

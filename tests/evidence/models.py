@@ -79,9 +79,17 @@ def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
     return model
 
 
+def _computed_scale(n) -> list:
+    """``s1 = (qt * f) @ (kt * f)`` with ``f = 1 / sqrt(sqrt(head_dim))`` read off qt's shape."""
+    return [n("Shape", ["qt"], ["qt_shape"], start=-1), n("Cast", ["qt_shape"], ["dh_f"], to=1),
+            n("Sqrt", ["dh_f"], ["dh_r"]), n("Reciprocal", ["dh_r"], ["dh_i"]),
+            n("Sqrt", ["dh_i"], ["f"]), n("Mul", ["qt", "f"], ["qs"]), n("Mul", ["kt", "f"], ["ks"]),
+            n("MatMul", ["qs", "ks"], ["s1"])]
+
+
 def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | None = None,
                     vo: np.ndarray | None = None, rotary: bool = False,
-                    shape: str = "constant") -> onnx.ModelProto:
+                    shape: str = "constant", scale: str = "constant") -> onnx.ModelProto:
     """Token embeddings, one multi-head self-attention block with an output projection, a
     residual addition, LayerNorm, the mean over positions and a head (ids (N, 6) of 20 tokens).
 
@@ -89,7 +97,9 @@ def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | Non
     onto itself): q's and k's rows together, v's rows with o's input columns: the same function.
     ``rotary`` multiplies q by a fixed factor per dimension (as a rotary embedding does), which
     breaks that symmetry. ``shape``: the head split's target shape as a ``constant`` or as a
-    ``concat`` of shapes computed at run time and the constant head count.
+    ``concat`` of shapes computed at run time and the constant head count. ``scale``: the
+    scores divided by a ``constant``, or q and k each multiplied by ``head_dim ** -0.25``
+    ``computed`` at run time from q's shape (as Hugging Face's exports write it).
     """
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(seed)
@@ -126,7 +136,8 @@ def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | Non
     nodes += [n("Reshape", [q_in, split], ["qh"]), n("Transpose", ["qh"], ["qt"], perm=heads_first),
               n("Reshape", ["k1", split], ["kh"]), n("Transpose", ["kh"], ["kt"], perm=keys_last),
               n("Reshape", ["v1", split], ["vh"]), n("Transpose", ["vh"], ["vt"], perm=heads_first),
-              n("MatMul", ["qt", "kt"], ["s0"]), n("Div", ["s0", "scale"], ["s1"]),
+              *([n("MatMul", ["qt", "kt"], ["s0"]), n("Div", ["s0", "scale"], ["s1"])]
+                if scale == "constant" else _computed_scale(n)),
               n("Softmax", ["s1"], ["a"], axis=-1), n("MatMul", ["a", "vt"], ["c0"]),
               n("Transpose", ["c0"], ["c1"], perm=heads_first),
               n("Reshape", ["c1", "merge"], ["c2"]),
