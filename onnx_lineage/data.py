@@ -57,6 +57,9 @@ class Dataset:
         Arrays for inputs without a batch axis, given whole to every row.
     arranged : bool
         Rows first (:func:`arrange` ran).
+    started : tuple of str
+        Arrays :func:`arrange` made for recurrent states the file left out (zeros): a model that
+        does not read them is not said to ignore them.
     """
 
     arrays: dict
@@ -65,6 +68,7 @@ class Dataset:
     notes: tuple = field(default_factory=tuple)
     fixed: dict = field(default_factory=dict)
     arranged: bool = False
+    started: tuple = ()
 
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values()))) if self.arrays else 1
@@ -227,7 +231,7 @@ def arrange(data: Dataset, models: list[tuple[str, list, set]]) -> Dataset:
         if k not in decided and k not in states and (arrays[k].ndim == 0 or len(arrays[k]) != n):
             del arrays[k]  # read by no input, and of another length: it cannot be sampled
     return dataclasses.replace(data, arrays=arrays, fixed=fixed, notes=tuple(notes),
-                               arranged=True)
+                               arranged=True, started=tuple(states))
 
 
 def _check_sizes(p: Path) -> None:
@@ -414,7 +418,8 @@ def feeds_for(inputs, data: Dataset, model_name: str = "model") -> tuple[dict, l
     out = {spec.name: fit(spec, data.fixed[src[spec.name]] if spec.batch_axis is None
                           else data.arrays[src[spec.name]], model_name, described(data))
            for spec in inputs}
-    return out, sorted((set(data.arrays) | set(data.fixed)) - set(src.values()))
+    return out, sorted((set(data.arrays) | set(data.fixed)) - set(src.values())
+                       - set(data.started))
 
 
 def fit(spec, arr: np.ndarray, model_name: str = "model", source: str = "the data") -> np.ndarray:

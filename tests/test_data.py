@@ -76,3 +76,14 @@ def test_the_model_runs_end_to_end_on_a_state_file(tmp_path, detector):
              state=np.zeros((1, 40, 16), np.float32), sr=np.array(16000))
     res = determine(detector, detector, load_data(path), seed=0)
     assert res.interpolated_fraction == 1.0 and res.curve[0]["loss"] == res.curve[-1]["loss"]
+
+
+def test_a_state_started_at_zero_for_one_model_is_not_data_the_other_ignores():
+    from onnx_lineage.model.inputs import InputSpec
+    x = InputSpec("x", np.dtype(np.float32), (None, 4), 0)
+    state = InputSpec("state", np.dtype(np.float32), (2, None, 3), 1)
+    data = arrange(Dataset({"x": np.zeros((5, 4), np.float32)}, source="d.npz"),
+                   [("a", [x], set()), ("b", [x, state], {"state"})])
+    assert data.started == ("state",) and data.arrays["state"].shape == (5, 2, 3)
+    _, ignored = feeds_for([x], data, "a")
+    assert ignored == []
