@@ -21,7 +21,7 @@ from onnx_lineage.model.weights import tensor_array
 
 #: Ops that a constant chain may go through, and how they are evaluated.
 _FOLDABLE = {"Identity", "Cast", "DequantizeLinear", "Transpose", "Mul", "Sub", "Reshape",
-             "Squeeze", "Unsqueeze", "Constant"}
+             "Squeeze", "Unsqueeze", "Constant", "Concat", "Slice", "Gather"}
 
 #: Cap on the elements of one tensor that is read; override with the environment variable
 #: ``ONNX_LINEAGE_MAX_TENSOR_ELEMENTS``.
@@ -289,7 +289,31 @@ def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
         for a in sorted(int(a) % (out.ndim + len(axes)) for a in axes):
             out = np.expand_dims(out, a)
         return Const(out, quant, step)
+    if op == "Concat":  # a weight assembled from pieces (an LSTM's gates put in ONNX's order)
+        return Const(np.concatenate(v, axis=int(_attr(node, "axis"))), quant, step)
+    if op == "Gather":
+        return Const(np.take(v[0], v[1].astype(np.int64), axis=int(_attr(node, "axis", 0))),
+                     quant, step)
+    if op == "Slice":
+        return Const(_sliced(node, v), quant, step)
     raise ValueError(op)
+
+
+def _sliced(node: onnx.NodeProto, v: list) -> np.ndarray:
+    """A Slice of constants: bounds as inputs (opset 10 on) or attributes (before)."""
+    data = v[0]
+    if len(v) > 1:
+        starts, ends = v[1], v[2]
+        axes = v[3] if len(v) > 3 and v[3] is not None else np.arange(len(starts))
+        steps = v[4] if len(v) > 4 and v[4] is not None else np.ones(len(starts), np.int64)
+    else:
+        starts, ends = _attr(node, "starts"), _attr(node, "ends")
+        axes = _attr(node, "axes") or list(range(len(starts)))
+        steps = [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for a, b, e, k in zip(axes, starts, ends, steps):
+        index[int(a) % data.ndim] = slice(int(b), int(e), int(k))
+    return data[tuple(index)]
 
 
 def _reshape_target(shape: tuple, target: np.ndarray) -> list[int]:

@@ -33,3 +33,24 @@ def test_nodes_nothing_reads_are_dropped_with_their_initializers():
     graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
     drop_unused(graph)
     assert [n.op_type for n in graph.node] == ["MatMul"] and not graph.initializer
+
+
+def test_a_weight_assembled_from_slices_is_a_constant():
+    """An LSTM's gates reordered into ONNX's order by Slice and Concat of one initializer (as
+    the shipped voice-activity detector's exporter writes them), then gathered and unsqueezed."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from onnx_lineage.model.graph import GraphIndex
+    w = np.arange(24, dtype=np.float32).reshape(8, 3)
+    inits = [numpy_helper.from_array(w, "w")] + [
+        numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
+        (("s0", [0]), ("e0", [4]), ("s1", [4]), ("e1", [8]), ("ax", [0]), ("idx", [2, 0]))]
+    nodes = [helper.make_node("Slice", ["w", "s0", "e0", "ax"], ["lo"]),
+             helper.make_node("Slice", ["w", "s1", "e1", "ax"], ["hi"]),
+             helper.make_node("Concat", ["hi", "lo"], ["swapped"], axis=0),
+             helper.make_node("Gather", ["swapped", "idx"], ["picked"], axis=1),
+             helper.make_node("Unsqueeze", ["picked", "ax"], ["W"])]
+    graph = helper.make_graph(nodes, "g", [], [], inits)
+    value = GraphIndex(graph).constant("W").value
+    np.testing.assert_array_equal(value, np.concatenate([w[4:], w[:4]])[:, [2, 0]][None])
