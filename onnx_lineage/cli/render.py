@@ -7,6 +7,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from onnx_lineage.wording import p_text
+
 
 def console() -> Console:
     """A console on stdout (tables); 120 columns when stdout is not a terminal."""
@@ -54,9 +56,7 @@ def table(title: str, columns: list[str], rows: list[list]) -> Table:
 
 def pval(p) -> str:
     """A p-value for a table cell: ``-`` when not computed, ``<1e-300`` at the floor."""
-    if p is None:
-        return "-"
-    return "<1e-300" if p <= 1e-300 else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+    return p_text(p)
 
 
 _TEST_NAMES = {"unit_order": "unit order (exact)", "aligned": "aligned weights (calibrated)",

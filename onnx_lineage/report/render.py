@@ -7,6 +7,7 @@ import html
 import math
 
 from onnx_lineage.report import plots
+from onnx_lineage.wording import p_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;
@@ -46,9 +47,7 @@ def _table(rows, header=None) -> str:
 
 
 def _p(p) -> str:
-    if p is None:
-        return "n/a"
-    return "<1e-300" if p <= 1e-300 else f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+    return p_text(p, "n/a")
 
 
 def class_rows(tests: list[dict]) -> list[dict]:

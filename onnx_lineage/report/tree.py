@@ -1,40 +1,107 @@
-"""HTML view of a lineage forest: nested lists and an edge table, self-contained."""
+"""HTML view of a lineage forest: the forest drawn (inline SVG), an edge table, the notes.
+
+Self-contained: no script, no external asset. Each tree is drawn top-down from its root, every
+model a box, every edge a line labelled with the exact tests' p-value, the closeness and the
+direction's confidence (solid: decided, dashed: undecided), so a reader sees at once where the
+evidence is strong and where the direction is a guess.
+"""
 
 from __future__ import annotations
 
 import html
 
+from onnx_lineage.wording import p_text
+
+#: Layout of the drawing, in pixels.
+_SLOT, _ROW, _BOX_H, _CHAR = 150, 96, 26, 7.0
+
 
 def tree_html(r) -> str:
     """One self-contained page for a TreeResult."""
-    children: dict[str, list[dict]] = {}
-    for e in r.edges:
-        children.setdefault(e["parent"], []).append(e)
+    rows = "".join(
+        f"<tr><td>{_e(e['parent'])}</td><td>{_e(e['child'])}</td><td>{_p(e.get('p_value'))}</td>"
+        f"<td>{_num(e['closeness'])}</td><td>{e['similarity']:.4f}</td>"
+        f"<td>{e['direction']} ({e['confidence']:.2f})</td>"
+        f"<td>{_e('; '.join(e['evidence']) or '-')}</td></tr>" for e in r.edges)
+    notes = "".join(f"<li>{_e(n)}</li>" for n in (r.notes or []))
+    failed = "".join(f"<li>{_e(f['a'])} / {_e(f['b'])}: {_e(f['error'])}</li>" for f in r.failed)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>onnx-lineage "
+            f"forest</title><style>body{{font-family:system-ui,sans-serif;max-width:1100px;"
+            f"margin:2em auto;padding:0 1em}} table{{border-collapse:collapse}} td,th{{border:1px "
+            f"solid #ddd;padding:.3em .6em;vertical-align:top}} .svg{{overflow-x:auto}}</style>"
+            f"</head><body><h1>Lineage forest of {len(r.models)} models</h1>"
+            f"<p>{r.candidates} candidate pairs of {r.all_pairs} after screening; {r.exact_tests} "
+            f"exact tests, each at level {r.alpha_per_test:.2g} (family-wise {r.alpha:g}); "
+            f"{r.related_pairs} related. {len(r.roots)} root(s).</p>"
+            f"<div class='svg'>{forest_svg(r.roots, r.edges)}</div>"
+            f"<p>Edge labels: p-value of the exact tests, closeness (c), direction confidence "
+            f"(solid line: decided; dashed: undecided).</p>"
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
+            + (f"<h2>Pairs that could not be tested</h2><ul>{failed}</ul>" if failed else "")
+            + f"<h2>Edges</h2><table><tr><th>parent</th><th>child</th><th>p-value</th>"
+            f"<th>closeness</th><th>weight cosine</th><th>direction</th><th>evidence</th></tr>"
+            f"{rows}</table></body></html>")
 
-    def ul(name: str) -> str:
+
+def forest_svg(roots: list[str], edges: list[dict]) -> str:
+    """The forest as an inline SVG: one tree after another, roots on top."""
+    children: dict[str, list[dict]] = {}
+    for e in edges:
+        children.setdefault(e["parent"], []).append(e)
+    at: dict[str, tuple[float, int]] = {}
+    slot = 0
+
+    def place(name: str, depth: int) -> float:
+        nonlocal slot
         kids = sorted(children.get(name, []), key=lambda e: e["child"])
         if not kids:
-            return ""
-        items = []
-        for e in kids:
-            clo = "n/a" if e["closeness"] is None else f"{e['closeness']:.3f}"
-            items.append(f"<li><b>{html.escape(e['child'])}</b> <span class='m'>closeness {clo}, "
-                         f"direction confidence {e['confidence']:.2f}</span>{ul(e['child'])}</li>")
-        return "<ul>" + "".join(items) + "</ul>"
+            x = (slot + 0.5) * _SLOT
+            slot += 1
+        else:
+            xs = [place(e["child"], depth + 1) for e in kids]
+            x = (min(xs) + max(xs)) / 2
+        at[name] = (x, depth)
+        return x
 
-    rows = "".join(
-        f"<tr><td>{html.escape(e['parent'])}</td><td>{html.escape(e['child'])}</td>"
-        f"<td>{'n/a' if e['closeness'] is None else format(e['closeness'], '.3f')}</td>"
-        f"<td>{e['similarity']:.4f}</td><td>{e['confidence']:.2f}</td>"
-        f"<td>{html.escape('; '.join(e['evidence']) or '-')}</td></tr>" for e in r.edges)
-    forest = "".join(f"<li><b>{html.escape(root)}</b>{ul(root)}</li>" for root in r.roots)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>onnx-lineage "
-            f"forest</title><style>body{{font-family:system-ui,sans-serif;max-width:960px;"
-            f"margin:2em auto;padding:0 1em}} .m{{color:#666;font-size:.9em}} table{{border-collapse:"
-            f"collapse}} td,th{{border:1px solid #ddd;padding:.3em .6em}}</style></head><body>"
-            f"<h1>Lineage forest of {len(r.models)} models</h1>"
-            f"<p>{r.candidates} candidate pairs of {r.all_pairs} after screening; {r.exact_tests} "
-            f"exact tests; {r.related_pairs} related. Roots: {len(r.roots)}.</p>"
-            f"<ul>{forest}</ul><h2>Edges</h2><table><tr><th>parent</th><th>child</th>"
-            f"<th>closeness</th><th>weight cosine</th><th>direction confidence</th>"
-            f"<th>evidence</th></tr>{rows}</table></body></html>")
+    for root in roots:
+        place(root, 0)
+    depth = max((d for _, d in at.values()), default=0)
+    width, height = max(slot, 1) * _SLOT, (depth + 1) * _ROW + _BOX_H
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height}' "
+             f"viewBox='0 0 {width:.0f} {height}' font-family='system-ui,sans-serif' "
+             f"font-size='11' role='img' aria-label='lineage forest'>"]
+    for e in edges:
+        if e["parent"] not in at or e["child"] not in at:
+            continue
+        (x0, d0), (x1, d1) = at[e["parent"]], at[e["child"]]
+        y0, y1 = d0 * _ROW + _BOX_H + 8, d1 * _ROW + 8
+        dash = "" if e["direction"] == "decided" else " stroke-dasharray='5 4'"
+        parts.append(f"<line x1='{x0:.0f}' y1='{y0}' x2='{x1:.0f}' y2='{y1}' stroke='#555'"
+                     f"{dash}/>")
+        label = (f"p {_p(e.get('p_value'))}" + ("" if e["closeness"] is None else
+                                                f", c {e['closeness']:.2f}")
+                 + f", {e['confidence']:.2f}")
+        parts.append(f"<text x='{(x0 + x1) / 2 + 4:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' "
+                     f"fill='#333'>{_e(label)}</text>")
+    for name, (x, d) in at.items():
+        shown = name if len(name) * _CHAR < _SLOT - 16 else name[: int((_SLOT - 28) / _CHAR)] + "…"
+        w = min(len(shown) * _CHAR + 16, _SLOT - 8)
+        fill = "#dbe9f6" if d == 0 else "#f4f4f4"
+        parts.append(f"<g><title>{_e(name)}</title><rect x='{x - w / 2:.0f}' y='{d * _ROW + 8}' "
+                     f"width='{w:.0f}' height='{_BOX_H}' rx='5' fill='{fill}' stroke='#888'/>"
+                     f"<text x='{x:.0f}' y='{d * _ROW + 8 + _BOX_H / 2 + 4:.0f}' "
+                     f"text-anchor='middle'>{_e(shown)}</text></g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _p(p) -> str:
+    return p_text(p)

@@ -44,7 +44,8 @@ class PairOutcome:
 
     ``distance``: relative distance of the aligned weights (None: not measured; the forest then
     uses ``1 - weight``). ``rescaled``: B's hidden units are grossly rescaled against A's
-    (:func:`.direction.rescaling`), so their weight norms say nothing of direction."""
+    (:func:`.direction.rescaling`), so their weight norms say nothing of direction.
+    ``p_value``: the exact tests' combined p-value (None: they did not run)."""
 
     a: str
     b: str
@@ -55,6 +56,7 @@ class PairOutcome:
     error: str | None = None
     distance: float | None = None
     rescaled: bool = False
+    p_value: float | None = None
 
     @property
     def length(self) -> float:

@@ -54,7 +54,8 @@ class TreeResult(Result):
     ----------
     edges : list of dict
         ``parent``, ``child``, ``closeness``, ``similarity``, ``distance`` (of the aligned
-        weights, relative), ``confidence`` (posterior of the direction), ``direction``
+        weights, relative), ``p_value`` (of the exact tests that joined them, at
+        ``alpha_per_test``), ``confidence`` (posterior of the direction), ``direction``
         (``decided`` from :data:`~.forest.DECIDED` up, else ``undecided``), ``evidence``,
         ``classes`` {``parent``, ``child``} (how many each scores; None: not a classifier).
     roots : list of str
@@ -130,7 +131,8 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),
                            0.0 if d is None else d.strong, () if d is None else d.evidence,
-                           distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED)
+                           distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED,
+                           p_value=det.p_value)
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
 
@@ -311,7 +313,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         q = parent_of.get(p)
         carried = None if q is None else share(q, p, c)
         edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
-                      "distance": o.distance, "confidence": round(conf, 3),
+                      "distance": o.distance, "p_value": o.p_value, "confidence": round(conf, 3),
                       "classes": {"parent": stats[p].classes, "child": stats[c].classes},
                       "direction": "decided" if conf >= DECIDED else "undecided",
                       "evidence": list(o.evidence) + weak_evidence(

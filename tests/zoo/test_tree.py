@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import onnx
 import pytest
@@ -166,3 +168,30 @@ def test_a_transfer_child_is_said_to_score_other_labels(tmp_path, family, transf
     shared = tree([tmp_path], label_space="shared", with_closeness=True)
     (edge,) = [e for e in shared.edges if "a_transfer" in (e["parent"], e["child"])]
     assert 0.0 <= edge["closeness"] <= 1.0
+
+
+def test_the_report_draws_the_forest_with_each_edges_evidence(lineage, tmp_path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    from onnx_lineage.report.tree import forest_svg, tree_html
+    r = tree([lineage], with_closeness=False)
+    assert all(e["p_value"] is not None and e["p_value"] <= r.alpha_per_test for e in r.edges)
+    page = tree_html(r)
+    svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
+    root = ET.fromstring(svg)  # well-formed, no external asset
+    ns = "{http://www.w3.org/2000/svg}"
+    names = [t.text for t in root.iter(f"{ns}title")]
+    assert sorted(names) == sorted(r.models) and "<script" not in page and "http" not in \
+        page.replace("http://www.w3.org/2000/svg", "")
+    assert len(list(root.iter(f"{ns}line"))) == len(r.edges)
+    labels = [t.text for t in root.iter(f"{ns}text") if t.text and t.text.startswith("p ")]
+    assert len(labels) == len(r.edges)
+    # roots on the top row, every child a row below its parent
+    y = {g.find(f"{ns}title").text: float(g.find(f"{ns}rect").get("y")) for g in root.iter(f"{ns}g")}
+    assert all(y[e["child"]] > y[e["parent"]] for e in r.edges)
+    assert {n for n in r.models if y[n] == min(y.values())} == set(r.roots)
+    for e in r.edges:
+        assert html.escape(e["child"]) in page and e["direction"] in page
+    lone = forest_svg(["only"], [])
+    assert ET.fromstring(lone).find(f"{ns}g/{ns}title").text == "only"
