@@ -13,7 +13,7 @@ import html
 from onnx_lineage.wording import p_text
 
 #: Layout of the drawing, in pixels.
-_SLOT, _ROW, _BOX_H, _CHAR = 150, 96, 26, 7.0
+_SLOT, _ROW, _BOX_H, _CHAR = 150, 110, 26, 7.0
 
 
 def tree_html(r) -> str:
@@ -34,8 +34,9 @@ def tree_html(r) -> str:
             f"exact tests, each at level {r.alpha_per_test:.2g} (family-wise {r.alpha:g}); "
             f"{r.related_pairs} related. {len(r.roots)} root(s).</p>"
             f"<div class='svg'>{forest_svg(r.roots, r.edges)}</div>"
-            f"<p>Edge labels: p-value of the exact tests, closeness (c), direction confidence "
-            f"(solid line: decided; dashed: undecided).</p>"
+            f"<p>Above each child: the p-value of the exact tests that joined it to its parent, "
+            f"the closeness (c) and the direction's confidence (dir); a solid line is a decided "
+            f"direction, a dashed one undecided.</p>"
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Pairs that could not be tested</h2><ul>{failed}</ul>" if failed else "")
             + f"<h2>Edges</h2><table><tr><th>parent</th><th>child</th><th>p-value</th>"
@@ -78,11 +79,13 @@ def forest_svg(roots: list[str], edges: list[dict]) -> str:
         dash = "" if e["direction"] == "decided" else " stroke-dasharray='5 4'"
         parts.append(f"<line x1='{x0:.0f}' y1='{y0}' x2='{x1:.0f}' y2='{y1}' stroke='#555'"
                      f"{dash}/>")
-        label = (f"p {_p(e.get('p_value'))}" + ("" if e["closeness"] is None else
-                                                f", c {e['closeness']:.2f}")
-                 + f", {e['confidence']:.2f}")
-        parts.append(f"<text x='{(x0 + x1) / 2 + 4:.0f}' y='{(y0 + y1) / 2 + 4:.0f}' "
-                     f"fill='#333'>{_e(label)}</text>")
+        top = (f"p {_p(e.get('p_value'))}" if e.get("p_value") is not None else "p -")
+        bottom = ("" if e["closeness"] is None else f"c {e['closeness']:.2f} · ") + \
+            f"dir {e['confidence']:.2f}"
+        for k, text in enumerate((top, bottom)):  # above the child, on a halo over the line
+            parts.append(f"<text x='{x1:.0f}' y='{y1 - 22 + 12 * k}' text-anchor='middle' "
+                         f"fill='#333' stroke='#fff' stroke-width='3' paint-order='stroke'>"
+                         f"{_e(text)}</text>")
     for name, (x, d) in at.items():
         shown = name if len(name) * _CHAR < _SLOT - 16 else name[: int((_SLOT - 28) / _CHAR)] + "…"
         w = min(len(shown) * _CHAR + 16, _SLOT - 8)
