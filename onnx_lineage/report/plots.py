@@ -75,6 +75,12 @@ def matching_by_class(by_class: dict) -> bytes:
 
 def class_evidence(rows: list[dict]) -> bytes:
     """Per class: -log10 of the unit-order and aligned p-values (bars) and the matched cosine."""
+    plt, fig, _ = class_evidence_figure(rows)
+    return _png(plt, fig)
+
+
+def class_evidence_figure(rows: list[dict]):
+    """``(pyplot, figure, axes)`` of :func:`class_evidence`, laid out, not yet saved."""
     plt, fig, ax = _figure(6.4, 3.0)
     x = np.arange(len(rows))
 
@@ -94,5 +100,8 @@ def class_evidence(rows: list[dict]) -> bytes:
     twin.set_ylim(-0.05, 1.05)
     twin.set_ylabel("matched cosine")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper right")
-    return _png(plt, fig)
+    # above the axes, in one row: inside them it covered the last classes' bars
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, ncol=3, frameon=False,
+              loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
+    return plt, fig, ax

@@ -124,8 +124,11 @@ def to_html(r) -> str:
                       t["reason"]] for t in d.tests],
                     ["test", "statistic", "p-value", "power", "outcome"]),
              "<ul>" + "".join(f"<li><b>{html.escape(t['name'])}</b>: null: "
-                              f"{html.escape(t['null'])}. Power: {html.escape(t['power_reason'])}"
-                              f"</li>" for t in d.tests) + "</ul>"]
+                              f"{html.escape(t['null'])}. "
+                              + (f"Power: {html.escape(t['power_reason'])}" if t["power_reason"]
+                                 else html.escape(t["reason"][:1].upper() + t["reason"][1:]
+                                                  if t["reason"] else "Not run"))
+                              + "</li>" for t in d.tests) + "</ul>"]
     rows = class_rows(d.tests)
     if rows:
         parts += ["<h2>Where the evidence is, layer by layer</h2>",

@@ -124,3 +124,24 @@ def test_both_residual_streams_have_a_row_in_every_report(two_streams, monkeypat
     p.feed(page)
     cells = [s.strip() for s in p.text]
     assert cells.count("residual stream #1") == 1 and cells.count("residual stream #2") == 1
+
+
+def test_the_evidence_plots_legend_sits_above_the_bars():
+    from onnx_lineage.report.plots import class_evidence_figure
+    rows = [{"name": f"layer {k} units", "p_order": 10.0 ** -(5 * k), "p_aligned": 1e-9,
+             "similarity": 0.9} for k in range(1, 7)]
+    plt, fig, ax = class_evidence_figure(rows)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y0 >= ax.get_window_extent().y1 - 1  # not over the last classes' bars
+    assert legend.y1 <= fig.bbox.y1 + 1  # and inside the figure
+    plt.close(fig)
+
+
+def test_a_test_that_did_not_run_says_why_instead_of_an_empty_power(family):
+    related = analyze(family["parent"], family["noisy"], points=16)
+    basin = related.determination.test("basin")
+    assert basin["p_value"] is None and not basin["power_reason"]  # decided before the basin
+    page = related.to_html()
+    assert "Not run: not run: the data-free tests" not in page  # said once, not twice
+    assert "Power: </li>" not in page and "the data-free tests already reject" in page
