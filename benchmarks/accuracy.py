@@ -115,10 +115,11 @@ def evaluate(zoo: Path, points: int = 128) -> list[dict]:
         det = determine(pa, pb, data, device="cpu")
         t_det = time.perf_counter() - t0
         t0 = time.perf_counter()
-        clo = closeness(pa, pb, data, device="cpu", points=points)
+        # a new head scores other labels than its parent: compared on the labels both have
+        clo = closeness(pa, pb, data, device="cpu", points=points, label_space="shared")
         t_clo = time.perf_counter() - t0
         base_clo = closeness(pa, pb, data, device="cpu", points=points, sampling="uniform",
-                             directions=("random",))
+                             directions=("random",), label_space="shared")
         pred_a, pred_b = predictions(pa, data), predictions(pb, data)
         rows.append(dict(pair, verdict=det.verdict, barrier=det.barrier,
                          barrier_unaligned=det.barrier_unaligned, similarity=det.similarity,

@@ -2,7 +2,8 @@
 
     python benchmarks/corpus/fetch.py /tmp/corpus [--reduced]     # pinned wheels -> ONNX + data
     python benchmarks/real_models.py /tmp/corpus --json benchmarks/results/real_models.json
-    python benchmarks/real_models.py --from benchmarks/results/real_models.json --markdown
+    python benchmarks/real_models.py --from benchmarks/results/real_models.json --markdown \
+        [--before benchmarks/results/real_models_before.json]       # the tables of RESULTS.md
     python benchmarks/real_models.py /tmp/corpus --reduced --check          # CI
 
 The corpus (``corpus/manifest.json``) lists trained models taken from PyPI wheels (ONNX as
@@ -144,30 +145,49 @@ def check(out: dict) -> list[str]:
     return bad
 
 
-def markdown(out: dict) -> str:
+def markdown(out: dict, before: dict | None = None) -> str:
+    """The tables of RESULTS.md; with ``before`` (an earlier run), its figures beside these."""
     s = out["summary"]
+    was = before["summary"] if before else None
+
+    def then(key: str) -> str:
+        return f" (before: {was[key]})" if was else ""
+
     lines = [f"{s['models']} models from {s['packages']} packages; "
-             f"{s['models_with_90pct_in_a_class']} with at least 90% of their matched parameters "
-             f"in a unit class. Related pairs called related: {s['related_called_related']} of "
+             f"{s['models_with_90pct_in_a_class']}{then('models_with_90pct_in_a_class')} with at "
+             f"least 90% of their matched parameters in a unit class. Related pairs called related: "
+             f"{s['related_called_related']}{then('related_called_related')} of "
              f"{s['related_pairs']}; independent pairs called related: "
-             f"{s['independent_called_related']} of {s['independent_pairs']} "
-             f"({', '.join(f'{k} {v}' for k, v in s['independent_verdicts'].items())}). "
-             f"Median time per pair {s['median_seconds']} s.", "",
-             "| model | package | parameters | in a unit class | what stops the rest |",
-             "|---|---|---|---|---|"]
+             f"{s['independent_called_related']}{then('independent_called_related')} of "
+             f"{s['independent_pairs']} "
+             f"({', '.join(f'{k} {v}' for k, v in s['independent_verdicts'].items())}); calls "
+             f"without a verdict: {len(s['pair_errors'])}"
+             + (f" (before: {len(was['pair_errors'])})" if was else "") + ". "
+             f"Median time per pair {s['median_seconds']} s.", ""]
+    old_models = before["models"] if before else {}
+    lines += ["| model | package | parameters | in a unit class | " + ("before | " if before else "")
+              + "what stops the rest |", "|---|---|---|---|" + ("---|" if before else "") + "---|"]
     for k, m in out["models"].items():
+        prior = old_models.get(k, {})
+        prior = ("" if not before else "error | " if "error" in prior
+                 else f"{prior.get('class_share', 0):.0%} | ")
         if "error" in m:
-            lines.append(f"| {k} | {m['package']} | - | - | error: {m['error'][:80]} |")
+            lines.append(f"| {k} | {m['package']} | - | - | {prior}error: {m['error'][:80]} |")
             continue
         stops = "; ".join(f"{r} ({n})" for r, n in m["stops"].items()) or "-"
         lines.append(f"| {k} | {m['package']} | {m['params']:,} | {m['class_share']:.0%} | "
-                     f"{stops} |")
-    lines += ["", "| A | B | truth | kind | verdict | p-value | seconds |", "|---|---|---|---|---|---|---|"]
+                     f"{prior}{stops} |")
+    old_pairs = {(p["a"], p["b"]): p for p in (before["pairs"] if before else [])}
+    lines += ["", "| A | B | truth | kind | verdict | p-value | seconds |"
+              + (" before |" if before else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if before else "")]
     for p in out["pairs"]:
         verdict = p.get("verdict") or f"error: {p['error'][:60]}"
         pv = "-" if p.get("p_value") is None else f"{p['p_value']:.2g}"
+        prior = old_pairs.get((p["a"], p["b"]), {})
+        prior = (" " + (prior.get("verdict") or "error") + " |") if before else ""
         lines.append(f"| {p['a']} | {p['b']} | {p['truth']} | {p['kind']} | {verdict} | {pv} | "
-                     f"{p['seconds']} |")
+                     f"{p['seconds']} |{prior}")
     return "\n".join(lines)
 
 
@@ -181,6 +201,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--from", dest="source", type=Path, help="summarise an earlier --json")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--before", type=Path, help="an earlier --json, shown beside (markdown)")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     if args.source:
@@ -191,7 +212,8 @@ def main() -> None:
         ap.error("give the corpus folder, or --from an earlier result")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
-    print(markdown(out) if args.markdown else json.dumps(out["summary"], indent=1))
+    before = json.loads(args.before.read_text()) if args.before else None
+    print(markdown(out, before) if args.markdown else json.dumps(out["summary"], indent=1))
     if args.check:
         bad = check(out)
         if bad:

@@ -28,7 +28,10 @@ calibration benchmark's independent pairs (benchmarks/RESULTS.md).
 B is compared in its own order, with its convolution kernels' last two axes swapped (a re-export
 that transposes images), and in A's order after matching; the best is Bonferroni-corrected for the
 three, and an order chosen by matching for every order it could have chosen (``log(n!)`` per
-permuted axis). Layers are combined by Bonferroni (any dependence).
+permuted axis). Layers are combined by Bonferroni (any dependence). Layers the matching did not
+pair are searched too (a B layer equal to another A layer of its shape: depth-changed models
+whose layers were paired with gaps), each corrected for every candidate pair, and the two
+searches by Bonferroni.
 """
 
 from __future__ import annotations
@@ -115,13 +118,16 @@ def same_values_test(m, alpha: float) -> TestResult:
                      _tolerance(la, lb))
         if row is not None:
             rows.append({"name": f"layer {ai}", "layers": [ai], "b": bj, **row})
+    log_k = math.log(max(len(rows), 1))
+    unpaired, candidates = _unpaired(m, a_layers, b_layers)
+    for r in unpaired:  # counted for every pair of layers of one shape that could have agreed
+        r["log_p"] += math.log(candidates) - log_k
+    rows += unpaired
     if not rows:
         return TestResult(NAME, None, None, NULL, power=False, exact=False,
                           power_reason="no matched layer with trained values in both models",
                           reason="no matched layer to compare")
-    k = len(rows)
-    log_k = math.log(k)
-    log_p = min(r["log_p"] for r in rows) + log_k
+    log_p = min(r["log_p"] for r in rows) + log_k + (math.log(2) if candidates else 0.0)
     best = min(r["log_best"] for r in rows) + log_k
     for r in rows:
         r["p_value"] = _p(r["log_p"])
@@ -140,6 +146,40 @@ def same_values_test(m, alpha: float) -> TestResult:
         f"{agree:,} of {compared:,} trained values agree within the coarser model's rounding; "
         f"most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in B's "
         f"{top['order']})", exact=False)
+
+
+#: Values of each weight compared first when looking for a layer's values among unpaired layers.
+_PREFILTER = 4096
+
+
+def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
+    """Layers of B whose values equal those of an A layer that the matching did not pair with it
+    (a model whose depth differs, its layers paired in order with gaps, can pair a branch of A
+    with the other branch of B): every pair of stacked layers of one weight shape not already
+    paired is a candidate; those whose first :data:`_PREFILTER` values mostly agree are
+    compared whole, in B's own order. Returns their rows and the number of candidates (the
+    Bonferroni factor of each row: the whole search counts, not only what passed the filter)."""
+    paired = {(p["a"], p["b"]) for p in m.pairs}
+    rows, candidates = [], 0
+    for la in a_layers.values():
+        if la.kind not in STACKED:
+            continue
+        for lb in b_layers.values():
+            if (la.index, lb.index) in paired or lb.kind != la.kind or \
+                    lb.weight.shape != la.weight.shape:
+                continue
+            candidates += 1
+            tol = _tolerance(la, lb)
+            head_a = np.asarray(la.weight).reshape(-1)[:_PREFILTER].astype(np.float64)
+            head_b = np.asarray(lb.weight).reshape(-1)[:_PREFILTER].astype(np.float64)
+            near = np.abs(head_a - head_b) <= tol.relative * np.abs(head_a) + tol.absolute
+            if near.mean() < 0.5:
+                continue
+            row = _layer(la.params, [_Order("own order", lb.params, 0.0, own=True)], tol)
+            if row is not None:
+                rows.append({"name": f"layer {la.index} (B's layer {lb.index}, not paired)",
+                             "layers": [la.index], "b": lb.index, **row})
+    return rows, candidates
 
 
 def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:

@@ -96,3 +96,21 @@ def test_a_convex_model_is_not_judged_by_its_values():
 def test_the_chernoff_bound_is_above_the_poisson_tail(k, mean):
     assert _log_tail(k, mean) >= math.log(poisson.sf(k - 1, mean))
     assert _log_tail(k, mean) < 0 and _log_tail(5, 5.0) == 0.0
+
+
+def test_a_layer_equal_to_an_unpaired_layer_of_a_is_found():
+    """Depth-changed models are paired in order with gaps and can pair a branch of A with the
+    other branch of B; a B layer equal to an A layer it was not paired with still counts."""
+    from types import SimpleNamespace
+
+    from onnx_lineage.evidence.same_values import _unpaired
+    from onnx_lineage.model.parameters import extract_layers
+    a = {x.index: x for x in extract_layers(cumsum_mlp(0))}
+    b = {x.index: x for x in extract_layers(cumsum_mlp(0, "fp16"))}
+    wrong = SimpleNamespace(pairs=[{"a": 0, "b": 0}])  # layers 1 and 2 left unpaired
+    rows, candidates = _unpaired(wrong, a, b)
+    assert candidates == 2  # one of each shape: (96x96, 96x96) and (10x96, 10x96)
+    found = {(r["layers"][0], r["b"]) for r in rows if r["log_p"] < -1000}
+    assert found == {(1, 1), (2, 2)}
+    independent = {x.index: x for x in extract_layers(cumsum_mlp(1))}
+    assert _unpaired(wrong, a, independent)[0] == []
