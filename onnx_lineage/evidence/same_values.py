@@ -43,6 +43,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.matching.constants import is_signal_constant
 
 NAME = "same_values"
 #: The null's mean number of agreements is taken this many times larger than estimated.
@@ -160,12 +161,15 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
     compared whole, in B's own order. Returns their rows and the number of candidates (the
     Bonferroni factor of each row: the whole search counts, not only what passed the filter)."""
     paired = {(p["a"], p["b"]) for p in m.pairs}
+    # fixed signal-processing constants (a DFT basis) are shared by unrelated models bit for bit
+    fixed_a = {e["a"] for e in m.excluded} | {i for i, x in a_layers.items() if _fixed(x)}
+    fixed_b = {e["b"] for e in m.excluded} | {i for i, x in b_layers.items() if _fixed(x)}
     rows, candidates = [], 0
     for la in a_layers.values():
-        if la.kind not in STACKED:
+        if la.kind not in STACKED or la.index in fixed_a:
             continue
         for lb in b_layers.values():
-            if (la.index, lb.index) in paired or lb.kind != la.kind or \
+            if (la.index, lb.index) in paired or lb.kind != la.kind or lb.index in fixed_b or \
                     lb.weight.shape != la.weight.shape:
                 continue
             candidates += 1
@@ -180,6 +184,12 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
                 rows.append({"name": f"layer {la.index} (B's layer {lb.index}, not paired)",
                              "layers": [la.index], "b": lb.index, **row})
     return rows, candidates
+
+
+def _fixed(layer) -> bool:
+    """A fixed signal-processing constant (:func:`~onnx_lineage.matching.constants.
+    is_signal_constant`), never trained: left out of the evidence, as ``match`` leaves it."""
+    return layer.kind in ("dense", "conv", "embedding") and is_signal_constant(layer.weight)
 
 
 def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:

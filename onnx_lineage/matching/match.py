@@ -16,6 +16,7 @@ from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.ops import dims_of
 from onnx_lineage.model.parameters import Layer, as_single, extract_layers
 from onnx_lineage.model.streams import streams
 from onnx_lineage.model.topology import links
@@ -226,7 +227,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
     step("reading the parametric layers")
     la, lb = extract_layers(a.proto), extract_layers(b.proto)
     step(f"pairing layers ({len(la)} in A, {len(lb)} in B)")
-    links_a, links_b = links(a.proto, la), links(b.proto, lb)
+    dims_a, dims_b = dims_of(a.proto), dims_of(b.proto)  # for the chains and the streams
+    links_a, links_b = links(a.proto, la, dims_a), links(b.proto, lb, dims_b)
     folded = None
     transforms: list[str] = []
     has_bn_a = any(x.kind == "batchnorm" for x in la)
@@ -285,7 +287,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
                                   "the same function, compared on the units it kept")
 
     step("finding residual streams and permutable units")
-    stream_pairs, stream_limits = pair_streams(streams(a.proto, la), streams(b.proto, lb), b_of)
+    stream_pairs, stream_limits = pair_streams(streams(a.proto, la, dims_a),
+                                               streams(b.proto, lb, dims_b), b_of)
     in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
     limits += stream_limits

@@ -111,13 +111,14 @@ class _Groups:
             self.parent[ry] = rx
 
 
-def streams(model: onnx.ModelProto, layers: list[Layer]) -> list[Stream]:
+def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None
+            ) -> list[Stream]:
     """The residual streams and gated groups of the main graph, in the graph order of their
-    first member."""
+    first member (``dims``: the graph's :func:`.ops.dims_of`, where the caller has them)."""
     g = GraphIndex(model.graph)
     main = [x for x in layers if not x.scope]
     by_output = {x.output: x for x in main}
-    dims = ops.dims_of(model)
+    dims = ops.dims_of(model) if dims is None else dims
     groups, residual, gated = _Groups(), [], []
     joined = set()  # first outputs of the nodes whose output shares units with an input
     for x in main:  # normalisations written as ops: their nodes read the units, output keeps them

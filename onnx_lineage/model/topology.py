@@ -73,10 +73,10 @@ class _Walk:
 
 class _Dims:
     """The graph's inferred dimensions, computed on first use (most chains never need them);
-    none for a subgraph (``model`` None)."""
+    none for a subgraph (``model`` None); ``known``: computed already by the caller."""
 
-    def __init__(self, model: onnx.ModelProto | None):
-        self.model, self.dims = model, None
+    def __init__(self, model: onnx.ModelProto | None, known: dict | None = None):
+        self.model, self.dims = model, known
 
     def get(self) -> dict:
         if self.dims is None:
@@ -84,23 +84,25 @@ class _Dims:
         return self.dims
 
 
-def links(model: onnx.ModelProto, layers: list[Layer]) -> dict[int, Link]:
+def links(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None
+          ) -> dict[int, Link]:
     """Link of every dense/conv layer (see :class:`Link`), in the main graph and in subgraphs
     (If branches, Loop bodies: a chain stays within its graph, whose outputs end it). Subgraphs
-    are walked without inferred shapes, so ops that need them stop their units there."""
+    are walked without inferred shapes, so ops that need them stop their units there. ``dims``:
+    the main graph's (:func:`.ops.dims_of`), where the caller has them."""
     result = {}
     for scope, g in scope_graphs(model).items():
         mine = [x for x in layers if x.scope == scope]
         if not any(x.kind in ("dense", "conv") for x in mine):
             continue
-        dims = _Dims(model) if not scope else _Dims(None)
+        known = _Dims(model, dims) if not scope else _Dims(None)
         by_input: dict = {}
         for layer in mine:
             by_input.setdefault(layer.input, []).append(layer)
         by_node = {layer.node: layer for layer in mine}
         for layer in mine:
             if layer.kind in ("dense", "conv"):
-                result[layer.index] = _follow(g, layer, by_input, by_node, dims)
+                result[layer.index] = _follow(g, layer, by_input, by_node, known)
     return result
 
 

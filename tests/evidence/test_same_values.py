@@ -107,7 +107,7 @@ def test_a_layer_equal_to_an_unpaired_layer_of_a_is_found():
     from onnx_lineage.model.parameters import extract_layers
     a = {x.index: x for x in extract_layers(cumsum_mlp(0))}
     b = {x.index: x for x in extract_layers(cumsum_mlp(0, "fp16"))}
-    wrong = SimpleNamespace(pairs=[{"a": 0, "b": 0}])  # layers 1 and 2 left unpaired
+    wrong = SimpleNamespace(pairs=[{"a": 0, "b": 0}], excluded=[])  # layers 1, 2 left unpaired
     rows, candidates = _unpaired(wrong, a, b)
     assert candidates == 2  # one of each shape: (96x96, 96x96) and (10x96, 10x96)
     found = {(r["layers"][0], r["b"]) for r in rows if r["log_p"] < -1000}
