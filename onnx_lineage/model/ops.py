@@ -50,6 +50,13 @@ BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean"}
 #: Reductions: units pass when the unit axis is not reduced.
 REDUCTIONS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1",
               "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+#: The ops the chains and streams pass without asking :func:`passage` (the first list they had;
+#: every one of them keeps the units whatever its other inputs): a quick path, not a second
+#: description.
+UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
+                   "HardSigmoid", "Softplus", "MaxPool", "AveragePool", "GlobalAveragePool",
+                   "GlobalMaxPool", "Dropout", "Identity", "Cast", "QuantizeLinear",
+                   "DequantizeLinear", "BatchNormalization", "DynamicQuantizeLinear"}
 #: Positively homogeneous: units may be rescaled around these (also Pad with zeros, Slice and
 #: nearest Resize, which :func:`passage` decides by their attributes).
 POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
@@ -149,7 +156,8 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
     spread over a flattened axis, where only ops that treat every value alike pass).
 
     Only ops whose effect on the units does not depend on their order are passed; the caller
-    handles parametric layers, reshapes and branches."""
+    handles parametric layers, reshapes, transposes and branches; it must stop where the units
+    come out on another axis than it follows (``Passage.axis``)."""
     op = node.op_type
     rank = len(dims[name]) if dims.get(name) else None
     if axis is None:
@@ -189,12 +197,6 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
         return _resize(g, node, axis, rank, dims.get(name))
     if op in ("Squeeze", "Unsqueeze"):
         return _squeeze(g, node, axis, rank)
-    if op == "Transpose":
-        perm = attr(node, "perm")
-        if perm is None or rank is None and axis < 0:
-            return stop("passes through a Transpose of unknown rank")
-        a = axis % len(perm)
-        return Passage(True, list(perm).index(a), True)
     return stop(f"passes through {op}")
 
 

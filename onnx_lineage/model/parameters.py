@@ -35,18 +35,8 @@ from onnx_lineage.model.blockquant import dequantize_nbits
 from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
 from onnx_lineage.model.weights import release_pages
 
-#: Ops that keep the unit (channel) axis of their input: a permutation of units passes through.
-UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
-                   "HardSigmoid", "Softplus", "MaxPool", "AveragePool", "GlobalAveragePool",
-                   "GlobalMaxPool", "Dropout", "Identity", "Cast", "QuantizeLinear",
-                   "DequantizeLinear", "BatchNormalization", "DynamicQuantizeLinear"}
-
 #: Layers with one slice of every parameter per unit: they follow a permutation of the units.
 PER_UNIT = ("batchnorm", "layernorm", "prelu")
-
-#: Activations for which ``f(s * x) = s * f(x)`` with ``s > 0``: units may be rescaled around them.
-POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
-                        "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Identity"}
 
 
 @dataclass(frozen=True)

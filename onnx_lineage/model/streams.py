@@ -31,8 +31,8 @@ import onnx
 
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
-from onnx_lineage.model.ops import SHAPE_ONLY
-from onnx_lineage.model.parameters import PER_UNIT, UNIT_PRESERVING, Layer
+from onnx_lineage.model.ops import SHAPE_ONLY, UNIT_PRESERVING
+from onnx_lineage.model.parameters import PER_UNIT, Layer
 from onnx_lineage.model.topology import is_depthwise
 
 #: Reductions that keep the last (unit) axis when it is not among their axes.
@@ -161,8 +161,8 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
                   or (node.op_type in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
                   or (node.op_type in _SELECTIONS and node.input[0] == data[0] and axis == -1
                       and _selects_rows(g, node, dims))
-                  or (len(data) == 1 and node.op_type not in ("Transpose", "Squeeze", "Unsqueeze")
-                      and ops.passage(g, node, data[0], axis, dims).keeps)):
+                  or (len(data) == 1 and node.op_type not in ("Squeeze", "Unsqueeze")
+                      and _kept_in_place(g, node, data[0], axis, dims))):
             continue
         else:
             groups.union(out, data[0])
@@ -238,6 +238,13 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
                   tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
                   residual)
+
+
+def _kept_in_place(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int,
+                   dims: dict) -> bool:
+    """The op registry passes the units and leaves them on ``axis``."""
+    how = ops.passage(g, node, name, axis, dims)
+    return how.keeps and how.axis == axis
 
 
 def _is_layernorm(node: onnx.NodeProto) -> bool:

@@ -18,8 +18,8 @@ import onnx
 
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
-from onnx_lineage.model.ops import SHAPE_ONLY
-from onnx_lineage.model.parameters import PER_UNIT, POSITIVE_HOMOGENEOUS, UNIT_PRESERVING, Layer
+from onnx_lineage.model.ops import POSITIVE_HOMOGENEOUS, SHAPE_ONLY, UNIT_PRESERVING
+from onnx_lineage.model.parameters import PER_UNIT, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
 #: Recurrent layers: their input weight's last axis reads the units.
@@ -196,6 +196,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             how = ops.passage(g, node, name, axis, dims.get())
             if not how.keeps:
                 return Link(None, reason=how.reason)
+            if how.axis != axis:  # the walk follows the units on axis 1 or last only
+                return Link(None, reason=f"{node.op_type} moves the unit axis")
             walk.homogeneous = walk.homogeneous and how.homogeneous
             walk.ops.append(node.op_type)
             name = node.output[0]

@@ -275,3 +275,23 @@ def test_chains_inside_if_branches_are_followed():
     assert [bool(x.scope) for x in layers] == [True] * 4
     chain = links(model, layers)
     assert chain[0].next == 1 and chain[2].next == 3 and chain[1].reason == "output of the model"
+
+
+def test_a_second_transpose_does_not_leave_the_units_where_the_first_put_them():
+    """``Conv -> Transpose to channels-last -> Transpose back -> Flatten -> Gemm``: the units end
+    channels-first; the chain must not read the dense layer's columns channels-last."""
+    rng = np.random.default_rng(0)
+    t = {"w0": rng.normal(size=(4, 1, 3, 3)), "fc": rng.normal(size=(2, 4 * 16))}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["c0"], ["nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("Relu", ["nhwc"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Flatten", ["nchw"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "back", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    link = links(model, extract_layers(model))[0]
+    assert not (link.next == 1 and link.channels_last)
