@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import binom
 from threadpoolctl import threadpool_limits
 
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
@@ -70,6 +71,10 @@ class SymmetryClass:
     stream : int or None
         For a stream's class (residual, or hidden units shared with a gate): its index in the
         match's paired streams.
+    pinned : str
+        Why the class's order is part of the function (a residual stream that is the model's
+        output, :attr:`.Stream.pinned`): B is compared in its own order, and the class's
+        matching counts only as evidence that B kept A's order.
     """
 
     name: str
@@ -82,6 +87,7 @@ class SymmetryClass:
     span: tuple = ()
     pruned: tuple = ()
     stream: int | None = None
+    pinned: str = ""
 
     @property
     def layers(self) -> tuple:
@@ -186,15 +192,17 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
                                        c.homogeneous and not c.followers, span,
                                        pruned.get(c.a, ())))
     matched = set(a_params)
-    for k, (sa, _) in enumerate(stream_pairs):
+    for k, (sa, sb) in enumerate(stream_pairs):
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
         columns = tuple((i, 1, False) for i in sa.readers if i in matched)
         per = tuple(i for i in sa.followers if i in matched)
         if sa.residual:
-            found.append(SymmetryClass("residual stream", "stream", sa.width, rows, columns, per,
-                                       stream=k))
+            pinned = sa.pinned or sb.pinned
+            found.append(SymmetryClass("residual stream" + (" (the model's output)" if pinned else ""),
+                                       "stream", sa.width, rows, columns, per, stream=k,
+                                       pinned=pinned))
         else:  # hidden units shared with a gate, or read by several layers
             unit = "channels" if kinds.get(rows[0]) == "conv" else "units"
             how = f"read by {len(sa.readers)} layers" if sa.shared else "gated"
@@ -322,10 +330,35 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
     perm = assignment(fa, fb, relabel)
     similarity, fan_in = _matched_similarity(fa, fb, names, perm)
     readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
+    layers = cls.rows + cls.per_unit + readers
+    if cls.pinned:  # members paired apart (a cousin's blocks) are not what its order speaks for
+        layers = _agreeing_members(cls, fa, fb, names, perm, layers, a_params, b_params)
     release_pages()  # the class's weights are read: their mapped pages need not stay resident
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
-                      tuple(names), _scale(fa, fb, names, perm, cls.rescalable),
-                      cls.rows + cls.per_unit + readers)
+                      tuple(names), _scale(fa, fb, names, perm, cls.rescalable), layers)
+
+
+def _agreeing_members(cls: SymmetryClass, fa, fb, names, perm, layers: tuple, a_params: dict,
+                      b_params: dict) -> tuple:
+    """The members of ``layers`` whose own features agree at the matching: more matched units
+    with a positive cosine than a sign test allows by chance (level 0.001 over the members,
+    Bonferroni). Features are centred over the units first (a LayerNorm's scales near 1 agree
+    with any other's): a member independent of A's then has cosines symmetric about 0 at any
+    matching that its features did not decide. A row member whose inputs another class orders
+    (left out of the matching's features) is judged by its rows' values sorted."""
+    blocks = {int(n.split(":")[1]): (fa[k], fb[k]) for k, n in enumerate(names)}
+    for r in cls.rows:
+        if r not in blocks:
+            blocks[r] = tuple(np.sort(cls.part(p[r]["weight"]).reshape(cls.width, -1), axis=1)
+                              for p in (a_params, b_params))
+    level = 1e-3 / max(len(blocks), 1)
+    agree = set()
+    for layer, (x, y) in blocks.items():
+        x, y = (np.asarray(f, np.float64).reshape(cls.width, -1) for f in (x, y))
+        cos = _matched_cosines([x - x.mean(axis=0)], [y - y.mean(axis=0)], perm)
+        if binom.sf(int(np.sum(cos > 0)) - 1, cos.size, 0.5) <= level:
+            agree.add(layer)
+    return tuple(x for x in layers if x in agree)
 
 
 def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:

@@ -378,9 +378,11 @@ def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b
         For :func:`align_units`.
     """
     by_stream = {cm.cls.stream: cm for cm in class_matches if cm.cls.stream is not None}
+    pinned = {k for k, (sa, sb) in enumerate(stream_pairs) if sa.pinned or sb.pinned}
     streams = [permute_stream(sa, b_of, b_params, by_stream[k].perm)
-               for k, (sa, _) in enumerate(stream_pairs) if k in by_stream]
-    streams += align_streams([pair for k, pair in enumerate(stream_pairs) if k not in by_stream],
+               for k, (sa, _) in enumerate(stream_pairs) if k in by_stream and k not in pinned]
+    streams += align_streams([pair for k, pair in enumerate(stream_pairs)
+                              if k not in by_stream and k not in pinned],
                              b_of, a_params, b_params, {c.b for c in chains},
                              {c.b_next for c in chains})
     owners: dict = {}  # (layer, axis) -> the classes over it
@@ -397,7 +399,7 @@ def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b
         if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.pruned or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
             continue
         others = owners.get((c.a, "in"), []) + owners.get((c.a_next, "out"), [])
-        if all(o.stream is not None for o in others):  # permuted above by these matchings
+        if all(o.stream is not None and not o.pinned for o in others):  # permuted above
             given[c.b] = cm.perm
     return streams, given
 
@@ -425,8 +427,8 @@ def _attention_pairs(blocks_a: list, blocks_b: list, b_of: dict) -> list:
                   and x.heads == y.heads), None)
         if y is None:
             continue
-        same_v = x.v is not None and b_of.get(x.v) == y.v
-        same_o = same_v and x.o is not None and b_of.get(x.o) == y.o
+        same_v = x.v in b_of and b_of[x.v] == y.v
+        same_o = same_v and x.o in b_of and b_of[x.o] == y.o
         out.append(dataclasses.replace(x, v=x.v if same_v else None, o=x.o if same_o else None))
     return out
 

@@ -17,6 +17,7 @@ permutation of the other axis changes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,12 +77,23 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
         same_roles = all({b_of[i] for i in getattr(sa, role) if i in b_of}
                          == {j for j in getattr(sb, role) if j in a_of}
                          for role in ("writers", "readers", "followers"))
+        if not same_roles and (sa.pinned or sb.pinned):
+            # compared in place, never permuted: the members both models give the same role
+            # are enough to match its units (a cousin of another depth, its blocks paired apart)
+            sa, same_roles = _agreeing(sa, sb, b_of), True
         if sa.width != sb.width or not same_roles or not any(i in b_of for i in sa.writers):
             limits.append(f"residual stream of {sa.width} units left in place (its layers differ "
                           "between A and B)")
             continue
         pairs.append((sa, sb))
     return pairs, limits
+
+
+def _agreeing(sa: Stream, sb: Stream, b_of: dict) -> Stream:
+    """A's stream with only the members matched to a member of B's stream in the same role."""
+    keep = {role: tuple(i for i in getattr(sa, role) if b_of.get(i) in getattr(sb, role))
+            for role in ("writers", "readers", "followers")}
+    return dataclasses.replace(sa, **keep)
 
 
 def _overlap(sa: Stream, sb: Stream, b_of: dict) -> int:

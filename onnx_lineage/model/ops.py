@@ -182,6 +182,9 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
             f"passes through {op} over its unit axis")
     if op in BINARY:
         others = [n for n in node.input if n and n != name]
+        if len(others) == 1 and not g.is_constant(others[0]) and same_for_every_unit(
+                g, others[0], axis, rank, dims):  # a mask over positions, a per-row norm
+            return Passage(True, axis, False)
         if len(others) != 1 or not g.is_constant(others[0]):
             return stop(f"passes through {op} with another computed operand")
         if not _uniform(g, others, axis, rank):
@@ -197,6 +200,8 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
         return _resize(g, node, axis, rank, dims.get(name))
     if op in ("Squeeze", "Unsqueeze"):
         return _squeeze(g, node, axis, rank)
+    if op == "Concat" and sum(1 for n in node.input if n) == 1:  # of one tensor: a copy
+        return Passage(True, axis, True)
     return stop(f"passes through {op}")
 
 
@@ -239,6 +244,41 @@ def _uniform(g: GraphIndex, names, axis: int, rank: int | None) -> bool:
         if 0 <= k < v.ndim and v.shape[k] != 1:
             return False
     return True
+
+
+#: Ops whose output is the same for every unit when each of their inputs is.
+_ELEMENTWISE_OF = UNARY | BINARY | {"Not", "And", "Or", "Xor", "Equal", "Greater", "Less",
+                                    "GreaterOrEqual", "LessOrEqual", "Where", "Expand"}
+
+
+def same_for_every_unit(g: GraphIndex, name: str, axis: int, rank: int | None, dims: dict,
+                        depth: int = 12) -> bool:
+    """A computed tensor that, broadcast against the units' tensor (of rank ``rank``, units on
+    ``axis``), has the same value for every unit: size 1 on that axis, or made from such tensors
+    by elementwise ops and broadcasts (an attention mask unsqueezed, expanded and cast, as
+    mean pooling over tokens writes it; a sum of that mask over positions). Followed back
+    ``depth`` nodes at most; False where anything else is on the way."""
+    shape = dims.get(name)
+    if shape is not None and len(shape) >= 1:
+        k = len(shape) + axis if axis < 0 else (None if rank is None
+                                                else len(shape) - (rank - axis))
+        if k is not None and (k < 0 or shape[k] == 1):
+            return True
+    if g.is_constant(name):
+        return _uniform(g, [name], axis, rank)
+    node = g.producer(name)
+    if node is None or depth == 0:
+        return False
+    if node.op_type == "Expand":  # broadcasting copies the values, unit by unit alike
+        return same_for_every_unit(g, node.input[0], axis, rank, dims, depth - 1)
+    if node.op_type in _ELEMENTWISE_OF:
+        return all(same_for_every_unit(g, n, axis, rank, dims, depth - 1)
+                   for n in node.input if n)
+    if node.op_type in REDUCTIONS and axis == -1:  # over other axes: the last stays last
+        axes, r = _axes(g, node, 1), len(dims.get(node.input[0]) or ())
+        return bool(axes) and r > 0 and all(a % r != r - 1 for a in axes) and \
+            same_for_every_unit(g, node.input[0], axis, rank, dims, depth - 1)
+    return False
 
 
 def _homogeneous_binary(g: GraphIndex, op: str, other: str) -> bool:

@@ -75,6 +75,13 @@ class Stream:
         A residual stream (False: hidden units shared through a gate, no residual addition).
     shared : bool
         Hidden units of one layer read by several layers (heads on one trunk), without a gate.
+    pinned : str
+        Why the stream's order is part of the function although every member is a parametric
+        layer (``"it is an output of the model"``: an embedding model's output); empty when
+        permuting it changes nothing outside. Such a stream is compared unit by unit in place:
+        its order is evidence only under the assumption that training did not tell its units
+        apart (a contrastive or masked-token loss does not, a regression onto fixed target
+        dimensions does).
     """
 
     width: int
@@ -84,6 +91,7 @@ class Stream:
     reason: str = ""
     residual: bool = True
     shared: bool = False
+    pinned: str = ""
 
     @property
     def members(self) -> tuple:
@@ -139,7 +147,10 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
                 data[0] in first and node.op_type in _KEEPS_LAYOUT):
             first.add(out)
         axis = 1 if data[0] in first else -1
-        if node.op_type in ("Add", "Sum") and len(data) >= 2 and layer is None:
+        scaled = _scaled(g, node, data, axis, dims) if layer is None else None
+        if scaled is not None:  # a mask over positions, a per-row norm: every unit alike
+            groups.union(out, scaled)
+        elif node.op_type in ("Add", "Sum") and len(data) >= 2 and layer is None:
             for n in data:
                 groups.union(out, n)
             residual.append(out)
@@ -175,6 +186,7 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
     for root, is_residual in kinds.items():
         found.append(_stream(g, groups, root, main, by_output, joined, is_residual, internal))
     found += _fanned_out(g, groups, kinds, main, by_output, joined, internal)
+    found = [s for s in found if s.members]  # an Add of masks, no layer's units: no stream
     order = {x.index: k for k, x in enumerate(main)}
     return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
 
@@ -214,22 +226,13 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
     widths = ({x.units for x in writers} | {x.weight.shape[0] for x in followers}
               | {x.weight.shape[1] for x in readers})
     reads = {(x.input, x.op) for x in readers + followers}
-    reason = ""
-    for t in sorted(tensors):
-        producer = g.producer(t)
-        if t in g.graph_outputs:
-            reason = "it is an output of the model"
-        elif producer is None and t not in by_output:
-            reason = "it holds an input of the model"
-        elif t not in by_output and producer.output[0] not in joined:
-            reason = f"written by a {producer.op_type} that is not a parametric layer"
-        else:
-            odd = [c.op_type for c in g.consumers_of(t)
-                   if c.name not in internal and (c.output[0] if c.output else "") not in joined and (t, c.op_type) not in reads
-                   and c.op_type not in SHAPE_ONLY]
-            reason = f"read by {odd[0]}" if odd else ""
-        if reason:
-            break
+    # a residual stream that is the model's output is compared in place (see ``Stream.pinned``)
+    is_output = any(t in g.graph_outputs for t in tensors)
+    pinned = "it is an output of the model" if residual and is_output else ""
+    reason = "it is an output of the model" if is_output and not residual else ""
+    own = {x.node for x in layers}
+    reason = reason or next((r for t in sorted(tensors)
+                             if (r := _blocker(g, t, by_output, joined, internal, reads, own))), "")
     grouped = [x for x in readers + writers if x.groups != 1]
     if not reason and grouped:
         reason = f"a grouped convolution (layer {grouped[0].index}) reads or writes it"
@@ -237,7 +240,23 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
         reason = "its layers disagree on its width"
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
                   tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
-                  residual)
+                  residual, pinned="" if reason else pinned)
+
+
+def _blocker(g: GraphIndex, t: str, by_output: dict, joined: set, internal: set, reads: set,
+             own: set) -> str:
+    """Why tensor ``t`` of a stream keeps the stream from being permuted; empty when it does
+    not. A tensor written inside a parametric layer (``own``: their nodes), before its
+    dequantization, is the layer's."""
+    producer = g.producer(t)
+    if producer is None and t not in by_output:
+        return "it holds an input of the model"
+    if t not in by_output and producer.output[0] not in joined and producer.name not in own:
+        return f"written by a {producer.op_type} that is not a parametric layer"
+    odd = [c.op_type for c in g.consumers_of(t)
+           if c.name not in internal and (c.output[0] if c.output else "") not in joined
+           and (t, c.op_type) not in reads and c.op_type not in SHAPE_ONLY]
+    return f"read by {odd[0]}" if odd else ""
 
 
 def _kept_in_place(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int,
@@ -245,6 +264,18 @@ def _kept_in_place(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int,
     """The op registry passes the units and leaves them on ``axis``."""
     how = ops.passage(g, node, name, axis, dims)
     return how.keeps and how.axis == axis
+
+
+def _scaled(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict
+            ) -> str | None:
+    """The operand of a two-operand elementwise op whose units pass because the other operand
+    is computed but the same for every unit (:func:`.ops.same_for_every_unit`); None when
+    neither or both are."""
+    if len(data) != 2 or node.op_type not in ops.BINARY:
+        return None
+    kept = [n for n, other in (data, data[::-1]) if ops.same_for_every_unit(
+        g, other, axis, len(dims[n]) if dims.get(n) else None, dims)]
+    return kept[0] if len(kept) == 1 else None
 
 
 def _is_layernorm(node: onnx.NodeProto) -> bool:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.matching import match
 from onnx_lineage.model.graph import GraphIndex
-from onnx_lineage.model.ops import dims_of, passage
+from onnx_lineage.model.loading import load_model
+from onnx_lineage.model.ops import dims_of, passage, same_for_every_unit
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.model.topology import links
 
@@ -295,3 +297,60 @@ def test_a_second_transpose_does_not_leave_the_units_where_the_first_put_them():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     link = links(model, extract_layers(model))[0]
     assert not (link.next == 1 and link.channels_last)
+
+
+def _mean_pooled(seed: int = 0, perm=None) -> onnx.ModelProto:
+    """``Gemm (6 -> 10) -> Relu`` per token, then mean pooling over the unmasked tokens as
+    sentence encoders export it (the mask unsqueezed, expanded to the units, cast, multiplied
+    in, summed over tokens and divided by its clipped sum), then ``Gemm (10 -> 3)``. ``perm``
+    reorders the 10 units: the same function."""
+    rng = np.random.default_rng(seed)
+    p = np.arange(10) if perm is None else np.asarray(perm)
+    t = {"w0": rng.normal(size=(10, 6)).astype(np.float32)[p],
+         "w1": rng.normal(size=(3, 10)).astype(np.float32)[:, p],
+         "b1": np.zeros(3, np.float32), "last": np.array([-1], np.int64),
+         "tokens": np.array([1], np.int64), "tiny": np.array(1e-9, np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w0T"], ["h0"]),
+             helper.make_node("Relu", ["h0"], ["h"]),
+             helper.make_node("Unsqueeze", ["mask", "last"], ["m1"]),
+             helper.make_node("Shape", ["h"], ["shape"]),
+             helper.make_node("Expand", ["m1", "shape"], ["m2"]),
+             helper.make_node("Cast", ["m2"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["h", "m"], ["hm"]),
+             helper.make_node("ReduceSum", ["hm", "tokens"], ["s"], keepdims=0),
+             helper.make_node("ReduceSum", ["m", "tokens"], ["n0"], keepdims=0),
+             helper.make_node("Clip", ["n0", "tiny"], ["n"]),
+             helper.make_node("Div", ["s", "n"], ["pooled"]),
+             helper.make_node("Gemm", ["pooled", "w1", "b1"], ["y"], transB=1)]
+    t["w0T"] = t.pop("w0").T.copy()
+    graph = helper.make_graph(
+        nodes, "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 6]),
+         helper.make_tensor_value_info("mask", TensorProto.INT64, ["n", "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+        [numpy_helper.from_array(v, k) for k, v in t.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_mask_expanded_to_the_units_is_the_same_for_every_unit():
+    model = _mean_pooled()
+    g, dims = GraphIndex(model.graph), dims_of(model)
+    assert same_for_every_unit(g, "m", -1, 3, dims)  # mask [n, t, 1] expanded and cast
+    assert same_for_every_unit(g, "n", -1, 2, dims)  # its sum over the tokens, clipped
+    assert not same_for_every_unit(g, "h", -1, 3, dims)  # the units themselves
+
+
+def test_mean_pooling_over_masked_tokens_keeps_the_units(tmp_path):
+    perm = np.random.default_rng(5).permutation(10)
+    x = np.random.default_rng(1).normal(size=(4, 7, 6)).astype(np.float32)
+    mask = (np.arange(7)[None] < np.array([[7], [3], [5], [1]])).astype(np.int64)
+    a, b = _mean_pooled(), _mean_pooled(perm=perm)
+    ya, yb = (ort.InferenceSession(m.SerializeToString()).run(None, {"x": x, "mask": mask})[0]
+              for m in (a, b))
+    np.testing.assert_allclose(ya, yb, rtol=1e-5, atol=1e-5)
+    pa, pb = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    onnx.save(a, pa)
+    onnx.save(b, pb)
+    m = match(load_model(pa), load_model(pb))
+    assert not m.limits
+    assert all(pair["cosine"] > 0.9999 for pair in m.pairs)

@@ -36,11 +36,16 @@ def test_a_residual_stream_lists_its_writers_readers_and_layernorms():
     assert [kinds[i][0] for i in s.followers] == ["layernorm"] * 3
 
 
-@pytest.mark.parametrize("tail, reason", [("output", "it is an output of the model"),
-                                          ("bias", "read by Add")])
-def test_a_stream_that_cannot_be_permuted_says_why(tail, reason):
-    (s,) = _streams(residual_model(tail=tail))
-    assert s.reason == reason
+def test_a_stream_that_cannot_be_permuted_says_why():
+    (s,) = _streams(residual_model(tail="bias"))
+    assert s.reason == "read by Add" and not s.pinned
+
+
+def test_a_stream_that_is_the_models_output_is_pinned_not_refused():
+    # an embedding model: the stream's order is part of the function, its members all layers
+    (s,) = _streams(residual_model(tail="output"))
+    assert s.reason == "" and s.pinned == "it is an output of the model"
+    assert len(s.writers) == 3 and len(s.readers) == 3
 
 
 @pytest.mark.parametrize("name", ["torch_mlp_legacy", "torch_cnn_bn", "torch_encoder", "sklearn_mlp"])
