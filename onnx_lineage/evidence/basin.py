@@ -37,8 +37,9 @@ def copies_for(alpha: float) -> int:
 
 def permuted_classes(classes: list) -> list:
     """The classes the copies permute: hidden units and channels, or the streams if none; not
-    pruned classes, whose smaller model's zero units sit at the end, not at random."""
-    usable = [c for c in classes if c.width >= 2 and not c.pruned]  # zero units sit at the end
+    pruned classes, whose smaller model's zero units sit at the end, not at random, nor pinned
+    ones (a stream that is the model's output): permuting those changes the function."""
+    usable = [c for c in classes if c.width >= 2 and not c.pruned and not c.pinned]
     hidden = [c for c in usable if c.kind != "stream"]
     return hidden or usable
 

@@ -4,18 +4,26 @@ STFT/DFT bases, sinusoidal position tables and similar constants are computed, n
 they can be bit-identical in unrelated models. Every row (or every column) of such a tensor is a
 sampled sinusoid ``x[n] = A cos(w n + p)`` (a ramp or a constant being the ``w = 0`` case), and a
 sampled sinusoid satisfies the recurrence ``x[n + 1] + x[n - 1] = 2 cos(w) x[n]`` exactly, whatever
-its frequency, phase and amplitude. Trained weights do not.
+its frequency, phase and amplitude. A windowed basis (an STFT's rows under a Hann window, as a
+voice detector's front end stores them) is a sum of three sinusoids, which satisfies a recurrence
+of order three. Trained weights satisfy neither.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Relative residual of the recurrence below which a row counts as a sinusoid.
+#: Relative residual of the recurrence below which a row counts as a sinusoid (for a row stored in
+#: float16, eight times its rounding).
 RESIDUAL = 1e-3
 #: Fraction of rows that must be sinusoids.
 FRACTION = 0.9
 MIN_LENGTH = 8
+#: Sinusoids a windowed row sums: a sinusoid times a Hann or Hamming window is three.
+WINDOWED = 3
+#: Rows at least this long are also tested for :data:`WINDOWED` sinusoids (the recurrence has
+#: that many free coefficients per row: on short rows it would fit anything).
+MIN_WINDOWED_LENGTH = 64
 
 
 #: Leading rows in which the columns are screened first (:func:`is_signal_constant`).
@@ -23,14 +31,33 @@ SCREEN_ROWS = 64
 
 
 def _sinusoids(part: np.ndarray) -> tuple[int, int]:
-    """(sinusoid rows, non-zero rows) of ``part`` (rows, n)."""
+    """(sinusoid rows, non-zero rows) of ``part`` (rows, n): rows that satisfy the recurrence of
+    one sinusoid, or, when long enough, that of a sum of up to :data:`WINDOWED` sinusoids."""
+    tol = RESIDUAL
+    if np.array_equal(part, part.astype(np.float16).astype(part.dtype)):  # stored as float16:
+        tol = max(RESIDUAL, 8 * np.finfo(np.float16).eps)  # its rounding, not a misfit
     part = part.astype(np.float64)
     scale = np.linalg.norm(part, axis=1)
     part, scale = part[scale > 0], scale[scale > 0]
-    mid, around = part[:, 1:-1], part[:, 2:] + part[:, :-2]
-    c = (around * mid).sum(1) / np.maximum((mid * mid).sum(1), 1e-300)
-    ok = np.linalg.norm(around - c[:, None] * mid, axis=1) <= RESIDUAL * scale
+    ok = _recurrence_residual(part, 1) <= tol * scale
+    if part.shape[1] >= MIN_WINDOWED_LENGTH and not ok.all():
+        ok[~ok] = _recurrence_residual(part[~ok], WINDOWED) <= tol * scale[~ok]
     return int(ok.sum()), int(ok.size)
+
+
+def _recurrence_residual(x: np.ndarray, order: int) -> np.ndarray:
+    """Per row of ``x`` (rows, n), the least-squares residual of the symmetric recurrence
+    ``x[n + k] + x[n - k] = sum_{j < k} c_j (x[n + j] + x[n - j])`` (``k = order``, ``x[n]`` alone
+    for ``j = 0``), with each row's own coefficients ``c``. A sum of ``k`` sampled sinusoids
+    (a sinusoid times a Hann or Hamming window is three) satisfies it exactly."""
+    n, k = x.shape[1], order
+    mid = slice(k, n - k)
+    cols = [x[:, mid]] + [x[:, k + j:n - k + j] + x[:, k - j:n - k - j] for j in range(1, k)]
+    a = np.stack(cols, axis=2)  # (rows, m, k)
+    target = x[:, 2 * k:] + x[:, :n - 2 * k]
+    ata = np.einsum("rmi,rmj->rij", a, a) + 1e-300 * np.eye(k)
+    coef = np.linalg.solve(ata, np.einsum("rmi,rm->ri", a, target)[..., None])[..., 0]
+    return np.linalg.norm(target - np.einsum("rmi,ri->rm", a, coef), axis=1)
 
 
 def _sinusoid_rows(x: np.ndarray, chunk: int = 256) -> float:

@@ -89,3 +89,26 @@ def test_the_early_stop_is_exact_at_the_fraction(trained_rows, expected):
     rows = [np.cos(rng.uniform(0, np.pi) * n + rng.uniform(0, 6)) for _ in range(1000 - trained_rows)]
     w = np.vstack([rng.standard_normal((trained_rows, 64)), np.asarray(rows)]).astype(np.float32)
     assert is_signal_constant(w) is expected
+
+
+def windowed_stft_basis(n: int = 256) -> np.ndarray:
+    """An STFT front end's kernels as a voice detector stores them: the real and imaginary DFT
+    rows under a periodic Hann window, ``(n + 2, 1, n)``."""
+    t = np.arange(n)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * t / n)
+    k = np.arange(n // 2 + 1)[:, None]
+    rows = np.concatenate([np.cos(2 * np.pi * k * t / n), -np.sin(2 * np.pi * k * t / n)]) * window
+    return rows[:, None, :].astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_windowed_basis_is_recognised_in_either_precision(dtype):
+    basis = windowed_stft_basis().astype(dtype).astype(np.float32)
+    assert is_signal_constant(basis)
+
+
+def test_trained_looking_rows_of_the_same_shape_are_not():
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.normal(size=(258, 1, 256)), axis=2)  # random walks: smooth, not sums
+    assert not is_signal_constant(rng.normal(size=(258, 1, 256)).astype(np.float32))
+    assert not is_signal_constant(smooth.astype(np.float32))
