@@ -31,6 +31,7 @@ import numpy as np
 from scipy.stats import binom
 from threadpoolctl import threadpool_limits
 
+from onnx_lineage.evidence import recurrent_units
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
                                                permute_inputs, row_norms, take_rows)
 from onnx_lineage.model.weights import release_pages
@@ -73,8 +74,13 @@ class SymmetryClass:
         match's paired streams.
     pinned : str
         Why the class's order is part of the function (a residual stream that is the model's
-        output, :attr:`.Stream.pinned`): B is compared in its own order, and the class's
-        matching counts only as evidence that B kept A's order.
+        output, :attr:`.Stream.pinned`), or why B is not permuted there: B is compared in its
+        own order, and the class's matching counts only as evidence that B kept A's order.
+    gates : int
+        For the hidden units of a recurrent layer (its one row layer), its gates per unit
+        (:mod:`.recurrent_units`); 0 otherwise.
+    direction : int
+        For a recurrent layer, the direction whose units these are.
     """
 
     name: str
@@ -88,6 +94,8 @@ class SymmetryClass:
     pruned: tuple = ()
     stream: int | None = None
     pinned: str = ""
+    gates: int = 0
+    direction: int = 0
 
     @property
     def layers(self) -> tuple:
@@ -105,6 +113,8 @@ class SymmetryClass:
         only : set of int, optional
             Permute only these members (one layer at a time: a copy of one layer, not of all).
         """
+        if self.gates:
+            raise NotImplementedError("a recurrent layer's units are compared in place")
         if only is not None:
             cut = replace(
                 self, rows=tuple(r for r in self.rows if r in only),
@@ -211,7 +221,17 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
     taken = {r for c in found for r in c.rows}
     for block in attention:
         found += _head_classes(block, taken)
-    return sorted(found, key=lambda c: (min(c.rows), c.span))
+    for layer in a_layers:
+        if layer.kind in recurrent_units.GATES and layer.index in matched:
+            params = a_params[layer.index]
+            dirs = recurrent_units.directions(params)
+            found += [SymmetryClass(f"layer {layer.index} hidden units"
+                                    + (f" direction {d}" if dirs > 1 else ""), "recurrent",
+                                    recurrent_units.width(params), (layer.index,),
+                                    pinned=recurrent_units.PINNED,
+                                    gates=recurrent_units.GATES[layer.kind], direction=d)
+                      for d in range(dirs)]
+    return sorted(found, key=lambda c: (min(c.rows), c.span, c.direction))
 
 
 def _head_classes(block, taken: set) -> list[SymmetryClass]:
@@ -298,7 +318,7 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
     row_owner: dict[int, list] = {}  # layer -> the classes over its rows (one per head)
     col_owner: dict[int, list] = {}  # layer -> (class, spatial, channels_last) over its inputs
     for k, c in enumerate(classes):
-        for r in c.rows:
+        for r in c.rows if not c.gates else ():  # a recurrent layer's rows are gate blocks
             row_owner.setdefault(r, []).append(k)
         for layer, spatial, channels_last in c.columns:
             col_owner.setdefault(layer, []).append((k, spatial, channels_last))
@@ -346,14 +366,13 @@ def _agreeing_members(cls: SymmetryClass, fa, fb, names, perm, layers: tuple, a_
     with any other's): a member independent of A's then has cosines symmetric about 0 at any
     matching that its features did not decide. A row member whose inputs another class orders
     (left out of the matching's features) is judged by its rows' values sorted."""
-    blocks = {int(n.split(":")[1]): (fa[k], fb[k]) for k, n in enumerate(names)}
-    for r in cls.rows:
-        if r not in blocks:
-            blocks[r] = tuple(np.sort(cls.part(p[r]["weight"]).reshape(cls.width, -1), axis=1)
-                              for p in (a_params, b_params))
+    blocks = [(int(n.split(":")[1]), fa[k], fb[k]) for k, n in enumerate(names)]
+    for r in set(cls.rows) - {b[0] for b in blocks}:
+        blocks.append((r, *(np.sort(cls.part(p[r]["weight"]).reshape(cls.width, -1), axis=1)
+                            for p in (a_params, b_params))))
     level = 1e-3 / max(len(blocks), 1)
     agree = set()
-    for layer, (x, y) in blocks.items():
+    for layer, x, y in blocks:
         x, y = (np.asarray(f, np.float64).reshape(cls.width, -1) for f in (x, y))
         cos = _matched_cosines([x - x.mean(axis=0)], [y - y.mean(axis=0)], perm)
         if binom.sf(int(np.sum(cos > 0)) - 1, cos.size, 0.5) <= level:
@@ -431,6 +450,8 @@ def _matched_cosines(xs: list, ys: list, perm: np.ndarray) -> np.ndarray:
 def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_owner: dict,
               col_owner: dict, done: dict) -> tuple[list, list, list]:
     """Feature blocks (units, features) of A and B for class ``k``, and their names."""
+    if cls.gates:
+        return _recurrent_features(cls, a_params, b_params, col_owner, done)
     fa, fb, names = [], [], []
     for r in cls.rows:
         owners = col_owner.get(r, [])
@@ -460,6 +481,26 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
             fb.append(np.sort(cls.part(b_params[r]["weight"]).reshape(cls.width, -1), axis=1))
             names.append(f"sorted:{r}")
     return fa, fb, names
+
+
+def _recurrent_features(cls: SymmetryClass, a_params: dict, b_params: dict, col_owner: dict,
+                        done: dict) -> tuple[list, list, list]:
+    """A recurrent layer's units (:mod:`.recurrent_units`): their input weights, the input axis
+    in A's order where one class owns it whole (else sorted), and their own recurrent weights
+    and biases."""
+    (r,) = cls.rows
+    owners = [(done[j], sp) for j, sp, _ in col_owner.get(r, []) if j in done]
+    order = None
+    if len(owners) == 1 and owners[0][1] == 1 and not owners[0][0].cls.span:
+        order = owners[0][0].perm
+    pa, pb = a_params[r], b_params[r]
+    name = f"in:{r}" if order is not None else f"sorted:{r}"
+    fa = [recurrent_units.incoming(pa, cls.gates, cls.direction, None if order is None
+                                   else np.arange(order.size)),
+          recurrent_units.own(pa, cls.gates, cls.direction)]
+    fb = [recurrent_units.incoming(pb, cls.gates, cls.direction, order),
+          recurrent_units.own(pb, cls.gates, cls.direction)]
+    return fa, fb, [name, f"unit:{r}"]
 
 
 def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:

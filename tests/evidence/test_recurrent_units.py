@@ -1,0 +1,82 @@
+"""A recurrent layer's hidden units as a class: matched in place, gates together."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from onnx_lineage.evidence.unit_order import unit_order_test
+from onnx_lineage.matching import match
+from tests.conftest import fixture_path
+
+H, GATES = 16, 3
+W, R, B, HEAD = "onnx::GRU_121", "onnx::GRU_122", "onnx::GRU_123", "head.weight"
+
+
+def _variant(tmp_path, name, perm=None, noise=0.0, fresh=False):
+    """The stateful detector (a GRU of 16 units read by a dense head) with its GRU units permuted
+    in every gate, in the recurrent weights' columns, the biases and the head (the same
+    probabilities; the state comes out permuted), with weight noise, or drawn again."""
+    m = onnx.load(fixture_path("torch_vad_state"))
+    rng = np.random.default_rng(3)
+    gate_rows = None if perm is None else np.concatenate([g * H + perm for g in range(GATES)])
+    for t in m.graph.initializer:
+        a = numpy_helper.to_array(t).astype(np.float32)
+        if perm is not None and t.name in (W, R):
+            a = a[:, gate_rows]
+            a = a[..., perm] if t.name == R else a
+        elif perm is not None and t.name == B:
+            a = a[:, np.concatenate([gate_rows, GATES * H + gate_rows])]
+        elif perm is not None and t.name == HEAD:
+            a = a[:, perm]
+        if fresh:
+            a = rng.normal(size=a.shape) * a.std()
+        a = a + noise * a.std() * rng.normal(size=a.shape)
+        t.CopyFrom(numpy_helper.from_array(a.astype(np.float32), t.name))
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(m, path)
+    return path
+
+
+def _hidden(m) -> dict:
+    (row,) = [r for r in unit_order_test(m.class_matches, 0.01).classes
+              if r["name"].endswith("hidden units")]
+    return row
+
+
+def _probabilities(path):
+    rng = np.random.default_rng(0)
+    feeds = {"input": rng.normal(size=(8, 64)).astype(np.float32),
+             "state": np.zeros((1, 8, H), np.float32), "sr": np.array(16000)}
+    return ort.InferenceSession(str(path)).run(None, feeds)[0]
+
+
+def test_permuting_the_gru_units_in_every_gate_keeps_the_function(tmp_path):
+    perm = np.random.default_rng(1).permutation(H)
+    np.testing.assert_allclose(_probabilities(fixture_path("torch_vad_state")),
+                               _probabilities(_variant(tmp_path, "perm", perm=perm)), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["same", "release"])
+def test_a_release_keeps_the_order_of_its_recurrent_units(tmp_path, kind):
+    b = _variant(tmp_path, kind, noise=0.0 if kind == "same" else 0.05)
+    row = _hidden(match(fixture_path("torch_vad_state"), b))
+    assert row["fixed_points"] == H and row["p_value"] < 1e-12
+
+
+def test_permuted_units_are_matched_but_not_counted_in_order(tmp_path):
+    perm = np.random.default_rng(1).permutation(H)
+    m = match(fixture_path("torch_vad_state"), _variant(tmp_path, "perm", perm=perm))
+    # A's unit u is B's unit perm^-1[u]: found, and only its fixed points count as kept order
+    (cm,) = [c for c in m.class_matches if c.cls.gates]
+    np.testing.assert_array_equal(cm.perm, np.argsort(perm))
+    assert _hidden(m)["fixed_points"] == int(np.sum(perm == np.arange(H)))
+    assert not any("hidden units" in t for t in m.transforms)  # compared in place
+
+
+def test_an_independent_gru_keeps_no_order(tmp_path):
+    row = _hidden(match(fixture_path("torch_vad_state"), _variant(tmp_path, "new", fresh=True)))
+    assert row["p_value"] > 0.001
