@@ -33,7 +33,7 @@ from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.ops import SHAPE_ONLY, UNIT_PRESERVING
 from onnx_lineage.model.parameters import PER_UNIT, Layer
-from onnx_lineage.model.topology import is_depthwise
+from onnx_lineage.model.topology import is_depthwise, scope_graphs
 
 #: Reductions that keep the last (unit) axis when it is not among their axes.
 _REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
@@ -121,27 +121,54 @@ class _Groups:
 
 def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None
             ) -> list[Stream]:
-    """The residual streams and gated groups of the main graph, in the graph order of their
-    first member (``dims``: the graph's :func:`.ops.dims_of`, where the caller has them)."""
-    g = GraphIndex(model.graph)
-    main = [x for x in layers if not x.scope]
-    by_output = {x.output: x for x in main}
-    dims = ops.dims_of(model) if dims is None else dims
+    """The residual streams and gated groups of the main graph and of its subgraphs (If
+    branches: a stream stays within its graph), in the order of their first member (``dims``:
+    the main graph's :func:`.ops.dims_of`, where the caller has them; subgraphs are walked
+    without inferred shapes)."""
+    found = []
+    for scope, g in scope_graphs(model).items():
+        mine = [x for x in layers if x.scope == scope]
+        if not any(x.kind in ("dense", "conv", "embedding") for x in mine):
+            continue
+        if scope:
+            known = ops.Dims()
+        else:
+            known = dims = ops.dims_of(model) if dims is None else dims
+        found += _streams_of(g, mine, known)
+    found = [s for s in found if s.members]  # an Add of masks, no layer's units: no stream
+    order = {x.index: k for k, x in enumerate(layers)}
+    return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
+
+
+def _streams_of(g: GraphIndex, layers: list[Layer], dims: dict) -> list[Stream]:
+    """The streams of one graph, its ``layers`` (those of its scope)."""
+    by_output = {x.output: x for x in layers}
+    groups, residual, gated, joined, internal = _walk(g, layers, by_output, dims)
+    kinds = {groups.find(r): True for r in residual}
+    for r in gated:
+        kinds.setdefault(groups.find(r), False)
+    found = [_stream(g, groups, root, layers, by_output, joined, is_residual, internal)
+             for root, is_residual in kinds.items()]
+    return found + _fanned_out(g, groups, kinds, layers, by_output, joined, internal)
+
+
+def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tuple:
+    """Unite the tensors of one graph that share units (see the module docstring): the groups,
+    the residual Adds and gating Muls found, the outputs joined to an input, and the nodes
+    inside layers written as ops."""
     groups, residual, gated = _Groups(), [], []
     joined = set()  # first outputs of the nodes whose output shares units with an input
-    for x in main:  # normalisations written as ops: their nodes read the units, output keeps them
+    for x in layers:  # normalisations written as ops: their nodes read the units, output keeps them
         if x.internal:
             groups.union(x.output, x.input)
             joined.add(x.output)
-    internal = {n for x in main for n in x.internal}
+    internal = {n for x in layers for n in x.internal}
     first = set()  # channels-first tensors: units on axis 1
-    for node in model.graph.node:
+    for node in g.graph.node:
         data = [n for n in node.input if n and not g.is_constant(n)]
-        if not data or not node.output:
+        if not data or not node.output or node.name in internal:
             continue
         out = node.output[0]
-        if node.name in internal:
-            continue
         layer = by_output.get(out)
         if node.op_type in ("Conv", "ConvInteger", "QLinearConv") or (
                 data[0] in first and node.op_type in _KEEPS_LAYOUT):
@@ -163,32 +190,27 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
         elif layer is not None and (layer.kind == "prelu" or layer.kind == "conv"
                                     and is_depthwise(layer, layer.units)):
             groups.union(out, data[0])
-        elif not (node.op_type in UNIT_PRESERVING or _is_layernorm(node)
-                  or node.op_type in _UNARY
-                  or (node.op_type in _ELEMENTWISE and len(data) == 1 and _scalar_operand(g, node))
-                  or (node.op_type in _REDUCTIONS and _keeps_axis(g, node, dims, axis))
-                  or (node.op_type in _FLATTENING and data[0] in first
-                      and _pooled(data[0], out, dims))
-                  or (node.op_type in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
-                  or (node.op_type in _SELECTIONS and node.input[0] == data[0] and axis == -1
-                      and _selects_rows(g, node, dims))
-                  or (len(data) == 1 and node.op_type not in ("Squeeze", "Unsqueeze")
-                      and _kept_in_place(g, node, data[0], axis, dims))):
-            continue
-        else:
+        elif _passes(g, node, data, axis, dims, first):
             groups.union(out, data[0])
+        else:
+            continue
         joined.add(out)
+    return groups, residual, gated, joined, internal
 
-    found = []
-    kinds = {groups.find(r): True for r in residual}
-    for r in gated:
-        kinds.setdefault(groups.find(r), False)
-    for root, is_residual in kinds.items():
-        found.append(_stream(g, groups, root, main, by_output, joined, is_residual, internal))
-    found += _fanned_out(g, groups, kinds, main, by_output, joined, internal)
-    found = [s for s in found if s.members]  # an Add of masks, no layer's units: no stream
-    order = {x.index: k for k, x in enumerate(main)}
-    return sorted(found, key=lambda s: min((order[i] for i in s.members), default=0))
+
+def _passes(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict,
+            first: set) -> bool:
+    """A node that carries the units of its first data input to its output, in place."""
+    op, out = node.op_type, node.output[0]
+    return (op in UNIT_PRESERVING or _is_layernorm(node) or op in _UNARY
+            or (op in _ELEMENTWISE and len(data) == 1 and _scalar_operand(g, node))
+            or (op in _REDUCTIONS and _keeps_axis(g, node, dims, axis))
+            or (op in _FLATTENING and data[0] in first and _pooled(data[0], out, dims))
+            or (op in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
+            or (op in _SELECTIONS and node.input[0] == data[0] and axis == -1
+                and _selects_rows(g, node, dims))
+            or (len(data) == 1 and op not in ("Squeeze", "Unsqueeze")
+                and _kept_in_place(g, node, data[0], axis, dims)))
 
 
 def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], by_output,
