@@ -327,6 +327,34 @@ _SHAPE_VALUE_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 _SHAPE_VALUE_MAX = 4096
 
 
+#: ``com.microsoft`` ops that onnxruntime's optimizer writes and onnx's shape inference does not
+#: know, with a default-domain op of the same output shape (and the attributes it keeps).
+_TWINS = {"FusedConv": ("Conv", {"auto_pad", "dilations", "group", "kernel_shape", "pads",
+                                 "strides"}),
+          "FusedGemm": ("Gemm", {"alpha", "beta", "transA", "transB"}),
+          "BiasGelu": ("Add", set()), "QuickGelu": ("Identity", set()),
+          "FastGelu": ("Identity", set()), "BiasAdd": ("Add", set())}
+
+
+def _shape_twin(node: onnx.NodeProto) -> onnx.NodeProto:
+    """``node``, or for a fused ``com.microsoft`` op its default-domain twin for shape inference
+    (FusedConv as a Conv: the fused activation keeps the shape)."""
+    twin = _TWINS.get(node.op_type) if node.domain == "com.microsoft" else None
+    if twin is None:
+        return node
+    op, keep = twin
+    inputs = list(node.input)
+    if op == "Identity":
+        inputs = inputs[:1]
+    elif op == "Add":
+        inputs = inputs[:2]
+    elif op == "Conv":
+        inputs = inputs[:3]  # a fourth input is the residual Z, added after
+    return onnx.helper.make_node(op, inputs, list(node.output)[:1], name=node.name,
+                                 **{a.name: onnx.helper.get_attribute_value(a)
+                                    for a in node.attribute if a.name in keep})
+
+
 def inferred_values(model: onnx.ModelProto, folded: dict | None = None
                     ) -> list[onnx.ValueInfoProto]:
     """Shapes of the main graph's values and outputs, as :func:`onnx.shape_inference.infer_shapes`
@@ -339,7 +367,7 @@ def inferred_values(model: onnx.ModelProto, folded: dict | None = None
     computed from constants or shapes): it is given to shape inference as a constant, so that
     the shapes after that node are known too. Raises what shape inference raises."""
     g = model.graph
-    nodes = list(g.node)
+    nodes = [_shape_twin(n) for n in g.node]
     kept, shaped = [], []
     for (k, slot), value in (folded or {}).items():
         node = onnx.NodeProto()

@@ -451,6 +451,31 @@ def _resize(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
     return Passage(True, axis, mode == "nearest")
 
 
+def reshaped_axis(before: list | None, after: list | None, axis: int) -> int | None:
+    """Where a Reshape or Flatten puts the units its input holds whole on ``axis`` (counted from
+    the front), read off the known shapes ``before`` and ``after`` it: their axis in the output
+    when they stay one axis, with the same number of values before and after them
+    (``(N, 1, T, C) -> (N, T, C)``, ``(N, C, H, W) -> (N, C, H * W)``); None when they are merged
+    with other axes (a flatten) or the shapes are not known enough to tell."""
+    if not before or not after or not 0 <= axis < len(before):
+        return None
+    units = before[axis]
+    if units is None or (before[0] is None) != (after[0] is None):
+        return None
+    lead = before[1:axis] if before[0] is None else before[:axis]
+    trail = before[axis + 1:]
+    for k, d in enumerate(after):
+        if d != units or (after[0] is None and k == 0):
+            continue
+        lead_k = after[1:k] if after[0] is None else after[:k]
+        if None in lead + lead_k + trail + after[k + 1:]:
+            return None
+        if int(np.prod(lead)) == int(np.prod(lead_k)) and \
+                int(np.prod(trail)) == int(np.prod(after[k + 1:])):
+            return k
+    return None
+
+
 def _squeeze(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:
     """Squeeze/Unsqueeze of other axes: last-axis units stay last unless the last axis is the one
     added or removed; units counted from the front keep their place when every axis added or

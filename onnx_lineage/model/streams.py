@@ -50,6 +50,8 @@ _UNARY = {"Sqrt", "Erf", "HardSwish", "Mish", "Neg", "Exp", "Abs"}
 _FLATTENING = {"Flatten", "Squeeze", "Reshape"}
 #: Row-wise scalings: fine when the other operand has one value per row (last dim 1).
 _ROW_SCALING = {"Mul", "Div"}
+#: Ops that move axes: the walk follows the units to axis 1 or to the last axis.
+_LAYOUT_MOVES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape", "Flatten"}
 #: Selections of rows (a position, a slice of the sequence) that keep the last axis whole.
 _SELECTIONS = {"Gather", "Slice"}
 
@@ -190,12 +192,37 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
         elif layer is not None and (layer.kind == "prelu" or layer.kind == "conv"
                                     and is_depthwise(layer, layer.units)):
             groups.union(out, data[0])
+        elif node.op_type in _LAYOUT_MOVES and len(data) == 1 and (
+                moved := _moved_axis(g, node, axis, dims)) is not None:
+            groups.union(out, data[0])  # units on axis 1 or last, as the walk tells layouts
+            if moved == 1:
+                first.add(out)
+            else:
+                first.discard(out)
         elif _passes(g, node, data, axis, dims, first):
             groups.union(out, data[0])
         else:
             continue
         joined.add(out)
     return groups, residual, gated, joined, internal
+
+
+def _moved_axis(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> int | None:
+    """Where a Squeeze, Unsqueeze, Transpose, Reshape or Flatten puts the units its input holds
+    on ``axis`` (1 or -1): 1 (channels-first) or -1 (last); None elsewhere or when it cannot be
+    told (a reshape that merges them with other axes)."""
+    if node.op_type == "Transpose":
+        perm = attr(node, "perm")
+        if not perm:
+            return None
+        new = list(perm).index(axis % len(perm))
+        return 1 if new == 1 else -1 if new == len(perm) - 1 else None
+    if node.op_type in ("Reshape", "Flatten"):
+        before, after = dims.get(node.input[0]), dims.get(node.output[0])
+        k = ops.reshaped_axis(before, after, axis % len(before)) if before and after else None
+        return None if k is None else -1 if k == len(after) - 1 else 1 if k == 1 else None
+    how = ops.passage(g, node, node.input[0], axis, dims)
+    return how.axis if how.keeps and how.axis in (1, -1) else None
 
 
 def _passes(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict,

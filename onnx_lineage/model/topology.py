@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx
 
 from onnx_lineage.model import ops
@@ -244,32 +243,20 @@ def _keeps_last(node: onnx.NodeProto) -> bool:
 
 
 def _reshape_keeps(node: onnx.NodeProto, layer: Layer, walk: _Walk, dims: _Dims) -> str | None:
-    """Where a Reshape or Flatten of known shapes leaves the units when it keeps their axis whole,
-    with the same number of values before and after it (``(N, 1, T, C) -> (N, T, C)``):
-    ``"last"``, ``"first"`` (axis 1, a conv's channels), or None (merged with other axes: a
-    flatten, which the chain follows as such)."""
+    """Where a Reshape or Flatten of known shapes leaves the units when it keeps their axis whole
+    (:func:`.ops.reshaped_axis`): ``"last"``, ``"first"`` (axis 1, a conv's channels), or None
+    (merged with other axes: a flatten, which the chain follows as such)."""
     known = dims.get()
     before, after = known.get(node.input[0]), known.get(node.output[0])
     if not before or not after:
         return None
     axis = 1 if layer.kind == "conv" and not walk.channels_last else len(before) - 1
-    units = before[axis]
-    if units is None or (before[0] is None) != (after[0] is None):
+    k = ops.reshaped_axis(before, after, axis)
+    if k is None:
         return None
-    lead = before[1:axis] if before[0] is None else before[:axis]
-    trail = before[axis + 1:]
-    for k, d in enumerate(after):
-        if d != units or (after[0] is None and k == 0):
-            continue
-        lead_k = after[1:k] if after[0] is None else after[:k]
-        if None in lead + lead_k + trail + after[k + 1:]:
-            return None
-        if int(np.prod(lead)) == int(np.prod(lead_k)) and \
-                int(np.prod(trail)) == int(np.prod(after[k + 1:])):
-            if k == len(after) - 1:
-                return "last"
-            return "first" if k == 1 and axis == 1 else None
-    return None
+    if k == len(after) - 1:
+        return "last"
+    return "first" if k == 1 and axis == 1 else None
 
 
 def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:

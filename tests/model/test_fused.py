@@ -57,3 +57,15 @@ def test_a_bias_added_after_requantizing_the_product_is_the_layers():
     layers = extract_layers(model)
     assert "bias" in layers[0].params and layers[0].output == "h"
     assert links(model, layers)[0].next == 1
+
+
+def test_shapes_are_inferred_through_fused_layers(tmp_path):
+    # onnx's shape inference knows no com.microsoft op: every shape after a FusedConv was lost,
+    # and with them the layout of the flatten before the classifier
+    from onnx_lineage.model.ops import dims_of
+    model = onnx.load(_optimised("torch_cnn_bn", tmp_path))
+    fused = [n for n in model.graph.node if n.op_type == "FusedConv"]
+    dims = dims_of(model)
+    assert fused and all(dims.get(n.output[0]) and dims[n.output[0]][1] is not None
+                         for n in fused)
+    assert all(dims.get(o.name) for o in model.graph.output)

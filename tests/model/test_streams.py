@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -121,3 +122,71 @@ def test_units_read_by_several_heads_are_one_class_with_their_prelu_slopes(tmp_p
     assert all(p["cosine"] > 0.9999 for p in m.pairs) and not m.limits
     (cls,) = data_free(m).classes
     assert cls.name == "layer 0 units (read by 3 layers)" and cls.per_unit == (1,)
+
+
+def _conv_stream_to_dense(perm=None) -> onnx.ModelProto:
+    """A 1-d conv stream ``x + conv(relu(conv(x)))`` of 6 channels on ``(N, 6, 1, T)``, then
+    Squeeze of the height, Transpose to ``(N, T, 6)`` and a dense head per position, as text
+    recognisers end. ``perm`` reorders the stream's channels: the same function."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    p = np.arange(6) if perm is None else np.asarray(perm)
+    t = {"w0": rng.normal(size=(6, 2, 1, 1)).astype(np.float32)[p],
+         "w1": rng.normal(size=(6, 6, 1, 3)).astype(np.float32)[p][:, p],
+         "wh": rng.normal(size=(6, 4)).astype(np.float32)[p], "two": np.array([2], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["s0"]),
+             helper.make_node("Relu", ["s0"], ["r"]),
+             helper.make_node("Conv", ["r", "w1"], ["c1"], pads=[0, 1, 0, 1]),
+             helper.make_node("Add", ["s0", "c1"], ["s1"]),
+             helper.make_node("Squeeze", ["s1", "two"], ["sq"]),
+             helper.make_node("Transpose", ["sq"], ["tr"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["tr", "wh"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "rec", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 1, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 9, 4])],
+        [numpy_helper.from_array(v, k) for k, v in t.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_stream_is_followed_through_a_squeeze_and_a_transpose_to_a_dense_head():
+    model = _conv_stream_to_dense()
+    layers = extract_layers(model)
+    (s,) = streams(model, layers)
+    assert s.reason == "" and s.width == 6
+    assert [layers[i].op for i in s.readers] == ["Conv", "MatMul"]
+    x = np.random.default_rng(1).normal(size=(3, 2, 1, 9)).astype(np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+            for m in (model, _conv_stream_to_dense(perm=[3, 0, 5, 1, 4, 2])))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_stream_inside_an_if_branch_is_found():
+    """A detector that keeps its residual blocks in the branches of an If (one per sample rate):
+    each branch's stream is found within it."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+
+    def branch(name: str) -> onnx.GraphProto:
+        t = {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(6, 6, 3)),
+             f"{name}_w2": rng.normal(size=(2, 6, 1))}
+        nodes = [helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_s0"], pads=[1, 1]),
+                 helper.make_node("Relu", [f"{name}_s0"], [f"{name}_r"]),
+                 helper.make_node("Conv", [f"{name}_r", f"{name}_w1"], [f"{name}_c1"], pads=[1, 1]),
+                 helper.make_node("Add", [f"{name}_s0", f"{name}_c1"], [f"{name}_s1"]),
+                 helper.make_node("Conv", [f"{name}_s1", f"{name}_w2"], [f"{name}_y"])]
+        return helper.make_graph(
+            nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"),
+                          else_branch=branch("else"))], "vad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 16]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    layers = extract_layers(model)
+    found = streams(model, layers)
+    assert len(found) == 2 and all(s.reason == "" and s.width == 6 for s in found)
+    assert sorted(str({layers[i].scope for i in s.members}) for s in found) == [
+        "{'If_0.else_branch'}", "{'If_0.then_branch'}"]
