@@ -33,7 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from onnx_lineage.evidence import recurrent_units
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
-                                               permute_inputs, row_norms, take_rows)
+                                               permute_inputs, permute_units, row_norms,
+                                               widened)
 from onnx_lineage.model.weights import release_pages
 
 
@@ -121,28 +122,12 @@ class SymmetryClass:
                 columns=tuple(c for c in self.columns if c[0] in only),
                 per_unit=tuple(n for n in self.per_unit if n in only))
             return cut.permute(params, perm)
-        for r in self.rows:
-            rows = self.widened(perm, params[r]["weight"].shape[0])
-            p = dict(params[r], weight=take_rows(params[r]["weight"], rows))
-            if "bias" in p:
-                p["bias"] = p["bias"][rows]
-            params[r] = p
-        for layer, spatial, channels_last in self.columns:
-            w = params[layer]["weight"]
-            params[layer] = dict(params[layer], weight=permute_inputs(
-                w, self.widened(perm, w.shape[1] // spatial), spatial, None, channels_last))
-        for n in self.per_unit:
-            params[n] = {k: (v if k == "eps" else v[self.widened(perm, v.shape[0])])
-                         for k, v in params[n].items()}
+        permute_units(params, perm, self.rows, self.columns, self.per_unit, self.span)
 
     def widened(self, perm: np.ndarray, total: int) -> np.ndarray:
         """``perm`` over the class's units as a permutation of all ``total`` units of a member
         (the identity outside the class's span)."""
-        if not self.span:
-            return perm
-        full = np.arange(total)
-        full[self.span[0]:self.span[1]] = self.span[0] + perm
-        return full
+        return widened(perm, total, self.span)
 
     def widened_scale(self, scale: np.ndarray, total: int) -> np.ndarray:
         """Per-unit ``scale`` over the class's units as float32 factors for all ``total`` units

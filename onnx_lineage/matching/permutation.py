@@ -661,16 +661,69 @@ def _layers(c: Chain) -> tuple:
 
 
 def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:
-    pb = b_params[c.b]
-    w = take_rows(pb["weight"], perm)
-    if scale is not None:
-        w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-    pb["weight"] = kept(w)
-    if "bias" in pb:
-        pb["bias"] = kept(pb["bias"][perm] * (1 if scale is None else scale))
-    for _, fb in c.followers:
-        b_params[fb] = {k: (v if k == "eps" else v[perm]) for k, v in b_params[fb].items()}
-    nxt = b_params[c.b_next]
-    nxt["weight"] = (permute_inputs(nxt["weight"], perm, c.spatial, scale, c.channels_last)
-                     if c.next_groups == 1 else
-                     permute_grouped_inputs(nxt["weight"], perm, c.next_groups, scale))
+    permute_units(b_params, perm, (c.b,), ((c.b_next, c.spatial, c.channels_last),),
+                  tuple(fb for _, fb in c.followers), scale=scale, next_groups=c.next_groups)
+
+
+def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tuple = (),
+                  per_unit: tuple = (), span: tuple = (), scale: np.ndarray | None = None,
+                  next_groups: int = 1) -> None:
+    """The one permutation of a unit axis, in place on ``params``: unit ``u`` gets the
+    parameters of unit ``perm[u]`` in every layer that carries the axis. Hidden units of one
+    layer, a convolution's channels, a residual stream and an attention head's dimensions are
+    all put in order by it, so a junction, a stream and a symmetry class are one operation.
+
+    Parameters
+    ----------
+    params : dict of layer index to dict of str to ndarray
+        Canonical parameters; the members' entries are replaced by permuted copies (the mapped
+        originals' pages released after each).
+    perm : ndarray of shape (units,), int
+    rows : tuple of int
+        Layers whose output units (rows of the weight, entries of the bias) are the axis.
+    columns : tuple of (int, int, bool)
+        ``(layer, spatial, channels_last)``: layers whose inputs are the axis, ``spatial``
+        inputs per unit (a flattened map), in channels-last order or not.
+    per_unit : tuple of int
+        Layers with one entry per unit in every parameter (normalisations, depthwise
+        convolutions).
+    span : tuple of (int, int), or ()
+        The axis is rows and columns ``span[0]:span[1]`` of its members (one attention head):
+        the identity elsewhere.
+    scale : ndarray of shape (units,), optional
+        Per unit in the new order: multiplies the rows and divides the columns (a rescaling
+        undone where the ops between them are positively homogeneous).
+    next_groups : int
+        The column layers are grouped convolutions reading the units in this many blocks
+        (:func:`permute_grouped_inputs`).
+    """
+    for r in rows:
+        p, order = params[r], widened(perm, params[r]["weight"].shape[0], span)
+        w = take_rows(p["weight"], order)
+        if scale is not None:
+            w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        p = dict(p, weight=kept(w))
+        if "bias" in p:
+            p["bias"] = kept(p["bias"][order] * (1 if scale is None else scale))
+        params[r] = p
+        release_pages()  # copied in the new order: the mapped original may go
+    for layer, spatial, channels_last in columns:
+        w = params[layer]["weight"]
+        w = (permute_inputs(w, widened(perm, w.shape[1] // spatial, span), spatial, scale,
+                            channels_last) if next_groups == 1 else
+             permute_grouped_inputs(w, perm, next_groups, scale))
+        params[layer] = dict(params[layer], weight=w)
+        release_pages()
+    for n in per_unit:
+        params[n] = {k: (v if k == "eps" else v[widened(perm, v.shape[0], span)])
+                     for k, v in params[n].items()}
+
+
+def widened(perm: np.ndarray, total: int, span: tuple = ()) -> np.ndarray:
+    """``perm`` over the units ``span[0]:span[1]`` as a permutation of all ``total`` units of a
+    layer (the identity outside the span); ``perm`` itself without a span."""
+    if not span:
+        return perm
+    full = np.arange(total)
+    full[span[0]:span[1]] = span[0] + perm
+    return full

@@ -21,9 +21,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import CosineSum, per_unit, take_columns, take_rows
+from onnx_lineage.matching.permutation import CosineSum, per_unit, permute_units
 from onnx_lineage.model.streams import Stream
-from onnx_lineage.model.weights import release_pages
 
 
 @dataclass(frozen=True)
@@ -141,11 +140,9 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
     becomes unit ``u``), in place on ``b_params``: rows of its writers, input columns of its
     readers, parameters of its followers; nothing is copied for the identity."""
     if np.any(perm != np.arange(perm.size)):
-        for role in ("writers", "readers", "followers"):
-            for ai in getattr(sa, role):
-                if ai in b_of:
-                    b_params[b_of[ai]] = _permuted(b_params[b_of[ai]], role, perm)
-                    release_pages()  # copied in A's order: the mapped original may go
+        permute_units(b_params, perm, tuple(b_of[i] for i in sa.writers if i in b_of),
+                      tuple((b_of[i], 1, False) for i in sa.readers if i in b_of),
+                      tuple(b_of[i] for i in sa.followers if i in b_of))
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)
 
@@ -172,14 +169,3 @@ def _features(params: dict, role: str, sort: bool) -> np.ndarray:
     if role == "writers" and "bias" in params:
         feat = np.concatenate([feat, params["bias"][:, None]], axis=1)
     return feat
-
-
-def _permuted(params: dict, role: str, perm: np.ndarray) -> dict:
-    if role == "readers":
-        return dict(params, weight=take_columns(params["weight"], perm))
-    if role == "writers":
-        out = dict(params, weight=take_rows(params["weight"], perm))
-        if "bias" in params:
-            out["bias"] = params["bias"][perm]
-        return out
-    return {k: (v if k == "eps" else v[perm]) for k, v in params.items()}
