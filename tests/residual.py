@@ -12,7 +12,8 @@ D, F, VOCAB, CLASSES, LENGTH = 12, 20, 30, 4, 8
 
 def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = None,
                    hidden: list | None = None, noise: float = 0.0,
-                   tail: str = "head", take: list | None = None) -> onnx.ModelProto:
+                   tail: str = "head", take: list | None = None, width: int = D,
+                   hidden_units: int = F, vocab: int = VOCAB) -> onnx.ModelProto:
     """Embedding, ``blocks`` pre-LN feed-forward blocks ``x + W2 relu(W1 LN(x) + b1) + b2``, a final
     LayerNorm, the mean over positions and a dense head.
 
@@ -21,8 +22,10 @@ def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = N
     derived model). ``tail``: ``head`` (as above), ``output`` (the stream is also a graph
     output) or ``bias`` (a constant per unit added to the stream before the head). ``take``
     keeps only those blocks, in that order (a shallower model distilled from a subset of the
-    teacher's layers, with its embedding table).
+    teacher's layers, with its embedding table). ``width``, ``hidden_units``, ``vocab``: the
+    stream's units, each block's inner units and the table's rows.
     """
+    D, F, VOCAB = width, hidden_units, vocab  # noqa: N806 (this model's sizes)
     rng = np.random.default_rng(seed)
 
     def normal(*shape, scale=1.0):

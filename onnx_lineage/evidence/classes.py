@@ -378,7 +378,10 @@ def _scale(fa, fb, names, perm, rescalable: bool) -> np.ndarray | None:
 def assignment(fa: list, fb: list, relabel: np.ndarray) -> np.ndarray:
     """The matching of B's units to A's (``perm[u]``: B's unit for A's unit ``u``) with the
     largest sum over feature blocks (``fa[k]`` (n, d) against ``fb[k]`` (n, d)) of the matched
-    units' cosines.
+    units' cosines, each block's weighted by the square root of its length ``d``: the cosine of
+    unrelated ``d``-long vectors spreads as ``1 / sqrt(d)``, so each block counts in units of its
+    own chance spread (a head's four output weights per unit no longer outvote an embedding's
+    thousands).
 
     Equivariant in B's units: they are relabelled by the random ``relabel`` first and the labels
     restored after, so exact ties cannot favour B's own order. The similarity
@@ -389,7 +392,8 @@ def assignment(fa: list, fb: list, relabel: np.ndarray) -> np.ndarray:
     wide classes) work on
     the relabelled units, so the matching stays equivariant.
     """
-    best = best_matching(list(zip(fa, fb)), relabel=relabel)
+    weights = [float(np.sqrt(x[0].size)) if len(x) else 1.0 for x in fa]
+    best = best_matching(list(zip(fa, fb)), weights, relabel=relabel)
     return relabel[best].astype(np.int64)
 
 

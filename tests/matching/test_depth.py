@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -50,3 +51,39 @@ def test_the_cousin_is_related_and_its_layers_are_the_shared_ones(models):
 def test_a_shallower_stranger_is_not_related(models):
     r = determine(models["teacher"], models["stranger"], token_data(), seed=0)
     assert r.verdict != "related" and r.p_value > 0.01
+
+
+#: An embedding model's proportions: a table of many rows, a stream of tens of units.
+_WIDE = {"width": 48, "hidden_units": 96, "vocab": 3000}
+
+
+def _embedding_cousin(path) -> onnx.ModelProto:
+    """An embedding model of 3 blocks trained on its own from the teacher's word embeddings (a
+    little moved), as a sentence encoder distilled from another's vocabulary: its blocks share
+    nothing with the teacher's."""
+    from onnx import numpy_helper
+    teacher = onnx.load(path)
+    table = next(numpy_helper.to_array(t) for t in teacher.graph.initializer if t.name == "E")
+    cousin = residual_model(11, blocks=3, tail="output", **_WIDE)
+    moved = table + 0.3 * table.std() * np.random.default_rng(4).normal(size=table.shape)
+    for t in cousin.graph.initializer:
+        if t.name == "E":
+            t.CopyFrom(numpy_helper.from_array(moved.astype(np.float32), "E"))
+    return cousin
+
+
+def test_an_embedding_models_cousin_is_related_through_the_embeddings_alone(tmp_path):
+    # the stream is the model's output (pinned): it is compared in place, and its order is what
+    # the shared embeddings carry; the cousin's own blocks are not named as shared
+    teacher = tmp_path / "teacher.onnx"
+    onnx.save(residual_model(0, blocks=6, tail="output", **_WIDE), teacher)
+    cousin, stranger = tmp_path / "cousin.onnx", tmp_path / "stranger.onnx"
+    onnx.save(_embedding_cousin(teacher), cousin)
+    onnx.save(residual_model(11, blocks=3, tail="output", **_WIDE), stranger)
+    r = determine(teacher, cousin, token_data(), seed=0)
+    assert r.verdict == "related" and r.p_value < 1e-6
+    kinds = {x.index: x.kind for x in extract_layers(onnx.load(teacher))}
+    assert 0 in r.shared_layers and kinds[0] == "embedding"
+    assert not [i for i in r.shared_layers if kinds[i] == "dense"]
+    s = determine(teacher, stranger, token_data(), seed=0)
+    assert s.verdict != "related" and s.p_value > 0.01
