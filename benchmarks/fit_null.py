@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import families  # noqa: E402
 
-from onnx_lineage.evidence.classes import match_classes, symmetry_classes  # noqa: E402
+from onnx_lineage.matching.classes import match_classes, symmetry_classes  # noqa: E402
 from onnx_lineage.matching import match  # noqa: E402
 
 FIT_FAMILIES = ("mnist_wide", "iris_mlp", "cancer_mlp", "digits_mlp", "digits_cnn", "encoder",

@@ -10,9 +10,10 @@ its null hypothesis and assumptions, per-class p-values and how they were combin
 * :mod:`.same_values`: does B hold A's trained values, to the coarser model's rounding? Needs no
   symmetry class; calibrated.
 
-:mod:`.classes` finds the symmetry classes and matches them equivariantly; :mod:`.permutation`
-computes Monte Carlo p-values for any statistic; :mod:`.combine` combines p-values, each method
-named with the dependence it allows; :mod:`.verdict` turns the tests into a verdict.
+:mod:`onnx_lineage.matching.classes` finds the symmetry classes and matches them equivariantly
+(the correspondence, below the tests); :mod:`.permutation` computes Monte Carlo p-values for any
+statistic; :mod:`.combine` combines p-values, each method named with the dependence it allows;
+:mod:`.verdict` turns the tests into a verdict.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnx_lineage.evidence.aligned import aligned_test
-from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass, match_classes, symmetry_classes
+from onnx_lineage.matching.classes import ClassMatch, SymmetryClass, match_classes, symmetry_classes
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.evidence.same_values import same_values_test
 from onnx_lineage.evidence.unit_order import unit_order_test

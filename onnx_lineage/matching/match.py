@@ -9,6 +9,7 @@ import numpy as np
 
 from onnx_lineage.matching.align import align
 from onnx_lineage.matching.batchnorm import fold
+from onnx_lineage.matching.classes import classes_of, match_classes
 from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.layout import kernel_layouts
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
@@ -107,12 +108,12 @@ class MatchResult(Result):
 
     @property
     def classes(self) -> list:
-        """The symmetry classes (:func:`~onnx_lineage.evidence.classes.classes_of`)."""
+        """The symmetry classes (:func:`~onnx_lineage.matching.classes.classes_of`)."""
         return self._classes
 
     @property
     def class_matches(self) -> list | None:
-        """Their equivariant matching (:func:`~onnx_lineage.evidence.classes.match_classes`),
+        """Their equivariant matching (:func:`~onnx_lineage.matching.classes.match_classes`),
         which the exact tests read and the alignment starts from; None when ``match`` ran
         without ``permutations``."""
         return self._class_matches
@@ -195,7 +196,7 @@ def match(a, b, *, permutations: bool = True, progress=None,
           rng: np.random.Generator | None = None, rescale: bool = True) -> MatchResult:
     """Put the parameters of models A and B in correspondence.
 
-    The symmetry classes' equivariant matching (:mod:`onnx_lineage.evidence.classes`, what the
+    The symmetry classes' equivariant matching (:mod:`onnx_lineage.matching.classes`, what the
     exact tests read) comes first; B's residual streams are put in A's order by it, and the
     hidden units of each junction by weight matching (:func:`.permutation.align_units`), which
     takes the classes' matchings where they compare the same weights.
@@ -219,8 +220,6 @@ def match(a, b, *, permutations: bool = True, progress=None,
     -------
     MatchResult
     """
-    # the classes' module reads this package's permutations: imported here, not at the top
-    from onnx_lineage.evidence.classes import classes_of, match_classes
     step = progress or (lambda name: None)
     step("reading the models")
     a, b = _as_loaded(a), _as_loaded(b)

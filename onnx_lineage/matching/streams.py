@@ -2,7 +2,7 @@
 
 A stream's units are permuted by one permutation across all of its members: rows of the writers,
 input columns of the readers, parameters of the LayerNorms. ``match`` puts B's stream in A's order
-by the stream's class matching (:mod:`onnx_lineage.evidence.classes`, the one the exact tests
+by the stream's class matching (:mod:`onnx_lineage.matching.classes`, the one the exact tests
 read) with :func:`permute_stream`. A stream without a class (none of its writers matched) is
 aligned by :func:`align_streams`: it pairs A's and B's streams through the matched layers, scores
 every pair of units by the sum over members of the cosine similarity of their per-unit features,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx_lineage.evidence.aligned import FLOOR, NullModel, aligned_test, null_model
-from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass
+from onnx_lineage.matching.classes import ClassMatch, SymmetryClass
 
 
 def _match(similarity, width=32, fan_in=65):

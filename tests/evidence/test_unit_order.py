@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from onnx_lineage.evidence.classes import ClassMatch, SymmetryClass
+from onnx_lineage.matching.classes import ClassMatch, SymmetryClass
 from onnx_lineage.evidence.unit_order import (
     fixed_point_tail,
     succession_tail,

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.analyses.determination import determine
 from onnx_lineage.data import Dataset
-from onnx_lineage.evidence.classes import symmetry_classes
+from onnx_lineage.matching.classes import symmetry_classes
 from onnx_lineage.matching import match
 from onnx_lineage.matching.permutation import block_assignment
 

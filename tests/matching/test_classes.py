@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx_lineage.evidence.classes import match_classes, symmetry_classes
+from onnx_lineage.matching.classes import match_classes, symmetry_classes
 from onnx_lineage.matching import match
 from tests.evidence.models import permuted, random_mlp, save
 
@@ -134,7 +134,7 @@ def test_global_pooling_written_as_a_reduce_mean_keeps_the_channels(tmp_path):
 def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
     from scipy.optimize import linear_sum_assignment
 
-    from onnx_lineage.evidence.classes import assignment
+    from onnx_lineage.matching.classes import assignment
     from onnx_lineage.matching.permutation import SPARSE_ABOVE
     from onnx_lineage.matching.permutation import unit_cosine
     rng = np.random.default_rng(0)

@@ -31,7 +31,7 @@ import numpy as np
 from scipy.stats import binom
 from threadpoolctl import threadpool_limits
 
-from onnx_lineage.evidence import recurrent_units
+from onnx_lineage.matching import recurrent_units
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
                                                permute_inputs, permute_units, row_norms,
                                                widened)
