@@ -169,7 +169,20 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
         A's parameters of the matched layers.
     """
     kinds = {layer.index: layer.kind for layer in a_layers}
-    pruned = {p["a"]: (p["pruned"], p["kept"]) for p in pruned}
+    found = _junction_classes(chains, kinds, a_params,
+                              {p["a"]: (p["pruned"], p["kept"]) for p in pruned})
+    found += _stream_classes(stream_pairs, kinds, set(a_params))
+    taken = {r for c in found for r in c.rows}
+    for block in attention:
+        found += _head_classes(block, taken)
+    found += _recurrent_classes(a_layers, a_params)
+    return sorted(found, key=lambda c: (min(c.rows), c.span, c.direction))
+
+
+def _junction_classes(chains: list, kinds: dict, a_params: dict, pruned: dict
+                      ) -> list[SymmetryClass]:
+    """A layer's hidden units (a convolution's channels, one class per group of a grouped one)
+    with the normalisations after them and the layer that reads them."""
     found = []
     for c in chains:
         if c.next_groups > 1:  # read by a grouped convolution: its blocks move as wholes, which
@@ -180,34 +193,45 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
         spans = ([()] if c.groups == 1 else
                  [(k * width // c.groups, (k + 1) * width // c.groups) for k in range(c.groups)])
         for g, span in enumerate(spans):
-            name = f"layer {c.a} {unit}" + (f" group {g}" if span else "")
-            found.append(SymmetryClass(name, unit, span[1] - span[0] if span else width, (c.a,),
-                                       ((c.a_next, c.spatial, c.channels_last),),
-                                       tuple(fa for fa, _ in c.followers),
-                                       c.homogeneous and not c.followers, span,
-                                       pruned.get(c.a, ())))
-    matched = set(a_params)
+            found.append(SymmetryClass(
+                f"layer {c.a} {unit}" + (f" group {g}" if span else ""), unit,
+                span[1] - span[0] if span else width, (c.a,),
+                columns=((c.a_next, c.spatial, c.channels_last),),
+                per_unit=tuple(fa for fa, _ in c.followers),
+                rescalable=c.homogeneous and not c.followers, span=span,
+                pruned=pruned.get(c.a, ())))
+    return found
+
+
+def _stream_classes(stream_pairs: list, kinds: dict, matched: set) -> list[SymmetryClass]:
+    """Residual streams, gated hidden units and units read by several layers, over their
+    matched members."""
+    found = []
     for k, (sa, sb) in enumerate(stream_pairs):
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
-        columns = tuple((i, 1, False) for i in sa.readers if i in matched)
-        per = tuple(i for i in sa.followers if i in matched)
+        members = {"columns": tuple((i, 1, False) for i in sa.readers if i in matched),
+                   "per_unit": tuple(i for i in sa.followers if i in matched), "stream": k}
         if sa.residual:
             pinned = sa.pinned or sb.pinned
-            found.append(SymmetryClass("residual stream" + (" (the model's output)" if pinned else ""),
-                                       "stream", sa.width, rows, columns, per, stream=k,
-                                       pinned=pinned))
+            found.append(SymmetryClass(
+                "residual stream" + (" (the model's output)" if pinned else ""), "stream",
+                sa.width, rows, pinned=pinned, **members))
         else:  # hidden units shared with a gate, or read by several layers
             unit = "channels" if kinds.get(rows[0]) == "conv" else "units"
             how = f"read by {len(sa.readers)} layers" if sa.shared else "gated"
             found.append(SymmetryClass(f"layer {rows[0]} {unit} ({how})", unit, sa.width, rows,
-                                       columns, per, stream=k))
-    taken = {r for c in found for r in c.rows}
-    for block in attention:
-        found += _head_classes(block, taken)
+                                       **members))
+    return found
+
+
+def _recurrent_classes(a_layers: list, a_params: dict) -> list[SymmetryClass]:
+    """The hidden units of each matched recurrent layer, one class per direction
+    (:mod:`.recurrent_units`)."""
+    found = []
     for layer in a_layers:
-        if layer.kind in recurrent_units.GATES and layer.index in matched:
+        if layer.kind in recurrent_units.GATES and layer.index in a_params:
             params = a_params[layer.index]
             dirs = recurrent_units.directions(params)
             found += [SymmetryClass(f"layer {layer.index} hidden units"
@@ -216,7 +240,7 @@ def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a
                                     pinned=recurrent_units.PINNED,
                                     gates=recurrent_units.GATES[layer.kind], direction=d)
                       for d in range(dirs)]
-    return sorted(found, key=lambda c: (min(c.rows), c.span, c.direction))
+    return found
 
 
 def _head_classes(block, taken: set) -> list[SymmetryClass]:
