@@ -196,6 +196,8 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
         return _pad(g, node, axis, rank, dims)
     if op == "Slice":
         return _slice(g, node, axis, rank)
+    if op == "Gather" and name == node.input[0]:
+        return _gather(g, node, axis, rank, dims)
     if op in ("Resize", "Upsample"):
         return _resize(g, node, axis, rank, dims.get(name))
     if op in ("Squeeze", "Unsqueeze"):
@@ -419,6 +421,26 @@ def _slice(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> 
     if axes is None or _on_axis(axes, axis, rank) is not False:
         return stop("passes through a Slice of its unit axis")
     return Passage(True, axis, True)
+
+
+def _gather(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
+            dims: dict) -> Passage:
+    """A selection along another axis (a position's vector, a time step): the units keep their
+    place counted from the end; counted from the front, they move down by one when a scalar
+    index drops an axis before them."""
+    k = int(attr(node, "axis", 0))
+    on = _on_axis([k], axis, rank)
+    if on is not False:
+        return stop("passes through a Gather of its unit axis" if on else
+                    "passes through a Gather of unknown rank")
+    if axis < 0 or (k % rank if rank else k) > axis:
+        return Passage(True, axis)
+    c = g.constant(node.input[1])
+    index_rank = np.asarray(c.value).ndim if c is not None else (
+        len(dims[node.input[1]]) if dims.get(node.input[1]) is not None else None)
+    if index_rank is None:
+        return stop("passes through a Gather of unknown indices before the units")
+    return Passage(True, axis - 1 + index_rank)
 
 
 def _resize(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,

@@ -31,29 +31,16 @@ import onnx
 
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
-from onnx_lineage.model.ops import SHAPE_ONLY, UNIT_PRESERVING
+from onnx_lineage.model.ops import SHAPE_ONLY
 from onnx_lineage.model.parameters import PER_UNIT, Layer
 from onnx_lineage.model.topology import is_depthwise, scope_graphs
 
-#: Reductions that keep the last (unit) axis when it is not among their axes.
-_REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
-#: Ops after which a channels-first tensor is still channels-first.
-_KEEPS_LAYOUT = UNIT_PRESERVING | {"Add", "Sum", "Mul", "Div", "Sub", "Pow", "Sqrt", "Erf",
-                                   "HardSwish", "Mish", "ReduceMean", "ReduceMax", "Pad",
-                                   "BatchNormalization", "Resize", "Upsample", "Slice", "Max",
-                                   "Min"} | ops.UNARY | ops.EQUIVARIANT | ops.POOLING
-#: Elementwise ops that keep units when their other operand is a scalar constant.
-_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow"}
-#: One-input elementwise ops not in UNIT_PRESERVING.
-_UNARY = {"Sqrt", "Erf", "HardSwish", "Mish", "Neg", "Exp", "Abs"}
-#: Flattening a pooled map (spatial size 1) keeps the channels as units.
-_FLATTENING = {"Flatten", "Squeeze", "Reshape"}
-#: Row-wise scalings: fine when the other operand has one value per row (last dim 1).
-_ROW_SCALING = {"Mul", "Div"}
 #: Ops that move axes: the walk follows the units to axis 1 or to the last axis.
 _LAYOUT_MOVES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape", "Flatten"}
-#: Selections of rows (a position, a slice of the sequence) that keep the last axis whole.
-_SELECTIONS = {"Gather", "Slice"}
+#: Ops whose further inputs are indices or sizes (computed or not), not values: their data is
+#: their first input.
+_INDEXED = {"Gather", "Slice", "Pad", "Resize", "Upsample", "Reshape", "Expand", "Tile",
+            "Squeeze", "Unsqueeze"}
 
 
 @dataclass(frozen=True)
@@ -172,13 +159,14 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
             continue
         out = node.output[0]
         layer = by_output.get(out)
-        if node.op_type in ("Conv", "ConvInteger", "QLinearConv") or (
-                data[0] in first and node.op_type in _KEEPS_LAYOUT):
-            first.add(out)
         axis = 1 if data[0] in first else -1
-        scaled = _scaled(g, node, data, axis, dims) if layer is None else None
-        if scaled is not None:  # a mask over positions, a per-row norm: every unit alike
-            groups.union(out, scaled)
+        carried = _carried(g, node, data, axis, dims, layer)
+        if node.op_type in ("Conv", "ConvInteger", "QLinearConv") or carried == 1:
+            first.add(out)
+        if carried is not None:
+            groups.union(out, data[0])
+        elif (scaled := _scaled(g, node, data, axis, dims) if layer is None else None):
+            groups.union(out, scaled)  # a mask over positions, a per-row norm: every unit alike
         elif node.op_type in ("Add", "Sum") and len(data) >= 2 and layer is None:
             for n in data:
                 groups.union(out, n)
@@ -189,20 +177,10 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
             gated.append(out)
         elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
             groups.union(out, node.input[1])
-        elif layer is not None and (layer.kind == "prelu" or layer.kind == "conv"
-                                    and is_depthwise(layer, layer.units)):
-            groups.union(out, data[0])
-        elif node.op_type in _LAYOUT_MOVES and len(data) == 1 and (
-                moved := _moved_axis(g, node, axis, dims)) is not None:
-            groups.union(out, data[0])  # units on axis 1 or last, as the walk tells layouts
-            if moved == 1:
-                first.add(out)
-            else:
-                first.discard(out)
-        elif _passes(g, node, data, axis, dims, first):
-            groups.union(out, data[0])
         else:
             continue
+        if len(data) > 1 and data[0] in first and node.op_type in ops.BINARY:
+            first.add(out)  # an elementwise join of channels-first maps is one
         joined.add(out)
     return groups, residual, gated, joined, internal
 
@@ -225,19 +203,23 @@ def _moved_axis(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> i
     return how.axis if how.keeps and how.axis in (1, -1) else None
 
 
-def _passes(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict,
-            first: set) -> bool:
-    """A node that carries the units of its first data input to its output, in place."""
-    op, out = node.op_type, node.output[0]
-    return (op in UNIT_PRESERVING or _is_layernorm(node) or op in _UNARY
-            or (op in _ELEMENTWISE and len(data) == 1 and _scalar_operand(g, node))
-            or (op in _REDUCTIONS and _keeps_axis(g, node, dims, axis))
-            or (op in _FLATTENING and data[0] in first and _pooled(data[0], out, dims))
-            or (op in _ROW_SCALING and axis == -1 and _row_scaling(node, dims))
-            or (op in _SELECTIONS and node.input[0] == data[0] and axis == -1
-                and _selects_rows(g, node, dims))
-            or (len(data) == 1 and op not in ("Squeeze", "Unsqueeze")
-                and _kept_in_place(g, node, data[0], axis, dims)))
+def _carried(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict,
+             layer: Layer | None) -> int | None:
+    """Where ``node`` carries the units of its first data input (1: channels-first, -1: last),
+    by the op registry (:func:`.ops.passage`) and the walk's own layout moves; None where it
+    does not. A normalisation on the units, a depthwise convolution and a PReLU (layers with
+    one parameter per unit) carry them too."""
+    if layer is not None and (layer.kind == "prelu" or layer.kind == "conv"
+                              and is_depthwise(layer, layer.units)):
+        return axis
+    if _is_layernorm(node):
+        return -1
+    if len(data) > 1 and (node.op_type not in _INDEXED or node.input[0] != data[0]):
+        return None
+    if node.op_type in _LAYOUT_MOVES:
+        return _moved_axis(g, node, axis, dims)
+    how = ops.passage(g, node, data[0], axis, dims)
+    return axis if how.keeps and how.axis in (axis, None) else None
 
 
 def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], by_output,
@@ -308,13 +290,6 @@ def _blocker(g: GraphIndex, t: str, by_output: dict, joined: set, internal: set,
     return f"read by {odd[0]}" if odd else ""
 
 
-def _kept_in_place(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int,
-                   dims: dict) -> bool:
-    """The op registry passes the units and leaves them on ``axis``."""
-    how = ops.passage(g, node, name, axis, dims)
-    return how.keeps and how.axis == axis
-
-
 def _scaled(g: GraphIndex, node: onnx.NodeProto, data: list, axis: int, dims: dict
             ) -> str | None:
     """The operand of a two-operand elementwise op whose units pass because the other operand
@@ -332,24 +307,6 @@ def _is_layernorm(node: onnx.NodeProto) -> bool:
                              "RMSNormalization") and int(attr(node, "axis", -1)) == -1)
 
 
-def _keeps_axis(g: GraphIndex, node: onnx.NodeProto, dims: dict, axis: int) -> bool:
-    """A reduction whose axes (known, as is the input's rank) leave out the unit ``axis``, and
-    keep the dimensions (or drop only ones after it, so the units stay on ``axis``)."""
-    shape = dims.get(node.input[0])
-    axes = attr(node, "axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        c = g.constant(node.input[1])
-        axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
-    if axes and axis == 1 and all(a >= 2 for a in axes):  # spatial axes of a channels-first map
-        return True  # (whatever its rank and keepdims: the channels stay on axis 1)
-    if not shape or not axes:
-        return False
-    unit = axis % len(shape)
-    reduced = {a % len(shape) for a in axes}
-    keep = int(attr(node, "keepdims", 1))
-    return unit not in reduced and (keep or axis == -1 or all(a > unit for a in reduced))
-
-
 def _same_units(data: list, dims: dict, axis: int, first: set) -> bool:
     """Two operands of a product with the same known number (> 1) of units on ``axis``, and the
     same rank: a gate on the units (squeeze-excite, SiLU, SwiGLU), not a per-row scaling. Two
@@ -361,46 +318,3 @@ def _same_units(data: list, dims: dict, axis: int, first: set) -> bool:
     if not x or not y or len(x) != len(y):
         return False
     return x[axis] is not None and x[axis] == y[axis] and x[axis] > 1
-
-
-def _scalar_operand(g: GraphIndex, node: onnx.NodeProto) -> bool:
-    """An elementwise op whose constant operand is one value (``x * 0.5``, ``x / sqrt(2)``)."""
-    consts = [g.constant(n) for n in node.input if n and g.is_constant(n)]
-    return len(consts) == 1 and consts[0] is not None and consts[0].value.size == 1
-
-
-def _pooled(name: str, out: str, dims: dict) -> bool:
-    """A channels-first map of known spatial size 1 (after global pooling) flattened to
-    ``(batch, channels)``."""
-    shape, flat = dims.get(name), dims.get(out)
-    return (bool(shape) and len(shape) >= 3 and all(d == 1 for d in shape[2:])
-            and bool(flat) and len(flat) == 2 and flat[1] == shape[1])
-
-
-def _row_scaling(node: onnx.NodeProto, dims: dict) -> bool:
-    """``x * m`` or ``x / m`` with ``m`` of last dimension 1 and ``x`` of known last dimension > 1."""
-    if len(node.input) != 2:
-        return False
-    x, m = dims.get(node.input[0]), dims.get(node.input[1])
-    return bool(x and m and x[-1] not in (None, 1) and m[-1] == 1)
-
-
-def _selects_rows(g: GraphIndex, node: onnx.NodeProto, dims: dict) -> bool:
-    """A Gather or Slice of ``input[0]`` along known axes other than the last."""
-    shape = dims.get(node.input[0])
-    if not shape:
-        return False
-    last = len(shape) - 1
-    if node.op_type == "Gather":
-        return int(attr(node, "axis", 0)) % len(shape) != last
-    if len(node.input) < 3:  # opset < 10: axes in attributes
-        axes = attr(node, "axes") or list(range(len(attr(node, "starts") or [])))
-    elif len(node.input) > 3 and node.input[3]:
-        c = g.constant(node.input[3])
-        if c is None:
-            return False
-        axes = [int(a) for a in c.value.reshape(-1)]
-    else:
-        c = g.constant(node.input[1])
-        axes = None if c is None else list(range(c.value.size))
-    return axes is not None and last not in {a % len(shape) for a in axes}

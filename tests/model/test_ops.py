@@ -354,3 +354,20 @@ def test_mean_pooling_over_masked_tokens_keeps_the_units(tmp_path):
     m = match(load_model(pa), load_model(pb))
     assert not m.limits
     assert all(pair["cosine"] > 0.9999 for pair in m.pairs)
+
+
+@pytest.mark.parametrize("axis, index, keeps, unit_axis", [
+    (2, np.array(0), True, 1),        # one row of the map: the channels stay on axis 1
+    (1, np.array(0), False, None),    # one channel: the units are gone
+    (0, np.array(0), True, 0),        # one sample (a scalar index drops the axis before them)
+    (0, np.array([0, 1]), True, 1),   # two samples: the batch axis stays
+])
+def test_a_gather_along_other_axes_keeps_the_units(axis, index, keeps, unit_axis):
+    g, node, dims = _node_model("Gather", index.astype(np.float32), axis=axis)
+    node.input[1] = "c"
+    g = GraphIndex(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["n", 8, 5, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(index.astype(np.int64), "c")]))
+    how = passage(g, node, "h", 1, dims)
+    assert how.keeps is keeps and (not keeps or how.axis == unit_axis)
