@@ -145,7 +145,7 @@ def same_values_test(m, alpha: float) -> TestResult:
         f"A itself in B's format would get p = {_p(best):.1e}"
         + ("" if power else f" > {alpha:.2g}: too few trained values to tell"),
         f"{agree:,} of {compared:,} trained values agree within the coarser model's rounding; "
-        f"most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in B's "
+        f"most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in "
         f"{top['order']})", exact=False)
 
 
@@ -195,10 +195,10 @@ def _fixed(layer) -> bool:
 def _orders(own: dict, aligned: dict, kind: str) -> list[_Order]:
     """B's own order; its kernels' last two axes swapped; A's order after matching (when matching
     moved B: counted for every permutation of each axis it could have chosen)."""
-    orders = [_Order("own order", own, 0.0, own=True)]
+    orders = [_Order("B's own order", own, 0.0, own=True)]
     w = own.get("weight")
     if kind == "conv" and w is not None and w.ndim == 4 and w.shape[2] == w.shape[3] > 1:
-        orders.append(_Order("own order, kernels transposed",
+        orders.append(_Order("B's own order, kernels transposed",
                              dict(own, weight=np.swapaxes(w, 2, 3)), 0.0))
     if aligned and any(aligned.get(key) is not v for key, v in own.items()):
         shape = (w if w is not None else next(iter(own.values()))).shape
