@@ -9,7 +9,7 @@ masked: they may move with the platform's arithmetic) must be the first line the
 The Python blocks run in a folder holding the files they name (``parent.onnx``, ``child.onnx``,
 ``data.npz``, ``models/``), built from the demo family.
 
-The README links every page, and every link between the
+The README stays short (under 15,000 bytes) and links every page, and every link between the
 README and the pages leads to a file and heading that exist.
 """
 
@@ -100,7 +100,8 @@ def test_the_readme_keeps_the_two_commands():
     assert "pip install -e '.[cpu,dev]' && python -m pytest" in first_screen
 
 
-def test_the_readme_links_every_page():
+def test_the_readme_is_short_and_links_every_page():
+    assert len(README.read_bytes()) < 15_000
     for page in PAGES[1:]:
         assert f"]({name(page)})" in TEXTS["README.md"], f"README.md does not link {name(page)}"
 
