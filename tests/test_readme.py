@@ -1,11 +1,16 @@
-"""The README runs as written: every Python block, and every ``onnx-lineage`` command in it.
+"""The README and the docs pages run as written: every Python block, and every ``onnx-lineage``
+command in them.
 
-The commands run in a scratch folder, in README order, against the files the README names: the
-committed fixtures under ``tests/``, and the demo family that the README's own
-``onnx-lineage demo --out family`` writes. Where the README shows a command's output, its first
-line (numbers masked: they may move with the platform's arithmetic) must be the first line the
-command prints. The Python blocks run in a folder holding the files they name (``parent.onnx``,
-``child.onnx``, ``data.npz``, ``models/``), built from the demo family.
+The commands run in one scratch folder, README first and then the pages of ``docs/`` in name
+order, each page's commands in page order, against the files they name: the committed fixtures
+under ``tests/``, and the demo family that ``onnx-lineage demo --out family`` writes (a page may
+use what an earlier page wrote). Where a page shows a command's output, its first line (numbers
+masked: they may move with the platform's arithmetic) must be the first line the command prints.
+The Python blocks run in a folder holding the files they name (``parent.onnx``, ``child.onnx``,
+``data.npz``, ``models/``), built from the demo family.
+
+The README stays short (under 15,000 bytes) and links every page, and every link between the
+README and the pages leads to a file and heading that exist.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+#: The README, then the docs pages in name order: the order their commands run in.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def code_blocks(text: str) -> list[tuple[str, list[str]]]:
@@ -41,8 +48,8 @@ def code_blocks(text: str) -> list[tuple[str, list[str]]]:
 
 
 def cli_examples(text: str) -> list[tuple[str, str | None]]:
-    """Every ``onnx-lineage ...`` command of the README, in order, once each, with the first
-    line of the output shown under it (None where none is shown).
+    """Every ``onnx-lineage ...`` command of a page, in order, once each, with the first line of
+    the output shown under it (None where none is shown).
 
     Commands are read from ``$ `` prompts, from shell blocks (each ``&&`` step that calls
     onnx-lineage) and from inline code spans."""
@@ -67,21 +74,72 @@ def masked(line: str) -> str:
     return re.sub(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", "#", line).rstrip()
 
 
-TEXT = README.read_text(encoding="utf-8")
-EXAMPLES = cli_examples(TEXT)
-PYTHON = [("\n".join(lines)) for lang, lines in code_blocks(TEXT) if lang == "python"]
+def name(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
 
 
-def test_the_readme_has_what_this_file_runs():
-    commands = [c.split()[1] for c, _ in EXAMPLES]
-    for name in ("demo", "inspect", "match", "determine", "closeness", "analyze", "tree"):
-        assert name in commands
-    assert any("from onnx_lineage import" in block for block in PYTHON)
+TEXTS = {name(page): page.read_text(encoding="utf-8") for page in PAGES}
+EXAMPLES = [(page, command, shown) for page, text in TEXTS.items()
+            for command, shown in cli_examples(text)]
+PYTHON = [(page, "\n".join(lines)) for page, text in TEXTS.items()
+          for lang, lines in code_blocks(text) if lang == "python"]
+
+
+def test_the_pages_have_what_this_file_runs():
+    commands = [c.split()[1] for _, c, _ in EXAMPLES]
+    for command in ("demo", "inspect", "match", "determine", "closeness", "analyze", "tree"):
+        assert command in commands
+    assert any("from onnx_lineage import" in block for _, block in PYTHON)
+
+
+def test_the_readme_keeps_the_two_commands():
+    """The demo and the test command on the first screen; .ci/run runs the same test command."""
+    first_screen = "\n".join(TEXTS["README.md"].splitlines()[:50])
+    assert "## Two commands" in first_screen
+    assert "pip install -e '.[cpu]' && onnx-lineage demo" in first_screen
+    assert "pip install -e '.[cpu,dev]' && python -m pytest" in first_screen
+
+
+def test_the_readme_is_short_and_links_every_page():
+    assert len(README.read_bytes()) < 15_000
+    for page in PAGES[1:]:
+        assert f"]({name(page)})" in TEXTS["README.md"], f"README.md does not link {name(page)}"
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(text: str) -> set[str]:
+    """The anchors of a page's headings (outside code blocks)."""
+    inside, found = False, set()
+    for line in text.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif not inside and line.startswith("#"):
+            found.add(anchor(line.lstrip("#")))
+    return found
+
+
+@pytest.mark.parametrize("page", list(TEXTS))
+def test_links_lead_somewhere(page):
+    """Every relative link of a page names a file that exists, and a heading of it if it names
+    one."""
+    for target in re.findall(r"\]\(([^)\s]+)\)", TEXTS[page]):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, fragment = target.partition("#")
+        where = ((ROOT / page).parent / path).resolve() if path else ROOT / page
+        assert where.exists(), f"{page}: {target} leads nowhere"
+        if fragment:
+            assert fragment in headings(where.read_text(encoding="utf-8")), \
+                f"{page}: {target}: no such heading"
 
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
-    """The folder the README's commands run in: ``tests/`` as in the repository."""
+    """The folder the pages' commands run in: ``tests/`` as in the repository."""
     where = tmp_path_factory.mktemp("readme")
     (where / "tests").symlink_to(ROOT / "tests", target_is_directory=True)
     return where
@@ -97,18 +155,19 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command,shown", EXAMPLES, ids=[c for c, _ in EXAMPLES])
-def test_cli_example_runs_as_written(command, shown, scratch):
+@pytest.mark.parametrize("page,command,shown", EXAMPLES,
+                         ids=[f"{page}: {command}" for page, command, _ in EXAMPLES])
+def test_cli_example_runs_as_written(page, command, shown, scratch):
     r = _run(command, scratch)
-    assert r.returncode == 0, f"{command}: exit {r.returncode}: {r.stderr}"
+    assert r.returncode == 0, f"{page}: {command}: exit {r.returncode}: {r.stderr}"
     if shown is not None:
         first = r.stdout.splitlines()[0] if r.stdout else ""
-        assert masked(first) == masked(shown), f"{command}: printed {first!r}, README shows {shown!r}"
+        assert masked(first) == masked(shown), f"{page}: {command}: printed {first!r}, shown {shown!r}"
 
 
 @pytest.fixture(scope="module")
 def api_folder(tmp_path_factory, family, digits):
-    """The files the Python API example names: two related models, a data file, a folder."""
+    """The files the Python blocks name: two related models, a data file, a folder."""
     where = tmp_path_factory.mktemp("readme_api")
     shutil.copy(family["parent"], where / "parent.onnx")
     shutil.copy(family["finetuned_light"], where / "child.onnx")
@@ -119,10 +178,11 @@ def api_folder(tmp_path_factory, family, digits):
     return where
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=[f"python{i}" for i in range(len(PYTHON))])
-def test_python_block_runs_as_written(block, api_folder, monkeypatch):
+@pytest.mark.parametrize("page,block", PYTHON,
+                         ids=[f"{page}: python{i}" for i, (page, _) in enumerate(PYTHON)])
+def test_python_block_runs_as_written(page, block, api_folder, monkeypatch):
     monkeypatch.chdir(api_folder)
-    exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+    exec(compile(block, str(ROOT / page), "exec"), {"__name__": "__readme__"})
 
 
 def test_the_api_example_gets_the_functions():
