@@ -45,6 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness import training
+from harness.export import export_onnx
+
 warnings.filterwarnings("ignore")
 logging.getLogger().setLevel(logging.ERROR)
 torch.set_num_threads(2)
@@ -215,36 +218,20 @@ def _inputs(data: Data, idx):
 
 def train(model, data: Data, idx, epochs: int, lr: float, seed: int, batch: int = 128,
           sgd: bool = False, masks=None):
-    """Mini-batch training with cross-entropy: Adam, or SGD with momentum (fine-tuning)."""
-    torch.manual_seed(seed)
-    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if sgd else
-           torch.optim.Adam(model.parameters(), lr=lr))
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(epochs):
-        for b in np.array_split(rng.permutation(idx), max(1, len(idx) // batch)):
-            loss = nn.functional.cross_entropy(model(*_inputs(data, b)),
-                                               torch.from_numpy(data.y[b]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if masks:
-                with torch.no_grad():
-                    for p, mk in masks:
-                        p.mul_(mk)
-    return model.eval()
+    """Mini-batch training with cross-entropy (:func:`harness.training.train`): Adam, or SGD
+    with momentum (fine-tuning); ``masks``: (parameter, mask) pairs kept applied."""
+    def loss(model, b):
+        return nn.functional.cross_entropy(model(*_inputs(data, b)), torch.from_numpy(data.y[b]))
+
+    return training.train(model, idx, loss, epochs, lr, seed, batch=batch, sgd=sgd,
+                          masks=masks or ())
 
 
 def export_torch(model, data: Data, path: Path, keep_bn: bool = False) -> Path:
-    tokens = data.x.dtype.kind in "iu"
-    names = ["input_ids", "attention_mask"] if tokens else ["x"]
-    example = _inputs(data, np.arange(2))
-    kw = (dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) if keep_bn
-          else {})
-    torch.onnx.export(model, example, path, dynamo=False, input_names=names,
-                      output_names=["logits"],
-                      dynamic_axes={n: {0: "batch"} for n in names + ["logits"]}, **kw)
-    return path
+    """Export to ``path`` with ``data``'s inputs (``x``, or ``input_ids`` and
+    ``attention_mask`` for tokens), batch axis dynamic (:func:`harness.export.export_onnx`)."""
+    names = ["input_ids", "attention_mask"] if data.x.dtype.kind in "iu" else ["x"]
+    return export_onnx(model, _inputs(data, np.arange(2)), path, names, keep_bn=keep_bn)
 
 
 # -- derived models --------------------------------------------------------------------------

@@ -28,9 +28,7 @@ pairs that set the thresholds, ``evaluation`` for the rest). The TensorFlow fami
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import logging
 import sys
 import time
@@ -41,14 +39,15 @@ import numpy as np
 import torch
 from torch import nn
 
+import harness
 from families import Encoder, cnn, noisy, permuted_mlp  # the architectures and derivations shared
+from harness import cli, results, training
+from harness.export import export_onnx
 
 warnings.filterwarnings("ignore")
 logging.getLogger().setLevel(logging.ERROR)
 torch.set_num_threads(2)
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+harness.checkout_first()
 
 
 def digits():
@@ -88,33 +87,20 @@ def train(model, family, idx, epochs, lr=3e-3, seed=0, wd=0.0, shift=0.0, target
     Adam's first steps move every weight by about ``lr`` whatever its gradient, so one epoch of
     Adam fine-tuning can move a model further than ten; SGD makes drift grow with the epochs.
     """
-    torch.manual_seed(seed)
-    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd) if sgd else
-           torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd))
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(epochs):
-        for batch in np.array_split(rng.permutation(idx), max(1, len(idx) // 128)):
-            inp = inputs_of(family, batch, shift)
-            if adversarial and family != "enc":
-                x = inp[0].clone().requires_grad_(True)
-                loss = nn.functional.cross_entropy(model(x), torch.from_numpy(Y[batch]))
-                (g,) = torch.autograd.grad(loss, x)
-                inp = ((x + adversarial * g.sign()).clamp(0, 1).detach(),)
-            out = model(*inp)
-            if targets is not None:
-                loss = nn.functional.kl_div(out.log_softmax(-1), targets[batch], reduction="batchmean")
-            else:
-                loss = nn.functional.cross_entropy(out, torch.from_numpy(Y[batch]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if masks:
-                with torch.no_grad():
-                    for p, mk in masks.items():
-                        p.mul_(mk)
-    model.eval()
-    return model
+    def loss(model, batch):
+        inp = inputs_of(family, batch, shift)
+        if adversarial and family != "enc":
+            x = inp[0].clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(
+                nn.functional.cross_entropy(model(x), torch.from_numpy(Y[batch])), x)
+            inp = ((x + adversarial * g.sign()).clamp(0, 1).detach(),)
+        out = model(*inp)
+        if targets is not None:
+            return nn.functional.kl_div(out.log_softmax(-1), targets[batch], reduction="batchmean")
+        return nn.functional.cross_entropy(out, torch.from_numpy(Y[batch]))
+
+    return training.train(model, idx, loss, epochs, lr, seed, sgd=sgd, weight_decay=wd,
+                          masks=masks.items() if masks else ())
 
 
 def new(family, seed):
@@ -184,15 +170,12 @@ def soft_targets(model, family):
 def export(model, family, path, dynamo=False, keep_bn=False):
     example = tuple(t[:2] for t in inputs_of(family, np.arange(2)))
     names = ["input_ids", "attention_mask"] if family == "enc" else ["x"]
-    dyn = {n: {0: "batch"} for n in names + ["logits"]}
     if dynamo:
         prog = torch.onnx.export(model, example, dynamo=True, verbose=False,
                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
         prog.save(str(path))
         return
-    kw = dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) if keep_bn else {}
-    torch.onnx.export(model, example, path, dynamo=False, input_names=names,
-                      output_names=["logits"], dynamic_axes=dyn, **kw)
+    export_onnx(model, example, path, names, keep_bn=keep_bn)
 
 
 def quantize(src, out_dir, name, family):
@@ -371,7 +354,7 @@ def build_sklearn_family(out, reduced, torch_mlp_parent=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--reduced", action="store_true",
                     help="the small zoo CI runs (about a minute with its accuracy check)")
@@ -386,7 +369,7 @@ def main():
         pairs += fam_pairs
         print(f"{fam}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
     pairs += build_sklearn_family(args.out / "skl", args.reduced, parents["mlp"])
-    (args.out / "zoo.json").write_text(json.dumps({"pairs": pairs, "reduced": args.reduced}, indent=1))
+    results.write_json(args.out / "zoo.json", {"pairs": pairs, "reduced": args.reduced})
     n_models = len(list(args.out.glob("*/*.onnx")))
     print(f"zoo: {n_models} models, {len(pairs)} pairs in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
