@@ -16,17 +16,16 @@ fine-tuning per generation move a model by less than the closeness interval.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
+harness.checkout_first()
+from harness import cli, results  # noqa: E402
 from onnx_lineage.analyses.closeness import closeness  # noqa: E402
 from onnx_lineage.analyses.determination import determine  # noqa: E402
 from onnx_lineage.data import Dataset, digits, feeds_for  # noqa: E402
@@ -105,7 +104,7 @@ def roc_auc(scores, labels) -> float:
 
 
 def evaluate(zoo: Path, points: int = 128) -> list[dict]:
-    spec = json.loads((zoo / "zoo.json").read_text())
+    spec = results.read_json(zoo / "zoo.json")
     rows = []
     for pair in spec["pairs"]:
         fam = pair["a"].split("/")[0]
@@ -206,21 +205,20 @@ CHECKED_LADDERS = ("finetune", "prune", "noise")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("zoo", type=Path)
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--points", type=int, default=128)
-    ap.add_argument("--check", action="store_true")
-    ap.add_argument("--markdown", action="store_true", help="print the tables of RESULTS.md")
-    ap.add_argument("--from", dest="source", type=Path,
-                    help="summarise the rows of an earlier --json instead of running")
+    cli.add_check(ap)
+    cli.add_markdown(ap, help="print the tables of RESULTS.md")
+    cli.add_from(ap, help="summarise the rows of an earlier --json instead of running")
     args = ap.parse_args()
-    rows = (json.loads(args.source.read_text())["rows"] if args.source
+    rows = (results.read_json(args.source)["rows"] if args.source
             else evaluate(args.zoo, args.points))
     summary = summarise(rows)
-    print(markdown(summary, rows) if args.markdown else json.dumps(summary, indent=1))
+    print(markdown(summary, rows) if args.markdown else results.dumps(summary))
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1, default=float))
+        results.write_json(args.json, {"summary": summary, "rows": rows})
     if args.check:
         bad = summary["wrong"] + [k for k, v in summary["ladders"].items()
                                   if k.split("/")[1] in CHECKED_LADDERS and not v["strictly_falling"]]

@@ -28,10 +28,8 @@ LogisticRegression pair is not undetermined, or a derived pair is not related.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import json
 import math
 import sys
 import time
@@ -40,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness
 
+harness.checkout_first()
 import families  # noqa: E402
 from fit_null import FIT_FAMILIES, FIT_SEEDS  # noqa: E402
+from harness import cli, results  # noqa: E402
 
 from onnx_lineage.analyses.determination import determine  # noqa: E402
 from onnx_lineage.data import Dataset  # noqa: E402
@@ -129,7 +127,7 @@ def derived_pairs(out: Path, reduced: bool) -> list[dict]:
 
 
 def zoo_pairs(zoo: Path) -> list[dict]:
-    spec = json.loads((zoo / "zoo.json").read_text())
+    spec = results.read_json(zoo / "zoo.json")
     pairs = []
     for p in spec["pairs"]:
         a, b = p["a"].split("/")[1], p["b"].split("/")[1]
@@ -298,20 +296,19 @@ def check(rows: list[dict]) -> list[str]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?", help="where the models are built")
-    ap.add_argument("--from", dest="source", type=Path,
-                    help="summarise the rows of an earlier --json instead of running")
+    cli.add_from(ap, help="summarise the rows of an earlier --json instead of running")
     ap.add_argument("--zoo", type=Path, help="a zoo built by benchmarks/zoo.py, tested too")
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--png", type=Path)
     ap.add_argument("--reduced", action="store_true")
-    ap.add_argument("--check", action="store_true")
-    ap.add_argument("--markdown", action="store_true", help="print the tables of RESULTS.md")
+    cli.add_check(ap)
+    cli.add_markdown(ap, help="print the tables of RESULTS.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.source:
-        rows = json.loads(args.source.read_text())["rows"]
+        rows = results.read_json(args.source)["rows"]
     elif args.out is None:
         ap.error("give OUT_DIR (where the models are built) or --from OUT.json")
     else:
@@ -321,9 +318,9 @@ def main():
         rows = run(pairs)
     summary = summarise(rows)
     summary["seconds"] = time.perf_counter() - t0
-    print(markdown(summary) if args.markdown else json.dumps(summary, indent=1))
+    print(markdown(summary) if args.markdown else results.dumps(summary))
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+        results.write_json(args.json, {"summary": summary, "rows": rows}, newline=True)
     if args.png:
         qq_plot(rows, args.png)
     if args.check:

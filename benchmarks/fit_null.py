@@ -17,9 +17,7 @@ measures the error rate on other seeds and on families that were left out of thi
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import sys
 import tempfile
 import time
@@ -28,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness
 
+harness.checkout_first()
 import families  # noqa: E402
+from harness import ROOT, cli, results  # noqa: E402
 
 from onnx_lineage.matching.classes import match_classes, symmetry_classes  # noqa: E402
 from onnx_lineage.matching import match  # noqa: E402
@@ -90,7 +88,7 @@ def fit(rows: list[dict]) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("--models", type=Path, default=Path(tempfile.mkdtemp(prefix="lineage-null-")))
     ap.add_argument("--out", type=Path,
                     default=ROOT / "onnx_lineage" / "evidence" / "aligned_null.json")
@@ -102,8 +100,8 @@ def main():
         rows += class_samples(paths, fam)
         print(f"{fam}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     model = fit(rows)
-    args.out.write_text(json.dumps(model, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in model.items() if k != "groups"}, indent=1))
+    results.write_json(args.out, model, newline=True)
+    print(results.dumps({k: v for k, v in model.items() if k != "groups"}))
 
 
 if __name__ == "__main__":

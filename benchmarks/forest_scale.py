@@ -15,24 +15,19 @@ resident memory of this process, and whether Ray gives the same forest.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import resource
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+harness.checkout_first()
 from forests import build, data_file, forest_of, score  # noqa: E402
+from harness import cli, results  # noqa: E402
+from harness.machine import machine  # noqa: E402
+from harness.memory import peak_rss_mb  # noqa: E402
 
 from onnx_lineage.zoo import tree  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def truly_related(truth: dict) -> set[frozenset]:
     members: dict[str, list] = {}
@@ -64,10 +59,10 @@ def run_tree(folder: Path, truth: dict, ray: str | None) -> tuple[dict, object]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 15)))
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     truth: dict = {}
@@ -78,10 +73,10 @@ def main():
                       for k, v in part.items()})
     built = time.perf_counter() - t0
     print(f"{len(truth)} models built in {built:.0f} s", file=sys.stderr)
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": args.seeds,
+    out = {"machine": machine(python=False), "seeds": args.seeds,
            "build_seconds": built}
     out["local"], local = run_tree(args.out, truth, None)
-    print(json.dumps(out["local"], indent=1), file=sys.stderr)
+    print(results.dumps(out["local"]), file=sys.stderr)
     if not args.no_ray:
         import ray
         ray.init(include_dashboard=False, log_to_driver=False)
@@ -91,9 +86,9 @@ def main():
             out["ray"]["same_roots_as_local"] = remote.roots == local.roots
         finally:
             ray.shutdown()
-        print(json.dumps(out["ray"], indent=1), file=sys.stderr)
+        print(results.dumps(out["ray"]), file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1, default=float))
+        results.write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -42,11 +42,7 @@ from other seeds.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,12 +50,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+harness.checkout_first()
 from families import Data, Encoder, cnn, dataset, export_torch, mlp, train  # noqa: E402
+from harness import ROOT, cli, results  # noqa: E402
+from harness.machine import machine  # noqa: E402
 
 from onnx_lineage.data import Dataset  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SIGNALS_JSON = ROOT / "onnx_lineage" / "zoo" / "direction_signals.json"
 ARCHS = {"mlp": ("digits", lambda: mlp(64, 128, 64, 10), 20, 3e-3),
          "cnn": ("digits", cnn, 20, 3e-3),
@@ -394,32 +393,30 @@ def markdown(rows: dict) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--from", dest="source", type=Path)
-    ap.add_argument("--json", type=Path)
+    cli.add_from(ap)
+    cli.add_json(ap)
     ap.add_argument("--fit", action="store_true", help="write direction_signals.json")
-    ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--check", action="store_true",
-                    help="exit 1 unless no model is joined across forests and every independent "
-                         "model is a root (CI)")
+    cli.add_markdown(ap)
+    cli.add_check(ap, help="exit 1 unless no model is joined across forests and every "
+                           "independent model is a root (CI)")
     args = ap.parse_args()
     if args.source:
-        rows = json.loads(args.source.read_text())["rows"]
+        rows = results.read_json(args.source)["rows"]
     else:
         if args.out is None:
             ap.error("give a folder for the models, or --from")
         rows = run(args.out, args.seeds)
         if args.json:
-            machine = f"{platform.machine()}, {os.cpu_count()} cores"
-            args.json.write_text(json.dumps({"machine": machine, "seeds": args.seeds,
-                                             "rows": rows}, indent=1, default=float))
+            results.write_json(args.json, {"machine": machine(python=False), "seeds": args.seeds,
+                                           "rows": rows})
     if args.fit:
         fitted = fit(rows)
-        SIGNALS_JSON.write_text(json.dumps({
+        results.write_json(SIGNALS_JSON, {
             "fitted_by": f"benchmarks/forests.py --fit --seeds {' '.join(map(str, args.seeds))}",
-            "signals": fitted}, indent=1) + "\n")
+            "signals": fitted}, newline=True)
         print(f"wrote {SIGNALS_JSON}", file=sys.stderr)
     if args.markdown:
         print(markdown(rows))

@@ -12,19 +12,16 @@ under 300 MB and under 5 s for each.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
+harness.checkout_first()
+from harness import ROOT, cli, results  # noqa: E402
+from harness.memory import run_child  # noqa: E402
 from tests.hostile import huge_constant, nested_if, tile_chain, zeros_npz  # noqa: E402
 
 MODEL = ROOT / "tests" / "fixtures" / "models" / "torch_mlp_legacy.onnx"
@@ -32,22 +29,18 @@ MODEL = ROOT / "tests" / "fixtures" / "models" / "torch_mlp_legacy.onnx"
 
 def run(args: list[str]) -> dict:
     """One CLI run: exit code, stderr lines, wall time, peak RSS in MB."""
-    cmd = [sys.executable, "-c", "import typer_app; typer_app.main()"] + args
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+    run = run_child([sys.executable, "-c", "import typer_app; typer_app.main()"] + args, cwd=ROOT)
+    err = run.stderr.decode(errors="replace").strip().splitlines()
     return {"command": "onnx-lineage " + " ".join(Path(a).name if "/" in a else a for a in args),
-            "exit_code": os.waitstatus_to_exitcode(status), "stderr_lines": len(err),
-            "message": err[-1] if err else "", "seconds": seconds,
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+            "exit_code": run.exit_code, "stderr_lines": len(err),
+            "message": err[-1] if err else "", "seconds": run.seconds,
+            "peak_rss_mb": run.peak_rss_mb}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     files = {"nested If, 30 deep": args.out / "nested_if_30.onnx",
@@ -70,7 +63,7 @@ def main():
               f"{r['stderr_lines']} | {r['seconds']:.2f} s | {r['peak_rss_mb']:.0f} MB | "
               f"{r['message']} |")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        results.write_json(args.json, {"rows": rows}, newline=True)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,7 @@ cosine) and the time. Cases:
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,8 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+harness.checkout_first()
 from families import ResCNN, dataset, export_torch, mlp, train  # noqa: E402
+from harness import cli, results  # noqa: E402
+from harness.export import export_onnx  # noqa: E402
+from harness.machine import machine  # noqa: E402
 
 from onnx_lineage.analyses.determination import determine  # noqa: E402
 from onnx_lineage.data import Dataset  # noqa: E402
@@ -269,12 +270,10 @@ def trained(build, data, seed, epochs=15, lr=3e-3):
 
 def export_stateful(det, path: Path) -> Path:
     wrapped = StatefulExport(det).eval()
-    torch.onnx.export(wrapped, (torch.randn(2, 64), torch.zeros(1, 2, 32), torch.tensor(16000)),
-                      path, dynamo=False, input_names=["input", "state", "sr"],
-                      output_names=["logits", "stateN"],
-                      dynamic_axes={"input": {0: "batch"}, "state": {1: "batch"},
-                                    "logits": {0: "batch"}, "stateN": {1: "batch"}})
-    return path
+    return export_onnx(wrapped, (torch.randn(2, 64), torch.zeros(1, 2, 32), torch.tensor(16000)),
+                       path, ["input", "state", "sr"], ["logits", "stateN"],
+                       {"input": {0: "batch"}, "state": {1: "batch"},
+                        "logits": {0: "batch"}, "stateN": {1: "batch"}})
 
 
 def build(out: Path) -> dict:
@@ -392,14 +391,14 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?", help="where the models are built")
-    ap.add_argument("--from", dest="source", type=Path, help="rows of an earlier run")
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--markdown", action="store_true")
+    cli.add_from(ap, help="rows of an earlier run")
+    cli.add_json(ap)
+    cli.add_markdown(ap)
     args = ap.parse_args()
     if args.source:
-        rows = json.loads(args.source.read_text())["rows"]
+        rows = results.read_json(args.source)["rows"]
     else:
         if args.out is None:
             ap.error("give a folder for the models, or --from")
@@ -408,10 +407,8 @@ def main():
         seconds = time.perf_counter() - t0
         print(f"{len(rows)} pairs in {seconds:.0f} s", file=sys.stderr)
         if args.json:
-            machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}")
-            args.json.write_text(json.dumps({"machine": machine, "seconds": seconds,
-                                             "rows": rows}, indent=1, default=float))
+            results.write_json(args.json, {"machine": machine(), "seconds": seconds,
+                                           "rows": rows})
     if args.markdown:
         print(markdown(rows))
     sys.exit(0 if all(r["right"] for r in rows) else 1)

@@ -13,13 +13,14 @@ same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import cli, results  # not harness.checkout_first(): each child imports its own checkout
 
 HERE = Path(__file__).resolve()
 
@@ -28,7 +29,7 @@ def one_checkout(zoo: Path) -> float:
     """Seconds to match every pair of ``zoo`` (the checkout on ``sys.path``), after a warm-up."""
     from onnx_lineage.matching import match
     from onnx_lineage.model.loading import load_model
-    pairs = json.loads((zoo / "zoo.json").read_text())["pairs"]
+    pairs = results.read_json(zoo / "zoo.json")["pairs"]
     models = {}
 
     def loaded(name):
@@ -44,12 +45,12 @@ def one_checkout(zoo: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.parser(__doc__, paragraph=True)
     ap.add_argument("zoo", type=Path)
     ap.add_argument("--root", action="append", type=Path, default=[],
                     help="a checkout to time (give several; the first is the reference)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -67,9 +68,9 @@ def main() -> None:
     ref = statistics.median(times[str(roots[0])])
     summary = {r: {"seconds": t, "median": statistics.median(t),
                    "ratio_to_first": statistics.median(t) / ref} for r, t in times.items()}
-    print(json.dumps(summary, indent=1))
+    print(results.dumps(summary))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        results.write_json(args.json, summary)
 
 
 if __name__ == "__main__":

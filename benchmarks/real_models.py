@@ -22,7 +22,6 @@ any call that did not end in a verdict.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -30,6 +29,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from harness import cli, results
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "corpus" / "manifest.json"
@@ -192,28 +193,28 @@ def markdown(out: dict, before: dict | None = None) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.parser(__doc__, paragraph=True)
     ap.add_argument("cache", nargs="?", type=Path, help="the folder fetch.py wrote")
     ap.add_argument("--reduced", action="store_true", help="the CI subset")
     ap.add_argument("--tool", default=f"{sys.executable} -m typer_app",
                     help="the command to run (default: this checkout's CLI)")
     ap.add_argument("--timeout", type=int, default=300)
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("--from", dest="source", type=Path, help="summarise an earlier --json")
-    ap.add_argument("--markdown", action="store_true")
+    cli.add_json(ap)
+    cli.add_from(ap, help="summarise an earlier --json")
+    cli.add_markdown(ap)
     ap.add_argument("--before", type=Path, help="an earlier --json, shown beside (markdown)")
-    ap.add_argument("--check", action="store_true")
+    cli.add_check(ap)
     args = ap.parse_args()
     if args.source:
-        out = json.loads(args.source.read_text())
+        out = results.read_json(args.source)
     elif args.cache:
         out = run(args.cache, args.tool.split(), args.reduced, args.timeout)
     else:
         ap.error("give the corpus folder, or --from an earlier result")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
-    before = json.loads(args.before.read_text()) if args.before else None
-    print(markdown(out, before) if args.markdown else json.dumps(out["summary"], indent=1))
+        results.write_json(args.json, out)
+    before = results.read_json(args.before) if args.before else None
+    print(markdown(out, before) if args.markdown else results.dumps(out["summary"]))
     if args.check:
         bad = check(out)
         if bad:

@@ -11,17 +11,16 @@ cores).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
+harness.checkout_first()
+from harness import cli, results  # noqa: E402
 from onnx_lineage.data import Dataset, digits  # noqa: E402
 from onnx_lineage.zoo import tree  # noqa: E402
 
@@ -34,7 +33,7 @@ def zoo_data() -> Dataset:
 
 
 def evaluate(zoo: Path, r) -> dict:
-    spec = json.loads((zoo / "zoo.json").read_text())
+    spec = results.read_json(zoo / "zoo.json")
     parent_of = {e["child"]: e["parent"] for e in r.edges}
 
     def ancestors(m):
@@ -82,9 +81,9 @@ def _root(m, parent_of):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli.parser(__doc__)
     ap.add_argument("zoo", type=Path)
-    ap.add_argument("--json", type=Path)
+    cli.add_json(ap)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     data = zoo_data()
@@ -96,7 +95,7 @@ def main():
                     "exact_tests": local.exact_tests, "related_pairs": local.related_pairs,
                     "failed": len(local.failed), **evaluate(args.zoo, local),
                     "roots": local.roots, "edges": local.edges}
-    print(json.dumps({k: v for k, v in out["local"].items() if k != "edges"}, indent=1),
+    print(results.dumps({k: v for k, v in out["local"].items() if k != "edges"}),
           file=sys.stderr)
     if not args.no_ray:
         import ray
@@ -109,9 +108,9 @@ def main():
                           "same_roots_as_local": remote.roots == local.roots}
         finally:
             ray.shutdown()
-    print(json.dumps(out, indent=1))
+    print(results.dumps(out))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        results.write_json(args.json, out)
 
 
 if __name__ == "__main__":

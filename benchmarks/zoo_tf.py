@@ -11,7 +11,6 @@ Writes ``OUT_DIR/keras/*.onnx`` and ``OUT_DIR/zoo.json`` in the format of ``zoo.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
+
+from harness import results  # noqa: E402
 
 d = load_digits()
 ORDER = np.random.default_rng(0).permutation(len(d.data))
@@ -96,7 +97,7 @@ def main():
         for t in cal[i + 1:]:
             pairs.append(dict(a=f"keras/cal_{s}", b=f"keras/cal_{t}", relation="unrelated",
                               ladder=None, level=None, split="calibration"))
-    (out / "zoo.json").write_text(json.dumps({"pairs": pairs, "reduced": False}, indent=1))
+    results.write_json(out / "zoo.json", {"pairs": pairs, "reduced": False})
     print(f"keras zoo: {len(list(fam.glob('*.onnx')))} models, {len(pairs)} pairs", file=sys.stderr)
 
 
