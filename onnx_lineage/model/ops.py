@@ -371,12 +371,108 @@ def from_shapes(g: GraphIndex, name: str, dims: dict, limit: int = 400) -> list 
         if node.op_type != "Shape":
             stack += list(node.input)
     ordered = [n for n in g.graph.node if id(n) in nodes]
-    values = [_evaluated(g, ordered, name, dims, trial) for trial in _TRIALS]
-    return None if any(v is None for v in values) else values
+    values = []
+    for trial in _TRIALS:
+        try:
+            with np.errstate(all="ignore"):
+                value = _interpreted(g, ordered, name, dims, trial)
+        except Exception:  # a value numpy cannot compute (a bad reshape): not known
+            value = None
+        values.append(value if value is not _UNKNOWN_OP else
+                      _evaluated(g, ordered, name, dims, trial))
+        if values[-1] is None:
+            return None
+    return values
 
 
 #: Sizes put in for unknown dimensions by :func:`from_shapes`: (batch on axis 0, any other).
 _TRIALS = ((1, 64), (2, 97))
+
+
+_UNKNOWN_OP = object()  # the small interpreter does not know an op: the reference one runs
+
+_UNARY_NP = {"Cast": lambda x, n: x, "Identity": lambda x, n: x, "Floor": lambda x, n: np.floor(x),
+             "Ceil": lambda x, n: np.ceil(x), "Neg": lambda x, n: -x, "Abs": lambda x, n: np.abs(x),
+             "Sqrt": lambda x, n: np.sqrt(x), "Reciprocal": lambda x, n: 1 / x,
+             "Not": lambda x, n: np.logical_not(x)}
+_BINARY_NP = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum,
+              "Min": np.minimum, "Equal": np.equal, "Greater": np.greater, "Less": np.less,
+              "Pow": np.power}
+
+
+def _interpreted(g: GraphIndex, nodes: list, name: str, dims: dict, trial: tuple):
+    """:func:`_evaluated` for the few ops shape arithmetic is made of (Shape, Gather, Concat,
+    Unsqueeze, Slice, arithmetic ...), in numpy, without building a graph for onnx's reference
+    implementation (which costs milliseconds a call); :data:`_UNKNOWN_OP` where another op is
+    on the way, None where a value cannot be known."""
+    values: dict = {}
+
+    def get(t: str):
+        if t in values:
+            return values[t]
+        c = g.constant(t)
+        return None if c is None else np.asarray(c.value)
+
+    for node in nodes:
+        op, ins = node.op_type, [get(i) if i else None for i in node.input]
+        if op == "Shape":
+            shape = dims.get(node.input[0])
+            if not shape:
+                return None
+            full = [(trial[0] if k == 0 else trial[1]) if d is None else d
+                    for k, d in enumerate(shape)]
+            out = np.array(full[attr(node, "start", 0):attr(node, "end", None)], np.int64)
+        elif op == "Constant":
+            c = g.constant(node.output[0])
+            if c is None:
+                return None
+            out = c.value
+        elif any(x is None for x, i in zip(ins, node.input) if i):
+            return None
+        elif op in _UNARY_NP:
+            out = _UNARY_NP[op](ins[0], node)
+        elif op in _BINARY_NP:
+            out = _BINARY_NP[op](ins[0], ins[1])
+        elif op == "Mod" and not int(attr(node, "fmod", 0)):
+            out = np.mod(ins[0], ins[1])
+        elif op == "Div":
+            out = (ins[0] // ins[1] if ins[0].dtype.kind in "iu" and ins[1].dtype.kind in "iu"
+                   else ins[0] / ins[1])
+        elif op == "Gather":
+            out = np.take(ins[0], ins[1], axis=int(attr(node, "axis", 0)))
+        elif op == "Concat":
+            out = np.concatenate([np.atleast_1d(x) for x in ins], axis=int(attr(node, "axis", 0)))
+        elif op in ("Unsqueeze", "Squeeze"):
+            axes = attr(node, "axes") or ([] if len(ins) < 2 or ins[1] is None
+                                          else [int(a) for a in ins[1].reshape(-1)])
+            out = (np.expand_dims(ins[0], tuple(axes)) if op == "Unsqueeze" else
+                   np.squeeze(ins[0], tuple(axes) if axes else None))
+        elif op == "Slice" and len(ins) >= 3:
+            axes = range(len(ins[1])) if len(ins) < 4 or ins[3] is None else ins[3]
+            steps = [1] * len(ins[1]) if len(ins) < 5 or ins[4] is None else ins[4]
+            index = [slice(None)] * ins[0].ndim
+            for a, b, e, st in zip(axes, ins[1], ins[2], steps):
+                index[int(a)] = slice(int(b), int(e), int(st))
+            out = ins[0][tuple(index)]
+        elif op == "Reshape":
+            out = ins[0].reshape([int(d) if d != 0 else ins[0].shape[k]
+                                  for k, d in enumerate(ins[1].reshape(-1))])
+        elif op == "ConstantOfShape":
+            fill = attr(node, "value")
+            fill = np.zeros(1, np.float32) if fill is None else onnx.numpy_helper.to_array(fill)
+            out = np.full([int(d) for d in ins[0].reshape(-1)], fill.reshape(-1)[0], fill.dtype)
+        elif op == "Where":
+            out = np.where(ins[0], ins[1], ins[2])
+        elif op == "Expand":
+            out = ins[0] * np.ones([int(d) for d in ins[1].reshape(-1)], ins[0].dtype)
+        elif op == "Transpose":
+            out = np.transpose(ins[0], attr(node, "perm"))
+        elif op == "Range":
+            out = np.arange(ins[0], ins[1], ins[2])
+        else:
+            return _UNKNOWN_OP
+        values[node.output[0]] = np.asarray(out)
+    return values.get(name)
 
 
 def _evaluated(g: GraphIndex, nodes: list, name: str, dims: dict, trial: tuple):
