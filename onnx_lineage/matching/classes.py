@@ -114,8 +114,8 @@ class SymmetryClass:
         only : set of int, optional
             Permute only these members (one layer at a time: a copy of one layer, not of all).
         """
-        if self.gates:
-            raise NotImplementedError("a recurrent layer's units are compared in place")
+        if self.gates:  # compared in place (pinned): the basin test's copies leave them alone
+            raise ValueError(f"{self.name}: a recurrent layer's units are never permuted")
         if only is not None:
             cut = replace(
                 self, rows=tuple(r for r in self.rows if r in only),
