@@ -667,7 +667,7 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
 
 def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tuple = (),
                   per_unit: tuple = (), span: tuple = (), scale: np.ndarray | None = None,
-                  next_groups: int = 1) -> None:
+                  next_groups: int = 1, release: bool = False) -> None:
     """The one permutation of a unit axis, in place on ``params``: unit ``u`` gets the
     parameters of unit ``perm[u]`` in every layer that carries the axis. Hidden units of one
     layer, a convolution's channels, a residual stream and an attention head's dimensions are
@@ -676,8 +676,7 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
     Parameters
     ----------
     params : dict of layer index to dict of str to ndarray
-        Canonical parameters; the members' entries are replaced by permuted copies (the mapped
-        originals' pages released after each).
+        Canonical parameters; the members' entries are replaced by permuted copies.
     perm : ndarray of shape (units,), int
     rows : tuple of int
         Layers whose output units (rows of the weight, entries of the bias) are the axis.
@@ -696,6 +695,9 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
     next_groups : int
         The column layers are grouped convolutions reading the units in this many blocks
         (:func:`permute_grouped_inputs`).
+    release : bool
+        Let the mapped originals' pages go after each member is copied (a residual stream
+        touches most of a large model's layers: without it they would all stay resident).
     """
     for r in rows:
         p, order = params[r], widened(perm, params[r]["weight"].shape[0], span)
@@ -706,14 +708,16 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
         if "bias" in p:
             p["bias"] = kept(p["bias"][order] * (1 if scale is None else scale))
         params[r] = p
-        release_pages()  # copied in the new order: the mapped original may go
+        if release:
+            release_pages()  # copied in the new order: the mapped original may go
     for layer, spatial, channels_last in columns:
         w = params[layer]["weight"]
         w = (permute_inputs(w, widened(perm, w.shape[1] // spatial, span), spatial, scale,
                             channels_last) if next_groups == 1 else
              permute_grouped_inputs(w, perm, next_groups, scale))
         params[layer] = dict(params[layer], weight=w)
-        release_pages()
+        if release:
+            release_pages()
     for n in per_unit:
         params[n] = {k: (v if k == "eps" else v[widened(perm, v.shape[0], span)])
                      for k, v in params[n].items()}

@@ -142,7 +142,7 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
     if np.any(perm != np.arange(perm.size)):
         permute_units(b_params, perm, tuple(b_of[i] for i in sa.writers if i in b_of),
                       tuple((b_of[i], 1, False) for i in sa.readers if i in b_of),
-                      tuple(b_of[i] for i in sa.followers if i in b_of))
+                      tuple(b_of[i] for i in sa.followers if i in b_of), release=True)
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)
 
