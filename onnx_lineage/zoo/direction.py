@@ -43,6 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
+from onnx_lineage.analyses.closeness import class_count
+from onnx_lineage.analyses.criteria import cross_entropy
+from onnx_lineage.data import arrange_for, check_labels, feeds_for
+from onnx_lineage.errors import LineageError
+from onnx_lineage.model.runner import Runner
+
 
 @dataclass(frozen=True)
 class Direction:
@@ -251,11 +257,6 @@ def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None
     classifiers), and how many classes it scores. The loss is None without labels, for outputs
     that are not class scores, when the data cannot feed the model or holds labels outside its
     classes; ``classifier`` and ``classes`` are None when no session of it can be made."""
-    from onnx_lineage.analyses.closeness import class_count
-    from onnx_lineage.analyses.criteria import cross_entropy
-    from onnx_lineage.data import arrange_for, check_labels, feeds_for
-    from onnx_lineage.errors import LineageError
-    from onnx_lineage.model.runner import Runner
     try:
         runner = Runner(model.proto, name=model.name)
     except LineageError:

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from onnx_lineage.zoo.direction import votes
+from onnx_lineage.zoo.inheritance import CHILD_SHARE
+
 #: Log-odds of one item of strong evidence (quantization, sparsity): near certain.
 STRONG_LOG_ODDS = math.log(0.99 / 0.01)
 #: An edge's direction is called decided from this posterior up.
@@ -233,7 +236,6 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
 
     Only to models related to ``c`` (``outcomes``). Roots do not change.
     """
-    from onnx_lineage.zoo.inheritance import CHILD_SHARE
     pair = {}
     for o in outcomes:
         if o.related:
@@ -306,7 +308,6 @@ def edge_votes(parent: str, child: str, e: PairOutcome, stats: dict | None) -> d
     statistics, or between copies of one model (:func:`is_copy`): nothing separates the two."""
     if not stats or parent not in stats or child not in stats or is_copy(e):
         return {}
-    from onnx_lineage.zoo.direction import votes
     return votes(stats[parent], stats[child], e.rescaled)
 
 

@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from onnx_lineage.analyses.closeness import closeness
+from onnx_lineage.analyses.determination import determine
 from onnx_lineage.data import Dataset, digits
 from onnx_lineage.errors import LineageError, ModelError
+from onnx_lineage.matching import match
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
@@ -118,8 +121,6 @@ def collect(inputs: list[str | Path]) -> dict[str, Path]:
 def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset, seed: int,
                device: str, alpha: float = 0.01) -> PairOutcome:
     """Exact test of one pair (runs in this process or in a Ray worker)."""
-    from onnx_lineage.analyses.determination import determine
-    from onnx_lineage.matching import match
     try:
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
@@ -143,7 +144,6 @@ def shares_of(loaded: dict, seed: int):
     permuted but not rescaled (a unit's change of norm is part of its displacement). None where
     a matching fails or finds no layers, or where the units are grossly rescaled against ``q``'s
     (:func:`.direction.rescaling`: an obfuscated copy, whose displacement is the rescaling)."""
-    from onnx_lineage.matching import match
     aligned: dict = {}
 
     def to(q: str, x: str):
@@ -235,7 +235,6 @@ def whole_cosine(m) -> float:
 
 def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: Dataset,
                     seed: int, device: str, label_space: str = "same") -> float | None:
-    from onnx_lineage.analyses.closeness import closeness
     try:
         a = LoadedModel(onnx.load_from_string(bytes_a), Path(name_a))
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
