@@ -47,8 +47,8 @@ class SymmetryClass:
     name : str
         For reports: ``layer 3 units``, ``layer 0 channels``, ``residual stream``.
     kind : str
-        ``units`` (a dense layer's), ``channels`` (a convolution's), ``stream`` or
-        ``attention`` (the dimensions of one head).
+        ``units`` (a dense layer's), ``channels`` (a convolution's), ``stream``,
+        ``attention`` (the dimensions of one head) or ``recurrent`` (a recurrent layer's).
     width : int
         Number of units.
     rows : tuple of int

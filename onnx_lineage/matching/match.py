@@ -20,7 +20,7 @@ from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.ops import dims_of
 from onnx_lineage.model.parameters import Layer, as_single, extract_layers
 from onnx_lineage.model.streams import streams
-from onnx_lineage.model.topology import links
+from onnx_lineage.model.topology import links, scope_graphs
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.results import Result
 from onnx_lineage.wording import ranges
@@ -227,7 +227,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
     la, lb = extract_layers(a.proto), extract_layers(b.proto)
     step(f"pairing layers ({len(la)} in A, {len(lb)} in B)")
     dims_a, dims_b = dims_of(a.proto), dims_of(b.proto)  # for the chains and the streams
-    links_a, links_b = links(a.proto, la, dims_a), links(b.proto, lb, dims_b)
+    graphs_a, graphs_b = scope_graphs(a.proto), scope_graphs(b.proto)  # for both as well
+    links_a, links_b = links(a.proto, la, dims_a, graphs_a), links(b.proto, lb, dims_b, graphs_b)
     folded = None
     transforms: list[str] = []
     has_bn_a = any(x.kind == "batchnorm" for x in la)
@@ -286,8 +287,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
                                   "the same function, compared on the units it kept")
 
     step("finding residual streams and permutable units")
-    stream_pairs, stream_limits = pair_streams(streams(a.proto, la, dims_a),
-                                               streams(b.proto, lb, dims_b), b_of)
+    stream_pairs, stream_limits = pair_streams(streams(a.proto, la, dims_a, graphs_a),
+                                               streams(b.proto, lb, dims_b, graphs_b), b_of)
     in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
     chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
     limits += stream_limits

@@ -108,14 +108,14 @@ class _Groups:
             self.parent[ry] = rx
 
 
-def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None
-            ) -> list[Stream]:
+def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None,
+            graphs: dict | None = None) -> list[Stream]:
     """The residual streams and gated groups of the main graph and of its subgraphs (If
     branches: a stream stays within its graph), in the order of their first member (``dims``:
-    the main graph's :func:`.ops.dims_of`, where the caller has them; subgraphs are walked
-    without inferred shapes)."""
+    the main graph's :func:`.ops.dims_of`, ``graphs`` its :func:`.topology.scope_graphs`,
+    where the caller has them; subgraphs are walked without inferred shapes)."""
     found = []
-    for scope, g in scope_graphs(model).items():
+    for scope, g in (scope_graphs(model) if graphs is None else graphs).items():
         mine = [x for x in layers if x.scope == scope]
         if not any(x.kind in ("dense", "conv", "embedding") for x in mine):
             continue

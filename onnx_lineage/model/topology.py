@@ -83,14 +83,15 @@ class _Dims:
         return self.dims
 
 
-def links(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None
-          ) -> dict[int, Link]:
+def links(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = None,
+          graphs: dict | None = None) -> dict[int, Link]:
     """Link of every dense/conv layer (see :class:`Link`), in the main graph and in subgraphs
     (If branches, Loop bodies: a chain stays within its graph, whose outputs end it). Subgraphs
     are walked without inferred shapes, so ops that need them stop their units there. ``dims``:
-    the main graph's (:func:`.ops.dims_of`), where the caller has them."""
+    the main graph's (:func:`.ops.dims_of`), ``graphs`` its :func:`scope_graphs`, where the
+    caller has them."""
     result = {}
-    for scope, g in scope_graphs(model).items():
+    for scope, g in (scope_graphs(model) if graphs is None else graphs).items():
         mine = [x for x in layers if x.scope == scope]
         if not any(x.kind in ("dense", "conv") for x in mine):
             continue

@@ -4,15 +4,14 @@ Transpose; its units are a class, the GRU's own units stay fixed (the state is a
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
 
 from onnx_lineage.analyses.determination import determine
 from onnx_lineage.data import Dataset
 from onnx_lineage.matching import match
 from tests.conftest import fixture_path
+from tests.graphs import vad_variant
 
 FRAME_W, FRAME_B, GRU_W = "onnx::MatMul_103", "frame.bias", "onnx::GRU_121"
 
@@ -20,25 +19,12 @@ FRAME_W, FRAME_B, GRU_W = "onnx::MatMul_103", "frame.bias", "onnx::GRU_121"
 def _variant(tmp_path, name, perm=None, noise=0.0, fresh=False):
     """The detector with its frame units permuted (the same function), weight noise (a new
     release) or every weight drawn again at the same scale (an independent model)."""
-    m = onnx.load(fixture_path("torch_vad_state"))
-    rng = np.random.default_rng(7)
-    for t in m.graph.initializer:
-        a = numpy_helper.to_array(t)
-        if a.dtype != np.float32:
-            continue
-        if perm is not None and t.name == FRAME_W:
-            a = a[:, perm]
-        elif perm is not None and t.name == FRAME_B:
-            a = a[perm]
-        elif perm is not None and t.name == GRU_W:
-            a = a[..., perm]
-        if fresh:
-            a = rng.normal(size=a.shape) * a.std()
-        a = a + noise * a.std() * rng.normal(size=a.shape)
-        t.CopyFrom(numpy_helper.from_array(a.astype(np.float32), t.name))
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(m, path)
-    return path
+    def edit(tensor, a):
+        if perm is None:
+            return a
+        return {FRAME_W: lambda: a[:, perm], FRAME_B: lambda: a[perm],
+                GRU_W: lambda: a[..., perm]}.get(tensor, lambda: a)()
+    return vad_variant(tmp_path, name, edit, noise, fresh, seed=7)
 
 
 @pytest.fixture()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
 
 from onnx_lineage.evidence.unit_order import unit_order_test
 from onnx_lineage.matching import match
 from tests.conftest import fixture_path
+from tests.graphs import vad_variant
 
 H, GATES = 16, 3
 W, R, B, HEAD = "onnx::GRU_121", "onnx::GRU_122", "onnx::GRU_123", "head.weight"
@@ -20,25 +19,18 @@ def _variant(tmp_path, name, perm=None, noise=0.0, fresh=False):
     """The stateful detector (a GRU of 16 units read by a dense head) with its GRU units permuted
     in every gate, in the recurrent weights' columns, the biases and the head (the same
     probabilities; the state comes out permuted), with weight noise, or drawn again."""
-    m = onnx.load(fixture_path("torch_vad_state"))
-    rng = np.random.default_rng(3)
-    gate_rows = None if perm is None else np.concatenate([g * H + perm for g in range(GATES)])
-    for t in m.graph.initializer:
-        a = numpy_helper.to_array(t).astype(np.float32)
-        if perm is not None and t.name in (W, R):
-            a = a[:, gate_rows]
-            a = a[..., perm] if t.name == R else a
-        elif perm is not None and t.name == B:
-            a = a[:, np.concatenate([gate_rows, GATES * H + gate_rows])]
-        elif perm is not None and t.name == HEAD:
-            a = a[:, perm]
-        if fresh:
-            a = rng.normal(size=a.shape) * a.std()
-        a = a + noise * a.std() * rng.normal(size=a.shape)
-        t.CopyFrom(numpy_helper.from_array(a.astype(np.float32), t.name))
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(m, path)
-    return path
+    def edit(tensor, a):
+        if perm is None:
+            return a
+        rows = np.concatenate([g * H + perm for g in range(GATES)])
+        if tensor == W:
+            return a[:, rows]
+        if tensor == R:
+            return a[:, rows][..., perm]
+        if tensor == B:
+            return a[:, np.concatenate([rows, GATES * H + rows])]
+        return a[:, perm] if tensor == HEAD else a
+    return vad_variant(tmp_path, name, edit, noise, fresh, seed=3)
 
 
 def _hidden(m) -> dict:

@@ -16,6 +16,7 @@ from onnx_lineage.model.loading import load_model
 from onnx_lineage.model.ops import dims_of, passage, same_for_every_unit
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.model.topology import links
+from tests.graphs import branch_graph, if_model
 
 T = 16  # time steps
 
@@ -258,21 +259,13 @@ def test_chains_inside_if_branches_are_followed():
     rng = np.random.default_rng(0)
 
     def branch(name: str) -> onnx.GraphProto:
-        t = {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(4, 6, 3))}
-        nodes = [helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_c0"]),
-                 helper.make_node("Relu", [f"{name}_c0"], [f"{name}_a0"]),
-                 helper.make_node("Conv", [f"{name}_a0", f"{name}_w1"], [f"{name}_y"])]
-        return helper.make_graph(
-            nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+        return branch_graph(name, [
+            helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_c0"]),
+            helper.make_node("Relu", [f"{name}_c0"], [f"{name}_a0"]),
+            helper.make_node("Conv", [f"{name}_a0", f"{name}_w1"], [f"{name}_y"])],
+            {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(4, 6, 3))})
 
-    graph = helper.make_graph(
-        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"),
-                          else_branch=branch("else"))], "vad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 16]),
-         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = if_model(branch)
     layers = extract_layers(model)
     assert [bool(x.scope) for x in layers] == [True] * 4
     chain = links(model, layers)
@@ -371,3 +364,42 @@ def test_a_gather_along_other_axes_keeps_the_units(axis, index, keeps, unit_axis
         [numpy_helper.from_array(index.astype(np.int64), "c")]))
     how = passage(g, node, "h", 1, dims)
     assert how.keeps is keeps and (not keeps or how.axis == unit_axis)
+
+
+def test_the_shape_interpreter_agrees_with_onnxs_reference_implementation():
+    """Sizes computed from shapes as exporters write them (a flatten target, "same" padding, a
+    reshape target with a -1 resolved through Equal/Where, a range): the numpy interpreter
+    gives what onnx's reference implementation gives, for every trial size."""
+    from onnx_lineage.model.ops import _TRIALS, _UNKNOWN_OP, _evaluated, _interpreted
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    consts = {"zero": np.array(0, np.int64), "one": np.array(1, np.int64), "two": i64(2),
+              "last": i64(-1), "k": i64(3), "axes0": i64(0), "stride": i64(2), "lo": i64(1), "hi": i64(3)}
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+             helper.make_node("Concat", ["n1", "last"], ["flat"], axis=0),
+             helper.make_node("Slice", ["s", "lo", "hi"], ["hw"]),
+             helper.make_node("Mod", ["hw", "stride"], ["r"]),
+             helper.make_node("Sub", ["k", "r"], ["p0"]),
+             helper.make_node("Max", ["p0", "zero"], ["p1"]),  # a scalar broadcast
+             helper.make_node("Div", ["p1", "two"], ["half"]),
+             helper.make_node("Concat", ["half", "p1"], ["pads"], axis=0),
+             helper.make_node("ConstantOfShape", ["two"], ["ones"],
+                              value=numpy_helper.from_array(i64(1))),
+             helper.make_node("Mul", ["ones", "last"], ["minus"]),
+             helper.make_node("Equal", ["hw", "minus"], ["eq"]),
+             helper.make_node("Where", ["eq", "ones", "hw"], ["target"]),
+             helper.make_node("Squeeze", ["n1", "axes0"], ["n0"]),
+             helper.make_node("Range", ["zero", "n0", "one"], ["positions"])]
+    graph = helper.make_graph(
+        nodes, "sizes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 7, 10])],
+        [helper.make_tensor_value_info("flat", TensorProto.INT64, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    g, dims = GraphIndex(model.graph), dims_of(model)
+    for name in ("flat", "pads", "target", "positions"):
+        for trial in _TRIALS:
+            mine = _interpreted(g, list(model.graph.node), name, dims, trial)
+            assert mine is not _UNKNOWN_OP
+            np.testing.assert_array_equal(mine, _evaluated(g, list(model.graph.node), name,
+                                                           dims, trial))

@@ -12,6 +12,7 @@ from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.model.streams import streams
 from tests.conftest import fixture_path
 from tests.conv_residual import conv_residual_model
+from tests.graphs import branch_graph, if_model
 from tests.residual import D, permutations, residual_model
 
 
@@ -163,28 +164,20 @@ def test_a_stream_is_followed_through_a_squeeze_and_a_transpose_to_a_dense_head(
 def test_a_stream_inside_an_if_branch_is_found():
     """A detector that keeps its residual blocks in the branches of an If (one per sample rate):
     each branch's stream is found within it."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
     rng = np.random.default_rng(0)
 
     def branch(name: str) -> onnx.GraphProto:
-        t = {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(6, 6, 3)),
-             f"{name}_w2": rng.normal(size=(2, 6, 1))}
-        nodes = [helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_s0"], pads=[1, 1]),
-                 helper.make_node("Relu", [f"{name}_s0"], [f"{name}_r"]),
-                 helper.make_node("Conv", [f"{name}_r", f"{name}_w1"], [f"{name}_c1"], pads=[1, 1]),
-                 helper.make_node("Add", [f"{name}_s0", f"{name}_c1"], [f"{name}_s1"]),
-                 helper.make_node("Conv", [f"{name}_s1", f"{name}_w2"], [f"{name}_y"])]
-        return helper.make_graph(
-            nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+        return branch_graph(name, [
+            helper.make_node("Conv", ["x", f"{name}_w0"], [f"{name}_s0"], pads=[1, 1]),
+            helper.make_node("Relu", [f"{name}_s0"], [f"{name}_r"]),
+            helper.make_node("Conv", [f"{name}_r", f"{name}_w1"], [f"{name}_c1"], pads=[1, 1]),
+            helper.make_node("Add", [f"{name}_s0", f"{name}_c1"], [f"{name}_s1"]),
+            helper.make_node("Conv", [f"{name}_s1", f"{name}_w2"], [f"{name}_y"])],
+            {f"{name}_w0": rng.normal(size=(6, 1, 3)), f"{name}_w1": rng.normal(size=(6, 6, 3)),
+             f"{name}_w2": rng.normal(size=(2, 6, 1))})
 
-    graph = helper.make_graph(
-        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"),
-                          else_branch=branch("else"))], "vad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 16]),
-         helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = if_model(branch)
     layers = extract_layers(model)
     found = streams(model, layers)
     assert len(found) == 2 and all(s.reason == "" and s.width == 6 for s in found)
