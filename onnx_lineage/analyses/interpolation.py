@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import os
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site, kept
 from onnx_lineage.model.weights import release_pages
+from onnx_lineage.threads import pool
 
 
 @dataclass(frozen=True)
@@ -200,17 +200,17 @@ class InterpolatedModel:
         if self.buffer.size < THREADS_FROM:
             threads = 1
         given = set()
-        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else _InPlace() as pool:
+        with pool(threads) as workers:
             waiting: deque = deque()
             for k, value in values:
                 while len(waiting) >= threads:
                     waiting.popleft().result()
-                waiting.append(pool.submit(self._blend, k, _stored(self.endpoints[k].site, value),
-                                           alpha))
+                stored = _stored(self.endpoints[k].site, value)
+                waiting.append(workers.submit(self._blend, k, stored, alpha))
                 given.add(k)
             rest = sorted((k for k in range(len(self.names)) if k not in given),
                           key=lambda k: -self.views[self.names[k]].size)
-            waiting.extend(pool.submit(self._blend, k, self._b[k], alpha) for k in rest)
+            waiting.extend(workers.submit(self._blend, k, self._b[k], alpha) for k in rest)
             for done in waiting:
                 done.result()
 
@@ -228,21 +228,6 @@ class InterpolatedModel:
             part = slice(r0, r0 + step)
             blend_into(a[part], b[part], float(alpha), out[part])
             release_pages()
-
-
-class _InPlace:
-    """An executor that runs each task as it is submitted (a small model's blend)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-    def submit(self, fn, *args) -> Future:
-        done: Future = Future()
-        done.set_result(fn(*args))
-        return done
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:

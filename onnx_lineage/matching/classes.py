@@ -24,18 +24,22 @@ p-values off that, and the aligned test (:mod:`.aligned`) uses the same matching
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import binom
-from threadpoolctl import threadpool_limits
 
 from onnx_lineage.matching import recurrent_units
 from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
                                                permute_inputs, permute_units, row_norms,
                                                widened)
 from onnx_lineage.model.weights import release_pages
+from onnx_lineage.threads import blas_threads, pool
+
+#: Matched parameters from which the classes are matched on several threads (below, starting
+#: the threads costs more than they save).
+PARALLEL_FROM = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,8 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
     workers : int, optional
         Threads: a class waits only for the earlier classes whose axes its features use, so the
         feed-forward blocks of a transformer are matched side by side (the assignment solver
-        releases the GIL). Default: the CPU count, at most 4. While they run, the BLAS library
+        releases the GIL). Default: the CPU count, at most 4, from :data:`PARALLEL_FROM`
+        matched parameters, one (the caller's thread) below. While they run, the BLAS library
         gets the cores divided among them (each product on its share, not every product on
         every core: on 2 cores, BERT-base's class matching about 25% faster). The result does
         not depend on either.
@@ -333,14 +338,16 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
             col_owner.setdefault(layer, []).append((k, spatial, channels_last))
     relabels = [rng.permutation(c.width) for c in classes]
     cores = os.cpu_count() or 1
-    workers = workers or min(cores, 4)
-    with threadpool_limits(max(cores // workers, 1), user_api="blas"), \
-            ThreadPoolExecutor(max_workers=workers) as pool:  # FIFO: earlier classes start first
+    if workers is None:
+        size = sum(v.size for p in a_params.values() for v in p.values())
+        workers = min(cores, 4) if size >= PARALLEL_FROM else 1
+    with blas_threads(cores // workers if workers > 1 else 0), \
+            pool(workers) as tasks:  # FIFO: earlier classes start first
         futures: list[Future] = []
         for k, cls in enumerate(classes):
             deps = {j: futures[j] for j in _dependencies(cls, k, row_owner, col_owner)}
-            futures.append(pool.submit(_match_one, cls, k, a_params, b_params, row_owner,
-                                       col_owner, deps, relabels[k]))
+            futures.append(tasks.submit(_match_one, cls, k, a_params, b_params, row_owner,
+                                        col_owner, deps, relabels[k]))
         return [f.result() for f in futures]
 
 
