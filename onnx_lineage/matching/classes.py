@@ -31,9 +31,9 @@ import numpy as np
 from scipy.stats import binom
 
 from onnx_lineage.matching import recurrent_units
-from onnx_lineage.matching.permutation import (best_matching, out_features, per_unit,
+from onnx_lineage.matching.permutation import (Reader, best_matching, out_features, per_unit,
                                                permute_inputs, permute_units, row_norms,
-                                               widened)
+                                               spread, widened)
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.threads import blas_threads, pool
 
@@ -57,9 +57,9 @@ class SymmetryClass:
         Number of units.
     rows : tuple of int
         Layers whose output units (rows of the canonical weight) are the class's units.
-    columns : tuple of (int, int, bool)
-        ``(layer, spatial, channels_last)``: layers whose input columns carry the units,
-        ``spatial`` inputs per unit (a flattened conv map), in channels-last order or not.
+    columns : tuple of Reader
+        Layers whose input columns carry the units (:class:`.permutation.Reader`: inputs per
+        unit, their order, the block of a ``Concat`` they are).
     per_unit : tuple of int
         Layers with one slice per unit in every parameter: normalisation layers on the axis and
         depthwise convolutions.
@@ -105,7 +105,7 @@ class SymmetryClass:
     @property
     def layers(self) -> tuple:
         """Every layer whose parameters carry the class's units, rows first."""
-        return self.rows + tuple(c[0] for c in self.columns) + self.per_unit
+        return self.rows + tuple(c.layer for c in self.columns) + self.per_unit
 
     def permute(self, params: dict, perm: np.ndarray, only: set | None = None) -> None:
         """Give unit ``u`` the parameters of unit ``perm[u]``, in every member, in place.
@@ -123,7 +123,7 @@ class SymmetryClass:
         if only is not None:
             cut = replace(
                 self, rows=tuple(r for r in self.rows if r in only),
-                columns=tuple(c for c in self.columns if c[0] in only),
+                columns=tuple(c for c in self.columns if c.layer in only),
                 per_unit=tuple(n for n in self.per_unit if n in only))
             return cut.permute(params, perm)
         permute_units(params, perm, self.rows, self.columns, self.per_unit, self.span)
@@ -132,15 +132,6 @@ class SymmetryClass:
         """``perm`` over the class's units as a permutation of all ``total`` units of a member
         (the identity outside the class's span)."""
         return widened(perm, total, self.span)
-
-    def widened_scale(self, scale: np.ndarray, total: int) -> np.ndarray:
-        """Per-unit ``scale`` over the class's units as float32 factors for all ``total`` units
-        of a member (1 outside the class's span)."""
-        if not self.span:
-            return scale.astype(np.float32)
-        full = np.ones(total, np.float32)
-        full[self.span[0]:self.span[1]] = scale
-        return full
 
     def part(self, w: np.ndarray) -> np.ndarray:
         """The class's rows of ``w``."""
@@ -200,7 +191,7 @@ def _junction_classes(chains: list, kinds: dict, a_params: dict, pruned: dict
             found.append(SymmetryClass(
                 f"layer {c.a} {unit}" + (f" group {g}" if span else ""), unit,
                 span[1] - span[0] if span else width, (c.a,),
-                columns=((c.a_next, c.spatial, c.channels_last),),
+                columns=(Reader(c.a_next, c.spatial, c.channels_last, c.next_span),),
                 per_unit=tuple(fa for fa, _ in c.followers),
                 rescalable=c.homogeneous and not c.followers, span=span,
                 pruned=pruned.get(c.a, ())))
@@ -215,7 +206,7 @@ def _stream_classes(stream_pairs: list, kinds: dict, matched: set) -> list[Symme
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
-        members = {"columns": tuple((i, 1, False) for i in sa.readers if i in matched),
+        members = {"columns": tuple(Reader(i) for i in sa.readers if i in matched),
                    "per_unit": tuple(i for i in sa.followers if i in matched), "stream": k}
         if sa.residual:
             pinned = sa.pinned or sb.pinned
@@ -260,7 +251,7 @@ def _head_classes(block, taken: set) -> list[SymmetryClass]:
                                      (block.q, block.k), span=span))
         if block.v is not None and block.o is not None and block.v not in taken:
             out.append(SymmetryClass(f"layer {block.v} v/o{head}", "attention", block.head_dim,
-                                     (block.v,), ((block.o, 1, False),), span=span))
+                                     (block.v,), (Reader(block.o),), span=span))
     return out
 
 
@@ -330,12 +321,12 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
     list of ClassMatch, in the order of ``classes``
     """
     row_owner: dict[int, list] = {}  # layer -> the classes over its rows (one per head)
-    col_owner: dict[int, list] = {}  # layer -> (class, spatial, channels_last) over its inputs
+    col_owner: dict[int, list] = {}  # layer -> (class, Reader) over its inputs
     for k, c in enumerate(classes):
         for r in c.rows if not c.gates else ():  # a recurrent layer's rows are gate blocks
             row_owner.setdefault(r, []).append(k)
-        for layer, spatial, channels_last in c.columns:
-            col_owner.setdefault(layer, []).append((k, spatial, channels_last))
+        for reader in c.columns:
+            col_owner.setdefault(reader.layer, []).append((k, reader))
     relabels = [rng.permutation(c.width) for c in classes]
     cores = os.cpu_count() or 1
     if workers is None:
@@ -354,8 +345,8 @@ def match_classes(classes: list[SymmetryClass], a_params: dict, b_params: dict,
 def _dependencies(cls: SymmetryClass, k: int, row_owner: dict, col_owner: dict) -> set[int]:
     """Earlier classes whose axes class ``k``'s features read (its rows' inputs, its readers'
     outputs)."""
-    deps = {j for r in cls.rows for j, _, _ in col_owner.get(r, [])}
-    deps |= {j for c in cls.columns for j in row_owner.get(c[0], [])}
+    deps = {j for r in cls.rows for j, _ in col_owner.get(r, [])}
+    deps |= {j for c in cls.columns for j in row_owner.get(c.layer, [])}
     return {j for j in deps if j < k}
 
 
@@ -365,7 +356,7 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
     fa, fb, names = _features(cls, k, a_params, b_params, row_owner, col_owner, done)
     perm = assignment(fa, fb, relabel)
     similarity, fan_in = _matched_similarity(fa, fb, names, perm)
-    readers = tuple(c[0] for c in cls.columns if c[0] not in row_owner)
+    readers = tuple(c.layer for c in cls.columns if c.layer not in row_owner)
     layers = cls.rows + cls.per_unit + readers
     if cls.pinned:  # members paired apart (a cousin's blocks) are not what its order speaks for
         layers = _agreeing_members(cls, fa, fb, names, perm, layers, a_params, b_params)
@@ -475,9 +466,9 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
     fa, fb, names = [], [], []
     for r in cls.rows:
         owners = col_owner.get(r, [])
-        if any(j not in done for j, _, _ in owners):  # an input axis not matched yet: left out
+        if any(j not in done for j, _ in owners):  # an input axis not matched yet: left out
             continue
-        wb = _aligned_inputs(b_params[r]["weight"], [(done[j], sp, cl) for j, sp, cl in owners])
+        wb = _aligned_inputs(b_params[r]["weight"], [(done[j], c) for j, c in owners])
         fa.append(_with_bias(cls.part(a_params[r]["weight"]), a_params[r], cls))
         fb.append(_with_bias(cls.part(wb), b_params[r], cls))
         names.append(f"in:{r}")
@@ -485,16 +476,17 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
         fa.append(cls.part(per_unit(a_params[n])))
         fb.append(cls.part(per_unit(b_params[n])))
         names.append(f"unit:{n}")
-    for layer, spatial, channels_last in cls.columns:
-        owners = row_owner.get(layer, [])
+    for reader in cls.columns:
+        owners = row_owner.get(reader.layer, [])
         if any(j not in done for j in owners):  # its outputs are units matched later
             continue
-        wa, wb = a_params[layer]["weight"], b_params[layer]["weight"]
+        wa, wb = a_params[reader.layer]["weight"], b_params[reader.layer]["weight"]
         for j in owners:
             wb = wb[done[j].cls.widened(done[j].perm, wb.shape[0])]
-        fa.append(out_features(_columns(wa, cls), cls.width, spatial, channels_last))
-        fb.append(out_features(_columns(wb, cls), cls.width, spatial, channels_last))
-        names.append(f"out:{layer}")
+        for w, f in ((wa, fa), (wb, fb)):
+            f.append(out_features(reader.columns(w, cls.span), cls.width, reader.spatial,
+                                  reader.channels_last))
+        names.append(f"out:{reader.layer}")
     if not fa:  # nothing aligned: every unit's values sorted, blind to any other axis's order
         for r in cls.rows:
             fa.append(np.sort(cls.part(a_params[r]["weight"]).reshape(cls.width, -1), axis=1))
@@ -509,9 +501,10 @@ def _recurrent_features(cls: SymmetryClass, a_params: dict, b_params: dict, col_
     in A's order where one class owns it whole (else sorted), and their own recurrent weights
     and biases."""
     (r,) = cls.rows
-    owners = [(done[j], sp) for j, sp, _ in col_owner.get(r, []) if j in done]
+    owners = [(done[j], c) for j, c in col_owner.get(r, []) if j in done]
     order = None
-    if len(owners) == 1 and owners[0][1] == 1 and not owners[0][0].cls.span:
+    if (len(owners) == 1 and owners[0][1].spatial == 1 and not owners[0][0].cls.span
+            and not owners[0][1].span):
         order = owners[0][0].perm
     pa, pb = a_params[r], b_params[r]
     name = f"in:{r}" if order is not None else f"sorted:{r}"
@@ -531,13 +524,15 @@ def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
     ----------
     w : ndarray
         A canonical weight ``(out, in, ...)``.
-    owners : list of (ClassMatch, int, bool)
-        The classes over its inputs, with ``spatial`` and ``channels_last``.
+    owners : list of (ClassMatch, Reader)
+        The classes over its inputs, with how ``w``'s layer reads each.
     """
-    for m, spatial, channels_last in owners:
+    for m, reader in owners:
+        spatial, channels_last = reader.spatial, reader.channels_last
         total = w.shape[-1] if channels_last and w.ndim > 2 else w.shape[1] // spatial
-        perm = m.cls.widened(m.perm, total)
-        scale = None if m.scale is None else m.cls.widened_scale(m.scale, total)
+        span = reader.span or m.cls.span
+        perm = widened(m.perm, total, span)
+        scale = None if m.scale is None else spread(m.scale, total, span)
         if w.ndim == 2:
             w = permute_inputs(w, perm, spatial, None if scale is None else 1.0 / scale,
                                channels_last)
@@ -548,11 +543,6 @@ def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
             if scale is not None:
                 w = w * scale.reshape((1, -1) + (1,) * (w.ndim - 2))
     return w
-
-
-def _columns(w: np.ndarray, cls: SymmetryClass) -> np.ndarray:
-    """The input columns of ``w`` that carry ``cls``'s units."""
-    return w if not cls.span else w[:, cls.span[0]:cls.span[1]]
 
 
 def _with_bias(w: np.ndarray, params: dict, cls: SymmetryClass) -> np.ndarray:

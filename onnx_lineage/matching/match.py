@@ -389,8 +389,8 @@ def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b
     for cm in class_matches:
         for r in cm.cls.rows:
             owners.setdefault((r, "out"), []).append(cm.cls)
-        for layer, _, _ in cm.cls.columns:
-            owners.setdefault((layer, "in"), []).append(cm.cls)
+        for reader in cm.cls.columns:
+            owners.setdefault((reader.layer, "in"), []).append(cm.cls)
     junction_classes = {cm.cls.rows[0]: cm for cm in class_matches
                         if len(cm.cls.rows) == 1 and cm.cls.stream is None and not cm.cls.span}
     given = {}
@@ -473,7 +473,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
                 limits.append(f"layer {ai}: units not aligned ({reason})")
             continue
         if (b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial
-                or la_link.next_groups != lb_link.next_groups):
+                or la_link.next_groups != lb_link.next_groups
+                or la_link.next_span != lb_link.next_span):
             limits.append(f"layer {ai}: the layers reading its units differ between A and B")
             continue
         fa = [f for f in la_link.followers if f in a_by]
@@ -490,7 +491,7 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
             continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
                             lb_link.homogeneous, la_link.channels_last, groups,
-                            la_link.next_groups))
+                            la_link.next_groups, la_link.next_span))
     return chains, limits
 
 

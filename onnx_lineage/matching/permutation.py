@@ -15,6 +15,7 @@ A counterpart. Cosine similarity is scale-invariant, so the assignment sees thro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -26,6 +27,34 @@ from onnx_lineage.model.parameters import as_single, kept
 from onnx_lineage.model.weights import release_pages
 
 _EPS = 1e-12
+
+
+class Reader(NamedTuple):
+    """A layer whose inputs carry a unit axis.
+
+    Attributes
+    ----------
+    layer : int
+    spatial : int
+        Inputs per unit (a flattened map).
+    channels_last : bool
+        In channels-last order (column ``s * units + u``; a recurrent layer's ``W``: its last
+        axis).
+    span : tuple of (int, int), or ()
+        The units are its input channels ``span[0]:span[1]`` (one block of a ``Concat``); ``()``:
+        as many as the axis has (or the class's own span, one attention head).
+    """
+
+    layer: int
+    spatial: int = 1
+    channels_last: bool = False
+    span: tuple = ()
+
+    def columns(self, w: np.ndarray, span: tuple = ()) -> np.ndarray:
+        """The input channels of ``w`` (out, in, ...) that carry the units (this reader's span,
+        else ``span``)."""
+        cut = self.span or span
+        return w if not cut else w[:, cut[0]:cut[1]]
 
 
 @dataclass
@@ -55,6 +84,9 @@ class Chain:
         ``next`` is a grouped convolution with this many groups: the units move in blocks, one
         per group, each block as a whole to another group's place (the group's output channels
         moving with it, when ``next``'s own junction is aligned too) and within itself freely.
+    next_span : tuple of (int, int), or ()
+        ``next`` reads the units as its input channels ``next_span[0]:next_span[1]``, one block
+        of a ``Concat`` (the rest are other layers' units).
     """
 
     a: int
@@ -67,6 +99,12 @@ class Chain:
     channels_last: bool = False
     groups: int = 1
     next_groups: int = 1
+    next_span: tuple = ()
+
+    @property
+    def reader(self) -> Reader:
+        """B's layer that reads the units."""
+        return Reader(self.b_next, self.spatial, self.channels_last, self.next_span)
 
 
 @dataclass
@@ -612,10 +650,10 @@ def _junction_matching(a_params: dict, b_params: dict, c: Chain, inner: bool) ->
     pa, pb = a_params[c.a], b_params[c.b]
     units = pb["weight"].shape[0]
     blocks = [(_in_features(pa, []), _in_features(pb, [])),
-              (out_features(a_params[c.a_next]["weight"], units, c.spatial, c.channels_last,
-                            c.next_groups),
-               out_features(b_params[c.b_next]["weight"], units, c.spatial, c.channels_last,
-                            c.next_groups))]
+              (out_features(c.reader.columns(a_params[c.a_next]["weight"]), units, c.spatial,
+                            c.channels_last, c.next_groups),
+               out_features(c.reader.columns(b_params[c.b_next]["weight"]), units, c.spatial,
+                            c.channels_last, c.next_groups))]
     blocks += [(per_unit(a_params[fa]), per_unit(b_params[fb])) for fa, fb in c.followers]
     weights = [1.0, 1.0] + [0.5] * len(c.followers)
     if c.groups == 1 and c.next_groups == 1:
@@ -661,8 +699,8 @@ def _layers(c: Chain) -> tuple:
 
 
 def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None) -> None:
-    permute_units(b_params, perm, (c.b,), ((c.b_next, c.spatial, c.channels_last),),
-                  tuple(fb for _, fb in c.followers), scale=scale, next_groups=c.next_groups)
+    permute_units(b_params, perm, (c.b,), (c.reader,), tuple(fb for _, fb in c.followers),
+                  scale=scale, next_groups=c.next_groups)
 
 
 def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tuple = (),
@@ -680,15 +718,14 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
     perm : ndarray of shape (units,), int
     rows : tuple of int
         Layers whose output units (rows of the weight, entries of the bias) are the axis.
-    columns : tuple of (int, int, bool)
-        ``(layer, spatial, channels_last)``: layers whose inputs are the axis, ``spatial``
-        inputs per unit (a flattened map), in channels-last order or not.
+    columns : tuple of Reader
+        Layers whose inputs are the axis.
     per_unit : tuple of int
         Layers with one entry per unit in every parameter (normalisations, depthwise
         convolutions).
     span : tuple of (int, int), or ()
         The axis is rows and columns ``span[0]:span[1]`` of its members (one attention head):
-        the identity elsewhere.
+        the identity elsewhere. A reader's own span, where it has one, places its columns.
     scale : ndarray of shape (units,), optional
         Per unit in the new order: multiplies the rows and divides the columns (a rescaling
         undone where the ops between them are positively homogeneous).
@@ -710,17 +747,31 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
         params[r] = p
         if release:
             release_pages()  # copied in the new order: the mapped original may go
-    for layer, spatial, channels_last in columns:
-        w = params[layer]["weight"]
-        w = (permute_inputs(w, widened(perm, w.shape[1] // spatial, span), spatial, scale,
-                            channels_last) if next_groups == 1 else
-             permute_grouped_inputs(w, perm, next_groups, scale))
-        params[layer] = dict(params[layer], weight=w)
+    for reader in columns:
+        w = params[reader.layer]["weight"]
+        if next_groups > 1:
+            w = permute_grouped_inputs(w, perm, next_groups, scale)
+        else:
+            total = w.shape[1] // reader.spatial
+            full = None if scale is None else spread(scale, total, reader.span or span)
+            w = permute_inputs(w, widened(perm, total, reader.span or span), reader.spatial,
+                               full, reader.channels_last)
+        params[reader.layer] = dict(params[reader.layer], weight=w)
         if release:
             release_pages()
     for n in per_unit:
         params[n] = {k: (v if k == "eps" else v[widened(perm, v.shape[0], span)])
                      for k, v in params[n].items()}
+
+
+def spread(scale: np.ndarray, total: int, span: tuple) -> np.ndarray:
+    """Per-unit ``scale`` over the units ``span[0]:span[1]`` as float32 factors for all
+    ``total`` units of a layer (1 outside the span)."""
+    if not span:
+        return scale.astype(np.float32)
+    full = np.ones(total, np.float32)
+    full[span[0]:span[1]] = scale
+    return full
 
 
 def widened(perm: np.ndarray, total: int, span: tuple = ()) -> np.ndarray:

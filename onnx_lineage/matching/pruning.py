@@ -68,6 +68,7 @@ def pruned_chains(pairs: list, la: list, lb: list, links_a: dict, links_b: dict
             link_a, link_b = links_a.get(a.index), links_b.get(b.index)
             if (link_a is None or link_b is None or link_a.next is None or link_b.next is None
                     or link_a.next_groups != 1 or link_b.next_groups != 1
+                    or link_a.next_span or link_b.next_span
                     or b_of.get(link_a.next) != link_b.next or link_a.spatial != link_b.spatial
                     or [b_of.get(f) for f in link_a.followers] != list(link_b.followers)):
                 continue

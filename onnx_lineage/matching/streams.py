@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import CosineSum, per_unit, permute_units
+from onnx_lineage.matching.permutation import CosineSum, Reader, per_unit, permute_units
 from onnx_lineage.model.streams import Stream
 
 
@@ -141,7 +141,7 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
     readers, parameters of its followers; nothing is copied for the identity."""
     if np.any(perm != np.arange(perm.size)):
         permute_units(b_params, perm, tuple(b_of[i] for i in sa.writers if i in b_of),
-                      tuple((b_of[i], 1, False) for i in sa.readers if i in b_of),
+                      tuple(Reader(b_of[i]) for i in sa.readers if i in b_of),
                       tuple(b_of[i] for i in sa.followers if i in b_of), release=True)
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)

@@ -49,6 +49,11 @@ class Link:
         CNNs do) before the flatten: ``next`` reads column ``s * units + u``. For a ``next``
         whose weight has more than two axes: it reads the units on its last axis (a recurrent
         layer's ``W``), not on axis 1 (a convolution's).
+    next_groups : int
+        ``next`` is a grouped convolution with this many groups.
+    next_span : tuple of (int, int), or ()
+        The units were concatenated with other tensors on their axis: ``next`` reads them as its
+        input channels ``next_span[0]:next_span[1]``.
     """
 
     next: int | None
@@ -59,6 +64,7 @@ class Link:
     reason: str = ""
     channels_last: bool = False
     next_groups: int = 1
+    next_span: tuple = ()
 
 
 @dataclass
@@ -68,6 +74,7 @@ class _Walk:
     homogeneous: bool = True
     reshaped: bool = False
     channels_last: bool = False
+    block: tuple = ()  # after a Concat on the unit axis: (first unit's place, the axis's size)
 
 
 class _Dims:
@@ -134,6 +141,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         norm = next((x for x in readers if x.internal), None)
         if norm is not None and all(c.name in norm.internal for c in cons):
             cons = cons[:1]  # its nodes read the units as one reader: the norm
+        if len(readers) == 1 and len(cons) == 1 and walk.block:
+            return _read_in_block(readers[0], layer, walk)
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
             if nxt.kind in PER_UNIT or is_depthwise(nxt, layer.units):
@@ -190,6 +199,13 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             pass
         elif layer.kind == "conv" and _pools_space(g, node, layer.weight.ndim):
             pass
+        elif node.op_type == "Concat" and sum(1 for n in node.input if n) > 1:
+            stopped = _concatenated(node, name, layer, walk, dims)
+            if stopped:
+                return Link(None, reason=stopped)
+            walk.ops.append(node.op_type)  # positively homogeneous: each block is its input
+            name = node.output[0]
+            continue
         elif node.op_type not in UNIT_PRESERVING:
             axis = (None if walk.reshaped else -1 if walk.channels_last or layer.kind != "conv"
                     else 1)
@@ -209,6 +225,46 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         walk.ops.append(node.op_type)
         name = node.output[0]
     return Link(None, reason="chain too long")
+
+
+def _concatenated(node: onnx.NodeProto, name: str, layer: Layer, walk: _Walk,
+                  dims: _Dims) -> str:
+    """Follow the units into one block of a ``Concat`` on their axis (``walk.block`` updated);
+    the reason they stop, if they do: a concatenation on another axis (or after a flatten),
+    an input of unknown size there, or the units concatenated with themselves."""
+    if walk.reshaped or [n for n in node.input if n].count(name) != 1:
+        return "passes through a Concat of its flattened or repeated units"
+    known = dims.get()
+    shapes = [known.get(n) for n in node.input if n]
+    rank = len(shapes[0]) if shapes[0] else None
+    unit_axis = 1 if layer.kind == "conv" and not walk.channels_last else (rank or 0) - 1
+    axis = attr(node, "axis", 0)
+    if rank is None or any(not s or len(s) != rank for s in shapes) \
+            or axis % rank != unit_axis % rank:
+        return "passes through a Concat on another axis (or of unknown shapes)"
+    sizes = [s[unit_axis] for s in shapes]
+    if None in sizes:
+        return "passes through a Concat of inputs with an unknown number of units"
+    before = sum(sizes[:[n for n in node.input if n].index(name)])
+    start = walk.block[0] if walk.block else 0
+    walk.block = (before + start, sum(sizes))
+    return ""
+
+
+def _read_in_block(nxt: Layer, layer: Layer, walk: _Walk) -> Link:
+    """The link to ``nxt`` when it reads the units as one block of a concatenation: a dense or
+    ungrouped conv layer reading the concatenated axis directly (no flatten, no per-unit layer
+    over the whole of it on the way)."""
+    start, total = walk.block
+    if nxt.kind not in ("dense", "conv") or nxt.kind == "conv" and nxt.groups > 1:
+        return Link(None, reason=f"read after a Concat by a {nxt.op} layer")
+    if nxt.weight.shape[1] != total:
+        return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[1]} is not the "
+                                 f"{total} concatenated units")
+    if walk.channels_last and nxt.kind != "dense":
+        return Link(None, reason="channels-last units read by a convolution")
+    return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1, tuple(walk.ops),
+                next_span=(start, start + layer.units))
 
 
 def _pools_space(g: GraphIndex, node: onnx.NodeProto, rank: int) -> bool:

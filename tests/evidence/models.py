@@ -172,3 +172,54 @@ def width_pruned(ws, bs, drop: int, noise: float = 0.0, seed: int = 0):
     rng = np.random.default_rng(seed)
     ws = [(w + noise * w.std() * rng.normal(size=w.shape)).astype(np.float32) for w in ws]
     return ws, bs
+
+
+def concat_block(seed: int, perms: tuple | None = None, noise: float = 0.0,
+                 stream: bool = False) -> onnx.ModelProto:
+    """Two convolutions side by side, concatenated on the channels and read by a third, as
+    Inception, U-Net skips and Basic Pitch write them: ``a = Relu(Conv(1->4) x)``, ``b =
+    Relu(Conv(1->3) x)``, ``Conv(7->5)(Concat(a, b))``, ``GlobalAveragePool``, ``Flatten``,
+    ``Gemm(5->2)``, on (N, 1, 6, 6) inputs.
+
+    ``perms`` (a (4,) and a (3,) permutation) reorders ``a``'s and ``b``'s channels with the
+    third convolution's input blocks: the same function. ``noise`` perturbs every weight.
+    ``stream``: ``a`` is a residual stream instead (``a = c0 + Conv(4->4)(Relu(c0))``, the
+    block ``a`` of the Concat its reader).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(seed + 1000)
+
+    def w(*shape):
+        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+
+    pa, pb = perms if perms is not None else (np.arange(4), np.arange(3))
+    tensors = {"a.w": w(4, 1, 3, 3)[pa], "a.b": w(4)[pa], "b.w": w(3, 1, 3, 3)[pb],
+               "b.b": w(3)[pb], "c.w": w(5, 7, 1, 1)[:, np.concatenate([pa, 4 + pb])],
+               "c.b": w(5), "fc.w": w(2, 5), "fc.b": w(2)}
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "a.w", "a.b"], ["a0"], pads=[1, 1, 1, 1], name="a"),
+             n("Conv", ["x", "b.w", "b.b"], ["b0"], pads=[1, 1, 1, 1], name="b"),
+             n("Relu", ["b0"], ["rb"], name="rb")]
+    if stream:
+        tensors["s.w"], tensors["s.b"] = w(4, 4, 1, 1)[pa][:, pa], w(4)[pa]
+        nodes += [n("Relu", ["a0"], ["ra0"], name="ra0"),
+                  n("Conv", ["ra0", "s.w", "s.b"], ["s"], name="s"),
+                  n("Add", ["a0", "s"], ["ra"], name="res")]
+    else:
+        nodes.append(n("Relu", ["a0"], ["ra"], name="ra"))
+    nodes += [n("Concat", ["ra", "rb"], ["cat"], axis=1, name="cat"),
+              n("Conv", ["cat", "c.w", "c.b"], ["c"], name="c"),
+              n("Relu", ["c"], ["rc"], name="rc"),
+              n("GlobalAveragePool", ["rc"], ["gap"], name="gap"),
+              n("Flatten", ["gap"], ["flat"], name="flat"),
+              n("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
+    graph = helper.make_graph(
+        nodes, "concat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model

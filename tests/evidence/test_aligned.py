@@ -6,10 +6,11 @@ import numpy as np
 
 from onnx_lineage.evidence.aligned import FLOOR, NullModel, aligned_test, null_model
 from onnx_lineage.matching.classes import ClassMatch, SymmetryClass
+from onnx_lineage.matching.permutation import Reader
 
 
 def _match(similarity, width=32, fan_in=65):
-    cls = SymmetryClass("layer 0 units", "units", width, (0,), ((1, 1, False),))
+    cls = SymmetryClass("layer 0 units", "units", width, (0,), (Reader(1),))
     return ClassMatch(cls, np.arange(width), 0, similarity, fan_in, ("in:0",))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from onnx_lineage.matching.classes import ClassMatch, SymmetryClass
+from onnx_lineage.matching.permutation import Reader
 from onnx_lineage.evidence.unit_order import (
     fixed_point_tail,
     succession_tail,
@@ -48,7 +49,7 @@ def _match(width, fixed):
     if fixed < width:
         moved = perm[fixed:]
         perm[fixed:] = np.roll(moved, 1)  # a derangement of the rest
-    cls = SymmetryClass("layer 0 units", "units", width, (0,), ((1, 1, False),))
+    cls = SymmetryClass("layer 0 units", "units", width, (0,), (Reader(1),))
     return ClassMatch(cls, perm, int((perm == np.arange(width)).sum()), 0.5, 10, ("in:0",))
 
 

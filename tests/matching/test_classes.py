@@ -7,6 +7,7 @@ import pytest
 
 from onnx_lineage.matching.classes import match_classes, symmetry_classes
 from onnx_lineage.matching import match
+from onnx_lineage.matching.permutation import Reader
 from tests.evidence.models import permuted, random_mlp, save
 
 
@@ -21,7 +22,7 @@ def test_an_mlp_has_one_class_per_hidden_layer(tmp_path):
     p = save(ws, bs, tmp_path / "a.onnx")
     classes, matches = _matches(p, p)
     assert [(c.rows, c.columns, c.width, c.rescalable) for c in classes] == [
-        ((0,), ((1, 1, False),), 16, True), ((1,), ((2, 1, False),), 12, True)]
+        ((0,), (Reader(1),), 16, True), ((1,), (Reader(2),), 12, True)]
     assert all(m.fixed_points == m.cls.width and m.similarity > 0.999999 for m in matches)
 
 
@@ -110,7 +111,7 @@ def test_a_depthwise_conv_follows_the_channels_that_feed_it(tmp_path, digits):
     np.testing.assert_allclose(ra.predict(feeds).scores, rb.predict(feeds).scores, atol=1e-5)
     classes, matches = _matches(str(pa), str(pb))
     first = classes[0]
-    assert first.rows == (0,) and first.per_unit == (1,) and first.columns == ((2, 1, False),)
+    assert first.rows == (0,) and first.per_unit == (1,) and first.columns == (Reader(2),)
     assert not first.rescalable  # a depthwise bias breaks positive homogeneity
     assert np.array_equal(matches[0].perm, np.argsort(perm))
     assert matches[0].similarity > 0.99999 and matches[1].fixed_points == 12
@@ -128,7 +129,7 @@ def test_global_pooling_written_as_a_reduce_mean_keeps_the_channels(tmp_path):
         paths.append(tmp_path / f"{pool}.onnx")
         onnx.save(mobile_block(0, pool=pool), paths[-1])
     found = [[(c.rows, c.columns) for c in _matches(str(p), str(p))[0]] for p in paths]
-    assert found[0] == found[1] == [((0,), ((2, 1, False),)), ((2,), ((3, 1, False),))]
+    assert found[0] == found[1] == [((0,), (Reader(2),)), ((2,), (Reader(3),))]
 
 
 def test_a_wide_class_is_assigned_near_optimally_among_its_candidates():
@@ -215,3 +216,25 @@ def test_match_matches_the_classes_once_and_aligns_streams_and_junctions_by_them
     ev = data_free(m)
     assert ev.matches is m.class_matches  # read, not matched again
     assert ev.unit_order.p_value > 0.01 and ev.aligned.p_value < 1e-6  # permuted: aligned tells
+
+
+def test_units_concatenated_into_one_reader_are_classes_over_their_blocks(tmp_path):
+    """Two convolutions concatenated on the channels: each is a class over its block of the
+    reader's inputs; a copy with both blocks permuted is matched back exactly, by the classes
+    and by match's weight matching."""
+    import onnx
+
+    from tests.evidence.models import concat_block
+    pa, pb = (np.array([2, 0, 3, 1]), np.array([1, 2, 0]))
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    onnx.save(concat_block(0), paths[0])
+    onnx.save(concat_block(0, (pa, pb)), paths[1])
+    classes, matches = _matches(str(paths[0]), str(paths[1]))
+    blocks = {c.rows: c.columns for c in classes}
+    assert blocks[(0,)] == (Reader(2, span=(0, 4)),) and blocks[(1,)] == (Reader(2, span=(4, 7)),)
+    perm = {m.cls.rows: m.perm for m in matches}
+    assert np.array_equal(perm[(0,)], np.argsort(pa)) and np.array_equal(perm[(1,)], np.argsort(pb))
+    assert min(m.similarity for m in matches) > 0.99999
+    m = match(str(paths[0]), str(paths[1]))
+    assert min(p["cosine"] for p in m.pairs) > 0.99999  # B's blocks put back in A's order
+    assert m.limits == []
