@@ -206,7 +206,8 @@ def _stream_classes(stream_pairs: list, kinds: dict, matched: set) -> list[Symme
         rows = tuple(i for i in sa.writers if i in matched)
         if not rows:
             continue
-        members = {"columns": tuple(Reader(i) for i in sa.readers if i in matched),
+        members = {"columns": tuple(Reader(i, span=sa.span(i)) for i in sa.readers
+                                    if i in matched),
                    "per_unit": tuple(i for i in sa.followers if i in matched), "stream": k}
         if sa.residual:
             pinned = sa.pinned or sb.pinned

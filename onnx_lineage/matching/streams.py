@@ -80,7 +80,9 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
             # compared in place, never permuted: the members both models give the same role
             # are enough to match its units (a cousin of another depth, its blocks paired apart)
             sa, same_roles = _agreeing(sa, sb, b_of), True
-        if sa.width != sb.width or not same_roles or not any(i in b_of for i in sa.writers):
+        same_blocks = all(sa.span(i) == sb.span(b_of[i]) for i in sa.readers if i in b_of)
+        if (sa.width != sb.width or not same_roles or not same_blocks
+                or not any(i in b_of for i in sa.writers)):
             limits.append(f"residual stream of {sa.width} units left in place (its layers differ "
                           "between A and B)")
             continue
@@ -130,7 +132,9 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
             # the other axis is permuted too (hidden units, this or another stream): sorted
             sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
                        else ai in all_writers or bj in inner_out)
-            sim.add(_features(a_params[ai], role, sorted_), _features(b_params[bj], role, sorted_))
+            span = sa.span(ai) if role == "readers" else ()
+            sim.add(_features(a_params[ai], role, sorted_, span),
+                    _features(b_params[bj], role, sorted_, span))
         done.append(permute_stream(sa, b_of, b_params, sim.matching()))
     return done
 
@@ -141,14 +145,15 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
     readers, parameters of its followers; nothing is copied for the identity."""
     if np.any(perm != np.arange(perm.size)):
         permute_units(b_params, perm, tuple(b_of[i] for i in sa.writers if i in b_of),
-                      tuple(Reader(b_of[i]) for i in sa.readers if i in b_of),
+                      tuple(Reader(b_of[i], span=sa.span(i)) for i in sa.readers if i in b_of),
                       tuple(b_of[i] for i in sa.followers if i in b_of), release=True)
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)
 
 
 def _width(params: dict, role: str) -> int:
-    """Features per stream unit that :func:`_features` gives, from the shapes alone."""
+    """Features per stream unit that :func:`_features` gives, from the shapes alone (a block
+    reader's as a whole one's: its features are per column)."""
     if role == "followers":
         values = [v for k, v in sorted(params.items()) if k != "eps"]
         return sum(v.size for v in values) // values[0].shape[0]
@@ -157,11 +162,13 @@ def _width(params: dict, role: str) -> int:
     return per + (1 if role == "writers" and "bias" in params else 0)
 
 
-def _features(params: dict, role: str, sort: bool) -> np.ndarray:
-    """Per stream unit, shape (width, features)."""
+def _features(params: dict, role: str, sort: bool, span: tuple = ()) -> np.ndarray:
+    """Per stream unit, shape (width, features); a reader's columns ``span[0]:span[1]`` only
+    (one block of a Concat) when given."""
     if role == "followers":
         return per_unit(params)
-    w = params["weight"] if role == "writers" else np.moveaxis(params["weight"], 1, 0)
+    w = (params["weight"] if role == "writers"
+         else np.moveaxis(Reader(0, span=span).columns(params["weight"]), 1, 0))
     feat = w.reshape(w.shape[0], w.shape[1], -1)  # (units, other axis, kernel positions)
     if sort:  # each kernel position's values sorted over the other axis
         feat = np.sort(feat, axis=1)

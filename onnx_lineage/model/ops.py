@@ -207,6 +207,35 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
     return stop(f"passes through {op}")
 
 
+def concat_sizes(node: onnx.NodeProto, axis: int, dims: dict) -> list | None:
+    """Sizes on the unit axis (``axis``, counted from the front or, negative, from the end) of a
+    Concat's inputs, in order, None where one is not known; None instead when the Concat joins
+    another axis, its inputs' rank cannot be told, or an input is given twice (a copy of the
+    units, not a block of them)."""
+    names = [n for n in node.input if n]
+    ranks = {len(dims[n]) for n in names if dims.get(n)}
+    if len(set(names)) != len(names) or len(ranks) != 1:
+        return None
+    (rank,) = ranks
+    if int(attr(node, "axis", 0)) % rank != axis % rank:
+        return None
+    return [dims[n][axis] if dims.get(n) else None for n in names]
+
+
+def block_of(sizes: list, k: int, total: int) -> tuple | None:
+    """Channels ``(start, stop)`` that input ``k`` of a Concat with inputs of ``sizes`` (one of
+    them may be None) fills in an output of ``total`` (read off the layer that reads it); None
+    when the sizes cannot add up to it."""
+    if sizes.count(None) > 1:
+        return None
+    missing = total - sum(z for z in sizes if z is not None)
+    full = [missing if z is None else z for z in sizes]
+    if min(full) < 1 or sum(full) != total:
+        return None
+    start = sum(full[:k])
+    return start, start + full[k]
+
+
 def _axes(g: GraphIndex, node: onnx.NodeProto, slot: int) -> list[int] | None:
     """The ``axes`` attribute, or the constant input at ``slot`` (later opsets)."""
     axes = attr(node, "axes")

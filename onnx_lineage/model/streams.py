@@ -71,6 +71,9 @@ class Stream:
         its order is evidence only under the assumption that training did not tell its units
         apart (a contrastive or masked-token loss does not, a regression onto fixed target
         dimensions does).
+    spans : tuple of (int, (int, int))
+        Readers that read the stream as one block of a ``Concat`` on its axis, with the input
+        channels ``(start, stop)`` it fills; other readers read it whole.
     """
 
     width: int
@@ -81,11 +84,16 @@ class Stream:
     residual: bool = True
     shared: bool = False
     pinned: str = ""
+    spans: tuple = ()
 
     @property
     def members(self) -> tuple:
         """Every layer whose parameters carry the stream's units."""
         return self.writers + self.readers + self.followers
+
+    def span(self, reader: int) -> tuple:
+        """The input channels of ``reader`` that hold the stream (``()``: all of them)."""
+        return next((s for i, s in self.spans if i == reader), ())
 
 
 class _Groups:
@@ -132,20 +140,21 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
 def _streams_of(g: GraphIndex, layers: list[Layer], dims: dict) -> list[Stream]:
     """The streams of one graph, its ``layers`` (those of its scope)."""
     by_output = {x.output: x for x in layers}
-    groups, residual, gated, joined, internal = _walk(g, layers, by_output, dims)
+    groups, residual, gated, joined, internal, blocks = _walk(g, layers, by_output, dims)
     kinds = {groups.find(r): True for r in residual}
     for r in gated:
         kinds.setdefault(groups.find(r), False)
-    found = [_stream(g, groups, root, layers, by_output, joined, is_residual, internal)
+    found = [_stream(g, groups, root, layers, by_output, joined, is_residual, internal, blocks)
              for root, is_residual in kinds.items()]
     return found + _fanned_out(g, groups, kinds, layers, by_output, joined, internal)
 
 
 def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tuple:
     """Unite the tensors of one graph that share units (see the module docstring): the groups,
-    the residual Adds and gating Muls found, the outputs joined to an input, and the nodes
-    inside layers written as ops."""
-    groups, residual, gated = _Groups(), [], []
+    the residual Adds and gating Muls found, the outputs joined to an input, the nodes inside
+    layers written as ops, and the inputs of Concats on the unit axis with the block of the
+    output each fills (:func:`_concat_blocks`)."""
+    groups, residual, gated, blocks = _Groups(), [], [], {}
     joined = set()  # first outputs of the nodes whose output shares units with an input
     for x in layers:  # normalisations written as ops: their nodes read the units, output keeps them
         if x.internal:
@@ -178,11 +187,21 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
         elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
             groups.union(out, node.input[1])
         else:
+            if node.op_type == "Concat":
+                blocks.update(_concat_blocks(node, axis, dims))
             continue
         if len(data) > 1 and data[0] in first and node.op_type in ops.BINARY:
             first.add(out)  # an elementwise join of channels-first maps is one
         joined.add(out)
-    return groups, residual, gated, joined, internal
+    return groups, residual, gated, joined, internal, blocks
+
+
+def _concat_blocks(node: onnx.NodeProto, axis: int, dims: dict) -> dict:
+    """For a Concat on the unit axis (``axis``: 1 or -1), each input's ``(output, position,
+    sizes)`` (:func:`.ops.concat_sizes`); empty for a Concat of another axis."""
+    sizes = ops.concat_sizes(node, axis, dims)
+    names = [n for n in node.input if n]
+    return {} if sizes is None else {n: (node.output[0], k, sizes) for k, n in enumerate(names)}
 
 
 def _moved_axis(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> int | None:
@@ -244,7 +263,8 @@ def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], 
 
 
 def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
-            joined: set, residual: bool, internal: set = frozenset()) -> Stream:
+            joined: set, residual: bool, internal: set = frozenset(),
+            blocks: dict | None = None) -> Stream:
     tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
     per_unit = {x.index for x in layers if x.input in tensors and x.output in tensors
                 and (x.kind in PER_UNIT
@@ -254,9 +274,12 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
     followers = [x for x in layers if x.index in per_unit]
     readers = [x for x in layers if x.kind in ("dense", "conv") and x.input in tensors
                and x.index not in per_unit]
+    spans, reads = _block_readers(g, tensors, layers, blocks or {})
+    readers += [x for x in layers if x.index in dict(spans)]
     widths = ({x.units for x in writers} | {x.weight.shape[0] for x in followers}
-              | {x.weight.shape[1] for x in readers})
-    reads = {(x.input, x.op) for x in readers + followers}
+              | {x.weight.shape[1] for x in readers if x.index not in dict(spans)}
+              | {b - a for _, (a, b) in spans})
+    reads |= {(x.input, x.op) for x in readers + followers}
     # a residual stream that is the model's output is compared in place (see ``Stream.pinned``)
     is_output = any(t in g.graph_outputs for t in tensors)
     pinned = "it is an output of the model" if residual and is_output else ""
@@ -271,7 +294,26 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
         reason = "its layers disagree on its width"
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
                   tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
-                  residual, pinned="" if reason else pinned)
+                  residual, pinned="" if reason else pinned, spans=spans)
+
+
+def _block_readers(g: GraphIndex, tensors: set, layers: list[Layer], blocks: dict
+                   ) -> tuple[tuple, set]:
+    """Layers that read tensors of a stream as one block of a Concat: ``((index, span), ...)``,
+    and the ``(tensor, "Concat")`` reads they account for. A Concat counts only where every
+    reader of its output is a dense or ungrouped conv layer (anything else would see the
+    stream's units in their order)."""
+    spans, reads = [], set()
+    for t in sorted(tensors & set(blocks)):
+        out, k, sizes = blocks[t]
+        readers = [(x, ops.block_of(sizes, k, x.weight.shape[1])) for x in layers
+                   if x.input == out and x.kind in ("dense", "conv") and x.groups == 1]
+        others = [c for c in g.consumers_of(out) if c.op_type not in SHAPE_ONLY]
+        if (readers and all(span for _, span in readers) and len(others) == len(readers)
+                and out not in g.graph_outputs):
+            spans += [(x.index, span) for x, span in readers]
+            reads.add((t, "Concat"))
+    return tuple(spans), reads
 
 
 def _blocker(g: GraphIndex, t: str, by_output: dict, joined: set, internal: set, reads: set,

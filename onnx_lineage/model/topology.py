@@ -74,7 +74,7 @@ class _Walk:
     homogeneous: bool = True
     reshaped: bool = False
     channels_last: bool = False
-    block: tuple = ()  # after a Concat on the unit axis: (first unit's place, the axis's size)
+    blocks: list = field(default_factory=list)  # Concats on the unit axis: (sizes, our input)
 
 
 class _Dims:
@@ -141,7 +141,7 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         norm = next((x for x in readers if x.internal), None)
         if norm is not None and all(c.name in norm.internal for c in cons):
             cons = cons[:1]  # its nodes read the units as one reader: the norm
-        if len(readers) == 1 and len(cons) == 1 and walk.block:
+        if len(readers) == 1 and len(cons) == 1 and walk.blocks:
             return _read_in_block(readers[0], layer, walk)
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
@@ -229,40 +229,39 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
 
 def _concatenated(node: onnx.NodeProto, name: str, layer: Layer, walk: _Walk,
                   dims: _Dims) -> str:
-    """Follow the units into one block of a ``Concat`` on their axis (``walk.block`` updated);
-    the reason they stop, if they do: a concatenation on another axis (or after a flatten),
-    an input of unknown size there, or the units concatenated with themselves."""
-    if walk.reshaped or [n for n in node.input if n].count(name) != 1:
-        return "passes through a Concat of its flattened or repeated units"
+    """Follow the units into one block of a ``Concat`` on their axis (``walk.blocks`` grows; the
+    blocks are placed once the reader's input size is known); the reason they stop, if they
+    do: a concatenation on another axis, after a flatten, or of the units with themselves."""
+    if walk.reshaped:
+        return "passes through a Concat of its flattened units"
     known = dims.get()
-    shapes = [known.get(n) for n in node.input if n]
-    rank = len(shapes[0]) if shapes[0] else None
-    unit_axis = 1 if layer.kind == "conv" and not walk.channels_last else (rank or 0) - 1
-    axis = attr(node, "axis", 0)
-    if rank is None or any(not s or len(s) != rank for s in shapes) \
-            or axis % rank != unit_axis % rank:
+    rank = len(known[name]) if known.get(name) else None
+    axis = 1 if layer.kind == "conv" and not walk.channels_last else -1
+    sizes = ops.concat_sizes(node, axis, known) if rank is not None or axis == -1 else None
+    if sizes is None:
         return "passes through a Concat on another axis (or of unknown shapes)"
-    sizes = [s[unit_axis] for s in shapes]
-    if None in sizes:
-        return "passes through a Concat of inputs with an unknown number of units"
-    before = sum(sizes[:[n for n in node.input if n].index(name)])
-    start = walk.block[0] if walk.block else 0
-    walk.block = (before + start, sum(sizes))
+    walk.blocks.append((sizes, [n for n in node.input if n].index(name)))
     return ""
 
 
 def _read_in_block(nxt: Layer, layer: Layer, walk: _Walk) -> Link:
     """The link to ``nxt`` when it reads the units as one block of a concatenation: a dense or
     ungrouped conv layer reading the concatenated axis directly (no flatten, no per-unit layer
-    over the whole of it on the way)."""
-    start, total = walk.block
+    over the whole of it on the way). The blocks are placed from the last Concat back, each
+    one's size on the axis the block it fills in the next."""
     if nxt.kind not in ("dense", "conv") or nxt.kind == "conv" and nxt.groups > 1:
         return Link(None, reason=f"read after a Concat by a {nxt.op} layer")
-    if nxt.weight.shape[1] != total:
-        return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[1]} is not the "
-                                 f"{total} concatenated units")
     if walk.channels_last and nxt.kind != "dense":
         return Link(None, reason="channels-last units read by a convolution")
+    start, total = 0, nxt.weight.shape[1]
+    for sizes, k in reversed(walk.blocks):
+        span = ops.block_of(sizes, k, total)
+        if span is None:
+            return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[1]} is not what "
+                                     "the Concat before it gives")
+        start, total = start + span[0], span[1] - span[0]
+    if total != layer.units:
+        return Link(None, reason=f"the Concat gives {total} channels for {layer.units} units")
     return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1, tuple(walk.ops),
                 next_span=(start, start + layer.units))
 

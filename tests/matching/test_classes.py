@@ -218,22 +218,26 @@ def test_match_matches_the_classes_once_and_aligns_streams_and_junctions_by_them
     assert ev.unit_order.p_value > 0.01 and ev.aligned.p_value < 1e-6  # permuted: aligned tells
 
 
-def test_units_concatenated_into_one_reader_are_classes_over_their_blocks(tmp_path):
-    """Two convolutions concatenated on the channels: each is a class over its block of the
-    reader's inputs; a copy with both blocks permuted is matched back exactly, by the classes
-    and by match's weight matching."""
+@pytest.mark.parametrize("stream", [False, True])
+def test_units_concatenated_into_one_reader_are_classes_over_their_blocks(tmp_path, stream):
+    """Two convolutions (or a residual stream and a convolution) concatenated on the channels:
+    each is a class over its block of the reader's inputs; a copy with both blocks permuted is
+    matched back exactly, by the classes and by match's weight matching."""
     import onnx
 
     from tests.evidence.models import concat_block
     pa, pb = (np.array([2, 0, 3, 1]), np.array([1, 2, 0]))
     paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
-    onnx.save(concat_block(0), paths[0])
-    onnx.save(concat_block(0, (pa, pb)), paths[1])
+    onnx.save(concat_block(0, stream=stream), paths[0])
+    onnx.save(concat_block(0, (pa, pb), stream=stream), paths[1])
     classes, matches = _matches(str(paths[0]), str(paths[1]))
+    first = (0, 2) if stream else (0,)  # the stream: its writers, the first conv and the skip's
+    reader = 3 if stream else 2
     blocks = {c.rows: c.columns for c in classes}
-    assert blocks[(0,)] == (Reader(2, span=(0, 4)),) and blocks[(1,)] == (Reader(2, span=(4, 7)),)
+    assert blocks[first][-1] == Reader(reader, span=(0, 4))
+    assert blocks[(1,)] == (Reader(reader, span=(4, 7)),)
     perm = {m.cls.rows: m.perm for m in matches}
-    assert np.array_equal(perm[(0,)], np.argsort(pa)) and np.array_equal(perm[(1,)], np.argsort(pb))
+    assert np.array_equal(perm[first], np.argsort(pa)) and np.array_equal(perm[(1,)], np.argsort(pb))
     assert min(m.similarity for m in matches) > 0.99999
     m = match(str(paths[0]), str(paths[1]))
     assert min(p["cosine"] for p in m.pairs) > 0.99999  # B's blocks put back in A's order

@@ -403,3 +403,19 @@ def test_the_shape_interpreter_agrees_with_onnxs_reference_implementation():
             assert mine is not _UNKNOWN_OP
             np.testing.assert_array_equal(mine, _evaluated(g, list(model.graph.node), name,
                                                            dims, trial))
+
+
+def test_a_concat_on_the_unit_axis_gives_its_inputs_sizes_and_places_their_blocks():
+    from onnx import helper
+
+    from onnx_lineage.model.ops import block_of, concat_sizes
+    node = helper.make_node("Concat", ["a", "b", "c"], ["y"], axis=1)
+    dims = {"a": [None, 4, 8, 8], "b": [None, 3, 8, 8], "c": None}
+    assert concat_sizes(node, 1, dims) == [4, 3, None]
+    assert concat_sizes(node, -1, dims) is None  # another axis
+    assert concat_sizes(helper.make_node("Concat", ["a", "a"], ["y"], axis=1), 1, dims) is None
+    assert block_of([4, 3, None], 1, 9) == (4, 7)  # the unknown one's size read off the reader
+    assert block_of([4, 3, None], 2, 9) == (7, 9)
+    assert block_of([4, 3, None], 0, 7) is None  # nothing left for the third
+    assert block_of([4, None, None], 0, 9) is None
+    assert block_of([4, 3], 1, 7) == (4, 7)

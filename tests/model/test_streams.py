@@ -183,3 +183,13 @@ def test_a_stream_inside_an_if_branch_is_found():
     assert len(found) == 2 and all(s.reason == "" and s.width == 6 for s in found)
     assert sorted(str({layers[i].scope for i in s.members}) for s in found) == [
         "{'If_0.else_branch'}", "{'If_0.then_branch'}"]
+
+
+def test_a_stream_concatenated_on_its_axis_is_read_as_one_block():
+    from tests.evidence.models import concat_block
+    model = concat_block(0, stream=True)
+    layers = extract_layers(model)
+    (s,) = streams(model, layers)
+    reader = next(x.index for x in layers if x.node == "c")
+    assert not s.reason and s.width == 4 and reader in s.readers
+    assert s.span(reader) == (0, 4) and s.span(s.readers[0]) == ()
