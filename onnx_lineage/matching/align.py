@@ -14,7 +14,8 @@ from onnx_lineage.model.parameters import Layer, as_single
 
 #: Kinds that may be matched with each other (a LinearClassifier is a dense layer).
 _FAMILY = {"dense": "dense", "linear": "dense", "conv": "conv", "conv_transpose": "conv_transpose",
-           "batchnorm": "batchnorm", "layernorm": "layernorm", "prelu": "prelu", "embedding": "embedding",
+           "batchnorm": "batchnorm", "layernorm": "layernorm", "groupnorm": "groupnorm", "prelu": "prelu",
+           "embedding": "embedding",
            "lstm": "lstm", "gru": "gru", "rnn": "rnn"}
 
 

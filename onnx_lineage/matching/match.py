@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -474,7 +475,7 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
             continue
         if (b_of.get(la_link.next) != lb_link.next or la_link.spatial != lb_link.spatial
                 or la_link.next_groups != lb_link.next_groups
-                or la_link.next_span != lb_link.next_span):
+                or la_link.next_span != lb_link.next_span or la_link.groups != lb_link.groups):
             limits.append(f"layer {ai}: the layers reading its units differ between A and B")
             continue
         fa = [f for f in la_link.followers if f in a_by]
@@ -484,7 +485,9 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
             limits.append(f"layer {ai}: the per-channel layers after it (normalisation, "
                           "depthwise convolutions) differ between A and B")
             continue
-        groups = la[i].groups  # a depthwise conv's groups are its channels: classes of one
+        # a depthwise conv's groups are its channels: classes of one; a grouped conv's channels
+        # and a GroupNormalization's stay within their groups: classes of the blocks both keep
+        groups = math.lcm(la[i].groups, la_link.groups)
         if groups > 1 and la_link.spatial != 1:
             limits.append(f"layer {ai}: units not aligned (a grouped convolution read after a "
                           "flatten)")

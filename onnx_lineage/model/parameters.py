@@ -12,6 +12,7 @@ kind                      canonical ``weight`` shape
 ``conv_transpose``        ``(out/groups, in, *kernel)`` (ONNX stores ``(in, out/groups, ...)``)
 ``batchnorm``             ``(C,)`` scale, with ``bias``, ``mean``, ``var``
 ``layernorm``             ``(C,)`` scale, with ``bias``
+``groupnorm``             ``(C,)`` scale, with ``bias`` (``(G,)`` in opsets 18-20: one per group)
 ``prelu``                 ``(C,)`` slope of a PRelu with one slope per unit
 ``embedding``             ``(dim, vocab)`` (a dense layer on one-hot inputs)
 ``lstm``/``gru``/``rnn``  ``W`` as stored ``(dirs, gates*hidden, in)``, plus ``recurrent``
@@ -36,7 +37,7 @@ from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
 from onnx_lineage.model.weights import release_pages
 
 #: Layers with one slice of every parameter per unit: they follow a permutation of the units.
-PER_UNIT = ("batchnorm", "layernorm", "prelu")
+PER_UNIT = ("batchnorm", "layernorm", "prelu", "groupnorm")
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,17 @@ def _layernorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
                  node.output[0], node.input[0])
 
 
+def _groupnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """A GroupNormalization: its scale and bias, and its groups (``Layer.groups``), within which
+    alone the channels stay permutable."""
+    layer = _layernorm(g, node)
+    if layer is None:
+        return None
+    groups = int(attr(node, "num_groups", 1))
+    return Layer(0, "groupnorm", node.name, node.op_type, layer.params, layer.sites, layer.quant,
+                 0.0, node.output[0], node.input[0], groups=groups)
+
+
 def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     """A LayerNorm or RMSNorm over the last axis written as ops, found at its first
     ``ReduceMean``: ``d = x - mean(x)`` (LayerNorm; RMSNorm: ``d = x``), ``d / sqrt(mean(d^2) +
@@ -698,6 +710,7 @@ _HANDLERS = {
     ("com.microsoft", "LayerNormalization"): _layernorm,
     ("com.microsoft", "SimplifiedLayerNormalization"): _layernorm,
     ("ai.onnx", "RMSNormalization"): _layernorm,
+    ("ai.onnx", "GroupNormalization"): _groupnorm,
     ("ai.onnx", "ReduceMean"): _decomposed_norm,
     ("ai.onnx", "PRelu"): _prelu,
     ("ai.onnx", "Gather"): _embedding,

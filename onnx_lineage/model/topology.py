@@ -11,6 +11,7 @@ says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import onnx
@@ -54,6 +55,9 @@ class Link:
     next_span : tuple of (int, int), or ()
         The units were concatenated with other tensors on their axis: ``next`` reads them as its
         input channels ``next_span[0]:next_span[1]``.
+    groups : int
+        A GroupNormalization on the way: the units stay permutable only within this many equal
+        blocks (its groups).
     """
 
     next: int | None
@@ -65,6 +69,7 @@ class Link:
     channels_last: bool = False
     next_groups: int = 1
     next_span: tuple = ()
+    groups: int = 1
 
 
 @dataclass
@@ -75,6 +80,7 @@ class _Walk:
     reshaped: bool = False
     channels_last: bool = False
     blocks: list = field(default_factory=list)  # Concats on the unit axis: (sizes, our input)
+    groups: int = 1  # GroupNormalizations on the way: the units permute within these blocks
 
 
 class _Dims:
@@ -145,6 +151,12 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             return _read_in_block(readers[0], layer, walk)
         if len(readers) == 1 and len(cons) == 1:
             nxt = readers[0]
+            if nxt.kind == "groupnorm":
+                stopped = _grouped_norm(nxt, layer, walk)
+                if stopped:
+                    return Link(None, reason=stopped)
+                name = nxt.output
+                continue
             if nxt.kind in PER_UNIT or is_depthwise(nxt, layer.units):
                 walk.followers.append(nxt.index)
                 walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
@@ -157,13 +169,13 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
                                              f"{layer.units} units")
                 # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
                 return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
-                            tuple(walk.ops), channels_last=True)
+                            tuple(walk.ops), channels_last=True, groups=walk.groups)
             if nxt.kind == "conv" and nxt.groups > 1:
                 if (walk.reshaped or walk.channels_last
                         or nxt.weight.shape[1] * nxt.groups != layer.units):
                     return Link(None, reason=f"read by a grouped {nxt.op} layer")
                 return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
-                            tuple(walk.ops), next_groups=nxt.groups)
+                            tuple(walk.ops), next_groups=nxt.groups, groups=walk.groups)
             if nxt.kind not in ("dense", "conv"):
                 return Link(None, reason=f"read by a {nxt.op} layer")
             units_in = nxt.weight.shape[1]
@@ -176,7 +188,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             if walk.channels_last and nxt.kind != "dense":
                 return Link(None, reason="channels-last units read by a convolution")
             return Link(nxt.index, tuple(walk.followers), walk.homogeneous, spatial,
-                        tuple(walk.ops), channels_last=walk.channels_last and spatial > 1)
+                        tuple(walk.ops), channels_last=walk.channels_last and spatial > 1,
+                        groups=walk.groups)
         if len(cons) != 1:
             return Link(None, reason=f"read by {len(cons)} nodes (branch or residual)")
         node = cons[0]
@@ -227,6 +240,25 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
     return Link(None, reason="chain too long")
 
 
+def _grouped_norm(norm: Layer, layer: Layer, walk: _Walk) -> str:
+    """Follow a conv's channels through a GroupNormalization (a follower where its scale is per
+    channel; opsets 18-20 scale per group, which a permutation within groups leaves alone):
+    ``walk.groups`` becomes the blocks both it and the earlier ones keep; the reason the
+    channels stop, if they do (a flattened map, channels moved last, groups that do not
+    divide them)."""
+    if layer.kind != "conv" or walk.reshaped or walk.channels_last or walk.blocks:
+        return "passes through a GroupNormalization that is not over its channels"
+    groups = math.lcm(walk.groups, norm.groups)
+    if layer.units % groups:
+        return f"its {layer.units} channels do not split into {groups} groups"
+    walk.groups = groups
+    if norm.weight.shape[0] == layer.units:
+        walk.followers.append(norm.index)
+    walk.ops.append(norm.op)
+    walk.homogeneous = False
+    return ""
+
+
 def _concatenated(node: onnx.NodeProto, name: str, layer: Layer, walk: _Walk,
                   dims: _Dims) -> str:
     """Follow the units into one block of a ``Concat`` on their axis (``walk.blocks`` grows; the
@@ -263,7 +295,7 @@ def _read_in_block(nxt: Layer, layer: Layer, walk: _Walk) -> Link:
     if total != layer.units:
         return Link(None, reason=f"the Concat gives {total} channels for {layer.units} units")
     return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1, tuple(walk.ops),
-                next_span=(start, start + layer.units))
+                next_span=(start, start + layer.units), groups=walk.groups)
 
 
 def _pools_space(g: GraphIndex, node: onnx.NodeProto, rank: int) -> bool:

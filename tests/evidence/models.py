@@ -223,3 +223,44 @@ def concat_block(seed: int, perms: tuple | None = None, noise: float = 0.0,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
+
+
+def groupnorm_block(seed: int, perm: np.ndarray | None = None, opset: int = 21,
+                    noise: float = 0.0) -> onnx.ModelProto:
+    """``Conv(1->6)``, ``GroupNormalization`` (3 groups of 2 channels), ``Relu``, ``Conv(6->4)``,
+    ``GlobalAveragePool``, ``Flatten``, ``Gemm(4->2)`` on (N, 1, 6, 6) inputs; the norm's scale
+    and bias per channel (opset 21) or per group (opset 18).
+
+    ``perm`` (6,) reorders the first conv's channels (with the norm's per-channel parameters
+    and the second conv's inputs): the same function when it keeps each channel in its group.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(seed + 1000)
+
+    def w(*shape):
+        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+
+    p = np.arange(6) if perm is None else perm
+    per = 6 if opset >= 21 else 3
+    scale, shift = 1 + w(per), w(per)
+    tensors = {"c0.w": w(6, 1, 3, 3)[p], "c0.b": w(6)[p],
+               "gn.s": scale[p] if per == 6 else scale, "gn.b": shift[p] if per == 6 else shift,
+               "c1.w": w(4, 6, 1, 1)[:, p], "c1.b": w(4), "fc.w": w(2, 4), "fc.b": w(2)}
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "c0.w", "c0.b"], ["c0"], pads=[1, 1, 1, 1], name="c0"),
+             n("GroupNormalization", ["c0", "gn.s", "gn.b"], ["gn"], num_groups=3, name="gn"),
+             n("Relu", ["gn"], ["r"], name="r"),
+             n("Conv", ["r", "c1.w", "c1.b"], ["c1"], name="c1"),
+             n("GlobalAveragePool", ["c1"], ["gap"], name="gap"),
+             n("Flatten", ["gap"], ["flat"], name="flat"),
+             n("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
+    graph = helper.make_graph(
+        nodes, "groupnorm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10 if opset >= 21 else 8
+    return model

@@ -242,3 +242,22 @@ def test_units_concatenated_into_one_reader_are_classes_over_their_blocks(tmp_pa
     m = match(str(paths[0]), str(paths[1]))
     assert min(p["cosine"] for p in m.pairs) > 0.99999  # B's blocks put back in A's order
     assert m.limits == []
+
+
+@pytest.mark.parametrize("opset", [21, 18])
+def test_a_group_norm_makes_one_class_per_group_and_a_permuted_copy_is_matched_back(
+        tmp_path, opset):
+    import onnx
+
+    from tests.evidence.models import groupnorm_block
+    perm = np.array([1, 0, 2, 3, 5, 4])  # within the groups (0, 1), (2, 3), (4, 5)
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    onnx.save(groupnorm_block(0, opset=opset), paths[0])
+    onnx.save(groupnorm_block(0, perm, opset=opset), paths[1])
+    classes, matches = _matches(str(paths[0]), str(paths[1]))
+    groups = [m for m in matches if m.cls.rows == (0,)]
+    assert [m.cls.span for m in groups] == [(0, 2), (2, 4), (4, 6)]
+    assert np.array_equal(np.concatenate([2 * k + m.perm for k, m in enumerate(groups)]),
+                          np.argsort(perm))
+    m = match(str(paths[0]), str(paths[1]))
+    assert min(p["cosine"] for p in m.pairs) > 0.99999

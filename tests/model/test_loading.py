@@ -158,3 +158,13 @@ def test_a_graph_out_of_order_is_put_in_order(tmp_path):
     onnx.save(model, path)
     loaded = load_model(path)
     assert [n.op_type for n in loaded.proto.graph.node] == ["Gemm", "Relu", "Gemm"]
+
+
+def test_an_op_deprecated_by_a_later_opset_is_read_at_its_own(tmp_path):
+    """onnx's checker refuses GroupNormalization-18 ("deprecated in domain_version 18") though
+    the model is valid at its opset and onnxruntime runs it."""
+    import onnx
+
+    from tests.evidence.models import groupnorm_block
+    onnx.save(groupnorm_block(0, opset=18), tmp_path / "gn18.onnx")
+    assert load_model(tmp_path / "gn18.onnx").proto.opset_import[0].version == 18

@@ -36,3 +36,27 @@ def test_the_permuted_blocks_are_the_same_function():
             for p in (None, perms)]
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     onnx.checker.check_model(concat_block(0, perms, stream=True))
+
+
+def test_a_group_norm_keeps_the_channels_permutable_within_its_groups():
+    from tests.evidence.models import groupnorm_block
+    for opset, followed in ((21, True), (18, False)):  # scale per channel, or per group
+        model = groupnorm_block(0, opset=opset)
+        layers = extract_layers(model)
+        norm = next(x for x in layers if x.kind == "groupnorm")
+        link = links(model, layers)[layers[0].index]
+        assert link.groups == 3 and link.next is not None
+        assert (norm.index in link.followers) == followed
+
+
+def test_a_permutation_within_the_groups_is_the_same_function_and_across_them_is_not():
+    from tests.evidence.models import groupnorm_block
+    x = np.random.default_rng(0).normal(size=(3, 1, 6, 6)).astype(np.float32)
+
+    def run(perm, opset=21):
+        model = groupnorm_block(0, perm, opset).SerializeToString()
+        return ort.InferenceSession(model).run(None, {"x": x})[0]
+
+    np.testing.assert_allclose(run(np.array([1, 0, 3, 2, 5, 4])), run(None), rtol=1e-4,
+                               atol=1e-5)
+    assert not np.allclose(run(np.array([2, 1, 0, 3, 4, 5])), run(None), rtol=1e-3, atol=1e-4)
