@@ -33,7 +33,7 @@ from scipy.stats import binom
 from onnx_lineage.matching import recurrent_units
 from onnx_lineage.matching.permutation import (Reader, best_matching, out_features, per_unit,
                                                permute_inputs, permute_units, row_norms,
-                                               spread, widened)
+                                               spread, tiled, widened)
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.threads import blas_threads, pool
 
@@ -86,6 +86,9 @@ class SymmetryClass:
         (:mod:`.recurrent_units`); 0 otherwise.
     direction : int
         For a recurrent layer, the direction whose units these are.
+    tiles : tuple of (int, int)
+        Row layers whose output is split into equal blocks that each carry the units (a GLU's
+        halves, :attr:`.Stream.tiles`), with their number of blocks.
     """
 
     name: str
@@ -101,6 +104,7 @@ class SymmetryClass:
     pinned: str = ""
     gates: int = 0
     direction: int = 0
+    tiles: tuple = ()
 
     @property
     def layers(self) -> tuple:
@@ -126,12 +130,23 @@ class SymmetryClass:
                 columns=tuple(c for c in self.columns if c.layer in only),
                 per_unit=tuple(n for n in self.per_unit if n in only))
             return cut.permute(params, perm)
-        permute_units(params, perm, self.rows, self.columns, self.per_unit, self.span)
+        permute_units(params, perm, self.rows, self.columns, self.per_unit, self.span,
+                      tiles=dict(self.tiles))
 
-    def widened(self, perm: np.ndarray, total: int) -> np.ndarray:
-        """``perm`` over the class's units as a permutation of all ``total`` units of a member
-        (the identity outside the class's span)."""
-        return widened(perm, total, self.span)
+    def row_order(self, perm: np.ndarray, layer: int, total: int) -> np.ndarray:
+        """``perm`` over the class's units as the order of all ``total`` rows of its row layer
+        ``layer`` (the identity outside the class's span; every block alike for a tiled one)."""
+        k = dict(self.tiles).get(layer, 1)
+        return tiled(perm, k) if k > 1 else widened(perm, total, self.span)
+
+    def unit_rows(self, w: np.ndarray, layer: int) -> np.ndarray:
+        """The class's rows of row layer ``layer``'s ``w`` (or bias), one row per unit: a tiled
+        layer's blocks side by side, shape (width, ...)."""
+        k = dict(self.tiles).get(layer, 1)
+        if k == 1:
+            return self.part(w)
+        return np.moveaxis(w.reshape((k, self.width) + w.shape[1:]), 0, 1).reshape(
+            (self.width, -1) + w.shape[2:] if w.ndim > 1 else (self.width, k))
 
     def part(self, w: np.ndarray) -> np.ndarray:
         """The class's rows of ``w``."""
@@ -208,6 +223,7 @@ def _stream_classes(stream_pairs: list, kinds: dict, matched: set) -> list[Symme
             continue
         members = {"columns": tuple(Reader(i, span=sa.span(i)) for i in sa.readers
                                     if i in matched),
+                   "tiles": tuple((i, k) for i, k in sa.tiles if i in rows),
                    "per_unit": tuple(i for i in sa.followers if i in matched), "stream": k}
         if sa.residual:
             pinned = sa.pinned or sb.pinned
@@ -376,7 +392,7 @@ def _agreeing_members(cls: SymmetryClass, fa, fb, names, perm, layers: tuple, a_
     (left out of the matching's features) is judged by its rows' values sorted."""
     blocks = [(int(n.split(":")[1]), fa[k], fb[k]) for k, n in enumerate(names)]
     for r in set(cls.rows) - {b[0] for b in blocks}:
-        blocks.append((r, *(np.sort(cls.part(p[r]["weight"]).reshape(cls.width, -1), axis=1)
+        blocks.append((r, *(np.sort(cls.unit_rows(p[r]["weight"], r).reshape(cls.width, -1), axis=1)
                             for p in (a_params, b_params))))
     level = 1e-3 / max(len(blocks), 1)
     agree = set()
@@ -470,8 +486,8 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
         if any(j not in done for j, _ in owners):  # an input axis not matched yet: left out
             continue
         wb = _aligned_inputs(b_params[r]["weight"], [(done[j], c) for j, c in owners])
-        fa.append(_with_bias(cls.part(a_params[r]["weight"]), a_params[r], cls))
-        fb.append(_with_bias(cls.part(wb), b_params[r], cls))
+        fa.append(_with_bias(cls.unit_rows(a_params[r]["weight"], r), a_params[r], cls, r))
+        fb.append(_with_bias(cls.unit_rows(wb, r), b_params[r], cls, r))
         names.append(f"in:{r}")
     for n in cls.per_unit:
         fa.append(cls.part(per_unit(a_params[n])))
@@ -483,15 +499,17 @@ def _features(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_ow
             continue
         wa, wb = a_params[reader.layer]["weight"], b_params[reader.layer]["weight"]
         for j in owners:
-            wb = wb[done[j].cls.widened(done[j].perm, wb.shape[0])]
+            wb = wb[done[j].cls.row_order(done[j].perm, reader.layer, wb.shape[0])]
         for w, f in ((wa, fa), (wb, fb)):
             f.append(out_features(reader.columns(w, cls.span), cls.width, reader.spatial,
                                   reader.channels_last))
         names.append(f"out:{reader.layer}")
     if not fa:  # nothing aligned: every unit's values sorted, blind to any other axis's order
         for r in cls.rows:
-            fa.append(np.sort(cls.part(a_params[r]["weight"]).reshape(cls.width, -1), axis=1))
-            fb.append(np.sort(cls.part(b_params[r]["weight"]).reshape(cls.width, -1), axis=1))
+            fa.append(np.sort(cls.unit_rows(a_params[r]["weight"], r).reshape(cls.width, -1),
+                              axis=1))
+            fb.append(np.sort(cls.unit_rows(b_params[r]["weight"], r).reshape(cls.width, -1),
+                              axis=1))
             names.append(f"sorted:{r}")
     return fa, fb, names
 
@@ -546,10 +564,11 @@ def _aligned_inputs(w: np.ndarray, owners: list) -> np.ndarray:
     return w
 
 
-def _with_bias(w: np.ndarray, params: dict, cls: SymmetryClass) -> np.ndarray:
-    """Rows of ``w`` with the class's part of the bias as a last column."""
+def _with_bias(w: np.ndarray, params: dict, cls: SymmetryClass, layer: int) -> np.ndarray:
+    """Rows of ``w`` with the class's part of ``layer``'s bias as last columns."""
     rows = w.reshape(w.shape[0], -1)
     if "bias" not in params:
         return rows
-    return np.concatenate([rows, cls.part(params["bias"]).reshape(-1, 1)], axis=1)
+    return np.concatenate([rows, cls.unit_rows(params["bias"], layer).reshape(cls.width, -1)],
+                          axis=1)
 

@@ -705,7 +705,7 @@ def _apply(b_params: dict, c: Chain, perm: np.ndarray, scale: np.ndarray | None)
 
 def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tuple = (),
                   per_unit: tuple = (), span: tuple = (), scale: np.ndarray | None = None,
-                  next_groups: int = 1, release: bool = False) -> None:
+                  next_groups: int = 1, release: bool = False, tiles: dict | None = None) -> None:
     """The one permutation of a unit axis, in place on ``params``: unit ``u`` gets the
     parameters of unit ``perm[u]`` in every layer that carries the axis. Hidden units of one
     layer, a convolution's channels, a residual stream and an attention head's dimensions are
@@ -735,15 +735,22 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
     release : bool
         Let the mapped originals' pages go after each member is copied (a residual stream
         touches most of a large model's layers: without it they would all stay resident).
+    tiles : dict of int to int, optional
+        Row layers whose output is split into this many equal blocks, each block carrying the
+        axis (a GLU's two halves): every block is permuted alike (:func:`tiled`).
     """
+    tiles = tiles or {}
     for r in rows:
-        p, order = params[r], widened(perm, params[r]["weight"].shape[0], span)
+        p = params[r]
+        order = (tiled(perm, tiles[r]) if tiles.get(r, 1) > 1
+                 else widened(perm, p["weight"].shape[0], span))
         w = take_rows(p["weight"], order)
         if scale is not None:
-            w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+            w = w * np.tile(scale, tiles.get(r, 1)).reshape((-1,) + (1,) * (w.ndim - 1))
         p = dict(p, weight=kept(w))
         if "bias" in p:
-            p["bias"] = kept(p["bias"][order] * (1 if scale is None else scale))
+            p["bias"] = kept(p["bias"][order] * (1 if scale is None
+                                                  else np.tile(scale, tiles.get(r, 1))))
         params[r] = p
         if release:
             release_pages()  # copied in the new order: the mapped original may go
@@ -762,6 +769,12 @@ def permute_units(params: dict, perm: np.ndarray, rows: tuple = (), columns: tup
     for n in per_unit:
         params[n] = {k: (v if k == "eps" else v[widened(perm, v.shape[0], span)])
                      for k, v in params[n].items()}
+
+
+def tiled(perm: np.ndarray, tiles: int) -> np.ndarray:
+    """``perm`` over the units as a permutation of rows made of ``tiles`` equal blocks of them
+    (the rows of a layer whose output is split into blocks that each carry the units)."""
+    return np.concatenate([k * perm.size + perm for k in range(tiles)])
 
 
 def spread(scale: np.ndarray, total: int, span: tuple) -> np.ndarray:

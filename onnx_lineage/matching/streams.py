@@ -80,7 +80,9 @@ def pair_streams(streams_a: list[Stream], streams_b: list[Stream], b_of: dict) -
             # compared in place, never permuted: the members both models give the same role
             # are enough to match its units (a cousin of another depth, its blocks paired apart)
             sa, same_roles = _agreeing(sa, sb, b_of), True
-        same_blocks = all(sa.span(i) == sb.span(b_of[i]) for i in sa.readers if i in b_of)
+        same_blocks = (all(sa.span(i) == sb.span(b_of[i]) for i in sa.readers if i in b_of)
+                       and all(sa.tiling(i) == sb.tiling(b_of[i]) for i in sa.writers
+                               if i in b_of))
         if (sa.width != sb.width or not same_roles or not same_blocks
                 or not any(i in b_of for i in sa.writers)):
             limits.append(f"residual stream of {sa.width} units left in place (its layers differ "
@@ -126,15 +128,15 @@ def align_streams(pairs: list, b_of: dict, a_params: dict, b_params: dict,
     for sa, _ in pairs:
         blocks = [(role, ai, b_of[ai]) for role in ("writers", "readers", "followers")
                   for ai in getattr(sa, role) if ai in b_of]
-        sim = CosineSum(sa.width, sa.width,
-                        sum(_width(a_params[ai], role) for role, ai, _ in blocks))
+        sim = CosineSum(sa.width, sa.width, sum(_width(a_params[ai], role, sa.tiling(ai))
+                                                for role, ai, _ in blocks))
         for role, ai, bj in blocks:
             # the other axis is permuted too (hidden units, this or another stream): sorted
             sorted_ = (ai in all_readers or bj in inner_in if role == "writers"
                        else ai in all_writers or bj in inner_out)
             span = sa.span(ai) if role == "readers" else ()
-            sim.add(_features(a_params[ai], role, sorted_, span),
-                    _features(b_params[bj], role, sorted_, span))
+            sim.add(_features(a_params[ai], role, sorted_, span, sa.tiling(ai)),
+                    _features(b_params[bj], role, sorted_, span, sa.tiling(ai)))
         done.append(permute_stream(sa, b_of, b_params, sim.matching()))
     return done
 
@@ -146,25 +148,28 @@ def permute_stream(sa: Stream, b_of: dict, b_params: dict, perm: np.ndarray) -> 
     if np.any(perm != np.arange(perm.size)):
         permute_units(b_params, perm, tuple(b_of[i] for i in sa.writers if i in b_of),
                       tuple(Reader(b_of[i], span=sa.span(i)) for i in sa.readers if i in b_of),
-                      tuple(b_of[i] for i in sa.followers if i in b_of), release=True)
+                      tuple(b_of[i] for i in sa.followers if i in b_of), release=True,
+                      tiles={b_of[i]: k for i, k in sa.tiles if i in b_of})
     members = tuple(b_of[i] for i in sa.members if i in b_of)
     return StreamAlignment(sa.width, perm, members, sa.residual)
 
 
-def _width(params: dict, role: str) -> int:
+def _width(params: dict, role: str, tiles: int = 1) -> int:
     """Features per stream unit that :func:`_features` gives, from the shapes alone (a block
-    reader's as a whole one's: its features are per column)."""
+    reader's as a whole one's: its features are per column; a tiled writer's ``tiles`` rows
+    per unit)."""
     if role == "followers":
         values = [v for k, v in sorted(params.items()) if k != "eps"]
         return sum(v.size for v in values) // values[0].shape[0]
     w = params["weight"]
     per = w.size // (w.shape[0] if role == "writers" else w.shape[1])
-    return per + (1 if role == "writers" and "bias" in params else 0)
+    return tiles * (per + (1 if role == "writers" and "bias" in params else 0))
 
 
-def _features(params: dict, role: str, sort: bool, span: tuple = ()) -> np.ndarray:
+def _features(params: dict, role: str, sort: bool, span: tuple = (), tiles: int = 1
+              ) -> np.ndarray:
     """Per stream unit, shape (width, features); a reader's columns ``span[0]:span[1]`` only
-    (one block of a Concat) when given."""
+    (one block of a Concat) when given; a writer's ``tiles`` blocks of rows side by side."""
     if role == "followers":
         return per_unit(params)
     w = (params["weight"] if role == "writers"
@@ -175,4 +180,7 @@ def _features(params: dict, role: str, sort: bool, span: tuple = ()) -> np.ndarr
     feat = feat.reshape(w.shape[0], -1)
     if role == "writers" and "bias" in params:
         feat = np.concatenate([feat, params["bias"][:, None]], axis=1)
+    if tiles > 1:  # (tiles * units, f) -> (units, tiles * f)
+        feat = np.moveaxis(feat.reshape(tiles, -1, feat.shape[1]), 0, 1).reshape(
+            feat.shape[0] // tiles, -1)
     return feat

@@ -74,6 +74,10 @@ class Stream:
     spans : tuple of (int, (int, int))
         Readers that read the stream as one block of a ``Concat`` on its axis, with the input
         channels ``(start, stop)`` it fills; other readers read it whole.
+    tiles : tuple of (int, int)
+        Writers whose output is split on the axis into equal blocks that each carry the units
+        (a GLU's halves, gates written as ops), with their number of blocks; the others write
+        the units once.
     """
 
     width: int
@@ -85,6 +89,7 @@ class Stream:
     shared: bool = False
     pinned: str = ""
     spans: tuple = ()
+    tiles: tuple = ()
 
     @property
     def members(self) -> tuple:
@@ -94,6 +99,10 @@ class Stream:
     def span(self, reader: int) -> tuple:
         """The input channels of ``reader`` that hold the stream (``()``: all of them)."""
         return next((s for i, s in self.spans if i == reader), ())
+
+    def tiling(self, writer: int) -> int:
+        """Blocks of ``writer``'s output that each carry the units (1: written once)."""
+        return next((k for i, k in self.tiles if i == writer), 1)
 
 
 class _Groups:
@@ -140,11 +149,12 @@ def streams(model: onnx.ModelProto, layers: list[Layer], dims: dict | None = Non
 def _streams_of(g: GraphIndex, layers: list[Layer], dims: dict) -> list[Stream]:
     """The streams of one graph, its ``layers`` (those of its scope)."""
     by_output = {x.output: x for x in layers}
-    groups, residual, gated, joined, internal, blocks = _walk(g, layers, by_output, dims)
+    groups, residual, gated, joined, internal, blocks, split = _walk(g, layers, by_output, dims)
     kinds = {groups.find(r): True for r in residual}
     for r in gated:
         kinds.setdefault(groups.find(r), False)
-    found = [_stream(g, groups, root, layers, by_output, joined, is_residual, internal, blocks)
+    found = [_stream(g, groups, root, layers, by_output, joined, is_residual, internal, blocks,
+                     split)
              for root, is_residual in kinds.items()]
     return found + _fanned_out(g, groups, kinds, layers, by_output, joined, internal)
 
@@ -152,9 +162,10 @@ def _streams_of(g: GraphIndex, layers: list[Layer], dims: dict) -> list[Stream]:
 def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tuple:
     """Unite the tensors of one graph that share units (see the module docstring): the groups,
     the residual Adds and gating Muls found, the outputs joined to an input, the nodes inside
-    layers written as ops, and the inputs of Concats on the unit axis with the block of the
-    output each fills (:func:`_concat_blocks`)."""
-    groups, residual, gated, blocks = _Groups(), [], [], {}
+    layers written as ops, the inputs of Concats on the unit axis with the block of the output
+    each fills (:func:`_concat_blocks`), and the outputs of Splits into equal blocks on the unit
+    axis with the tensor split (:func:`_split_blocks`: the blocks are united, one unit axis)."""
+    groups, residual, gated, blocks, split = _Groups(), [], [], {}, {}
     joined = set()  # first outputs of the nodes whose output shares units with an input
     for x in layers:  # normalisations written as ops: their nodes read the units, output keeps them
         if x.internal:
@@ -186,6 +197,14 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
             gated.append(out)
         elif node.op_type == "MatMul" and len(data) == 2:  # rows mixed (attention): units kept
             groups.union(out, node.input[1])
+        elif node.op_type == "Split" and (parts := _split_blocks(g, node, axis, dims)):
+            for n in parts:
+                groups.union(parts[0], n)
+                split[n] = (data[0], len(parts))
+            if data[0] in first:
+                first.update(parts)
+            joined.update(parts)
+            continue
         else:
             if node.op_type == "Concat":
                 blocks.update(_concat_blocks(node, axis, dims))
@@ -193,7 +212,27 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
         if len(data) > 1 and data[0] in first and node.op_type in ops.BINARY:
             first.add(out)  # an elementwise join of channels-first maps is one
         joined.add(out)
-    return groups, residual, gated, joined, internal, blocks
+    return groups, residual, gated, joined, internal, blocks, split
+
+
+def _split_blocks(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> list:
+    """The outputs of a Split of its input's unit axis (``axis``: 1 or -1) into two or more
+    equal blocks, each a copy of the units' axis in its own block of the input's; empty for
+    any other Split (another axis, unequal or unknown sizes)."""
+    shape = dims.get(node.input[0])
+    outs = [o for o in node.output if o]
+    if not shape or len(outs) < 2 or len(outs) != len(node.output):
+        return []
+    if int(attr(node, "axis", 0)) % len(shape) != axis % len(shape) or shape[axis] is None:
+        return []
+    sizes = attr(node, "split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        c = g.constant(node.input[1])
+        sizes = None if c is None else [int(v) for v in c.value.reshape(-1)]
+    size = shape[axis] // len(outs)
+    if size * len(outs) != shape[axis] or (sizes is not None and set(sizes) != {size}):
+        return []
+    return outs
 
 
 def _concat_blocks(node: onnx.NodeProto, axis: int, dims: dict) -> dict:
@@ -264,26 +303,29 @@ def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], 
 
 def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_output,
             joined: set, residual: bool, internal: set = frozenset(),
-            blocks: dict | None = None) -> Stream:
+            blocks: dict | None = None, split: dict | None = None) -> Stream:
     tensors = {t for t in set(groups.parent) | set(groups.parent.values()) if groups.find(t) == root}
     per_unit = {x.index for x in layers if x.input in tensors and x.output in tensors
                 and (x.kind in PER_UNIT
                      or (x.kind == "conv" and is_depthwise(x, x.units)))}
     writers = [x for x in layers if x.output in tensors and x.index not in per_unit
                and x.kind in ("dense", "embedding", "conv")]
+    tiles, reason = _tiled_writers(g, tensors, by_output, split or {})
+    writers += [x for x in layers if x.index in dict(tiles)]
     followers = [x for x in layers if x.index in per_unit]
     readers = [x for x in layers if x.kind in ("dense", "conv") and x.input in tensors
                and x.index not in per_unit]
     spans, reads = _block_readers(g, tensors, layers, blocks or {})
     readers += [x for x in layers if x.index in dict(spans)]
-    widths = ({x.units for x in writers} | {x.weight.shape[0] for x in followers}
+    widths = ({x.units // dict(tiles).get(x.index, 1) for x in writers}
+              | {x.weight.shape[0] for x in followers}
               | {x.weight.shape[1] for x in readers if x.index not in dict(spans)}
               | {b - a for _, (a, b) in spans})
     reads |= {(x.input, x.op) for x in readers + followers}
     # a residual stream that is the model's output is compared in place (see ``Stream.pinned``)
     is_output = any(t in g.graph_outputs for t in tensors)
     pinned = "it is an output of the model" if residual and is_output else ""
-    reason = "it is an output of the model" if is_output and not residual else ""
+    reason = reason or ("it is an output of the model" if is_output and not residual else "")
     own = {x.node for x in layers}
     reason = reason or next((r for t in sorted(tensors)
                              if (r := _blocker(g, t, by_output, joined, internal, reads, own))), "")
@@ -294,7 +336,24 @@ def _stream(g: GraphIndex, groups: _Groups, root: str, layers: list[Layer], by_o
         reason = "its layers disagree on its width"
     return Stream(min(widths, default=0), tuple(x.index for x in writers),
                   tuple(x.index for x in readers), tuple(x.index for x in followers), reason,
-                  residual, pinned="" if reason else pinned, spans=spans)
+                  residual, pinned="" if reason else pinned, spans=spans, tiles=tiles)
+
+
+def _tiled_writers(g: GraphIndex, tensors: set, by_output: dict, split: dict
+                   ) -> tuple[tuple, str]:
+    """Layers whose output a Split cut into blocks of the stream: ``((index, blocks), ...)``,
+    and why the stream cannot be permuted, if so (the tensor split is not a layer's output, or
+    something besides the Split reads it and would see the blocks' units in their order)."""
+    tiles = []
+    for source, k in sorted({split[t] for t in tensors if t in split}):
+        layer = by_output.get(source)
+        readers = [c for c in g.consumers_of(source) if c.op_type not in SHAPE_ONLY]
+        if layer is None or layer.kind not in ("dense", "conv") or layer.groups != 1:
+            return (), "written by a Split of a tensor that is not a layer's output"
+        if len(readers) != 1 or source in g.graph_outputs:
+            return (), f"written by a Split of layer {layer.index}'s output, which others read too"
+        tiles.append((layer.index, k))
+    return tuple(tiles), ""
 
 
 def _block_readers(g: GraphIndex, tensors: set, layers: list[Layer], blocks: dict

@@ -264,3 +264,44 @@ def groupnorm_block(seed: int, perm: np.ndarray | None = None, opset: int = 21,
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10 if opset >= 21 else 8
     return model
+
+
+def glu_mlp(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
+            split_sizes: bool = True) -> onnx.ModelProto:
+    """A gated linear unit as fused exports write it: ``h = Gemm(8->12) x``, ``a, b =
+    Split(h)`` on the last axis, ``a * Sigmoid(b)``, ``Gemm(6->3)``.
+
+    ``perm`` (6,) reorders the hidden units in both halves of the first layer's rows and the
+    second layer's columns: the same function. ``split_sizes=False`` leaves the Split's sizes
+    out (equal halves by default).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(seed + 1000)
+
+    def w(*shape):
+        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+
+    p = np.arange(6) if perm is None else perm
+    rows = np.concatenate([p, 6 + p])
+    tensors = {"w1": w(12, 8)[rows], "b1": w(12)[rows], "w2": w(3, 6)[:, p], "b2": w(3)}
+    n = helper.make_node
+    split = ["h", "sizes"] if split_sizes else ["h"]
+    if split_sizes:
+        tensors["sizes"] = np.array([6, 6], np.int64)
+    nodes = [n("Gemm", ["x", "w1", "b1"], ["h"], transB=1, name="fc1"),
+             n("Split", split, ["a", "b"], axis=-1, name="split"),
+             n("Sigmoid", ["b"], ["gate"], name="sig"),
+             n("Mul", ["a", "gate"], ["glu"], name="glu"),
+             n("Gemm", ["glu", "w2", "b2"], ["logits"], transB=1, name="fc2")]
+    if not split_sizes:
+        nodes[1] = n("Split", split, ["a", "b"], axis=-1, num_outputs=2, name="split")
+    graph = helper.make_graph(
+        nodes, "glu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model

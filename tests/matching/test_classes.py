@@ -261,3 +261,26 @@ def test_a_group_norm_makes_one_class_per_group_and_a_permuted_copy_is_matched_b
                           np.argsort(perm))
     m = match(str(paths[0]), str(paths[1]))
     assert min(p["cosine"] for p in m.pairs) > 0.99999
+
+
+def test_a_gated_linear_unit_is_one_class_over_both_halves_and_a_permuted_copy_is_matched(
+        tmp_path):
+    import onnx
+
+    from tests.evidence.models import glu_mlp
+    perm = np.array([3, 1, 0, 5, 4, 2])
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    onnx.save(glu_mlp(0), paths[0])
+    onnx.save(glu_mlp(0, perm), paths[1])
+    classes, matches = _matches(str(paths[0]), str(paths[1]))
+    (cm,) = matches
+    assert cm.cls.tiles == ((0, 2),) and cm.cls.width == 6
+    assert np.array_equal(cm.perm, np.argsort(perm)) and cm.similarity > 0.99999
+    m = match(str(paths[0]), str(paths[1]))
+    assert m.limits == [] and min(p["cosine"] for p in m.pairs) > 0.99999
+    params = {k: dict(v) for k, v in m.b_own.items()}
+    cm.cls.permute(params, cm.perm)  # both halves of B's rows, and its reader's columns
+    for layer in (0, 1):
+        np.testing.assert_allclose(params[layer]["weight"], m.a_params[layer]["weight"],
+                                   rtol=1e-6)
+    np.testing.assert_allclose(params[0]["bias"], m.a_params[0]["bias"], rtol=1e-6)

@@ -193,3 +193,24 @@ def test_a_stream_concatenated_on_its_axis_is_read_as_one_block():
     reader = next(x.index for x in layers if x.node == "c")
     assert not s.reason and s.width == 4 and reader in s.readers
     assert s.span(reader) == (0, 4) and s.span(s.readers[0]) == ()
+
+
+@pytest.mark.parametrize("split_sizes", [True, False])
+def test_a_layer_split_into_gated_halves_writes_one_unit_axis_in_two_blocks(split_sizes):
+    from tests.evidence.models import glu_mlp
+    model = glu_mlp(0, split_sizes=split_sizes)
+    layers = extract_layers(model)
+    (s,) = streams(model, layers)
+    assert not s.reason and not s.residual and s.width == 6
+    assert s.writers == (layers[0].index,) and s.tiling(layers[0].index) == 2
+    assert s.readers == (layers[1].index,) and s.tiling(layers[1].index) == 1
+
+
+def test_a_split_into_unequal_blocks_is_no_unit_axis():
+    from onnx import numpy_helper
+
+    from tests.evidence.models import glu_mlp
+    model = glu_mlp(0)
+    sizes = next(t for t in model.graph.initializer if t.name == "sizes")
+    sizes.CopyFrom(numpy_helper.from_array(np.array([5, 7], np.int64), "sizes"))
+    assert not any(s.tiles for s in streams(model, extract_layers(model)))
