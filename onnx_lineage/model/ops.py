@@ -50,17 +50,16 @@ BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "Sum", "Mean"}
 #: Reductions: units pass when the unit axis is not reduced.
 REDUCTIONS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1",
               "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
-#: The ops the chains and streams pass without asking :func:`passage` (the first list they had;
-#: every one of them keeps the units whatever its other inputs): a quick path, not a second
-#: description.
-UNIT_PRESERVING = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "Clip",
-                   "HardSigmoid", "Softplus", "MaxPool", "AveragePool", "GlobalAveragePool",
-                   "GlobalMaxPool", "Dropout", "Identity", "Cast", "QuantizeLinear",
-                   "DequantizeLinear", "BatchNormalization", "DynamicQuantizeLinear"}
-#: Positively homogeneous: units may be rescaled around these (also Pad with zeros, Slice and
-#: nearest Resize, which :func:`passage` decides by their attributes).
+#: Positively homogeneous: units may be rescaled around these (also Pad with zeros, Slice,
+#: nearest Resize, a mean or max over other axes and a product with a constant, which
+#: :func:`passage` decides by their attributes). Casts between float types, and quantization
+#: with the same scale for every unit, up to its rounding.
 POSITIVE_HOMOGENEOUS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool",
-                        "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Identity"}
+                        "GlobalAveragePool", "GlobalMaxPool", "Dropout", "Identity", "Cast",
+                        "QuantizeLinear", "DequantizeLinear"}
+#: Ops whose output has the rank of their data input (where it is not reduced away).
+RANK_KEEPING = UNARY | EQUIVARIANT | POOLING | BINARY | {"Pad", "Slice", "Resize", "Upsample",
+                                                         "Concat"}
 #: Ops that read only a tensor's shape, not its values: they do not branch a unit axis.
 SHAPE_ONLY = {"Shape", "Size"}
 
@@ -150,16 +149,18 @@ def _foldable(g: GraphIndex, dims: Dims, done: dict) -> dict:
 
 
 def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
-            dims: dict) -> Passage:
+            dims: dict, rank: int | None = None) -> Passage:
     """How ``node`` carries the units that its input ``name`` holds on ``axis`` (1: a
     channels-first map's channels; -1: the last axis; any axis when the rank is known; None:
-    spread over a flattened axis, where only ops that treat every value alike pass).
+    spread over a flattened axis, where only ops that treat every value alike pass). ``rank``:
+    the rank of ``name`` where shape inference does not know it and the caller does (a
+    convolution's output).
 
     Only ops whose effect on the units does not depend on their order are passed; the caller
     handles parametric layers, reshapes, transposes and branches; it must stop where the units
     come out on another axis than it follows (``Passage.axis``)."""
     op = node.op_type
-    rank = len(dims[name]) if dims.get(name) else None
+    rank = len(dims[name]) if dims.get(name) else rank
     if axis is None:
         others = [n for n in node.input[1:] if n]
         scalar = all((c := g.constant(n)) is not None and np.asarray(c.value).size == 1
@@ -189,7 +190,7 @@ def passage(g: GraphIndex, node: onnx.NodeProto, name: str, axis: int | None,
             return stop(f"passes through {op} with another computed operand")
         if not _uniform(g, others, axis, rank):
             return stop(f"passes through {op} with a constant per unit")
-        return Passage(True, axis, _homogeneous_binary(g, op, others[0]))
+        return Passage(True, axis, _homogeneous_binary(g, op, others[0], node.input[0] == name))
     if op in REDUCTIONS:
         return _reduction(g, node, axis, rank)
     if op == "Pad":
@@ -312,13 +313,14 @@ def same_for_every_unit(g: GraphIndex, name: str, axis: int, rank: int | None, d
     return False
 
 
-def _homogeneous_binary(g: GraphIndex, op: str, other: str) -> bool:
+def _homogeneous_binary(g: GraphIndex, op: str, other: str, first: bool) -> bool:
+    """A clamp at zero, or a product or quotient by a constant (the same for every unit: a
+    linear map), is positively homogeneous; adding a constant, a power, or a constant divided
+    by the units (``first``: they are the first operand) is not."""
     v = np.asarray(g.constant(other).value)
     if op in ("Max", "Min"):
         return bool(np.all(v == 0))
-    if op in ("Mul", "Div"):
-        return bool(np.all(v > 0)) and v.size > 1  # one value: as before, left conservative
-    return False
+    return op == "Mul" or op == "Div" and first
 
 
 def _reduction(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None) -> Passage:

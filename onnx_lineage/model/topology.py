@@ -3,10 +3,12 @@
 A dense or conv layer's output units can be permuted (and, around positively homogeneous
 activations, rescaled) without changing the function, provided the permutation is carried to
 everything that reads them: BatchNorm/LayerNorm parameters on the way and the input side of the next
-parametric layer. :func:`links` follows each layer's output through unit-preserving ops and records
-where it lands. Anything else on the way (a residual ``Add`` of two activations, ``Concat``, a graph
-output, several readers) ends the chain: that layer's units are left in place and the match result
-says so.
+parametric layer. :func:`links` follows each layer's output through every op that the op registry
+(:func:`.ops.passage`) says carries the units, through transposes and reshapes that keep them whole,
+into one block of a ``Concat`` on their axis, and through a GroupNormalization (within its
+groups), and records where it lands. Anything else on the way (a residual ``Add`` of two
+activations, a graph output, several readers) ends the chain: that layer's units are left in place
+and the match result says so (residual streams and gated units: :mod:`.streams`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import onnx
 
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
-from onnx_lineage.model.ops import POSITIVE_HOMOGENEOUS, SHAPE_ONLY, UNIT_PRESERVING
+from onnx_lineage.model.ops import POSITIVE_HOMOGENEOUS, SHAPE_ONLY
 from onnx_lineage.model.parameters import PER_UNIT, Layer
 
 _RESHAPING = {"Flatten", "Reshape"}
@@ -81,6 +83,7 @@ class _Walk:
     channels_last: bool = False
     blocks: list = field(default_factory=list)  # Concats on the unit axis: (sizes, our input)
     groups: int = 1  # GroupNormalizations on the way: the units permute within these blocks
+    rank: int | None = None  # of the tensor in hand, while no op on the way has changed it
 
 
 class _Dims:
@@ -137,7 +140,8 @@ def scope_graphs(model: onnx.ModelProto) -> dict[str, GraphIndex]:
 
 
 def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link:
-    walk = _Walk(homogeneous=layer.activation in ("", *POSITIVE_HOMOGENEOUS))
+    walk = _Walk(homogeneous=layer.activation in ("", *POSITIVE_HOMOGENEOUS),
+                 rank=layer.weight.ndim if layer.kind == "conv" else None)
     name = layer.output
     for _ in range(64):
         if name in g.graph_outputs:
@@ -208,33 +212,22 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
             if where is None:
                 return Link(None, reason="passes through a Transpose")
             walk.channels_last = where == "last"
-        elif node.op_type == "Mul" and _is_quant_scale(g, node, name):
-            pass
-        elif layer.kind == "conv" and _pools_space(g, node, layer.weight.ndim):
-            pass
         elif node.op_type == "Concat" and sum(1 for n in node.input if n) > 1:
             stopped = _concatenated(node, name, layer, walk, dims)
             if stopped:
                 return Link(None, reason=stopped)
-            walk.ops.append(node.op_type)  # positively homogeneous: each block is its input
-            name = node.output[0]
-            continue
-        elif node.op_type not in UNIT_PRESERVING:
+        else:  # every other op: as the registry says
             axis = (None if walk.reshaped else -1 if walk.channels_last or layer.kind != "conv"
                     else 1)
-            how = ops.passage(g, node, name, axis, dims.get())
+            how = ops.passage(g, node, name, axis, dims.get(), walk.rank)
             if not how.keeps:
                 return Link(None, reason=how.reason)
             if how.axis != axis:  # the walk follows the units on axis 1 or last only
                 return Link(None, reason=f"{node.op_type} moves the unit axis")
             walk.homogeneous = walk.homogeneous and how.homogeneous
-            walk.ops.append(node.op_type)
-            name = node.output[0]
-            continue
-        if (node.op_type not in POSITIVE_HOMOGENEOUS and node.op_type not in _RESHAPING
-                and node.op_type not in ("Transpose", "ReduceMean", "ReduceMax")):
-            walk.homogeneous = walk.homogeneous and node.op_type in ("QuantizeLinear",
-                                                                     "DequantizeLinear", "Cast")
+            if node.op_type not in ops.RANK_KEEPING and not (
+                    node.op_type in ops.REDUCTIONS and int(attr(node, "keepdims", 1))):
+                walk.rank = None
         walk.ops.append(node.op_type)
         name = node.output[0]
     return Link(None, reason="chain too long")
@@ -298,30 +291,12 @@ def _read_in_block(nxt: Layer, layer: Layer, walk: _Walk) -> Link:
                 next_span=(start, start + layer.units), groups=walk.groups)
 
 
-def _pools_space(g: GraphIndex, node: onnx.NodeProto, rank: int) -> bool:
-    """A ReduceMean/ReduceMax over spatial axes only of a conv output of ``rank`` (channels on
-    axis 1): global pooling written as a reduction, as ``x.mean((2, 3))`` exports."""
-    if node.op_type not in ("ReduceMean", "ReduceMax"):
-        return False
-    axes = attr(node, "axes")
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        c = g.constant(node.input[1])
-        axes = None if c is None else [int(a) for a in c.value.reshape(-1)]
-    return bool(axes) and all((a % rank) >= 2 for a in axes)
-
-
 def is_depthwise(layer: Layer, channels: int) -> bool:
     """A convolution with one filter per input channel over ``channels`` channels: its channels
     are its input's, permuted together with them."""
     w = layer.weight
     return (layer.kind == "conv" and layer.groups == channels > 1 and w.shape[0] == channels
             and w.shape[1] == 1)
-
-
-def _is_quant_scale(g: GraphIndex, node: onnx.NodeProto, name: str) -> bool:
-    other = node.input[1] if node.input[0] == name else node.input[0]
-    c = g.constant(other)
-    return c is not None and c.value.size == 1
 
 
 def _keeps_last(node: onnx.NodeProto) -> bool:

@@ -419,3 +419,43 @@ def test_a_concat_on_the_unit_axis_gives_its_inputs_sizes_and_places_their_block
     assert block_of([4, 3, None], 0, 7) is None  # nothing left for the third
     assert block_of([4, None, None], 0, 9) is None
     assert block_of([4, 3], 1, 7) == (4, 7)
+
+
+def _one_op(op: str, constant: np.ndarray, first: bool = True) -> tuple:
+    """A graph ``y = op(x, c)`` (``op(c, x)`` unless ``first``) on (N, 4, 5, 5) channels."""
+    ins = ["x", "c"] if first else ["c", "x"]
+    node = helper.make_node(op, ins, ["y"])
+    graph = helper.make_graph(
+        [node], "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(constant.astype(np.float32), "c")])
+    return GraphIndex(graph), node
+
+
+@pytest.mark.parametrize("op,constant,first,keeps,homogeneous", [
+    ("Mul", np.array(0.5), True, True, True),  # a quantization scale: linear
+    ("Mul", np.array(-2.0), True, True, True),  # linear whatever its sign
+    ("Div", np.array(3.0), True, True, True),
+    ("Div", np.array(3.0), False, True, False),  # c / x
+    ("Add", np.array(1.0), True, True, False),
+    ("Max", np.array(0.0), True, True, True),
+    ("Max", np.array(0.1), True, True, False),
+    ("Mul", np.arange(4).reshape(1, 4, 1, 1), True, False, False),  # a scale per unit
+])
+def test_the_registry_says_which_products_and_clamps_keep_the_units_and_their_scale(
+        op, constant, first, keeps, homogeneous):
+    g, node = _one_op(op, constant, first)
+    how = passage(g, node, "x", 1, {"x": [1, 4, 5, 5]})
+    assert how.keeps == keeps and (how.homogeneous == homogeneous or not keeps)
+
+
+def test_a_clip_with_bounds_per_channel_stops_a_chain():
+    """Every op of a chain is asked of the registry: a Clip with a bound per channel stops it
+    (no quick path lets a Clip through for its name)."""
+    model = pitch_net()
+    clamp = next(n for n in model.graph.node if n.op_type == "Max")
+    clamp.op_type, clamp.input[1] = "Clip", "lo"
+    model.graph.initializer.append(numpy_helper.from_array(
+        np.linspace(-1, 0, 8, dtype=np.float32).reshape(1, 8, 1, 1), "lo"))
+    link = links(model, extract_layers(model))[0]
+    assert link.next is None and "Clip with bounds per unit" in link.reason
