@@ -600,6 +600,15 @@ def _resize(g: GraphIndex, node: onnx.NodeProto, axis: int, rank: int | None,
     return Passage(True, axis, mode == "nearest")
 
 
+def transposed_axis(node: onnx.NodeProto, axis: int) -> int | None:
+    """Where a Transpose puts the axis its input holds the units on (``axis``, from the front
+    or, negative, from the end), counted from the front; None without a ``perm``."""
+    perm = list(attr(node, "perm") or [])
+    if sorted(perm) != list(range(len(perm))) or not perm:  # absent, or not a permutation
+        return None
+    return perm.index(axis % len(perm))
+
+
 def reshaped_axis(before: list | None, after: list | None, axis: int) -> int | None:
     """Where a Reshape or Flatten puts the units its input holds whole on ``axis`` (counted from
     the front), read off the known shapes ``before`` and ``after`` it: their axis in the output

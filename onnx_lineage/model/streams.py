@@ -248,11 +248,9 @@ def _moved_axis(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> i
     on ``axis`` (1 or -1): 1 (channels-first) or -1 (last); None elsewhere or when it cannot be
     told (a reshape that merges them with other axes)."""
     if node.op_type == "Transpose":
-        perm = attr(node, "perm")
-        if not perm:
-            return None
-        new = list(perm).index(axis % len(perm))
-        return 1 if new == 1 else -1 if new == len(perm) - 1 else None
+        new = ops.transposed_axis(node, axis)
+        return None if new is None else 1 if new == 1 else (
+            -1 if new == len(attr(node, "perm")) - 1 else None)
     if node.op_type in ("Reshape", "Flatten"):
         before, after = dims.get(node.input[0]), dims.get(node.output[0])
         k = ops.reshaped_axis(before, after, axis % len(before)) if before and after else None

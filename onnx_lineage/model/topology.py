@@ -205,7 +205,8 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
                 walk.reshaped = True
             else:
                 walk.channels_last = kept == "last" and layer.kind == "conv"
-        elif node.op_type == "Transpose" and layer.kind == "dense" and _keeps_last(node):
+        elif (node.op_type == "Transpose" and layer.kind == "dense"
+              and ops.transposed_axis(node, -1) == len(attr(node, "perm") or ()) - 1):
             pass  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
         elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
             where = _channels_after(node, dims) if layer.kind == "conv" else None
@@ -299,12 +300,6 @@ def is_depthwise(layer: Layer, channels: int) -> bool:
             and w.shape[1] == 1)
 
 
-def _keeps_last(node: onnx.NodeProto) -> bool:
-    """A Transpose that leaves the last axis last."""
-    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-    return perm is not None and len(perm) >= 2 and perm[-1] == len(perm) - 1
-
-
 def _reshape_keeps(node: onnx.NodeProto, layer: Layer, walk: _Walk, dims: _Dims) -> str | None:
     """Where a Reshape or Flatten of known shapes leaves the units when it keeps their axis whole
     (:func:`.ops.reshaped_axis`): ``"last"``, ``"first"`` (axis 1, a conv's channels), or None
@@ -323,17 +318,18 @@ def _reshape_keeps(node: onnx.NodeProto, layer: Layer, walk: _Walk, dims: _Dims)
 
 
 def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:
-    """Where a Transpose of a channels-first map puts the channels: ``"last"`` (last, or
-    followed only by axes of size 1, as ``(N, C, T, 1) -> (N, T, C, 1)`` before a flatten),
-    ``"first"`` (still on axis 1, spatial axes reordered), or None (elsewhere, or not known)."""
-    if _moves_channels_last(node):
-        return "last"
-    perm = attr(node, "perm")
-    if perm is None or 1 not in perm:
+    """Where a Transpose of a channels-first map puts the channels (:func:`.ops.transposed_axis`):
+    ``"last"`` (last, or followed only by axes of size 1, as ``(N, C, T, 1) -> (N, T, C, 1)``
+    before a flatten), ``"first"`` (still on axis 1, spatial axes reordered), or None
+    (elsewhere, or not known)."""
+    k = ops.transposed_axis(node, 1)
+    if k is None:
         return None
-    k = list(perm).index(1)
+    perm = list(attr(node, "perm"))
     if k == 1:
         return "first"
+    if k == len(perm) - 1:
+        return "last"
     known = dims.get()
     shape = known.get(node.output[0])
     if not shape or None in shape[k + 1:]:  # read the trailing sizes off the input instead
@@ -342,9 +338,3 @@ def _channels_after(node: onnx.NodeProto, dims: _Dims) -> str | None:
     if shape and len(shape) == len(perm) and all(d == 1 for d in shape[k + 1:]):
         return "last"
     return None
-
-
-def _moves_channels_last(node: onnx.NodeProto) -> bool:
-    """A Transpose ``(N, C, d1, ..., dk) -> (N, d1, ..., dk, C)``."""
-    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-    return perm is not None and len(perm) >= 3 and perm == [0] + list(range(2, len(perm))) + [1]

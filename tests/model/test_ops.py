@@ -459,3 +459,11 @@ def test_a_clip_with_bounds_per_channel_stops_a_chain():
         np.linspace(-1, 0, 8, dtype=np.float32).reshape(1, 8, 1, 1), "lo"))
     link = links(model, extract_layers(model))[0]
     assert link.next is None and "Clip with bounds per unit" in link.reason
+
+
+def test_a_transpose_places_the_unit_axis_by_its_perm_and_a_broken_perm_places_nothing():
+    from onnx_lineage.model.ops import transposed_axis
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])
+    assert transposed_axis(node, 1) == 3 and transposed_axis(node, -1) == 2
+    assert transposed_axis(helper.make_node("Transpose", ["x"], ["y"], perm=[0, 0, 2]), 1) is None
+    assert transposed_axis(helper.make_node("Transpose", ["x"], ["y"]), 1) is None
