@@ -118,14 +118,15 @@ def plan_path(a: LoadedModel, b: LoadedModel, m: MatchResult) -> PathPlan | None
             notes.append(f"A's BatchNorm folded into {len(sites)} layer(s) of a rebuilt copy of "
                          "its graph, so that they can take B's folded weights")
     eps, keys, skipped = endpoints_for(m, sites=sites)
-    plan = PathPlan(base, "A", m, eps, keys, _moved_fraction(m, eps), notes + skipped)
+    plan = PathPlan(base, "A", m, eps, keys, _moved_fraction(m, eps), notes=notes + skipped)
     if not writable(eps):
         m_rev = match(b, a)
         eps_rev, keys_rev, skipped_rev = endpoints_for(m_rev)
         if writable(eps_rev):
+            why = ("A's weights cannot be overwritten (quantized or folded); the path is "
+                   "evaluated in B's graph")
             plan = PathPlan(b.proto, "B", m_rev, eps_rev, keys_rev, _moved_fraction(m_rev, eps_rev),
-                            notes + ["A's weights cannot be overwritten (quantized or folded); the "
-                                     "path is evaluated in B's graph"] + skipped_rev)
+                            notes=notes + [why] + skipped_rev)
     return plan
 
 

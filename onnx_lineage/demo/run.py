@@ -75,7 +75,8 @@ def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "au
         info = inspect_model(paths["parent"], device=device).to_dict()
         info.pop("schema_version", None)
         return DemoResult(str(out_dir) if tmp is None else "(temporary)", info, rows, correct,
-                          len(rows), time.perf_counter() - t0, None if report is None else str(report))
+                          len(rows), time.perf_counter() - t0,
+                          report=None if report is None else str(report))
     finally:
         if tmp is not None:
             tmp.cleanup()

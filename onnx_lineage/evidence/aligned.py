@@ -69,7 +69,7 @@ def null_model() -> NullModel:
     """The committed null model (:data:`NULL_FILE`)."""
     d = json.loads(NULL_FILE.read_text())
     return NullModel(d["b0"], d["b_fan_in"], d["b_width"], d["shift"], d["spread"],
-                     d["fan_in_max"], d["source"])
+                     d["fan_in_max"], source=d["source"])
 
 
 NULL = ("B trained independently of A: after matching, the incoming weights of a class's units "
@@ -108,8 +108,8 @@ def aligned_test(matches: list, alpha: float, model: NullModel | None = None) ->
     top = max(rows, key=lambda r: r["similarity"] - model.mean(r["fan_in"], r["units"]))
     return TestResult(
         NAME, median, p, f"{NULL} (measured on {model.source})",
-        "Bonferroni over classes (any dependence)", rows, power,
-        f"an exact copy in any unit order would get p = {best:.1e}"
+        "Bonferroni over classes (any dependence)", rows, power=power,
+        power_reason=f"an exact copy in any unit order would get p = {best:.1e}"
         + ("" if power else f" > {alpha:.2g}: these layers align too well by chance"),
-        f"matched incoming weights agree with cosine {median:.2f} at the median class, "
+        reason=f"matched incoming weights agree with cosine {median:.2f} at the median class, "
         f"{top['similarity']:.2f} in {top['name']}", exact=False)

@@ -127,6 +127,7 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
         NAME, float((observed - chord) / scale), mc.p_value, NULL,
         "one test over all classes (their copies permuted together)",
         [{"name": c.name, "layers": list(c.layers), "units": c.width} for c in permuted],
-        (not flat) and stood_out and 1.0 / (copies + 1) <= alpha * (1 + 1e-9), power_reason,
-        f"{mc.reached} of {mc.draws} permuted copies as low as B"
+        power=(not flat) and stood_out and 1.0 / (copies + 1) <= alpha * (1 + 1e-9),
+        power_reason=power_reason,
+        reason=f"{mc.reached} of {mc.draws} permuted copies as low as B"
         + (" (stopped early)" if mc.stopped else ""))

@@ -141,11 +141,11 @@ def same_values_test(m, alpha: float) -> TestResult:
     return TestResult(
         NAME, agree / compared if compared else 0.0, _p(log_p), NULL,
         "Bonferroni over layers (any dependence); orders of B Bonferroni within each layer",
-        rows, power,
-        f"A itself in B's format would get p = {_p(best):.1e}"
+        rows, power=power,
+        power_reason=f"A itself in B's format would get p = {_p(best):.1e}"
         + ("" if power else f" > {alpha:.2g}: too few trained values to tell"),
-        f"{agree:,} of {compared:,} trained values agree within the coarser model's rounding; "
-        f"most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in "
+        reason=f"{agree:,} of {compared:,} trained values agree within the coarser model's "
+        f"rounding; most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in "
         f"{top['order']})", exact=False)
 
 

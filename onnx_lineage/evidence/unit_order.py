@@ -169,5 +169,6 @@ def unit_order_test(matches: list, alpha: float) -> TestResult:
     return TestResult(
         NAME, float(kept / units) if units else None, p, NULL,
         "Fisher (classes independent under the null)", rows,
-        power, (f"a copy in A's unit order would get p = {best:.1e}"
-                + ("" if power else f" > {alpha:.2g}: too few units to tell")), reason)
+        power=power, power_reason=(f"a copy in A's unit order would get p = {best:.1e}"
+                                   + ("" if power else f" > {alpha:.2g}: too few units to tell")),
+        reason=reason)

@@ -379,7 +379,8 @@ def _match_one(cls: SymmetryClass, k: int, a_params: dict, b_params: dict, row_o
         layers = _agreeing_members(cls, fa, fb, names, perm, layers, a_params, b_params)
     release_pages()  # the class's weights are read: their mapped pages need not stay resident
     return ClassMatch(cls, perm, int(np.sum(perm == np.arange(cls.width))), similarity, fan_in,
-                      tuple(names), _scale(fa, fb, names, perm, cls.rescalable), layers)
+                      tuple(names), scale=_scale(fa, fb, names, perm, cls.rescalable),
+                      layers=layers)
 
 
 def _agreeing_members(cls: SymmetryClass, fa, fb, names, perm, layers: tuple, a_params: dict,

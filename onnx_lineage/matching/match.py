@@ -356,8 +356,11 @@ def match(a, b, *, permutations: bool = True, progress=None,
         statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
                      f"{cov_b:.1%} of B's parameters")
     return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
-                       limits, statement, excluded, pruned_rows, la, lb, aligned, folded, chains,
-                       a_matched, b_own, stream_pairs, attention_pairs, classes, class_matches)
+                       limits=limits, statement=statement, excluded=excluded, pruned=pruned_rows,
+                       _a_layers=la, _b_layers=lb, _b_aligned=aligned, _folded=folded,
+                       _chains=chains, _a_params=a_matched, _b_own=b_own,
+                       _stream_pairs=stream_pairs, _attention=attention_pairs, _classes=classes,
+                       _class_matches=class_matches)
 
 
 def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b_of: dict,
@@ -493,8 +496,9 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
                           "flatten)")
             continue
         chains.append(Chain(ai, bj, la_link.next, lb_link.next, followers, lb_link.spatial,
-                            lb_link.homogeneous, la_link.channels_last, groups,
-                            la_link.next_groups, la_link.next_span))
+                            homogeneous=lb_link.homogeneous, channels_last=la_link.channels_last,
+                            groups=groups, next_groups=la_link.next_groups,
+                            next_span=la_link.next_span))
     return chains, limits
 
 

@@ -307,8 +307,8 @@ def _dense_from_matmul(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     sites = {"weight": Site(node.name, 1, w.value.shape, "transpose", True)}
     if bias is not None:
         params["bias"], sites["bias"] = bias, bsite
-    return Layer(0, "dense", node.name, node.op_type, params, sites, w.quant, w.step, out,
-                 node.input[0])
+    return Layer(0, "dense", node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
+                 output=out, input=node.input[0])
 
 
 def _matmul_nbits(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -333,7 +333,8 @@ def _matmul_nbits(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         if b is not None:
             params["bias"], sites["bias"] = b, bsite
     layer = Layer(0, "dense", node.name, node.op_type, params, sites,
-                  f"int{attr(node, 'bits', 4)}", float(np.max(steps)), out, node.input[0])
+                  quant=f"int{attr(node, 'bits', 4)}", step=float(np.max(steps)), output=out,
+                  input=node.input[0])
     layer.steps = steps
     return layer
 
@@ -360,8 +361,8 @@ def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         bias, bsite, out = _bias_add(g, out, weight.shape[0], -1)
         if bias is not None:
             params["bias"], sites["bias"] = bias, bsite
-    return Layer(0, "dense", node.name, node.op_type, params, sites, w.quant, w.step, out,
-                 node.input[0])
+    return Layer(0, "dense", node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
+                 output=out, input=node.input[0])
 
 
 def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -390,8 +391,8 @@ def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         if bias is not None:
             params["bias"], sites["bias"] = bias, bsite
     kind = "conv_transpose" if transpose else "conv"
-    return Layer(0, kind, node.name, node.op_type, params, sites, w.quant, w.step, out,
-                 node.input[0], groups)
+    return Layer(0, kind, node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
+                 output=out, input=node.input[0], groups=groups)
 
 
 def _batchnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -403,8 +404,8 @@ def _batchnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     params["eps"] = np.array([attr(node, "epsilon", 1e-5)], dtype=np.float32)
     sites = {n: Site(node.name, i + 1, c.value.shape, "identity", True)
              for i, (n, c) in enumerate(zip(names, cs))}
-    return Layer(0, "batchnorm", node.name, node.op_type, params, sites, cs[0].quant, 0.0,
-                 node.output[0], node.input[0])
+    return Layer(0, "batchnorm", node.name, node.op_type, params, sites, quant=cs[0].quant,
+                 output=node.output[0], input=node.input[0])
 
 
 def _layernorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -416,8 +417,8 @@ def _layernorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         b = g.constant(node.input[2])
         if b is not None:
             params["bias"], sites["bias"] = _f32(b).reshape(-1), Site(node.name, 2, b.value.shape)
-    return Layer(0, "layernorm", node.name, node.op_type, params, sites, s.quant, 0.0,
-                 node.output[0], node.input[0])
+    return Layer(0, "layernorm", node.name, node.op_type, params, sites, quant=s.quant,
+                 output=node.output[0], input=node.input[0])
 
 
 def _groupnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -427,8 +428,8 @@ def _groupnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     if layer is None:
         return None
     groups = int(attr(node, "num_groups", 1))
-    return Layer(0, "groupnorm", node.name, node.op_type, layer.params, layer.sites, layer.quant,
-                 0.0, node.output[0], node.input[0], groups=groups)
+    return Layer(0, "groupnorm", node.name, node.op_type, layer.params, layer.sites,
+                 quant=layer.quant, output=node.output[0], input=node.input[0], groups=groups)
 
 
 def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -472,7 +473,8 @@ def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         params["bias"], sites["bias"] = bias, site
         internal.append(g.consumers_of(mul.output[0])[0].name)
     return Layer(0, "layernorm", mul.name, "LayerNormalization (as ops)" if square is None
-                 else "RMSNormalization (as ops)", params, sites, scale.quant, 0.0, out, x,
+                 else "RMSNormalization (as ops)", params, sites, quant=scale.quant, output=out,
+                 input=x,
                  internal=tuple(internal + [mul.name]))
 
 
@@ -538,8 +540,8 @@ def _prelu(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     if c is None or c.value.size < 2 or c.value.size != max(c.value.shape):
         return None
     return Layer(0, "prelu", node.name, node.op_type, {"weight": _f32(c).reshape(-1)},
-                 {"weight": Site(node.name, 1, c.value.shape)}, c.quant, 0.0, node.output[0],
-                 node.input[0])
+                 {"weight": Site(node.name, 1, c.value.shape)}, quant=c.quant,
+                 output=node.output[0], input=node.input[0])
 
 
 def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -563,7 +565,7 @@ def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         out, quant, step, writable = cons[0].output[0], "dynamic", table.step, False
     return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T},
                  {"weight": Site(node.name, 0, table.value.shape, "transpose", writable)},
-                 quant, step, out, node.input[1])
+                 quant=quant, step=step, output=out, input=node.input[1])
 
 
 def _recurrent(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -576,8 +578,8 @@ def _recurrent(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         b = g.constant(node.input[3])
         if b is not None:
             params["bias"], sites["bias"] = _f32(b), Site(node.name, 3, b.value.shape)
-    return Layer(0, node.op_type.lower(), node.name, node.op_type, params, sites, w.quant, w.step,
-                 node.output[0], node.input[0])
+    return Layer(0, node.op_type.lower(), node.name, node.op_type, params, sites, quant=w.quant,
+                 step=w.step, output=node.output[0], input=node.input[0])
 
 
 def _linear_ml(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -590,8 +592,8 @@ def _linear_ml(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     params, sites = {"weight": weight}, {"weight": Site(node.name, "coefficients", (coef.size,), "flat")}
     if icpt.size == n_out:
         params["bias"], sites["bias"] = icpt, Site(node.name, "intercepts", (icpt.size,), "flat")
-    return Layer(0, "linear", node.name, node.op_type, params, sites, None, 0.0, node.output[-1],
-                 node.input[0])
+    return Layer(0, "linear", node.name, node.op_type, params, sites, output=node.output[-1],
+                 input=node.input[0])
 
 
 # -- quantized operators ----------------------------------------------------------------------
@@ -610,8 +612,8 @@ def _qgemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         if c is not None:
             params["bias"] = (c.value.astype(np.float32) * a_scale * w_scale).reshape(-1)
     sites = {"weight": Site(node.name, 3, wq.shape, "identity" if trans_b else "transpose", False)}
-    return Layer(0, "dense", node.name, node.op_type, params, sites, "qoperator",
-                 float(np.max(np.abs(w_scale))), node.output[0], node.input[0])
+    return Layer(0, "dense", node.name, node.op_type, params, sites, quant="qoperator",
+                 step=float(np.max(np.abs(w_scale))), output=node.output[0], input=node.input[0])
 
 
 def _qlinear(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -634,8 +636,8 @@ def _qlinear(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
             params["bias"] = bias
     sites = {"weight": Site(node.name, 3, wq.shape, "identity" if conv else "transpose", False)}
     return Layer(0, "conv" if conv else "dense", node.name, node.op_type, params, sites,
-                 "qoperator", float(np.max(np.abs(w_scale))), out, node.input[0],
-                 int(attr(node, "group", 1)))
+                 quant="qoperator", step=float(np.max(np.abs(w_scale))), output=out,
+                 input=node.input[0], groups=int(attr(node, "group", 1)))
 
 
 def _qlinear_add_bias(g: GraphIndex, node: onnx.NodeProto, n_out: int):
@@ -669,8 +671,9 @@ def _integer(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     if bias is not None:
         params["bias"] = bias
     sites = {"weight": Site(node.name, 1, wq.value.shape, "identity" if conv else "transpose", False)}
-    return Layer(0, "conv" if conv else "dense", node.name, node.op_type, params, sites, "dynamic",
-                 float(np.max(np.abs(w_scale))), out, node.input[0], int(attr(node, "group", 1)))
+    return Layer(0, "conv" if conv else "dense", node.name, node.op_type, params, sites,
+                 quant="dynamic", step=float(np.max(np.abs(w_scale))), output=out,
+                 input=node.input[0], groups=int(attr(node, "group", 1)))
 
 
 def _integer_scale(g: GraphIndex, out: str) -> tuple[str, np.ndarray | None]:

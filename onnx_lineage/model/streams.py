@@ -295,7 +295,8 @@ def _fanned_out(g: GraphIndex, groups: _Groups, kinds: dict, main: list[Layer], 
             continue
         s = _stream(g, groups, root, main, by_output, joined, False, internal)
         if s.writers and not s.reason and len(s.writers) == 1:
-            found.append(Stream(s.width, s.writers, s.readers, s.followers, "", False, True))
+            found.append(Stream(s.width, s.writers, s.readers, s.followers, residual=False,
+                                shared=True))
     return found
 
 

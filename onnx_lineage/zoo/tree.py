@@ -135,7 +135,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
                            distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED,
                            p_value=det.p_value)
     except LineageError as exc:
-        return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), str(exc))
+        return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), error=str(exc))
 
 
 def shares_of(loaded: dict, seed: int):
