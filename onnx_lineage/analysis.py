@@ -21,6 +21,7 @@ from onnx_lineage.errors import LabelSpaceError, LineageError
 from onnx_lineage.matching import match
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Runner
+from onnx_lineage.report import render
 from onnx_lineage.results import Result, to_jsonable
 
 EXPECT = ("related", "unrelated")
@@ -71,13 +72,11 @@ class AnalysisResult(Result):
 
     def to_html(self) -> str:
         """Self-contained HTML report (plots embedded)."""
-        from onnx_lineage.report.render import to_html
-        return to_html(self)
+        return render.to_html(self)
 
     def to_markdown(self) -> str:
         """Markdown report, for pull requests."""
-        from onnx_lineage.report.render import to_markdown
-        return to_markdown(self)
+        return render.to_markdown(self)
 
 
 def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
@@ -126,10 +125,9 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     scale = 1.0
     if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
         scale = math.log(max(pred_a.scores.shape[1], 2))
-    from onnx_lineage.report.render import headline
     return AnalysisResult(
         model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
-        summary=headline(det, clo) + (f" Closeness not measured: {refused}." if refused
+        summary=render.headline(det, clo) + (f" Closeness not measured: {refused}." if refused
                                       else ""),
         barrier=det.barrier, threshold=det.threshold, alpha=det.alpha, p_value=det.p_value,
         shared_layers=det.shared_layers, coverage=det.coverage,

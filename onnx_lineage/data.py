@@ -25,6 +25,7 @@ import numpy as np
 from onnx_lineage import memory
 from onnx_lineage.errors import DataError
 from onnx_lineage.model.graph import MAX_TENSOR_ELEMENTS
+from onnx_lineage.model.inputs import declared_inputs
 
 #: Largest data file, and largest total of its arrays once decompressed, in bytes; override with
 #: the environment variable ``ONNX_LINEAGE_MAX_DATA_BYTES``. The run's memory budget
@@ -280,7 +281,6 @@ def _header(f) -> tuple[tuple, np.dtype]:
 def arrange_for(data: Dataset, *models) -> Dataset:
     """:func:`arrange` for loaded models (anything with ``name`` and ``proto``), in order; token
     ids are checked against the embedding tables they index (:func:`check_token_ids`)."""
-    from onnx_lineage.model.inputs import declared_inputs
     declared = [(m.name, *declared_inputs(m.proto)) for m in models]
     out = arrange(data, declared)
     for m, (name, inputs, state) in zip(models, declared):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from rich.console import Console
@@ -17,9 +18,7 @@ def console() -> Console:
 
 def emit_json(result, **extra) -> None:
     """Exactly one JSON document on stdout (``extra`` fields added to the result's)."""
-    import json
-
-    from onnx_lineage.results import to_jsonable
+    from onnx_lineage.results import to_jsonable  # numpy: not for --help
     d = result.to_dict()
     d.update(to_jsonable(extra))
     sys.stdout.write(json.dumps(d, indent=2, allow_nan=False) + "\n")

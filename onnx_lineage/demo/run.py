@@ -9,8 +9,10 @@ from pathlib import Path
 
 from onnx_lineage.analysis import AnalysisResult, analyze
 from onnx_lineage.demo.family import FAMILY_ROLES, build_family
+from onnx_lineage.evidence.verdict import rejects
 from onnx_lineage.model.inspect import inspect_model
 from onnx_lineage.model.loading import load_model
+from onnx_lineage.report.atomic import write_atomic
 from onnx_lineage.results import Result
 
 
@@ -32,7 +34,6 @@ REPORT_MEMBER = "finetuned_heavy"
 
 def _rejecting(det) -> str:
     """The tests that reject independence at their share of alpha, by short name."""
-    from onnx_lineage.evidence.verdict import rejects
     names = {"unit_order": "unit order", "aligned": "aligned", "same_values": "same values",
              "basin": "basin"}
     hits = [names[t["name"]] for t in det.tests if rejects(t["name"], t["p_value"], det.alpha)]
@@ -61,7 +62,6 @@ def run_demo(out_dir: str | Path | None = None, seed: int = 0, device: str = "au
             r: AnalysisResult = analyze(parent, load_model(path), seed=seed, device=device)
             det, clo = r.determination, r.closeness_detail
             if report is not None and name == REPORT_MEMBER:
-                from onnx_lineage.report.atomic import write_atomic
                 write_atomic(report, r.to_markdown() if str(report).endswith(".md") else r.to_html())
             want = None if expected == "self" else expected == "related"
             ok = det.related is True if want is None else det.related == want

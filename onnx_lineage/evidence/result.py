@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from onnx_lineage.results import to_jsonable
+
 
 @dataclass(frozen=True)
 class TestResult:
@@ -47,5 +49,4 @@ class TestResult:
     exact: bool = True
 
     def to_dict(self) -> dict:
-        from onnx_lineage.results import to_jsonable
         return to_jsonable(self)
