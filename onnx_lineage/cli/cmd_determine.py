@@ -51,7 +51,6 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
 def render_determination(r) -> None:
     """Tables of a DeterminationResult."""
     from onnx_lineage.cli import render
-    from onnx_lineage.evidence import share
     c = render.console()
     c.print(render.kv_table(f"{r.model_a} -> {r.model_b}: {r.verdict.upper()}", [
         ("reason", r.reason),
@@ -66,7 +65,7 @@ def render_determination(r) -> None:
         ("criterion", r.criterion),
         ("provider", r.provider),
     ]))
-    c.print(render.tests_table(r.tests, {t["name"]: share(r.alpha, t["name"]) for t in r.tests}))
+    c.print(render.tests_table(r.tests, r.alpha))
     per_class = render.classes_table(r.tests)
     if per_class is not None:
         c.print(per_class)

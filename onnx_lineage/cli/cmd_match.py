@@ -21,7 +21,7 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
 
     from onnx_lineage.cli import render
     from onnx_lineage.cli.progress import steps
-    from onnx_lineage.evidence import data_free, share
+    from onnx_lineage.evidence import data_free
     from onnx_lineage.matching import match
 
     with steps(not (json or quiet)) as step:
@@ -47,7 +47,7 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
     for line in r.transforms + r.limits:
         c.print(f"- {line}")
     c.print(r.statement)
-    c.print(render.tests_table(tests, {t["name"]: share(alpha, t["name"]) for t in tests}))
+    c.print(render.tests_table(tests, alpha))
     per_class = render.classes_table(tests)
     if per_class is not None:
         c.print(per_class)

@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from onnx_lineage.evidence.registry import registered
 from onnx_lineage.wording import p_text
 
 
@@ -58,17 +59,15 @@ def pval(p) -> str:
     return p_text(p)
 
 
-_TEST_NAMES = {"unit_order": "unit order (exact)", "aligned": "aligned weights (calibrated)",
-               "same_values": "same values (calibrated)", "basin": "loss basin (exact)"}
-
-
-def tests_table(tests: list[dict], levels: dict) -> Table:
-    """One row per independence test: statistic, p-value, the level it is read at, power."""
+def tests_table(tests: list[dict], alpha: float) -> Table:
+    """One row per independence test: statistic, p-value, the level it is read at (its share of
+    ``alpha``, :mod:`onnx_lineage.evidence.registry`), power."""
     rows = []
     for t in tests:
+        info = registered(t["name"])
         stat = "-" if t["statistic"] is None else f"{t['statistic']:.4f}"
-        rows.append([_TEST_NAMES.get(t["name"], t["name"]), stat, pval(t["p_value"]),
-                     f"{levels[t['name']]:.2g}", "yes" if t["power"] else "no", t["reason"]])
+        rows.append([info.title, stat, pval(t["p_value"]), f"{info.level(alpha):.2g}",
+                     "yes" if t["power"] else "no", t["reason"]])
     return table("independence tests", ["test", "statistic", "p-value", "level", "power",
                                         "outcome"], rows)
 

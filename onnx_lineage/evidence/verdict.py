@@ -16,14 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnx_lineage.evidence.combine import bonferroni, holm
+from onnx_lineage.evidence.registry import BY_NAME, TESTS, registered
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.wording import ranges
 
-#: Shares of ``alpha`` given to each test before any data is seen. A test that does not run
-#: keeps its share unspent. The same-values test takes a hundredth of the unit-order test's
-#: third: a copy's values give p-values far below any level (1e-300 and less), and the other
-#: tests keep their levels (the basin test's copies are sized to its share).
-WEIGHTS = {"unit_order": 0.99 / 3, "same_values": 0.01 / 3, "aligned": 1 / 3, "basin": 1 / 3}
+#: Shares of ``alpha`` given to each test before any data is seen (:mod:`.registry`).
+WEIGHTS = {t.name: t.weight for t in TESTS}
 #: The aligned test's p-values within this factor of its share of alpha are inconclusive: no
 #: accusation, and no acquittal either.
 INCONCLUSIVE = 10.0
@@ -42,7 +40,7 @@ class Verdict:
 
 def share(alpha: float, name: str) -> float:
     """The level test ``name`` is read at."""
-    return alpha * WEIGHTS[name]
+    return registered(name).level(alpha)
 
 
 def rejects(name: str, p_value: float | None, alpha: float) -> bool:
@@ -101,5 +99,4 @@ def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
 
 
 def _label(t: TestResult) -> str:
-    return {"unit_order": "unit order", "aligned": "aligned weights", "same_values": "same values",
-            "basin": "loss basin"}.get(t.name, t.name)
+    return BY_NAME[t.name].label if t.name in BY_NAME else t.name

@@ -127,7 +127,7 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         rng = np.random.default_rng(seed)
         m = match(a, b, rng=rng)
         det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
-                        rows=500, alpha=alpha, rng=rng)
+                        alpha=alpha, rng=rng)
         d = direction(m, name_a, name_b) if m.pairs else None
         weight = whole_cosine(m)
         return PairOutcome(name_a, name_b, det.related, float(weight),
