@@ -223,144 +223,224 @@ def match(a, b, *, permutations: bool = True, progress=None,
     """
     step = progress or (lambda name: None)
     step("reading the models")
-    a, b = _as_loaded(a), _as_loaded(b)
-    step("reading the parametric layers")
-    la, lb = extract_layers(a.proto), extract_layers(b.proto)
-    step(f"pairing layers ({len(la)} in A, {len(lb)} in B)")
-    dims_a, dims_b = dims_of(a.proto), dims_of(b.proto)  # for the chains and the streams
-    graphs_a, graphs_b = scope_graphs(a.proto), scope_graphs(b.proto)  # for both as well
-    links_a, links_b = links(a.proto, la, dims_a, graphs_a), links(b.proto, lb, dims_b, graphs_b)
-    folded = None
-    transforms: list[str] = []
-    has_bn_a = any(x.kind == "batchnorm" for x in la)
-    has_bn_b = any(x.kind == "batchnorm" for x in lb)
-    if has_bn_a and not has_bn_b:
-        la, idx = fold(la, links_a)
-        folded = "a" if idx else None
-    elif has_bn_b and not has_bn_a:
-        lb, idx = fold(lb, links_b)
-        folded = "b" if idx else None
-    if folded:
-        transforms.append(f"BatchNorm folded into the preceding layers of {folded.upper()} "
-                          "(the other model has them folded)")
-
-    deeper = len(la) != len(lb)  # layers dropped, duplicated or taken from a deeper teacher
-    pairs = align(la, lb, by_weights=deeper)
-    if deeper:
-        transforms.append(_depth_note(pairs, la, lb))
-    pruned: dict = {}
-    if len(pairs) < min(len(la), len(lb)):  # layers left over on both sides: pruned widths?
-        wider, found = pruned_chains(align(la, lb, pruned=True), la, lb, links_a, links_b)
-        if len(wider) > len(pairs) and found:
-            pairs, pruned = wider, found
-    fixed_a = {x.index for x in la if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
-    fixed_b = {x.index for x in lb if x.kind in _TRAINABLE and is_signal_constant(x.weight)}
-    excluded = [{"a": la[i].index, "b": lb[j].index, "kind": la[i].kind,
-                 "shape": list(la[i].weight.shape),
-                 "reason": "fixed signal-processing constant in both models (not trained)"}
-                for i, j in pairs if la[i].index in fixed_a and lb[j].index in fixed_b]
-    pairs = [(i, j) for i, j in pairs if not (la[i].index in fixed_a and lb[j].index in fixed_b)]
-    if excluded:
-        transforms.append(f"{len(excluded)} fixed signal-processing constant layer(s) left out "
-                          "of the evidence")
-    a_by, b_by = {x.index: x for x in la}, {x.index: x for x in lb}
-    a_params = {la[i].index: la[i].params for i, _ in pairs}
-    b_params = {}
-    keys_of = {}
-    for i, j in pairs:
-        keys = common_keys(la[i].params, lb[j].params)
-        keys_of[la[i].index] = keys
-        # new dicts, shared arrays: every step below replaces arrays, none writes into one
-        b_params[lb[j].index] = dict(with_bias(lb[j].params, keys))
-        a_params[la[i].index] = with_bias(la[i].params, keys)
-    b_of = {la[i].index: lb[j].index for i, j in pairs}
-    transforms += kernel_layouts(pairs, la, lb, links_a, links_b, b_of, b_params)
-    if _flatten_orders(pairs, la, lb, links_a, links_b, b_of, b_params):
-        transforms.append("B's dense inputs reordered to A's flatten order "
-                          "(channels-last against channels-first)")
-    if pruned:
-        pad(pruned, links_a, a_params, b_params, b_of)
-        for side in ("b", "a"):
-            n = sum(1 for p in pruned.values() if p.side == side)
-            if n:
-                transforms.append(f"{side.upper()} has fewer units in {n} hidden layer(s) "
-                                  f"(width-pruned): zero units added to {side.upper()} at the end, "
-                                  "the same function, compared on the units it kept")
-
+    c = _Work(_as_loaded(a), _as_loaded(b))
+    _pair_layers(c, step)
+    _leave_out_constants(c)
+    _pair_parameters(c)
     step("finding residual streams and permutable units")
-    stream_pairs, stream_limits = pair_streams(streams(a.proto, la, dims_a, graphs_a),
-                                               streams(b.proto, lb, dims_b, graphs_b), b_of)
-    in_streams = {i for sa, _ in stream_pairs for i in sa.members}  # their units are not chained
-    chains, limits = _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams)
-    limits += stream_limits
-    b_own = {la[i].index: {k: v for k, v in b_params[lb[j].index].items()
-                           if k in keys_of[la[i].index]} for i, j in pairs}
-    pruned_rows = [{"a": ai, "b": b_of[ai], "pruned": p.side, "kept": p.kept, "units": p.width,
-                    "coverage": p.kept / p.width} for ai, p in sorted(pruned.items())]
-    attention_pairs = _attention_pairs(attention(a.proto, la), attention(b.proto, lb), b_of)
-    a_matched = {k: a_params[k] for k in b_own}
-    classes, class_matches, moved, units = [], None, [], {}
+    _unit_axes(c)
     if permutations:
-        step(f"matching units class by class, undoing permutations: {len(stream_pairs)} "
-             f"stream(s), {len(chains)} junction(s)")
-        classes = classes_of(la, pruned_rows, chains, stream_pairs, a_matched, attention_pairs)
-        class_matches = match_classes(classes, a_matched, b_own,
-                                      rng if rng is not None else np.random.default_rng(0))
-        moved, given = _aligned_by_classes(class_matches, stream_pairs, chains, b_of, a_params,
-                                           b_params)
-        moved = [s for s in moved if s.permuted]
-        units = (align_units(a_params, b_params, chains, rescale=rescale, given=given)
-                 if chains else {})
-    in_moved = {j for s in moved for j in s.members}
+        step(f"matching units class by class, undoing permutations: {len(c.stream_pairs)} "
+             f"stream(s), {len(c.chains)} junction(s)")
+        _align(c, rng if rng is not None else np.random.default_rng(0), rescale)
+    return _report(c)
 
-    pair_rows, aligned = [], {}
-    for i, j in pairs:
+
+@dataclass
+class _Work:
+    """What ``match`` builds, stage by stage (each stage a function below that fills its part):
+    A's and B's canonical layers and how they link, the pairs (indices into the layer lists),
+    the parameters (A's, B's mapped onto A's layout, B's own), the unit axes (chains, streams,
+    attention blocks, classes and their matching), and what the report says of them."""
+
+    a: LoadedModel
+    b: LoadedModel
+    la: list = field(default_factory=list)
+    lb: list = field(default_factory=list)
+    dims: tuple = ()
+    graphs: tuple = ()
+    links_a: dict = field(default_factory=dict)
+    links_b: dict = field(default_factory=dict)
+    folded: str | None = None
+    pairs: list = field(default_factory=list)
+    pruned: dict = field(default_factory=dict)
+    fixed: tuple = (set(), set())
+    excluded: list = field(default_factory=list)
+    transforms: list = field(default_factory=list)
+    limits: list = field(default_factory=list)
+    a_params: dict = field(default_factory=dict)
+    b_params: dict = field(default_factory=dict)
+    keys_of: dict = field(default_factory=dict)
+    b_of: dict = field(default_factory=dict)
+    stream_pairs: list = field(default_factory=list)
+    chains: list = field(default_factory=list)
+    b_own: dict = field(default_factory=dict)
+    attention: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    class_matches: list | None = None
+    moved: list = field(default_factory=list)
+    units: dict = field(default_factory=dict)
+
+
+def _pair_layers(c: _Work, step) -> None:
+    """Canonical layers, their links, BatchNorm folded where only one model has it, the layers
+    paired (by kind and shape; by weights when the depths differ; with pruned widths)."""
+    step("reading the parametric layers")
+    c.la, c.lb = extract_layers(c.a.proto), extract_layers(c.b.proto)
+    step(f"pairing layers ({len(c.la)} in A, {len(c.lb)} in B)")
+    c.dims = (dims_of(c.a.proto), dims_of(c.b.proto))  # for the chains and the streams
+    c.graphs = (scope_graphs(c.a.proto), scope_graphs(c.b.proto))  # for both as well
+    c.links_a = links(c.a.proto, c.la, c.dims[0], c.graphs[0])
+    c.links_b = links(c.b.proto, c.lb, c.dims[1], c.graphs[1])
+    has_bn_a = any(x.kind == "batchnorm" for x in c.la)
+    has_bn_b = any(x.kind == "batchnorm" for x in c.lb)
+    if has_bn_a and not has_bn_b:
+        c.la, idx = fold(c.la, c.links_a)
+        c.folded = "a" if idx else None
+    elif has_bn_b and not has_bn_a:
+        c.lb, idx = fold(c.lb, c.links_b)
+        c.folded = "b" if idx else None
+    if c.folded:
+        c.transforms.append(f"BatchNorm folded into the preceding layers of {c.folded.upper()} "
+                            "(the other model has them folded)")
+    la, lb = c.la, c.lb
+    deeper = len(la) != len(lb)  # layers dropped, duplicated or taken from a deeper teacher
+    c.pairs = align(la, lb, by_weights=deeper)
+    if deeper:
+        c.transforms.append(_depth_note(c.pairs, la, lb))
+    if len(c.pairs) < min(len(la), len(lb)):  # layers left over on both sides: pruned widths?
+        wider, found = pruned_chains(align(la, lb, pruned=True), la, lb, c.links_a, c.links_b)
+        if len(wider) > len(c.pairs) and found:
+            c.pairs, c.pruned = wider, found
+
+
+def _leave_out_constants(c: _Work) -> None:
+    """Pairs of fixed signal-processing constants (DFT, STFT, CQT bases) leave the pairs."""
+    la, lb = c.la, c.lb
+    c.fixed = ({x.index for x in la if x.kind in _TRAINABLE and is_signal_constant(x.weight)},
+               {x.index for x in lb if x.kind in _TRAINABLE and is_signal_constant(x.weight)})
+    both = [(i, j) for i, j in c.pairs if la[i].index in c.fixed[0] and lb[j].index in c.fixed[1]]
+    c.excluded = [{"a": la[i].index, "b": lb[j].index, "kind": la[i].kind,
+                   "shape": list(la[i].weight.shape),
+                   "reason": "fixed signal-processing constant in both models (not trained)"}
+                  for i, j in both]
+    c.pairs = [p for p in c.pairs if p not in both]
+    if c.excluded:
+        c.transforms.append(f"{len(c.excluded)} fixed signal-processing constant layer(s) left "
+                            "out of the evidence")
+
+
+def _pair_parameters(c: _Work) -> None:
+    """Each pair's parameters with the same keys, B's in A's layout (kernel layouts, flatten
+    orders), zero units where one model is width-pruned."""
+    la, lb = c.la, c.lb
+    c.a_params = {la[i].index: la[i].params for i, _ in c.pairs}
+    for i, j in c.pairs:
+        keys = common_keys(la[i].params, lb[j].params)
+        c.keys_of[la[i].index] = keys
+        # new dicts, shared arrays: every step below replaces arrays, none writes into one
+        c.b_params[lb[j].index] = dict(with_bias(lb[j].params, keys))
+        c.a_params[la[i].index] = with_bias(la[i].params, keys)
+    c.b_of = {la[i].index: lb[j].index for i, j in c.pairs}
+    c.transforms += kernel_layouts(c.pairs, la, lb, c.links_a, c.links_b, c.b_of, c.b_params)
+    if _flatten_orders(c.pairs, la, lb, c.links_a, c.links_b, c.b_of, c.b_params):
+        c.transforms.append("B's dense inputs reordered to A's flatten order "
+                            "(channels-last against channels-first)")
+    if c.pruned:
+        pad(c.pruned, c.links_a, c.a_params, c.b_params, c.b_of)
+        for side in ("b", "a"):
+            n = sum(1 for p in c.pruned.values() if p.side == side)
+            if n:
+                c.transforms.append(
+                    f"{side.upper()} has fewer units in {n} hidden layer(s) (width-pruned): zero "
+                    f"units added to {side.upper()} at the end, the same function, compared on "
+                    "the units it kept")
+
+
+def _unit_axes(c: _Work) -> None:
+    """The unit axes both models have over the pairs: residual streams, junctions (chains),
+    attention blocks; and B's parameters in its own unit order."""
+    la, lb = c.la, c.lb
+    c.stream_pairs, stream_limits = pair_streams(
+        streams(c.a.proto, la, c.dims[0], c.graphs[0]),
+        streams(c.b.proto, lb, c.dims[1], c.graphs[1]), c.b_of)
+    in_streams = {i for sa, _ in c.stream_pairs for i in sa.members}  # their units: no chains
+    c.chains, c.limits = _chains(c.pairs, la, lb, c.links_a, c.links_b, c.b_of,
+                                 {x.index: x for x in la}, {x.index: x for x in lb}, in_streams)
+    c.limits += stream_limits
+    c.b_own = {la[i].index: {k: v for k, v in c.b_params[lb[j].index].items()
+                             if k in c.keys_of[la[i].index]} for i, j in c.pairs}
+    c.attention = _attention_pairs(attention(c.a.proto, la), attention(c.b.proto, lb), c.b_of)
+
+
+def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
+    """The classes matched equivariantly; B's streams and junctions put in A's unit order by
+    them (and by weight matching where they do not decide), in place on ``c.b_params``."""
+    a_matched = {k: c.a_params[k] for k in c.b_own}
+    c.classes = classes_of(c.la, _pruned_rows(c), c.chains, c.stream_pairs, a_matched,
+                           c.attention)
+    c.class_matches = match_classes(c.classes, a_matched, c.b_own, rng)
+    moved, given = _aligned_by_classes(c.class_matches, c.stream_pairs, c.chains, c.b_of,
+                                       c.a_params, c.b_params)
+    c.moved = [s for s in moved if s.permuted]
+    c.units = (align_units(c.a_params, c.b_params, c.chains, rescale=rescale, given=given)
+               if c.chains else {})
+
+
+def _pruned_rows(c: _Work) -> list:
+    return [{"a": ai, "b": c.b_of[ai], "pruned": p.side, "kept": p.kept, "units": p.width,
+             "coverage": p.kept / p.width} for ai, p in sorted(c.pruned.items())]
+
+
+def _pair_rows(c: _Work) -> tuple[list, dict]:
+    """Per pair: its row of the report (transforms, cosine after alignment), and B's aligned
+    parameters by A's layer index."""
+    la, lb, units = c.la, c.lb, c.units
+    in_moved = {j for s in c.moved for j in s.members}
+    rows, aligned = [], {}
+    for i, j in c.pairs:
         ai, bj = la[i].index, lb[j].index
-        keys = keys_of[ai]
-        tr = _layer_transforms(la[i], lb[j], folded)
+        keys = c.keys_of[ai]
+        tr = _layer_transforms(la[i], lb[j], c.folded)
         if bj in units and units[bj].permuted:
             tr.append("permutation")
         if bj in units and units[bj].rescaled:
             tr.append("scale")
         if bj in in_moved:
             tr.append("stream permutation")
-        if ai in pruned:
-            p = pruned[ai]
+        if ai in c.pruned:
+            p = c.pruned[ai]
             tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
-        aligned[ai] = {k: b_params[bj][k] for k in keys if k in b_params[bj]}
-        cos = _layer_cosine(a_params[ai], aligned[ai], keys)
+        aligned[ai] = {k: c.b_params[bj][k] for k in keys if k in c.b_params[bj]}
+        cos = _layer_cosine(c.a_params[ai], aligned[ai], keys)
         release_pages()  # the pair is read: its mapped pages need not stay resident
-        pair_rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
-                          "shape": list(la[i].weight.shape), "params": la[i].n_params,
-                          "transforms": tr, "cosine": cos})
-    for s in moved:
+        rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
+                     "shape": list(la[i].weight.shape), "params": la[i].n_params,
+                     "transforms": tr, "cosine": cos})
+    return rows, aligned
+
+
+def _report(c: _Work) -> MatchResult:
+    """The match report (plain data) with the correspondence it was read from."""
+    pair_rows, aligned = _pair_rows(c)
+    transforms = list(c.transforms)
+    for s in c.moved:
         what = "residual stream" if s.residual else "gated hidden units"
         transforms.append(f"{what} of B ({s.width} units, {len(s.members)} layers) "
                           "permuted to match A")
-    n_perm = sum(1 for u in units.values() if u.permuted)
-    n_scale = sum(1 for u in units.values() if u.rescaled)
+    n_perm = sum(1 for u in c.units.values() if u.permuted)
+    n_scale = sum(1 for u in c.units.values() if u.rescaled)
     if n_perm:
         transforms.append(f"hidden units of B permuted to match A in {n_perm} layer(s)")
     if n_scale:
         transforms.append(f"per-unit scale of B normalised to A's in {n_scale} layer(s)")
-
+    la, lb, pairs, (fixed_a, fixed_b) = c.la, c.lb, c.pairs, c.fixed
     cov_a = _coverage([x for x in la if x.index not in fixed_a], [la[i] for i, _ in pairs])
     cov_b = _coverage([x for x in lb if x.index not in fixed_b], [lb[j] for _, j in pairs])
     unmatched = {"a": [x.index for k, x in enumerate(la)
                        if k not in {i for i, _ in pairs} and x.index not in fixed_a],
                  "b": [x.index for k, x in enumerate(lb)
                        if k not in {j for _, j in pairs} and x.index not in fixed_b]}
-    if not pairs:
-        statement = "the two models have no parametric layer in common (coverage 0)"
-    else:
-        statement = (f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
-                     f"{cov_b:.1%} of B's parameters")
-    return MatchResult(a.name, b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched, transforms,
-                       limits=limits, statement=statement, excluded=excluded, pruned=pruned_rows,
-                       _a_layers=la, _b_layers=lb, _b_aligned=aligned, _folded=folded,
-                       _chains=chains, _a_params=a_matched, _b_own=b_own,
-                       _stream_pairs=stream_pairs, _attention=attention_pairs, _classes=classes,
-                       _class_matches=class_matches)
+    statement = ("the two models have no parametric layer in common (coverage 0)" if not pairs
+                 else f"{len(pairs)} layer pair(s) matched, covering {cov_a:.1%} of A's and "
+                      f"{cov_b:.1%} of B's parameters")
+    return MatchResult(c.a.name, c.b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched,
+                       transforms, limits=c.limits, statement=statement, excluded=c.excluded,
+                       pruned=_pruned_rows(c), _a_layers=la, _b_layers=lb, _b_aligned=aligned,
+                       _folded=c.folded, _chains=c.chains,
+                       _a_params={k: c.a_params[k] for k in c.b_own}, _b_own=c.b_own,
+                       _stream_pairs=c.stream_pairs, _attention=c.attention,
+                       _classes=c.classes, _class_matches=c.class_matches)
 
 
 def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b_of: dict,
