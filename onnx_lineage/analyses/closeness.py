@@ -186,12 +186,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     DataError
         The data's labels fall outside both models' classes.
     """
-    if points < 1 or rays_per_point < 1 or not 0 < tolerance < 1 or not 0 < rtol < 1:
-        raise LineageError("points and rays per point must be >= 1; tolerance and rtol in (0, 1)")
-    dirs.check_names(directions)
-    if label_space not in LABEL_SPACES:
-        raise ValueError(f"unknown label_space {label_space!r}: choose from "
-                         f"{', '.join(LABEL_SPACES)}")
+    _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space, sampling)
     if round_size is None:
         round_size = int(np.clip(points // 4, 64, 512))
     t_start = time.perf_counter()
@@ -202,35 +197,15 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     data = arrange_for(digits() if data is None else data, a, b)
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     rb = Runner(b.proto, device=device, output=output, name=b.name)
-    src_a = sources(ra.inputs, data, a.name)
-    key = src_a[ra.inputs[0].name]
+    key = sources(ra.inputs, data, a.name)[ra.inputs[0].name]
     moved = data.arrays[key]
     discrete = moved.dtype.kind in "iu"
     companions = tuple(k for k, v in data.arrays.items()
                        if discrete and k != key and v.shape == moved.shape)
-
     feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
     ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
-    classes = {"a": ref.scores.shape[1] if ra.output_kind in CLASS_KINDS else None,
-               "b": class_count(rb, data)}
-    known = [(k, m.name) for k, m in ((classes["a"], a), (classes["b"], b)) if k is not None]
-    if known:  # labels that neither model can predict
-        check_labels(data, *max(known))
     notes = list(data.notes)
-    shared = None
-    if None not in classes.values() and classes["a"] != classes["b"]:
-        shared = min(classes.values())
-        differ = (f"{a.name} scores {classes['a']} classes and {b.name} {classes['b']}: their "
-                  "label spaces differ")
-        if label_space != "shared":
-            raise LabelSpaceError(f"{differ}, so their decision boundaries cannot be compared; "
-                             f"--shared-labels compares them on the {shared} labels both have "
-                             f"(0-{shared - 1})")
-        ref = restricted(ref, shared)
-        notes.append(f"{differ}; closeness is computed on the {shared} labels both have "
-                     f"(0-{shared - 1}), each model's prediction the best of those, label i "
-                     "taken to mean the same class in both")
-    classes["compared"] = shared or classes["a"]
+    ref, classes, shared = _label_spaces(ref, ra, rb, data, a.name, b.name, label_space, notes)
     labeler = Labeler(ra.output_kind, ref, rng)
     labels_all = labeler(ref)
     if ignored:
@@ -239,83 +214,173 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         notes.append("batch-dependent model (dynamic quantization) run one row at a time")
     if labeler.derived:
         notes.append(f"labels derived for both models: {labeler.derived}")
-
     ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler, shared)
     mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler, shared)
     if not mb.view.moved:
         raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays move")
+    walk = _input_space(moved, data, companions, discrete, bounds, directions)
+    if sampling == "stratified":
+        order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)),
+                               rng)
+    else:
+        order = rng.permutation(len(labels_all))
+    search = _Search(ma, mb, walk, rays_per_point, rtol, rng, labels_all)
+    rounds = _search_rounds(search, order[:points], round_size, tolerance, budget, notes, step)
+    return _result(search, a.name, b.name, rounds, labeler, ra, rb, classes, notes,
+                   time.perf_counter() - t_start)
 
+
+def _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space,
+                    sampling) -> None:
+    if points < 1 or rays_per_point < 1 or not 0 < tolerance < 1 or not 0 < rtol < 1:
+        raise LineageError("points and rays per point must be >= 1; tolerance and rtol in (0, 1)")
+    dirs.check_names(directions)
+    if label_space not in LABEL_SPACES:
+        raise ValueError(f"unknown label_space {label_space!r}: choose from "
+                         f"{', '.join(LABEL_SPACES)}")
+    if sampling not in ("stratified", "uniform"):
+        raise ValueError(f"unknown sampling {sampling!r}: choose from stratified, uniform")
+
+
+def _label_spaces(ref, ra, rb, data, name_a: str, name_b: str, label_space: str,
+                  notes: list) -> tuple:
+    """A's predictions restricted to the labels both models score (``label_space="shared"``)
+    where their label spaces differ; the class counts (``a``, ``b``, ``compared``) and the
+    shared count (None when they do not differ)."""
+    classes = {"a": ref.scores.shape[1] if ra.output_kind in CLASS_KINDS else None,
+               "b": class_count(rb, data)}
+    known = [(k, n) for k, n in ((classes["a"], name_a), (classes["b"], name_b)) if k is not None]
+    if known:  # labels that neither model can predict
+        check_labels(data, *max(known))
+    shared = None
+    if None not in classes.values() and classes["a"] != classes["b"]:
+        shared = min(classes.values())
+        differ = (f"{name_a} scores {classes['a']} classes and {name_b} {classes['b']}: their "
+                  "label spaces differ")
+        if label_space != "shared":
+            raise LabelSpaceError(f"{differ}, so their decision boundaries cannot be compared; "
+                                  f"--shared-labels compares them on the {shared} labels both "
+                                  f"have (0-{shared - 1})")
+        ref = restricted(ref, shared)
+        notes.append(f"{differ}; closeness is computed on the {shared} labels both have "
+                     f"(0-{shared - 1}), each model's prediction the best of those, label i "
+                     "taken to mean the same class in both")
+    classes["compared"] = shared or classes["a"]
+    return ref, classes, shared
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """How rays move through the input space: the space, the direction kinds, the bisection's
+    first step, farthest step and absolute tolerance, and a sentence for the report."""
+
+    space: object
+    kinds: list
+    t0: float
+    tmax: float
+    atol: float
+    path: str
+
+
+def _input_space(moved: np.ndarray, data, companions: tuple, discrete: bool, bounds,
+                 directions) -> _Walk:
+    """Token sequences move position by position towards another sample; continuous inputs
+    along straight rays clipped to the valid range (``bounds``, else the data's per-feature
+    range)."""
     if discrete:
         space = DiscreteSpace(moved, {k: data.arrays[k] for k in companions})
-        kinds = ["path"]
-        t0, tmax, atol = 1.0 / moved.shape[1], 1.0, 1.0 / moved.shape[1]
-        path = "discrete: positions replaced towards another sample, in random order"
-    else:
-        flat = moved.reshape(len(moved), -1).astype(np.float32)
-        lo = flat.min(axis=0) if bounds is None else np.full(flat.shape[1], bounds[0], np.float32)
-        hi = flat.max(axis=0) if bounds is None else np.full(flat.shape[1], bounds[1], np.float32)
-        if bounds is not None and (np.any(flat < bounds[0]) or np.any(flat > bounds[1])):
-            raise DataError(f"--bounds {bounds[0]},{bounds[1]} exclude some of the data")
-        space = ContinuousSpace(flat, lo, hi, moved.shape[1:])
-        kinds = list(directions)
-        t0, tmax, atol = space.scale / 64.0, 2.0 * space.scale, 0.0
-        path = "continuous: straight rays clipped to the valid input range"
+        step = 1.0 / moved.shape[1]
+        return _Walk(space, ["path"], step, 1.0, step,
+                     "discrete: positions replaced towards another sample, in random order")
+    flat = moved.reshape(len(moved), -1).astype(np.float32)
+    lo = flat.min(axis=0) if bounds is None else np.full(flat.shape[1], bounds[0], np.float32)
+    hi = flat.max(axis=0) if bounds is None else np.full(flat.shape[1], bounds[1], np.float32)
+    if bounds is not None and (np.any(flat < bounds[0]) or np.any(flat > bounds[1])):
+        raise DataError(f"--bounds {bounds[0]},{bounds[1]} exclude some of the data")
+    space = ContinuousSpace(flat, lo, hi, moved.shape[1:])
+    return _Walk(space, list(directions), space.scale / 64.0, 2.0 * space.scale, 0.0,
+                 "continuous: straight rays clipped to the valid input range")
 
-    base_a_all = labels_all
-    base_b_all = np.full(labels_all.size, -1, np.int64)  # B's label at measured points, by round
-    if sampling == "stratified":
-        order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)), rng)
-    elif sampling == "uniform":
-        order = rng.permutation(len(labels_all))
-    else:
-        raise ValueError(f"unknown sampling {sampling!r}: choose from stratified, uniform")
-    order = order[:points]
-    rays, point_scores, point_rows = _Rays(), [], []
+
+@dataclass
+class _Search:
+    """The boundary search in progress: both models, how rays move, A's labels of every point
+    and B's at the points measured so far (-1 elsewhere), the rays and the points' scores."""
+
+    ma: _Model
+    mb: _Model
+    walk: _Walk
+    rays_per_point: int
+    rtol: float
+    rng: np.random.Generator
+    base_a: np.ndarray
+    base_b: np.ndarray = None
+    rays: _Rays = field(default_factory=_Rays)
+    scores: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.base_b is None:
+            self.base_b = np.full(self.base_a.size, -1, np.int64)
+
+    def round(self, rows: np.ndarray) -> None:
+        """Measure the points ``rows``: B's labels there, then their rays."""
+        w = self.walk
+        self.base_b[rows] = self.mb.labels(*_origin_inputs(w.space, rows), rows)
+        self.scores.extend(_round(rows, self.ma, self.mb, w.space, w.kinds, self.rays_per_point,
+                                  self.base_a, self.base_b, self.rng, w.t0, w.tmax, self.rtol,
+                                  w.atol, self.rays))
+
+
+def _search_rounds(search: _Search, order: np.ndarray, round_size: int, tolerance: float,
+                   budget: int | None, notes: list, step) -> int:
+    """Rounds of points in ``order`` until the 95% interval is narrow enough (after 32 points),
+    the query budget is spent, or the points run out; the number of rounds."""
     rounds, taken = 0, 0
-    queries_start_a = ra.forward_rows
+    queries_start_a = search.ma.runner.forward_rows
     while taken < order.size:
         rows = order[taken: taken + round_size]
         taken += rows.size
         rounds += 1
         step(f"boundary search: round {rounds}, points {taken - rows.size + 1}-{taken} of "
              f"at most {order.size}")
-        base_b_all[rows] = mb.labels(*_origin_inputs(space, rows), rows)
-        scores = _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng,
-                        t0, tmax, rtol, atol, rays)
-        point_scores.extend(scores)
-        point_rows.extend(int(r) for r in rows)
-        _, ci_lo, ci_hi = mean_ci95(np.asarray(point_scores))
-        spent = max(ra.forward_rows - queries_start_a, rb.forward_rows)
-        if (ci_hi - ci_lo) / 2 <= tolerance and len(point_scores) >= 32:
+        search.round(rows)
+        _, ci_lo, ci_hi = mean_ci95(np.asarray(search.scores))
+        spent = max(search.ma.runner.forward_rows - queries_start_a,
+                    search.mb.runner.forward_rows)
+        if (ci_hi - ci_lo) / 2 <= tolerance and len(search.scores) >= 32:
             break
         if budget is not None and spent >= budget:
             notes.append(f"query budget {budget} reached")
             break
+    return rounds
 
-    ps = np.asarray(point_scores)
+
+def _result(search: _Search, name_a: str, name_b: str, rounds: int, labeler, ra, rb,
+            classes: dict, notes: list, seconds: float) -> ClosenessResult:
+    ps = np.asarray(search.scores)
     value, ci_lo, ci_hi = mean_ci95(ps)
+    rays, base_a, base_b, tmax = search.rays, search.base_a, search.base_b, search.walk.tmax
     da, db, fa, fb = rays["dist_a"], rays["dist_b"], rays["flip_a"], rays["flip_b"]
     origin = rays["origin"]
-    match = (base_a_all[origin] == base_b_all[origin]) & (fa == fb)
+    match = (base_a[origin] == base_b[origin]) & (fa == fb)
     both = np.isfinite(da) & np.isfinite(db)
     sim = _distance_similarity(da, db, tmax)
-    by_class = {}
-    for c in np.unique(base_a_all[origin]):
-        sel = base_a_all[origin] == c
-        by_class[str(int(c))] = float(match[sel].mean())
+    by_class = {str(int(c)): float(match[base_a[origin] == c].mean())
+                for c in np.unique(base_a[origin])}
     return ClosenessResult(
-        model_a=a.name, model_b=b.name, closeness=value, ci95=[ci_lo, ci_hi],
+        model_a=name_a, model_b=name_b, closeness=value, ci95=[ci_lo, ci_hi],
         matching_rate=float(match.mean()),
         distance_similarity=float(sim[both].mean()) if both.any() else 0.0,
         mean_distance={"a": _mean_min(origin, da), "b": _mean_min(origin, db)},
         points=len(ps), rays=int(origin.size),
         queries={"a": int(ra.forward_rows), "b": int(rb.forward_rows)}, rounds=rounds,
-        directions=kinds, labels=labeler.derived or f"A's and B's own {ra.output_kind}", path=path,
-        matching_by_class=by_class, provider={"a": ra.provider, "b": rb.provider},
-        seconds=time.perf_counter() - t_start,
+        directions=search.walk.kinds, labels=labeler.derived or f"A's and B's own {ra.output_kind}",
+        path=search.walk.path, matching_by_class=by_class,
+        provider={"a": ra.provider, "b": rb.provider}, seconds=seconds,
         forward_seconds={"a": ra.forward_seconds, "b": rb.forward_seconds}, notes=notes,
         classes=classes,
-        _distances={"a": np.where(np.isfinite(da), da, np.nan), "b": np.where(np.isfinite(db), db, np.nan)})
+        _distances={"a": np.where(np.isfinite(da), da, np.nan),
+                    "b": np.where(np.isfinite(db), db, np.nan)})
 
 
 def _origin_inputs(space, rows):
