@@ -140,6 +140,9 @@ def scope_graphs(model: onnx.ModelProto) -> dict[str, GraphIndex]:
 
 
 def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link:
+    """The link of ``layer``: its output followed op by op (:func:`_through_op`) until a
+    parametric layer reads it (:func:`_at_layer`; normalisations and depthwise convolutions on
+    the way are followers), or something stops it."""
     walk = _Walk(homogeneous=layer.activation in ("", *POSITIVE_HOMOGENEOUS),
                  rank=layer.weight.ndim if layer.kind == "conv" else None)
     name = layer.output
@@ -151,87 +154,101 @@ def _follow(g: GraphIndex, layer: Layer, by_input, by_node, dims: _Dims) -> Link
         norm = next((x for x in readers if x.internal), None)
         if norm is not None and all(c.name in norm.internal for c in cons):
             cons = cons[:1]  # its nodes read the units as one reader: the norm
-        if len(readers) == 1 and len(cons) == 1 and walk.blocks:
-            return _read_in_block(readers[0], layer, walk)
         if len(readers) == 1 and len(cons) == 1:
-            nxt = readers[0]
-            if nxt.kind == "groupnorm":
-                stopped = _grouped_norm(nxt, layer, walk)
-                if stopped:
-                    return Link(None, reason=stopped)
-                name = nxt.output
-                continue
-            if nxt.kind in PER_UNIT or is_depthwise(nxt, layer.units):
-                walk.followers.append(nxt.index)
-                walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
-                walk.homogeneous = False
-                name = nxt.output
-                continue
-            if nxt.kind in RECURRENT and layer.kind == "dense":
-                if nxt.weight.shape[-1] != layer.units:
-                    return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[-1]} is not "
-                                             f"{layer.units} units")
-                # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
-                return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
-                            tuple(walk.ops), channels_last=True, groups=walk.groups)
-            if nxt.kind == "conv" and nxt.groups > 1:
-                if (walk.reshaped or walk.channels_last
-                        or nxt.weight.shape[1] * nxt.groups != layer.units):
-                    return Link(None, reason=f"read by a grouped {nxt.op} layer")
-                return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1,
-                            tuple(walk.ops), next_groups=nxt.groups, groups=walk.groups)
-            if nxt.kind not in ("dense", "conv"):
-                return Link(None, reason=f"read by a {nxt.op} layer")
-            units_in = nxt.weight.shape[1]
-            if units_in % layer.units:
-                return Link(None, reason=f"{nxt.op} input size {units_in} is not a multiple of "
-                                         f"{layer.units} units")
-            spatial = units_in // layer.units
-            if spatial > 1 and not walk.reshaped:
-                return Link(None, reason="unit count changes without a Flatten")
-            if walk.channels_last and nxt.kind != "dense":
-                return Link(None, reason="channels-last units read by a convolution")
-            return Link(nxt.index, tuple(walk.followers), walk.homogeneous, spatial,
-                        tuple(walk.ops), channels_last=walk.channels_last and spatial > 1,
-                        groups=walk.groups)
+            link = _at_layer(readers[0], layer, walk)
+            if link is not None:
+                return link
+            name = readers[0].output
+            continue
         if len(cons) != 1:
             return Link(None, reason=f"read by {len(cons)} nodes (branch or residual)")
         node = cons[0]
         if node.name in by_node and by_node[node.name].kind not in PER_UNIT:
             return Link(None, reason=f"read as a weight by {node.op_type}")
-        if node.op_type in _RESHAPING and not walk.reshaped:
-            kept = _reshape_keeps(node, layer, walk, dims)
-            if kept is None or (kept == "first" and layer.kind != "conv"):
-                walk.reshaped = True
-            else:
-                walk.channels_last = kept == "last" and layer.kind == "conv"
-        elif (node.op_type == "Transpose" and layer.kind == "dense"
-              and ops.transposed_axis(node, -1) == len(attr(node, "perm") or ()) - 1):
-            pass  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
-        elif node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
-            where = _channels_after(node, dims) if layer.kind == "conv" else None
-            if where is None:
-                return Link(None, reason="passes through a Transpose")
-            walk.channels_last = where == "last"
-        elif node.op_type == "Concat" and sum(1 for n in node.input if n) > 1:
-            stopped = _concatenated(node, name, layer, walk, dims)
-            if stopped:
-                return Link(None, reason=stopped)
-        else:  # every other op: as the registry says
-            axis = (None if walk.reshaped else -1 if walk.channels_last or layer.kind != "conv"
-                    else 1)
-            how = ops.passage(g, node, name, axis, dims.get(), walk.rank)
-            if not how.keeps:
-                return Link(None, reason=how.reason)
-            if how.axis != axis:  # the walk follows the units on axis 1 or last only
-                return Link(None, reason=f"{node.op_type} moves the unit axis")
-            walk.homogeneous = walk.homogeneous and how.homogeneous
-            if node.op_type not in ops.RANK_KEEPING and not (
-                    node.op_type in ops.REDUCTIONS and int(attr(node, "keepdims", 1))):
-                walk.rank = None
+        stopped = _through_op(g, node, name, layer, walk, dims)
+        if stopped:
+            return Link(None, reason=stopped)
         walk.ops.append(node.op_type)
         name = node.output[0]
     return Link(None, reason="chain too long")
+
+
+def _at_layer(nxt: Layer, layer: Layer, walk: _Walk) -> Link | None:
+    """The link when the units reach the parametric layer ``nxt`` (its weight reads them, or
+    something about it stops them); None when ``nxt`` carries them on one per unit (a
+    normalisation, a depthwise convolution: a follower) and the walk goes on after it."""
+    if walk.blocks:
+        return _read_in_block(nxt, layer, walk)
+    if nxt.kind == "groupnorm":
+        stopped = _grouped_norm(nxt, layer, walk)
+        return Link(None, reason=stopped) if stopped else None
+    if nxt.kind in PER_UNIT or is_depthwise(nxt, layer.units):
+        walk.followers.append(nxt.index)
+        walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
+        walk.homogeneous = False
+        return None
+    followed = dict(followers=tuple(walk.followers), homogeneous=walk.homogeneous,
+                    ops=tuple(walk.ops), groups=walk.groups)
+    if nxt.kind in RECURRENT and layer.kind == "dense":
+        if nxt.weight.shape[-1] != layer.units:
+            return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[-1]} is not "
+                                     f"{layer.units} units")
+        # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
+        return Link(nxt.index, spatial=1, channels_last=True, **followed)
+    if nxt.kind == "conv" and nxt.groups > 1:
+        if (walk.reshaped or walk.channels_last
+                or nxt.weight.shape[1] * nxt.groups != layer.units):
+            return Link(None, reason=f"read by a grouped {nxt.op} layer")
+        return Link(nxt.index, spatial=1, next_groups=nxt.groups, **followed)
+    if nxt.kind not in ("dense", "conv"):
+        return Link(None, reason=f"read by a {nxt.op} layer")
+    units_in = nxt.weight.shape[1]
+    if units_in % layer.units:
+        return Link(None, reason=f"{nxt.op} input size {units_in} is not a multiple of "
+                                 f"{layer.units} units")
+    spatial = units_in // layer.units
+    if spatial > 1 and not walk.reshaped:
+        return Link(None, reason="unit count changes without a Flatten")
+    if walk.channels_last and nxt.kind != "dense":
+        return Link(None, reason="channels-last units read by a convolution")
+    return Link(nxt.index, spatial=spatial, channels_last=walk.channels_last and spatial > 1,
+                **followed)
+
+
+def _through_op(g: GraphIndex, node: onnx.NodeProto, name: str, layer: Layer, walk: _Walk,
+                dims: _Dims) -> str:
+    """Carry the units through ``node`` (``walk`` updated); why they stop there, if they do.
+    Reshapes and transposes move them (flattened, moved last), a Concat puts them in a block,
+    every other op is as the registry says (:func:`.ops.passage`)."""
+    if node.op_type in _RESHAPING and not walk.reshaped:
+        kept = _reshape_keeps(node, layer, walk, dims)
+        if kept is None or (kept == "first" and layer.kind != "conv"):
+            walk.reshaped = True
+        else:
+            walk.channels_last = kept == "last" and layer.kind == "conv"
+        return ""
+    if (node.op_type == "Transpose" and layer.kind == "dense"
+            and ops.transposed_axis(node, -1) == len(attr(node, "perm") or ()) - 1):
+        return ""  # (batch, time, units) -> (time, batch, units), as before a recurrent layer
+    if node.op_type == "Transpose" and not walk.reshaped and not walk.channels_last:
+        where = _channels_after(node, dims) if layer.kind == "conv" else None
+        if where is None:
+            return "passes through a Transpose"
+        walk.channels_last = where == "last"
+        return ""
+    if node.op_type == "Concat" and sum(1 for n in node.input if n) > 1:
+        return _concatenated(node, name, layer, walk, dims)
+    axis = None if walk.reshaped else -1 if walk.channels_last or layer.kind != "conv" else 1
+    how = ops.passage(g, node, name, axis, dims.get(), walk.rank)
+    if not how.keeps:
+        return how.reason
+    if how.axis != axis:  # the walk follows the units on axis 1 or last only
+        return f"{node.op_type} moves the unit axis"
+    walk.homogeneous = walk.homogeneous and how.homogeneous
+    if node.op_type not in ops.RANK_KEEPING and not (
+            node.op_type in ops.REDUCTIONS and int(attr(node, "keepdims", 1))):
+        walk.rank = None
+    return ""
 
 
 def _grouped_norm(norm: Layer, layer: Layer, walk: _Walk) -> str:
