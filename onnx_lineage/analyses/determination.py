@@ -250,10 +250,29 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
     sweep = Sweep(plan.base, plan.endpoints, sample, None, device, output)
     if sweep.ignored:
         notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
+    scale = _aligned_curve(out, sweep, plan, sample, data, (a.name, b.name), points, notes, step)
+    out.sweep_seconds = time.perf_counter() - t0
+    if _aligned(plan.match):  # the path before alignment: B in its own unit order
+        step("interpolation sweep before alignment (B in its own unit order)")
+        _own_order(sweep, plan)
+        out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False, progress=lambda what: step(
+            f"interpolation sweep before alignment (B in its own unit order): {what}"))) / scale
+    out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
+    t0 = time.perf_counter()
+    out.basin = _basin(sweep, plan, sample, rng, copies, basin_alpha, scale, step)
+    out.basin_seconds = time.perf_counter() - t0
+    out.provider, out.queries = sweep.provider, int(sweep.runner.forward_rows)
+    return out
+
+
+def _aligned_curve(out: _Path, sweep: Sweep, plan, sample, data, names: tuple, points: int,
+                   notes: list, step) -> float:
+    """The paper's sweep along A -> B aligned into ``out`` (curve, barrier, error barrier), with
+    notes where the models do not fit the data; the loss scale the barriers are divided by."""
     step(f"interpolation sweep: {points} points on {len(sample)} rows")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
     if sweep.kind in ("logits", "probabilities"):  # labels it cannot predict: refused, not clipped
-        check_labels(data, base_scores.shape[1], a.name if plan.base_name == "A" else b.name)
+        check_labels(data, base_scores.shape[1], names[0] if plan.base_name == "A" else names[1])
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
     out.curve = run_sweep(sweep, points, progress=lambda what: step(
@@ -272,32 +291,25 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
     if plan.fraction < 1.0:
         notes.append(f"the sweep moved {plan.fraction:.0%} of the matched parameters; the rest "
                      f"keep {plan.base_name}'s values along the path")
-    out.sweep_seconds = time.perf_counter() - t0
+    return scale
 
-    own = plan.match.b_own
-    if _aligned(plan.match):  # the path before alignment: B in its own unit order
-        step("interpolation sweep before alignment (B in its own unit order)")
-        _own_order(sweep, plan)
-        out.unaligned = barrier_of(run_sweep(sweep, 11, refine=False, progress=lambda what: step(
-            f"interpolation sweep before alignment (B in its own unit order): {what}"))) / scale
-    out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
-    t0 = time.perf_counter()
+
+def _basin(sweep: Sweep, plan, sample, rng, copies: int, basin_alpha: float, scale: float,
+           step) -> TestResult | None:
+    """The basin test (None when no copies are asked for; a result that says why where it
+    cannot run)."""
     if copies <= 0:
-        out.basin = None
-    elif plan.fraction < MIN_INTERPOLATED:
-        out.basin = TestResult(BASIN, None, None, BASIN_NULL, reason=(
+        return None
+    if plan.fraction < MIN_INTERPOLATED:
+        return TestResult(BASIN, None, None, BASIN_NULL, reason=(
             f"not run: the sweep can write only {plan.fraction:.0%} of the matched parameters"))
-    else:
-        step(f"basin test: B against up to {copies} copies with its units permuted")
-        _own_order(sweep, plan)
-        classes = symmetry_classes(plan.match)
-        probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
-            np.sort(rng.choice(len(sample), BASIN_ROWS, replace=False)))
-        out.basin = basin_test(probe, plan.keys, own, classes, rng, basin_alpha, copies, scale,
-                               progress=lambda what: step(f"basin test: {what}"))
-    out.basin_seconds = time.perf_counter() - t0
-    out.provider, out.queries = sweep.provider, int(sweep.runner.forward_rows)
-    return out
+    step(f"basin test: B against up to {copies} copies with its units permuted")
+    _own_order(sweep, plan)
+    classes = symmetry_classes(plan.match)
+    probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
+        np.sort(rng.choice(len(sample), BASIN_ROWS, replace=False)))
+    return basin_test(probe, plan.keys, plan.match.b_own, classes, rng, basin_alpha, copies,
+                      scale, progress=lambda what: step(f"basin test: {what}"))
 
 
 def _aligned(m: MatchResult) -> bool:
