@@ -231,20 +231,7 @@ class Runner:
                 raise LineageError("--device cuda: onnxruntime could not start CUDA here and would "
                                    "run on the CPU (are the CUDA and cuDNN libraries that "
                                    "onnxruntime-gpu needs installed?)")
-            declared = [i for i in self.session.get_inputs() if i.name not in static_inputs]
-            shapes = [tuple(d if isinstance(d, (int, str)) else None for d in i.shape or ())
-                      for i in declared]
-            self.inputs, self.states = input_specs(
-                [i.name for i in declared], [_ORT_TYPES.get(i.type, np.float32) for i in declared],
-                shapes, [tuple(o.shape or ()) for o in self.session.get_outputs()])
-            batch = batch_name(shapes, self.inputs)
-            self._axis = {i.name: i.batch_axis for i in self.inputs}
-            self._unbatched = {i.name for i in self.inputs if i.batch_axis is None}
-            self._out_axis = {o.name: list(o.shape).index(batch) for o in self.session.get_outputs()
-                              if batch is not None and o.shape and batch in o.shape}
-            outputs = self.session.get_outputs()
-            for o in outputs:
-                _ = (o.name, o.type, o.shape)
+            self._read_inputs(static_inputs)
         except LineageError:
             raise
         except UnicodeDecodeError:
@@ -256,25 +243,47 @@ class Runner:
         self.output_name, self.output_kind = self._choose_output(output)
         fixed = {i.fixed_batch for i in self.inputs} - {None}
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
-        self._probe = False  # measure one row's intermediate values before the first pass
-        if batch_size is None:
-            per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
-            batch_size = int(np.clip(per_batch // row_bytes, 1, MAX_BATCH))
-            if not certain and stored_bytes(model) > PROBE_MAX_MODEL_BYTES:
-                # too large to load twice for a probe: small batches instead of a guess
-                batch_size = min(batch_size, UNSIZED_LARGE_BATCH)
-            else:
-                self._probe = not certain
-        if self.batch_dependent:
-            batch_size = 1
-        if self.fixed_batch:
-            batch_size = self.fixed_batch
-        self.batch_size = int(batch_size)
+        self.batch_size = self._batch_size(batch_size, row_bytes, certain)
         #: pad batches to few shapes (see :meth:`plan`): under CUDA, for models that convolve
         #: (a model of matrix products gains nothing, measured); never batch-dependent ones
         self.pad_shapes = self.provider in PAD_PROVIDERS and not self.batch_dependent and convolves
         self.forward_rows = 0  # rows run so far (query accounting)
         self.forward_seconds = 0.0  # time spent inside onnxruntime
+
+    def _read_inputs(self, static_inputs: frozenset) -> None:
+        """The session's data inputs (states among them), their batch axes and the outputs'."""
+        declared = [i for i in self.session.get_inputs() if i.name not in static_inputs]
+        shapes = [tuple(d if isinstance(d, (int, str)) else None for d in i.shape or ())
+                  for i in declared]
+        self.inputs, self.states = input_specs(
+            [i.name for i in declared], [_ORT_TYPES.get(i.type, np.float32) for i in declared],
+            shapes, [tuple(o.shape or ()) for o in self.session.get_outputs()])
+        batch = batch_name(shapes, self.inputs)
+        self._axis = {i.name: i.batch_axis for i in self.inputs}
+        self._unbatched = {i.name for i in self.inputs if i.batch_axis is None}
+        self._out_axis = {o.name: list(o.shape).index(batch) for o in self.session.get_outputs()
+                          if batch is not None and o.shape and batch in o.shape}
+        for o in self.session.get_outputs():  # names and types readable (hostile graphs)
+            _ = (o.name, o.type, o.shape)
+
+    def _batch_size(self, asked: int | None, row_bytes: float, certain: bool) -> int:
+        """Rows per forward pass: ``asked``, else what the memory per batch allows for a row of
+        ``row_bytes`` (small batches, or a probe of one row first, where that size is not
+        ``certain``); one for a batch-dependent model, the model's own for a fixed batch."""
+        self._probe = False  # measure one row's intermediate values before the first pass
+        if asked is None:
+            per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
+            asked = int(np.clip(per_batch // row_bytes, 1, MAX_BATCH))
+            if not certain and stored_bytes(self.model) > PROBE_MAX_MODEL_BYTES:
+                # too large to load twice for a probe: small batches instead of a guess
+                asked = min(asked, UNSIZED_LARGE_BATCH)
+            else:
+                self._probe = not certain
+        if self.batch_dependent:
+            asked = 1
+        if self.fixed_batch:
+            asked = self.fixed_batch
+        return int(asked)
 
     # -- outputs ---------------------------------------------------------------------------
     def _choose_output(self, requested: str) -> tuple[str, str]:
