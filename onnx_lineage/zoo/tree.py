@@ -244,6 +244,30 @@ def _closeness_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, da
         return None
 
 
+def _model_stats(names: list, loaded: dict, layers: dict, data: Dataset, seed: int) -> dict:
+    """Per model: its weight statistics, and its loss and outputs on ``data``."""
+    stats = {}
+    for n in names:
+        loss, classifier, classes = model_outputs(loaded[n], data, seed)
+        stats[n] = dataclasses.replace(model_stats(layers[n]), loss=loss, classifier=classifier,
+                                       classes=classes)
+    return stats
+
+
+def _edge(p: str, c: str, o: PairOutcome, clo, q: str | None, stats: dict, weights: dict,
+          share) -> dict:
+    """One edge parent ``p`` -> child ``c`` of the forest (``q``: ``p``'s own parent), with its
+    direction's confidence and evidence."""
+    conf = edge_confidence(p, c, o, stats, weights)
+    carried = None if q is None else share(q, p, c)
+    return {"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
+            "distance": o.distance, "p_value": o.p_value, "confidence": round(conf, 3),
+            "classes": {"parent": stats[p].classes, "child": stats[c].classes},
+            "direction": "decided" if conf >= DECIDED else "undecided",
+            "evidence": list(o.evidence) + weak_evidence(p, c, edge_votes(p, c, o, stats), weights)
+            + ([] if carried is None else [inheritance_evidence(q, p, c, carried)])}
+
+
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
          device: str = "auto", ray: str | None = None, screen: float = 0.3,
          with_closeness: bool = True, progress=None, alpha: float = 0.01,
@@ -286,11 +310,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     names = sorted(loaded)
     quantized = frozenset(n for n in names if any(x.quant for x in layers[n]))
     step(f"weight statistics and loss of {len(names)} models")
-    stats = {}
-    for n in names:
-        loss, classifier, classes = model_outputs(loaded[n], data, seed)
-        stats[n] = dataclasses.replace(model_stats(layers[n]), loss=loss, classifier=classifier,
-                                       classes=classes)
+    stats = _model_stats(names, loaded, layers, data, seed)
     weights = signal_weights()
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
@@ -306,18 +326,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
         closeness_values = ex.map(_closeness_task, [(p, blobs[p], c, blobs[c], shared_data, seed,
                                                      device, label_space)
                                                     for p, c, _ in directed])
-    edges = []
-    for (p, c, o), clo in zip(directed, closeness_values):
-        conf = edge_confidence(p, c, o, stats, weights)
-        q = parent_of.get(p)
-        carried = None if q is None else share(q, p, c)
-        edges.append({"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
-                      "distance": o.distance, "p_value": o.p_value, "confidence": round(conf, 3),
-                      "classes": {"parent": stats[p].classes, "child": stats[c].classes},
-                      "direction": "decided" if conf >= DECIDED else "undecided",
-                      "evidence": list(o.evidence) + weak_evidence(
-                          p, c, edge_votes(p, c, o, stats), weights)
-                      + ([] if carried is None else [inheritance_evidence(q, p, c, carried)])})
+    edges = [_edge(p, c, o, clo, parent_of.get(p), stats, weights, share)
+             for (p, c, o), clo in zip(directed, closeness_values)]
     failed = [{"a": o.a, "b": o.b, "error": o.error} for o in outcomes if o.error]
     n = len(names)
     related = [{"a": o.a, "b": o.b, "distance": o.distance, "similarity": o.weight}
