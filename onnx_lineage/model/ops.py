@@ -460,50 +460,61 @@ def _interpreted(g: GraphIndex, nodes: list, name: str, dims: dict, trial: tuple
             out = c.value
         elif any(x is None for x, i in zip(ins, node.input) if i):
             return None
-        elif op in _UNARY_NP:
-            out = _UNARY_NP[op](ins[0], node)
-        elif op in _BINARY_NP:
-            out = _BINARY_NP[op](ins[0], ins[1])
-        elif op == "Mod" and not int(attr(node, "fmod", 0)):
-            out = np.mod(ins[0], ins[1])
-        elif op == "Div":
-            out = (ins[0] // ins[1] if ins[0].dtype.kind in "iu" and ins[1].dtype.kind in "iu"
-                   else ins[0] / ins[1])
-        elif op == "Gather":
-            out = np.take(ins[0], ins[1], axis=int(attr(node, "axis", 0)))
-        elif op == "Concat":
-            out = np.concatenate([np.atleast_1d(x) for x in ins], axis=int(attr(node, "axis", 0)))
-        elif op in ("Unsqueeze", "Squeeze"):
-            axes = attr(node, "axes") or ([] if len(ins) < 2 or ins[1] is None
-                                          else [int(a) for a in ins[1].reshape(-1)])
-            out = (np.expand_dims(ins[0], tuple(axes)) if op == "Unsqueeze" else
-                   np.squeeze(ins[0], tuple(axes) if axes else None))
-        elif op == "Slice" and len(ins) >= 3:
-            axes = range(len(ins[1])) if len(ins) < 4 or ins[3] is None else ins[3]
-            steps = [1] * len(ins[1]) if len(ins) < 5 or ins[4] is None else ins[4]
-            index = [slice(None)] * ins[0].ndim
-            for a, b, e, st in zip(axes, ins[1], ins[2], steps):
-                index[int(a)] = slice(int(b), int(e), int(st))
-            out = ins[0][tuple(index)]
-        elif op == "Reshape":
-            out = ins[0].reshape([int(d) if d != 0 else ins[0].shape[k]
-                                  for k, d in enumerate(ins[1].reshape(-1))])
-        elif op == "ConstantOfShape":
-            fill = attr(node, "value")
-            fill = np.zeros(1, np.float32) if fill is None else onnx.numpy_helper.to_array(fill)
-            out = np.full([int(d) for d in ins[0].reshape(-1)], fill.reshape(-1)[0], fill.dtype)
-        elif op == "Where":
-            out = np.where(ins[0], ins[1], ins[2])
-        elif op == "Expand":
-            out = ins[0] * np.ones([int(d) for d in ins[1].reshape(-1)], ins[0].dtype)
-        elif op == "Transpose":
-            out = np.transpose(ins[0], attr(node, "perm"))
-        elif op == "Range":
-            out = np.arange(ins[0], ins[1], ins[2])
         else:
-            return _UNKNOWN_OP
+            out = _computed(node, ins)
+            if out is _UNKNOWN_OP:
+                return _UNKNOWN_OP
         values[node.output[0]] = np.asarray(out)
     return values.get(name)
+
+
+def _computed(node: onnx.NodeProto, ins: list):
+    """The output of one shape-arithmetic ``node`` from its inputs' values, in numpy;
+    :data:`_UNKNOWN_OP` for an op this interpreter does not know."""
+    op = node.op_type
+    if op in _UNARY_NP:
+        out = _UNARY_NP[op](ins[0], node)
+    elif op in _BINARY_NP:
+        out = _BINARY_NP[op](ins[0], ins[1])
+    elif op == "Mod" and not int(attr(node, "fmod", 0)):
+        out = np.mod(ins[0], ins[1])
+    elif op == "Div":
+        out = (ins[0] // ins[1] if ins[0].dtype.kind in "iu" and ins[1].dtype.kind in "iu"
+               else ins[0] / ins[1])
+    elif op == "Gather":
+        out = np.take(ins[0], ins[1], axis=int(attr(node, "axis", 0)))
+    elif op == "Concat":
+        out = np.concatenate([np.atleast_1d(x) for x in ins], axis=int(attr(node, "axis", 0)))
+    elif op in ("Unsqueeze", "Squeeze"):
+        axes = attr(node, "axes") or ([] if len(ins) < 2 or ins[1] is None
+                                      else [int(a) for a in ins[1].reshape(-1)])
+        out = (np.expand_dims(ins[0], tuple(axes)) if op == "Unsqueeze" else
+               np.squeeze(ins[0], tuple(axes) if axes else None))
+    elif op == "Slice" and len(ins) >= 3:
+        axes = range(len(ins[1])) if len(ins) < 4 or ins[3] is None else ins[3]
+        steps = [1] * len(ins[1]) if len(ins) < 5 or ins[4] is None else ins[4]
+        index = [slice(None)] * ins[0].ndim
+        for a, b, e, st in zip(axes, ins[1], ins[2], steps):
+            index[int(a)] = slice(int(b), int(e), int(st))
+        out = ins[0][tuple(index)]
+    elif op == "Reshape":
+        out = ins[0].reshape([int(d) if d != 0 else ins[0].shape[k]
+                              for k, d in enumerate(ins[1].reshape(-1))])
+    elif op == "ConstantOfShape":
+        fill = attr(node, "value")
+        fill = np.zeros(1, np.float32) if fill is None else onnx.numpy_helper.to_array(fill)
+        out = np.full([int(d) for d in ins[0].reshape(-1)], fill.reshape(-1)[0], fill.dtype)
+    elif op == "Where":
+        out = np.where(ins[0], ins[1], ins[2])
+    elif op == "Expand":
+        out = ins[0] * np.ones([int(d) for d in ins[1].reshape(-1)], ins[0].dtype)
+    elif op == "Transpose":
+        out = np.transpose(ins[0], attr(node, "perm"))
+    elif op == "Range":
+        out = np.arange(ins[0], ins[1], ins[2])
+    else:
+        return _UNKNOWN_OP
+    return out
 
 
 def _evaluated(g: GraphIndex, nodes: list, name: str, dims: dict, trial: tuple):
