@@ -99,6 +99,39 @@ def headline(d, c) -> str:
     return text
 
 
+def _html_classes(tests: list) -> list:
+    """The per-class section: where the evidence is, layer by layer (none without classes)."""
+    rows = class_rows(tests)
+    if not rows:
+        return []
+    return ["<h2>Where the evidence is, layer by layer</h2>",
+            "<p>Per class of hidden units: how many of B's units sit in A's order (exact "
+            "test), how closely their incoming weights agree after matching (calibrated "
+            "test), and the p-value of each.</p>",
+            _img(plots.class_evidence(rows), "per-layer evidence"),
+            _table([[r["name"], ",".join(map(str, r["layers"])), r["units"],
+                     r["fixed_points"], _p(r["p_order"]), r["similarity"],
+                     _p(r["p_aligned"])] for r in rows],
+                   ["class", "layers", "units", "in A's order", "p (order)",
+                    "cosine (aligned)", "p (aligned)"])]
+
+
+def _html_boundaries(c) -> list:
+    """The decision-boundary section (closeness, its interval, distances, matching rates)."""
+    return ["<h2>Decision boundaries</h2>",
+            _table([["closeness", c.closeness],
+                    ["95% interval", f"{c.ci95[0]:.4f} - {c.ci95[1]:.4f}"],
+                    ["matching rate", c.matching_rate],
+                    ["distance similarity", c.distance_similarity],
+                    ["mean boundary distance A / B",
+                     f"{_f(c.mean_distance['a'])} / {_f(c.mean_distance['b'])}"],
+                    ["points / rays", f"{c.points} / {c.rays}"],
+                    ["queries A / B", f"{c.queries['a']} / {c.queries['b']}"],
+                    ["directions", ", ".join(c.directions)], ["labels", c.labels]]),
+            _img(plots.distances(c.distances["a"], c.distances["b"]), "boundary distances"),
+            _img(plots.matching_by_class(c.matching_by_class), "matching rate by class")]
+
+
 def to_html(r) -> str:
     """The whole report as one self-contained HTML page."""
     d, c, m = r.determination, r.closeness_detail, r.match
@@ -129,18 +162,7 @@ def to_html(r) -> str:
                                  else html.escape(t["reason"][:1].upper() + t["reason"][1:]
                                                   if t["reason"] else "Not run"))
                               + "</li>" for t in d.tests) + "</ul>"]
-    rows = class_rows(d.tests)
-    if rows:
-        parts += ["<h2>Where the evidence is, layer by layer</h2>",
-                  "<p>Per class of hidden units: how many of B's units sit in A's order (exact "
-                  "test), how closely their incoming weights agree after matching (calibrated "
-                  "test), and the p-value of each.</p>",
-                  _img(plots.class_evidence(rows), "per-layer evidence"),
-                  _table([[r["name"], ",".join(map(str, r["layers"])), r["units"],
-                           r["fixed_points"], _p(r["p_order"]), r["similarity"],
-                           _p(r["p_aligned"])] for r in rows],
-                         ["class", "layers", "units", "in A's order", "p (order)",
-                          "cosine (aligned)", "p (aligned)"])]
+    parts += _html_classes(d.tests)
     if d.curve:
         parts += ["<h2>Loss along the interpolation path</h2>",
                   "<p>A derived model stays under the straight line between the end losses. "
@@ -155,17 +177,7 @@ def to_html(r) -> str:
                            ", ".join(p["transforms"]) or "-", p["cosine"]] for p in m["pairs"]],
                          ["A", "B", "kind", "shape", "transforms", "cosine"])]
     if c is not None:
-        parts += ["<h2>Decision boundaries</h2>",
-                  _table([["closeness", c.closeness], ["95% interval", f"{c.ci95[0]:.4f} - {c.ci95[1]:.4f}"],
-                          ["matching rate", c.matching_rate],
-                          ["distance similarity", c.distance_similarity],
-                          ["mean boundary distance A / B",
-                           f"{_f(c.mean_distance['a'])} / {_f(c.mean_distance['b'])}"],
-                          ["points / rays", f"{c.points} / {c.rays}"],
-                          ["queries A / B", f"{c.queries['a']} / {c.queries['b']}"],
-                          ["directions", ", ".join(c.directions)], ["labels", c.labels]]),
-                  _img(plots.distances(c.distances["a"], c.distances["b"]), "boundary distances"),
-                  _img(plots.matching_by_class(c.matching_by_class), "matching rate by class")]
+        parts += _html_boundaries(c)
     notes = list(m["transforms"]) + list(d.notes) + ([] if c is None else list(c.notes))
     if notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
