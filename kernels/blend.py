@@ -8,27 +8,27 @@ from kernels._jit import njit
 
 
 @njit(nogil=True, fastmath=False)
-def blend(a, b, alpha, out):
+def blend(a, b, t, out):
     """Linear interpolation of two parameter vectors, in place.
 
-    ``out[i] = a[i] + alpha * (b[i] - a[i])``, i.e. ``theta(alpha) = (1 - alpha) theta_A + alpha theta_B``.
+    ``out[i] = a[i] + t * (b[i] - a[i])``, i.e. ``theta(t) = (1 - t) theta_A + t theta_B``.
 
     Parameters
     ----------
     a, b : ndarray of shape (n,), float32
         The two endpoints (flat, contiguous).
-    alpha : float
+    t : float
         Position on the line; 0 gives ``a``, 1 gives ``b``.
     out : ndarray of shape (n,), float32
         Written in place (may be a view into a larger buffer).
     """
-    al = np.float32(alpha)
+    al = np.float32(t)
     for i in range(a.shape[0]):
         out[i] = a[i] + al * (b[i] - a[i])
 
 
 @njit(nogil=True, fastmath=False)
-def blend_2d(a, b, alpha, out):
+def blend_2d(a, b, t, out):
     """:func:`blend` of two matrices of any strides (a transposed view, as a weight stored
     ``(in, out)`` and read ``(out, in)`` is), in tiles so that neither layout is walked against
     its grain for long.
@@ -36,10 +36,10 @@ def blend_2d(a, b, alpha, out):
     Parameters
     ----------
     a, b : ndarray of shape (n, m), float32, any strides
-    alpha : float
+    t : float
     out : ndarray of shape (n, m), float32
     """
-    al = np.float32(alpha)
+    al = np.float32(t)
     n, m = a.shape
     tile = 64
     for i0 in range(0, n, tile):
@@ -83,7 +83,7 @@ def widen_half(h, u):
 
 
 @njit(nogil=True, fastmath=False)
-def blend_mixed(a16, a32, a_half, b16, b32, b_half, alpha, out, scratch):
+def blend_mixed(a16, a32, a_half, b16, b32, b_half, t, out, scratch):
     """:func:`blend` of endpoints that may be half precision, never widened whole: chunks of
     ``scratch.size // 2`` values are widened (:func:`widen_half`) into ``scratch`` and blended
     from there. The result is bit for bit that of the endpoints widened first (widening is exact).
@@ -96,12 +96,12 @@ def blend_mixed(a16, a32, a_half, b16, b32, b_half, alpha, out, scratch):
     a_half : bool
     b16, b32, b_half
         Endpoint B, the same way.
-    alpha : float
+    t : float
     out : ndarray of shape (n,), float32
         Written in place.
     scratch : ndarray of shape (2 * chunk,), uint32
     """
-    al = np.float32(alpha)
+    al = np.float32(t)
     n = out.shape[0]
     chunk = scratch.shape[0] // 2
     ua = scratch[:chunk]

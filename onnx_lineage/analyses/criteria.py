@@ -28,19 +28,19 @@ def error_rate(labels: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(labels != targets))
 
 
-def functional_deviation(f: np.ndarray, fa: np.ndarray, fb: np.ndarray, alpha: float) -> float:
-    """How far outputs ``f`` (n, d) leave the line ``(1 - alpha) fa + alpha fb``.
+def functional_deviation(f: np.ndarray, fa: np.ndarray, fb: np.ndarray, t: float) -> float:
+    """How far outputs ``f`` (n, d) leave the line ``(1 - t) fa + t fb``.
 
     Relative to the mean distance between ``fa`` and ``fb``, so the number is comparable across
     models; for models without classes (embeddings, regression).
     """
-    line = (1 - alpha) * fa + alpha * fb
+    line = (1 - t) * fa + t * fb
     gap = np.linalg.norm(fa - fb, axis=1).mean()
     return float(np.linalg.norm(f - line, axis=1).mean() / max(gap, 1e-12))
 
 
-def excess_over_line(alphas: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values[i] - ((1 - a_i) values(0) + a_i values(1))`` for a curve sorted by alpha."""
-    a = np.asarray(alphas, dtype=np.float64)
+def excess_over_line(ts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values[i] - ((1 - a_i) values(0) + a_i values(1))`` for a curve sorted by position ``a_i``."""
+    a = np.asarray(ts, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     return v - ((1 - a) * v[0] + a * v[-1])

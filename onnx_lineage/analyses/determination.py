@@ -174,7 +174,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     seed : int
         Seeds row sampling, tie-breaking and the basin test's copies.
     points : int
-        Alphas on the even grid of the sweep (>= 3); two more are added around the maximum.
+        Positions on the even grid of the sweep (>= 3); two more are added around the maximum.
     rows : int
         Rows of data used for the loss.
     match_result : MatchResult, optional

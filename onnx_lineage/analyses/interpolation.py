@@ -1,11 +1,11 @@
-"""Models with interpolated weights: ``theta(alpha) = (1 - alpha) theta_A + alpha theta_B``.
+"""Models with interpolated weights: ``theta(t) = (1 - t) theta_A + t theta_B``.
 
 Two ways to evaluate a point of the line, which must agree:
 
 * :class:`InterpolatedModel` (the fast path): the base graph is rewritten once so that every
   interpolated weight is a graph input (``SessionOptions.add_initializer`` is not used: onnxruntime
-  silently ignores overridden Conv weights, see TOOLCHAIN.md). One session serves every alpha; the
-  Numba ``blend`` kernel writes all weights for an alpha into one preallocated buffer whose views
+  silently ignores overridden Conv weights, see TOOLCHAIN.md). One session serves every position; the
+  Numba ``blend`` kernel writes all weights for a position into one preallocated buffer whose views
   are fed to onnxruntime.
 * :func:`rebuilt_model` (the reference): a new ModelProto with the blended weights stored as
   initializers or attributes, and a new session. Slow, obviously correct, and the only option for
@@ -66,8 +66,8 @@ BLEND_THREADS = 0
 THREADS_FROM = 1 << 22
 
 
-def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
-    """``out = a + alpha (b - a)`` (all of one shape; ``out`` contiguous, float32) with the blend
+def blend_into(a: np.ndarray, b: np.ndarray, t: float, out: np.ndarray) -> None:
+    """``out = a + t (b - a)`` (all of one shape; ``out`` contiguous, float32) with the blend
     kernels, without copying strided endpoints of two axes.
 
     A float16 endpoint is never widened whole: :func:`kernels.blend.blend_mixed` widens it a chunk
@@ -75,20 +75,20 @@ def blend_into(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> N
     endpoints. A strided float16 endpoint (a permuted copy read transposed) is gathered a block
     of rows at a time first."""
     if a.dtype == np.float16 or b.dtype == np.float16:
-        _blend_half(a, b, alpha, out)
+        _blend_half(a, b, t, out)
     elif a.flags.c_contiguous and b.flags.c_contiguous:
-        blend(a.reshape(-1), b.reshape(-1), alpha, out.reshape(-1))
+        blend(a.reshape(-1), b.reshape(-1), t, out.reshape(-1))
     elif a.ndim == 2:
-        blend_2d(a, b, alpha, out)
+        blend_2d(a, b, t, out)
     else:
-        blend(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), alpha,
+        blend(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), t,
               out.reshape(-1))
 
 
 _NO_HALF, _NO_SINGLE = np.empty(0, np.uint16), np.empty(0, np.float32)
 
 
-def _blend_half(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> None:
+def _blend_half(a: np.ndarray, b: np.ndarray, t: float, out: np.ndarray) -> None:
     scratch = np.empty(2 * CHUNK, np.uint32)
     rows = out.shape[0] if out.ndim == 2 else 1
     step = rows if a.flags.c_contiguous and b.flags.c_contiguous else \
@@ -101,7 +101,7 @@ def _blend_half(a: np.ndarray, b: np.ndarray, alpha: float, out: np.ndarray) -> 
             half = x.dtype == np.float16
             args += [x.view(np.uint16) if half else _NO_HALF,
                      _NO_SINGLE if half else x.astype(np.float32, copy=False), half]
-        blend_mixed(*args, float(alpha), out2[r0:r0 + step].reshape(-1), scratch)
+        blend_mixed(*args, float(t), out2[r0:r0 + step].reshape(-1), scratch)
 
 
 def fast_path_supported(endpoints: list[Endpoint]) -> bool:
@@ -144,7 +144,7 @@ class InterpolatedModel:
         self.buffer = plain_empty(int(offsets[-1]))  # no huge-page stall
         self.views = {n: self.buffer[o:o2].reshape(s)
                       for n, o, o2, s in zip(self.names, offsets[:-1], offsets[1:], shapes)}
-        self._alpha: float | None = None  # the alpha the buffer holds
+        self._t: float | None = None  # the position the buffer holds
         self._b_values: dict[int, np.ndarray] = {}  # endpoints whose B value was replaced
 
     @property
@@ -152,11 +152,11 @@ class InterpolatedModel:
         """Number of interpolated scalars."""
         return int(self.buffer.size)
 
-    def weights(self, alpha: float) -> dict[str, np.ndarray]:
-        """Feeds for ``alpha``: views into the shared buffer (valid until the next call)."""
-        if alpha != self._alpha:
-            self._blend_all(alpha, ())
-            self._alpha = float(alpha)
+    def weights(self, t: float) -> dict[str, np.ndarray]:
+        """Feeds for ``t``: views into the shared buffer (valid until the next call)."""
+        if t != self._t:
+            self._blend_all(t, ())
+            self._t = float(t)
         return self.views
 
     def b_value(self, k: int) -> np.ndarray:
@@ -168,27 +168,27 @@ class InterpolatedModel:
         buffer is blended again."""
         self._b[k] = _stored(self.endpoints[k].site, value)
         self._b_values[k] = value
-        if self._alpha is not None:
-            self._blend(k, self._b[k], self._alpha)
+        if self._t is not None:
+            self._blend(k, self._b[k], self._t)
 
-    def weights_with(self, alpha: float, values) -> dict[str, np.ndarray]:
-        """Feeds for ``alpha`` with some endpoints' B replaced by the values given, each blended
+    def weights_with(self, t: float, values) -> dict[str, np.ndarray]:
+        """Feeds for ``t`` with some endpoints' B replaced by the values given, each blended
         as it comes and not kept: a whole other B (a permuted copy) is never held, only the
         endpoint in hand. The endpoints keep their own B; the buffer then holds none of their
         points (the next :meth:`weights` blends it again).
 
         Parameters
         ----------
-        alpha : float
+        t : float
         values : iterable of (int, ndarray)
             Endpoint index and its B value (canonical orientation), at most once each.
         """
-        self._alpha = None
-        self._blend_all(alpha, values)
+        self._t = None
+        self._blend_all(t, values)
         return self.views
 
-    def _blend_all(self, alpha: float, values) -> None:
-        """Every endpoint at ``alpha`` into the buffer, ``values`` (pairs of endpoint index and
+    def _blend_all(self, t: float, values) -> None:
+        """Every endpoint at ``t`` into the buffer, ``values`` (pairs of endpoint index and
         canonical B value) standing in for their endpoints' B.
 
         Interpolated models of :data:`THREADS_FROM` values or more are blended on
@@ -206,36 +206,36 @@ class InterpolatedModel:
                 while len(waiting) >= threads:
                     waiting.popleft().result()
                 stored = _stored(self.endpoints[k].site, value)
-                waiting.append(workers.submit(self._blend, k, stored, alpha))
+                waiting.append(workers.submit(self._blend, k, stored, t))
                 given.add(k)
             rest = sorted((k for k in range(len(self.names)) if k not in given),
                           key=lambda k: -self.views[self.names[k]].size)
-            waiting.extend(workers.submit(self._blend, k, self._b[k], alpha) for k in rest)
+            waiting.extend(workers.submit(self._blend, k, self._b[k], t) for k in rest)
             for done in waiting:
                 done.result()
 
-    def _blend(self, k: int, b: np.ndarray, alpha: float) -> None:
-        """Endpoint ``k`` at ``alpha`` against ``b`` (stored orientation) into its part of the
+    def _blend(self, k: int, b: np.ndarray, t: float) -> None:
+        """Endpoint ``k`` at ``t`` against ``b`` (stored orientation) into its part of the
         buffer, :data:`RELEASE_EVERY` values at a time (whole rows), the mapped pages released
         after each: only the part in hand is resident."""
         a, out = self._a[k], self.views[self.names[k]]
         if out.ndim < 2 or out.size <= RELEASE_EVERY:
-            blend_into(a, b, float(alpha), out)
+            blend_into(a, b, float(t), out)
             release_pages()
             return
         step = max(1, RELEASE_EVERY // (out.size // out.shape[0]))
         for r0 in range(0, out.shape[0], step):
             part = slice(r0, r0 + step)
-            blend_into(a[part], b[part], float(alpha), out[part])
+            blend_into(a[part], b[part], float(t), out[part])
             release_pages()
 
 
-def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], alpha: float) -> onnx.ModelProto:
-    """A copy of ``base`` with every endpoint replaced by its blend at ``alpha`` (the reference)."""
+def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], t: float) -> onnx.ModelProto:
+    """A copy of ``base`` with every endpoint replaced by its blend at ``t`` (the reference)."""
     proto = copy.deepcopy(base)
     nodes = {n.name: n for n in proto.graph.node}
     for k, e in enumerate(endpoints):
-        value = ((1 - alpha) * e.a.astype(np.float64) + alpha * e.b.astype(np.float64))
+        value = ((1 - t) * e.a.astype(np.float64) + t * e.b.astype(np.float64))
         stored = e.site.store(value.astype(np.float32))
         node = nodes[e.site.node]
         if isinstance(e.site.slot, int):

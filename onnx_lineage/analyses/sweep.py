@@ -1,6 +1,7 @@
 """The loss along the straight line between A's parameters and B's: the interpolation sweep.
 
-``theta(alpha) = (1 - alpha) theta_A + alpha theta_B`` over the matched layers, evaluated in one
+``theta(t) = (1 - t) theta_A + t theta_B`` (``t`` the position on the path; the curve's points
+carry it as ``alpha``, their JSON key) over the matched layers, evaluated in one
 model's graph (:func:`plan_path` chooses it), on a sample of the data. The paper's barrier is the
 largest excess of the loss over the straight line between the end losses (:func:`barrier_of`).
 """
@@ -166,7 +167,7 @@ class Sweep:
         return self.runner.provider
 
     def forget(self) -> None:
-        """Drop the computed points, so the next sweep runs every alpha again."""
+        """Drop the computed points, so the next sweep runs every position again."""
         self._seen.clear()
 
     def subset(self, idx: np.ndarray) -> "Sweep":
@@ -184,7 +185,7 @@ class Sweep:
         return self.endpoints[k].b
 
     def set_b(self, k: int, value: np.ndarray) -> None:
-        """Give endpoint ``k`` a new B value (canonical orientation); every point but alpha 0
+        """Give endpoint ``k`` a new B value (canonical orientation); every point but t = 0
         (A alone) is computed again."""
         if self.fast:
             self.model.set_b(k, value)
@@ -196,60 +197,60 @@ class Sweep:
         if a_alone is not None:
             self._seen[0.0] = a_alone
 
-    def scores(self, alpha: float) -> np.ndarray:
-        """Raw prediction output of the interpolated model at ``alpha``, shape (n, k).
+    def scores(self, t: float) -> np.ndarray:
+        """Raw prediction output of the interpolated model at ``t``, shape (n, k).
 
-        Each alpha runs once: the base model's own predictions (alpha 0), used as targets when
+        Each position runs once: the base model's own predictions (t = 0), used as targets when
         the data has no labels, are the first point of the sweep, not an extra pass.
         """
-        if alpha not in self._seen:
-            self._seen[alpha] = self._run(alpha)
-        return self._seen[alpha]
+        if t not in self._seen:
+            self._seen[t] = self._run(t)
+        return self._seen[t]
 
-    def point(self, alpha: float) -> dict:
-        """Loss and error at ``alpha``."""
-        return self._point(alpha, self.scores(alpha))
+    def point(self, t: float) -> dict:
+        """Loss and error at ``t``."""
+        return self._point(t, self.scores(t))
 
-    def point_with(self, alpha: float, values) -> dict:
-        """Loss and error at ``alpha`` with some endpoints' B replaced by ``values`` (pairs of
+    def point_with(self, t: float, values) -> dict:
+        """Loss and error at ``t`` with some endpoints' B replaced by ``values`` (pairs of
         endpoint index and canonical B value, each at most once), for this point only: the
         endpoints keep their B and the computed points stay (:meth:`InterpolatedModel
         .weights_with`: a replaced B is blended an endpoint at a time, never held whole)."""
-        return self._point(alpha, self._run(alpha, values))
+        return self._point(t, self._run(t, values))
 
-    def _run(self, alpha: float, values=None) -> np.ndarray:
-        """Raw prediction output at ``alpha`` (B replaced by ``values`` where given), shape
+    def _run(self, t: float, values=None) -> np.ndarray:
+        """Raw prediction output at ``t`` (B replaced by ``values`` where given), shape
         (n, k)."""
         if self.fast:
-            pred = self.runner.predict(self.feeds, static=self.model.weights(alpha)
-                                       if values is None else self.model.weights_with(alpha, values))
+            pred = self.runner.predict(self.feeds, static=self.model.weights(t)
+                                       if values is None else self.model.weights_with(t, values))
         else:
             eps = list(self.endpoints)
             for k, value in values or ():
                 eps[k] = Endpoint(eps[k].site, eps[k].a, value)
-            r = Runner(rebuilt_model(self.base, eps, alpha), device=self.device,
+            r = Runner(rebuilt_model(self.base, eps, t), device=self.device,
                        output=self.output, name="interpolated")
             pred = r.predict(self.feeds)
             self.runner.forward_rows += r.forward_rows
         return pred.scores if pred.scores is not None else pred.labels[:, None].astype(np.float32)
 
-    def _point(self, alpha: float, s: np.ndarray) -> dict:
+    def _point(self, t: float, s: np.ndarray) -> dict:
         if self.kind in ("logits", "probabilities"):
             labels = np.argmax(s, axis=1)
-            return {"alpha": alpha, "loss": criteria.cross_entropy(s, self.kind, self.targets),
+            return {"alpha": t, "loss": criteria.cross_entropy(s, self.kind, self.targets),
                     "error": criteria.error_rate(labels, self.targets)}
         if self.kind == "labels":
             err = criteria.error_rate(s[:, 0].astype(np.int64), self.targets)
-            return {"alpha": alpha, "loss": err, "error": err}
-        if alpha in (0.0, 1.0) and alpha not in self.ends:
-            self.ends[alpha] = s
+            return {"alpha": t, "loss": err, "error": err}
+        if t in (0.0, 1.0) and t not in self.ends:
+            self.ends[t] = s
         fa, fb = self.ends.get(0.0), self.ends.get(1.0)
-        dev = 0.0 if fa is None or fb is None else criteria.functional_deviation(s, fa, fb, alpha)
-        return {"alpha": alpha, "loss": dev, "error": None}
+        dev = 0.0 if fa is None or fb is None else criteria.functional_deviation(s, fa, fb, t)
+        return {"alpha": t, "loss": dev, "error": None}
 
 
-def alpha_grid(points: int) -> np.ndarray:
-    """``points`` evenly spaced alphas in [0, 1]."""
+def path_grid(points: int) -> np.ndarray:
+    """``points`` evenly spaced positions on the path, in [0, 1]."""
     return np.linspace(0.0, 1.0, max(int(points), 3))
 
 
@@ -259,20 +260,20 @@ def run_sweep(sweep: Sweep, points: int = 11, refine: bool = True,
 
     ``progress``, when given, is called with what the sweep is doing before each point."""
     step = progress or (lambda what: None)
-    grid = list(alpha_grid(points))
+    grid = list(path_grid(points))
     curve: dict = {}
     # the ends first: the functional criterion needs f_A and f_B
     for n, a in enumerate((grid[0], grid[-1], *grid[1:-1]), 1):
-        step(f"point {n} of {len(grid)} (alpha {a:.2f})")
+        step(f"point {n} of {len(grid)} (alpha {a:.2f})")  # the curve's key for t
         curve[a] = sweep.point(a)
     if refine:
-        alphas = sorted(curve)
-        ex = criteria.excess_over_line(alphas, [curve[a]["loss"] for a in alphas])
+        ts = sorted(curve)
+        ex = criteria.excess_over_line(ts, [curve[a]["loss"] for a in ts])
         k = int(np.argmax(ex))
-        step(f"two more points around alpha {alphas[k]:.2f}, the largest excess")
+        step(f"two more points around alpha {ts[k]:.2f}, the largest excess")
         for j in (k - 1, k + 1):
-            if 0 <= j < len(alphas):
-                a = alphas[k] + 0.5 * (alphas[j] - alphas[k])
+            if 0 <= j < len(ts):
+                a = ts[k] + 0.5 * (ts[j] - ts[k])
                 curve[a] = sweep.point(a)
     return [curve[a] for a in sorted(curve)]
 
