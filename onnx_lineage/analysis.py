@@ -8,18 +8,15 @@ A's predictions on its rows from the first point of its own sweep (alpha 0 is A 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from onnx_lineage import __version__
+from onnx_lineage.analyses.context import begin
 from onnx_lineage.analyses.closeness import ClosenessResult, closeness
 from onnx_lineage.analyses.determination import DeterminationResult, determine
-from onnx_lineage.data import Dataset, arrange_for, digits, feeds_for
+from onnx_lineage.data import Dataset, feeds_for
 from onnx_lineage.errors import LabelSpaceError, LineageError
 from onnx_lineage.matching import match
-from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Runner
 from onnx_lineage.report import render
 from onnx_lineage.results import Result, to_jsonable
@@ -99,12 +96,9 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     progress : callable, optional
         Called with the name of each step as it starts.
     """
-    t0 = time.perf_counter()
-    step = progress or (lambda name: None)
-    a = a if isinstance(a, LoadedModel) else load_model(a)
-    b = b if isinstance(b, LoadedModel) else load_model(b)
-    data = arrange_for(digits() if data is None else data, a, b)
-    rng = np.random.default_rng(seed)  # the match's tie-breaking, then determine's draws
+    run = begin(a, b, data, seed=seed, progress=progress)
+    a, b, data, step = run.a, run.b, run.data, run.step
+    rng = run.rng  # the match's tie-breaking, then determine's draws
     m = match(a, b, progress=step, rng=rng)
     step("predicting with A")
     ra = Runner(a.proto, device=device, output=output, name=a.name)
@@ -133,7 +127,7 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
         shared_layers=det.shared_layers, coverage=det.coverage,
         closeness=None if clo is None else clo.closeness, ci95=None if clo is None else clo.ci95,
         matching_rate=None if clo is None else clo.matching_rate, seed=seed,
-        seconds=time.perf_counter() - t0, version=__version__, match=m.to_dict(),
+        seconds=run.seconds(), version=__version__, match=m.to_dict(),
         determination=det, closeness_detail=clo, loss_scale=scale, closeness_refused=refused)
 
 

@@ -19,19 +19,18 @@ class in both); labels in the data that neither model can predict are refused.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from onnx_lineage.analyses import directions as dirs
+from onnx_lineage.analyses.context import begin
 from onnx_lineage.analyses.boundary import RaySearch, search
 from onnx_lineage.analyses.labels import Labeler
 from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
 from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
-from onnx_lineage.data import Dataset, arrange_for, check_labels, digits, feeds_for, sources
+from onnx_lineage.data import Dataset, check_labels, feeds_for, sources
 from onnx_lineage.errors import DataError, LabelSpaceError, LineageError
-from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.runner import Prediction, Runner
 from onnx_lineage.results import Result
 
@@ -80,10 +79,6 @@ class _Rays:
 
     def __getitem__(self, key: str) -> np.ndarray:
         return np.concatenate(self.parts[key])
-
-
-def _loaded(m) -> LoadedModel:
-    return m if isinstance(m, LoadedModel) else load_model(m)
 
 
 #: Output kinds whose scores are one per class.
@@ -189,12 +184,9 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space, sampling)
     if round_size is None:
         round_size = int(np.clip(points // 4, 64, 512))
-    t_start = time.perf_counter()
-    step = progress or (lambda name: None)
-    step("reading the models and predicting with A")
-    rng = np.random.default_rng(seed)
-    a, b = _loaded(a), _loaded(b)
-    data = arrange_for(digits() if data is None else data, a, b)
+    run = begin(a, b, data, seed=seed, progress=progress,
+                first="reading the models and predicting with A")
+    a, b, data, rng, step = run.a, run.b, run.data, run.rng, run.step
     ra = Runner(a.proto, device=device, output=output, name=a.name)
     rb = Runner(b.proto, device=device, output=output, name=b.name)
     key = sources(ra.inputs, data, a.name)[ra.inputs[0].name]
@@ -227,7 +219,7 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     search = _Search(ma, mb, walk, rays_per_point, rtol, rng, labels_all)
     rounds = _search_rounds(search, order[:points], round_size, tolerance, budget, notes, step)
     return _result(search, a.name, b.name, rounds, labeler, ra, rb, classes, notes,
-                   time.perf_counter() - t_start)
+                   run.seconds())
 
 
 def _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space,

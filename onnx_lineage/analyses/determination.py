@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnx_lineage.analyses.context import begin
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
-from onnx_lineage.data import Dataset, arrange_for, check_labels, digits
+from onnx_lineage.data import Dataset, check_labels
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
-from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.results import Result
 
@@ -136,10 +136,6 @@ def _kinds(layers) -> str:
     return ", ".join(f"{n} {k}" for k, n in count.items())
 
 
-def _loaded(m) -> LoadedModel:
-    return m if isinstance(m, LoadedModel) else load_model(m)
-
-
 @dataclass
 class _Path:
     """What the sweep found (empty when no sweep ran)."""
@@ -193,12 +189,8 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     progress : callable, optional
         Called with a description of each step as it starts.
     """
-    t0 = time.perf_counter()
-    step = progress or (lambda name: None)
-    rng = np.random.default_rng(seed) if rng is None else rng
-    step("reading the models")
-    a, b = _loaded(a), _loaded(b)
-    data = arrange_for(digits() if data is None else data, a, b)
+    run = begin(a, b, data, seed=seed, rng=rng, progress=progress, first="reading the models")
+    a, b, data, rng, step, t0 = run.a, run.b, run.data, run.rng, run.step, run.started
     m = match_result or match(a, b, progress=step, rng=rng)
     t_match = time.perf_counter()
     notes = list(m.limits) + list(data.notes)
@@ -228,7 +220,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         criterion=path.criterion, interpolated_params=path.moved,
         interpolated_fraction=path.fraction, curve=path.curve, transforms=m.transforms,
         notes=notes, provider=path.provider, queries=path.queries,
-        seconds=time.perf_counter() - t0,
+        seconds=run.seconds(),
         timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
                  "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
         match=m.to_dict())

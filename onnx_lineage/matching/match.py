@@ -17,7 +17,7 @@ from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
 from onnx_lineage.model.attention import attention
-from onnx_lineage.model.loading import LoadedModel, load_model
+from onnx_lineage.model.loading import LoadedModel, as_loaded
 from onnx_lineage.model.ops import dims_of
 from onnx_lineage.model.parameters import Layer, as_single, extract_layers
 from onnx_lineage.model.streams import streams
@@ -135,10 +135,6 @@ class MatchResult(Result):
         return self._folded
 
 
-def _as_loaded(m) -> LoadedModel:
-    return m if isinstance(m, LoadedModel) else load_model(m)
-
-
 def _layer_cosine(pa: dict, pb: dict, keys: list, chunk: int = 1 << 16) -> float:
     """Cosine of two layers' parameters ``keys`` taken as one vector each: products summed in
     float32 per chunk and in float64 over chunks, with no copy of a weight that both layers hold
@@ -223,7 +219,7 @@ def match(a, b, *, permutations: bool = True, progress=None,
     """
     step = progress or (lambda name: None)
     step("reading the models")
-    c = _Work(_as_loaded(a), _as_loaded(b))
+    c = _Work(as_loaded(a), as_loaded(b))
     _pair_layers(c, step)
     _leave_out_constants(c)
     _pair_parameters(c)

@@ -105,6 +105,12 @@ def subgraph_depth(graph: onnx.GraphProto, limit: int) -> int:
     return deepest
 
 
+def as_loaded(model: str | os.PathLike | LoadedModel) -> LoadedModel:
+    """``model`` as a :class:`LoadedModel`: loaded from its path (:func:`load_model`), or as
+    given when it is one already."""
+    return model if isinstance(model, LoadedModel) else load_model(model)
+
+
 def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
                check: bool = True) -> LoadedModel:
     """Read and validate an ONNX file.

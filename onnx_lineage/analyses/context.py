@@ -1,0 +1,63 @@
+"""What every analysis of a pair starts from, in one place: both models loaded, the data arranged
+for them (the built-in digits by default), the random generator, the progress callback and the
+clock. Each analysis then runs its own steps on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from onnx_lineage.data import Dataset, arrange_for, digits
+from onnx_lineage.model.loading import LoadedModel, as_loaded
+
+
+def _silent(name: str) -> None:
+    """No progress to show."""
+
+
+@dataclass
+class Run:
+    """One analysis of a pair, under way.
+
+    Attributes
+    ----------
+    a, b : LoadedModel
+    data : Dataset
+        Arranged for both models (:func:`~onnx_lineage.data.arrange_for`).
+    rng : numpy Generator
+        Every random draw of the analysis, in order (one generator: the same ``seed``, the same
+        numbers).
+    step : callable
+        Called with a description of each step as it starts.
+    started : float
+        ``time.perf_counter()`` when the run began.
+    """
+
+    a: LoadedModel
+    b: LoadedModel
+    data: Dataset
+    rng: np.random.Generator
+    step: Callable[[str], None] = _silent
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Wall time since the run began."""
+        return time.perf_counter() - self.started
+
+
+def begin(a, b, data: Dataset | None = None, *, seed: int = 0,
+          rng: np.random.Generator | None = None, progress=None, first: str = "") -> Run:
+    """Start a run on models ``a`` and ``b`` (paths or LoadedModel) and ``data`` (default: the
+    built-in digits); ``rng`` continues a generator already in use (else one seeded with
+    ``seed``); ``first``: the description of the first step (reading the models)."""
+    started = time.perf_counter()
+    step = progress or _silent
+    if first:
+        step(first)
+    a, b = as_loaded(a), as_loaded(b)
+    data = arrange_for(digits() if data is None else data, a, b)
+    return Run(a, b, data, np.random.default_rng(seed) if rng is None else rng, step, started)
