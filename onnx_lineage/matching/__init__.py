@@ -1,5 +1,5 @@
 """Parameter correspondence: layer alignment, BatchNorm folding, unit permutation and scale."""
 
-from onnx_lineage.matching.match import MatchResult, match
+from onnx_lineage.matching.match import Correspondence, MatchResult, match
 
-__all__ = ["MatchResult", "match"]
+__all__ = ["Correspondence", "MatchResult", "match"]

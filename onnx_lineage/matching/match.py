@@ -28,8 +28,63 @@ from onnx_lineage.wording import ranges
 
 
 @dataclass(frozen=True)
+class Correspondence:
+    """What ``match`` put in correspondence, for the analyses that read weights (never
+    serialised; :class:`MatchResult` is the report).
+
+    Attributes
+    ----------
+    a_layers, b_layers : list of Layer
+        A's and B's canonical layers (after any BatchNorm folding), B's before alignment.
+    b_aligned : dict
+        A's layer index -> B's parameters for it, permuted/rescaled into A's unit order.
+    folded : str or None
+        ``"a"`` or ``"b"`` when that model's BatchNorm layers were folded to match the other.
+    chains : list of Chain
+        Permutable junctions (in A's and B's indices) used to align units.
+    a_params : dict
+        A's layer index -> A's parameters, for matched layers, with the same keys as B's.
+    b_own : dict
+        A's layer index -> B's parameters for it in B's own unit order: every layout conversion
+        (orientation, flatten order, BatchNorm folding, a dropped zero bias) applied, no
+        permutation or rescaling of units.
+    stream_pairs : list of (Stream, Stream)
+        Residual streams of A and B over the same matched layers.
+    attention : list
+        Attention blocks found in both models over matched layers (A's indices; v and o None
+        where they differ between A and B).
+    classes : list of SymmetryClass
+        The symmetry classes (:func:`~onnx_lineage.matching.classes.classes_of`).
+    class_matches : list of ClassMatch or None
+        Their equivariant matching (:func:`~onnx_lineage.matching.classes.match_classes`),
+        which the exact tests read and the alignment starts from; None when ``match`` ran
+        without ``permutations``.
+    """
+
+    a_layers: list = field(default_factory=list)
+    b_layers: list = field(default_factory=list)
+    b_aligned: dict = field(default_factory=dict)
+    folded: str | None = None
+    chains: list = field(default_factory=list)
+    a_params: dict = field(default_factory=dict)
+    b_own: dict = field(default_factory=dict)
+    stream_pairs: list = field(default_factory=list)
+    attention: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    class_matches: list | None = None
+
+
+def _read_through(name: str) -> property:
+    """``MatchResult.<name>``: the correspondence's (:class:`Correspondence` says what it is)."""
+    return property(lambda self: getattr(self._correspondence, name),
+                    doc=f"The correspondence's ``{name}`` (:class:`Correspondence`).")
+
+
+@dataclass(frozen=True)
 class MatchResult(Result):
-    """Layer correspondence of A and B, and B's parameters mapped onto A's layout.
+    """Layer correspondence of A and B: the report (plain data, what the JSON holds), with the
+    arrays and unit axes it was read from in :attr:`correspondence` (B's parameters mapped onto
+    A's layout; also read through, as ``m.a_params`` and the like).
 
     Attributes
     ----------
@@ -62,77 +117,25 @@ class MatchResult(Result):
     statement: str
     excluded: list
     pruned: list
-    _a_layers: list = field(default_factory=list, repr=False)
-    _b_layers: list = field(default_factory=list, repr=False)
-    _b_aligned: dict = field(default_factory=dict, repr=False)
-    _folded: str | None = None
-    _chains: list = field(default_factory=list, repr=False)
-    _a_params: dict = field(default_factory=dict, repr=False)
-    _b_own: dict = field(default_factory=dict, repr=False)
-    _stream_pairs: list = field(default_factory=list, repr=False)
-    _attention: list = field(default_factory=list, repr=False)
-    _classes: list = field(default_factory=list, repr=False)
-    _class_matches: list | None = field(default=None, repr=False)
+    _correspondence: Correspondence = field(default_factory=Correspondence, repr=False,
+                                            compare=False)
 
     @property
-    def a_layers(self) -> list[Layer]:
-        """A's canonical layers (after any BatchNorm folding)."""
-        return self._a_layers
+    def correspondence(self) -> Correspondence:
+        """The arrays and unit axes this report was read from (never serialised)."""
+        return self._correspondence
 
-    @property
-    def b_layers(self) -> list[Layer]:
-        """B's canonical layers (after any BatchNorm folding), before alignment."""
-        return self._b_layers
-
-    @property
-    def b_aligned(self) -> dict:
-        """A's layer index -> B's parameters for it, permuted/rescaled into A's unit order."""
-        return self._b_aligned
-
-    @property
-    def a_params(self) -> dict:
-        """A's layer index -> A's parameters, for matched layers, with the same keys as B's."""
-        return self._a_params
-
-    @property
-    def b_own(self) -> dict:
-        """A's layer index -> B's parameters for it in B's own unit order: every layout conversion
-        (orientation, flatten order, BatchNorm folding, a dropped zero bias) applied, no
-        permutation or rescaling of units."""
-        return self._b_own
-
-    @property
-    def attention(self) -> list:
-        """Attention blocks found in both models over matched layers (A's indices; v and o None
-        where they differ between A and B)."""
-        return self._attention
-
-    @property
-    def classes(self) -> list:
-        """The symmetry classes (:func:`~onnx_lineage.matching.classes.classes_of`)."""
-        return self._classes
-
-    @property
-    def class_matches(self) -> list | None:
-        """Their equivariant matching (:func:`~onnx_lineage.matching.classes.match_classes`),
-        which the exact tests read and the alignment starts from; None when ``match`` ran
-        without ``permutations``."""
-        return self._class_matches
-
-    @property
-    def stream_pairs(self) -> list:
-        """Residual streams of A and B over the same matched layers, ``(Stream, Stream)``."""
-        return self._stream_pairs
-
-    @property
-    def chains(self) -> list:
-        """Permutable junctions (in A's and B's indices) used to align units."""
-        return self._chains
-
-    @property
-    def folded(self) -> str | None:
-        """``"a"`` or ``"b"`` when that model's BatchNorm layers were folded to match the other."""
-        return self._folded
+    a_layers = _read_through("a_layers")
+    b_layers = _read_through("b_layers")
+    b_aligned = _read_through("b_aligned")
+    folded = _read_through("folded")
+    chains = _read_through("chains")
+    a_params = _read_through("a_params")
+    b_own = _read_through("b_own")
+    stream_pairs = _read_through("stream_pairs")
+    attention = _read_through("attention")
+    classes = _read_through("classes")
+    class_matches = _read_through("class_matches")
 
 
 def _layer_cosine(pa: dict, pb: dict, keys: list, chunk: int = 1 << 16) -> float:
@@ -432,11 +435,11 @@ def _report(c: _Work) -> MatchResult:
                       f"{cov_b:.1%} of B's parameters")
     return MatchResult(c.a.name, c.b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched,
                        transforms, limits=c.limits, statement=statement, excluded=c.excluded,
-                       pruned=_pruned_rows(c), _a_layers=la, _b_layers=lb, _b_aligned=aligned,
-                       _folded=c.folded, _chains=c.chains,
-                       _a_params={k: c.a_params[k] for k in c.b_own}, _b_own=c.b_own,
-                       _stream_pairs=c.stream_pairs, _attention=c.attention,
-                       _classes=c.classes, _class_matches=c.class_matches)
+                       pruned=_pruned_rows(c), _correspondence=Correspondence(
+                           a_layers=la, b_layers=lb, b_aligned=aligned, folded=c.folded,
+                           chains=c.chains, a_params={k: c.a_params[k] for k in c.b_own},
+                           b_own=c.b_own, stream_pairs=c.stream_pairs, attention=c.attention,
+                           classes=c.classes, class_matches=c.class_matches))
 
 
 def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b_of: dict,
