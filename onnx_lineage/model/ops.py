@@ -218,7 +218,7 @@ def concat_sizes(node: onnx.NodeProto, axis: int, dims: dict) -> list | None:
     if len(set(names)) != len(names) or len(ranks) != 1:
         return None
     (rank,) = ranks
-    if int(attr(node, "axis", 0)) % rank != axis % rank:
+    if rank == 0 or int(attr(node, "axis", 0)) % rank != axis % rank:  # scalars: no axis
         return None
     return [dims[n][axis] if dims.get(n) else None for n in names]
 

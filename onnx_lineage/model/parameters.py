@@ -428,6 +428,8 @@ def _groupnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     if layer is None:
         return None
     groups = int(attr(node, "num_groups", 1))
+    if groups < 1 or layer.params["weight"].size < 1:  # malformed: the op stops the units
+        return None
     return Layer(0, "groupnorm", node.name, node.op_type, layer.params, layer.sites,
                  quant=layer.quant, output=node.output[0], input=node.input[0], groups=groups)
 

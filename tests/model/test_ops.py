@@ -467,3 +467,16 @@ def test_a_transpose_places_the_unit_axis_by_its_perm_and_a_broken_perm_places_n
     assert transposed_axis(node, 1) == 3 and transposed_axis(node, -1) == 2
     assert transposed_axis(helper.make_node("Transpose", ["x"], ["y"], perm=[0, 0, 2]), 1) is None
     assert transposed_axis(helper.make_node("Transpose", ["x"], ["y"]), 1) is None
+
+
+def test_malformed_concats_and_group_norms_stop_the_units_without_an_error():
+    from onnx_lineage.model.ops import concat_sizes
+    scalar = helper.make_node("Concat", ["a", "b"], ["y"], axis=0)
+    assert concat_sizes(scalar, 1, {"a": [], "b": []}) is None  # rank 0: no unit axis
+    from tests.evidence.models import groupnorm_block
+    model = groupnorm_block(0)
+    next(n for n in model.graph.node if n.op_type == "GroupNormalization").attribute[0].i = 0
+    layers = extract_layers(model)
+    assert not any(x.kind == "groupnorm" for x in layers)
+    link = links(model, layers)[0]
+    assert link.next is None and "GroupNormalization" in link.reason
