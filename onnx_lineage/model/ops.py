@@ -218,8 +218,8 @@ def concat_sizes(node: onnx.NodeProto, axis: int, dims: dict) -> list | None:
     if len(set(names)) != len(names) or len(ranks) != 1:
         return None
     (rank,) = ranks
-    if rank == 0 or int(attr(node, "axis", 0)) % rank != axis % rank:  # scalars: no axis
-        return None
+    if not -rank <= axis < rank or int(attr(node, "axis", 0)) % rank != axis % rank:
+        return None  # no such axis (a scalar, a vector read as channels-first), or another
     return [dims[n][axis] if dims.get(n) else None for n in names]
 
 

@@ -221,7 +221,8 @@ def _split_blocks(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) ->
     any other Split (another axis, unequal or unknown sizes)."""
     shape = dims.get(node.input[0])
     outs = [o for o in node.output if o]
-    if not shape or len(outs) < 2 or len(outs) != len(node.output):
+    if not shape or not -len(shape) <= axis < len(shape) or len(outs) < 2 \
+            or len(outs) != len(node.output):
         return []
     if int(attr(node, "axis", 0)) % len(shape) != axis % len(shape) or shape[axis] is None:
         return []

@@ -473,6 +473,7 @@ def test_malformed_concats_and_group_norms_stop_the_units_without_an_error():
     from onnx_lineage.model.ops import concat_sizes
     scalar = helper.make_node("Concat", ["a", "b"], ["y"], axis=0)
     assert concat_sizes(scalar, 1, {"a": [], "b": []}) is None  # rank 0: no unit axis
+    assert concat_sizes(scalar, 1, {"a": [3], "b": [4]}) is None  # no axis 1 in a vector
     from tests.evidence.models import groupnorm_block
     model = groupnorm_block(0)
     next(n for n in model.graph.node if n.op_type == "GroupNormalization").attribute[0].i = 0
