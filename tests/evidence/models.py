@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.demo.family import mlp_to_onnx
 
@@ -35,6 +36,30 @@ def save(ws, bs, path) -> str:
     return str(path)
 
 
+def _draws(seed: int, noise: float):
+    """``w(*shape)``: weights drawn for a fixture (scaled by fan-in), perturbed by ``noise``
+    times their spread (a derived model) with draws of their own."""
+    rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng(seed + 1000)
+
+    def w(*shape):
+        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+    return w
+
+
+def _graph_model(nodes: list, name: str, tensors: dict, x_shape: list, y_shape: list,
+                 opset: int = 17) -> onnx.ModelProto:
+    """A one-input, one-output model ``x -> logits`` of ``nodes`` and initializers ``tensors``."""
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, y_shape)],
+        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10 if opset >= 21 else 8
+    return model
+
+
 def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
                  pool: str = "GlobalAveragePool") -> onnx.ModelProto:
     """``Conv(1->8) Relu, depthwise Conv(8, groups 8) Relu, Conv 1x1 (8->12) Relu,
@@ -44,13 +69,7 @@ def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
     the 1x1 conv's inputs: the same function. ``noise`` perturbs every weight (a derived model).
     ``pool="ReduceMean"`` pools as PyTorch exports ``x.mean((2, 3))``.
     """
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(seed)
-    jitter = np.random.default_rng(seed + 1000)
-
-    def w(*shape):
-        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+    w = _draws(seed, noise)
 
     p = np.arange(8) if perm is None else perm
     tensors = {"c0.w": w(8, 1, 3, 3)[p], "c0.b": w(8)[p], "dw.w": w(8, 1, 3, 3)[p],
@@ -69,14 +88,7 @@ def mobile_block(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
                                name="gap")),
         helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
         helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
-    graph = helper.make_graph(
-        nodes, "mobile",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
-        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return _graph_model(nodes, "mobile", tensors, ["batch", 1, 8, 8], ["batch", 4], 17)
 
 
 def _computed_scale(n) -> list:
@@ -101,7 +113,6 @@ def attention_model(seed: int, heads: int = 4, d: int = 16, qk: np.ndarray | Non
     scores divided by a ``constant``, or q and k each multiplied by ``head_dim ** -0.25``
     ``computed`` at run time from q's shape (as Hugging Face's exports write it).
     """
-    from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(seed)
     dh = d // heads
 
@@ -186,13 +197,7 @@ def concat_block(seed: int, perms: tuple | None = None, noise: float = 0.0,
     ``stream``: ``a`` is a residual stream instead (``a = c0 + Conv(4->4)(Relu(c0))``, the
     block ``a`` of the Concat its reader).
     """
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(seed)
-    jitter = np.random.default_rng(seed + 1000)
-
-    def w(*shape):
-        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+    w = _draws(seed, noise)
 
     pa, pb = perms if perms is not None else (np.arange(4), np.arange(3))
     tensors = {"a.w": w(4, 1, 3, 3)[pa], "a.b": w(4)[pa], "b.w": w(3, 1, 3, 3)[pb],
@@ -215,14 +220,7 @@ def concat_block(seed: int, perms: tuple | None = None, noise: float = 0.0,
               n("GlobalAveragePool", ["rc"], ["gap"], name="gap"),
               n("Flatten", ["gap"], ["flat"], name="flat"),
               n("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
-    graph = helper.make_graph(
-        nodes, "concat",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 6, 6])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return _graph_model(nodes, "concat", tensors, ["batch", 1, 6, 6], ["batch", 2], 17)
 
 
 def groupnorm_block(seed: int, perm: np.ndarray | None = None, opset: int = 21,
@@ -234,13 +232,7 @@ def groupnorm_block(seed: int, perm: np.ndarray | None = None, opset: int = 21,
     ``perm`` (6,) reorders the first conv's channels (with the norm's per-channel parameters
     and the second conv's inputs): the same function when it keeps each channel in its group.
     """
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(seed)
-    jitter = np.random.default_rng(seed + 1000)
-
-    def w(*shape):
-        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+    w = _draws(seed, noise)
 
     p = np.arange(6) if perm is None else perm
     per = 6 if opset >= 21 else 3
@@ -256,14 +248,8 @@ def groupnorm_block(seed: int, perm: np.ndarray | None = None, opset: int = 21,
              n("GlobalAveragePool", ["c1"], ["gap"], name="gap"),
              n("Flatten", ["gap"], ["flat"], name="flat"),
              n("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1, name="fc")]
-    graph = helper.make_graph(
-        nodes, "groupnorm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 6, 6])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 10 if opset >= 21 else 8
-    return model
+    return _graph_model(nodes, "groupnorm", tensors, ["batch", 1, 6, 6], ["batch", 2],
+                        opset)
 
 
 def glu_mlp(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
@@ -275,13 +261,7 @@ def glu_mlp(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
     second layer's columns: the same function. ``split_sizes=False`` leaves the Split's sizes
     out (equal halves by default).
     """
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(seed)
-    jitter = np.random.default_rng(seed + 1000)
-
-    def w(*shape):
-        base = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        return (base + noise * base.std() * jitter.normal(size=shape)).astype(np.float32)
+    w = _draws(seed, noise)
 
     p = np.arange(6) if perm is None else perm
     rows = np.concatenate([p, 6 + p])
@@ -297,11 +277,4 @@ def glu_mlp(seed: int, perm: np.ndarray | None = None, noise: float = 0.0,
              n("Gemm", ["glu", "w2", "b2"], ["logits"], transB=1, name="fc2")]
     if not split_sizes:
         nodes[1] = n("Split", split, ["a", "b"], axis=-1, num_outputs=2, name="split")
-    graph = helper.make_graph(
-        nodes, "glu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(v, k) for k, v in tensors.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    return model
+    return _graph_model(nodes, "glu", tensors, ["batch", 8], ["batch", 3], 18)
