@@ -27,6 +27,7 @@ from onnx_lineage.matching.classes import ClassMatch, SymmetryClass, match_class
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.evidence.same_values import same_values_test
 from onnx_lineage.evidence.unit_order import unit_order_test
+from onnx_lineage.evidence.registry import TESTS
 from onnx_lineage.evidence.verdict import WEIGHTS, Verdict, decide, share
 
 __all__ = ["ClassMatch", "DataFree", "SymmetryClass", "TestResult", "Verdict", "WEIGHTS",
@@ -66,6 +67,5 @@ def data_free(m, alpha: float = 0.01) -> DataFree:
     if matches is None:
         classes = symmetry_classes(m)
         matches = match_classes(classes, m.a_params, m.b_own, np.random.default_rng(0))
-    return DataFree(classes, matches, unit_order_test(matches, share(alpha, "unit_order")),
-                    aligned_test(matches, share(alpha, "aligned")),
-                    same_values_test(m, share(alpha, "same_values")))
+    ran = {t.name: t.run(m, matches, t.level(alpha)) for t in TESTS if t.run is not None}
+    return DataFree(classes, matches, ran["unit_order"], ran["aligned"], ran["same_values"])

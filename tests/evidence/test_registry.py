@@ -19,3 +19,14 @@ def test_every_test_the_evidence_runs_is_registered_once():
     assert [t.name for t in TESTS] == [UNIT_ORDER, ALIGNED, SAME_VALUES, BASIN]
     assert registered("unit_order").title == "unit order (exact)"
     assert registered("aligned").title == "aligned weights (calibrated)"
+
+
+def test_the_data_free_tests_run_through_the_registry_with_one_signature(family):
+    from onnx_lineage.evidence import data_free
+    from onnx_lineage.matching import match
+    m = match(family["parent"], family["finetuned_light"])
+    free = data_free(m, 0.01)
+    assert [t.name for t in free.tests] == [t.name for t in TESTS if t.run is not None]
+    assert registered("basin").run is None  # it runs inside the interpolation sweep
+    for t in free.tests:
+        assert t.null == registered(t.name).null or t.null.startswith(registered(t.name).null)
