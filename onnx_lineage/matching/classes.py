@@ -33,7 +33,7 @@ from scipy.stats import binom
 from onnx_lineage.matching import recurrent_units
 from onnx_lineage.matching.permutation import (Reader, best_matching, out_features, per_unit,
                                                permute_inputs, permute_units, row_norms,
-                                               spread, tiled, widened)
+                                               side_by_side, spread, tiled, widened)
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.threads import blas_threads, pool
 
@@ -145,8 +145,8 @@ class SymmetryClass:
         k = dict(self.tiles).get(layer, 1)
         if k == 1:
             return self.part(w)
-        return np.moveaxis(w.reshape((k, self.width) + w.shape[1:]), 0, 1).reshape(
-            (self.width, -1) + w.shape[2:] if w.ndim > 1 else (self.width, k))
+        rows = side_by_side(w, k)  # (width, k, ...)
+        return rows.reshape((self.width, -1) + w.shape[2:] if w.ndim > 1 else (self.width, k))
 
     def part(self, w: np.ndarray) -> np.ndarray:
         """The class's rows of ``w``."""

@@ -365,10 +365,9 @@ def _unit_axes(c: _Work) -> None:
 def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
     """The classes matched equivariantly; B's streams and junctions put in A's unit order by
     them (and by weight matching where they do not decide), in place on ``c.b_params``."""
-    a_matched = {k: c.a_params[k] for k in c.b_own}
-    c.classes = classes_of(c.la, _pruned_rows(c), c.chains, c.stream_pairs, a_matched,
+    c.classes = classes_of(c.la, _pruned_rows(c), c.chains, c.stream_pairs, c.a_params,
                            c.attention)
-    c.class_matches = match_classes(c.classes, a_matched, c.b_own, rng)
+    c.class_matches = match_classes(c.classes, c.a_params, c.b_own, rng)
     moved, given = _aligned_by_classes(c.class_matches, c.stream_pairs, c.chains, c.b_of,
                                        c.a_params, c.b_params)
     c.moved = [s for s in moved if s.permuted]
@@ -437,7 +436,7 @@ def _report(c: _Work) -> MatchResult:
                        transforms, limits=c.limits, statement=statement, excluded=c.excluded,
                        pruned=_pruned_rows(c), _correspondence=Correspondence(
                            a_layers=la, b_layers=lb, b_aligned=aligned, folded=c.folded,
-                           chains=c.chains, a_params={k: c.a_params[k] for k in c.b_own},
+                           chains=c.chains, a_params=c.a_params,
                            b_own=c.b_own, stream_pairs=c.stream_pairs, attention=c.attention,
                            classes=c.classes, class_matches=c.class_matches))
 

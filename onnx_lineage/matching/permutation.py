@@ -777,6 +777,12 @@ def tiled(perm: np.ndarray, tiles: int) -> np.ndarray:
     return np.concatenate([k * perm.size + perm for k in range(tiles)])
 
 
+def side_by_side(rows: np.ndarray, tiles: int) -> np.ndarray:
+    """Rows ``(tiles * units, ...)`` made of ``tiles`` equal blocks of the units as one row per
+    unit, its blocks' rows in order: shape ``(units, tiles, ...)`` (:func:`tiled`'s layout)."""
+    return np.moveaxis(rows.reshape((tiles, -1) + rows.shape[1:]), 0, 1)
+
+
 def spread(scale: np.ndarray, total: int, span: tuple) -> np.ndarray:
     """Per-unit ``scale`` over the units ``span[0]:span[1]`` as float32 factors for all
     ``total`` units of a layer (1 outside the span)."""

@@ -21,7 +21,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from onnx_lineage.matching.permutation import CosineSum, Reader, per_unit, permute_units
+from onnx_lineage.matching.permutation import (CosineSum, Reader, per_unit, permute_units,
+                                               side_by_side)
 from onnx_lineage.model.streams import Stream
 
 
@@ -181,6 +182,5 @@ def _features(params: dict, role: str, sort: bool, span: tuple = (), tiles: int 
     if role == "writers" and "bias" in params:
         feat = np.concatenate([feat, params["bias"][:, None]], axis=1)
     if tiles > 1:  # (tiles * units, f) -> (units, tiles * f)
-        feat = np.moveaxis(feat.reshape(tiles, -1, feat.shape[1]), 0, 1).reshape(
-            feat.shape[0] // tiles, -1)
+        feat = side_by_side(feat, tiles).reshape(feat.shape[0] // tiles, -1)
     return feat

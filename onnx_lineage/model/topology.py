@@ -85,6 +85,12 @@ class _Walk:
     groups: int = 1  # GroupNormalizations on the way: the units permute within these blocks
     rank: int | None = None  # of the tensor in hand, while no op on the way has changed it
 
+    def link(self, nxt: Layer, **reading) -> Link:
+        """The link to ``nxt``, with what the walk met on the way and how ``nxt`` reads the
+        units (``spatial``, ``channels_last``, ``next_groups``, ``next_span``)."""
+        return Link(nxt.index, tuple(self.followers), self.homogeneous, ops=tuple(self.ops),
+                    groups=self.groups, **reading)
+
 
 class _Dims:
     """The graph's inferred dimensions, computed on first use (most chains never need them);
@@ -187,19 +193,17 @@ def _at_layer(nxt: Layer, layer: Layer, walk: _Walk) -> Link | None:
         walk.ops.append(nxt.op if nxt.kind != "conv" else "depthwise Conv")
         walk.homogeneous = False
         return None
-    followed = dict(followers=tuple(walk.followers), homogeneous=walk.homogeneous,
-                    ops=tuple(walk.ops), groups=walk.groups)
     if nxt.kind in RECURRENT and layer.kind == "dense":
         if nxt.weight.shape[-1] != layer.units:
             return Link(None, reason=f"{nxt.op} input size {nxt.weight.shape[-1]} is not "
                                      f"{layer.units} units")
         # a recurrent layer's W (dirs, gates * hidden, in): the units on its last axis
-        return Link(nxt.index, spatial=1, channels_last=True, **followed)
+        return walk.link(nxt, channels_last=True)
     if nxt.kind == "conv" and nxt.groups > 1:
         if (walk.reshaped or walk.channels_last
                 or nxt.weight.shape[1] * nxt.groups != layer.units):
             return Link(None, reason=f"read by a grouped {nxt.op} layer")
-        return Link(nxt.index, spatial=1, next_groups=nxt.groups, **followed)
+        return walk.link(nxt, next_groups=nxt.groups)
     if nxt.kind not in ("dense", "conv"):
         return Link(None, reason=f"read by a {nxt.op} layer")
     units_in = nxt.weight.shape[1]
@@ -211,8 +215,7 @@ def _at_layer(nxt: Layer, layer: Layer, walk: _Walk) -> Link | None:
         return Link(None, reason="unit count changes without a Flatten")
     if walk.channels_last and nxt.kind != "dense":
         return Link(None, reason="channels-last units read by a convolution")
-    return Link(nxt.index, spatial=spatial, channels_last=walk.channels_last and spatial > 1,
-                **followed)
+    return walk.link(nxt, spatial=spatial, channels_last=walk.channels_last and spatial > 1)
 
 
 def _through_op(g: GraphIndex, node: onnx.NodeProto, name: str, layer: Layer, walk: _Walk,
@@ -305,8 +308,7 @@ def _read_in_block(nxt: Layer, layer: Layer, walk: _Walk) -> Link:
         start, total = start + span[0], span[1] - span[0]
     if total != layer.units:
         return Link(None, reason=f"the Concat gives {total} channels for {layer.units} units")
-    return Link(nxt.index, tuple(walk.followers), walk.homogeneous, 1, tuple(walk.ops),
-                next_span=(start, start + layer.units), groups=walk.groups)
+    return walk.link(nxt, next_span=(start, start + layer.units))
 
 
 def is_depthwise(layer: Layer, channels: int) -> bool:
