@@ -2,7 +2,7 @@
 power on derived models.
 
     python benchmarks/calibration.py OUT_DIR [--zoo ZOO_DIR] [--json OUT.json] [--png OUT.png]
-                                     [--reduced] [--check] [--markdown]
+                                     [--seeds 0 1 2 3 4] [--reduced] [--check] [--markdown]
     python benchmarks/calibration.py --from OUT.json --markdown   # the tables of a past run
 
 Independent pairs (relation ``unrelated``): for every family of benchmarks/families.py, models
@@ -21,9 +21,13 @@ and nothing else.
 Every pair runs ``determine`` at alpha 0.01 with all three tests (``all_tests``), so each test's
 p-value is known for every pair; a verdict at another level reads the same combined p-value.
 Writes every row and the summary (``--json``), and a plot of the independent pairs' p-values
-against the uniform distribution (``--png``). ``--reduced``: three families, three seeds (the
-check CI runs). ``--check`` exits 1 when an independent pair is called related at 0.01, a
-LogisticRegression pair is not undetermined, or a derived pair is not related.
+against the uniform distribution (``--png``). ``--seeds``: run every pair at each of these
+``determine`` seeds (default 0; the error rates and tables are the first seed's) and report how
+stable the verdicts are: the pairs whose verdict differs between seeds, and how the basin test's
+copies decided (stopped at a boundary, or undecided at the most copies). ``--reduced``: three
+families, three training seeds (the check CI runs). ``--check`` exits 1 when an independent pair
+is called related at 0.01, a LogisticRegression pair is not undetermined, a derived pair is not
+related, or a pair's verdict differs between seeds.
 """
 
 from __future__ import annotations
@@ -149,7 +153,8 @@ def zoo_dataset(family: str) -> Dataset:
     return zoo_data(family)
 
 
-def run(pairs: list[dict]) -> list[dict]:
+def run(pairs: list[dict], seeds: tuple = (0,)) -> list[dict]:
+    """Every pair at every seed: one row each, the seeds of a pair together."""
     rows, data_cache = [], {}
     for k, p in enumerate(pairs):
         key = p.get("zoo_family") or p["family"]
@@ -158,15 +163,39 @@ def run(pairs: list[dict]) -> list[dict]:
         data = data_cache[key]
         if p.get("labels") is False:
             data = dataclasses.replace(data, y=None)
-        t0 = time.perf_counter()
-        r = determine(p["a"], p["b"], data, alpha=ALPHA, all_tests=True)
-        tests = {t["name"]: t["p_value"] for t in r.tests}
-        rows.append(dict(p, verdict=r.verdict, p_value=r.p_value, tests=tests,
-                         shared_layers=r.shared_layers, seconds=time.perf_counter() - t0,
-                         reason=r.reason))
-        print(f"[{k + 1}/{len(pairs)}] {p['family']:>12s} {p['kind']:>14s} {r.verdict:12s} "
-              f"p={r.p_value:.2g} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        for seed in seeds:
+            t0 = time.perf_counter()
+            r = determine(p["a"], p["b"], data, alpha=ALPHA, all_tests=True, seed=seed)
+            tests = {t["name"]: t["p_value"] for t in r.tests}
+            basin = r.test("basin") or {}
+            rows.append(dict(p, seed=seed, verdict=r.verdict, p_value=r.p_value, tests=tests,
+                             basin_monte_carlo=basin.get("monte_carlo"),
+                             shared_layers=r.shared_layers, seconds=time.perf_counter() - t0,
+                             reason=r.reason))
+            print(f"[{k + 1}/{len(pairs)}] {p['family']:>12s} {p['kind']:>14s} seed {seed} "
+                  f"{r.verdict:12s} p={r.p_value:.2g} ({time.perf_counter() - t0:.1f} s)",
+                  file=sys.stderr)
     return rows
+
+
+def stability(rows: list[dict]) -> dict:
+    """How the verdicts and the basin test's decisions vary with ``determine``'s seed."""
+    by_pair = defaultdict(list)
+    for r in rows:
+        by_pair[(r["family"], r["a"], r["b"])].append(r)
+    differing = [{"pair": [fam, Path(a).stem, Path(b).stem],
+                  "verdicts": {str(r.get("seed", 0)): r["verdict"] for r in rs}}
+                 for (fam, a, b), rs in by_pair.items() if len({r["verdict"] for r in rs}) > 1]
+    mc = [r["basin_monte_carlo"] for r in rows if r.get("basin_monte_carlo")]
+    decided = defaultdict(int)
+    for m in mc:
+        decided[m["decided"]] += 1
+    copies = [m["copies"] for m in mc]
+    return {"seeds": sorted({r.get("seed", 0) for r in rows}), "pairs": len(by_pair),
+            "same_verdict_every_seed": len(by_pair) - len(differing), "differing": differing,
+            "basin_decided": dict(decided),
+            "basin_copies": {"median": float(np.median(copies)), "max": int(max(copies)),
+                             "total": int(sum(copies))} if copies else None}
 
 
 def clopper_pearson(k: int, n: int, conf: float = 0.95) -> list[float]:
@@ -177,7 +206,15 @@ def clopper_pearson(k: int, n: int, conf: float = 0.95) -> list[float]:
     return [lo, hi]
 
 
+def first_seed(rows: list[dict]) -> list[dict]:
+    """The rows of the first seed run (rows of runs before ``--seeds`` have none: seed 0)."""
+    first = min(r.get("seed", 0) for r in rows)
+    return [r for r in rows if r.get("seed", 0) == first]
+
+
 def summarise(rows: list[dict]) -> dict:
+    """Error rates and tables from the first seed's rows; stability over all of them."""
+    every, rows = rows, first_seed(rows)
     neg = [r for r in rows if r["relation"] == "unrelated"]
     pos = [r for r in rows if r["relation"] == "related"]
     out = {"independent_pairs": len(neg), "derived_pairs": len(pos),
@@ -215,6 +252,7 @@ def summarise(rows: list[dict]) -> dict:
                               for r in pos if r["kind"] == "shared_backbone"]
     out["seconds_per_pair"] = {"median": float(np.median([r["seconds"] for r in rows])),
                                "max": float(max(r["seconds"] for r in rows))}
+    out["stability"] = stability(every)
     return out
 
 
@@ -237,6 +275,17 @@ def markdown(summary: dict) -> str:
     out += ["", "| derived kind | pairs | related | largest p-value |", "|---|---|---|---|"]
     for kind, v in summary["tpr_by_kind"].items():
         out.append(f"| {kind} | {v['pairs']} | {v['related']} | {v['largest_p']:.1e} |")
+    st = summary.get("stability")
+    if st and st["basin_copies"]:  # runs before the sequential basin test have no record
+        copies = st["basin_copies"]
+        out += ["", "| seeds | pairs | same verdict at every seed | basin decided below / above "
+                "/ undecided at the most copies | copies per basin test (median, max) |",
+                "|---|---|---|---|---|",
+                f"| {', '.join(map(str, st['seeds']))} | {st['pairs']} | "
+                f"{st['same_verdict_every_seed']} | {st['basin_decided'].get('below', 0)} / "
+                f"{st['basin_decided'].get('above', 0)} / {st['basin_decided'].get('limit', 0)} | "
+                f"{copies.get('median', 0):.0f}, {copies.get('max', 0)} |"]
+        out += [f"- {' '.join(d['pair'])}: {d['verdicts']}" for d in st["differing"]]
     return "\n".join(out)
 
 
@@ -292,6 +341,8 @@ def check(rows: list[dict]) -> list[str]:
             bad.append(f"{name} (convex) called {r['verdict']}")
         if r["relation"] == "related" and r["verdict"] != "related":
             bad.append(f"{name} ({r['kind']}) called {r['verdict']}")
+    bad += [f"{' '.join(d['pair'])}: the verdict moves with the seed {d['verdicts']}"
+            for d in stability(rows)["differing"]]
     return bad
 
 
@@ -302,6 +353,8 @@ def main():
     ap.add_argument("--zoo", type=Path, help="a zoo built by benchmarks/zoo.py, tested too")
     cli.add_json(ap)
     ap.add_argument("--png", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="determine's seeds, each pair run at every one (default 0)")
     ap.add_argument("--reduced", action="store_true")
     cli.add_check(ap)
     cli.add_markdown(ap, help="print the tables of RESULTS.md")
@@ -315,14 +368,14 @@ def main():
         pairs = independent_pairs(args.out, args.reduced) + derived_pairs(args.out, args.reduced)
         if args.zoo:
             pairs += zoo_pairs(args.zoo)
-        rows = run(pairs)
+        rows = run(pairs, tuple(args.seeds))
     summary = summarise(rows)
     summary["seconds"] = time.perf_counter() - t0
     print(markdown(summary) if args.markdown else results.dumps(summary))
     if args.json:
         results.write_json(args.json, {"summary": summary, "rows": rows}, newline=True)
     if args.png:
-        qq_plot(rows, args.png)
+        qq_plot(first_seed(rows), args.png)
     if args.check:
         bad = check(rows)
         if bad:

@@ -264,13 +264,13 @@ def run_sweep(sweep: Sweep, points: int = 11, refine: bool = True,
     curve: dict = {}
     # the ends first: the functional criterion needs f_A and f_B
     for n, a in enumerate((grid[0], grid[-1], *grid[1:-1]), 1):
-        step(f"point {n} of {len(grid)} (alpha {a:.2f})")  # the curve's key for t
+        step(f"point {n} of {len(grid)} (t {a:.2f})")
         curve[a] = sweep.point(a)
     if refine:
         ts = sorted(curve)
         ex = criteria.excess_over_line(ts, [curve[a]["loss"] for a in ts])
         k = int(np.argmax(ex))
-        step(f"two more points around alpha {ts[k]:.2f}, the largest excess")
+        step(f"two more points around t {ts[k]:.2f}, the largest excess")
         for j in (k - 1, k + 1):
             if 0 <= j < len(ts):
                 a = ts[k] + 0.5 * (ts[j] - ts[k])

@@ -70,7 +70,7 @@ def render_determination(r) -> None:
     if per_class is not None:
         c.print(per_class)
     if r.curve:
-        c.print(render.table("loss along the path", ["alpha", "loss", "error"],
+        c.print(render.table("loss along the path", ["t (A to B)", "loss", "error"],
                              [[c_["alpha"], c_["loss"], c_["error"]] for c_ in r.curve]))
     for line in r.transforms + r.notes:
         c.print(f"- {line}")

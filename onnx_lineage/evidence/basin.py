@@ -6,10 +6,15 @@ excess over the straight line between the end losses.
 
 Null: B was initialised independently of A and trained equivariantly to permuting its hidden
 units. Then B and ``pi B``, B with every hidden-unit class permuted at random (the same function),
-are equally likely, and so are the midway losses of A-B and of A-``pi B``. The p-value counts the
-copies whose midway loss is no higher than B's: ``(1 + k) / (1 + T)`` over ``T`` copies, exact
-(:func:`.permutation.monte_carlo`). A model in A's basin and unit order sits at the bottom; where
-every path is flat (a nearly convex task) the copies tie with B and the test says it cannot tell.
+are equally likely, and so are the midway losses of A-B and of A-``pi B``. The p-value is the
+share of copies whose midway loss is no higher than B's, ``(1 + k) / (1 + T)`` after ``T``
+copies; the copies are drawn until Gandy's sequential procedure decides on which side of the
+test's level the share of all copies lies (:mod:`.sequential`): an independent model stops after
+a handful, a model below every copy after about ``ln(1000) / level``, and the chance that another
+seed decides otherwise is at most 1 in 1,000 (a share within a narrow band around the level can
+reach the most copies allowed, where the estimate decides and the result says so). A model in
+A's basin and unit order sits at the bottom; where every path is flat (a nearly convex task) the
+copies tie with B and the test says it cannot tell.
 
 The copies permute the hidden-unit classes (residual streams only when there is no other class:
 their members hold most of a transformer's parameters, and a permutation of any subgroup keeps
@@ -21,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_lineage.evidence.permutation import monte_carlo
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.sequential import CONFIDENCE, Decision, decide
 
 NAME = "basin"
 NULL = ("B initialised independently of A and trained equivariantly to permuting hidden units: "
@@ -31,8 +36,10 @@ NULL = ("B initialised independently of A and trained equivariantly to permuting
 
 
 def copies_for(alpha: float) -> int:
-    """The fewest copies with which the test can reach ``alpha``: ``ceil(1 / alpha) - 1``."""
-    return max(int(np.ceil(1.0 / alpha - 1e-9)) - 1, 1)
+    """The most copies the test draws at level ``alpha``: ``30 / alpha`` (9,000 at the default
+    level's third), where the resampling risk is within its bound unless the share of copies as
+    low as B lies within about half to twice ``alpha``."""
+    return int(np.ceil(30.0 / alpha - 1e-9))
 
 
 def permuted_classes(classes: list) -> list:
@@ -45,8 +52,7 @@ def permuted_classes(classes: list) -> list:
 
 
 def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Generator,
-               alpha: float, copies: int, scale: float = 1.0, stop_after: int = 1,
-               progress=None) -> TestResult:
+               alpha: float, copies: int, scale: float = 1.0, progress=None) -> TestResult:
     """Midway loss of A and B against A and randomly permuted copies of B.
 
     Parameters
@@ -60,17 +66,12 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
     classes : list of SymmetryClass
     rng : numpy Generator
     alpha : float
-        The level this test is read at (to judge whether it could have told).
+        The level this test is read at: the copies are drawn until it is decided whether B's
+        p-value is at most ``alpha`` (:func:`.sequential.decide`).
     copies : int
         Most permuted copies (:func:`copies_for`).
     scale : float
         Divides the losses for the reported statistic (log of the number of classes).
-    stop_after : int
-        Stop once this many copies reach B's loss, with the exact sequential p-value of Besag
-        and Clifford (``stop_after / copies drawn``). The default, 1, stops as soon as the test
-        can no longer reach ``alpha`` (its copies are sized so that only a B below every copy
-        does): under independence that takes about ``ln(copies) + 0.6`` copies on average, and
-        the p-value reported is coarse (1, 1/2, 1/3, ...) but exact.
     progress : callable, optional
         Called with what the test is doing before each copy.
     """
@@ -111,7 +112,7 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
         low += int(loss <= observed)
         return loss
 
-    mc = monte_carlo(observed, draw, lambda x, obs: x <= obs, copies, stop_after)
+    mc = decide(observed, draw, lambda x, obs: x <= obs, alpha, copies)
     ex = np.asarray(excess)
     flat = bool(np.median(ex) <= 1e-6 * max(abs(chord), 1.0))
     stood_out = bool(np.all(ex > 0))
@@ -128,6 +129,18 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
         "one test over all classes (their copies permuted together)",
         [{"name": c.name, "layers": list(c.layers), "units": c.width} for c in permuted],
         power=(not flat) and stood_out and 1.0 / (copies + 1) <= alpha * (1 + 1e-9),
-        power_reason=power_reason,
-        reason=f"{mc.reached} of {mc.draws} permuted copies as low as B"
-        + (" (stopped early)" if mc.stopped else ""))
+        power_reason=power_reason, reason=_outcome(mc, copies), monte_carlo=mc.to_dict())
+
+
+def _outcome(mc: Decision, copies: int) -> str:
+    """How the copies decided, with the Monte Carlo error."""
+    lo, hi = mc.interval
+    said = (f"{mc.reached:,} of {mc.draws:,} permuted copies as low as B (share of all copies "
+            f"{lo:.2g} to {hi:.2g} at {CONFIDENCE:.0%})")
+    side = "at most" if mc.below else "above"
+    if mc.outcome == "limit":
+        return (f"{said}; undecided after the most copies ({copies:,}): the share is within "
+                f"the Monte Carlo error of the level, {side} it by the estimate, and another "
+                "seed may decide otherwise")
+    return (f"{said}; stopped early: {side} the level, and another seed decides otherwise "
+            f"with chance at most {mc.risk:g}")

@@ -33,6 +33,10 @@ class TestResult:
         Why the test did not run, or a note on its outcome.
     exact : bool
         The p-value is exact under the stated null (False: calibrated on measured pairs).
+    monte_carlo : dict or None
+        For a Monte Carlo test, how its copies decided (:meth:`.sequential.Decision.to_dict`):
+        ``copies``, ``as_extreme``, ``decided``, ``interval``, ``confidence``,
+        ``resampling_risk``.
     """
 
     __test__ = False  # not a pytest class
@@ -47,6 +51,7 @@ class TestResult:
     power_reason: str = ""
     reason: str = ""
     exact: bool = True
+    monte_carlo: dict | None = None
 
     def to_dict(self) -> dict:
         return to_jsonable(self)

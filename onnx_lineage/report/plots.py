@@ -31,7 +31,7 @@ def loss_path(curve: list[dict], scale: float) -> bytes:
     line = (1 - a) * v[0] + a * v[-1]
     ax.plot(a, v, "o-", color="#1f5fa8", label="loss of the interpolated model")
     ax.plot(a, line, "--", color="#666", label="straight line between the ends")
-    ax.set_xlabel("alpha (0 = A, 1 = B aligned)")
+    ax.set_xlabel("t, the position on the path (0 = A, 1 = B aligned)")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     return _png(plt, fig)

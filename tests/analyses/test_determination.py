@@ -43,13 +43,14 @@ def test_progress_names_each_point_and_each_copy(family):
     r = determine(family["parent"], family["independent"], progress=said.append)
     basin = r.test("basin")
     copies = [s for s in said if s.startswith("basin test: copy ")]
-    drawn = int(basin["reason"].split(" of ")[1].split()[0])
-    assert len(copies) == drawn and copies[0].startswith("basin test: copy 1 of up to ")
-    # the test stops at the first copy as low as B: every copy is drawn with none before it
-    assert all(c.endswith("(0 as low as B so far)") for c in copies)
+    mc = basin["monte_carlo"]
+    assert len(copies) == mc["copies"] and copies[0].startswith("basin test: copy 1 of up to ")
+    # each copy says how many before it were as low as B: from none up to all but the last
+    so_far = [int(c.split("(")[1].split()[0]) for c in copies]
+    assert so_far[0] == 0 and so_far == sorted(so_far) and so_far[-1] <= mc["as_extreme"]
     points = [s for s in said if s.startswith("interpolation sweep on ") and ": point " in s]
-    assert len(points) == 11 and points[0].endswith(": point 1 of 11 (alpha 0.00)")
-    assert any("two more points around alpha" in s for s in said)
+    assert len(points) == 11 and points[0].endswith(": point 1 of 11 (t 0.00)")
+    assert any("two more points around t" in s for s in said)
 
 
 def test_a_model_is_related_to_itself_with_zero_barrier(family):
