@@ -166,10 +166,10 @@ def run(pairs: list[dict], seeds: tuple = (0,)) -> list[dict]:
         for seed in seeds:
             t0 = time.perf_counter()
             r = determine(p["a"], p["b"], data, alpha=ALPHA, all_tests=True, seed=seed)
-            tests = {t["name"]: t["p_value"] for t in r.tests}
-            basin = r.test("basin") or {}
+            tests = {t.name: t.p_value for t in r.tests}
+            basin = r.test("basin")
             rows.append(dict(p, seed=seed, verdict=r.verdict, p_value=r.p_value, tests=tests,
-                             basin_monte_carlo=basin.get("monte_carlo"),
+                             basin_monte_carlo=basin.monte_carlo if basin else None,
                              shared_layers=r.shared_layers, seconds=time.perf_counter() - t0,
                              reason=r.reason))
             print(f"[{k + 1}/{len(pairs)}] {p['family']:>12s} {p['kind']:>14s} seed {seed} "

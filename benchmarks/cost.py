@@ -433,7 +433,7 @@ def bench_tests(mnist_data: Dataset, device: str) -> dict:
             t = r.timings
             runs.append({"relation": relation, "b": Path(other).stem, **t, "total": r.seconds,
                          "verdict": r.verdict, "p_value": r.p_value,
-                         "basin_outcome": r.test("basin")["reason"],
+                         "basin_outcome": r.test("basin").reason,
                          "tests_over_sweep": (t["tests"] + t["basin"]) / t["sweep"]})
         ind = [x["tests_over_sweep"] for x in runs if x["relation"] == "independent"]
         out[name] = {"params": n, "rows": min(len(data), 1000), "runs": runs,

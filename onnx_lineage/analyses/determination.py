@@ -54,9 +54,10 @@ class DeterminationResult(Result):
         The level of the verdict (``threshold`` repeats it).
     p_value : float
         The tests combined by weighted Bonferroni: valid under any dependence between them.
-    tests : list of dict
+    tests : list of TestResult
         Every test (:class:`onnx_lineage.evidence.TestResult`): ``name``, ``statistic``,
-        ``p_value``, ``null``, ``classes``, ``power``, ...
+        ``p_value``, ``null``, ``classes`` (typed rows, :mod:`onnx_lineage.evidence.rows`),
+        ``power``, ...
     shared_layers : list of int
         A's layers of the classes where lineage shows (empty unless related).
     barrier : float or None
@@ -98,9 +99,10 @@ class DeterminationResult(Result):
     timings: dict = field(default_factory=dict)
     match: dict = field(default_factory=dict)
 
-    def test(self, name: str) -> dict | None:
-        """The test called ``name`` (``unit_order``, ``aligned``, ``basin``), or None."""
-        return next((t for t in self.tests if t["name"] == name), None)
+    def test(self, name: str) -> TestResult | None:
+        """The test called ``name`` (``unit_order``, ``aligned``, ``same_values``, ``basin``), or
+        None."""
+        return next((t for t in self.tests if t.name == name), None)
 
 
 #: Layer kinds that make a model convex in its weights when it has one layer and nothing else:
@@ -220,7 +222,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims else None)
     return DeterminationResult(
         model_a=a.name, model_b=b.name, verdict=v.verdict, related=v.related, reason=v.reason,
-        alpha=alpha, threshold=alpha, p_value=v.p_value, tests=[t.to_dict() for t in tests],
+        alpha=alpha, threshold=alpha, p_value=v.p_value, tests=list(tests),
         shared_layers=v.shared_layers, barrier=path.barrier, barrier_unaligned=path.unaligned,
         error_barrier=path.error_barrier, similarity=similarity, coverage=m.coverage,
         criterion=path.criterion, interpolated_params=path.moved,

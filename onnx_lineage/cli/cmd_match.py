@@ -31,9 +31,8 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
         step("independence tests without data (unit order, aligned weights, same values)")
         ev = data_free(r, alpha)
         timings = {"match": t1 - t0, "tests": time.perf_counter() - t1}
-    tests = [t.to_dict() for t in ev.tests]
     if json:
-        render.emit_json(r, tests=tests, alpha=alpha, timings=timings)
+        render.emit_json(r, tests=ev.tests, alpha=alpha, timings=timings)
         return
     c = render.console()
     c.print(render.table(f"{r.model_a} <-> {r.model_b}",
@@ -47,7 +46,7 @@ def command(model_a: ModelArg, model_b: ModelArg, alpha: AlphaOpt = 0.01, seed: 
     for line in r.transforms + r.limits:
         c.print(f"- {line}")
     c.print(r.statement)
-    c.print(render.tests_table(tests, alpha))
-    per_class = render.classes_table(tests)
+    c.print(render.tests_table(ev.tests, alpha))
+    per_class = render.classes_table(ev.tests)
     if per_class is not None:
         c.print(per_class)

@@ -59,20 +59,20 @@ def pval(p) -> str:
     return p_text(p)
 
 
-def tests_table(tests: list[dict], alpha: float) -> Table:
+def tests_table(tests: list, alpha: float) -> Table:
     """One row per independence test: statistic, p-value, the level it is read at (its share of
     ``alpha``, :mod:`onnx_lineage.evidence.registry`), power."""
     rows = []
     for t in tests:
-        info = registered(t["name"])
-        stat = "-" if t["statistic"] is None else f"{t['statistic']:.4f}"
-        rows.append([info.title, stat, pval(t["p_value"]), f"{info.level(alpha):.2g}",
-                     "yes" if t["power"] else "no", t["reason"]])
+        info = registered(t.name)
+        stat = "-" if t.statistic is None else f"{t.statistic:.4f}"
+        rows.append([info.title, stat, pval(t.p_value), f"{info.level(alpha):.2g}",
+                     "yes" if t.power else "no", t.reason])
     return table("independence tests", ["test", "statistic", "p-value", "level", "power",
                                         "outcome"], rows)
 
 
-def classes_table(tests: list[dict]) -> Table | None:
+def classes_table(tests: list) -> Table | None:
     """Per symmetry class: its layers, units kept in A's order and matched cosine, p-values
     (one row per class, names made unique: :func:`onnx_lineage.report.render.class_rows`)."""
     from onnx_lineage.report.render import class_rows

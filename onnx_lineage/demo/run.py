@@ -35,8 +35,7 @@ REPORT_MEMBER = "finetuned_heavy"
 
 def _rejecting(det) -> str:
     """The tests that reject independence at their share of alpha, by short name."""
-    hits = [registered(t["name"]).brief for t in det.tests
-            if rejects(t["name"], t["p_value"], det.alpha)]
+    hits = [registered(t.name).brief for t in det.tests if rejects(t.name, t.p_value, det.alpha)]
     return ", ".join(hits) or "-"
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from scipy.special import ndtr  # the normal cdf, without importing scipy.stats
 
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.rows import AlignedRow
 
 NAME = "aligned"
 NULL_FILE = Path(__file__).with_name("aligned_null.json")
@@ -94,22 +95,20 @@ def aligned_test(matches: list, alpha: float, model: NullModel | None = None) ->
         return TestResult(NAME, None, None, NULL, power=False, exact=False,
                           power_reason="no class of two or more permutable units",
                           reason="no hidden units to align")
-    rows = []
-    for m in usable:
-        p = model.p_value(m.similarity, m.fan_in, m.cls.width)
-        rows.append({"name": m.cls.name, "layers": sorted(m.layers), "units": m.cls.width,
-                     "statistic": m.similarity, "similarity": m.similarity, "fan_in": m.fan_in,
-                     "p_value": p})
+    rows = [AlignedRow(name=m.cls.name, layers=sorted(m.layers), units=m.cls.width,
+                       statistic=m.similarity, similarity=m.similarity, fan_in=m.fan_in,
+                       p_value=model.p_value(m.similarity, m.fan_in, m.cls.width))
+            for m in usable]
     k = len(rows)
-    p = min(1.0, k * min(r["p_value"] for r in rows))
+    p = min(1.0, k * min(r.p_value for r in rows))
     best = min(1.0, k * min(model.p_value(1.0, m.fan_in, m.cls.width) for m in usable))
     power = best <= alpha
-    median = sorted(r["similarity"] for r in rows)[(k - 1) // 2]
-    top = max(rows, key=lambda r: r["similarity"] - model.mean(r["fan_in"], r["units"]))
+    median = sorted(r.similarity for r in rows)[(k - 1) // 2]
+    top = max(rows, key=lambda r: r.similarity - model.mean(r.fan_in, r.units))
     return TestResult(
         NAME, median, p, f"{NULL} (measured on {model.source})",
         "Bonferroni over classes (any dependence)", rows, power=power,
         power_reason=f"an exact copy in any unit order would get p = {best:.1e}"
         + ("" if power else f" > {alpha:.2g}: these layers align too well by chance"),
         reason=f"matched incoming weights agree with cosine {median:.2f} at the median class, "
-        f"{top['similarity']:.2f} in {top['name']}", exact=False)
+        f"{top.similarity:.2f} in {top.name}", exact=False)

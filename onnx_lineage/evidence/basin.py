@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.rows import BasinRow
 from onnx_lineage.evidence.sequential import CONFIDENCE, Decision, decide
 
 NAME = "basin"
@@ -127,7 +128,7 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
     return TestResult(
         NAME, float((observed - chord) / scale), mc.p_value, NULL,
         "one test over all classes (their copies permuted together)",
-        [{"name": c.name, "layers": list(c.layers), "units": c.width} for c in permuted],
+        [BasinRow(c.name, list(c.layers), c.width) for c in permuted],
         power=(not flat) and stood_out and 1.0 / (copies + 1) <= alpha * (1 + 1e-9),
         power_reason=power_reason, reason=_outcome(mc, copies), monte_carlo=mc.to_dict())
 

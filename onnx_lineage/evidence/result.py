@@ -23,9 +23,9 @@ class TestResult:
         The null hypothesis and the assumptions it rests on, in words.
     combination : str
         How per-class p-values were combined into ``p_value``.
-    classes : list of dict
-        Per symmetry class: ``name``, ``layers``, ``units``, ``statistic``, ``p_value`` and what
-        the test adds (``fixed_points``, ``similarity``, ...).
+    classes : list
+        Per symmetry class (or layer), the test's row type (:mod:`.rows`): ``name``, ``layers``,
+        ``p_value`` and what the test adds (``fixed_points``, ``similarity``, ...).
     power : bool
         Whether the test could have seen lineage of the kind it looks for (``power_reason``).
     power_reason : str

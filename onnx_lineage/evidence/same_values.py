@@ -43,6 +43,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.rows import ValuesRow
 from onnx_lineage.matching.constants import is_signal_constant
 
 NAME = "same_values"
@@ -130,14 +131,12 @@ def same_values_test(m, alpha: float) -> TestResult:
                           reason="no matched layer to compare")
     log_p = min(r["log_p"] for r in rows) + log_k + (math.log(2) if candidates else 0.0)
     best = min(r["log_best"] for r in rows) + log_k
-    for r in rows:
-        r["p_value"] = _p(r["log_p"])
-        r["log10_p"] = r.pop("log_p") / math.log(10)
-        r.pop("log_best")
-    agree = sum(r["agree"] for r in rows)
-    compared = sum(r["compared"] for r in rows)
+    rows = [ValuesRow(**{k: v for k, v in r.items() if k not in ("log_p", "log_best")},
+                      p_value=_p(r["log_p"]), log10_p=r["log_p"] / math.log(10)) for r in rows]
+    agree = sum(r.agree for r in rows)
+    compared = sum(r.compared for r in rows)
     power = best <= math.log(alpha)
-    top = min(rows, key=lambda r: r["log10_p"])
+    top = min(rows, key=lambda r: r.log10_p)
     return TestResult(
         NAME, agree / compared if compared else 0.0, _p(log_p), NULL,
         "Bonferroni over layers (any dependence); orders of B Bonferroni within each layer",
@@ -145,8 +144,8 @@ def same_values_test(m, alpha: float) -> TestResult:
         power_reason=f"A itself in B's format would get p = {_p(best):.1e}"
         + ("" if power else f" > {alpha:.2g}: too few trained values to tell"),
         reason=f"{agree:,} of {compared:,} trained values agree within the coarser model's "
-        f"rounding; most in {top['name']} ({top['agree']:,} of {top['compared']:,}, in "
-        f"{top['order']})", exact=False)
+        f"rounding; most in {top.name} ({top.agree:,} of {top.compared:,}, in "
+        f"{top.order})", exact=False)
 
 
 #: Values of each weight compared first when looking for a layer's values among unpaired layers.

@@ -37,6 +37,7 @@ from scipy.special import logsumexp
 
 from onnx_lineage.evidence.combine import P_FLOOR, fisher
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.rows import OrderRow, SuccessionRow
 
 NAME = "unit_order"
 NULL = ("B initialised independently of A and trained equivariantly to permuting each class's "
@@ -118,17 +119,19 @@ def successions(perm: np.ndarray, side: str, kept: int) -> tuple[int, int]:
     return int(np.sum(np.diff(ranks) == 1)), int(seq.size)
 
 
-def _row(m) -> dict:
-    """Statistic, null tail and the best any copy could get, for one class."""
+def _row(m) -> tuple[OrderRow | SuccessionRow, float]:
+    """One class's row, and the p-value the best any copy could get."""
+    where = {"name": m.cls.name, "layers": sorted(m.layers), "units": m.cls.width}
     if m.cls.pruned:
         s, k = successions(m.perm, *m.cls.pruned)
-        return {"statistic": s, "successions": s, "kept": k, "p_value": succession_tail(k, s),
-                "best": succession_tail(k, k - 1),
-                "in_order": f"{s} of {k - 1} in sequence ({k} kept)"}
-    return {"statistic": m.fixed_points, "fixed_points": m.fixed_points,
-            "in_order": str(m.fixed_points),
-            "p_value": fixed_point_tail(m.cls.width, m.fixed_points),
-            "best": fixed_point_tail(m.cls.width, m.cls.width)}
+        return SuccessionRow(**where, statistic=s, successions=s, kept=k,
+                             p_value=succession_tail(k, s),
+                             in_order=f"{s} of {k - 1} in sequence ({k} kept)",
+                             similarity=m.similarity), succession_tail(k, k - 1)
+    return OrderRow(**where, statistic=m.fixed_points, fixed_points=m.fixed_points,
+                    in_order=str(m.fixed_points),
+                    p_value=fixed_point_tail(m.cls.width, m.fixed_points),
+                    similarity=m.similarity), fixed_point_tail(m.cls.width, m.cls.width)
 
 
 def unit_order_test(matches: list, alpha: float) -> TestResult:
@@ -148,27 +151,22 @@ def unit_order_test(matches: list, alpha: float) -> TestResult:
                           power_reason="no class of two or more permutable units",
                           reason="no hidden units to compare in order (a model without hidden "
                                  "layers, or none that both models share)")
-    rows, bests = [], []
-    for m in usable:
-        row = _row(m)
-        bests.append(row.pop("best"))
-        rows.append({"name": m.cls.name, "layers": sorted(m.layers), "units": m.cls.width,
-                     **row, "similarity": m.similarity})
-    p = fisher([r["p_value"] for r in rows])
+    rows, bests = zip(*[_row(m) for m in usable])
+    p = fisher([r.p_value for r in rows])
     best = fisher(bests)
     power = best <= alpha
     kept = sum(m.fixed_points for m in usable if not m.cls.pruned)
     units = sum(m.cls.width for m in usable if not m.cls.pruned)
-    pruned = [r for r in rows if "successions" in r]
+    pruned = [r for r in rows if isinstance(r, SuccessionRow)]
     parts = [f"{kept} of {units} units matched to their own index in B"] if units else []
     if pruned:
-        parts.append(f"in {len(pruned)} pruned layer(s), {sum(r['successions'] for r in pruned)} "
-                     f"of {sum(r['kept'] - 1 for r in pruned)} kept units followed their "
+        parts.append(f"in {len(pruned)} pruned layer(s), {sum(r.successions for r in pruned)} "
+                     f"of {sum(r.kept - 1 for r in pruned)} kept units followed their "
                      "predecessor in order")
     reason = "; ".join(parts)
     return TestResult(
         NAME, float(kept / units) if units else None, p, NULL,
-        "Fisher (classes independent under the null)", rows,
+        "Fisher (classes independent under the null)", list(rows),
         power=power, power_reason=(f"a copy in A's unit order would get p = {best:.1e}"
                                    + ("" if power else f" > {alpha:.2g}: too few units to tell")),
         reason=reason)

@@ -89,12 +89,12 @@ def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
     """A's layers of the classes rejected by Holm's procedure within a test, at its share."""
     layers = set()
     for t in tests:
-        rows = [c for c in t.classes if c.get("p_value") is not None]
+        rows = [c for c in t.classes if c.p_value is not None]
         if not rows or t.p_value is None:
             continue
-        for c, rejected in zip(rows, holm([c["p_value"] for c in rows], share(alpha, t.name))):
+        for c, rejected in zip(rows, holm([c.p_value for c in rows], share(alpha, t.name))):
             if rejected:
-                layers.update(c["layers"])
+                layers.update(c.layers)
     return sorted(layers)
 
 

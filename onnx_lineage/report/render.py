@@ -50,7 +50,7 @@ def _p(p) -> str:
     return p_text(p, "n/a")
 
 
-def class_rows(tests: list[dict]) -> list[dict]:
+def class_rows(tests: list) -> list[dict]:
     """Per symmetry class, the unit-order and aligned tests side by side, one row per class.
 
     Classes are told apart by name and layers: a model with two residual streams has two classes
@@ -58,8 +58,7 @@ def class_rows(tests: list[dict]) -> list[dict]:
 
     Parameters
     ----------
-    tests : list of dict
-        The tests' ``to_dict()`` (``name``, ``classes``).
+    tests : list of TestResult
 
     Returns
     -------
@@ -67,7 +66,7 @@ def class_rows(tests: list[dict]) -> list[dict]:
         ``name`` (unique), ``layers``, ``units``, ``fixed_points`` (in A's order), ``p_order``,
         ``similarity``, ``p_aligned``; absent values None.
     """
-    by = {t["name"]: {(c["name"], tuple(c["layers"])): c for c in t["classes"]} for t in tests}
+    by = {t.name: {(c.name, tuple(c.layers)): c for c in t.classes} for t in tests}
     order, aligned = by.get("unit_order", {}), by.get("aligned", {})
     keys = list(dict.fromkeys(list(order) + list(aligned)))
     count: dict[str, int] = {}
@@ -78,13 +77,14 @@ def class_rows(tests: list[dict]) -> list[dict]:
     for key in keys:
         name = key[0]
         seen[name] = seen.get(name, 0) + 1
-        u, a = order.get(key, {}), aligned.get(key, {})
+        u, a = order.get(key), aligned.get(key)
         first = u or a
         rows.append({"name": f"{name} #{seen[name]}" if count[name] > 1 else name,
-                     "layers": first["layers"], "units": first["units"],
-                     "fixed_points": u.get("in_order", u.get("fixed_points")),
-                     "p_order": u.get("p_value"),
-                     "similarity": a.get("similarity"), "p_aligned": a.get("p_value")})
+                     "layers": first.layers, "units": first.units,
+                     "fixed_points": u.in_order if u else None,
+                     "p_order": u.p_value if u else None,
+                     "similarity": a.similarity if a else None,
+                     "p_aligned": a.p_value if a else None})
     return rows
 
 
@@ -153,14 +153,14 @@ def to_html(r) -> str:
                      ["matched parameters moved by the sweep", f"{d.interpolated_fraction:.0%}"],
                      ["loss criterion", d.criterion]]),
              "<h2>Independence tests</h2>",
-             _table([[t["name"], t["statistic"], _p(t["p_value"]), "yes" if t["power"] else "no",
-                      t["reason"]] for t in d.tests],
+             _table([[t.name, t.statistic, _p(t.p_value), "yes" if t.power else "no",
+                      t.reason] for t in d.tests],
                     ["test", "statistic", "p-value", "power", "outcome"]),
-             "<ul>" + "".join(f"<li><b>{html.escape(t['name'])}</b>: null: "
-                              f"{html.escape(t['null'])}. "
-                              + (f"Power: {html.escape(t['power_reason'])}" if t["power_reason"]
-                                 else html.escape(t["reason"][:1].upper() + t["reason"][1:]
-                                                  if t["reason"] else "Not run"))
+             "<ul>" + "".join(f"<li><b>{html.escape(t.name)}</b>: null: "
+                              f"{html.escape(t.null)}. "
+                              + (f"Power: {html.escape(t.power_reason)}" if t.power_reason
+                                 else html.escape(t.reason[:1].upper() + t.reason[1:]
+                                                  if t.reason else "Not run"))
                               + "</li>" for t in d.tests) + "</ul>"]
     parts += _html_classes(d.tests)
     if d.curve:
@@ -198,8 +198,8 @@ def to_markdown(r) -> str:
              f"| barrier before alignment | {_f(d.barrier_unaligned)} |",
              f"| coverage A / B | {m['coverage']['a']:.1%} / {m['coverage']['b']:.1%} |"]
     lines += ["", "| test | statistic | p-value | power | outcome |", "|---|---|---|---|---|"]
-    lines += [f"| {t['name']} | {_f(t['statistic'])} | {_p(t['p_value'])} | "
-              f"{'yes' if t['power'] else 'no'} | {t['reason']} |" for t in d.tests]
+    lines += [f"| {t.name} | {_f(t.statistic)} | {_p(t.p_value)} | "
+              f"{'yes' if t.power else 'no'} | {t.reason} |" for t in d.tests]
     rows = class_rows(d.tests)
     if rows:
         lines += ["", "| class | layers | units | in A's order | p (order) | cosine (aligned) | "

@@ -22,18 +22,18 @@ def test_derived_members_are_related(family, member):
 
 def test_which_test_sees_what(family):
     kept = determine(family["parent"], family["finetuned_light"])
-    assert kept.test("unit_order")["p_value"] < 1e-50
-    assert kept.test("basin")["p_value"] is None  # not needed: already rejected
+    assert kept.test("unit_order").p_value < 1e-50
+    assert kept.test("basin").p_value is None  # not needed: already rejected
     obf = determine(family["parent"], family["obfuscated"])
-    assert obf.test("unit_order")["p_value"] > 0.01  # its units were permuted
-    assert obf.test("aligned")["p_value"] < 1e-6
+    assert obf.test("unit_order").p_value > 0.01  # its units were permuted
+    assert obf.test("aligned").p_value < 1e-6
 
 
 def test_independent_member_is_unrelated_with_power(family):
     r = determine(family["parent"], family["independent"])
     assert r.verdict == "unrelated" and r.related is False and r.p_value > r.alpha
-    assert all(t["power"] for t in r.tests if t["name"] != "basin")
-    assert r.test("basin")["p_value"] is not None and "could have" in r.reason
+    assert all(t.power for t in r.tests if t.name != "basin")
+    assert r.test("basin").p_value is not None and "could have" in r.reason
     assert r.shared_layers == []
 
 
@@ -43,7 +43,7 @@ def test_progress_names_each_point_and_each_copy(family):
     r = determine(family["parent"], family["independent"], progress=said.append)
     basin = r.test("basin")
     copies = [s for s in said if s.startswith("basin test: copy ")]
-    mc = basin["monte_carlo"]
+    mc = basin.monte_carlo
     assert len(copies) == mc["copies"] and copies[0].startswith("basin test: copy 1 of up to ")
     # each copy says how many before it were as low as B: from none up to all but the last
     so_far = [int(c.split("(")[1].split()[0]) for c in copies]
@@ -83,7 +83,7 @@ def test_a_convex_model_is_undetermined():
 def test_nothing_in_common_is_undetermined():
     r = determine(fixture_path("torch_mlp_legacy"), fixture_path("torch_lstm"))
     assert r.verdict == "undetermined" and r.related is None
-    assert r.test("basin")["reason"].startswith("not run")
+    assert r.test("basin").reason.startswith("not run")
 
 
 def test_new_head_on_the_trunk_is_related_and_the_trunk_named(family, tmp_path):

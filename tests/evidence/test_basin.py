@@ -12,14 +12,14 @@ from onnx_lineage.analyses.determination import determine
 def test_a_child_in_a_s_basin_is_below_every_permuted_copy(family, member):
     r = determine(family["parent"], family[member], copies=19, all_tests=True)
     basin = r.test("basin")
-    assert basin["p_value"] == pytest.approx(1 / 20) and basin["power"] is False  # 19 copies only
-    assert "showed a barrier" in basin["power_reason"]
+    assert basin.p_value == pytest.approx(1 / 20) and basin.power is False  # 19 copies only
+    assert "showed a barrier" in basin.power_reason
 
 
 def test_an_independent_model_is_like_a_permuted_copy(family):
     r = determine(family["parent"], family["independent"], copies=99, all_tests=True)
     basin = r.test("basin")
-    assert basin["p_value"] > 0.1 and "stopped early" in basin["reason"]
+    assert basin.p_value > 0.1 and "stopped early" in basin.reason
 
 
 def test_the_copies_compute_the_same_function(family, digits):

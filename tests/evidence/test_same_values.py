@@ -73,23 +73,23 @@ def _determine(tmp_path, a: onnx.ModelProto, b: onnx.ModelProto):
 @pytest.mark.parametrize("store", ["fp32", "fp16", "qdq"])
 def test_a_copy_in_any_storage_is_related_by_its_values_alone(tmp_path, store):
     r, t = _determine(tmp_path, cumsum_mlp(0), cumsum_mlp(0, store))
-    assert r.test("unit_order")["p_value"] is None  # no class: only the values can tell
-    assert r.verdict == "related" and t["p_value"] < 1e-100 and t["power"]
+    assert r.test("unit_order").p_value is None  # no class: only the values can tell
+    assert r.verdict == "related" and t.p_value < 1e-100 and t.power
     assert r.shared_layers == [0, 1, 2]
-    assert all(c["agree"] > 0.99 * c["compared"] for c in t["classes"])
+    assert all(c.agree > 0.99 * c.compared for c in t.classes)
 
 
 def test_independent_and_fully_fine_tuned_models_share_no_values(tmp_path):
     for b in (cumsum_mlp(1), cumsum_mlp(0, noise=0.2), cumsum_mlp(1, "fp16")):
         r, t = _determine(tmp_path, cumsum_mlp(0), b)
-        assert t["p_value"] == 1.0 and t["power"]
+        assert t.p_value == 1.0 and t.power
         assert r.verdict == "undetermined" and "nor do they share trained values" in r.reason
 
 
 def test_a_convex_model_is_not_judged_by_its_values():
     r = determine(fixture_path("sklearn_logreg"), fixture_path("sklearn_logreg"), copies=0)
     t = r.test("same_values")
-    assert t["p_value"] is None and "convex" in t["reason"] and r.verdict == "undetermined"
+    assert t.p_value is None and "convex" in t.reason and r.verdict == "undetermined"
 
 
 @pytest.mark.parametrize("k,mean", [(3, 0.5), (10, 2.0), (40, 12.5), (200, 150.0)])

@@ -47,8 +47,8 @@ def test_attention_head_classes_are_valid_on_independent_pairs(tmp_path):
     for i in range(len(paths)):
         for j in range(i + 1, len(paths)):
             ev = data_free(match(paths[i], paths[j], rng=np.random.default_rng(i * 31 + j)))
-            ps += [c["p_value"] for c in ev.unit_order.classes if "q/k" in c["name"]
-                   or "v/o" in c["name"]]
+            ps += [c.p_value for c in ev.unit_order.classes if "q/k" in c.name
+                   or "v/o" in c.name]
     ps = np.array(ps)  # 66 pairs x 8 head classes of 4 dimensions
     for level in (0.1, 0.25, 0.5):
         assert np.mean(ps <= level) <= level + 0.05

@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 
 from onnx_lineage.evidence.result import TestResult
+from onnx_lineage.evidence.rows import OrderRow
 from onnx_lineage.evidence.verdict import decide, shared_layers
+
+
+def _row(name, layers, p):
+    return OrderRow(name=name, layers=layers, units=16, statistic=0, fixed_points=0, in_order="0",
+                    p_value=p, similarity=0.5)
 
 
 def _test(name, p, power=True, classes=None):
     classes = classes if classes is not None else [
-        {"name": "layer 0 units", "layers": [0, 1], "units": 16, "p_value": p}]
+        _row("layer 0 units", [0, 1], p)]
     return TestResult(name, 0.5, p, "null", classes=classes, power=power, power_reason="why")
 
 
@@ -51,6 +57,5 @@ def test_the_basin_test_alone_can_decide():
 
 
 def test_shared_layers_are_only_the_rejected_classes():
-    classes = [{"name": "a", "layers": [0, 1], "units": 8, "p_value": 1e-9},
-               {"name": "b", "layers": [1, 2], "units": 8, "p_value": 0.6}]
+    classes = [_row("a", [0, 1], 1e-9), _row("b", [1, 2], 0.6)]
     assert shared_layers([_test("unit_order", 1e-8, classes=classes)], 0.01) == [0, 1]

@@ -59,8 +59,8 @@ def test_the_padded_child_computes_the_childs_function(models, aligned):
 def test_a_pruned_child_is_related_either_way(models, a, b):
     r = determine(models[a], models[b], Dataset({"x": models["x"]}), seed=0)
     assert r.verdict == "related" and r.p_value < 1e-9
-    order = next(t for t in r.tests if t["name"] == "unit_order")
-    assert all(c["successions"] == c["kept"] - 1 for c in order["classes"])
+    order = r.test("unit_order")
+    assert all(c.successions == c.kept - 1 for c in order.classes)
 
 
 @pytest.mark.parametrize("a, b", [("parent", "stranger"), ("stranger", "parent")])

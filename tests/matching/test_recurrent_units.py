@@ -33,9 +33,9 @@ def _variant(tmp_path, name, perm=None, noise=0.0, fresh=False):
     return vad_variant(tmp_path, name, edit, noise, fresh, seed=3)
 
 
-def _hidden(m) -> dict:
+def _hidden(m):
     (row,) = [r for r in unit_order_test(m.class_matches, 0.01).classes
-              if r["name"].endswith("hidden units")]
+              if r.name.endswith("hidden units")]
     return row
 
 
@@ -56,7 +56,7 @@ def test_permuting_the_gru_units_in_every_gate_keeps_the_function(tmp_path):
 def test_a_release_keeps_the_order_of_its_recurrent_units(tmp_path, kind):
     b = _variant(tmp_path, kind, noise=0.0 if kind == "same" else 0.05)
     row = _hidden(match(fixture_path("torch_vad_state"), b))
-    assert row["fixed_points"] == H and row["p_value"] < 1e-12
+    assert row.fixed_points == H and row.p_value < 1e-12
 
 
 def test_permuted_units_are_matched_but_not_counted_in_order(tmp_path):
@@ -65,13 +65,13 @@ def test_permuted_units_are_matched_but_not_counted_in_order(tmp_path):
     # A's unit u is B's unit perm^-1[u]: found, and only its fixed points count as kept order
     (cm,) = [c for c in m.class_matches if c.cls.gates]
     np.testing.assert_array_equal(cm.perm, np.argsort(perm))
-    assert _hidden(m)["fixed_points"] == int(np.sum(perm == np.arange(H)))
+    assert _hidden(m).fixed_points == int(np.sum(perm == np.arange(H)))
     assert not any("hidden units" in t for t in m.transforms)  # compared in place
 
 
 def test_an_independent_gru_keeps_no_order(tmp_path):
     row = _hidden(match(fixture_path("torch_vad_state"), _variant(tmp_path, "new", fresh=True)))
-    assert row["p_value"] > 0.001
+    assert row.p_value > 0.001
 
 
 def test_a_recurrent_class_is_pinned_and_refuses_to_be_permuted(tmp_path):

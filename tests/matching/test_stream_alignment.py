@@ -77,11 +77,11 @@ def test_two_streams_joined_by_a_projection_shortcut_are_both_undone(save, same_
     assert any("residual stream of B (12 units" in t for t in m.transforms)
 
 
-def _output_stream(m) -> dict:
+def _output_stream(m):
     """The unit-order row of the stream that is the model's output."""
     from onnx_lineage.evidence.unit_order import unit_order_test
     rows = unit_order_test(m.class_matches, 0.01).classes
-    (row,) = [r for r in rows if r["name"] == "residual stream (the model's output)"]
+    (row,) = [r for r in rows if r.name == "residual stream (the model's output)"]
     return row
 
 
@@ -90,7 +90,7 @@ def test_a_stream_that_is_the_output_is_compared_in_place_as_a_class(save):
                                                                                noise=0.05))
     m = match(a, b)
     assert not any("left in place" in x for x in m.limits)
-    assert _output_stream(m)["fixed_points"] == 12
+    assert _output_stream(m).fixed_points == 12
     assert not any("stream" in t for t in m.transforms)
 
 
@@ -102,4 +102,4 @@ def test_an_output_stream_is_never_permuted_and_a_permuted_one_is_not_in_order(s
     m = match(a, b)
     assert not any("residual stream of B" in t for t in m.transforms)
     row = _output_stream(m)
-    assert row["fixed_points"] == int(np.sum(p == np.arange(12)))
+    assert row.fixed_points == int(np.sum(p == np.arange(12)))

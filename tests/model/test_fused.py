@@ -34,7 +34,7 @@ def test_fused_layers_are_read_with_their_activation(tmp_path, name, fused):
     chain = links(model, layers)
     assert chain[0].next == 1 and chain[1].next == 2 and chain[0].homogeneous
     r = determine(str(fixture_path(name)), path, copies=0)
-    assert r.verdict == "related" and r.test("unit_order")["p_value"] < 1e-10
+    assert r.verdict == "related" and r.test("unit_order").p_value < 1e-10
 
 
 def test_a_bias_added_after_requantizing_the_product_is_the_layers():

@@ -105,9 +105,9 @@ def two_streams(tmp_path_factory):
 
 def test_both_residual_streams_have_a_row_in_every_report(two_streams, monkeypatch):
     from onnx_lineage.report import plots
-    streams = [c for t in two_streams.determination.tests if t["name"] == "unit_order"
-               for c in t["classes"] if c["name"] == "residual stream"]
-    assert [c["layers"] for c in streams] == [[0, 2], [4, 5, 6]]  # the JSON has both
+    streams = [c for t in two_streams.determination.tests if t.name == "unit_order"
+               for c in t.classes if c.name == "residual stream"]
+    assert [c.layers for c in streams] == [[0, 2], [4, 5, 6]]  # the JSON has both
 
     rows = next(t for t in markdown_tables(two_streams.to_markdown()) if t[0][0] == "class")[2:]
     names = [r[0] for r in rows]
@@ -141,7 +141,7 @@ def test_the_evidence_plots_legend_sits_above_the_bars():
 def test_a_test_that_did_not_run_says_why_instead_of_an_empty_power(family):
     related = analyze(family["parent"], family["noisy"], points=16)
     basin = related.determination.test("basin")
-    assert basin["p_value"] is None and not basin["power_reason"]  # decided before the basin
+    assert basin.p_value is None and not basin.power_reason  # decided before the basin
     page = related.to_html()
     assert "Not run: not run: the data-free tests" not in page  # said once, not twice
     assert "Power: </li>" not in page and "the data-free tests already reject" in page
