@@ -79,7 +79,7 @@ class AnalysisResult(Result):
 def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
             output: str = "auto", points: int = 256, budget: int | None = None,
             with_closeness: bool = True, alpha: float = 0.01, label_space: str = "same",
-            progress=None) -> AnalysisResult:
+            progress=None, max_memory: int | str | None = None) -> AnalysisResult:
     """Correspondence, determination and closeness of B against A.
 
     Parameters
@@ -95,40 +95,44 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
         both have (:func:`~onnx_lineage.analyses.closeness.closeness`).
     progress : callable, optional
         Called with the name of each step as it starts.
+    max_memory : int or str, optional
+        The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
+        in force, :mod:`onnx_lineage.memory`).
     """
-    run = begin(a, b, data, seed=seed, progress=progress)
-    a, b, data, step = run.a, run.b, run.data, run.step
-    rng = run.rng  # the match's tie-breaking, then determine's draws
-    m = match(a, b, progress=step, rng=rng)
-    step("predicting with A")
-    ra = Runner(a.proto, device=device, output=output, name=a.name)
-    feeds, _ = feeds_for(ra.inputs, data, a.name)
-    pred_a = ra.predict(feeds)
-    step("independence tests and interpolation sweep")
-    det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
-                    alpha=alpha, progress=step, rng=rng)
-    clo, refused = None, None
-    if with_closeness:
-        step("boundary search")
-        try:
-            clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
-                            budget=budget, a_predictions=pred_a, label_space=label_space,
-                            progress=step)
-        except LabelSpaceError as exc:
-            refused = str(exc)
-    scale = 1.0
-    if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
-        scale = math.log(max(pred_a.scores.shape[1], 2))
-    return AnalysisResult(
-        model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
-        summary=render.headline(det, clo) + (f" Closeness not measured: {refused}." if refused
-                                      else ""),
-        barrier=det.barrier, threshold=det.threshold, alpha=det.alpha, p_value=det.p_value,
-        shared_layers=det.shared_layers, coverage=det.coverage,
-        closeness=None if clo is None else clo.closeness, ci95=None if clo is None else clo.ci95,
-        matching_rate=None if clo is None else clo.matching_rate, seed=seed,
-        seconds=run.seconds(), version=__version__, match=m.to_dict(),
-        determination=det, closeness_detail=clo, loss_scale=scale, closeness_refused=refused)
+    with begin(a, b, data, seed=seed, progress=progress, max_memory=max_memory) as run:
+        a, b, data, step = run.a, run.b, run.data, run.step
+        rng = run.rng  # the match's tie-breaking, then determine's draws
+        m = match(a, b, progress=step, rng=rng)
+        step("predicting with A")
+        ra = Runner(a.proto, device=device, output=output, name=a.name)
+        feeds, _ = feeds_for(ra.inputs, data, a.name)
+        pred_a = ra.predict(feeds)
+        step("independence tests and interpolation sweep")
+        det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
+                        alpha=alpha, progress=step, rng=rng)
+        clo, refused = None, None
+        if with_closeness:
+            step("boundary search")
+            try:
+                clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
+                                budget=budget, a_predictions=pred_a, label_space=label_space,
+                                progress=step)
+            except LabelSpaceError as exc:
+                refused = str(exc)
+        scale = 1.0
+        if pred_a.scores is not None and ra.output_kind in ("logits", "probabilities"):
+            scale = math.log(max(pred_a.scores.shape[1], 2))
+        return AnalysisResult(
+            model_a=a.name, model_b=b.name, verdict=det.verdict, related=det.related,
+            summary=render.headline(det, clo) + (f" Closeness not measured: {refused}." if refused
+                                          else ""),
+            barrier=det.barrier, threshold=det.threshold, alpha=det.alpha, p_value=det.p_value,
+            shared_layers=det.shared_layers, coverage=det.coverage,
+            closeness=None if clo is None else clo.closeness,
+            ci95=None if clo is None else clo.ci95,
+            matching_rate=None if clo is None else clo.matching_rate, seed=seed,
+            seconds=run.seconds(), version=__version__, match=m.to_dict(),
+            determination=det, closeness_detail=clo, loss_scale=scale, closeness_refused=refused)
 
 
 def check_expect(result: AnalysisResult, expect: str | None) -> None:

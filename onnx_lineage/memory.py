@@ -1,8 +1,10 @@
 """The memory budget of a run: one figure that data arrays, tensor sizes from shape inference and
 batch sizes are checked against before anything is allocated.
 
-The budget is, in order: what :func:`set_budget` was given (the CLI's ``--max-memory``), the
-environment variable ``ONNX_LINEAGE_MAX_MEMORY``, or half of the machine's physical memory.
+The budget is, in order: the run's own (:func:`limited`, an analysis's ``max_memory``: it holds
+for that call and the code it runs on its thread), what :func:`set_budget` was given for the
+process (the CLI's ``--max-memory``: one command, one process), the environment variable
+``ONNX_LINEAGE_MAX_MEMORY``, or half of the machine's physical memory.
 Sizes are written as bytes or with a unit: ``512M``, ``4G``, ``1.5GiB``.
 """
 
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 import mmap
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
 
 import numpy as np
 
@@ -24,7 +29,8 @@ FALLBACK_BYTES = 4 * 1024**3
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
           "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4,
           "TB": 1024**4, "TIB": 1024**4}
-_budget: int | None = None
+_process: int | None = None
+_run: ContextVar[int | None] = ContextVar("onnx_lineage_run_budget", default=None)
 
 
 class MemoryBudgetError(LineageError):
@@ -53,17 +59,34 @@ def machine_memory() -> int | None:
         return None
 
 
+def _bytes(nbytes: int | str) -> int:
+    return parse_size(nbytes) if isinstance(nbytes, str) else int(nbytes)
+
+
 def set_budget(nbytes: int | str | None) -> None:
-    """Set the run's budget (None: back to the environment variable or the default)."""
-    global _budget
-    _budget = None if nbytes is None else (parse_size(nbytes) if isinstance(nbytes, str)
-                                           else int(nbytes))
+    """Set the process's budget (None: back to the environment variable or the default)."""
+    global _process
+    _process = None if nbytes is None else _bytes(nbytes)
+
+
+@contextmanager
+def limited(nbytes: int | str | None) -> Iterator[None]:
+    """The budget of the code run in the block (None: the budget it already has)."""
+    if nbytes is None:
+        yield
+        return
+    token = _run.set(_bytes(nbytes))
+    try:
+        yield
+    finally:
+        _run.reset(token)
 
 
 def budget() -> int:
-    """The run's memory budget in bytes (see the module docstring)."""
-    if _budget is not None:
-        return _budget
+    """The memory budget in bytes (see the module docstring)."""
+    for value in (_run.get(), _process):
+        if value is not None:
+            return value
     if os.environ.get(ENV):
         return parse_size(os.environ[ENV])
     total = machine_memory()

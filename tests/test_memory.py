@@ -1,9 +1,13 @@
-"""Memory for large arrays written once: mapped apart from numpy's huge-page advice."""
+"""Memory for large arrays written once (mapped apart from numpy's huge-page advice), and the
+budget of a run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from onnx_lineage import memory
+from tests.conftest import fixture_path
 
 
 @pytest.mark.parametrize("shape,dtype", [((0,), np.float32), ((7, 3), np.float16),
@@ -30,3 +34,22 @@ def test_arrays_taken_from_large_weights_are_the_same_values():
         np.testing.assert_array_equal(take_rows(x, perm[:700]), x[perm[:700]])
         np.testing.assert_array_equal(take_columns(x.T, perm), x.T[:, perm])
     assert take_rows(w.T.copy().T, perm).flags.f_contiguous
+
+
+def test_an_analysis_s_budget_holds_for_its_call_only(tmp_path):
+    """``max_memory`` is the run's: the reading is checked against it, and the budget in force
+    before the call is back after it, whether the call failed or not."""
+    from onnx_lineage.analyses.determination import determine
+    from onnx_lineage.memory import MemoryBudgetError, budget
+    before = budget()
+    model = fixture_path("torch_mlp_legacy")
+    with pytest.raises(MemoryBudgetError, match="memory budget of 4.0 KiB"):
+        determine(model, model, max_memory="4K")
+    assert budget() == before
+    memory.set_budget("8G")
+    try:
+        with memory.limited("1M"):
+            assert budget() == 1024**2
+        assert budget() == 8 * 1024**3
+    finally:
+        memory.set_budget(None)

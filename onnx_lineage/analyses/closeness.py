@@ -139,7 +139,8 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               rtol: float = 1e-3, bounds: tuple[float, float] | None = None,
               output: str = "auto", round_size: int | None = None,
               sampling: str = "stratified", label_space: str = "same",
-              a_predictions: Prediction | None = None, progress=None) -> ClosenessResult:
+              a_predictions: Prediction | None = None, progress=None,
+              max_memory: int | str | None = None) -> ClosenessResult:
     """How close B's decision boundaries are to A's (black-box, labels only).
 
     Parameters
@@ -173,6 +174,9 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         ``shared`` compares them on the labels both have (see the module docstring).
     a_predictions : Prediction, optional
         A's predictions on all of ``data`` (shared with determination by ``analyze``).
+    max_memory : int or str, optional
+        The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
+        in force, :mod:`onnx_lineage.memory`).
 
     Raises
     ------
@@ -184,42 +188,43 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space, sampling)
     if round_size is None:
         round_size = int(np.clip(points // 4, 64, 512))
-    run = begin(a, b, data, seed=seed, progress=progress,
-                first="reading the models and predicting with A")
-    a, b, data, rng, step = run.a, run.b, run.data, run.rng, run.step
-    ra = Runner(a.proto, device=device, output=output, name=a.name)
-    rb = Runner(b.proto, device=device, output=output, name=b.name)
-    key = sources(ra.inputs, data, a.name)[ra.inputs[0].name]
-    moved = data.arrays[key]
-    discrete = moved.dtype.kind in "iu"
-    companions = tuple(k for k, v in data.arrays.items()
-                       if discrete and k != key and v.shape == moved.shape)
-    feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
-    ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
-    notes = list(data.notes)
-    ref, classes, shared = _label_spaces(ref, ra, rb, data, a.name, b.name, label_space, notes)
-    labeler = Labeler(ra.output_kind, ref, rng)
-    labels_all = labeler(ref)
-    if ignored:
-        notes.append(f"data arrays not used by A: {', '.join(ignored)}")
-    if ra.batch_dependent or rb.batch_dependent:
-        notes.append("batch-dependent model (dynamic quantization) run one row at a time")
-    if labeler.derived:
-        notes.append(f"labels derived for both models: {labeler.derived}")
-    ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler, shared)
-    mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler, shared)
-    if not mb.view.moved:
-        raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays move")
-    walk = _input_space(moved, data, companions, discrete, bounds, directions)
-    if sampling == "stratified":
-        order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)),
-                               rng)
-    else:
-        order = rng.permutation(len(labels_all))
-    search = _Search(ma, mb, walk, rays_per_point, rtol, rng, labels_all)
-    rounds = _search_rounds(search, order[:points], round_size, tolerance, budget, notes, step)
-    return _result(search, a.name, b.name, rounds, labeler, ra, rb, classes, notes,
-                   run.seconds())
+    with begin(a, b, data, seed=seed, progress=progress,
+                first="reading the models and predicting with A", max_memory=max_memory) as run:
+        a, b, data, rng, step = run.a, run.b, run.data, run.rng, run.step
+        ra = Runner(a.proto, device=device, output=output, name=a.name)
+        rb = Runner(b.proto, device=device, output=output, name=b.name)
+        key = sources(ra.inputs, data, a.name)[ra.inputs[0].name]
+        moved = data.arrays[key]
+        discrete = moved.dtype.kind in "iu"
+        companions = tuple(k for k, v in data.arrays.items()
+                           if discrete and k != key and v.shape == moved.shape)
+        feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
+        ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
+        notes = list(data.notes)
+        ref, classes, shared = _label_spaces(ref, ra, rb, data, a.name, b.name, label_space, notes)
+        labeler = Labeler(ra.output_kind, ref, rng)
+        labels_all = labeler(ref)
+        if ignored:
+            notes.append(f"data arrays not used by A: {', '.join(ignored)}")
+        if ra.batch_dependent or rb.batch_dependent:
+            notes.append("batch-dependent model (dynamic quantization) run one row at a time")
+        if labeler.derived:
+            notes.append(f"labels derived for both models: {labeler.derived}")
+        ma = _Model(ra, ModelView(ra, data, key, companions, a.name), labeler, shared)
+        mb = _Model(rb, ModelView(rb, data, key, companions, b.name), labeler, shared)
+        if not mb.view.moved:
+            raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays "
+                            "move")
+        walk = _input_space(moved, data, companions, discrete, bounds, directions)
+        if sampling == "stratified":
+            order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)),
+                                   rng)
+        else:
+            order = rng.permutation(len(labels_all))
+        search = _Search(ma, mb, walk, rays_per_point, rtol, rng, labels_all)
+        rounds = _search_rounds(search, order[:points], round_size, tolerance, budget, notes, step)
+        return _result(search, a.name, b.name, rounds, labeler, ra, rb, classes, notes,
+                       run.seconds())
 
 
 def _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space,

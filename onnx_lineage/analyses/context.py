@@ -1,16 +1,18 @@
-"""What every analysis of a pair starts from, in one place: both models loaded, the data arranged
-for them (the built-in digits by default), the random generator, the progress callback and the
-clock. Each analysis then runs its own steps on it.
+"""What every analysis of a pair starts from, in one place: its memory budget, both models
+loaded, the data arranged for them (the built-in digits by default), the random generator, the
+progress callback and the clock. Each analysis then runs its own steps on it.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from onnx_lineage import memory
 from onnx_lineage.data import Dataset, arrange_for, digits
 from onnx_lineage.model.loading import LoadedModel, as_loaded
 
@@ -49,15 +51,20 @@ class Run:
         return time.perf_counter() - self.started
 
 
+@contextmanager
 def begin(a, b, data: Dataset | None = None, *, seed: int = 0,
-          rng: np.random.Generator | None = None, progress=None, first: str = "") -> Run:
-    """Start a run on models ``a`` and ``b`` (paths or LoadedModel) and ``data`` (default: the
-    built-in digits); ``rng`` continues a generator already in use (else one seeded with
-    ``seed``); ``first``: the description of the first step (reading the models)."""
+          rng: np.random.Generator | None = None, progress=None, first: str = "",
+          max_memory: int | str | None = None) -> Iterator[Run]:
+    """A run on models ``a`` and ``b`` (paths or LoadedModel) and ``data`` (default: the built-in
+    digits), for the block it opens: ``rng`` continues a generator already in use (else one
+    seeded with ``seed``); ``first``: the description of the first step (reading the models);
+    ``max_memory``: the run's memory budget, for everything in the block, the reading included
+    (None: the budget already in force, :mod:`onnx_lineage.memory`)."""
     started = time.perf_counter()
     step = progress or _silent
-    if first:
-        step(first)
-    a, b = as_loaded(a), as_loaded(b)
-    data = arrange_for(digits() if data is None else data, a, b)
-    return Run(a, b, data, np.random.default_rng(seed) if rng is None else rng, step, started)
+    with memory.limited(max_memory):
+        if first:
+            step(first)
+        a, b = as_loaded(a), as_loaded(b)
+        data = arrange_for(digits() if data is None else data, a, b)
+        yield Run(a, b, data, np.random.default_rng(seed) if rng is None else rng, step, started)

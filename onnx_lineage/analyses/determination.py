@@ -166,7 +166,8 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               points: int = 11, rows: int = 1000, output: str = "auto",
               match_result: MatchResult | None = None, alpha: float = 0.01,
               copies: int | None = None, all_tests: bool = False,
-              progress=None, rng: np.random.Generator | None = None) -> DeterminationResult:
+              progress=None, rng: np.random.Generator | None = None,
+              max_memory: int | str | None = None) -> DeterminationResult:
     """Is B derived from A? Independence tests with stated nulls, and the loss path.
 
     Parameters
@@ -196,42 +197,47 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         Run the basin test even when the data-free tests already decided (benchmarks).
     progress : callable, optional
         Called with a description of each step as it starts.
+    max_memory : int or str, optional
+        The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
+        in force, :mod:`onnx_lineage.memory`).
     """
-    run = begin(a, b, data, seed=seed, rng=rng, progress=progress, first="reading the models")
-    a, b, data, rng, step, t0 = run.a, run.b, run.data, run.rng, run.step, run.started
-    m = match_result or match(a, b, progress=step, rng=rng)
-    t_match = time.perf_counter()
-    notes = list(m.limits) + list(data.notes)
-    step("independence tests without data (unit order, aligned weights, same values)")
-    free = data_free(m, alpha)
-    release_pages()
-    tests = free.tests
-    t_tests = time.perf_counter()
-    decided = decide(tests, alpha).related is True
-    copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)
-    path = _Path()
-    if m.pairs and copies > 0:
-        path = _sweep(a, b, m, data, rng, device, output, points, rows, notes,
-                      copies if all_tests or not decided else 0, share(alpha, BASIN), step)
-    if copies > 0:
-        tests.append(path.basin or TestResult(
-            BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already reject "
-            "independence" if decided else "not run: nothing to interpolate"))
-    v = decide(tests, alpha, no_units(m))
-    sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
-    similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims else None)
-    return DeterminationResult(
-        model_a=a.name, model_b=b.name, verdict=v.verdict, related=v.related, reason=v.reason,
-        alpha=alpha, threshold=alpha, p_value=v.p_value, tests=list(tests),
-        shared_layers=v.shared_layers, barrier=path.barrier, barrier_unaligned=path.unaligned,
-        error_barrier=path.error_barrier, similarity=similarity, coverage=m.coverage,
-        criterion=path.criterion, interpolated_params=path.moved,
-        interpolated_fraction=path.fraction, curve=path.curve, transforms=m.transforms,
-        notes=notes, provider=path.provider, queries=path.queries,
-        seconds=run.seconds(),
-        timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
-                 "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
-        match=m.to_dict())
+    with begin(a, b, data, seed=seed, rng=rng, progress=progress, first="reading the models",
+               max_memory=max_memory) as run:
+        a, b, data, rng, step, t0 = run.a, run.b, run.data, run.rng, run.step, run.started
+        m = match_result or match(a, b, progress=step, rng=rng)
+        t_match = time.perf_counter()
+        notes = list(m.limits) + list(data.notes)
+        step("independence tests without data (unit order, aligned weights, same values)")
+        free = data_free(m, alpha)
+        release_pages()
+        tests = free.tests
+        t_tests = time.perf_counter()
+        decided = decide(tests, alpha).related is True
+        copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)
+        path = _Path()
+        if m.pairs and copies > 0:
+            path = _sweep(a, b, m, data, rng, device, output, points, rows, notes,
+                          copies if all_tests or not decided else 0, share(alpha, BASIN), step)
+        if copies > 0:
+            tests.append(path.basin or TestResult(
+                BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already "
+                "reject independence" if decided else "not run: nothing to interpolate"))
+        v = decide(tests, alpha, no_units(m))
+        sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
+        similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims
+                      else None)
+        return DeterminationResult(
+            model_a=a.name, model_b=b.name, verdict=v.verdict, related=v.related, reason=v.reason,
+            alpha=alpha, threshold=alpha, p_value=v.p_value, tests=list(tests),
+            shared_layers=v.shared_layers, barrier=path.barrier, barrier_unaligned=path.unaligned,
+            error_barrier=path.error_barrier, similarity=similarity, coverage=m.coverage,
+            criterion=path.criterion, interpolated_params=path.moved,
+            interpolated_fraction=path.fraction, curve=path.curve, transforms=m.transforms,
+            notes=notes, provider=path.provider, queries=path.queries,
+            seconds=run.seconds(),
+            timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
+                     "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
+            match=m.to_dict())
 
 
 def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basin_alpha,
