@@ -321,11 +321,8 @@ class _Search:
 
     def round(self, rows: np.ndarray) -> None:
         """Measure the points ``rows``: B's labels there, then their rays."""
-        w = self.walk
-        self.base_b[rows] = self.mb.labels(*_origin_inputs(w.space, rows), rows)
-        self.scores.extend(_round(rows, self.ma, self.mb, w.space, w.kinds, self.rays_per_point,
-                                  self.base_a, self.base_b, self.rng, w.t0, w.tmax, self.rtol,
-                                  w.atol, self.rays))
+        self.base_b[rows] = self.mb.labels(*_origin_inputs(self.walk.space, rows), rows)
+        self.scores.extend(_round(self, rows))
 
 
 def _search_rounds(search: _Search, order: np.ndarray, round_size: int, tolerance: float,
@@ -409,16 +406,16 @@ def _allot(kinds: list[str], n: int) -> list[str]:
     return [kinds[k % len(kinds)] for k in range(n)]
 
 
-def _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, rng, t0, tmax,
-           rtol, atol, rays: _Rays) -> list[float]:
-    """Measure the rays of one round of points; returns one score per point."""
-    plan = _allot(kinds, rays_per_point)
+def _round(s: _Search, rows: np.ndarray) -> list[float]:
+    """Measure the rays of one round of points ``rows``; returns one score per point."""
+    ma, space, base_a_all, base_b_all, rng = s.ma, s.walk.space, s.base_a, s.base_b, s.rng
+    plan = _allot(s.walk.kinds, s.rays_per_point)
     first = [k for k in plan if k != "adversarial"] or ["random"]
     n_adv = plan.count("adversarial")
     origin = np.repeat(rows, len(first))
     ray_kind = np.tile(first, rows.size)
     u = _directions(space, origin, ray_kind, base_a_all, rng)
-    res_a, res_b = _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol)
+    res_a, res_b = _both(s, u, origin)
     d_a = res_a.distance.reshape(rows.size, len(first))
 
     if n_adv and not space.discrete:
@@ -437,20 +434,19 @@ def _round(rows, ma, mb, space, kinds, rays_per_point, base_a_all, base_b_all, r
                 rng)
             adv_origin = np.repeat(origin[idx], n_adv)
             adv_u = np.repeat(normals, n_adv, axis=0)
-            ra2, rb2 = _both(ma, mb, space, adv_u, adv_origin, base_a_all, base_b_all, t0, tmax,
-                             rtol, atol)
+            ra2, rb2 = _both(s, adv_u, adv_origin)
             origin = np.concatenate([origin, adv_origin])
             u = np.concatenate([u, adv_u])
             ray_kind = np.concatenate([ray_kind, np.repeat("adversarial", adv_origin.size)])
             res_a = _concat(res_a, ra2)
             res_b = _concat(res_b, rb2)
 
-    rays.add(origin=origin, dist_a=res_a.distance, dist_b=res_b.distance, flip_a=res_a.flip,
-             flip_b=res_b.flip)
+    s.rays.add(origin=origin, dist_a=res_a.distance, dist_b=res_b.distance, flip_a=res_a.flip,
+               flip_b=res_b.flip)
 
     same_base = base_a_all[origin] == base_b_all[origin]
-    score = (same_base & (res_a.flip == res_b.flip)) * _distance_similarity(res_a.distance,
-                                                                             res_b.distance, tmax)
+    score = (same_base & (res_a.flip == res_b.flip)) * _distance_similarity(
+        res_a.distance, res_b.distance, s.walk.tmax)
     # mean score per point, in the order of ``rows`` (every row has at least one ray)
     slot = np.empty(base_a_all.size, np.int64)
     slot[rows] = np.arange(rows.size)
@@ -481,9 +477,10 @@ def _directions(space, origin, ray_kind, labels, rng) -> np.ndarray:
     return u
 
 
-def _both(ma, mb, space, u, origin, base_a_all, base_b_all, t0, tmax, rtol, atol):
-    base_a, base_b = base_a_all[origin], base_b_all[origin]
-    kw = {"t0": t0, "tmax": tmax, "rtol": rtol, "atol": atol}
-    return tuple(search(m.labels, space, u, origin, base, score_fn=m.score_fn,
+def _both(s: _Search, u: np.ndarray, origin: np.ndarray) -> tuple[RaySearch, RaySearch]:
+    """The rays ``u`` from the points ``origin`` searched in A and in B."""
+    w = s.walk
+    kw = {"t0": w.t0, "tmax": w.tmax, "rtol": s.rtol, "atol": w.atol}
+    return tuple(search(m.labels, w.space, u, origin, base[origin], score_fn=m.score_fn,
                         capacity=m.runner.padded_rows(origin.size), name=m.runner.name, **kw)
-                 for m, base in ((ma, base_a), (mb, base_b)))
+                 for m, base in ((s.ma, s.base_a), (s.mb, s.base_b)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -143,9 +144,23 @@ def _kinds(layers) -> str:
     return ", ".join(f"{n} {k}" for k, n in count.items())
 
 
+@dataclass(frozen=True)
+class _How:
+    """How determine measures the path: where it runs, its points and rows, the basin test's most
+    copies (0: not run) and level, and the progress callback."""
+
+    device: str
+    output: str
+    points: int
+    rows: int
+    copies: int
+    level: float
+    step: Callable[[str], None]
+
+
 @dataclass
 class _Path:
-    """What the sweep found (empty when no sweep ran)."""
+    """What the sweep found (empty when no sweep ran), with its notes in order."""
 
     curve: list = field(default_factory=list)
     barrier: float | None = None
@@ -160,6 +175,7 @@ class _Path:
     sweep_seconds: float = 0.0
     unaligned_seconds: float = 0.0
     basin_seconds: float = 0.0
+    notes: list = field(default_factory=list)
 
 
 def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
@@ -216,8 +232,11 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)
         path = _Path()
         if m.pairs and copies > 0:
-            path = _sweep(a, b, m, data, rng, device, output, points, rows, notes,
-                          copies if all_tests or not decided else 0, share(alpha, BASIN), step)
+            how = _How(device=device, output=output, points=points, rows=rows,
+                       copies=copies if all_tests or not decided else 0,
+                       level=share(alpha, BASIN), step=step)
+            path = _sweep(run, m, how)
+            notes += path.notes
         if copies > 0:
             tests.append(path.basin or TestResult(
                 BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already "
@@ -240,24 +259,23 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
             match=m.to_dict())
 
 
-def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basin_alpha,
-           step) -> _Path:
+def _sweep(run, m: MatchResult, how: _How) -> _Path:
     """The paper's sweep along A -> B aligned, the same in B's own order, and the basin test."""
-    t0 = time.perf_counter()
+    t0, step = time.perf_counter(), how.step
     step("interpolation sweep: building the interpolated model")
-    plan = plan_path(a, b, m)
-    notes += plan.notes
-    out = _Path(fraction=plan.fraction, moved=sum(e.a.size for e in plan.endpoints))
+    plan = plan_path(run.a, run.b, m)
+    out = _Path(fraction=plan.fraction, moved=sum(e.a.size for e in plan.endpoints),
+                notes=list(plan.notes))
     if not plan.endpoints or not all(e.site.writable for e in plan.endpoints):
         out.basin = TestResult(BASIN, None, None, BASIN_NULL, reason="not run: neither model's "
                                "graph can take interpolated weights (both quantized)")
         return out
     pick = np.random.default_rng(ROWS_SEED)
-    sample = data.subset(sample_rows(data, rows, pick))
-    sweep = Sweep(plan.base, plan.endpoints, sample, None, device, output)
+    sample = run.data.subset(sample_rows(run.data, how.rows, pick))
+    sweep = Sweep(plan.base, plan.endpoints, sample, None, how.device, how.output)
     if sweep.ignored:
-        notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
-    scale = _aligned_curve(out, sweep, plan, sample, data, (a.name, b.name), points, notes, step)
+        out.notes.append(f"data arrays not used by the model: {', '.join(sweep.ignored)}")
+    scale = _aligned_curve(out, sweep, plan, sample, run, how)
     out.sweep_seconds = time.perf_counter() - t0
     if _aligned(plan.match):  # the path before alignment: B in its own unit order
         step("interpolation sweep before alignment (B in its own unit order)")
@@ -266,23 +284,24 @@ def _sweep(a, b, m, data, rng, device, output, points, rows, notes, copies, basi
             f"interpolation sweep before alignment (B in its own unit order): {what}"))) / scale
     out.unaligned_seconds = time.perf_counter() - t0 - out.sweep_seconds
     t0 = time.perf_counter()
-    out.basin = _basin(sweep, plan, sample, (pick, rng), copies, basin_alpha, scale, step)
+    out.basin = _basin(sweep, plan, sample, (pick, run.rng), how, scale)
     out.basin_seconds = time.perf_counter() - t0
     out.provider, out.queries = sweep.provider, int(sweep.runner.forward_rows)
     return out
 
 
-def _aligned_curve(out: _Path, sweep: Sweep, plan, sample, data, names: tuple, points: int,
-                   notes: list, step) -> float:
+def _aligned_curve(out: _Path, sweep: Sweep, plan, sample, run, how: _How) -> float:
     """The paper's sweep along A -> B aligned into ``out`` (curve, barrier, error barrier), with
     notes where the models do not fit the data; the loss scale the barriers are divided by."""
-    step(f"interpolation sweep: {points} points on {len(sample)} rows")
+    step, notes = how.step, out.notes
+    step(f"interpolation sweep: {how.points} points on {len(sample)} rows")
     base_scores = sweep.scores(0.0)  # the base model itself: the sweep's first point
     if sweep.kind in ("logits", "probabilities"):  # labels it cannot predict: refused, not clipped
-        check_labels(data, base_scores.shape[1], names[0] if plan.base_name == "A" else names[1])
+        check_labels(run.data, base_scores.shape[1],
+                     run.a.name if plan.base_name == "A" else run.b.name)
     targets, out.criterion, scale, n_classes = _targets(sweep, sample, base_scores, plan.base_name)
     sweep.targets = targets
-    out.curve = run_sweep(sweep, points, progress=lambda what: step(
+    out.curve = run_sweep(sweep, how.points, progress=lambda what: step(
         f"interpolation sweep on {len(sample)} rows: {what}"))
     out.barrier = barrier_of(out.curve) / scale
     if sweep.kind in ("logits", "probabilities"):
@@ -301,11 +320,10 @@ def _aligned_curve(out: _Path, sweep: Sweep, plan, sample, data, names: tuple, p
     return scale
 
 
-def _basin(sweep: Sweep, plan, sample, rngs: tuple, copies: int, basin_alpha: float,
-           scale: float, step) -> TestResult | None:
+def _basin(sweep: Sweep, plan, sample, rngs: tuple, how: _How, scale: float) -> TestResult | None:
     """The basin test (None when no copies are asked for; a result that says why where it
     cannot run); ``rngs`` draws its rows and its copies."""
-    pick, rng = rngs
+    (pick, rng), copies, step = rngs, how.copies, how.step
     if copies <= 0:
         return None
     if plan.fraction < MIN_INTERPOLATED:
@@ -316,8 +334,8 @@ def _basin(sweep: Sweep, plan, sample, rngs: tuple, copies: int, basin_alpha: fl
     classes = symmetry_classes(plan.match)
     probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
         np.sort(pick.choice(len(sample), BASIN_ROWS, replace=False)))
-    return basin_test(probe, plan.keys, plan.match.b_own, classes, rng, basin_alpha, copies,
-                      scale, progress=lambda what: step(f"basin test: {what}"))
+    return basin_test(probe, plan.keys, plan.match.b_own, classes, rng, alpha=how.level,
+                      copies=copies, scale=scale, progress=lambda what: step(f"basin test: {what}"))
 
 
 def _aligned(m: MatchResult) -> bool:
