@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lineage.data import digits
+from onnx_lineage.model.runtime import ort
 
 #: name -> (relation to the parent, description)
 FAMILY_ROLES = {
@@ -143,8 +144,7 @@ def build_family(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
 def _quantize(src: Path, dst: Path) -> None:
     import logging
 
-    from onnx_lineage.model.runtime import ort
-    ort()
+    ort()  # onnxruntime present (its quantizer is imported here: heavy, needed by this step only)
     from onnxruntime.quantization import QuantType, quantize_dynamic
     logging.getLogger().setLevel(logging.ERROR)
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
