@@ -1,13 +1,13 @@
-"""Lineage forests with known parents: star, chain, mixed and ladder shapes over three
-architectures, scored against ``tree`` and against MoTHer's rule in the same run.
+"""Lineage forests with known parents: star, chain, mixed, ladder and training-recipe forests over
+three architectures, scored against ``tree`` and against MoTHer's rule in the same run.
 
     python benchmarks/forests.py /tmp/forests --seeds 1 2 --json benchmarks/results/forests.json
     python benchmarks/forests.py /tmp/forests_fit --seeds 100 101 --fit   # direction_signals.json
     python benchmarks/forests.py --from benchmarks/results/forests.json --markdown
 
 Per architecture (an MLP 64-128-64-10 and a CNN on digits, a token encoder on digits as pixel
-tokens) and per seed, four forests, each from its own root trained from scratch on the first half
-of the data, and two independent models:
+tokens) and per seed, five forests, each from its own root trained from scratch on the first half
+of the data, and three independent models (two trained from scratch, one distilled):
 
 * ``star``: the root and four children, each fine-tuned from it (Adam, 3 epochs) on its own data:
   two for another task (the second half's digits of 5 classes drawn for each: they fit the rest
@@ -18,24 +18,39 @@ of the data, and two independent models:
   the root 30%-magnitude pruned and fine-tuned one epoch with the mask; q is a1 quantized to int8
   (a leaf);
 * ``ladder``: root -> e1 -> e2 -> e3, the checkpoints after epochs 1, 2 and 3 of one fine-tune on
-  the same task (one run), scored as a chain.
+  the same task (one run), scored as a chain;
+* ``recipes``: the root -> adv, sgdwd, smooth, adapter; adv -> adv2, sgdwd -> sgdwd2,
+  smooth -> smooth2, each trained with its recipe (:data:`RECIPES`): ``adv`` adversarial
+  training (every batch replaced by its FGSM examples, eps 0.1; the encoder attacked in its
+  token embeddings; :func:`families.adversarial`), ``sgdwd`` SGD with momentum 0.9 and weight
+  decay 5e-3, ``smooth`` label smoothing 0.1, ``adapter`` the parent frozen and a rank-4 update
+  of every Linear and Conv2d weight trained, then merged (:func:`families.adapted`), and
+  ``smooth2`` a plain fine-tune of the smoothed child;
+* ``indep_distil``: the recipes forest's root distilled (:func:`families.distilled`: its soft
+  labels at temperature 2, no true labels) into a fresh model of its architecture, not
+  initialised from it. It carries none of its teacher's weights, so it has no weight lineage:
+  the truth counts it as an independent model, a root of its own.
+
+Everything but the recipes forest is trained with Adam and no weight decay.
 
 The two kinds of fine-tuning pull the ``loss`` signal opposite ways (a model trained further on
 the data of the run fits it better than its parent; one trained for another task fits it worse),
 and both are common, so both are here in about equal numbers.
 
-Scores: direct-parent accuracy (a derived model whose forest parent is its true parent), root
+Scores, overall, per forest shape and per recipe (:func:`recipe_of`): direct-parent accuracy (a derived model whose forest parent is its true parent), root
 accuracy (each forest's root found as the root of its tree), models of different forests joined
 (must be 0), for every true parent-child edge the vote of each direction signal (right, wrong,
 undecided), and for the forest's edges that join a true parent and child, their confidence
-against how often they point the right way (is the confidence calibrated?), and the share
+against how often they point the right way, per band of :data:`BANDS` (is the confidence
+calibrated? :func:`bands_hold`: from 0.9 up, at least the band's lower bound right), and the share
 of a model's own change that another carries on every true chain and sibling pair (how often
 ``tree``'s inheritance reading, and the plain projection, would mistake one for the other).
 MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
 weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
 the same related groups and the same distances as the baseline.
 
-``--fit`` writes each weak signal's measured accuracy on those seeds to
+``--fit`` writes each weak signal's measured accuracy on those seeds, and the weights of the
+signals fitted together over every recipe (:func:`fitted_weights`), to
 ``onnx_lineage/zoo/direction_signals.json``, from which ``tree`` weighs them; report figures come
 from other seeds.
 """
