@@ -7,7 +7,7 @@ from each other, and a grandchild farther still, so the minimum spanning tree ke
 edges and drops the others (a star stays a star, a chain a chain). Each tree's root is the model
 that best agrees with the direction evidence of its edges: the strong evidence first
 (quantization, sparsity: a copy is made from its source), then the weak signals
-(:mod:`.direction`), each weighed by its measured accuracy; edges point away from it.
+(:mod:`.direction`), weighed as fitted on forests of known lineage; edges point away from it.
 
 Then the clock (:func:`follow_clock`). Where one signal held on every edge of every training
 recipe of the fitted forests (:func:`.direction.clock_signal`), it is the clock: trained with
@@ -148,8 +148,12 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
     return directed, roots
 
 
-#: The evidence clock (:func:`evidence_clock`) reads an edge from this posterior up.
+#: The evidence clock (:func:`evidence_clock`) corrects an edge from this posterior up.
 CLOCK_LEVEL = 0.9
+#: ... and lets a child move down to a sibling (:func:`follow_inheritance`) where the evidence
+#: puts that sibling first at all (the share decides between sibling and child; the evidence
+#: only which of the two came first).
+INHERITANCE_LEVEL = 0.5
 
 
 def signal_clock(stats: dict | None, signal: str = "head"):

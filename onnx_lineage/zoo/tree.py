@@ -42,9 +42,10 @@ from onnx_lineage.zoo.direction import (RESCALED, clock_signal, direction, model
                                         model_stats, rescaling, signal_weights, weak_evidence)
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
-from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     edge_votes, evidence_clock, follow_clock, follow_inheritance,
-                                     mermaid, orient, shape_notes, signal_clock, spanning_forest)
+from onnx_lineage.zoo.forest import (DECIDED, INHERITANCE_LEVEL, PairOutcome, aligned_distance,
+                                     edge_confidence, edge_votes, evidence_clock, follow_clock,
+                                     follow_inheritance, mermaid, orient, shape_notes,
+                                     signal_clock, spanning_forest)
 from onnx_lineage.zoo.inheritance import SHARED_RANK, displacement_share
 from onnx_lineage.zoo.inheritance import evidence as inheritance_evidence
 
@@ -326,7 +327,7 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     share = shares_of(loaded, seed)
     directed = follow_inheritance(directed, outcomes, share, stats, quantized,
                                   signal_clock(stats, trusted) if trusted
-                                  else evidence_clock(stats, weights, 0.5))
+                                  else evidence_clock(stats, weights, INHERITANCE_LEVEL))
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
