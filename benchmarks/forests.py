@@ -37,17 +37,17 @@ The two kinds of fine-tuning pull the ``loss`` signal opposite ways (a model tra
 the data of the run fits it better than its parent; one trained for another task fits it worse),
 and both are common, so both are here in about equal numbers.
 
-Scores, overall, per forest shape and per recipe (:func:`recipe_of`): direct-parent accuracy (a derived model whose forest parent is its true parent), root
-accuracy (each forest's root found as the root of its tree), models of different forests joined
-(must be 0), for every true parent-child edge the vote of each direction signal (right, wrong,
-undecided), and for the forest's edges that join a true parent and child, their confidence
-against how often they point the right way, per band of :data:`BANDS` (is the confidence
-calibrated? :func:`bands_hold`: from 0.9 up, at least the band's lower bound right), and the share
-of a model's own change that another carries on every true chain and sibling pair (how often
-``tree``'s inheritance reading, and the plain projection, would mistake one for the other).
-MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
-weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
-the same related groups and the same distances as the baseline.
+Scores, overall, per forest shape and per recipe (:func:`recipe_of`): direct-parent accuracy (a
+derived model whose forest parent is its true parent), root accuracy (each forest's root found as
+the root of its tree), models of different forests joined (must be 0), for every true parent-child
+edge the vote of each direction signal (right, wrong, undecided), and for the forest's edges that
+join a true parent and child, their confidence against how often they point the right way, per band
+of :data:`BANDS` (is the confidence calibrated? :func:`bands_hold`: from 0.9 up, at least the
+band's lower bound right), and the share of a model's own change that another carries on every true
+chain and sibling pair (how often ``tree``'s inheritance reading, and the plain projection, would
+mistake one for the other). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning
+tree over weight distances in which an edge pointing from higher to lower kurtosis pays a penalty)
+runs on the same related groups and the same distances as the baseline.
 
 ``--fit`` writes each weak signal's measured accuracy on those seeds, and the weights of the
 signals fitted together over every recipe (:func:`fitted_weights`), to
