@@ -217,14 +217,16 @@ def _inputs(data: Data, idx):
 
 
 def train(model, data: Data, idx, epochs: int, lr: float, seed: int, batch: int = 128,
-          sgd: bool = False, masks=None):
+          sgd: bool = False, masks=None, weight_decay: float = 0.0, smoothing: float = 0.0):
     """Mini-batch training with cross-entropy (:func:`harness.training.train`): Adam, or SGD
-    with momentum (fine-tuning); ``masks``: (parameter, mask) pairs kept applied."""
+    with momentum (fine-tuning), with L2 ``weight_decay``; ``smoothing``: label smoothing of
+    the targets; ``masks``: (parameter, mask) pairs kept applied."""
     def loss(model, b):
-        return nn.functional.cross_entropy(model(*_inputs(data, b)), torch.from_numpy(data.y[b]))
+        return nn.functional.cross_entropy(model(*_inputs(data, b)), torch.from_numpy(data.y[b]),
+                                           label_smoothing=smoothing)
 
     return training.train(model, idx, loss, epochs, lr, seed, batch=batch, sgd=sgd,
-                          masks=masks or ())
+                          weight_decay=weight_decay, masks=masks or ())
 
 
 def export_torch(model, data: Data, path: Path, keep_bn: bool = False) -> Path:
@@ -277,6 +279,90 @@ def permuted_mlp(model, seed: int):
             a.bias.copy_(a.bias[perm] * s)
             b.weight.copy_(b.weight[:, perm] / s[None, :])
     return model
+
+
+def adversarial(model, data: Data, idx, epochs: int, lr: float, seed: int, eps: float = 0.1,
+                batch: int = 128):
+    """Adversarial training (Madry et al., ICLR 2018, with one FGSM step: Goodfellow et al.,
+    ICLR 2015): every batch replaced by its FGSM examples, ``x + eps * sign(grad_x loss)``
+    (pixels clipped to [0, 1]), Adam. A token model is attacked in embedding space: the step is
+    added to its token embeddings (``model.tok``), ``eps`` times their sign gradient."""
+    def fgsm_loss(model, b):
+        y = torch.from_numpy(data.y[b])
+        ce = nn.functional.cross_entropy
+        if data.x.dtype.kind in "iu":  # the embeddings are the continuous input
+            got = {}
+
+            def keep(_m, _i, out):
+                got["e"] = out
+                return out
+            h = model.tok.register_forward_hook(keep)
+            g = torch.autograd.grad(ce(model(*_inputs(data, b)), y), got["e"])[0]
+            h.remove()
+            h = model.tok.register_forward_hook(lambda _m, _i, out: out + eps * g.sign())
+            loss = ce(model(*_inputs(data, b)), y)
+            h.remove()
+            return loss
+        x = torch.from_numpy(data.x[b]).requires_grad_(True)
+        g = torch.autograd.grad(ce(model(x), y), x)[0]
+        return ce(model((x + eps * g.sign()).clamp(0, 1).detach()), y)
+
+    return training.train(model, idx, fgsm_loss, epochs, lr, seed, batch=batch)
+
+
+def distilled(teacher, student, data: Data, idx, epochs: int, lr: float, seed: int,
+              temperature: float = 2.0, batch: int = 128):
+    """Knowledge distillation (Hinton et al., 2015): ``student`` (a fresh model, not initialised
+    from the teacher) trained on the teacher's soft labels alone, ``T^2 KL(teacher/T ||
+    student/T)`` at ``temperature`` T, Adam; the true labels are not used."""
+    teacher = teacher.eval()
+
+    def kd_loss(model, b):
+        with torch.no_grad():
+            soft = nn.functional.softmax(teacher(*_inputs(data, b)) / temperature, -1)
+        logp = nn.functional.log_softmax(model(*_inputs(data, b)) / temperature, -1)
+        return nn.functional.kl_div(logp, soft, reduction="batchmean") * temperature ** 2
+
+    return training.train(student, idx, kd_loss, epochs, lr, seed, batch=batch)
+
+
+class _LowRank(nn.Module):
+    """A low-rank update ``B A`` added to a weight (LoRA, Hu et al., ICLR 2022): ``A`` (rank,
+    fan_in) small random, ``B`` (out, rank) zeros, so training starts at the parent."""
+
+    def __init__(self, weight, rank: int, generator):
+        super().__init__()
+        out, fan_in = weight.shape[0], weight[0].numel()
+        self.a = nn.Parameter(torch.randn(rank, fan_in, generator=generator) / fan_in ** 0.5)
+        self.b = nn.Parameter(torch.zeros(out, rank))
+
+    def forward(self, w):
+        return w + (self.b @ self.a).view_as(w)
+
+
+def adapted(model, data: Data, idx, epochs: int, lr: float, seed: int, rank: int = 4,
+            batch: int = 128):
+    """Adapter training: the model frozen (BatchNorm's running statistics too), a rank-``rank``
+    update (:class:`_LowRank`) on the weight of every Linear and Conv2d trained with
+    cross-entropy (Adam), then merged into the weights (``W + B A``): the exported child has the
+    parent's layers, each moved by a low-rank matrix, its biases and norms the parent's."""
+    from torch.nn.utils import parametrize
+    model = copy.deepcopy(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.0  # running statistics stay the parent's
+    g = torch.Generator().manual_seed(seed)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for m in layers:
+        parametrize.register_parametrization(m, "weight", _LowRank(m.weight, rank, g))
+    train(model, data, idx, epochs, lr, seed, batch)
+    for m in layers:
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.eval()
 
 
 def dropped(model):

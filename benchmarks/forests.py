@@ -1,13 +1,13 @@
-"""Lineage forests with known parents: star, chain, mixed and ladder shapes over three
-architectures, scored against ``tree`` and against MoTHer's rule in the same run.
+"""Lineage forests with known parents: star, chain, mixed, ladder and training-recipe forests over
+three architectures, scored against ``tree`` and against MoTHer's rule in the same run.
 
     python benchmarks/forests.py /tmp/forests --seeds 1 2 --json benchmarks/results/forests.json
     python benchmarks/forests.py /tmp/forests_fit --seeds 100 101 --fit   # direction_signals.json
     python benchmarks/forests.py --from benchmarks/results/forests.json --markdown
 
 Per architecture (an MLP 64-128-64-10 and a CNN on digits, a token encoder on digits as pixel
-tokens) and per seed, four forests, each from its own root trained from scratch on the first half
-of the data, and two independent models:
+tokens) and per seed, five forests, each from its own root trained from scratch on the first half
+of the data, and three independent models (two trained from scratch, one distilled):
 
 * ``star``: the root and four children, each fine-tuned from it (Adam, 3 epochs) on its own data:
   two for another task (the second half's digits of 5 classes drawn for each: they fit the rest
@@ -18,24 +18,39 @@ of the data, and two independent models:
   the root 30%-magnitude pruned and fine-tuned one epoch with the mask; q is a1 quantized to int8
   (a leaf);
 * ``ladder``: root -> e1 -> e2 -> e3, the checkpoints after epochs 1, 2 and 3 of one fine-tune on
-  the same task (one run), scored as a chain.
+  the same task (one run), scored as a chain;
+* ``recipes``: the root -> adv, sgdwd, smooth, adapter; adv -> adv2, sgdwd -> sgdwd2,
+  smooth -> smooth2, each trained with its recipe (:data:`RECIPES`): ``adv`` adversarial
+  training (every batch replaced by its FGSM examples, eps 0.1; the encoder attacked in its
+  token embeddings; :func:`families.adversarial`), ``sgdwd`` SGD with momentum 0.9 and weight
+  decay 5e-3, ``smooth`` label smoothing 0.1, ``adapter`` the parent frozen and a rank-4 update
+  of every Linear and Conv2d weight trained, then merged (:func:`families.adapted`), and
+  ``smooth2`` a plain fine-tune of the smoothed child;
+* ``indep_distil``: the recipes forest's root distilled (:func:`families.distilled`: its soft
+  labels at temperature 2, no true labels) into a fresh model of its architecture, not
+  initialised from it. It carries none of its teacher's weights, so it has no weight lineage:
+  the truth counts it as an independent model, a root of its own.
+
+Everything but the recipes forest is trained with Adam and no weight decay.
 
 The two kinds of fine-tuning pull the ``loss`` signal opposite ways (a model trained further on
 the data of the run fits it better than its parent; one trained for another task fits it worse),
 and both are common, so both are here in about equal numbers.
 
-Scores: direct-parent accuracy (a derived model whose forest parent is its true parent), root
-accuracy (each forest's root found as the root of its tree), models of different forests joined
-(must be 0), for every true parent-child edge the vote of each direction signal (right, wrong,
-undecided), and for the forest's edges that join a true parent and child, their confidence
-against how often they point the right way (is the confidence calibrated?), and the share
-of a model's own change that another carries on every true chain and sibling pair (how often
-``tree``'s inheritance reading, and the plain projection, would mistake one for the other).
-MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning tree over
-weight distances in which an edge pointing from higher to lower kurtosis pays a penalty) runs on
-the same related groups and the same distances as the baseline.
+Scores, overall, per forest shape and per recipe (:func:`recipe_of`): direct-parent accuracy (a
+derived model whose forest parent is its true parent), root accuracy (each forest's root found as
+the root of its tree), models of different forests joined (must be 0), for every true parent-child
+edge the vote of each direction signal (right, wrong, undecided), and for the forest's edges that
+join a true parent and child, their confidence against how often they point the right way, per band
+of :data:`BANDS` (is the confidence calibrated? :func:`bands_hold`: from 0.9 up, at least the
+band's lower bound right), and the share of a model's own change that another carries on every true
+chain and sibling pair (how often ``tree``'s inheritance reading, and the plain projection, would
+mistake one for the other). MoTHer's rule (Horwitz et al., ICLR 2025: a directed minimum spanning
+tree over weight distances in which an edge pointing from higher to lower kurtosis pays a penalty)
+runs on the same related groups and the same distances as the baseline.
 
-``--fit`` writes each weak signal's measured accuracy on those seeds to
+``--fit`` writes each weak signal's measured accuracy on those seeds, and the weights of the
+signals fitted together over every recipe (:func:`fitted_weights`), to
 ``onnx_lineage/zoo/direction_signals.json``, from which ``tree`` weighs them; report figures come
 from other seeds.
 """
@@ -53,7 +68,8 @@ import torch
 import harness
 
 harness.checkout_first()
-from families import Data, Encoder, cnn, dataset, export_torch, mlp, train  # noqa: E402
+from families import (Data, Encoder, adapted, adversarial, cnn, dataset, distilled,  # noqa: E402
+                      export_torch, mlp, train)
 from harness import ROOT, cli, results  # noqa: E402
 from harness.machine import machine  # noqa: E402
 
@@ -102,6 +118,35 @@ def ladder(model, data: Data, seed: int, epochs: int = 3) -> list:
         model = train(model, data, idx, 1, 1e-3, seed * 10 + e)
         out.append(copy.deepcopy(model))
     return out
+
+
+#: The recipes forest's children: name -> (parent, recipe, another task?). Recipes (each on its
+#: own data, :func:`_subset`): ``adv`` adversarial training (FGSM examples only, eps 0.1, Adam
+#: 1e-3, 3 epochs); ``sgdwd`` SGD with momentum 0.9 and weight decay 5e-3 (lr 0.05, 10 epochs);
+#: ``smooth`` label smoothing 0.1 (Adam 1e-3, 3 epochs); ``adapter`` the parent frozen, a
+#: rank-4 update of every Linear and Conv2d weight trained (Adam 3e-3, 5 epochs) and merged;
+#: ``adam`` the star's plain fine-tune (Adam 1e-3, 3 epochs).
+RECIPES = {"adv": ("root", "adv", False), "sgdwd": ("root", "sgdwd", True),
+           "smooth": ("root", "smooth", False), "adapter": ("root", "adapter", True),
+           "adv2": ("adv", "adv", True), "sgdwd2": ("sgdwd", "sgdwd", False),
+           "smooth2": ("smooth", "adam", True)}
+
+
+def recipe(model, data: Data, seed: int, name: str, specialise: bool):
+    """A child of ``model`` trained with recipe ``name`` (:data:`RECIPES`) on its own data."""
+    idx = _subset(data, seed, specialise)
+    model = copy.deepcopy(model)
+    if name == "adv":
+        return adversarial(model, data, idx, 3, 1e-3, seed)
+    if name == "sgdwd":
+        return train(model, data, idx, 10, 0.05, seed, sgd=True, weight_decay=5e-3)
+    if name == "smooth":
+        return train(model, data, idx, 3, 1e-3, seed, smoothing=0.1)
+    if name == "adapter":
+        return adapted(model, data, idx, 5, 3e-3, seed)
+    if name == "adam":
+        return train(model, data, idx, 3, 1e-3, seed)
+    raise ValueError(f"unknown recipe {name!r}; valid: adv, sgdwd, smooth, adapter, adam")
 
 
 def build(out: Path, seed: int) -> dict[str, str | None]:
@@ -166,6 +211,17 @@ def _build_arch(arch: str, folder: Path, seed: int, truth: dict) -> None:
         prev_name = f"s{seed}_ladder_e{e + 1}"
     for k in (5, 6):
         save(root(k), f"s{seed}_indep_{k}", None)
+    r = root(7)
+    save(r, f"s{seed}_recipes_root", None)
+    made = {"root": r}
+    for i, (child, (parent, how, specialise)) in enumerate(RECIPES.items()):
+        made[child] = recipe(made[parent], data, base + 70 + i, how, specialise)
+        save(made[child], f"s{seed}_recipes_{child}", f"s{seed}_recipes_{parent}")
+    # distilled from the recipes' root into a fresh model of its architecture: no weight of the
+    # teacher's, so no weight lineage; scored as an independent model (a root of its own)
+    torch.manual_seed(base + 8)
+    save(distilled(r, make(), data, data.second, epochs, lr, base + 8), f"s{seed}_indep_distil",
+         None)
 
 
 def data_file() -> Dataset:
@@ -186,6 +242,18 @@ def forest_of(name: str) -> str:
     return "/".join([*folders, forest])
 
 
+def recipe_of(name: str) -> str:
+    """The recipe that made a derived model from its parent: the recipes forest's
+    (:data:`RECIPES`), ``prune`` and ``int8`` in the mixed forest, ``adam`` for every other
+    fine-tune (the star's, chain's, mixed forest's and ladder's)."""
+    parts = name.split("/")[-1].split("_")
+    if parts[1] == "recipes":
+        return RECIPES[parts[2]][1] if parts[2] in RECIPES else "root"
+    if parts[1] == "mixed" and parts[2] in ("p", "q"):
+        return {"p": "prune", "q": "int8"}[parts[2]]
+    return "adam"
+
+
 def score(truth: dict, parent_of: dict, roots: list) -> dict:
     derived = [m for m, p in truth.items() if p is not None]
     right = [m for m in derived if parent_of.get(m) == truth[m]]
@@ -194,12 +262,12 @@ def score(truth: dict, parent_of: dict, roots: list) -> dict:
                 or parent_of.get(truth[m]) == m]
     true_roots = [m for m, p in truth.items() if p is None and "_indep_" not in m]
     joined = [(c, p) for c, p in parent_of.items() if forest_of(c) != forest_of(p)]
-    by_shape = {}
+    by_shape, by_recipe = {}, {}
     for m in derived:
-        shape = m.split("/")[-1].split("_")[1]
-        ok = by_shape.setdefault(shape, [0, 0])
-        ok[0] += parent_of.get(m) == truth[m]
-        ok[1] += 1
+        for key, table in ((m.split("/")[-1].split("_")[1], by_shape), (recipe_of(m), by_recipe)):
+            ok = table.setdefault(key, [0, 0])
+            ok[0] += parent_of.get(m) == truth[m]
+            ok[1] += 1
     return {"direct_parent": len(right) / len(derived), "direct_parent_right": len(right),
             "adjacent": len(adjacent) / len(derived),
             "derived": len(derived), "roots_right": sum(r in roots for r in true_roots),
@@ -208,20 +276,30 @@ def score(truth: dict, parent_of: dict, roots: list) -> dict:
                                      and m not in parent_of),
             "independent": sum(1 for m in truth if "_indep_" in m),
             "joined_across_forests": len(joined), "by_shape": by_shape,
+            "by_recipe": by_recipe,
             "wrong": sorted((m, parent_of.get(m), truth[m]) for m in derived
                             if parent_of.get(m) != truth[m])}
 
 
-def signal_votes(truth: dict, result) -> dict:
-    """For each true parent -> child edge between two models the tree tested: each signal's vote
-    (+1 right, -1 wrong, 0 undecided)."""
+def true_edge_votes(truth: dict, result) -> list[dict]:
+    """For each true parent -> child edge between two models the tree tested: its recipe and
+    each signal's vote (+1 right, -1 wrong, 0 undecided)."""
     from onnx_lineage.zoo.direction import ModelStats, votes
     stats = {k: ModelStats(**v) for k, v in result.stats.items()}
+    return [{"parent": parent, "child": child, "recipe": recipe_of(child),
+             "votes": votes(stats[parent], stats[child])}
+            for child, parent in truth.items()
+            if parent is not None and parent in stats and child in stats]
+
+
+def signal_votes(edges: list[dict], recipe: str | None = None) -> dict:
+    """Each signal's tally of right, wrong and undecided votes over :func:`true_edge_votes`
+    (of one recipe, or all)."""
     tally = {}
-    for child, parent in truth.items():
-        if parent is None or parent not in stats or child not in stats:
+    for e in edges:
+        if recipe is not None and e["recipe"] != recipe:
             continue
-        for name, v in votes(stats[parent], stats[child]).items():
+        for name, v in e["votes"].items():
             t = tally.setdefault(name, {"right": 0, "wrong": 0, "undecided": 0})
             t["right" if v > 0 else "wrong" if v < 0 else "undecided"] += 1
     return tally
@@ -236,7 +314,8 @@ def edge_directions(truth: dict, edges: list[dict]) -> list[dict]:
         p, c = e["parent"], e["child"]
         if truth.get(c) == p or truth.get(p) == c:
             out.append({"parent": p, "child": c, "confidence": e["confidence"],
-                        "right": truth.get(c) == p})
+                        "right": truth.get(c) == p,
+                        "recipe": recipe_of(c if truth.get(c) == p else p)})
     return out
 
 
@@ -279,17 +358,31 @@ def inheritance_table(rows: dict) -> list[str]:
     return out
 
 
-def calibration(rows: dict) -> list[tuple[str, int, float, float]]:
-    """Per confidence band, pooled over the seeds: (band, edges, mean confidence, share right)."""
-    bands = [("decided (>= 0.75)", 0.75, 1.01), ("undecided (< 0.75)", -0.01, 0.75)]
+#: Confidence bands of the calibration table: (name, from, below).
+BANDS = (("< 0.75", 0.0, 0.75), ("0.75-0.9", 0.75, 0.9), ("0.9-0.99", 0.9, 0.99),
+         (">= 0.99", 0.99, 1.01))
+
+
+def calibration(rows: dict) -> list[tuple[str, int, float, float, int]]:
+    """Per confidence band (:data:`BANDS`), pooled over the seeds: (band, edges, mean
+    confidence, share pointing the right way, edges pointing the wrong way)."""
     edges = [e for row in rows.values() for e in row["tree"].get("edge_directions", [])]
     out = []
-    for name, lo, hi in bands:
+    for name, lo, hi in BANDS:
         sel = [e for e in edges if lo <= e["confidence"] < hi]
         if sel:
             out.append((name, len(sel), float(np.mean([e["confidence"] for e in sel])),
-                        float(np.mean([e["right"] for e in sel]))))
+                        float(np.mean([e["right"] for e in sel])),
+                        sum(1 for e in sel if not e["right"])))
     return out
+
+
+def bands_hold(rows: dict) -> bool:
+    """Whether in every band from 0.9 up the share pointing the right way is at least the
+    band's lower bound."""
+    lower = {name: lo for name, lo, _ in BANDS}
+    return all(right >= lower[name] for name, _, _, right, _ in calibration(rows)
+               if lower[name] >= 0.9)
 
 
 def mother(result) -> dict[str, str]:
@@ -321,12 +414,20 @@ def mother(result) -> dict[str, str]:
     return parent_of
 
 
-def run(out: Path, seeds: list[int]) -> dict:
+def run(out: Path, seeds: list[int], reuse: bool = False) -> dict:
+    """Build each seed's models in ``out`` (``reuse``: read those an earlier run built there,
+    with their ``truth.json``) and score ``tree`` and MoTHer's rule on them."""
+    import json
     from onnx_lineage.zoo import tree
     rows = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        truth = build(out / f"seed{seed}", seed)
+        saved = out / f"seed{seed}" / "truth.json"
+        if reuse and saved.exists():
+            truth = json.loads(saved.read_text())
+        else:
+            truth = build(out / f"seed{seed}", seed)
+            saved.write_text(json.dumps(truth, indent=1))
         built = time.perf_counter() - t0
         t0 = time.perf_counter()
         r = tree([out / f"seed{seed}"], data_file(), seed=0, with_closeness=False)
@@ -336,7 +437,8 @@ def run(out: Path, seeds: list[int]) -> dict:
         rows[seed] = {"tree": {**score(truth, parent_of, r.roots),
                                "edge_directions": edge_directions(truth, r.edges)},
                       "mother": score(truth, mo, [m for m in r.models if m not in mo]),
-                      "signals": signal_votes(truth, r), "models": len(truth),
+                      "signals": signal_votes(true_edge_votes(truth, r)),
+                      "edge_votes": true_edge_votes(truth, r), "models": len(truth),
                       "exact_tests": r.exact_tests, "build_seconds": built,
                       "tree_seconds": seconds, "notes": r.notes,
                       "inheritance": inheritance_shares(out / f"seed{seed}", truth),
@@ -348,22 +450,34 @@ def run(out: Path, seeds: list[int]) -> dict:
     return rows
 
 
-def fit(rows: dict) -> dict:
-    """Each weak signal's accuracy where it decides, pooled over the seeds."""
-    total = {}
-    for row in rows.values():
-        for name, t in row["signals"].items():
-            acc = total.setdefault(name, {"right": 0, "wrong": 0, "undecided": 0})
-            for k in acc:
-                acc[k] += t[k]
+def fit(rows: dict, recipe: str | None = None) -> dict:
+    """Each weak signal's accuracy where it decides, pooled over the seeds (on the edges of one
+    recipe, or all)."""
+    total = signal_votes([e for row in rows.values() for e in row.get("edge_votes", [])], recipe)
+    if not total:  # a file written before the votes were kept per edge
+        for row in rows.values():
+            for name, t in row["signals"].items():
+                acc = total.setdefault(name, {"right": 0, "wrong": 0, "undecided": 0})
+                for k in acc:
+                    acc[k] += t[k]
     return {name: {"accuracy": t["right"] / max(t["right"] + t["wrong"], 1), **t}
             for name, t in total.items()}
 
 
+def fitted_weights(rows: dict) -> dict[str, float]:
+    """The signals' weights fitted together on every true edge of every recipe
+    (:func:`onnx_lineage.zoo.direction.fit_weights`)."""
+    from onnx_lineage.zoo.direction import fit_weights
+    edges = [e["votes"] for row in rows.values() for e in row["edge_votes"]]
+    names = sorted(edges[0])
+    w = fit_weights(np.array([[e[k] for k in names] for e in edges]))
+    return {k: round(float(x), 4) for k, x in zip(names, w)}
+
+
 def markdown(rows: dict) -> str:
     header = ("| seed | method | direct parent | parent adjacent | star | chain | mixed | ladder | "
-              "roots | independent roots | joined across forests |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "recipes | roots | independent roots | joined across forests |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for seed, row in rows.items():
         for method in ("tree", "mother"):
             s = row[method]
@@ -372,7 +486,8 @@ def markdown(rows: dict) -> str:
                          f"({s['direct_parent_right']}/{s['derived']}) | {s['adjacent']:.0%} | "
                          f"{shape.get('star', '-')} | "
                          f"{shape.get('chain', '-')} | {shape.get('mixed', '-')} | "
-                         f"{shape.get('ladder', '-')} | {s['roots_right']}/{s['forests']} | "
+                         f"{shape.get('ladder', '-')} | {shape.get('recipes', '-')} | "
+                         f"{s['roots_right']}/{s['forests']} | "
                          f"{s['independent_roots']}/{s['independent']} | "
                          f"{s['joined_across_forests']} |")
     lines += ["", "| signal | right | wrong | undecided | accuracy where it decides |",
@@ -380,16 +495,41 @@ def markdown(rows: dict) -> str:
     for name, t in fit(rows).items():
         lines.append(f"| {name} | {t['right']} | {t['wrong']} | {t['undecided']} | "
                      f"{t['accuracy']:.0%} |")
+    lines += recipe_table(rows)
     shares = inheritance_table(rows)
     if shares:
         lines += ["", "| inheritance, true triples | chains read as siblings (< 0.5) | "
                   "siblings read as parent and child (>= 0.5) |", "|---|---|---|", *shares]
     bands = calibration(rows)
     if bands:
-        lines += ["", "| edges between a true parent and child | edges | mean confidence | "
-                  "pointing the right way |", "|---|---|---|---|"]
-        lines += [f"| {name} | {n} | {conf:.3f} | {right:.0%} |" for name, n, conf, right in bands]
+        lines += ["", "| edges between a true parent and child, by confidence | edges | "
+                  "mean confidence | pointing the right way | wrong way |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {n} | {conf:.3f} | {right:.1%} | {bad} |"
+                  for name, n, conf, right, bad in bands]
     return "\n".join(lines)
+
+
+def recipe_table(rows: dict) -> list[str]:
+    """Per recipe, pooled over the seeds: derived models with their true parent as forest
+    parent, the forest's edges between a true parent and child pointing the right way, and each
+    signal's accuracy where it decides (right of decided)."""
+    if not any("edge_votes" in row for row in rows.values()):
+        return []
+    recipes = sorted({e["recipe"] for row in rows.values() for e in row["edge_votes"]})
+    names = sorted(fit(rows))
+    lines = ["", "| recipe | direct parent | direction right (edges, mean confidence) | "
+             + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    for r in recipes:
+        ok = [row["tree"]["by_recipe"].get(r, [0, 0]) for row in rows.values()]
+        dirs = [e for row in rows.values() for e in row["tree"]["edge_directions"]
+                if e["recipe"] == r]
+        conf = f"{np.mean([e['confidence'] for e in dirs]):.2f}" if dirs else "-"
+        t = fit(rows, r)
+        lines.append(f"| {r} | {sum(o[0] for o in ok)}/{sum(o[1] for o in ok)} | "
+                     f"{sum(e['right'] for e in dirs)}/{len(dirs)} ({conf}) | "
+                     + " | ".join(f"{t[k]['right']}/{t[k]['right'] + t[k]['wrong']}"
+                                  for k in names) + " |")
+    return lines
 
 
 def main():
@@ -399,24 +539,26 @@ def main():
     cli.add_from(ap)
     cli.add_json(ap)
     ap.add_argument("--fit", action="store_true", help="write direction_signals.json")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read the models an earlier run built in OUT instead of training them")
     cli.add_markdown(ap)
     cli.add_check(ap, help="exit 1 unless no model is joined across forests and every "
                            "independent model is a root (CI)")
     args = ap.parse_args()
     if args.source:
-        rows = results.read_json(args.source)["rows"]
+        saved = results.read_json(args.source)
+        rows, args.seeds = saved["rows"], saved.get("seeds", args.seeds)
     else:
         if args.out is None:
             ap.error("give a folder for the models, or --from")
-        rows = run(args.out, args.seeds)
+        rows = run(args.out, args.seeds, args.reuse)
         if args.json:
             results.write_json(args.json, {"machine": machine(python=False), "seeds": args.seeds,
                                            "rows": rows})
     if args.fit:
-        fitted = fit(rows)
         results.write_json(SIGNALS_JSON, {
             "fitted_by": f"benchmarks/forests.py --fit --seeds {' '.join(map(str, args.seeds))}",
-            "signals": fitted}, newline=True)
+            "signals": fit(rows), "weights": fitted_weights(rows)}, newline=True)
         print(f"wrote {SIGNALS_JSON}", file=sys.stderr)
     if args.markdown:
         print(markdown(rows))

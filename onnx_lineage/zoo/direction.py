@@ -8,14 +8,19 @@ Strong evidence, per matched pair (:func:`direction`):
   rounding makes zeros too).
 
 Weak signals per model (:func:`model_stats`, read once per model), each a vote on an edge
-(:func:`votes`) weighed by its accuracy as measured on forests of known lineage
-(``direction_signals.json``, written by ``benchmarks/forests.py --fit`` on seeds the reported
-figures do not use):
+(:func:`votes`), weighed together by a logistic regression of the right direction on the votes
+of every true edge of forests of known lineage trained with several recipes (:func:`fit_weights`;
+``direction_signals.json``, written by ``benchmarks/forests.py --fit`` on seeds the reported
+figures do not use). None of them holds across training recipes: the weight signals read what
+the recipe does to the weights (adversarial training, weight decay and label smoothing shrink
+the layers that plain fine-tuning grows), so each weighs what it is worth over all of them:
 
 * ``head``: the child's output layer has the larger weight norm. Training with cross-entropy
   and without strong weight decay keeps growing the classifier's weights (on separable data the
   logits' scale grows without bound, Soudry et al., JMLR 2018), whatever the data of the
-  fine-tune; read only between models whose outputs are class scores;
+  fine-tune; weight decay, label smoothing (a finite optimum of the logits) and adversarial
+  training (a smoother function) can shrink it; read only between models whose outputs are
+  class scores;
 * ``norm``: the child's hidden layers have the larger norms (the mean over the layers of the
   log ratio of their norms, so that no one large layer decides): training grows them too;
 * ``kurtosis``: in most hidden layers the child's weights have the larger kurtosis (MoTHer,
@@ -230,20 +235,82 @@ def votes(a: ModelStats, b: ModelStats, rescaled: bool = False) -> dict[str, int
     return out
 
 
+#: Ridge penalty of :func:`fit_weights` (a Gaussian prior of variance 1 / RIDGE on each weight):
+#: a signal never wrong on the fitted edges gets a large weight, not an infinite one.
+RIDGE = 0.5
+
+
+def fit_weights(v: np.ndarray, ridge: float = RIDGE, iterations: int = 50) -> np.ndarray:
+    """Weights of the weak signals, fitted together: a logistic regression without intercept of
+    "the edge points the right way" on the signals' votes, by Newton's method.
+
+    Each true parent -> child edge, read as ``parent -> child``, is a row of votes ``x`` (+1 for
+    the right direction, -1, 0); the same edge read the other way round is ``-x``, wrong. The
+    model ``P(parent -> child) = 1 / (1 + exp(-w . x))`` is symmetric (no intercept: reading
+    an edge backwards flips every vote), so the likelihood of the true readings alone is
+    maximised, with the penalty ``ridge / 2 * |w|^2``. Fitted together, two signals that vote
+    alike share their weight (a sum of separate log-odds would count their agreement twice),
+    and a signal that turns round with the training recipe loses weight.
+
+    Parameters
+    ----------
+    v : ndarray of shape (n_edges, n_signals)
+        The votes on true edges, read parent to child.
+
+    Returns
+    -------
+    ndarray of shape (n_signals,), float64
+    """
+    x = np.asarray(v, np.float64)
+    w = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        grad = x.T @ (1.0 - p) - ridge * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]  # singular without a penalty
+        w += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return w
+
+
 @lru_cache(maxsize=1)
 def signal_weights() -> dict[str, float]:
-    """Log-odds weight of each weak signal, ``log(acc / (1 - acc))`` from its measured accuracy
-    (0 for a signal no better than chance, negative for one measured backwards)."""
+    """The weight of each weak signal in the log-odds of an edge's direction: as fitted together
+    (:func:`fit_weights`, ``weights`` in ``direction_signals.json``), or, from a file of
+    accuracies alone, the log-odds of each signal's accuracy, ``log(acc / (1 - acc))`` (0 for a
+    signal no better than chance, negative for one measured backwards)."""
     path = Path(__file__).with_name("direction_signals.json")
     if not path.exists():
         return {}
-    fitted = json.loads(path.read_text())["signals"]
+    saved = json.loads(path.read_text())
+    if "weights" in saved:
+        return {k: float(v) for k, v in saved["weights"].items()}
     out = {}
-    for name, t in fitted.items():
+    for name, t in saved["signals"].items():
         decided = t["right"] + t["wrong"]
         acc = (t["right"] + 1) / (decided + 2)  # Laplace: a few votes weigh little
         out[name] = float(np.clip(math.log(acc / (1 - acc)), -3.0, 3.0))
     return out
+
+
+#: A signal serves as the clock (:func:`.forest.follow_clock`) from this accuracy up on the
+#: fitted forests (Laplace: (right + 1) / (decided + 2)): near never wrong, whatever the recipe.
+CLOCK_ACCURACY = 0.97
+
+
+@lru_cache(maxsize=1)
+def clock_signal() -> str | None:
+    """The signal the forest may trust as a clock: the most accurate one on the fitted forests
+    if its accuracy (Laplace) is at least :data:`CLOCK_ACCURACY`, else None (none holds across
+    the training recipes measured, and no edge is corrected by one signal alone)."""
+    path = Path(__file__).with_name("direction_signals.json")
+    if not path.exists():
+        return None
+    acc = {name: (t["right"] + 1) / (t["right"] + t["wrong"] + 2)
+           for name, t in json.loads(path.read_text())["signals"].items()}
+    best = max(sorted(acc), key=lambda k: acc[k], default=None)
+    return best if best is not None and acc[best] >= CLOCK_ACCURACY else None
 
 
 #: Rows of the data each model's loss is measured on.

@@ -7,15 +7,18 @@ from each other, and a grandchild farther still, so the minimum spanning tree ke
 edges and drops the others (a star stays a star, a chain a chain). Each tree's root is the model
 that best agrees with the direction evidence of its edges: the strong evidence first
 (quantization, sparsity: a copy is made from its source), then the weak signals
-(:mod:`.direction`), each weighed by its measured accuracy; edges point away from it.
+(:mod:`.direction`), weighed as fitted on forests of known lineage; edges point away from it.
 
-Then the clock (:func:`follow_clock`): training keeps growing a classifier's output layer, so along
-every lineage edge the child's is the larger (on the fitted forests of ``benchmarks/forests.py``
-it never pointed the wrong way, where the weighted sum lets two weaker signals outvote it). Where
-an edge of the oriented tree points against the clock the tree is wrong there (two siblings
-trained alike sit closer to each other than to their parent, and the spanning tree hung one below
-the other): the child hangs instead from its nearest related model that the clock puts before
-it, or, with none, becomes its tree's root.
+Then the clock (:func:`follow_clock`). Where one signal held on every edge of every training
+recipe of the fitted forests (:func:`.direction.clock_signal`), it is the clock: trained with
+cross-entropy, Adam and no weight decay, a classifier's output layer keeps growing, and on such
+forests the child's was always the larger. Adversarial training, weight decay and label smoothing
+shrink it, so over the recipes of ``benchmarks/forests.py`` no signal is a clock; the clock is then
+all the evidence of an edge, read where its posterior is at least :data:`CLOCK_LEVEL`
+(:func:`evidence_clock`). Where an edge of the oriented tree points against the clock the tree
+is wrong there (two siblings trained alike sit closer to each other than to their parent, and the
+spanning tree hung one below the other): the child hangs instead from its nearest related model
+that the clock puts before it, or, with none, becomes its tree's root.
 
 Last, inheritance (:func:`follow_inheritance`): distances cannot tell a child from a sibling when
 siblings were trained alike, nor a grandchild that trained back towards its grandparent's task
@@ -145,25 +148,52 @@ def orient(models: list[str], edges: list[PairOutcome], centrality: dict | None 
     return directed, roots
 
 
+#: The evidence clock (:func:`evidence_clock`) corrects an edge from this posterior up.
+CLOCK_LEVEL = 0.9
+#: ... and lets a child move down to a sibling (:func:`follow_inheritance`) where the evidence
+#: puts that sibling first at all (the share decides between sibling and child; the evidence
+#: only which of the two came first).
+INHERITANCE_LEVEL = 0.5
+
+
+def signal_clock(stats: dict | None, signal: str = "head"):
+    """A clock from one weak signal: ``clock(x, y, e)`` is its vote on ``x -> y`` across edge
+    ``e`` (:func:`edge_votes`): +1, ``x`` before ``y``; -1, after; 0, it cannot tell. The
+    ``head`` signal (the parent's output layer has the smaller norm: cross-entropy without
+    weight decay keeps growing it) reads only where it can vote (same layers, float, unpruned,
+    not rescaled, not copies)."""
+    return lambda x, y, e: edge_votes(x, y, e, stats).get(signal, 0)
+
+
+def evidence_clock(stats: dict | None, weights: dict | None, level: float = CLOCK_LEVEL):
+    """A clock from all the evidence of an edge (:func:`edge_confidence`): +1 where it puts
+    ``x`` before ``y`` with a posterior of at least ``level``, -1 where it puts ``y`` before
+    ``x`` so, 0 in between. For training recipes under which no one signal holds."""
+    z = math.log(level / (1.0 - level))
+
+    def clock(x: str, y: str, e: PairOutcome) -> int:
+        lo = strong_log_odds(x, e) + weak_log_odds(x, y, stats, weights, e)
+        return 1 if lo >= z and lo > 0 else -1 if lo <= -z and lo < 0 else 0
+    return clock
+
+
 def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
-                 outcomes: list[PairOutcome], stats: dict | None
+                 outcomes: list[PairOutcome], stats: dict | None, clock=None
                  ) -> tuple[list[tuple[str, str, PairOutcome]], list[str]]:
     """The directed edges and roots, every edge that points against the clock corrected.
 
-    The clock is the ``head`` signal of :func:`.direction.votes` (the parent's output layer has
-    the smaller norm: training with cross-entropy keeps growing it), read only where it can
-    vote (same layers, float, unpruned, not rescaled, not copies). A child the clock puts before
-    its parent hangs instead from its nearest related model (``outcomes``) that the clock puts
-    before it, never from one of its own descendants; where there is none, the child is the first
-    of its tree and becomes its root (the path from the old root to it turns round). Edges the
-    clock cannot read are kept, so are trees.
+    ``clock(x, y, e)``: +1 if it puts ``x`` before ``y`` across edge ``e``, -1 after, 0 when it
+    cannot tell (:func:`signal_clock`, :func:`evidence_clock`); by default the ``head`` signal
+    on ``stats``. A child the clock puts before its parent hangs instead from its nearest
+    related model (``outcomes``) that the clock puts before it, never from one of its own
+    descendants; where there is none, the child is the first of its tree and becomes its root
+    (the path from the old root to it turns round). Edges the clock cannot read are kept, so
+    are trees.
     """
-    if not stats:
-        return directed, roots
-
-    def clock(x: str, y: str, e: PairOutcome) -> int:
-        """+1: the clock puts ``x`` before ``y``; -1: after; 0: it cannot tell."""
-        return edge_votes(x, y, e, stats).get("head", 0)
+    if clock is None:
+        if not stats:
+            return directed, roots
+        clock = signal_clock(stats)
 
     near: dict[str, list] = {}
     for o in outcomes:
@@ -216,7 +246,7 @@ def follow_clock(directed: list[tuple[str, str, PairOutcome]], roots: list[str],
 
 
 def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: list[PairOutcome],
-                       share, stats: dict | None, leaves: frozenset = frozenset()
+                       share, stats: dict | None, leaves: frozenset = frozenset(), clock=None
                        ) -> list[tuple[str, str, PairOutcome]]:
     """The directed edges, each child moved to the relative whose own displacement it carries.
 
@@ -228,7 +258,8 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
       :data:`~.inheritance.CHILD_SHARE` of ``p``'s own displacement from ``q``, ``c`` is ``p``'s
       sibling, not its child: it hangs from ``q`` (two siblings trained alike, one hung below
       the other by the distances);
-    * down: among ``p``'s other children that the clock puts before ``c`` (never ``c``'s
+    * down: among ``p``'s other children that the clock (``clock``, as in :func:`follow_clock`;
+      by default the ``head`` signal on ``stats``) puts before ``c`` (never ``c``'s
       descendants, never quantized copies), the one whose own displacement from ``p`` ``c``
       carries most, from :data:`~.inheritance.CHILD_SHARE` up, becomes its parent, and so on
       down (a grandchild that trained back towards its grandparent's task, hung beside its
@@ -236,6 +267,7 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
 
     Only to models related to ``c`` (``outcomes``). Roots do not change.
     """
+    clock = clock or signal_clock(stats)
     pair = {}
     for o in outcomes:
         if o.related:
@@ -270,8 +302,7 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
             scored = []
             for s in children(p):
                 e = pair.get((s, c))
-                if s in mine or s in leaves or e is None or \
-                        edge_votes(s, c, e, stats).get("head", 0) <= 0:
+                if s in mine or s in leaves or e is None or clock(s, c, e) <= 0:
                     continue
                 v = share(p, s, c)
                 if v is not None and v >= CHILD_SHARE:

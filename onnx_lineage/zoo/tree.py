@@ -38,13 +38,14 @@ from onnx_lineage.matching import match
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
-from onnx_lineage.zoo.direction import (RESCALED, direction, model_outputs, model_stats, rescaling,
-                                        signal_weights, weak_evidence)
+from onnx_lineage.zoo.direction import (RESCALED, clock_signal, direction, model_outputs,
+                                        model_stats, rescaling, signal_weights, weak_evidence)
 from onnx_lineage.zoo.executors import executor
 from onnx_lineage.zoo.fingerprint import candidates, fingerprint
-from onnx_lineage.zoo.forest import (DECIDED, PairOutcome, aligned_distance, edge_confidence,
-                                     edge_votes, follow_clock, follow_inheritance, mermaid, orient,
-                                     shape_notes, spanning_forest)
+from onnx_lineage.zoo.forest import (DECIDED, INHERITANCE_LEVEL, PairOutcome, aligned_distance,
+                                     edge_confidence, edge_votes, evidence_clock, follow_clock,
+                                     follow_inheritance, mermaid, orient, shape_notes,
+                                     signal_clock, spanning_forest)
 from onnx_lineage.zoo.inheritance import SHARED_RANK, displacement_share
 from onnx_lineage.zoo.inheritance import evidence as inheritance_evidence
 
@@ -315,10 +316,18 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality, stats, weights)
-    directed, roots = follow_clock(directed, roots, outcomes, stats)
+    # one signal is the clock only where it held on every recipe of the fitted forests; else the
+    # edges all the evidence puts the other way round (from CLOCK_LEVEL) are corrected, and a
+    # child moves down to a sibling only where the evidence puts that sibling first
+    trusted = clock_signal()
+    directed, roots = follow_clock(directed, roots, outcomes, stats,
+                                   signal_clock(stats, trusted) if trusted
+                                   else evidence_clock(stats, weights))
     step("inheritance: does each child carry its parent's own change")
     share = shares_of(loaded, seed)
-    directed = follow_inheritance(directed, outcomes, share, stats, quantized)
+    directed = follow_inheritance(directed, outcomes, share, stats, quantized,
+                                  signal_clock(stats, trusted) if trusted
+                                  else evidence_clock(stats, weights, INHERITANCE_LEVEL))
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:

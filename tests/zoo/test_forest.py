@@ -12,6 +12,7 @@ from onnx_lineage.zoo.direction import ModelStats, model_stats, votes
 from onnx_lineage.zoo.forest import (
     PairOutcome,
     edge_confidence,
+    evidence_clock,
     follow_clock,
     follow_inheritance,
     orient,
@@ -275,3 +276,83 @@ def test_model_outputs_give_the_loss_and_whether_it_is_a_classifier(family, tran
     assert classifier is True and classes == 10 and 0.0 < loss < np.log(10)
     assert model_outputs(model, dataclasses.replace(data, y=None)) == (None, True, 10)
     assert model_outputs(load_model(transfer), data) == (None, True, 2)
+
+
+def _saved_signals(tmp_path, monkeypatch, saved: dict):
+    (tmp_path / "direction_signals.json").write_text(json.dumps(saved))
+    monkeypatch.setattr(direction, "__file__", str(tmp_path / "direction.py"))
+    direction.signal_weights.cache_clear()
+    direction.clock_signal.cache_clear()
+
+
+def test_fitted_weights_are_read_before_accuracies(tmp_path, monkeypatch):
+    tally = {"right": 96, "wrong": 0, "undecided": 0, "accuracy": 1.0}
+    _saved_signals(tmp_path, monkeypatch, {"signals": {"head": tally},
+                                           "weights": {"head": 1.25, "loss": -0.5}})
+    try:
+        assert direction.signal_weights() == {"head": 1.25, "loss": -0.5}
+    finally:
+        direction.signal_weights.cache_clear()
+        direction.clock_signal.cache_clear()
+
+
+@pytest.mark.parametrize("right, wrong, clock", [(96, 0, "head"), (122, 16, None), (40, 0, "head"),
+                                                 (20, 0, None)])
+def test_a_signal_is_the_clock_only_where_it_was_near_never_wrong(tmp_path, monkeypatch, right,
+                                                                   wrong, clock):
+    """head right on 96 of 96 fitted edges: (97 / 98) >= 0.97, the clock; 122 of 138 (an 88%
+    signal, as over the training recipes): no clock; 40 of 40 (41 / 42) is one, 20 of 20 too few
+    to tell (21 / 22)."""
+    signals = {"head": {"right": right, "wrong": wrong, "undecided": 0},
+               "kurtosis": {"right": 10, "wrong": 0, "undecided": 0}}
+    _saved_signals(tmp_path, monkeypatch, {"signals": signals})
+    try:
+        assert direction.clock_signal() == clock
+    finally:
+        direction.signal_weights.cache_clear()
+        direction.clock_signal.cache_clear()
+
+
+def test_fit_weights_is_a_logistic_regression_without_intercept():
+    """One signal right on r of n edges, wrong on the rest, and no penalty: the maximum
+    likelihood weight is the log-odds of its accuracy, log(r / (n - r))."""
+    v = np.array([[1.0]] * 30 + [[-1.0]] * 10)
+    assert direction.fit_weights(v, ridge=0.0)[0] == pytest.approx(np.log(3.0), abs=1e-8)
+    # two signals voting alike on every edge share the weight one of them would get alone
+    both = direction.fit_weights(np.hstack([v, v]), ridge=0.0)
+    assert both == pytest.approx([np.log(3.0) / 2] * 2, abs=1e-6)
+    # a signal at chance beside a good one weighs nothing; the penalty keeps a perfect one finite
+    coin = np.array([[1.0, 1.0], [1.0, -1.0]] * 20)
+    assert direction.fit_weights(coin, ridge=0.0)[1] == pytest.approx(0.0, abs=1e-6)
+    assert np.isfinite(direction.fit_weights(np.ones((50, 1)))[0])
+    assert direction.fit_weights(np.ones((50, 1)))[0] > 3.0
+
+
+def test_the_evidence_clock_reads_only_a_confident_posterior():
+    """Output-layer norms 1.0 < 1.2 and a loss that says the same: with weights 1.0 and 1.5 the
+    posterior of r -> c is sigmoid(2.5) = 0.92 (read at 0.9, not at 0.95); with the head alone,
+    sigmoid(1.0) = 0.73, read only at level 0.5; with no evidence, never."""
+    stats = {"r": _stats([1.0, 1.0], [0.0, 0.0], loss=0.2),
+             "c": _stats([1.0, 1.2], [0.0, 0.0], loss=0.4)}
+    e = _edge("r", "c", 0.1)
+    both, head = {"head": 1.0, "loss": 1.5}, {"head": 1.0}
+    assert evidence_clock(stats, both, 0.9)("r", "c", e) == 1
+    assert evidence_clock(stats, both, 0.9)("c", "r", e) == -1
+    assert evidence_clock(stats, both, 0.95)("r", "c", e) == 0
+    assert evidence_clock(stats, head, 0.9)("r", "c", e) == 0
+    assert evidence_clock(stats, head, 0.5)("c", "r", e) == -1
+    assert evidence_clock(stats, {}, 0.5)("r", "c", e) == 0
+
+
+def test_an_edge_the_evidence_clock_cannot_read_is_kept_where_the_head_clock_would_turn_it():
+    """The adversarially trained child's output layer shrank (1.0 -> 0.9) but it fits the data
+    worse: with the head as the clock, c becomes the root; with the evidence clock of weights
+    that let the loss outweigh the head, the edge stays r -> c."""
+    stats = {"r": _stats([1.0, 1.0], [0.0, 0.0], loss=0.2),
+             "c": _stats([1.0, 0.9], [0.0, 0.0], loss=0.6)}
+    e = _edge("r", "c", 0.1)
+    _, roots = follow_clock([("r", "c", e)], ["r"], [e], stats)
+    assert roots == ["c"]
+    edges, roots = follow_clock([("r", "c", e)], ["r"], [e], stats,
+                                evidence_clock(stats, {"head": 1.0, "loss": 3.5}))
+    assert roots == ["r"] and [(p, c) for p, c, _ in edges] == [("r", "c")]
