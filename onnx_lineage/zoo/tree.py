@@ -269,6 +269,18 @@ def _edge(p: str, c: str, o: PairOutcome, clo, q: str | None, stats: dict, weigh
             + ([] if carried is None else [inheritance_evidence(q, p, c, carried)])}
 
 
+def _clocks(stats: dict, weights: dict) -> tuple:
+    """The clock that corrects the tree's edges and the one that lets a child move down to a
+    sibling: one signal where it held on every recipe of the fitted forests; else all the
+    evidence of an edge, correcting it from CLOCK_LEVEL and moving a child down where the
+    evidence puts that sibling first."""
+    trusted = clock_signal()
+    if trusted:
+        clock = signal_clock(stats, trusted)
+        return clock, clock
+    return evidence_clock(stats, weights), evidence_clock(stats, weights, INHERITANCE_LEVEL)
+
+
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
          device: str = "auto", ray: str | None = None, screen: float = 0.3,
          with_closeness: bool = True, progress=None, alpha: float = 0.01,
@@ -316,18 +328,11 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     kept = spanning_forest(names, outcomes, quantized)
     centrality = hubness(outcomes)
     directed, roots = orient(names, kept, centrality, stats, weights)
-    # one signal is the clock only where it held on every recipe of the fitted forests; else the
-    # edges all the evidence puts the other way round (from CLOCK_LEVEL) are corrected, and a
-    # child moves down to a sibling only where the evidence puts that sibling first
-    trusted = clock_signal()
-    directed, roots = follow_clock(directed, roots, outcomes, stats,
-                                   signal_clock(stats, trusted) if trusted
-                                   else evidence_clock(stats, weights))
+    correct, move_down = _clocks(stats, weights)
+    directed, roots = follow_clock(directed, roots, outcomes, stats, correct)
     step("inheritance: does each child carry its parent's own change")
     share = shares_of(loaded, seed)
-    directed = follow_inheritance(directed, outcomes, share, stats, quantized,
-                                  signal_clock(stats, trusted) if trusted
-                                  else evidence_clock(stats, weights, INHERITANCE_LEVEL))
+    directed = follow_inheritance(directed, outcomes, share, stats, quantized, move_down)
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
