@@ -2,7 +2,8 @@
 power on derived models.
 
     python benchmarks/calibration.py OUT_DIR [--zoo ZOO_DIR] [--json OUT.json] [--png OUT.png]
-                                     [--seeds 0 1 2 3 4] [--reduced] [--check] [--markdown]
+                                     [--seeds 0 1 2 3 4] [--reuse] [--reduced] [--check]
+                                     [--markdown]
     python benchmarks/calibration.py --from OUT.json --markdown   # the tables of a past run
 
 Independent pairs (relation ``unrelated``): for every family of benchmarks/families.py, models
@@ -29,7 +30,8 @@ every test; the others run ``determine`` as a user does, the basin test only whe
 tests have not rejected independence. Their verdicts are those every test would give at that
 seed (the basin test only adds to a rejection already made, and it draws its copies last), while
 a derived pair spares the thousands of copies that show B below every one. ``--reduced``: three
-families, three training seeds (the check CI runs). ``--check`` exits 1 when an independent pair
+families, three training seeds (the check CI runs). The pairs built are listed in
+``OUT_DIR/pairs.json``; ``--reuse`` reads them from there instead of training again. ``--check`` exits 1 when an independent pair
 is called related at 0.01, a LogisticRegression pair is not undetermined, a derived pair is not
 related, or a pair's verdict differs between seeds.
 """
@@ -352,6 +354,19 @@ def check(rows: list[dict]) -> list[str]:
     return bad
 
 
+def _pairs(args) -> list[dict]:
+    """The pairs to test: built in ``args.out`` (and listed in its pairs.json), or, with
+    ``--reuse``, read from that list."""
+    listed = args.out / "pairs.json"
+    if args.reuse:
+        return results.read_json(listed)["pairs"]
+    pairs = independent_pairs(args.out, args.reduced) + derived_pairs(args.out, args.reduced)
+    if args.zoo:
+        pairs += zoo_pairs(args.zoo)
+    results.write_json(listed, {"pairs": pairs}, newline=True)
+    return pairs
+
+
 def main():
     ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?", help="where the models are built")
@@ -362,6 +377,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="determine's seeds, each pair run at every one (default 0)")
     ap.add_argument("--reduced", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="test the pairs an earlier run built in OUT_DIR (its pairs.json)")
     cli.add_check(ap)
     cli.add_markdown(ap, help="print the tables of RESULTS.md")
     args = ap.parse_args()
@@ -371,10 +388,7 @@ def main():
     elif args.out is None:
         ap.error("give OUT_DIR (where the models are built) or --from OUT.json")
     else:
-        pairs = independent_pairs(args.out, args.reduced) + derived_pairs(args.out, args.reduced)
-        if args.zoo:
-            pairs += zoo_pairs(args.zoo)
-        rows = run(pairs, tuple(args.seeds))
+        rows = run(_pairs(args), tuple(args.seeds))
     summary = summarise(rows)
     summary["seconds"] = time.perf_counter() - t0
     print(markdown(summary) if args.markdown else results.dumps(summary))

@@ -11,8 +11,9 @@ share of copies whose midway loss is no higher than B's, ``(1 + k) / (1 + T)`` a
 copies; the copies are drawn until Gandy's sequential procedure decides on which side of the
 test's level the share of all copies lies (:mod:`.sequential`): an independent model stops after
 a handful, a model below every copy after about ``ln(1000) / level``, and the chance that another
-seed decides otherwise is at most 1 in 1,000 (a share within a narrow band around the level can
-reach the most copies allowed, where the estimate decides and the result says so). A model in
+seed decides otherwise is at most 1 in 1,000 unless the share lies within about a fifth to twice
+the level (such a share often reaches the most copies allowed undecided: the p-value is then the
+upper end of the share's 99% interval, which accuses only if even that is at most the level). A model in
 A's basin and unit order sits at the bottom; where every path is flat (a nearly convex task) the
 copies tie with B and the test says it cannot tell.
 
@@ -38,8 +39,8 @@ NULL = ("B initialised independently of A and trained equivariantly to permuting
 
 def copies_for(alpha: float) -> int:
     """The most copies the test draws at level ``alpha``: ``30 / alpha`` (9,000 at the default
-    level's third), where the resampling risk is within its bound unless the share of copies as
-    low as B lies within about half to twice ``alpha``."""
+    level's third), with which the resampling risk is within its bound unless the share of copies
+    as low as B lies within about a fifth to twice ``alpha``."""
     return int(np.ceil(30.0 / alpha - 1e-9))
 
 
@@ -140,8 +141,8 @@ def _outcome(mc: Decision, copies: int) -> str:
             f"{lo:.2g} to {hi:.2g} at {CONFIDENCE:.0%})")
     side = "at most" if mc.below else "above"
     if mc.outcome == "limit":
-        return (f"{said}; undecided after the most copies ({copies:,}): the share is within "
-                f"the Monte Carlo error of the level, {side} it by the estimate, and another "
-                "seed may decide otherwise")
+        return (f"{said}; undecided after the most copies ({copies:,}): the share is within its "
+                "Monte Carlo error of the level, so the p-value is the interval's upper end, "
+                f"{side} the level")
     return (f"{said}; stopped early: {side} the level, and another seed decides otherwise "
             f"with chance at most {mc.risk:g}")

@@ -15,9 +15,10 @@ infinitely many copies would not make, the *resampling risk*, is at most ``risk`
 * ``L_n``, the largest count with the same property from below: stop and decide ``p <= l``.
 
 Far from the level the procedure stops early (an independent model whose copies often reach it:
-a handful of copies); a p-value near zero needs about ``ln(1 / risk) / l`` copies; only a ``p``
-within a narrow band around ``l`` can reach the most copies allowed, where the decision falls
-back on the estimate and says so.
+a handful of copies); a p-value near zero needs about ``ln(1 / risk) / l`` copies; a ``p`` within
+about a fifth to twice ``l`` often reaches the most copies allowed undecided. There the p-value
+reported is the upper end of the interval below (conservative): it rejects only if even that is
+at most ``l``, so a ``p`` near the level does not accuse at one seed and acquit at the next.
 
 The decision is reported with ``(1 + S_n) / (1 + n)`` as the p-value, on the side of the level
 that the boundary decided (at every boundary, :class:`Boundaries` checks it), and a Clopper-Pearson
@@ -51,15 +52,16 @@ class Decision:
     Attributes
     ----------
     p_value : float
-        ``(1 + reached) / (1 + draws)``: at most the level exactly when ``below``.
+        ``(1 + reached) / (1 + draws)`` where a boundary decided (at most the level exactly when
+        ``below``); at the limit, the interval's upper end.
     draws : int
         Copies drawn.
     reached : int
         Copies at least as extreme as the observation.
     outcome : str
         ``below`` (the ideal p-value is at most the level), ``above``, or ``limit`` (the most
-        copies were drawn without crossing a boundary: decided by ``p_value``, and another seed
-        may decide otherwise).
+        copies were drawn without crossing a boundary: ``below`` only if the interval's upper end
+        is at most the level).
     interval : tuple of float
         Clopper-Pearson interval for the ideal p-value at :data:`CONFIDENCE`.
     risk : float
@@ -80,7 +82,7 @@ class Decision:
     @property
     def below(self) -> bool:
         """Whether the decision is ``p <= level``."""
-        return self.outcome == "below" or (self.outcome == "limit" and self.p_value <= self.level)
+        return self.p_value <= self.level
 
     def to_dict(self) -> dict:
         """The JSON ``monte_carlo`` block of a test."""
@@ -185,13 +187,15 @@ def decide(observed: float, draw: Callable[[], float], extreme: Callable[[float,
 
 
 def _decision(reached: int, draws: int, outcome: str, risk: float, level: float) -> Decision:
-    return Decision(p_value=(1 + reached) / (1 + draws), draws=draws, reached=reached,
-                    outcome=outcome, interval=interval(reached, draws), risk=risk, level=level)
+    bounds = interval(reached, draws)
+    p = bounds[1] if outcome == "limit" else (1 + reached) / (1 + draws)
+    return Decision(p_value=p, draws=draws, reached=reached, outcome=outcome, interval=bounds,
+                    risk=risk, level=level)
 
 
 def reject_chance(bounds: Boundaries, p, most: int) -> np.ndarray:
     """For each ideal p-value in ``p``: the chance that :func:`decide` with these boundaries and
-    at most ``most`` copies decides ``p <= level`` (at the limit: by the estimate).
+    at most ``most`` copies decides ``p <= level`` (at the limit: by the interval's upper end).
 
     The counts' distribution is propagated over the window between the boundaries only (the
     same for every ``p``): ``mass[i, j]`` is the chance under ``p[i]`` of count ``first + j``
@@ -210,8 +214,8 @@ def reject_chance(bounds: Boundaries, p, most: int) -> np.ndarray:
         rejected += grown[:, :lo].sum(axis=1)
         mass, first = grown[:, lo:max(hi, lo)], first + lo
     counts = first + np.arange(mass.shape[1])
-    estimate_below = (1 + counts) / (1 + most) <= bounds.level
-    return rejected + (mass * estimate_below[None, :]).sum(axis=1)
+    below = np.array([interval(int(k), most)[1] <= bounds.level for k in counts], dtype=bool)
+    return rejected + (mass * below[None, :]).sum(axis=1)
 
 
 def size(bounds: Boundaries, most: int, grid: int = 801) -> float:

@@ -12,7 +12,8 @@ from onnx_lineage.analyses.determination import determine
 def test_a_child_in_a_s_basin_is_below_every_permuted_copy(family, member):
     r = determine(family["parent"], family[member], copies=19, all_tests=True)
     basin = r.test("basin")
-    assert basin.p_value == pytest.approx(1 / 20) and basin.power is False  # 19 copies only
+    # 19 copies only: undecided, the p-value is the upper 99% bound of a share of 0 in 19
+    assert basin.p_value == pytest.approx(1 - 0.005 ** (1 / 19)) and basin.power is False
     assert "showed a barrier" in basin.power_reason
 
 
