@@ -13,9 +13,9 @@ test's level the share of all copies lies (:mod:`.sequential`): an independent m
 a handful, a model below every copy after about ``ln(1000) / level``, and the chance that another
 seed decides otherwise is at most 1 in 1,000 unless the share lies within about a fifth to twice
 the level (such a share often reaches the most copies allowed undecided: the p-value is then the
-upper end of the share's 99% interval, which accuses only if even that is at most the level). A model in
-A's basin and unit order sits at the bottom; where every path is flat (a nearly convex task) the
-copies tie with B and the test says it cannot tell.
+upper end of the share's 99% interval, which accuses only if even that is at most the level).
+A model in A's basin and unit order sits at the bottom; where every path is flat (a nearly convex
+task) the copies tie with B and the test says it cannot tell.
 
 The copies permute the hidden-unit classes (residual streams only when there is no other class:
 their members hold most of a transformer's parameters, and a permutation of any subgroup keeps

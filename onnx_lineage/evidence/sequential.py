@@ -30,6 +30,7 @@ holds it to the level).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -95,8 +96,10 @@ class Boundaries:
     """Gandy's stopping boundaries for one level, computed step by step as far as asked.
 
     ``lower[n - 1]`` and ``upper[n - 1]`` are ``L_n`` and ``U_n`` (``L_n = -1``: no count stops
-    from below yet; once the count 0 has stopped, every count below the window has). Each step propagates the probability of the paths not yet stopped, under
-    ``p = level``, over the counts still between the boundaries (a few dozen at most).
+    from below yet; once the count 0 has stopped, every count below the window has). Each step
+    propagates the probability of the paths not yet stopped, under ``p = level``, over the counts
+    still between the boundaries (a few dozen at most). One object serves every test at its level
+    (:func:`boundaries`), from any thread.
     """
 
     def __init__(self, level: float, risk: float = RISK, spending: int = SPENDING):
@@ -109,11 +112,14 @@ class Boundaries:
         self._first = 0
         self._spent_up = 0.0
         self._spent_low = 0.0
+        self._lock = threading.Lock()
 
     def at(self, n: int) -> tuple[int, int]:
         """``(L_n, U_n)`` for ``n >= 1``."""
-        while len(self.upper) < n:
-            self._step()
+        if len(self.upper) < n:
+            with self._lock:
+                while len(self.upper) < n:
+                    self._step()
         return self.lower[n - 1], self.upper[n - 1]
 
     def _step(self) -> None:
