@@ -207,8 +207,9 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     alpha : float
         Level of the verdict: ``related`` only when the combined p-value is at most ``alpha``.
     copies : int, optional
-        Most permuted copies for the basin test (default: the fewest that let it reach its
-        share of ``alpha``); 0 skips the basin test and the sweep.
+        Most permuted copies for the basin test (default: 30 over its share of ``alpha``,
+        :func:`~onnx_lineage.evidence.basin.copies_for`; it stops earlier once its sequential
+        boundaries decide); 0 skips the basin test and the sweep.
     all_tests : bool
         Run the basin test even when the data-free tests already decided (benchmarks).
     progress : callable, optional
