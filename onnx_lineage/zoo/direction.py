@@ -350,10 +350,12 @@ def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None
 
 def weak_evidence(parent: str, child: str, edge_votes: dict, weights: dict) -> list[str]:
     """Sentences for the weak signals' votes on ``parent -> child`` (:func:`votes`) that carry
-    weight."""
+    weight, each saying whether it counts for that direction or against it (a signal fitted with
+    a negative weight counts against the direction it reads as)."""
     said = {"head": "has the larger output-layer norm",
             "norm": "has the larger hidden-layer norms",
             "kurtosis": "has the larger weight kurtosis in most hidden layers",
             "loss": "fits the data worse"}
-    return [f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f})"
+    return [f"{child if v > 0 else parent} {said[k]} (weight {weights[k]:+.2f}: "
+            f"{'for' if v * weights[k] > 0 else 'against'} {parent} -> {child})"
             for k, v in edge_votes.items() if v and weights.get(k)]

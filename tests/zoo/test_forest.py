@@ -356,3 +356,12 @@ def test_an_edge_the_evidence_clock_cannot_read_is_kept_where_the_head_clock_wou
     edges, roots = follow_clock([("r", "c", e)], ["r"], [e], stats,
                                 evidence_clock(stats, {"head": 1.0, "loss": 3.5}))
     assert roots == ["r"] and [(p, c) for p, c, _ in edges] == [("r", "c")]
+
+
+def test_each_weak_sentence_says_whether_it_counts_for_the_direction_or_against_it():
+    from onnx_lineage.zoo.direction import weak_evidence
+    said = weak_evidence("p", "c", {"head": 1, "norm": 1, "loss": -1, "kurtosis": 0},
+                         {"head": 2.0, "norm": -0.7, "loss": 0.8, "kurtosis": 1.4})
+    assert said == ["c has the larger output-layer norm (weight +2.00: for p -> c)",
+                    "c has the larger hidden-layer norms (weight -0.70: against p -> c)",
+                    "p fits the data worse (weight +0.80: against p -> c)"]
