@@ -199,11 +199,28 @@ def stability(rows: list[dict]) -> dict:
     for m in mc:
         decided[m["decided"]] += 1
     copies = [m["copies"] for m in mc]
+    first = first_seed(rows)
     return {"seeds": sorted({r.get("seed", 0) for r in rows}), "pairs": len(by_pair),
             "same_verdict_every_seed": len(by_pair) - len(differing), "differing": differing,
             "basin_decided": dict(decided),
             "basin_copies": {"median": float(np.median(copies)), "max": int(max(copies)),
-                             "total": int(sum(copies))} if copies else None}
+                             "total": int(sum(copies))} if copies else None,
+            # at the first seed: an independent pair's copies, and a derived pair's decided below
+            "independent_copies": _spread(first, lambda r: r["relation"] == "unrelated"),
+            "below_copies": _spread(first, lambda r: r["relation"] == "related" and
+                                    r["basin_monte_carlo"]["decided"] == "below"),
+            "seconds_by_seed": {str(s): float(sum(r["seconds"] for r in rows
+                                                  if r.get("seed", 0) == s))
+                                for s in sorted({r.get("seed", 0) for r in rows})}}
+
+
+def _spread(rows: list[dict], which) -> dict | None:
+    """Median, mean and count of the basin copies of the ``rows`` that ran it and ``which``
+    selects."""
+    copies = [r["basin_monte_carlo"]["copies"] for r in rows
+              if r.get("basin_monte_carlo") and which(r)]
+    return {"median": float(np.median(copies)), "mean": float(np.mean(copies)),
+            "runs": len(copies)} if copies else None
 
 
 def clopper_pearson(k: int, n: int, conf: float = 0.95) -> list[float]:
@@ -294,6 +311,13 @@ def markdown(summary: dict) -> str:
                 f"{st['basin_decided'].get('above', 0)} / {st['basin_decided'].get('limit', 0)} | "
                 f"{copies.get('median', 0):.0f}, {copies.get('max', 0)} |"]
         out += [f"- {' '.join(d['pair'])}: {d['verdicts']}" for d in st["differing"]]
+        ind, below = st.get("independent_copies"), st.get("below_copies")
+        if ind and below:
+            out += ["", f"At seed {st['seeds'][0]}: an independent pair's basin test drew a median "
+                    f"of {ind['median']:.0f} copies (mean {ind['mean']:.0f}, {ind['runs']} runs); "
+                    f"a derived pair decided below its level, {below['median']:.0f} "
+                    f"({below['runs']} runs). Seconds by seed: " + ", ".join(
+                        f"{s}: {t:.0f}" for s, t in st["seconds_by_seed"].items()) + "."]
     return "\n".join(out)
 
 

@@ -144,5 +144,5 @@ def _outcome(mc: Decision, copies: int) -> str:
         return (f"{said}; undecided after the most copies ({copies:,}): the share is within its "
                 "Monte Carlo error of the level, so the p-value is the interval's upper end, "
                 f"{side} the level")
-    return (f"{said}; stopped early: {side} the level, and another seed decides otherwise "
-            f"with chance at most {mc.risk:g}")
+    return (f"{said}; stopped early: {side} the level (another seed decides otherwise with "
+            f"chance at most {mc.risk:g} unless the share is near the level)")

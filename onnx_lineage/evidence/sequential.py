@@ -24,8 +24,8 @@ The decision is reported with ``(1 + S_n) / (1 + n)`` as the p-value, on the sid
 that the boundary decided (at every boundary, :class:`Boundaries` checks it), and a Clopper-Pearson
 interval for ``p`` as its Monte Carlo error. Under the null ``p`` is at least uniform, so the
 chance of deciding ``p <= l`` is at most the integral of that chance over ``p`` in ``[0, 1]``;
-:func:`size` computes it exactly from the boundaries (``tests/evidence/test_sequential.py``
-holds it to the level).
+:func:`size` computes it from the boundaries, the chance exactly at each ``p`` of a grid, the
+integral by trapezoids (``tests/evidence/test_sequential.py`` holds it to the level).
 """
 
 from __future__ import annotations
