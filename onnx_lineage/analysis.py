@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from onnx_lineage import __version__
-from onnx_lineage.analyses.context import begin
+from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.closeness import ClosenessResult, closeness
 from onnx_lineage.analyses.determination import DeterminationResult, determine
 from onnx_lineage.data import Dataset, feeds_for
@@ -99,24 +99,43 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
         The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
         in force, :mod:`onnx_lineage.memory`).
     """
-    with begin(a, b, data, seed=seed, progress=progress, max_memory=max_memory) as run:
-        a, b, data, step = run.a, run.b, run.data, run.step
+    how = Analyze(device=device, output=output, points=points, budget=budget,
+                  with_closeness=with_closeness, alpha=alpha, label_space=label_space)
+    return how(a, b, data, seed=seed, progress=progress, max_memory=max_memory)
+
+
+@dataclass(frozen=True)
+class Analyze(Analysis):
+    """``analyze`` as an analysis (:class:`~onnx_lineage.analyses.context.Analysis`): its
+    settings are :func:`analyze`'s."""
+
+    device: str = "auto"
+    output: str = "auto"
+    points: int = 256
+    budget: int | None = None
+    with_closeness: bool = True
+    alpha: float = 0.01
+    label_space: str = "same"
+
+    def run(self, run: Run) -> AnalysisResult:
+        """The match, A's predictions, the determination and the closeness, on one run."""
+        a, b, data, step, seed = run.a, run.b, run.data, run.step, run.seed
         rng = run.rng  # the match's tie-breaking, then determine's draws
         m = match(a, b, progress=step, rng=rng)
         step("predicting with A")
-        ra = Runner(a.proto, device=device, output=output, name=a.name)
+        ra = Runner(a.proto, device=self.device, output=self.output, name=a.name)
         feeds, _ = feeds_for(ra.inputs, data, a.name)
         pred_a = ra.predict(feeds)
         step("independence tests and interpolation sweep")
-        det = determine(a, b, data, seed=seed, device=device, output=output, match_result=m,
-                        alpha=alpha, progress=step, rng=rng)
+        det = determine(a, b, data, seed=seed, device=self.device, output=self.output,
+                        match_result=m, alpha=self.alpha, progress=step, rng=rng)
         clo, refused = None, None
-        if with_closeness:
+        if self.with_closeness:
             step("boundary search")
             try:
-                clo = closeness(a, b, data, seed=seed, device=device, output=output, points=points,
-                                budget=budget, a_predictions=pred_a, label_space=label_space,
-                                progress=step)
+                clo = closeness(a, b, data, seed=seed, device=self.device, output=self.output,
+                                points=self.points, budget=self.budget, a_predictions=pred_a,
+                                label_space=self.label_space, progress=step)
             except LabelSpaceError as exc:
                 refused = str(exc)
         scale = 1.0

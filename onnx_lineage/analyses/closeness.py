@@ -20,11 +20,12 @@ class in both); labels in the data that neither model can predict are refused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from onnx_lineage.analyses import directions as dirs
-from onnx_lineage.analyses.context import begin
+from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.boundary import RaySearch, search
 from onnx_lineage.analyses.labels import Labeler
 from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
@@ -185,23 +186,52 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     DataError
         The data's labels fall outside both models' classes.
     """
-    _check_settings(points, rays_per_point, tolerance, rtol, directions, label_space, sampling)
-    if round_size is None:
-        round_size = int(np.clip(points // 4, 64, 512))
-    with begin(a, b, data, seed=seed, progress=progress,
-                first="reading the models and predicting with A", max_memory=max_memory) as run:
-        a, b, data, rng, step = run.a, run.b, run.data, run.rng, run.step
-        ra = Runner(a.proto, device=device, output=output, name=a.name)
-        rb = Runner(b.proto, device=device, output=output, name=b.name)
+    how = Closeness(device=device, points=points, budget=budget, tolerance=tolerance,
+                    rays_per_point=rays_per_point, directions=tuple(directions), rtol=rtol,
+                    bounds=bounds, output=output, round_size=round_size, sampling=sampling,
+                    label_space=label_space, a_predictions=a_predictions)
+    return how(a, b, data, seed=seed, progress=progress, max_memory=max_memory)
+
+
+@dataclass(frozen=True)
+class Closeness(Analysis):
+    """Closeness as an analysis (:class:`~onnx_lineage.analyses.context.Analysis`): its
+    settings are :func:`closeness`'s, checked when it is made."""
+
+    device: str = "auto"
+    points: int = 256
+    budget: int | None = None
+    tolerance: float = 0.02
+    rays_per_point: int = 6
+    directions: tuple = ("random", "manifold", "adversarial")
+    rtol: float = 1e-3
+    bounds: tuple[float, float] | None = None
+    output: str = "auto"
+    round_size: int | None = None
+    sampling: str = "stratified"
+    label_space: str = "same"
+    a_predictions: Prediction | None = field(default=None, repr=False)
+    first: ClassVar[str] = "reading the models and predicting with A"
+
+    def __post_init__(self):
+        _check_settings(self.points, self.rays_per_point, self.tolerance, self.rtol,
+                        self.directions, self.label_space, self.sampling)
+
+    def run(self, run: Run) -> ClosenessResult:
+        """Rounds of boundary searches on a run that has begun (the module docstring)."""
+        a, b, data, rng = run.a, run.b, run.data, run.rng
+        ra = Runner(a.proto, device=self.device, output=self.output, name=a.name)
+        rb = Runner(b.proto, device=self.device, output=self.output, name=b.name)
         key = sources(ra.inputs, data, a.name)[ra.inputs[0].name]
         moved = data.arrays[key]
         discrete = moved.dtype.kind in "iu"
         companions = tuple(k for k, v in data.arrays.items()
                            if discrete and k != key and v.shape == moved.shape)
         feeds_a, ignored = feeds_for(ra.inputs, data, a.name)
-        ref = a_predictions if a_predictions is not None else ra.predict(feeds_a)
+        ref = self.a_predictions if self.a_predictions is not None else ra.predict(feeds_a)
         notes = list(data.notes)
-        ref, classes, shared = _label_spaces(ref, ra, rb, data, a.name, b.name, label_space, notes)
+        ref, classes, shared = _label_spaces(ref, ra, rb, data, a.name, b.name,
+                                             self.label_space, notes)
         labeler = Labeler(ra.output_kind, ref, rng)
         labels_all = labeler(ref)
         if ignored:
@@ -215,14 +245,17 @@ def closeness(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         if not mb.view.moved:
             raise DataError(f"{b.name}: none of its inputs reads the array {key!r} that A's rays "
                             "move")
-        walk = _input_space(moved, data, companions, discrete, bounds, directions)
-        if sampling == "stratified":
-            order = priority_order(labels_all, margins(ref.scores, ra.output_kind, len(labels_all)),
-                                   rng)
+        walk = _input_space(moved, data, companions, discrete, self.bounds, self.directions)
+        if self.sampling == "stratified":
+            order = priority_order(labels_all, margins(ref.scores, ra.output_kind,
+                                                       len(labels_all)), rng)
         else:
             order = rng.permutation(len(labels_all))
-        search = _Search(ma, mb, walk, rays_per_point, rtol, rng, labels_all)
-        rounds = _search_rounds(search, order[:points], round_size, tolerance, budget, notes, step)
+        search = _Search(ma, mb, walk, self.rays_per_point, self.rtol, rng, labels_all)
+        round_size = (int(np.clip(self.points // 4, 64, 512)) if self.round_size is None
+                      else self.round_size)
+        rounds = _search_rounds(search, order[:self.points], round_size, self.tolerance,
+                                self.budget, notes, run.step)
         return _result(search, a.name, b.name, rounds, labeler, ra, rb, classes, notes,
                        run.seconds())
 

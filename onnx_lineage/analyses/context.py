@@ -1,20 +1,24 @@
 """What every analysis of a pair starts from, in one place: its memory budget, both models
 loaded, the data arranged for them (the built-in digits by default), the random generator, the
-progress callback and the clock. Each analysis then runs its own steps on it.
+progress callback and the clock (:func:`begin`); and the template every analysis follows
+(:class:`Analysis`): its settings are its fields, calling it begins a run and hands it to the
+analysis' own :meth:`Analysis.run`.
 """
 
 from __future__ import annotations
 
+import abc
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator, final
 
 import numpy as np
 
 from onnx_lineage import memory
 from onnx_lineage.data import Dataset, arrange_for, digits
 from onnx_lineage.model.loading import LoadedModel, as_loaded
+from onnx_lineage.results import Result
 
 
 def _silent(name: str) -> None:
@@ -37,6 +41,8 @@ class Run:
         Called with a description of each step as it starts.
     started : float
         ``time.perf_counter()`` when the run began.
+    seed : int
+        The seed the run was asked for (``rng`` was seeded with it unless one was given).
     """
 
     a: LoadedModel
@@ -45,6 +51,7 @@ class Run:
     rng: np.random.Generator
     step: Callable[[str], None] = _silent
     started: float = field(default_factory=time.perf_counter)
+    seed: int = 0
 
     def seconds(self) -> float:
         """Wall time since the run began."""
@@ -67,4 +74,35 @@ def begin(a, b, data: Dataset | None = None, *, seed: int = 0,
             step(first)
         a, b = as_loaded(a), as_loaded(b)
         data = arrange_for(digits() if data is None else data, a, b)
-        yield Run(a, b, data, np.random.default_rng(seed) if rng is None else rng, step, started)
+        yield Run(a, b, data, np.random.default_rng(seed) if rng is None else rng, step,
+                  started=started, seed=seed)
+
+
+class Analysis(abc.ABC):
+    """One analysis of a pair, on one template (foolbox's attacks, Polygraphy's runners): a
+    subclass holds its settings as fields (a frozen dataclass) and implements :meth:`run`, its
+    own steps only; calling it (``__call__``, the same for every analysis) begins the run with
+    :func:`begin` (memory budget, both models loaded, data arranged, generator, progress, clock)
+    and returns what :meth:`run` makes of it.
+
+    Attributes
+    ----------
+    first : str
+        The description of the first step (reading the models), shown as the run begins.
+    """
+
+    first: ClassVar[str] = ""
+
+    @final
+    def __call__(self, a, b, data: Dataset | None = None, *, seed: int = 0,
+                 rng: np.random.Generator | None = None, progress=None,
+                 max_memory: int | str | None = None) -> Result:
+        """The analysis of ``a`` and ``b`` (paths or LoadedModel) on ``data``; the arguments are
+        :func:`begin`'s."""
+        with begin(a, b, data, seed=seed, rng=rng, progress=progress, first=self.first,
+                   max_memory=max_memory) as run:
+            return self.run(run)
+
+    @abc.abstractmethod
+    def run(self, run: Run) -> Result:
+        """The analysis' own steps on a run that has begun."""

@@ -30,3 +30,31 @@ def test_a_run_s_budget_holds_inside_it_only(family):
     with begin(family["parent"], family["parent"], max_memory="64M"):
         assert memory.budget() == 64 * 1024**2
     assert memory.budget() == before
+
+
+def test_an_analysis_implements_its_run_only_and_calling_it_begins_the_run(family):
+    from dataclasses import dataclass
+    from onnx_lineage.analyses.context import Analysis
+
+    @dataclass(frozen=True)
+    class Names(Analysis):
+        suffix: str = "!"
+        first = "reading"
+
+        def run(self, run):
+            return run.a.name + self.suffix, run.seed, run.rng.random()
+
+    said = []
+    name, seed, draw = Names(suffix="?")(family["parent"], family["noisy"], seed=7,
+                                         progress=said.append)
+    assert name.endswith(".onnx?") and seed == 7 and draw == np.random.default_rng(7).random()
+    assert said == ["reading"]
+
+
+def test_determine_closeness_and_analyze_are_analyses_on_the_template():
+    from onnx_lineage.analyses.closeness import Closeness
+    from onnx_lineage.analyses.context import Analysis
+    from onnx_lineage.analyses.determination import Determination
+    from onnx_lineage.analysis import Analyze
+    for cls in (Determination, Closeness, Analyze):
+        assert issubclass(cls, Analysis) and cls.__call__ is Analysis.__call__
