@@ -17,16 +17,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
-from onnx_lineage.analyses.context import begin
+from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
 from onnx_lineage.data import Dataset, check_labels
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
-from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, basin_test, copies_for
+from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, Probe, copies_for
+from onnx_lineage.evidence.registry import Evidence, registered
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.weights import release_pages
@@ -117,17 +118,18 @@ def no_units(m: MatchResult) -> str:
     model: the only case where saying so is true), or shared layers without a hidden unit axis
     that can be permuted as a whole."""
     names = (m.model_a, m.model_b)
-    empty = [n for n, layers in zip(names, (m.a_layers, m.b_layers)) if not layers]
+    la, lb = m.correspondence.a_layers, m.correspondence.b_layers
+    empty = [n for n, layers in zip(names, (la, lb)) if not layers]
     if empty:
         who = f"{empty[0]} has no" if len(empty) == 1 else "neither model has"
         return (f"{who} weights that onnx-lineage reads (no dense, convolution, embedding, "
                 "normalisation or recurrent layer: a tree ensemble, say, or fixed operations), "
                 "so there are no units to compare")
     if not m.pairs:
-        return (f"no layer of {m.model_a} ({_kinds(m.a_layers)}) has a counterpart of the same "
-                f"kind and shape in {m.model_b} ({_kinds(m.b_layers)}): different architectures")
+        return (f"no layer of {m.model_a} ({_kinds(la)}) has a counterpart of the same "
+                f"kind and shape in {m.model_b} ({_kinds(lb)}): different architectures")
     if all(len(layers) == 1 and layers[0].kind in CONVEX_KINDS
-           for layers in (m.a_layers, m.b_layers)):
+           for layers in (la, lb)):
         return ("both are a single linear layer without hidden units, a convex model (such as a "
                 "logistic regression): it has one optimum, so derived and independent training "
                 "land on the same weights")
@@ -218,30 +220,52 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
         The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
         in force, :mod:`onnx_lineage.memory`).
     """
-    with begin(a, b, data, seed=seed, rng=rng, progress=progress, first="reading the models",
-               max_memory=max_memory) as run:
-        a, b, data, rng, step, t0 = run.a, run.b, run.data, run.rng, run.step, run.started
-        m = match_result or match(a, b, progress=step, rng=rng)
+    how = Determination(device=device, points=points, rows=rows, output=output,
+                        match_result=match_result, alpha=alpha, copies=copies,
+                        all_tests=all_tests)
+    return how(a, b, data, seed=seed, rng=rng, progress=progress, max_memory=max_memory)
+
+
+@dataclass(frozen=True)
+class Determination(Analysis):
+    """The determination as an analysis (:class:`~onnx_lineage.analyses.context.Analysis`): its
+    settings are :func:`determine`'s."""
+
+    device: str = "auto"
+    points: int = 11
+    rows: int = 1000
+    output: str = "auto"
+    match_result: MatchResult | None = None
+    alpha: float = 0.01
+    copies: int | None = None
+    all_tests: bool = False
+    first: ClassVar[str] = "reading the models"
+
+    def run(self, run: Run) -> DeterminationResult:
+        """The tests in order (the module docstring) on a run that has begun."""
+        a, b, step, t0, alpha = run.a, run.b, run.step, run.started, self.alpha
+        m = self.match_result or match(a, b, progress=step, rng=run.rng)
         t_match = time.perf_counter()
-        notes = list(m.limits) + list(data.notes)
+        notes = list(m.limits) + list(run.data.notes)
         step("independence tests without data (unit order, aligned weights, same values)")
         free = data_free(m, alpha)
         release_pages()
         tests = free.tests
         t_tests = time.perf_counter()
         decided = decide(tests, alpha).related is True
-        copies = copies_for(share(alpha, BASIN)) if copies is None else int(copies)
+        copies = copies_for(share(alpha, BASIN)) if self.copies is None else int(self.copies)
         path = _Path()
         if m.pairs and copies > 0:
-            how = _How(device=device, output=output, points=points, rows=rows,
-                       copies=copies if all_tests or not decided else 0,
+            how = _How(device=self.device, output=self.output, points=self.points,
+                       rows=self.rows, copies=copies if self.all_tests or not decided else 0,
                        level=share(alpha, BASIN), step=step)
             path = _sweep(run, m, how)
             notes += path.notes
-        if copies > 0:
-            tests.append(path.basin or TestResult(
-                BASIN, None, None, BASIN_NULL, reason="not run: the data-free tests already "
-                "reject independence" if decided else "not run: nothing to interpolate"))
+        if copies > 0 and path.basin is None and decided:
+            tests.append(TestResult(BASIN, None, None, BASIN_NULL, reason="not run: the "
+                                    "data-free tests already reject independence"))
+        elif copies > 0:  # no path: the test says it did not run
+            tests.append(path.basin or registered(BASIN).run(Evidence(m), self.alpha))
         v = decide(tests, alpha, no_units(m))
         sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
         similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims
@@ -332,11 +356,11 @@ def _basin(sweep: Sweep, plan, sample, rngs: tuple, how: _How, scale: float) -> 
             f"not run: the sweep can write only {plan.fraction:.0%} of the matched parameters"))
     step(f"basin test: B against up to {copies} copies with its units permuted")
     _own_order(sweep, plan)
-    classes = symmetry_classes(plan.match)
-    probe = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
+    rows = sweep if len(sample) <= BASIN_ROWS else sweep.subset(
         np.sort(pick.choice(len(sample), BASIN_ROWS, replace=False)))
-    return basin_test(probe, plan.keys, plan.match.b_own, classes, rng, alpha=how.level,
-                      copies=copies, scale=scale, progress=lambda what: step(f"basin test: {what}"))
+    probe = Probe(rows, plan.keys, plan.match.correspondence.b_own, symmetry_classes(plan.match),
+                  rng=rng, copies=copies, scale=scale, progress=lambda what: step(f"basin test: {what}"))
+    return registered(BASIN).run(Evidence(plan.match, path=probe), how.level)
 
 
 def _aligned(m: MatchResult) -> bool:
@@ -349,7 +373,7 @@ def _own_order(sweep: Sweep, plan) -> None:
     """Give the sweep B's parameters in its own unit order where they are other arrays than
     its endpoints' (alignment replaces each array it changes and shares the rest: no array is
     read to compare)."""
-    own = plan.match.b_own
+    own = plan.match.correspondence.b_own
     for k, (i, key) in enumerate(plan.keys):
         if own[i][key] is not sweep.endpoint_b(k):
             sweep.set_b(k, own[i][key])

@@ -27,11 +27,11 @@ from onnx_lineage.matching.classes import ClassMatch, SymmetryClass, match_class
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.evidence.same_values import same_values_test
 from onnx_lineage.evidence.unit_order import unit_order_test
-from onnx_lineage.evidence.registry import TESTS
+from onnx_lineage.evidence.registry import TESTS, Evidence
 from onnx_lineage.evidence.verdict import WEIGHTS, Verdict, decide, share
 
-__all__ = ["ClassMatch", "DataFree", "SymmetryClass", "TestResult", "Verdict", "WEIGHTS",
-           "aligned_test", "data_free", "decide", "match_classes", "same_values_test", "share",
+__all__ = ["ClassMatch", "DataFree", "Evidence", "SymmetryClass", "TestResult", "Verdict",
+           "WEIGHTS", "aligned_test", "data_free", "decide", "match_classes", "same_values_test", "share",
            "symmetry_classes", "unit_order_test"]
 
 
@@ -63,9 +63,11 @@ def data_free(m, alpha: float = 0.01) -> DataFree:
     alpha : float
         The verdict's level (each test is read at its share, :data:`WEIGHTS`).
     """
-    classes, matches = m.classes, m.class_matches
+    corr = m.correspondence
+    classes, matches = corr.classes, corr.class_matches
     if matches is None:
         classes = symmetry_classes(m)
-        matches = match_classes(classes, m.a_params, m.b_own, np.random.default_rng(0))
-    ran = {t.name: t.run(m, matches, t.level(alpha)) for t in TESTS if t.run is not None}
+        matches = match_classes(classes, corr.a_params, corr.b_own, np.random.default_rng(0))
+    evidence = Evidence(m, matches)
+    ran = {t.name: t.run(evidence, t.level(alpha)) for t in TESTS if not t.needs_data}
     return DataFree(classes, matches, ran["unit_order"], ran["aligned"], ran["same_values"])

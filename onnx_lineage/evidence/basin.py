@@ -25,6 +25,9 @@ run: a path with the rest frozen is no evidence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from onnx_lineage.evidence.result import TestResult
@@ -35,6 +38,37 @@ NAME = "basin"
 NULL = ("B initialised independently of A and trained equivariantly to permuting hidden units: "
         "the loss midway between A and B is exchangeable with the loss midway between A and "
         "copies of B with its hidden units permuted")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The path the test runs on, and how far it may go.
+
+    Attributes
+    ----------
+    sweep : Sweep
+        The interpolated model on the test's rows, holding B in its own unit order.
+    keys, own, classes, rng, copies, scale, progress
+        :func:`basin_test`'s.
+    """
+
+    sweep: object
+    keys: list
+    own: dict
+    classes: list
+    rng: np.random.Generator
+    copies: int
+    scale: float = 1.0
+    progress: Callable[[str], None] | None = None
+
+
+def on_path(probe: Probe | None, level: float) -> TestResult:
+    """The test on ``probe`` at ``level`` (the registry's signature); without a path, a result
+    that says it did not run."""
+    if probe is None:
+        return TestResult(NAME, None, None, NULL, reason="not run: nothing to interpolate")
+    return basin_test(probe.sweep, probe.keys, probe.own, probe.classes, probe.rng, alpha=level,
+                      copies=probe.copies, scale=probe.scale, progress=probe.progress)
 
 
 def copies_for(alpha: float) -> int:

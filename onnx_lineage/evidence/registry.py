@@ -2,6 +2,10 @@
 reports call it, whether its p-value is exact or calibrated, its share of the verdict's level
 (fixed before any data is seen), and, for the tests that need no data, how to run it. The
 verdict, the data-free evidence, the command line, the reports and the demo read them here.
+
+Every test runs the same way, ``info.run(evidence, level)``: on what a test reads
+(:class:`Evidence`: the match, its classes' matching, and, for the test that needs data, the
+interpolation path) at its share of the level.
 """
 
 from __future__ import annotations
@@ -11,6 +15,25 @@ from typing import Callable
 
 from onnx_lineage.evidence import aligned, basin, same_values, unit_order
 from onnx_lineage.evidence.result import TestResult
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the tests read.
+
+    Attributes
+    ----------
+    match : MatchResult
+    matches : list of ClassMatch or None
+        The symmetry classes' equivariant matching (the unit-order and aligned tests).
+    path : basin.Probe or None
+        The interpolated model on the data, holding B in its own unit order, for the basin test
+        (None where no path was built: that test then says it did not run).
+    """
+
+    match: object
+    matches: list | None = None
+    path: basin.Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -32,10 +55,11 @@ class TestInfo:
         The null hypothesis it tests.
     short : str
         In narrow tables (the demo's); the label when empty.
-    run : callable or None
-        For a test that needs no data: ``run(m, matches, level) -> TestResult`` on a match
-        ``m`` and its classes' matching ``matches``, read at ``level``. None for the basin
-        test, which runs inside the interpolation sweep.
+    run : callable
+        ``run(evidence, level) -> TestResult``: the test on :class:`Evidence`, read at
+        ``level``.
+    needs_data : bool
+        Whether it reads the data (through ``evidence.path``), so runs after the sweep.
     """
 
     name: str
@@ -43,8 +67,9 @@ class TestInfo:
     exact: bool
     weight: float
     null: str
+    run: Callable[[Evidence, float], TestResult]
     short: str = ""
-    run: Callable[..., TestResult] | None = None
+    needs_data: bool = False
 
     @property
     def brief(self) -> str:
@@ -66,12 +91,13 @@ class TestInfo:
 #: and the other tests keep their levels (the basin test's copies are sized to its share).
 TESTS = (
     TestInfo(unit_order.NAME, "unit order", True, 0.99 / 3, unit_order.NULL,
-             run=lambda m, matches, level: unit_order.unit_order_test(matches, level)),
+             run=lambda e, level: unit_order.unit_order_test(e.matches, level)),
     TestInfo(aligned.NAME, "aligned weights", False, 1 / 3, aligned.NULL, short="aligned",
-             run=lambda m, matches, level: aligned.aligned_test(matches, level)),
+             run=lambda e, level: aligned.aligned_test(e.matches, level)),
     TestInfo(same_values.NAME, "same values", False, 0.01 / 3, same_values.NULL,
-             run=lambda m, matches, level: same_values.same_values_test(m, level)),
-    TestInfo(basin.NAME, "loss basin", True, 1 / 3, basin.NULL, short="basin"),
+             run=lambda e, level: same_values.same_values_test(e.match, level)),
+    TestInfo(basin.NAME, "loss basin", True, 1 / 3, basin.NULL, short="basin",
+             run=lambda e, level: basin.on_path(e.path, level), needs_data=True),
 )
 BY_NAME = {t.name: t for t in TESTS}
 

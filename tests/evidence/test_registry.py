@@ -26,7 +26,15 @@ def test_the_data_free_tests_run_through_the_registry_with_one_signature(family)
     from onnx_lineage.matching import match
     m = match(family["parent"], family["finetuned_light"])
     free = data_free(m, 0.01)
-    assert [t.name for t in free.tests] == [t.name for t in TESTS if t.run is not None]
-    assert registered("basin").run is None  # it runs inside the interpolation sweep
+    assert [t.name for t in free.tests] == [t.name for t in TESTS if not t.needs_data]
+    assert [t.name for t in TESTS if t.needs_data] == ["basin"]  # it runs after the sweep
     for t in free.tests:
         assert t.null == registered(t.name).null or t.null.startswith(registered(t.name).null)
+
+
+def test_the_basin_test_runs_through_the_registry_too_and_says_when_it_had_no_path(family):
+    from onnx_lineage.evidence import Evidence
+    from onnx_lineage.matching import match
+    m = match(family["parent"], family["finetuned_light"])
+    r = registered("basin").run(Evidence(m), registered("basin").level(0.01))
+    assert r.name == "basin" and r.p_value is None and r.reason == "not run: nothing to interpolate"
