@@ -47,7 +47,9 @@ def class_samples(paths: list[Path], family: str) -> list[dict]:
     rows = []
     for pa, pb in itertools.combinations(paths, 2):
         m = match(pa, pb)
-        for c in match_classes(symmetry_classes(m), m.a_params, m.b_own, np.random.default_rng(0)):
+        corr = m.correspondence
+        for c in match_classes(symmetry_classes(m), corr.a_params, corr.b_own,
+                               np.random.default_rng(0)):
             rows.append({"family": family, "class": c.cls.name, "width": c.cls.width,
                          "fan_in": c.fan_in, "similarity": c.similarity,
                          "pair": [pa.stem, pb.stem]})

@@ -35,7 +35,8 @@ def endpoints_for(m: MatchResult, values: dict | None = None, sites: dict | None
     ----------
     m : MatchResult
     values : dict of A's layer index to dict of str to ndarray, optional
-        B's parameters in A's layout (default: ``m.b_aligned``; ``m.b_own`` for B's own order).
+        B's parameters in A's layout (default: the correspondence's ``b_aligned``; its
+        ``b_own`` for B's own order).
     sites : dict of A's layer index to dict of str to Site, optional
         Sites that replace the layers' own (:func:`.batchnorm.folded_graph`).
 
@@ -47,10 +48,10 @@ def endpoints_for(m: MatchResult, values: dict | None = None, sites: dict | None
     skipped : list of str
         Parameters that have no place in A's graph.
     """
-    values = m.b_aligned if values is None else values
+    values = m.correspondence.b_aligned if values is None else values
     sites = sites or {}
     eps, keys, notes = [], [], []
-    for layer in m.a_layers:
+    for layer in m.correspondence.a_layers:
         if layer.index not in values:
             continue
         for key, b_val in values[layer.index].items():
@@ -62,7 +63,7 @@ def endpoints_for(m: MatchResult, values: dict | None = None, sites: dict | None
                 notes.append(f"layer {layer.index} {key}: A has fewer units than B (width-"
                              "pruned); its graph cannot take B's, kept A's")
                 continue
-            eps.append(Endpoint(site, m.a_params[layer.index][key], b_val))
+            eps.append(Endpoint(site, m.correspondence.a_params[layer.index][key], b_val))
             keys.append((layer.index, key))
     return eps, keys, notes
 
@@ -101,7 +102,7 @@ class PathPlan:
 
 
 def _moved_fraction(m: MatchResult, eps: list[Endpoint]) -> float:
-    total = sum(v.size for p in m.a_params.values() for v in p.values())
+    total = sum(v.size for p in m.correspondence.a_params.values() for v in p.values())
     return float(sum(e.a.size for e in eps) / total) if total else 0.0
 
 
@@ -113,8 +114,8 @@ def plan_path(a: LoadedModel, b: LoadedModel, m: MatchResult) -> PathPlan | None
         return None
     notes: list[str] = []
     base, sites = a.proto, None
-    if m.folded == "a":
-        base, sites = folded_graph(a.proto, m.a_layers)
+    if m.correspondence.folded == "a":
+        base, sites = folded_graph(a.proto, m.correspondence.a_layers)
         if sites:
             notes.append(f"A's BatchNorm folded into {len(sites)} layer(s) of a rebuilt copy of "
                          "its graph, so that they can take B's folded weights")

@@ -102,8 +102,9 @@ def same_values_test(m, alpha: float) -> TestResult:
         The level the test will be read at (its share of the verdict's alpha), used only to judge
         its power: whether A itself, in B's format, would reach it.
     """
-    a_layers = {x.index: x for x in m.a_layers}
-    b_layers = {x.index: x for x in m.b_layers}
+    corr = m.correspondence
+    a_layers = {x.index: x for x in corr.a_layers}
+    b_layers = {x.index: x for x in corr.b_layers}
     stacked = [p for p in m.pairs if p["kind"] in STACKED]
     if len(stacked) < 2:
         return TestResult(NAME, None, None, NULL, power=False, exact=False,
@@ -113,10 +114,11 @@ def same_values_test(m, alpha: float) -> TestResult:
     rows = []
     for pair in m.pairs:
         ai, bj = pair["a"], pair["b"]
-        if ai not in m.a_params or ai not in m.b_own:
+        if ai not in corr.a_params or ai not in corr.b_own:
             continue
         la, lb = a_layers[ai], b_layers[bj]
-        row = _layer(m.a_params[ai], _orders(m.b_own[ai], m.b_aligned.get(ai, {}), la.kind),
+        row = _layer(corr.a_params[ai],
+                     _orders(corr.b_own[ai], corr.b_aligned.get(ai, {}), la.kind),
                      _tolerance(la, lb))
         if row is not None:
             rows.append({"name": f"layer {ai}", "layers": [ai], "b": bj, **row})

@@ -156,7 +156,8 @@ class SymmetryClass:
 def symmetry_classes(m) -> list[SymmetryClass]:
     """The classes of a :class:`~onnx_lineage.matching.MatchResult`, in graph order
     (:func:`classes_of` its parts)."""
-    return classes_of(m.a_layers, m.pruned, m.chains, m.stream_pairs, m.a_params, m.attention)
+    c = m.correspondence
+    return classes_of(c.a_layers, m.pruned, c.chains, c.stream_pairs, c.a_params, c.attention)
 
 
 def classes_of(a_layers: list, pruned: list, chains: list, stream_pairs: list, a_params: dict,

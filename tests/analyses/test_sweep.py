@@ -117,7 +117,7 @@ def test_a_batchnorm_kept_model_takes_folded_weights_in_a_rebuilt_graph(digits):
     """BN kept in A, folded in B: the sweep must move A's convolutions, not only the head."""
     a, b = load_model(fixture_path("torch_cnn_bn")), load_model(fixture_path("torch_cnn_folded"))
     m = match(a, b)
-    assert m.folded == "a"
+    assert m.correspondence.folded == "a"
     plan = plan_path(a, b, m)
     assert plan.base_name == "A" and plan.fraction == pytest.approx(1.0)
     assert any("folded" in n for n in plan.notes)

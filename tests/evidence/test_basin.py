@@ -34,7 +34,7 @@ def test_the_copies_compute_the_same_function(family, digits):
     plan = plan_path(a, b, m)
     sweep = Sweep(plan.base, plan.endpoints, digits.subset(np.arange(50)), None, "cpu")
     before = sweep.scores(1.0).copy()
-    params = dict(m.b_own)
+    params = dict(m.correspondence.b_own)
     for c in symmetry_classes(m):
         c.permute(params, np.random.default_rng(1).permutation(c.width))
     for k, (i, key) in enumerate(plan.keys):

@@ -14,7 +14,8 @@ from tests.evidence.models import permuted, random_mlp, save
 def _matches(pa, pb, seed=0):
     m = match(pa, pb)
     classes = symmetry_classes(m)
-    return classes, match_classes(classes, m.a_params, m.b_own, np.random.default_rng(seed))
+    c = m.correspondence
+    return classes, match_classes(classes, c.a_params, c.b_own, np.random.default_rng(seed))
 
 
 def test_an_mlp_has_one_class_per_hidden_layer(tmp_path):
@@ -48,7 +49,8 @@ def test_the_workers_and_their_share_of_the_blas_threads_do_not_change_the_match
     m = match(save(*a, tmp_path / "a.onnx"), save(*b, tmp_path / "b.onnx"))
     classes = symmetry_classes(m)
     before = [(x["internal_api"], x["num_threads"]) for x in threadpool_info()]
-    runs = [match_classes(classes, m.a_params, m.b_own, np.random.default_rng(5), workers=w)
+    c = m.correspondence
+    runs = [match_classes(classes, c.a_params, c.b_own, np.random.default_rng(5), workers=w)
             for w in (1, 2, 3)]
     assert [(x["internal_api"], x["num_threads"]) for x in threadpool_info()] == before
     for other in runs[1:]:
@@ -70,14 +72,15 @@ def test_a_permuted_and_rescaled_copy_is_matched_exactly(tmp_path):
 def test_permute_is_function_preserving_and_reversible(tmp_path):
     ws, bs = random_mlp(2)
     m = match(save(ws, bs, tmp_path / "a.onnx"), save(ws, bs, tmp_path / "b.onnx"))
-    params = dict(m.b_own)
+    params = dict(m.correspondence.b_own)
     cls = symmetry_classes(m)[0]
     perm = np.random.default_rng(0).permutation(cls.width)
     cls.permute(params, perm)
-    assert np.array_equal(params[0]["weight"], m.b_own[0]["weight"][perm])
-    assert np.array_equal(params[1]["weight"], m.b_own[1]["weight"][:, perm])
+    assert np.array_equal(params[0]["weight"], m.correspondence.b_own[0]["weight"][perm])
+    assert np.array_equal(params[1]["weight"], m.correspondence.b_own[1]["weight"][:, perm])
     cls.permute(params, np.argsort(perm))
-    assert all(np.array_equal(params[i]["weight"], m.b_own[i]["weight"]) for i in (0, 1))
+    own = m.correspondence.b_own
+    assert all(np.array_equal(params[i]["weight"], own[i]["weight"]) for i in (0, 1))
 
 
 def test_permuting_one_layer_at_a_time_gives_the_whole_permutations_layers(tmp_path):
@@ -87,10 +90,10 @@ def test_permuting_one_layer_at_a_time_gives_the_whole_permutations_layers(tmp_p
     m = match(save(ws, bs, tmp_path / "a.onnx"), save(ws, bs, tmp_path / "b.onnx"))
     cls = symmetry_classes(m)[0]
     perm = np.random.default_rng(1).permutation(cls.width)
-    whole = dict(m.b_own)
+    whole = dict(m.correspondence.b_own)
     cls.permute(whole, perm)
     for layer in cls.layers:
-        part = {layer: m.b_own[layer]}
+        part = {layer: m.correspondence.b_own[layer]}
         cls.permute(part, perm, only={layer})
         assert set(part) == {layer}
         assert all(np.array_equal(part[layer][k], whole[layer][k]) for k in whole[layer])
@@ -172,13 +175,14 @@ def test_dimensions_permuted_within_heads_are_the_same_function_and_are_undone(t
         if c.kind == "attention":
             want = (qk if "q/k" in c.name else vo)[c.span[0]:c.span[1]] - c.span[0]
             assert np.array_equal(mt.perm, np.argsort(want)) and mt.similarity > 0.99999
-    params = dict(match(str(pa), str(pb)).b_own)
+    params = dict(match(str(pa), str(pb)).correspondence.b_own)
     for c, mt in zip(classes, matches):  # putting B's dimensions back in A's order gives A
         if c.kind == "attention":
             c.permute(params, mt.perm)
     m = match(str(pa), str(pa))
     for layer in (1, 2, 3, 4):
-        np.testing.assert_allclose(params[layer]["weight"], m.b_own[layer]["weight"], atol=1e-6)
+        np.testing.assert_allclose(params[layer]["weight"], m.correspondence.b_own[layer]["weight"],
+                                   atol=1e-6)
 
 
 def test_match_matches_the_classes_once_and_aligns_streams_and_junctions_by_them(tmp_path,
@@ -209,12 +213,13 @@ def test_match_matches_the_classes_once_and_aligns_streams_and_junctions_by_them
     assert all(pair["cosine"] > 0.99 for pair in m.pairs)
     assert any("residual stream of B" in t for t in m.transforms)
     assert any("hidden units of B permuted" in t for t in m.transforms)
-    fresh = match_classes(symmetry_classes(m), m.a_params, m.b_own, np.random.default_rng(3))
-    for x, y in zip(m.class_matches, fresh):
+    c = m.correspondence
+    fresh = match_classes(symmetry_classes(m), c.a_params, c.b_own, np.random.default_rng(3))
+    for x, y in zip(m.correspondence.class_matches, fresh):
         np.testing.assert_array_equal(x.perm, y.perm)
         assert x.similarity == y.similarity
     ev = data_free(m)
-    assert ev.matches is m.class_matches  # read, not matched again
+    assert ev.matches is m.correspondence.class_matches  # read, not matched again
     assert ev.unit_order.p_value > 0.01 and ev.aligned.p_value < 1e-6  # permuted: aligned tells
 
 
@@ -278,9 +283,10 @@ def test_a_gated_linear_unit_is_one_class_over_both_halves_and_a_permuted_copy_i
     assert np.array_equal(cm.perm, np.argsort(perm)) and cm.similarity > 0.99999
     m = match(str(paths[0]), str(paths[1]))
     assert m.limits == [] and min(p["cosine"] for p in m.pairs) > 0.99999
-    params = {k: dict(v) for k, v in m.b_own.items()}
+    params = {k: dict(v) for k, v in m.correspondence.b_own.items()}
     cm.cls.permute(params, cm.perm)  # both halves of B's rows, and its reader's columns
     for layer in (0, 1):
-        np.testing.assert_allclose(params[layer]["weight"], m.a_params[layer]["weight"],
+        np.testing.assert_allclose(params[layer]["weight"],
+                                   m.correspondence.a_params[layer]["weight"],
                                    rtol=1e-6)
-    np.testing.assert_allclose(params[0]["bias"], m.a_params[0]["bias"], rtol=1e-6)
+    np.testing.assert_allclose(params[0]["bias"], m.correspondence.a_params[0]["bias"], rtol=1e-6)

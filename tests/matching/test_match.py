@@ -28,8 +28,8 @@ def test_pytorch_and_sklearn_exports_of_the_same_weights():
     for pair in r.pairs:
         assert pair["cosine"] > 1 - 1e-6
         assert "permutation" not in pair["transforms"]
-    for layer in r.a_layers:
-        for k, v in r.b_aligned[layer.index].items():
+    for layer in r.correspondence.a_layers:
+        for k, v in r.correspondence.b_aligned[layer.index].items():
             np.testing.assert_allclose(v, layer.params[k], atol=1e-6)
 
 
@@ -40,8 +40,8 @@ def test_permuted_and_rescaled_copy_is_undone(tmp_path):
     assert r.coverage == {"a": 1.0, "b": 1.0}
     assert any("permutation" in p["transforms"] for p in r.pairs)
     assert any("scale" in p["transforms"] for p in r.pairs)
-    for layer in r.a_layers:
-        for k, v in r.b_aligned[layer.index].items():
+    for layer in r.correspondence.a_layers:
+        for k, v in r.correspondence.b_aligned[layer.index].items():
             np.testing.assert_allclose(v, layer.params[k], rtol=1e-4, atol=1e-5)
 
 
@@ -52,8 +52,8 @@ def test_without_rescaling_units_are_only_permuted(tmp_path):
     ow, ob = obfuscate(w, b, np.random.default_rng(3))
     r = match(fixture_path("torch_mlp_legacy"), save(tmp_path, "obf", ow, ob), rescale=False)
     assert not any("scale" in p["transforms"] for p in r.pairs)
-    first = r.a_layers[0]
-    got = r.b_aligned[first.index]["weight"].astype(np.float64)
+    first = r.correspondence.a_layers[0]
+    got = r.correspondence.b_aligned[first.index]["weight"].astype(np.float64)
     factor = np.linalg.norm(got, axis=1) / np.linalg.norm(first.weight.astype(np.float64), axis=1)
     np.testing.assert_allclose(got, factor[:, None] * first.weight, rtol=1e-4, atol=1e-5)
     assert np.ptp(factor) > 0.1
@@ -64,14 +64,14 @@ def test_without_rescaling_units_are_only_permuted(tmp_path):
 def test_batchnorm_and_int8_variants_of_the_cnn(other):
     r = match(fixture_path("torch_cnn_folded"), fixture_path(other))
     assert r.coverage == {"a": 1.0, "b": 1.0}
-    by_index = {layer.index: layer for layer in r.b_layers}
+    by_index = {layer.index: layer for layer in r.correspondence.b_layers}
     for pair in r.pairs:
-        a = next(x for x in r.a_layers if x.index == pair["a"])
+        a = next(x for x in r.correspondence.a_layers if x.index == pair["a"])
         step = by_index[pair["b"]].step
-        got = r.b_aligned[pair["a"]]["weight"]
+        got = r.correspondence.b_aligned[pair["a"]]["weight"]
         assert np.max(np.abs(got - a.weight)) <= max(step, 1e-5)
     if other == "torch_cnn_bn":
-        assert r.folded == "b" and any("BatchNorm" in t for t in r.transforms)
+        assert r.correspondence.folded == "b" and any("BatchNorm" in t for t in r.transforms)
 
 
 @pytest.mark.parametrize("other", ["torch_mlp_int8_dynamic", "torch_mlp_int8_qdq",
@@ -152,8 +152,8 @@ def test_conv_channel_permutation_through_batchnorm_is_undone(tmp_path):
     r = match(fixture_path("torch_cnn_bn"), p)
     assert r.coverage == {"a": 1.0, "b": 1.0}
     assert "permutation" in r.pairs[0]["transforms"]
-    for layer in r.a_layers:
-        for k, v in r.b_aligned[layer.index].items():
+    for layer in r.correspondence.a_layers:
+        for k, v in r.correspondence.b_aligned[layer.index].items():
             np.testing.assert_allclose(v, layer.params[k], atol=1e-6)
 
 

@@ -46,7 +46,7 @@ def test_a_pruned_child_is_paired_layer_by_layer_and_reported(models):
 @pytest.mark.parametrize("aligned", [True, False])
 def test_the_padded_child_computes_the_childs_function(models, aligned):
     m = match(models["parent"], models["child"])
-    params = m.b_aligned if aligned else m.b_own
+    params = m.correspondence.b_aligned if aligned else m.correspondence.b_own
     ws = [params[i]["weight"] for i in range(4)]
     bs = [params[i]["bias"] for i in range(4)]
     assert all(w.shape == (o, i) for w, i, o in zip(ws, SIZES, SIZES[1:]))

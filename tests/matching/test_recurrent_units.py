@@ -34,7 +34,7 @@ def _variant(tmp_path, name, perm=None, noise=0.0, fresh=False):
 
 
 def _hidden(m):
-    (row,) = [r for r in unit_order_test(m.class_matches, 0.01).classes
+    (row,) = [r for r in unit_order_test(m.correspondence.class_matches, 0.01).classes
               if r.name.endswith("hidden units")]
     return row
 
@@ -63,7 +63,7 @@ def test_permuted_units_are_matched_but_not_counted_in_order(tmp_path):
     perm = np.random.default_rng(1).permutation(H)
     m = match(fixture_path("torch_vad_state"), _variant(tmp_path, "perm", perm=perm))
     # A's unit u is B's unit perm^-1[u]: found, and only its fixed points count as kept order
-    (cm,) = [c for c in m.class_matches if c.cls.gates]
+    (cm,) = [c for c in m.correspondence.class_matches if c.cls.gates]
     np.testing.assert_array_equal(cm.perm, np.argsort(perm))
     assert _hidden(m).fixed_points == int(np.sum(perm == np.arange(H)))
     assert not any("hidden units" in t for t in m.transforms)  # compared in place

@@ -80,7 +80,7 @@ def test_two_streams_joined_by_a_projection_shortcut_are_both_undone(save, same_
 def _output_stream(m):
     """The unit-order row of the stream that is the model's output."""
     from onnx_lineage.evidence.unit_order import unit_order_test
-    rows = unit_order_test(m.class_matches, 0.01).classes
+    rows = unit_order_test(m.correspondence.class_matches, 0.01).classes
     (row,) = [r for r in rows if r.name == "residual stream (the model's output)"]
     return row
 
