@@ -27,10 +27,11 @@ from onnx_lineage.results import Result
 from onnx_lineage.wording import ranges
 
 
-@dataclass(frozen=True)
+@dataclass
 class Correspondence:
     """What ``match`` put in correspondence, for the analyses that read weights (never
-    serialised; :class:`MatchResult` is the report).
+    serialised; :class:`MatchResult` is the report). ``match`` fills it stage by stage; the
+    analyses only read it.
 
     Attributes
     ----------
@@ -229,8 +230,8 @@ def match(a, b, *, permutations: bool = True, progress=None,
     step("finding residual streams and permutable units")
     _unit_axes(c)
     if permutations:
-        step(f"matching units class by class, undoing permutations: {len(c.stream_pairs)} "
-             f"stream(s), {len(c.chains)} junction(s)")
+        step(f"matching units class by class, undoing permutations: "
+             f"{len(c.corr.stream_pairs)} stream(s), {len(c.corr.chains)} junction(s)")
         _align(c, rng if rng is not None else np.random.default_rng(0), rescale)
     return _report(c)
 
@@ -238,35 +239,26 @@ def match(a, b, *, permutations: bool = True, progress=None,
 @dataclass
 class _Work:
     """What ``match`` builds, stage by stage (each stage a function below that fills its part):
-    A's and B's canonical layers and how they link, the pairs (indices into the layer lists),
-    the parameters (A's, B's mapped onto A's layout, B's own), the unit axes (chains, streams,
-    attention blocks, classes and their matching), and what the report says of them."""
+    the correspondence (``corr``: the layers, parameters and unit axes it hands on), and what
+    only the building needs: how the layers link, the pairs (indices into the layer lists), B's
+    parameters as they are being put in A's layout and order, and what the report says."""
 
     a: LoadedModel
     b: LoadedModel
-    la: list = field(default_factory=list)
-    lb: list = field(default_factory=list)
+    corr: Correspondence = field(default_factory=Correspondence)
     dims: tuple = ()
     graphs: tuple = ()
     links_a: dict = field(default_factory=dict)
     links_b: dict = field(default_factory=dict)
-    folded: str | None = None
     pairs: list = field(default_factory=list)
     pruned: dict = field(default_factory=dict)
     fixed: tuple = (set(), set())
     excluded: list = field(default_factory=list)
     transforms: list = field(default_factory=list)
     limits: list = field(default_factory=list)
-    a_params: dict = field(default_factory=dict)
     b_params: dict = field(default_factory=dict)
     keys_of: dict = field(default_factory=dict)
     b_of: dict = field(default_factory=dict)
-    stream_pairs: list = field(default_factory=list)
-    chains: list = field(default_factory=list)
-    b_own: dict = field(default_factory=dict)
-    attention: list = field(default_factory=list)
-    classes: list = field(default_factory=list)
-    class_matches: list | None = None
     moved: list = field(default_factory=list)
     units: dict = field(default_factory=dict)
 
@@ -275,24 +267,25 @@ def _pair_layers(c: _Work, step) -> None:
     """Canonical layers, their links, BatchNorm folded where only one model has it, the layers
     paired (by kind and shape; by weights when the depths differ; with pruned widths)."""
     step("reading the parametric layers")
-    c.la, c.lb = extract_layers(c.a.proto), extract_layers(c.b.proto)
-    step(f"pairing layers ({len(c.la)} in A, {len(c.lb)} in B)")
+    c.corr.a_layers, c.corr.b_layers = extract_layers(c.a.proto), extract_layers(c.b.proto)
+    step(f"pairing layers ({len(c.corr.a_layers)} in A, {len(c.corr.b_layers)} in B)")
     c.dims = (dims_of(c.a.proto), dims_of(c.b.proto))  # for the chains and the streams
     c.graphs = (scope_graphs(c.a.proto), scope_graphs(c.b.proto))  # for both as well
-    c.links_a = links(c.a.proto, c.la, c.dims[0], c.graphs[0])
-    c.links_b = links(c.b.proto, c.lb, c.dims[1], c.graphs[1])
-    has_bn_a = any(x.kind == "batchnorm" for x in c.la)
-    has_bn_b = any(x.kind == "batchnorm" for x in c.lb)
+    c.links_a = links(c.a.proto, c.corr.a_layers, c.dims[0], c.graphs[0])
+    c.links_b = links(c.b.proto, c.corr.b_layers, c.dims[1], c.graphs[1])
+    has_bn_a = any(x.kind == "batchnorm" for x in c.corr.a_layers)
+    has_bn_b = any(x.kind == "batchnorm" for x in c.corr.b_layers)
     if has_bn_a and not has_bn_b:
-        c.la, idx = fold(c.la, c.links_a)
-        c.folded = "a" if idx else None
+        c.corr.a_layers, idx = fold(c.corr.a_layers, c.links_a)
+        c.corr.folded = "a" if idx else None
     elif has_bn_b and not has_bn_a:
-        c.lb, idx = fold(c.lb, c.links_b)
-        c.folded = "b" if idx else None
-    if c.folded:
-        c.transforms.append(f"BatchNorm folded into the preceding layers of {c.folded.upper()} "
+        c.corr.b_layers, idx = fold(c.corr.b_layers, c.links_b)
+        c.corr.folded = "b" if idx else None
+    if c.corr.folded:
+        c.transforms.append("BatchNorm folded into the preceding layers of "
+                            f"{c.corr.folded.upper()} "
                             "(the other model has them folded)")
-    la, lb = c.la, c.lb
+    la, lb = c.corr.a_layers, c.corr.b_layers
     deeper = len(la) != len(lb)  # layers dropped, duplicated or taken from a deeper teacher
     c.pairs = align(la, lb, by_weights=deeper)
     if deeper:
@@ -305,7 +298,7 @@ def _pair_layers(c: _Work, step) -> None:
 
 def _leave_out_constants(c: _Work) -> None:
     """Pairs of fixed signal-processing constants (DFT, STFT, CQT bases) leave the pairs."""
-    la, lb = c.la, c.lb
+    la, lb = c.corr.a_layers, c.corr.b_layers
     c.fixed = ({x.index for x in la if x.kind in _TRAINABLE and is_signal_constant(x.weight)},
                {x.index for x in lb if x.kind in _TRAINABLE and is_signal_constant(x.weight)})
     both = [(i, j) for i, j in c.pairs if la[i].index in c.fixed[0] and lb[j].index in c.fixed[1]]
@@ -322,21 +315,21 @@ def _leave_out_constants(c: _Work) -> None:
 def _pair_parameters(c: _Work) -> None:
     """Each pair's parameters with the same keys, B's in A's layout (kernel layouts, flatten
     orders), zero units where one model is width-pruned."""
-    la, lb = c.la, c.lb
-    c.a_params = {la[i].index: la[i].params for i, _ in c.pairs}
+    la, lb = c.corr.a_layers, c.corr.b_layers
+    c.corr.a_params = {la[i].index: la[i].params for i, _ in c.pairs}
     for i, j in c.pairs:
         keys = common_keys(la[i].params, lb[j].params)
         c.keys_of[la[i].index] = keys
         # new dicts, shared arrays: every step below replaces arrays, none writes into one
         c.b_params[lb[j].index] = dict(with_bias(lb[j].params, keys))
-        c.a_params[la[i].index] = with_bias(la[i].params, keys)
+        c.corr.a_params[la[i].index] = with_bias(la[i].params, keys)
     c.b_of = {la[i].index: lb[j].index for i, j in c.pairs}
     c.transforms += kernel_layouts(c.pairs, la, lb, c.links_a, c.links_b, c.b_of, c.b_params)
     if _flatten_orders(c.pairs, la, lb, c.links_a, c.links_b, c.b_of, c.b_params):
         c.transforms.append("B's dense inputs reordered to A's flatten order "
                             "(channels-last against channels-first)")
     if c.pruned:
-        pad(c.pruned, c.links_a, c.a_params, c.b_params, c.b_of)
+        pad(c.pruned, c.links_a, c.corr.a_params, c.b_params, c.b_of)
         for side in ("b", "a"):
             n = sum(1 for p in c.pruned.values() if p.side == side)
             if n:
@@ -349,30 +342,31 @@ def _pair_parameters(c: _Work) -> None:
 def _unit_axes(c: _Work) -> None:
     """The unit axes both models have over the pairs: residual streams, junctions (chains),
     attention blocks; and B's parameters in its own unit order."""
-    la, lb = c.la, c.lb
-    c.stream_pairs, stream_limits = pair_streams(
+    la, lb, corr = c.corr.a_layers, c.corr.b_layers, c.corr
+    corr.stream_pairs, stream_limits = pair_streams(
         streams(c.a.proto, la, c.dims[0], c.graphs[0]),
         streams(c.b.proto, lb, c.dims[1], c.graphs[1]), c.b_of)
-    in_streams = {i for sa, _ in c.stream_pairs for i in sa.members}  # their units: no chains
-    c.chains, c.limits = _chains(c.pairs, la, lb, c.links_a, c.links_b, c.b_of,
+    in_streams = {i for sa, _ in corr.stream_pairs for i in sa.members}  # their units: no chains
+    corr.chains, c.limits = _chains(c.pairs, la, lb, c.links_a, c.links_b, c.b_of,
                                  {x.index: x for x in la}, {x.index: x for x in lb}, in_streams)
     c.limits += stream_limits
-    c.b_own = {la[i].index: {k: v for k, v in c.b_params[lb[j].index].items()
+    corr.b_own = {la[i].index: {k: v for k, v in c.b_params[lb[j].index].items()
                              if k in c.keys_of[la[i].index]} for i, j in c.pairs}
-    c.attention = _attention_pairs(attention(c.a.proto, la), attention(c.b.proto, lb), c.b_of)
+    corr.attention = _attention_pairs(attention(c.a.proto, la), attention(c.b.proto, lb), c.b_of)
 
 
 def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
     """The classes matched equivariantly; B's streams and junctions put in A's unit order by
     them (and by weight matching where they do not decide), in place on ``c.b_params``."""
-    c.classes = classes_of(c.la, _pruned_rows(c), c.chains, c.stream_pairs, c.a_params,
-                           c.attention)
-    c.class_matches = match_classes(c.classes, c.a_params, c.b_own, rng)
-    moved, given = _aligned_by_classes(c.class_matches, c.stream_pairs, c.chains, c.b_of,
-                                       c.a_params, c.b_params)
+    corr = c.corr
+    corr.classes = classes_of(corr.a_layers, _pruned_rows(c), corr.chains, corr.stream_pairs,
+                              corr.a_params, corr.attention)
+    corr.class_matches = match_classes(corr.classes, corr.a_params, corr.b_own, rng)
+    moved, given = _aligned_by_classes(corr.class_matches, corr.stream_pairs, corr.chains, c.b_of,
+                                       corr.a_params, c.b_params)
     c.moved = [s for s in moved if s.permuted]
-    c.units = (align_units(c.a_params, c.b_params, c.chains, rescale=rescale, given=given)
-               if c.chains else {})
+    c.units = (align_units(corr.a_params, c.b_params, corr.chains, rescale=rescale, given=given)
+               if corr.chains else {})
 
 
 def _pruned_rows(c: _Work) -> list:
@@ -383,13 +377,13 @@ def _pruned_rows(c: _Work) -> list:
 def _pair_rows(c: _Work) -> tuple[list, dict]:
     """Per pair: its row of the report (transforms, cosine after alignment), and B's aligned
     parameters by A's layer index."""
-    la, lb, units = c.la, c.lb, c.units
+    la, lb, units = c.corr.a_layers, c.corr.b_layers, c.units
     in_moved = {j for s in c.moved for j in s.members}
     rows, aligned = [], {}
     for i, j in c.pairs:
         ai, bj = la[i].index, lb[j].index
         keys = c.keys_of[ai]
-        tr = _layer_transforms(la[i], lb[j], c.folded)
+        tr = _layer_transforms(la[i], lb[j], c.corr.folded)
         if bj in units and units[bj].permuted:
             tr.append("permutation")
         if bj in units and units[bj].rescaled:
@@ -400,7 +394,7 @@ def _pair_rows(c: _Work) -> tuple[list, dict]:
             p = c.pruned[ai]
             tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
         aligned[ai] = {k: c.b_params[bj][k] for k in keys if k in c.b_params[bj]}
-        cos = _layer_cosine(c.a_params[ai], aligned[ai], keys)
+        cos = _layer_cosine(c.corr.a_params[ai], aligned[ai], keys)
         release_pages()  # the pair is read: its mapped pages need not stay resident
         rows.append({"a": ai, "b": bj, "kind": la[i].kind, "op_a": la[i].op, "op_b": lb[j].op,
                      "shape": list(la[i].weight.shape), "params": la[i].n_params,
@@ -410,7 +404,7 @@ def _pair_rows(c: _Work) -> tuple[list, dict]:
 
 def _report(c: _Work) -> MatchResult:
     """The match report (plain data) with the correspondence it was read from."""
-    pair_rows, aligned = _pair_rows(c)
+    pair_rows, c.corr.b_aligned = _pair_rows(c)
     transforms = list(c.transforms)
     for s in c.moved:
         what = "residual stream" if s.residual else "gated hidden units"
@@ -422,7 +416,7 @@ def _report(c: _Work) -> MatchResult:
         transforms.append(f"hidden units of B permuted to match A in {n_perm} layer(s)")
     if n_scale:
         transforms.append(f"per-unit scale of B normalised to A's in {n_scale} layer(s)")
-    la, lb, pairs, (fixed_a, fixed_b) = c.la, c.lb, c.pairs, c.fixed
+    la, lb, pairs, (fixed_a, fixed_b) = c.corr.a_layers, c.corr.b_layers, c.pairs, c.fixed
     cov_a = _coverage([x for x in la if x.index not in fixed_a], [la[i] for i, _ in pairs])
     cov_b = _coverage([x for x in lb if x.index not in fixed_b], [lb[j] for _, j in pairs])
     unmatched = {"a": [x.index for k, x in enumerate(la)
@@ -434,11 +428,7 @@ def _report(c: _Work) -> MatchResult:
                       f"{cov_b:.1%} of B's parameters")
     return MatchResult(c.a.name, c.b.name, pair_rows, {"a": cov_a, "b": cov_b}, unmatched,
                        transforms, limits=c.limits, statement=statement, excluded=c.excluded,
-                       pruned=_pruned_rows(c), _correspondence=Correspondence(
-                           a_layers=la, b_layers=lb, b_aligned=aligned, folded=c.folded,
-                           chains=c.chains, a_params=c.a_params,
-                           b_own=c.b_own, stream_pairs=c.stream_pairs, attention=c.attention,
-                           classes=c.classes, class_matches=c.class_matches))
+                       pruned=_pruned_rows(c), _correspondence=c.corr)
 
 
 def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b_of: dict,
@@ -478,7 +468,8 @@ def _aligned_by_classes(class_matches: list, stream_pairs: list, chains: list, b
     given = {}
     for c in chains:
         cm = junction_classes.get(c.a)
-        if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.pruned or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
+        if (cm is None or c.followers or c.groups != 1 or c.next_groups != 1 or cm.cls.pruned
+                or cm.blocks != (f"in:{c.a}", f"out:{c.a_next}")):
             continue
         others = owners.get((c.a, "in"), []) + owners.get((c.a_next, "out"), [])
         if all(o.stream is not None and not o.pinned for o in others):  # permuted above
@@ -550,7 +541,8 @@ def _chains(pairs, la, lb, links_a, links_b, b_of, a_by, b_by, in_streams=frozen
         la_link, lb_link = links_a[ai], links_b[bj]
         if la_link.next is None or lb_link.next is None:
             reason = lb_link.reason or la_link.reason
-            if (reason not in ("output of the model",) and not reason.startswith("passes through Softmax")
+            if (reason not in ("output of the model",)
+                    and not reason.startswith("passes through Softmax")
                     and ai not in in_streams):
                 limits.append(f"layer {ai}: units not aligned ({reason})")
             continue
