@@ -60,6 +60,9 @@ class Correspondence:
         Their equivariant matching (:func:`~onnx_lineage.matching.classes.match_classes`),
         which the exact tests read and the alignment starts from; None when ``match`` ran
         without ``permutations``.
+    units : dict of int to UnitAlignment
+        B's layer index -> what weight matching did to that junction's units: the permutation
+        and the per-unit scale applied to ``b_aligned`` (:func:`.permutation.align_units`).
     """
 
     a_layers: list = field(default_factory=list)
@@ -73,6 +76,7 @@ class Correspondence:
     attention: list = field(default_factory=list)
     classes: list = field(default_factory=list)
     class_matches: list | None = None
+    units: dict = field(default_factory=dict)
 
 
 def _read_through(name: str) -> property:
@@ -260,7 +264,6 @@ class _Work:
     keys_of: dict = field(default_factory=dict)
     b_of: dict = field(default_factory=dict)
     moved: list = field(default_factory=list)
-    units: dict = field(default_factory=dict)
 
 
 def _pair_layers(c: _Work, step) -> None:
@@ -365,8 +368,8 @@ def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
     moved, given = _aligned_by_classes(corr.class_matches, corr.stream_pairs, corr.chains, c.b_of,
                                        corr.a_params, c.b_params)
     c.moved = [s for s in moved if s.permuted]
-    c.units = (align_units(corr.a_params, c.b_params, corr.chains, rescale=rescale, given=given)
-               if corr.chains else {})
+    corr.units = (align_units(corr.a_params, c.b_params, corr.chains, rescale=rescale,
+                              given=given) if corr.chains else {})
 
 
 def _pruned_rows(c: _Work) -> list:
@@ -377,7 +380,7 @@ def _pruned_rows(c: _Work) -> list:
 def _pair_rows(c: _Work) -> tuple[list, dict]:
     """Per pair: its row of the report (transforms, cosine after alignment), and B's aligned
     parameters by A's layer index."""
-    la, lb, units = c.corr.a_layers, c.corr.b_layers, c.units
+    la, lb, units = c.corr.a_layers, c.corr.b_layers, c.corr.units
     in_moved = {j for s in c.moved for j in s.members}
     rows, aligned = [], {}
     for i, j in c.pairs:
@@ -410,8 +413,8 @@ def _report(c: _Work) -> MatchResult:
         what = "residual stream" if s.residual else "gated hidden units"
         transforms.append(f"{what} of B ({s.width} units, {len(s.members)} layers) "
                           "permuted to match A")
-    n_perm = sum(1 for u in c.units.values() if u.permuted)
-    n_scale = sum(1 for u in c.units.values() if u.rescaled)
+    n_perm = sum(1 for u in c.corr.units.values() if u.permuted)
+    n_scale = sum(1 for u in c.corr.units.values() if u.rescaled)
     if n_perm:
         transforms.append(f"hidden units of B permuted to match A in {n_perm} layer(s)")
     if n_scale:
