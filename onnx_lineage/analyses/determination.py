@@ -21,6 +21,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from onnx_lineage.analyses import lowrank
 from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
@@ -72,6 +73,9 @@ class DeterminationResult(Result):
         Seconds per step: ``match``, ``tests`` (the data-free ones), ``sweep`` (the paper's
         sweep along A -> B aligned, with its session), ``sweep_unaligned`` (the same before
         alignment, when alignment moved B) and ``basin``.
+    difference : dict or None
+        For a related pair, whether B - A is low-rank layer by layer (a merged adapter, its
+        rank): :meth:`onnx_lineage.analyses.lowrank.Difference.to_dict`. None otherwise.
     """
 
     model_a: str
@@ -100,6 +104,7 @@ class DeterminationResult(Result):
     seconds: float
     timings: dict = field(default_factory=dict)
     match: dict = field(default_factory=dict)
+    difference: dict | None = None
 
     def test(self, name: str) -> TestResult | None:
         """The test called ``name`` (``unit_order``, ``aligned``, ``same_values``, ``basin``), or
@@ -267,6 +272,7 @@ class Determination(Analysis):
         elif copies > 0:  # no path: the test says it did not run
             tests.append(path.basin or registered(BASIN).run(Evidence(m), self.alpha))
         v = decide(tests, alpha, no_units(m))
+        diff = lowrank.difference(m).to_dict() if v.related and m.pairs else None
         sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
         similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims
                       else None)
@@ -281,7 +287,7 @@ class Determination(Analysis):
             seconds=run.seconds(),
             timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
                      "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
-            match=m.to_dict())
+            match=m.to_dict(), difference=diff)
 
 
 def _sweep(run, m: MatchResult, how: _How) -> _Path:

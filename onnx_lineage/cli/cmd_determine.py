@@ -57,6 +57,7 @@ def render_determination(r) -> None:
         ("p-value", f"{render.pval(r.p_value)} (alpha {r.alpha:g}; the tests combined by "
                     "weighted Bonferroni)"),
         ("shared layers", ", ".join(map(str, r.shared_layers)) or "-"),
+        ("B - A", r.difference["statement"] if r.difference else "-"),
         ("barrier", f"{render.fmt(r.barrier)} aligned, {render.fmt(r.barrier_unaligned)} before "
                     "alignment (descriptive: alignment connects independent models too)"),
         ("error barrier", render.fmt(r.error_barrier)),

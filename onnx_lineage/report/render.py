@@ -93,6 +93,9 @@ def headline(d, c) -> str:
     verdict = {"related": "B is derived from A", "unrelated": "B was trained independently of A",
                "undetermined": "lineage could not be determined"}[d.verdict]
     text = f"{verdict}: {d.reason}."
+    diff = d.difference
+    if diff and any(x["low_rank"] for x in diff["layers"]):  # an adapter, in part or whole
+        text += f" {diff['statement'][:1].upper()}{diff['statement'][1:]}."
     if c is not None:
         text += (f" Closeness {c.closeness:.3f} (95% CI {c.ci95[0]:.3f}-{c.ci95[1]:.3f}): the two "
                  f"models agree on {c.matching_rate:.0%} of boundary crossings.")

@@ -407,3 +407,18 @@ def test_token_ids_outside_the_vocabulary_are_one_line(command, tmp_path):
         np.savez(tmp_path / "ids.npz", ids=ids)
         r = cli(command, tokens, tokens, "--data", tmp_path / "ids.npz", "--points", "16")
         assert r.returncode == 0, r.stderr
+
+
+def test_determine_says_b_is_a_merged_adapter_of_a_and_its_rank(tmp_path):
+    from tests.analyses.test_lowrank import SIZES, adapted
+    from tests.evidence.models import random_mlp, save
+    parent = random_mlp(0, SIZES)
+    a = save(*parent, tmp_path / "parent.onnx")
+    b = save(*adapted(*parent, [4, 4, 4, 4]), tmp_path / "adapter.onnx")
+    r = cli("determine", a, b)
+    assert r.returncode == 0, r.stderr
+    assert "B - A" in r.stdout and "low-rank" in r.stdout  # a row of the table (wrapped)
+    d = json.loads(cli("determine", a, b, "--json").stdout)
+    assert d["verdict"] == "related" and d["difference"]["adapter"] and d["difference"]["rank"] == 4
+    other = save(*random_mlp(7, SIZES), tmp_path / "other.onnx")
+    assert json.loads(cli("determine", a, other, "--json").stdout)["difference"] is None
