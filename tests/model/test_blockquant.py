@@ -232,3 +232,60 @@ def test_an_inconsistent_blocked_dequantization_is_a_model_error():
     with pytest.raises(ModelError, match="do not give blocks of 32") as info:
         extract_layers(model)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt,symmetric", [("QOperator", True), ("QOperator", False),
+                                           ("QDQ", True), ("QDQ", False)])
+def test_onnxruntimes_4bit_export_with_its_embedding_pairs_with_the_float_model(tmp_path, fmt,
+                                                                                symmetric):
+    """QOperator: GatherBlockQuantized and MatMulNBits; QDQ: DequantizeLinear by blocks before
+    each MatMul (the embedding stays float). An independent float model is not accused."""
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnx_lineage.analyses.determination import determine
+    from tests.model.float_models import embedding_mlp
+    model, weights = embedding_mlp(0)
+    onnx.save(model, tmp_path / "float.onnx")
+    onnx.save(embedding_mlp(7)[0], tmp_path / "other.onnx")
+    quantizer = MatMulNBitsQuantizer(
+        model, block_size=32, is_symmetric=symmetric, quant_format=QuantFormat[fmt],
+        op_types_to_quantize=("MatMul", "Gather") if fmt == "QOperator" else ("MatMul",))
+    quantizer.process()
+    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
+    layers = extract_layers(quantizer.model.model)
+    names = {"QOperator": "int4", "QDQ": f"qdq {'int4' if symmetric else 'uint4'} blocked"}
+    assert [x.quant for x in layers][1:] == [names[fmt]] * 3
+    assert layers[0].op == ("GatherBlockQuantized" if fmt == "QOperator" else "Gather")
+    for x, w in zip(layers, weights.values()):
+        # rounding to the nearest level; a symmetric range's top clipped by one level
+        steps = x.steps if x.steps is not None else 0.0
+        assert np.all(np.abs(x.weight - w.T) <= steps * (1.0 if symmetric else 0.5) + 1e-6)
+    r = determine(str(tmp_path / "float.onnx"), str(tmp_path / "int4.onnx"), copies=0)
+    assert r.verdict == "related" and r.test("unit_order").p_value < 1e-10
+    values = r.test("same_values")
+    assert values.p_value < 1e-100
+    assert all(row.agree > 0.95 * row.compared for row in values.classes if row.name != "layer 0"
+               or fmt == "QOperator")
+    other = determine(str(tmp_path / "other.onnx"), str(tmp_path / "int4.onnx"), copies=0)
+    assert other.verdict == "unrelated" and other.test("same_values").p_value > 0.01
+
+
+def test_inspect_names_each_block_quantization(tmp_path):
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnx_lineage.model.inspect import inspect_model
+    from tests.model.float_models import embedding_mlp
+    seen = {}
+    for fmt in ("QOperator", "QDQ"):
+        quantizer = MatMulNBitsQuantizer(
+            embedding_mlp(0)[0], block_size=32, is_symmetric=False,
+            quant_format=QuantFormat[fmt],
+            op_types_to_quantize=("MatMul", "Gather") if fmt == "QOperator" else ("MatMul",))
+        quantizer.process()
+        onnx.save(quantizer.model.model, tmp_path / f"{fmt}.onnx")
+        r = inspect_model(str(tmp_path / f"{fmt}.onnx"), device="cpu")
+        seen[fmt] = r.quantization
+        assert [x["quantization"] for x in r.layers][1:] == [r.quantization[-1]] * 3
+    assert seen == {"QOperator": ["int4"], "QDQ": ["qdq uint4 blocked"]}
