@@ -109,3 +109,35 @@ def test_narrow_weights_read_in_place_read_and_run_the_same(tmp_path, type_name,
     assert ours.quant == whole.quant
     ran = session(loaded).run(None, {"A": np.eye(K, dtype=np.float32)})[0].T
     np.testing.assert_array_equal(ran, _computed(model))
+
+
+def test_a_float8_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
+    """Every MatMul weight stored as float8 E4M3FN with one scale per column (its largest value
+    at the format's largest, 448), dequantized before its MatMul: related to the float model,
+    each value within half its own step."""
+    import ml_dtypes
+
+    from onnx_lineage.analyses.determination import determine
+    from tests.model.float_models import embedding_mlp
+    model, weights = embedding_mlp(0)
+    onnx.save(model, tmp_path / "float.onnx")
+    graph = model.graph
+    for name in ("w0", "w1", "w2"):
+        w = weights[name]
+        scale = (np.abs(w).max(axis=0) / 448).astype(np.float32)
+        q = (w / scale).astype(ml_dtypes.float8_e4m3fn)
+        keep = [t for t in graph.initializer if t.name != name]
+        del graph.initializer[:]
+        graph.initializer.extend(keep + [numpy_helper.from_array(q, f"{name}_q"),
+                                         numpy_helper.from_array(scale, f"{name}_s")])
+        graph.node.insert(0, helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s"],
+                                              [name], axis=1))
+    onnx.save(model, tmp_path / "fp8.onnx")
+    layers = extract_layers(model)
+    assert [x.quant for x in layers] == [None] + ["qdq fp8e4m3fn"] * 3
+    for x in layers[1:]:
+        w = weights[f"w{x.index - 1}"]
+        assert np.all(np.abs(x.weight - w.T) <= 0.5 * x.steps + 1e-7)
+    r = determine(str(tmp_path / "float.onnx"), str(tmp_path / "fp8.onnx"), copies=0)
+    assert r.verdict == "related" and r.test("unit_order").p_value < 1e-10
+    assert r.test("same_values").p_value < 1e-100
