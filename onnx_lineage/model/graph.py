@@ -10,13 +10,14 @@ array per weight.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 import onnx
 
 from onnx_lineage.errors import ModelError
+from onnx_lineage.model.blockquant import blocked, float_steps
 from onnx_lineage.model.weights import tensor_array
 
 #: Ops that a constant chain may go through, and how they are evaluated.
@@ -39,14 +40,23 @@ class Const:
         float16 weights, and their cast to float32, stay float16: half the memory, converted
         where they are used).
     quant : str or None
-        ``"qdq"``, ``"cast_mul"``, ``"fp16"``, ``"bf16"`` when the chain dequantized or cast it.
+        ``"qdq"``, ``"cast_mul"``, ``"fp16"``, ``"bf16"`` when the chain dequantized or cast it;
+        a float8 value read as float32 is named by its type (``"fp8e4m3fn"``, ``"fp8e4m3fnuz"``,
+        ``"fp8e5m2"``, ``"fp8e5m2fnuz"``), a DequantizeLinear of int4/uint4 or float8 values
+        ``"qdq int4"`` (``"qdq fp8e4m3fn"``, ...), one with ``block_size`` ``"qdq int4 blocked"``
+        (``"qdq uint8 blocked"``, ...).
     step : float
         Largest quantization step of the chain (0 for float weights).
+    steps : ndarray or None
+        Each value's own step, in the value's shape, where it has one of its own: values read
+        from float8 (their format's spacing) or dequantized by blocks (their block's scale),
+        carried through the ops that move values without changing them.
     """
 
     value: np.ndarray
     quant: str | None = None
     step: float = 0.0
+    steps: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -235,19 +245,107 @@ class GraphIndex:
             return None
         try:
             return _fold(node, ins)
+        except ModelError:  # a quantization that cannot be read as written: said as it is
+            raise
         except Exception:  # an inconsistent constant chain: treat as non-constant
             return None
 
 
+#: Float8 types read as float32, by numpy (ml_dtypes) name, and the quantization they report.
+FLOAT8 = {"float8_e4m3fn": "fp8e4m3fn", "float8_e4m3fnuz": "fp8e4m3fnuz",
+          "float8_e5m2": "fp8e5m2", "float8_e5m2fnuz": "fp8e5m2fnuz"}
+#: 4-bit integer types, kept as stored (ml_dtypes) until they are dequantized.
+INT4 = ("int4", "uint4")
+
+
 def _from_stored(arr: np.ndarray) -> Const:
+    """A stored tensor as the package reads it: float16 kept, bfloat16 and float8 read as
+    float32 (float8 with each value's step), anything else as numpy gives it (int4 and uint4
+    as ml_dtypes arrays, which DequantizeLinear and Cast turn into float32)."""
     if arr.dtype == np.float16:  # kept: layers hold float16 weights as stored
         return Const(arr, "fp16")
     if arr.dtype.name == "bfloat16":
         return Const(arr.astype(np.float32), "bf16")
+    if arr.dtype.name in FLOAT8:
+        value, steps = float_steps(arr)
+        finite = steps[np.isfinite(steps)]
+        return Const(value, FLOAT8[arr.dtype.name], float(finite.max(initial=0.0)), steps)
     return Const(arr)
 
 
+def _integers(a: np.ndarray) -> bool:
+    """Integer values, int4 and uint4 included."""
+    return a.dtype.kind in "iu" or a.dtype.name in INT4
+
+
+def _dequantize_linear(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
+    """A DequantizeLinear of constants: per tensor, per channel along ``axis``, or by blocks of
+    ``block_size`` along it (opset 21); with each value's step where it has one of its own (by
+    blocks, or from float8 input, whose steps are scaled)."""
+    x, scale = ins[0], ins[1].value
+    zero = ins[2].value if len(ins) > 2 and ins[2] is not None else None
+    axis, block = int(_attr(node, "axis", 1)), int(_attr(node, "block_size", 0) or 0)
+    narrow = x.value.dtype.name if x.value.dtype.name in INT4 else (
+        x.quant if x.quant in FLOAT8.values() else "")
+    if block:
+        try:
+            out, steps = blocked(x.value, scale, zero, axis, block)
+        except ValueError as exc:
+            raise ModelError(f"DequantizeLinear {node.name!r}: {exc}") from None
+        quant = f"qdq {narrow or x.value.dtype.name} blocked"
+        steps = steps if x.steps is None else steps * x.steps
+    else:
+        out = dequantize(x.value, scale, zero, axis)
+        quant = f"qdq {narrow}" if narrow else "qdq"
+        steps = None if x.steps is None else dequantize(x.steps, np.abs(scale), None, axis)
+    step = max(x.step, float(np.max(np.abs(scale))))
+    if steps is not None:
+        step = float(np.max(steps, initial=0.0, where=np.isfinite(steps)))
+    return Const(out, quant, step, steps)
+
+
 def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
+    """The value of ``node`` over constants ``ins``, with the steps of its values carried where
+    they have their own (:attr:`Const.steps`)."""
+    if node.op_type == "DequantizeLinear":
+        return _dequantize_linear(node, ins)
+    out = _fold_value(node, ins)
+    steps = _carried_steps(node, ins, out.value)
+    if steps is None:
+        return out
+    return Const(out.value, out.quant, float(np.max(steps, initial=0.0, where=np.isfinite(steps))),
+                 steps)
+
+
+def _carried_steps(node: onnx.NodeProto, ins: list[Const | None], out: np.ndarray
+                   ) -> np.ndarray | None:
+    """The steps of ``node``'s output values, where its first input has steps of its own and
+    the op moves values (a transpose, reshape, slice or gather), casts them between float types
+    or scales them by a constant (a Mul); else None."""
+    op = node.op_type
+    own = [c for c in ins[:2] if c is not None and c.steps is not None]
+    if not own or out.dtype.kind != "f":
+        return None
+    first = ins[0].steps if ins[0] is not None else None
+    if op == "Mul" and len(own) == 1 and own[0].steps.shape == out.shape:
+        other = ins[1] if own[0] is ins[0] else ins[0]
+        return own[0].steps * np.abs(other.value.astype(np.float32))
+    if first is None:
+        return None
+    if op in ("Identity", "Cast"):
+        return first
+    if op == "Transpose":
+        return np.transpose(first, _attr(node, "perm"))
+    if op in ("Reshape", "Squeeze", "Unsqueeze") and first.size == out.size:
+        return first.reshape(out.shape)
+    if op == "Gather":
+        return np.take(first, ins[1].value.astype(np.int64), axis=int(_attr(node, "axis", 0)))
+    if op == "Slice":
+        return _sliced(node, [first] + [c.value if c is not None else None for c in ins[1:]])
+    return None
+
+
+def _fold_value(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
     op = node.op_type
     quant = next((c.quant for c in ins if c is not None and c.quant), None)
     step = max((c.step for c in ins if c is not None), default=0.0)
@@ -257,15 +355,11 @@ def _fold(node: onnx.NodeProto, ins: list[Const | None]) -> Const:
     if op == "Cast":
         to = onnx.helper.tensor_dtype_to_np_dtype(_attr(node, "to"))
         src = v[0]
-        if src.dtype.kind in "iu" and np.dtype(to).kind == "f":
+        if _integers(src) and np.dtype(to).kind == "f":
             quant = quant or "cast_mul"
         if src.dtype == np.float16 and np.dtype(to) == np.float32:
             return Const(src, "fp16", step)  # half-precision weights stay as stored (see _f32)
         return Const(src.astype(to, copy=False), quant, step)
-    if op == "DequantizeLinear":
-        axis = _attr(node, "axis", 1)
-        out = dequantize(v[0], v[1], v[2] if len(v) > 2 else None, axis)
-        return Const(out, "qdq", max(step, float(np.max(np.abs(v[1])))))
     if op == "Transpose":
         perm = _attr(node, "perm")
         return Const(np.transpose(v[0], perm), quant, step)

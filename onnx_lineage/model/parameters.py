@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 
 from onnx_lineage.errors import ModelError
-from onnx_lineage.model.blockquant import dequantize_nbits
+from onnx_lineage.model.blockquant import dequantize_nbits, gather_blocks
 from onnx_lineage.model.graph import Const, GraphIndex, attr, dequantize
 from onnx_lineage.model.weights import release_pages
 
@@ -99,8 +99,12 @@ class Layer:
     sites : dict of str to Site
         Where each parameter lives in the graph.
     quant : str or None
-        ``qdq``, ``qoperator``, ``dynamic``, ``cast_mul``, ``fp16``, ``bf16``, or ``int4``
-        (``int2``, ``int8``) for block-quantized MatMulNBits weights.
+        ``qdq``, ``qoperator``, ``dynamic``, ``cast_mul``, ``fp16``, ``bf16``; ``int4``
+        (``int2``, ``int8``) for block-quantized MatMulNBits and GatherBlockQuantized weights;
+        a float8 type (``fp8e4m3fn``, ``fp8e4m3fnuz``, ``fp8e5m2``, ``fp8e5m2fnuz``); ``qdq int4``
+        (``qdq uint4``, ``qdq fp8e4m3fn``, ...) for DequantizeLinear of 4-bit or float8 values,
+        ``qdq int4 blocked`` (``qdq uint4 blocked``, ``qdq int8 blocked``, ...) with its
+        ``block_size`` (:class:`.graph.Const`).
     step : float
         Largest quantization step of the weight (0 for float).
     output : str
@@ -121,8 +125,9 @@ class Layer:
         An activation fused into the layer (onnxruntime's FusedConv, FusedGemm, BiasGelu):
         ``output`` is after it. Empty when none is.
     steps : ndarray or None
-        For block-quantized weights, each value's own quantization step, in the weight's
-        canonical shape (``step`` is their largest).
+        For block-quantized and float8 weights, each value's own quantization step (its
+        block's scale; its float8 spacing, times its scale), in the weight's canonical shape
+        (``step`` is their largest).
     """
 
     index: int
@@ -308,7 +313,16 @@ def _dense_from_matmul(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     if bias is not None:
         params["bias"], sites["bias"] = bias, bsite
     return Layer(0, "dense", node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
-                 output=out, input=node.input[0])
+                 output=out, input=node.input[0], steps=_steps(w, np.transpose))
+
+
+def _steps(c: Const, to_canonical=None) -> np.ndarray | None:
+    """The steps of a constant's values in the canonical orientation (``to_canonical`` turns
+    the stored one into it), where it has its own (:attr:`Const.steps`); float32."""
+    if c.steps is None:
+        return None
+    steps = c.steps if to_canonical is None else to_canonical(c.steps)
+    return np.ascontiguousarray(steps, dtype=np.float32)
 
 
 def _matmul_nbits(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -332,11 +346,9 @@ def _matmul_nbits(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         b, bsite, out = _bias_add(g, out, n, -1)
         if b is not None:
             params["bias"], sites["bias"] = b, bsite
-    layer = Layer(0, "dense", node.name, node.op_type, params, sites,
-                  quant=f"int{attr(node, 'bits', 4)}", step=float(np.max(steps)), output=out,
-                  input=node.input[0])
-    layer.steps = steps
-    return layer
+    return Layer(0, "dense", node.name, node.op_type, params, sites,
+                 quant=f"int{attr(node, 'bits', 4)}", step=float(np.max(steps)), output=out,
+                 input=node.input[0], steps=steps)
 
 
 def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -361,8 +373,9 @@ def _dense_from_gemm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         bias, bsite, out = _bias_add(g, out, weight.shape[0], -1)
         if bias is not None:
             params["bias"], sites["bias"] = bias, bsite
+    steps = _steps(w, lambda a: np.abs(np.float32(alpha)) * (a if trans_b else a.T))
     return Layer(0, "dense", node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
-                 output=out, input=node.input[0])
+                 output=out, input=node.input[0], steps=steps)
 
 
 def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -392,7 +405,8 @@ def _conv(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
             params["bias"], sites["bias"] = bias, bsite
     kind = "conv_transpose" if transpose else "conv"
     return Layer(0, kind, node.name, node.op_type, params, sites, quant=w.quant, step=w.step,
-                 output=out, input=node.input[0], groups=groups)
+                 output=out, input=node.input[0], groups=groups,
+                 steps=_steps(w, (lambda a: np.swapaxes(a, 0, 1)) if transpose else None))
 
 
 def _batchnorm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -567,7 +581,33 @@ def _embedding(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         out, quant, step, writable = cons[0].output[0], "dynamic", table.step, False
     return Layer(0, "embedding", node.name, node.op_type, {"weight": _f32(table).T},
                  {"weight": Site(node.name, 0, table.value.shape, "transpose", writable)},
-                 quant=quant, step=step, output=out, input=node.input[1])
+                 quant=quant, step=step, output=out, input=node.input[1],
+                 steps=_steps(table, np.transpose))
+
+
+def _gather_block_quantized(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
+    """A com.microsoft GatherBlockQuantized over a 2-D table gathered by rows (an embedding):
+    4-bit values packed in uint8 (or 2- and 8-bit, by ``bits``), int4/uint4 or float8 values,
+    scaled by blocks of ``block_size`` along ``quantize_axis``, with zero points or without
+    (:func:`.blockquant.gather_blocks`)."""
+    ins = [g.constant(i) if i else None for i in list(node.input) + [""] * (4 - len(node.input))]
+    data, scales, zero = ins[0], ins[2], ins[3]
+    if data is None or scales is None or g.is_constant(node.input[1]):
+        return None
+    if data.value.ndim != 2 or int(attr(node, "gather_axis", 0)) not in (0, -2):
+        return None  # not an embedding: gathered along its columns, or of another rank
+    table, steps = gather_blocks(
+        data.value, scales.value, None if zero is None else zero.value,
+        int(attr(node, "bits", 4)), int(attr(node, "block_size", 128)),
+        int(attr(node, "quantize_axis", 1)))
+    if data.steps is not None:  # float8 values: their own spacing, scaled
+        steps = steps * data.steps
+    quant = data.quant if data.quant else f"int{attr(node, 'bits', 4)}"
+    finite = steps[np.isfinite(steps)]
+    return Layer(0, "embedding", node.name, node.op_type, {"weight": np.ascontiguousarray(table.T)},
+                 {"weight": Site(node.name, 0, data.value.shape, "transpose", False)},
+                 quant=quant, step=float(finite.max(initial=0.0)), output=node.output[0],
+                 input=node.input[1], steps=np.ascontiguousarray(steps.T))
 
 
 def _recurrent(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
@@ -719,6 +759,7 @@ _HANDLERS = {
     ("ai.onnx", "ReduceMean"): _decomposed_norm,
     ("ai.onnx", "PRelu"): _prelu,
     ("ai.onnx", "Gather"): _embedding,
+    ("com.microsoft", "GatherBlockQuantized"): _gather_block_quantized,
     ("ai.onnx", "LSTM"): _recurrent,
     ("ai.onnx", "GRU"): _recurrent,
     ("ai.onnx", "RNN"): _recurrent,

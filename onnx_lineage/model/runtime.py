@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from onnx_lineage.errors import LineageError, RuntimeMissingError
-from onnx_lineage.model.weights import external_tensors
+from onnx_lineage.model.weights import PACKED, external_tensors, inlined, is_mapped, narrow
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -61,9 +63,23 @@ def session(model, options=None, providers=None):
     """
     rt = ort()
     options = options or rt.SessionOptions()
+    types = {t.name: t.data_type for t in model.graph.initializer if is_mapped(t)}
+    packed = {name for name, data_type in types.items() if data_type in PACKED}
+    if packed:  # 4-bit values: no array holds their packed layout, so they travel in the graph
+        model = inlined(model, packed)
     mapped = external_tensors(model)
     if mapped:
         options.add_external_initializers(
-            list(mapped), [rt.OrtValue.ortvalue_from_numpy(v) for v in mapped.values()])
+            list(mapped), [_ortvalue(rt, v, types[k]) for k, v in mapped.items()])
     return rt.InferenceSession(model.SerializeToString(), sess_options=options,
                                providers=providers or ["CPUExecutionProvider"])
+
+
+def _ortvalue(rt, values, data_type: int):
+    """An OrtValue of ``values`` (a mapped tensor's): numpy's own types directly; bfloat16 and
+    float8 (ml_dtypes arrays, which onnxruntime does not take) by their bytes, with their ONNX
+    type named."""
+    if not narrow(data_type):
+        return rt.OrtValue.ortvalue_from_numpy(values)
+    raw = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
+    return rt.OrtValue.ortvalue_from_numpy_with_onnx_type(raw, data_type)

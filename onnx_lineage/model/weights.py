@@ -250,6 +250,15 @@ def _raw_bytes(t: onnx.TensorProto) -> np.ndarray:
 _NARROW = {getattr(onnx.TensorProto, n) for n in
            ("BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
             "UINT4", "INT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, n)}
+#: Of those, the types packed two values to a byte: no numpy array holds their stored layout.
+PACKED = {getattr(onnx.TensorProto, n) for n in ("UINT4", "INT4", "FLOAT4E2M1")
+          if hasattr(onnx.TensorProto, n)}
+
+
+def narrow(data_type: int) -> bool:
+    """Whether the ONNX element type ``data_type`` has no native numpy layout (ml_dtypes holds
+    its values: bfloat16, float8, 4-bit)."""
+    return data_type in _NARROW
 
 
 def _inline(t: onnx.TensorProto, raw: np.ndarray) -> onnx.TensorProto:
@@ -284,12 +293,13 @@ def stored_bytes(model: onnx.ModelProto) -> int:
                                   if is_mapped(t))
 
 
-def inlined(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A self-contained copy of ``model``: every tensor read in place holds its bytes again (to
-    save or edit the model; under the 2 GB protobuf limit)."""
+def inlined(model: onnx.ModelProto, names: set[str] | None = None) -> onnx.ModelProto:
+    """A self-contained copy of ``model``: every tensor read in place (or those of them named in
+    ``names``) holds its bytes again (to save or edit the model; under the 2 GB protobuf
+    limit)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     for t in external_data_helper._get_all_tensors(out):
-        if is_mapped(t):
+        if is_mapped(t) and (names is None or t.name in names):
             t.CopyFrom(_inline(t, _raw_bytes(t)))
     return out

@@ -97,3 +97,195 @@ def test_a_4bit_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
     r = determine(str(tmp_path / "float.onnx"), str(tmp_path / "int4.onnx"), copies=0)
     assert r.verdict == "related" and r.test("unit_order").p_value < 1e-10
     assert r.test("same_values").p_value < 1e-100
+
+
+# -- GatherBlockQuantized and DequantizeLinear by blocks --------------------------------------
+
+V, D = 12, 40  # D not a multiple of the block: the last block of each row is short
+
+
+def _session(model):
+    try:
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # pragma: no cover - an onnxruntime without this variant
+        pytest.skip(f"onnxruntime cannot run this variant: {exc}")
+
+
+def _model(nodes, inits, inputs, opset=21):
+    graph = helper.make_graph(nodes, "q", inputs,
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    return model
+
+
+def _values(rng, type_name: str, shape) -> np.ndarray:
+    """Random stored values of an ONNX element type, as numpy_helper holds them."""
+    dtype = helper.tensor_dtype_to_np_dtype(getattr(TensorProto, type_name))
+    if type_name.startswith("FLOAT8"):
+        return rng.normal(size=shape).astype(dtype)
+    lo, hi = {"INT4": (-8, 8), "UINT4": (0, 16), "INT8": (-128, 128), "UINT8": (0, 256)}[type_name]
+    return rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+def _gather_model(stored: str, bits: int = 4, zero: bool = False, quantize_axis: int = 1,
+                  block: int = 16, seed: int = 0, **attrs):
+    """A GatherBlockQuantized of a (V, D) table: ``stored`` ``"UINT8"`` packs ``bits``-bit values
+    along each row; ``"INT4"``/``"UINT4"``/float8 hold them in the table's shape."""
+    rng = np.random.default_rng(seed)
+    rows = V if quantize_axis == 1 else V * 4
+    blocks = -(-(D if quantize_axis == 1 else rows) // block) if block else 1
+    scales = rng.uniform(0.01, 0.1, size=(rows, blocks) if quantize_axis == 1 else (blocks, D))
+    if stored == "UINT8":
+        data = rng.integers(0, 256, size=(rows, D * bits // 8), dtype=np.uint8)
+        zp = rng.integers(0, 256, size=(rows, -(-blocks * bits // 8)), dtype=np.uint8)
+    else:
+        data = _values(rng, stored, (rows, D))
+        zp = _values(rng, stored, scales.shape) if zero else None
+    inits = [numpy_helper.from_array(data, "data"),
+             numpy_helper.from_array(scales.astype(np.float32), "scales")]
+    inputs = ["data", "ids", "scales"]
+    if zero:
+        inits.append(numpy_helper.from_array(zp, "zp"))
+        inputs.append("zp")
+    node = helper.make_node("GatherBlockQuantized", inputs, ["Y"], domain="com.microsoft",
+                            block_size=block, quantize_axis=quantize_axis, bits=bits, **attrs)
+    return _model([node], inits, [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])])
+
+
+@pytest.mark.parametrize("stored,bits,zero,axis", [
+    ("UINT8", 4, False, 1), ("UINT8", 4, True, 1), ("UINT8", 8, True, 1), ("UINT8", 2, True, 1),
+    ("INT4", 4, False, 1), ("INT4", 4, True, 1), ("UINT4", 4, True, 1), ("INT4", 4, True, 0),
+    ("FLOAT8E4M3FN", 4, False, 1), ("FLOAT8E5M2", 4, False, 1)])
+def test_a_block_quantized_table_is_what_onnxruntime_gathers(stored, bits, zero, axis):
+    model = _gather_model(stored, bits, zero, axis)
+    rows = V if axis == 1 else V * 4
+    table = _session(model).run(None, {"ids": np.arange(rows, dtype=np.int64)})[0]
+    (layer,) = extract_layers(model)
+    assert layer.kind == "embedding" and layer.op == "GatherBlockQuantized"
+    np.testing.assert_allclose(layer.weight, table.T, rtol=1e-6, atol=1e-7)
+    assert layer.steps.shape == layer.weight.shape and layer.step == layer.steps.max()
+    assert layer.quant == (f"int{bits}" if stored in ("UINT8", "INT4", "UINT4")
+                           else {"FLOAT8E4M3FN": "fp8e4m3fn", "FLOAT8E5M2": "fp8e5m2"}[stored])
+    assert not layer.sites["weight"].writable
+
+
+def test_a_float8_table_takes_one_scale_per_row_over_the_whole_row():
+    """block_size 0 with float8 data: one block over the quantized axis."""
+    model = _gather_model("FLOAT8E4M3FN", block=0)
+    scales = numpy_helper.from_array(
+        np.random.default_rng(3).uniform(0.5, 2, size=(V, 1)).astype(np.float32), "scales")
+    model.graph.initializer[1].CopyFrom(scales)
+    table = _session(model).run(None, {"ids": np.arange(V, dtype=np.int64)})[0]
+    (layer,) = extract_layers(model)
+    np.testing.assert_allclose(layer.weight, table.T, rtol=1e-6)
+
+
+@pytest.mark.parametrize("stored", ["INT4", "UINT4", "INT8", "UINT8"])
+@pytest.mark.parametrize("axis,zero", [(0, True), (0, False), (1, True)])
+def test_a_weight_dequantized_by_blocks_is_what_onnxruntime_multiplies_by(stored, axis, zero):
+    rng = np.random.default_rng(1)
+    q = _values(rng, stored, (K, N))
+    shape = (-(-K // 32), N) if axis == 0 else (K, -(-N // 16))
+    scales = rng.uniform(0.01, 0.1, size=shape).astype(np.float32)
+    inits = [numpy_helper.from_array(q, "q"), numpy_helper.from_array(scales, "s")]
+    if zero:
+        inits.append(numpy_helper.from_array(_values(rng, stored, shape), "z"))
+    dq = helper.make_node("DequantizeLinear", ["q", "s"] + (["z"] if zero else []), ["w"],
+                          axis=axis, block_size=32 if axis == 0 else 16)
+    model = _model([dq, helper.make_node("MatMul", ["A", "w"], ["Y"])], inits,
+                   [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["m", K])])
+    computed = _session(model).run(None, {"A": np.eye(K, dtype=np.float32)})[0]  # = W, (K, N)
+    (layer,) = extract_layers(model)
+    # onnxruntime rounds (q - z) * s its own way: within a few float32 steps of the largest value
+    np.testing.assert_allclose(layer.weight, computed.T, atol=4e-7 * np.abs(computed).max())
+    assert layer.quant == f"qdq {stored.lower()} blocked"
+    block = 32 if axis == 0 else 16
+    expected = np.repeat(scales, block, axis=axis)[:K, :N]
+    np.testing.assert_array_equal(layer.steps, expected.T)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"block_size": 24}, "block_size 24"), ({"bits": 3}, "3-bit"),
+    ({"quantize_axis": 0}, "last axis"), ({"quantize_axis": 5}, "outside"),
+    ({"scales": (V, 2)}, "do not give blocks")])
+def test_bad_block_quantization_attributes_are_one_line_model_errors(change, message):
+    from onnx_lineage.errors import ModelError
+    attrs = {"block" if k == "block_size" else k: v for k, v in change.items() if k != "scales"}
+    model = _gather_model("UINT8", **attrs)
+    if "scales" in change:
+        model.graph.initializer[1].CopyFrom(numpy_helper.from_array(
+            np.ones(change["scales"], np.float32), "scales"))
+    with pytest.raises(ModelError, match=message) as info:
+        extract_layers(model)
+    assert "\n" not in str(info.value)
+
+
+def test_an_inconsistent_blocked_dequantization_is_a_model_error():
+    from onnx_lineage.errors import ModelError
+    q = numpy_helper.from_array(_values(np.random.default_rng(0), "INT4", (K, N)), "q")
+    s = numpy_helper.from_array(np.ones((2, N), np.float32), "s")  # 80 / 32 is 3 blocks
+    dq = helper.make_node("DequantizeLinear", ["q", "s"], ["w"], axis=0, block_size=32)
+    model = _model([dq, helper.make_node("MatMul", ["A", "w"], ["Y"])], [q, s],
+                   [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["m", K])])
+    with pytest.raises(ModelError, match="do not give blocks of 32") as info:
+        extract_layers(model)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt,symmetric", [("QOperator", True), ("QOperator", False),
+                                           ("QDQ", True), ("QDQ", False)])
+def test_onnxruntimes_4bit_export_with_its_embedding_pairs_with_the_float_model(tmp_path, fmt,
+                                                                                symmetric):
+    """QOperator: GatherBlockQuantized and MatMulNBits; QDQ: DequantizeLinear by blocks before
+    each MatMul (the embedding stays float). An independent float model is not accused."""
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnx_lineage.analyses.determination import determine
+    from tests.model.float_models import embedding_mlp
+    model, weights = embedding_mlp(0)
+    onnx.save(model, tmp_path / "float.onnx")
+    onnx.save(embedding_mlp(7)[0], tmp_path / "other.onnx")
+    quantizer = MatMulNBitsQuantizer(
+        model, block_size=32, is_symmetric=symmetric, quant_format=QuantFormat[fmt],
+        op_types_to_quantize=("MatMul", "Gather") if fmt == "QOperator" else ("MatMul",))
+    quantizer.process()
+    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
+    layers = extract_layers(quantizer.model.model)
+    names = {"QOperator": "int4", "QDQ": f"qdq {'int4' if symmetric else 'uint4'} blocked"}
+    assert [x.quant for x in layers][1:] == [names[fmt]] * 3
+    assert layers[0].op == ("GatherBlockQuantized" if fmt == "QOperator" else "Gather")
+    for x, w in zip(layers, weights.values()):
+        # rounding to the nearest level; a symmetric range's top clipped by one level
+        steps = x.steps if x.steps is not None else 0.0
+        assert np.all(np.abs(x.weight - w.T) <= steps * (1.0 if symmetric else 0.5) + 1e-6)
+    r = determine(str(tmp_path / "float.onnx"), str(tmp_path / "int4.onnx"), copies=0)
+    assert r.verdict == "related" and r.test("unit_order").p_value < 1e-10
+    values = r.test("same_values")
+    assert values.p_value < 1e-100
+    assert all(row.agree > 0.95 * row.compared for row in values.classes if row.name != "layer 0"
+               or fmt == "QOperator")
+    other = determine(str(tmp_path / "other.onnx"), str(tmp_path / "int4.onnx"), copies=0)
+    assert other.verdict == "unrelated" and other.test("same_values").p_value > 0.01
+
+
+def test_inspect_names_each_block_quantization(tmp_path):
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnx_lineage.model.inspect import inspect_model
+    from tests.model.float_models import embedding_mlp
+    seen = {}
+    for fmt in ("QOperator", "QDQ"):
+        quantizer = MatMulNBitsQuantizer(
+            embedding_mlp(0)[0], block_size=32, is_symmetric=False,
+            quant_format=QuantFormat[fmt],
+            op_types_to_quantize=("MatMul", "Gather") if fmt == "QOperator" else ("MatMul",))
+        quantizer.process()
+        onnx.save(quantizer.model.model, tmp_path / f"{fmt}.onnx")
+        r = inspect_model(str(tmp_path / f"{fmt}.onnx"), device="cpu")
+        seen[fmt] = r.quantization
+        assert [x["quantization"] for x in r.layers][1:] == [r.quantization[-1]] * 3
+    assert seen == {"QOperator": ["int4"], "QDQ": ["qdq uint4 blocked"]}
