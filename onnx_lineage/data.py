@@ -288,10 +288,15 @@ def arrange_for(data: Dataset, *models) -> Dataset:
     return out
 
 
+#: Ops that gather rows of a table, by the name of their axis attribute (onnxruntime's
+#: GatherBlockQuantized: a block-quantized table, whose rows are its first dimension).
+_GATHER_AXIS = {"axis": "Gather", "gather_axis": "GatherBlockQuantized"}
+
+
 def embedding_sizes(graph) -> dict[str, int]:
     """Graph inputs that index an embedding table directly: input name -> rows of the smallest
-    table it indexes (a ``Gather`` on axis 0 of an initializer, reached through casts and
-    reshapes)."""
+    table it indexes (a ``Gather`` or ``GatherBlockQuantized`` on axis 0 of an initializer,
+    reached through casts and reshapes)."""
     tables = {t.name: list(t.dims) for t in graph.initializer}
     readers: dict[str, list] = {}
     for node in graph.node:
@@ -306,8 +311,8 @@ def embedding_sizes(graph) -> dict[str, int]:
                 continue
             seen.add(value)
             for node, i in readers.get(value, []):
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-                if (node.op_type == "Gather" and i == 1 and node.input[0] in tables
+                axis = next((a.i for a in node.attribute if a.name in _GATHER_AXIS), 0)
+                if (node.op_type in _GATHER_AXIS.values() and i == 1 and node.input[0] in tables
                         and axis == 0 and tables[node.input[0]]):
                     rows = int(tables[node.input[0]][0])
                     sizes[inp.name] = min(rows, sizes.get(inp.name, rows))

@@ -87,3 +87,10 @@ def test_a_state_started_at_zero_for_one_model_is_not_data_the_other_ignores():
     assert data.started == ("state",) and data.arrays["state"].shape == (5, 2, 3)
     _, ignored = feeds_for([x], data, "a")
     assert ignored == []
+
+
+@pytest.mark.parametrize("stored,axis,rows", [("UINT8", 1, 12), ("INT4", 0, 48)])
+def test_token_ids_are_checked_against_a_block_quantized_table_s_rows(stored, axis, rows):
+    from onnx_lineage.data import embedding_sizes
+    from tests.model.test_blockquant import _gather_model
+    assert embedding_sizes(_gather_model(stored, quantize_axis=axis).graph) == {"ids": rows}
