@@ -26,6 +26,8 @@ _EXPORTS = {
     "load_model": "onnx_lineage.model.loading", "LoadedModel": "onnx_lineage.model.loading",
     "analyze": "onnx_lineage.analysis", "AnalysisResult": "onnx_lineage.analysis",
     "tree": "onnx_lineage.zoo", "TreeResult": "onnx_lineage.zoo",
+    "attribute": "onnx_lineage.analyses.attribution",
+    "AttributionResult": "onnx_lineage.analyses.attribution",
 }
 
 __all__ = sorted(_EXPORTS)

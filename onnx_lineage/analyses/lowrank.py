@@ -124,7 +124,7 @@ def difference(m) -> Difference:
     """B - A over the weight matrices of a match ``m`` (:class:`~onnx_lineage.matching.MatchResult`,
     made with ``permutations``), layer by layer."""
     corr = m.correspondence
-    b_params, rescaled = _permuted_only(m)
+    b_params, rescaled = permuted_only(m)
     by_index = {x.index: x for x in corr.a_layers}
     b_by = {x.index: x for x in corr.b_layers}
     rows = []
@@ -145,7 +145,7 @@ def difference(m) -> Difference:
     return _summary(rows)
 
 
-def _permuted_only(m) -> tuple[dict, set]:
+def permuted_only(m) -> tuple[dict, set]:
     """B's aligned parameters by B's layer index, each junction's per-unit scale undone (the
     units keep A's order); and B's layers on either side of a junction whose units alignment
     rescaled by more than :data:`RESCALED`."""

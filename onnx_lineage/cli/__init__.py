@@ -13,8 +13,8 @@ from pathlib import Path
 
 import typer
 
-from onnx_lineage.cli import (cmd_analyze, cmd_closeness, cmd_demo, cmd_determine,  # noqa: F401
-                              cmd_inspect, cmd_match, cmd_tree)
+from onnx_lineage.cli import (cmd_analyze, cmd_attribute, cmd_closeness, cmd_demo,  # noqa: F401
+                              cmd_determine, cmd_inspect, cmd_match, cmd_tree)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -45,7 +45,7 @@ def _global(debug: bool = typer.Option(
 
 
 for _module in (cmd_inspect, cmd_match, cmd_determine, cmd_closeness, cmd_analyze, cmd_tree,
-                cmd_demo):
+                cmd_attribute, cmd_demo):
     app.command(name=_module.NAME)(_module.command)
 
 

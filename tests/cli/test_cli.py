@@ -422,3 +422,22 @@ def test_determine_says_b_is_a_merged_adapter_of_a_and_its_rank(tmp_path):
     assert d["verdict"] == "related" and d["difference"]["adapter"] and d["difference"]["rank"] == 4
     other = save(*random_mlp(7, SIZES), tmp_path / "other.onnx")
     assert json.loads(cli("determine", a, other, "--json").stdout)["difference"] is None
+
+
+def test_attribute_gives_a_merge_s_parents_their_shares_and_a_stranger_none(tmp_path):
+    from tests.analyses.test_attribution import SIZES, _combine, _moved
+    from tests.evidence.models import random_mlp, save
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    paths = [save(*p1, tmp_path / "p1.onnx"), save(*p2, tmp_path / "p2.onnx"),
+             save(*random_mlp(9, SIZES), tmp_path / "x.onnx")]
+    b = save(*_combine([p1, p2], [0.25, 0.75]), tmp_path / "merge.onnx")
+    r = cli("attribute", b, "--parents", *paths, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["recipe"] == "linear" and [s["related"] for s in d["parents"]] == [True, True, False]
+    assert [round(s["share"], 3) for s in d["parents"][:2]] == [0.25, 0.75]
+    assert d["parents"][2]["share"] is None
+    table = cli("attribute", b, "--parents", paths[0], "--parents", paths[1])
+    assert table.returncode == 0 and "linear average" in table.stdout
+    assert cli("attribute", b).returncode == 2  # no parent: a usage error
