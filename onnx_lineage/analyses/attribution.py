@@ -31,6 +31,7 @@ sin W`` and ``sin(t W) / sin W``, ``W`` the angle between them, one ``t`` per la
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ from scipy import stats
 from onnx_lineage import memory
 from onnx_lineage.analyses.lowrank import MATRIX_KINDS, permuted_only, rank_above
 from onnx_lineage.errors import UsageError
-from onnx_lineage.evidence import data_free, decide
+from onnx_lineage.evidence import data_free, decide, unit_order
+from onnx_lineage.evidence.registry import registered
 from onnx_lineage.evidence.same_values import RELATIVE
 from onnx_lineage.matching import match
 from onnx_lineage.model.loading import as_loaded
@@ -49,6 +51,10 @@ from onnx_lineage.results import Result
 
 #: A share whose interval lies within this of a value is taken as that value (recipes).
 EXACT = 0.01
+#: TIES and DARE are read in tensors of at least this many values, and recognised where at
+#: least VALUEWISE of them are the recipe's to rounding.
+VALUEWISE_FROM = 64
+VALUEWISE = 0.99
 #: SLERP: largest gap between a layer's fitted weights and the spherical ones.
 SLERP_GAP = 1e-4
 
@@ -101,6 +107,9 @@ class LayerFit:
         Two parents: the angle between their tensors (radians; SLERP's).
     size : int
         Its number of values (its weight in the shares).
+    valuewise : str or None
+        ``ties`` or ``dare`` where the tensor is that recipe's value by value (``weights`` are
+        then its coefficients), else None.
     """
 
     layer: int
@@ -111,6 +120,7 @@ class LayerFit:
     low: bool | None
     angle: float | None = None
     size: int = 0
+    valuewise: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,28 +172,43 @@ def attribute(b, parents, base=None, *, alpha: float = 0.01, seed: int = 0, prog
             p = as_loaded(p)
             step(f"matching {p.name} to {b.name} and testing independence")
             m = match(b, p, rng=rng)
-            v = decide(data_free(m, alpha).tests, alpha)
+            free = data_free(m, alpha)
+            v = decide(free.tests, alpha)
             shares.append(Share(p.name, v.p_value, v.related is True))
             if v.related is True:
-                frames.append(_in_b_frame(m))
+                frames.append(_in_b_frame(m, _order_kept(free, alpha)))
         q = None
         if base is not None:
             base = as_loaded(base)
             step(f"matching the base {base.name} to {b.name}")
-            q = _in_b_frame(match(b, base, rng=rng))
+            m = match(b, base, rng=rng)
+            q = _in_b_frame(m, _order_kept(data_free(m, alpha), alpha))
         step("fitting B's layers as combinations of the related parents")
         fits = _fits(frames, q)
         return _result(b.name, None if base is None else base.name, alpha, shares, fits, notes,
                        time.perf_counter() - t0)
 
 
-def _in_b_frame(m) -> dict:
+def _order_kept(free, alpha: float) -> bool:
+    """Whether the unit-order test finds B's units in the other model's order (at its share
+    of ``alpha``): then they are compared in place, not matched (weight matching can swap
+    units of a merge that lies far from each parent)."""
+    p = free.unit_order.p_value
+    return p is not None and p <= registered(unit_order.NAME).level(alpha)
+
+
+def _in_b_frame(m, in_place: bool) -> dict:
     """B's layer index -> (B's layer, its parameters, the other model's in B's unit order),
-    for the layers ``m`` (``match(B, other)``) paired."""
-    params, _ = permuted_only(m)
-    layers = {x.index: x for x in m.correspondence.a_layers}
-    return {p["a"]: (layers[p["a"]], m.correspondence.a_params[p["a"]], params[p["b"]])
-            for p in m.pairs if p["b"] in params and p["a"] in layers}
+    for the layers ``m`` (``match(B, other)``) paired: in its own order (``in_place``), or
+    permuted by the matching with alignment's scales undone."""
+    corr = m.correspondence
+    if in_place:
+        theirs = {p["b"]: corr.b_own[p["a"]] for p in m.pairs if p["a"] in corr.b_own}
+    else:
+        theirs, _ = permuted_only(m)
+    layers = {x.index: x for x in corr.a_layers}
+    return {p["a"]: (layers[p["a"]], corr.a_params[p["a"]], theirs[p["b"]])
+            for p in m.pairs if p["b"] in theirs and p["a"] in layers}
 
 
 def _fits(frames: list, q: dict | None) -> list:
@@ -228,13 +253,68 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
             w, rank = _with_low_rank(basis, target, rows, bound, w)
             remainder = target - basis @ w
         low = rank is not None and rank <= min(rows, y.size // rows) // 2
+    valuewise = None
+    unexplained = low is False if low is not None else residual > 1e-6
+    if q is not None and unexplained and y.size >= VALUEWISE_FROM:
+        found = _valuewise(target, basis, np.abs(y) + np.abs(xs).sum(1) + np.abs(origin),
+                           RELATIVE.get(layer.quant, RELATIVE[None]))
+        if found is not None:
+            valuewise, w = found
+            rank, low = (0, True) if low is not None else (None, None)
     angle = None
     if xs.shape[1] == 2 and q is None:
         n0, n1 = np.linalg.norm(xs[:, 0]), np.linalg.norm(xs[:, 1])
         if n0 > 0 and n1 > 0:
             angle = float(np.arccos(np.clip(xs[:, 0] @ xs[:, 1] / (n0 * n1), -1.0, 1.0)))
     return LayerFit(layer.index, key, [float(v) for v in w], residual, rank=rank, low=low,
-                    angle=angle, size=int(y.size))
+                    angle=angle, size=int(y.size), valuewise=valuewise)
+
+
+def _valuewise(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
+               relative: float) -> tuple[str, np.ndarray] | None:
+    """TIES or DARE, read value by value (module docstring): ``(recipe, weights)`` where at
+    least :data:`VALUEWISE` of the values are one of the recipe's candidates to rounding, else
+    None. ``target`` (n,) is B's task vector, ``basis`` (n, k) the parents'."""
+    n, k = basis.shape
+    masks = np.array(list(itertools.product((0.0, 1.0), repeat=k)))  # (2^k, k): who is kept
+    tol = 4.0 * relative * magnitude
+    best = None
+    for recipe in ("dare", "ties"):
+        coef = _ratio_modes(target, basis, pooled=recipe == "ties")
+        if coef is None:
+            continue
+        if recipe == "dare":  # the kept values, each rescaled by its parent's coefficient
+            candidates = basis @ (masks * coef).T
+        else:  # the mean of the kept values that agree in sign, times one coefficient
+            counts = np.maximum(masks.sum(1), 1.0)
+            candidates = coef[0] * (basis @ (masks / counts[:, None]).T)
+        err = np.abs(candidates - target[:, None])
+        pick = np.argmin(err, axis=1)
+        ok = err[np.arange(n), pick] <= tol
+        if ok.mean() >= VALUEWISE and (best is None or ok.mean() > best[0]):
+            kept = masks[pick[ok]].mean(axis=0)  # each parent's share of values kept
+            best = (float(ok.mean()), recipe, coef * kept if recipe == "dare" else coef)
+    return None if best is None else (best[1], best[2])
+
+
+def _ratio_modes(target: np.ndarray, basis: np.ndarray, pooled: bool) -> np.ndarray | None:
+    """Each parent's most frequent ratio ``target / basis`` (to 4 decimals), where a value of B
+    is a single parent's times its coefficient; ``pooled``: one ratio for all. None where no
+    ratio recurs in at least 5% of the values."""
+    def mode(ratios: np.ndarray) -> float | None:
+        ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
+        if ratios.size == 0:
+            return None
+        values, counts = np.unique(np.round(ratios, 4), return_counts=True)
+        top = int(np.argmax(counts))
+        return float(values[top]) if counts[top] >= 0.05 * target.size else None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = target[:, None] / basis
+    if pooled:
+        found = mode(ratios.ravel())
+        return None if found is None else np.full(basis.shape[1], found)
+    found = [mode(ratios[:, i]) for i in range(basis.shape[1])]
+    return None if any(f is None for f in found) else np.array(found)
 
 
 def _with_low_rank(basis: np.ndarray, target: np.ndarray, rows: int, bound: float,
@@ -318,6 +398,13 @@ def _recipe(used: list, fits: list, base: str | None, rank, beyond: bool) -> tup
         f" ({s.interval[0]:.3f} to {s.interval[1]:.3f})" if s.interval else "") for s in used)
     kept = [s for s in used if _contributes(s)]
     one = kept[0].parent if len(kept) == 1 else None
+    valuewise = {f.valuewise for f in fits if f.valuewise}
+    if len(valuewise) == 1 and rank is not None and not beyond:
+        recipe = valuewise.pop()
+        return recipe, (f"B is a {recipe.upper()} merge of the task vectors of {named} (from "
+                        f"{base}; shares: each parent's coefficient times the share of its values "
+                        "kept)" if recipe == "dare" else f"B is a TIES merge of the task vectors "
+                        f"of {named} (from {base}; the shares: the merge's coefficient)")
     if rank is None:
         if one is not None:
             return "fine-tune", f"B is {one} trained further (a remainder of full rank): {named}"

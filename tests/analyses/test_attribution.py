@@ -107,15 +107,42 @@ def test_an_adapter_on_one_parent_gives_its_rank(family):
     assert "p1.onnx with a low-rank adapter of rank 4" in r.statement
 
 
-def test_a_value_by_value_merge_is_left_unfitted(family):
+def test_dare_is_read_value_by_value_with_its_shares(family):
     d, paths, m = family
     base, rng = m["base"], np.random.default_rng(6)
     merged = []
-    for k in (0, 1):  # DARE: each task vector's values dropped at random, the rest rescaled
-        merged.append([(q + sum(np.where(rng.random(q.shape) < 0.5, 0.0, 2.0 * (x[k][j] - q))
-                                 * 0.5 for x in (m["p1"], m["p2"]))).astype(np.float32)
+    for k in (0, 1):  # each task vector's values dropped at random, the rest doubled
+        merged.append([(q + sum(w * np.where(rng.random(q.shape) < 0.5, 0.0, 2.0 * (x[k][j] - q))
+                                for w, x in ((0.4, m["p1"]), (0.8, m["p2"])))).astype(np.float32)
                        for j, q in enumerate(base[k])])
     r = attribute(save(*merged, d / "dare.onnx"), [paths["p1"], paths["p2"]], base=paths["base"])
+    assert r.recipe == "dare", r.statement
+    assert abs(_share(r, "p1").share - 0.4) < 0.05 and abs(_share(r, "p2").share - 0.8) < 0.05
+
+
+def test_ties_is_read_value_by_value(family):
+    d, paths, m = family
+    base, merged = m["base"], []
+    for k in (0, 1):  # each task vector trimmed to its top 20%, signs elected, agreeing averaged
+        out = []
+        for j, q in enumerate(base[k]):
+            taus = np.stack([x[k][j] - q for x in (m["p1"], m["p2"], m["p3"])])
+            cut = np.quantile(np.abs(taus), 0.8, axis=tuple(range(1, taus.ndim)), keepdims=True)
+            taus = np.where(np.abs(taus) >= cut, taus, 0.0)
+            agree = (np.sign(taus) == np.sign(taus.sum(0))) & (taus != 0)
+            out.append((q + (taus * agree).sum(0) / np.maximum(agree.sum(0), 1)).astype(np.float32))
+        merged.append(out)
+    r = attribute(save(*merged, d / "ties.onnx"), [paths["p1"], paths["p2"], paths["p3"]],
+                  base=paths["base"])
+    assert r.recipe == "ties", r.statement
+    assert all(abs(_share(r, n).share - 1.0) < 0.05 for n in ("p1", "p2", "p3"))
+
+
+def test_a_merge_fine_tuned_after_is_left_unfitted(family):
+    d, paths, m = family
+    merged = _moved(_combine([m["p1"], m["p2"]], [0.5, 0.5]), 12, size=0.05)
+    r = attribute(save(*merged, d / "merged_ft.onnx"), [paths["p1"], paths["p2"]],
+                  base=paths["base"])
     assert r.recipe == "unfitted" and "does not fit" in r.statement
 
 
