@@ -165,11 +165,13 @@ def fit_rotation(sa: Stream, b_of: dict, a_params: dict, b_params: dict, read: t
     n = sum(x.shape[1] for x in blocks_a)
     members = tuple(b_of[i] for i in sa.members)
     if n < COLUMNS_PER_UNIT * sa.width:
-        return StreamRotation(sa.width, np.eye(sa.width), members, read, n, 0.0, 0.0, False,
-                              f"{n} fixed columns, fewer than {COLUMNS_PER_UNIT} per unit")
+        return StreamRotation(sa.width, np.eye(sa.width), members, read, n, fit=0.0,
+                              permutation=0.0, accepted=False,
+                              reason=f"{n} fixed columns, fewer than {COLUMNS_PER_UNIT} per unit")
     r, fit, perm = procrustes(np.concatenate(blocks_a, axis=1), np.concatenate(blocks_b, axis=1))
     reason = judge(fit, perm)
-    return StreamRotation(sa.width, r, members, read, n, fit, perm, not reason, reason)
+    return StreamRotation(sa.width, r, members, read, n, fit=fit, permutation=perm,
+                          accepted=not reason, reason=reason)
 
 
 def judge(fit: float, permutation: float) -> str:
