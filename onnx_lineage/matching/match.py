@@ -15,11 +15,13 @@ from onnx_lineage.matching.constants import is_signal_constant
 from onnx_lineage.matching.layout import kernel_layouts
 from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
+from onnx_lineage.matching.rotation import fit_rotation, fixed_members, rotate_back
 from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, as_loaded
 from onnx_lineage.model.ops import dims_of
 from onnx_lineage.model.parameters import Layer, as_single, extract_layers
+from onnx_lineage.model.rotatable import rotation_blocker
 from onnx_lineage.model.streams import streams
 from onnx_lineage.model.topology import links, scope_graphs
 from onnx_lineage.model.weights import release_pages
@@ -48,9 +50,15 @@ class Correspondence:
     b_own : dict
         A's layer index -> B's parameters for it in B's own unit order: every layout conversion
         (orientation, flatten order, BatchNorm folding, a dropped zero bias) applied, no
-        permutation or rescaling of units.
+        permutation or rescaling of units; a rotated stream in ``rotations`` is in A's
+        coordinates (its axis is then fixed, like an input's).
     stream_pairs : list of (Stream, Stream)
-        Residual streams of A and B over the same matched layers.
+        Residual streams of A and B over the same matched layers (less those rotated back).
+    rotations : list of StreamRotation
+        Every fit of a paired stream of B to A's coordinates by an orthogonal matrix
+        (:mod:`.rotation`), accepted or not; the accepted ones were rotated back in ``b_own``
+        and ``b_aligned`` and their streams left the pairs (no class: their order is A's by
+        construction).
     attention : list
         Attention blocks found in both models over matched layers (A's indices; v and o None
         where they differ between A and B).
@@ -77,6 +85,7 @@ class Correspondence:
     classes: list = field(default_factory=list)
     class_matches: list | None = None
     units: dict = field(default_factory=dict)
+    rotations: list = field(default_factory=list)
 
 
 def _read_through(name: str) -> property:
@@ -362,6 +371,7 @@ def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
     """The classes matched equivariantly; B's streams and junctions put in A's unit order by
     them (and by weight matching where they do not decide), in place on ``c.b_params``."""
     corr = c.corr
+    _undo_rotations(c)
     corr.classes = classes_of(corr.a_layers, _pruned_rows(c), corr.chains, corr.stream_pairs,
                               corr.a_params, corr.attention)
     corr.class_matches = match_classes(corr.classes, corr.a_params, corr.b_own, rng)
@@ -370,6 +380,34 @@ def _align(c: _Work, rng: np.random.Generator, rescale: bool) -> None:
     c.moved = [s for s in moved if s.permuted]
     corr.units = (align_units(corr.a_params, c.b_params, corr.chains, rescale=rescale,
                               given=given) if corr.chains else {})
+
+
+def _undo_rotations(c: _Work) -> None:
+    """Fit each paired stream that a rotation of its coordinates leaves the same function in
+    both models (:func:`.rotatable.rotation_blocker`) to A's coordinates; where the fit is
+    accepted (:mod:`.rotation`), rotate B's stream back in ``c.b_params`` and ``b_own``, and
+    take the stream out of the pairs."""
+    corr = c.corr
+    classes = classes_of(corr.a_layers, _pruned_rows(c), corr.chains, corr.stream_pairs,
+                         corr.a_params, corr.attention)
+    keep = []
+    for k, (sa, sb) in enumerate(corr.stream_pairs):
+        same = all(i in c.b_of for i in sa.members) and sorted(
+            c.b_of[i] for i in sa.members) == sorted(sb.members)
+        if not same or rotation_blocker(c.a.proto, corr.a_layers, sa, c.dims[0]) \
+                or rotation_blocker(c.b.proto, corr.b_layers, sb, c.dims[1]):
+            keep.append((sa, sb))
+            continue
+        fit = fit_rotation(sa, c.b_of, corr.a_params, c.b_params, fixed_members(sa, k, classes))
+        corr.rotations.append(fit)
+        if not fit.accepted:
+            keep.append((sa, sb))
+            continue
+        rotate_back(sa, c.b_of, c.b_params, fit.rotation)
+        for ai in sa.members:
+            own = corr.b_own[ai]
+            own.update({key: c.b_params[c.b_of[ai]][key] for key in own})
+    corr.stream_pairs = keep
 
 
 def _pruned_rows(c: _Work) -> list:
@@ -382,6 +420,7 @@ def _pair_rows(c: _Work) -> tuple[list, dict]:
     parameters by A's layer index."""
     la, lb, units = c.corr.a_layers, c.corr.b_layers, c.corr.units
     in_moved = {j for s in c.moved for j in s.members}
+    rotated = {j for r in c.corr.rotations if r.accepted for j in r.members}
     rows, aligned = [], {}
     for i, j in c.pairs:
         ai, bj = la[i].index, lb[j].index
@@ -393,6 +432,8 @@ def _pair_rows(c: _Work) -> tuple[list, dict]:
             tr.append("scale")
         if bj in in_moved:
             tr.append("stream permutation")
+        if bj in rotated:
+            tr.append("stream rotation")
         if ai in c.pruned:
             p = c.pruned[ai]
             tr.append(f"pruned units: {p.side.upper()} keeps {p.kept} of {p.width}")
@@ -413,6 +454,12 @@ def _report(c: _Work) -> MatchResult:
         what = "residual stream" if s.residual else "gated hidden units"
         transforms.append(f"{what} of B ({s.width} units, {len(s.members)} layers) "
                           "permuted to match A")
+    for r in c.corr.rotations:
+        if r.accepted:
+            transforms.append(f"residual stream of B rotated back to A's (orthogonal Procrustes; "
+                              f"{r.width} units, {len(r.members)} layers, fit cosine "
+                              f"{r.fit:.4f} against {r.permutation:.4f} for the best signed "
+                              "permutation)")
     n_perm = sum(1 for u in c.corr.units.values() if u.permuted)
     n_scale = sum(1 for u in c.corr.units.values() if u.rescaled)
     if n_perm:

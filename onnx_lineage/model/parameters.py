@@ -452,7 +452,7 @@ def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
     """A LayerNorm or RMSNorm over the last axis written as ops, found at its first
     ``ReduceMean``: ``d = x - mean(x)`` (LayerNorm; RMSNorm: ``d = x``), ``d / sqrt(mean(d^2) +
     eps)`` (or ``d * 1/sqrt(...)``), times a constant scale, plus a constant bias (optional)."""
-    if not _last_axis_only(g, node):
+    if not last_axis_mean(g, node):
         return None
     x, internal = node.input[0], [node.name]
     centre = _only_consumer(g, node.output[0], "Sub")
@@ -461,11 +461,11 @@ def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
         internal.append(centre.name)
     else:  # RMSNorm: this ReduceMean is the mean of the squares
         square = g.producer(x)
-        if not _is_square(g, square):
+        if not is_square(g, square):
             return None
         d = square.input[0]
         sub = g.producer(d)
-        if sub is not None and sub.op_type == "Sub" and _last_axis_only(g, g.producer(sub.input[1])):
+        if sub is not None and sub.op_type == "Sub" and last_axis_mean(g, g.producer(sub.input[1])):
             return None  # the variance of a LayerNorm found at its mean
         x = d
         internal.append(square.name)
@@ -494,8 +494,8 @@ def _decomposed_norm(g: GraphIndex, node: onnx.NodeProto) -> Layer | None:
                  internal=tuple(internal + [mul.name]))
 
 
-def _last_axis_only(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
-    """A ReduceMean over the last axis alone, keeping it."""
+def last_axis_mean(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
+    """A ReduceMean over the last axis alone, keeping it (the mean of an RMS norm)."""
     if node is None or node.op_type != "ReduceMean" or not int(attr(node, "keepdims", 1)):
         return False
     axes = attr(node, "axes")
@@ -510,7 +510,7 @@ def _only_consumer(g: GraphIndex, name: str, op: str) -> onnx.NodeProto | None:
     return cons[0] if len(cons) == 1 and cons[0].op_type == op else None
 
 
-def _is_square(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
+def is_square(g: GraphIndex, node: onnx.NodeProto | None) -> bool:
     """``Pow(d, 2)`` or ``Mul(d, d)``."""
     if node is None:
         return False
@@ -527,11 +527,11 @@ def _normalise_tail(g: GraphIndex, d: str, mean_square: str | None):
     ``d / sqrt(mean(d^2) + eps)``: the nodes on the way and the normalised tensor."""
     nodes = []
     if mean_square is None:
-        square = next((c for c in g.consumers_of(d) if _is_square(g, c)), None)
+        square = next((c for c in g.consumers_of(d) if is_square(g, c)), None)
         if square is None:
             return None
         mean = _only_consumer(g, square.output[0], "ReduceMean")
-        if mean is None or not _last_axis_only(g, mean):
+        if mean is None or not last_axis_mean(g, mean):
             return None
         nodes += [square, mean]
         mean_square = mean.output[0]

@@ -32,7 +32,7 @@ import onnx
 from onnx_lineage.model import ops
 from onnx_lineage.model.graph import GraphIndex, attr
 from onnx_lineage.model.ops import SHAPE_ONLY
-from onnx_lineage.model.parameters import PER_UNIT, Layer
+from onnx_lineage.model.parameters import PER_UNIT, Layer, is_square, last_axis_mean
 from onnx_lineage.model.topology import is_depthwise, scope_graphs
 
 #: Ops that move axes: the walk follows the units to axis 1 or to the last axis.
@@ -171,7 +171,7 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
         if x.internal:
             groups.union(x.output, x.input)
             joined.add(x.output)
-    internal = {n for x in layers for n in x.internal}
+    internal = {n for x in layers for n in x.internal} | mean_squares(g)
     first = set()  # channels-first tensors: units on axis 1
     for node in g.graph.node:
         data = [n for n in node.input if n and not g.is_constant(n)]
@@ -213,6 +213,17 @@ def _walk(g: GraphIndex, layers: list[Layer], by_output: dict, dims: dict) -> tu
             first.add(out)  # an elementwise join of channels-first maps is one
         joined.add(out)
     return groups, residual, gated, joined, internal, blocks, split
+
+
+def mean_squares(g: GraphIndex) -> set[str]:
+    """Nodes that square a tensor only for the mean of its squares over the last axis (an RMS
+    norm without a gain written as ops: ``Pow(x, 2)`` or ``Mul(x, x)`` read by nothing but a
+    ``ReduceMean`` over the last axis alone): what they give is the same under any permutation
+    (or rotation) of the units, so they read none of them; the norm's ``Div`` passes the units
+    as a product with a tensor the same for every unit."""
+    return {node.name for node in g.graph.node if is_square(g, node) and node.output
+            and (cs := g.consumers_of(node.output[0]))
+            and all(last_axis_mean(g, c) for c in cs)}
 
 
 def _split_blocks(g: GraphIndex, node: onnx.NodeProto, axis: int, dims: dict) -> list:
