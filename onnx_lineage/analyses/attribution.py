@@ -242,25 +242,23 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
     scale = (np.linalg.norm(target) if q is not None
              else min(np.linalg.norm(y - xs[:, j]) for j in range(xs.shape[1])))
     residual = float(np.linalg.norm(remainder) / scale) if scale > 0 else 0.0
-    rank = low = None
-    if layer.kind in MATRIX_KINDS and key == "weight" and np.ndim(own) >= 2:
+    matrix = layer.kind in MATRIX_KINDS and key == "weight" and np.ndim(own) >= 2
+    relative = RELATIVE.get(layer.quant, RELATIVE[None])
+    rank = low = valuewise = None
+    rows = np.shape(own)[0] if matrix else 0
+    if matrix:
         size = np.abs(y) + np.abs(xs) @ np.abs(w) + np.abs(origin) * abs(1.0 - float(np.sum(w)))
-        bound = (RELATIVE.get(layer.quant, RELATIVE[None]) * float(np.linalg.norm(size))
-                 + 0.5 * layer.step * math.sqrt(y.size))
-        rows = np.shape(own)[0]
+        bound = relative * float(np.linalg.norm(size)) + 0.5 * layer.step * math.sqrt(y.size)
         rank = rank_above(remainder.reshape(rows, -1), bound)
-        if rank != 0:  # a low-rank remainder leaks into the fit: fit both together
-            w, rank = _with_low_rank(basis, target, rows, bound, w)
-            remainder = target - basis @ w
-        low = rank is not None and rank <= min(rows, y.size // rows) // 2
-    valuewise = None
-    unexplained = low is False if low is not None else residual > 1e-6
-    if q is not None and unexplained and y.size >= VALUEWISE_FROM:
+    if q is not None and (rank != 0 if matrix else residual > 1e-6) and y.size >= VALUEWISE_FROM:
         found = _valuewise(target, basis, np.abs(y) + np.abs(xs).sum(1) + np.abs(origin),
-                           RELATIVE.get(layer.quant, RELATIVE[None]))
+                           relative)
         if found is not None:
-            valuewise, w = found
-            rank, low = (0, True) if low is not None else (None, None)
+            (valuewise, w), rank = found, (0 if matrix else None)
+    if matrix and rank != 0:  # a low-rank remainder leaks into the fit: fit both together
+        w, rank = _with_low_rank(basis, target, rows, bound, w)
+    if matrix:
+        low = rank is not None and rank <= min(rows, y.size // rows) // 2
     angle = None
     if xs.shape[1] == 2 and q is None:
         n0, n1 = np.linalg.norm(xs[:, 0]), np.linalg.norm(xs[:, 1])
