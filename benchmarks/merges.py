@@ -254,6 +254,11 @@ def summary(doc: dict) -> str:
                      + f" | {false} |")
     right = sum(1 for a in adapters for x in a["layers"] if x["found"] == x["expected"])
     total = sum(len(a["layers"]) for a in adapters)
+    merges = ("linear", "slerp", "task arithmetic", "ties", "dare")
+    alike = [r for r in rows if r["recipe"] in ("fine-tune", "none")]
+    called = sum(1 for r in alike if r["found"] in merges
+                 or (r["found"] == "adapter" and "combination" in r["statement"]))
+    lines += ["", f"Look-alikes called a merge: {called} of {len(alike)}"]
     lines += ["", f"Merged adapters: {right} of {total} layers with rank exactly "
                   "min(r, rows, columns)", "", "| seed | r | ranks found by layer | expected |",
               "|---|---|---|---|"]
@@ -286,7 +291,7 @@ def main() -> None:
                "seconds": time.perf_counter() - t0}
         if args.json:
             results.write_json(args.json, doc)
-    print(summary(doc) if args.markdown or args.source is None else summary(doc))
+    print(summary(doc))
 
 
 if __name__ == "__main__":
