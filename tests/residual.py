@@ -161,9 +161,10 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
 
 def _rms(x: str, out: str, tag: str, norm: str, gain: str) -> list:
     """The nodes of ``out = rms(x)`` (see :func:`rms_model`)."""
-    if norm == "rms":
-        return [helper.make_node("RMSNormalization", [x, "ones"], [out], axis=-1,
-                                 epsilon=1e-5, name=f"rms_{tag}")]
+    if norm in ("rms", "simplified"):  # simplified: onnxruntime's op, in the default domain
+        op = "RMSNormalization" if norm == "rms" else "SimplifiedLayerNormalization"
+        return [helper.make_node(op, [x, "ones"], [out], axis=-1, epsilon=1e-5,
+                                 name=f"rms_{tag}")]
     s = f"_{tag}"
     nodes = [helper.make_node("Pow", [x, "two"], ["sq" + s], name="pow" + s),
              helper.make_node("ReduceMean", ["sq" + s, "last"], ["ms" + s], keepdims=1,

@@ -754,6 +754,7 @@ _HANDLERS = {
     ("ai.onnx", "LayerNormalization"): _layernorm,
     ("com.microsoft", "LayerNormalization"): _layernorm,
     ("com.microsoft", "SimplifiedLayerNormalization"): _layernorm,
+    ("ai.onnx", "SimplifiedLayerNormalization"): _layernorm,  # onnxruntime runs it there too
     ("ai.onnx", "RMSNormalization"): _layernorm,
     ("ai.onnx", "GroupNormalization"): _groupnorm,
     ("ai.onnx", "ReduceMean"): _decomposed_norm,

@@ -481,3 +481,16 @@ def test_malformed_concats_and_group_norms_stop_the_units_without_an_error():
     assert not any(x.kind == "groupnorm" for x in layers)
     link = links(model, layers)[0]
     assert link.next is None and "GroupNormalization" in link.reason
+
+
+def test_onnxruntime_s_simplified_layer_norm_in_the_default_domain_is_a_layer(tmp_path):
+    import onnxruntime as ort
+    from onnx_lineage.model.parameters import extract_layers
+    from tests.residual import rms_model
+    model = rms_model(0, norm="simplified")
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])  # runs
+    ops = [x.op for x in extract_layers(model)]
+    assert ops.count("SimplifiedLayerNormalization") == 3  # two blocks' norms and the last
+    standard = [x.op for x in extract_layers(rms_model(0, norm="rms"))]
+    assert [o.replace("Simplified", "").replace("LayerNormalization", "RMSNormalization")
+            for o in ops] == standard
