@@ -79,7 +79,7 @@ class AnalysisResult(Result):
 def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "auto",
             output: str = "auto", points: int = 256, budget: int | None = None,
             with_closeness: bool = True, alpha: float = 0.01, label_space: str = "same",
-            progress=None, max_memory: int | str | None = None) -> AnalysisResult:
+            progress=None, max_memory: int | str | None = None, also=()) -> AnalysisResult:
     """Correspondence, determination and closeness of B against A.
 
     Parameters
@@ -98,9 +98,13 @@ def analyze(a, b, data: Dataset | None = None, *, seed: int = 0, device: str = "
     max_memory : int or str, optional
         The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
         in force, :mod:`onnx_lineage.memory`).
+    also : sequence of path or LoadedModel
+        Other candidate parents: whether B sits between A and them (the determination's
+        ``between``).
     """
     how = Analyze(device=device, output=output, points=points, budget=budget,
-                  with_closeness=with_closeness, alpha=alpha, label_space=label_space)
+                  with_closeness=with_closeness, alpha=alpha, label_space=label_space,
+                  also=tuple(also))
     return how(a, b, data, seed=seed, progress=progress, max_memory=max_memory)
 
 
@@ -116,6 +120,7 @@ class Analyze(Analysis):
     with_closeness: bool = True
     alpha: float = 0.01
     label_space: str = "same"
+    also: tuple = ()
 
     def run(self, run: Run) -> AnalysisResult:
         """The match, A's predictions, the determination and the closeness, on one run."""
@@ -128,7 +133,8 @@ class Analyze(Analysis):
         pred_a = ra.predict(feeds)
         step("independence tests and interpolation sweep")
         det = determine(a, b, data, seed=seed, device=self.device, output=self.output,
-                        match_result=m, alpha=self.alpha, progress=step, rng=rng)
+                        match_result=m, alpha=self.alpha, progress=step, rng=rng,
+                        also=self.also)
         clo, refused = None, None
         if self.with_closeness:
             step("boundary search")

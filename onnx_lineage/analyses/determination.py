@@ -22,6 +22,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from onnx_lineage.analyses import lowrank
+from onnx_lineage.analyses.attribution import attribute
 from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
@@ -76,6 +77,9 @@ class DeterminationResult(Result):
     difference : dict or None
         For a related pair, whether B - A is low-rank layer by layer (a merged adapter, its
         rank): :meth:`onnx_lineage.analyses.lowrank.Difference.to_dict`. None otherwise.
+    between : dict or None
+        With ``also``: whether B sits between A and those models, the attribution of B to all
+        of them (:func:`onnx_lineage.analyses.attribution.attribute`, its JSON). None otherwise.
     """
 
     model_a: str
@@ -105,6 +109,7 @@ class DeterminationResult(Result):
     timings: dict = field(default_factory=dict)
     match: dict = field(default_factory=dict)
     difference: dict | None = None
+    between: dict | None = None
 
     def test(self, name: str) -> TestResult | None:
         """The test called ``name`` (``unit_order``, ``aligned``, ``same_values``, ``basin``), or
@@ -190,7 +195,7 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
               match_result: MatchResult | None = None, alpha: float = 0.01,
               copies: int | None = None, all_tests: bool = False,
               progress=None, rng: np.random.Generator | None = None,
-              max_memory: int | str | None = None) -> DeterminationResult:
+              max_memory: int | str | None = None, also=()) -> DeterminationResult:
     """Is B derived from A? Independence tests with stated nulls, and the loss path.
 
     Parameters
@@ -224,10 +229,12 @@ def determine(a, b, data: Dataset | None = None, *, seed: int = 0, device: str =
     max_memory : int or str, optional
         The run's memory budget (bytes, or e.g. ``"4G"``), for this call only (default: the one
         in force, :mod:`onnx_lineage.memory`).
+    also : sequence of path or LoadedModel
+        Other candidate parents: whether B sits between A and them (``between``).
     """
     how = Determination(device=device, points=points, rows=rows, output=output,
                         match_result=match_result, alpha=alpha, copies=copies,
-                        all_tests=all_tests)
+                        all_tests=all_tests, also=tuple(also))
     return how(a, b, data, seed=seed, rng=rng, progress=progress, max_memory=max_memory)
 
 
@@ -244,6 +251,7 @@ class Determination(Analysis):
     alpha: float = 0.01
     copies: int | None = None
     all_tests: bool = False
+    also: tuple = ()
     first: ClassVar[str] = "reading the models"
 
     def run(self, run: Run) -> DeterminationResult:
@@ -273,6 +281,10 @@ class Determination(Analysis):
             tests.append(path.basin or registered(BASIN).run(Evidence(m), self.alpha))
         v = decide(tests, alpha, no_units(m))
         diff = lowrank.difference(m).to_dict() if v.related and m.pairs else None
+        between = None
+        if self.also:
+            step("whether B sits between A and the other models")
+            between = attribute(b, [a, *self.also], alpha=alpha, seed=run.seed).to_dict()
         sims = [(mt.similarity, mt.cls.width) for mt in free.matches]
         similarity = (float(sum(s * w for s, w in sims) / sum(w for _, w in sims)) if sims
                       else None)
@@ -287,7 +299,7 @@ class Determination(Analysis):
             seconds=run.seconds(),
             timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
                      "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
-            match=m.to_dict(), difference=diff)
+            match=m.to_dict(), difference=diff, between=between)
 
 
 def _sweep(run, m: MatchResult, how: _How) -> _Path:

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
-                                      ModelArg, OutputKind, OutputOpt, QuietOpt, SeedOpt,
-                                      SharedLabelsOpt, use_memory)
+from onnx_lineage.cli.options import (AlphaOpt, AlsoOpt, DataOpt, Device, DeviceOpt, JsonOpt,
+                                      MaxMemoryOpt, ModelArg, OutputKind, OutputOpt, QuietOpt,
+                                      SeedOpt, SharedLabelsOpt, use_memory)
 
 NAME = "analyze"
 
@@ -32,7 +32,7 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
             points: PointsOpt = 256, alpha: AlphaOpt = 0.01, report: ReportOpt = None,
             expect: ExpectOpt = None, shared_labels: SharedLabelsOpt = False,
             json: JsonOpt = False, quiet: QuietOpt = False,
-            max_memory: MaxMemoryOpt = None) -> None:
+            max_memory: MaxMemoryOpt = None, also: AlsoOpt = None) -> None:
     """Correspondence, determination and closeness of B against A in one run, with an optional
     HTML or Markdown report and a CI gate (--expect)."""
     use_memory(max_memory)
@@ -51,7 +51,8 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     with steps(not (json or quiet)) as step:
         r = analyze(model_a, model_b, ds, seed=seed, device=device.value, output=output.value,
                     points=points, alpha=alpha,
-                    label_space="shared" if shared_labels else "same", progress=step)
+                    label_space="shared" if shared_labels else "same", progress=step,
+                    also=also or ())
     if report is not None:
         text = r.to_markdown() if report.suffix.lower() == ".md" else r.to_html()
         try:

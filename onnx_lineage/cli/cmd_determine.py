@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from onnx_lineage.cli.options import (AlphaOpt, DataOpt, Device, DeviceOpt, JsonOpt, MaxMemoryOpt,
-                                      ModelArg, OutputKind, OutputOpt, QuietOpt, SeedOpt,
-                                      use_memory)
+from onnx_lineage.cli.options import (AlphaOpt, AlsoOpt, DataOpt, Device, DeviceOpt, JsonOpt,
+                                      MaxMemoryOpt, ModelArg, OutputKind, OutputOpt, QuietOpt,
+                                      SeedOpt, use_memory)
 
 NAME = "determine"
 
@@ -25,7 +25,8 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
             device: DeviceOpt = Device.auto, output: OutputOpt = OutputKind.auto,
             grid: GridOpt = None, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
             json: JsonOpt = False, quiet: QuietOpt = False,
-            max_memory: MaxMemoryOpt = None, alphas: OldGridOpt = None) -> None:
+            max_memory: MaxMemoryOpt = None, alphas: OldGridOpt = None,
+            also: AlsoOpt = None) -> None:
     """Is B derived from A? Independence tests with stated nulls (unit order, aligned weights,
     loss basin), their p-values per layer, and the loss along the interpolation path."""
     use_memory(max_memory)
@@ -41,7 +42,8 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     ds = load_data(data) if data is not None else None
     with steps(not (json or quiet)) as step:
         r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=grid,
-                      rows=rows, output=output.value, alpha=alpha, progress=step)
+                      rows=rows, output=output.value, alpha=alpha, progress=step,
+                      also=also or ())
     if json:
         render.emit_json(r)
         return
@@ -58,6 +60,7 @@ def render_determination(r) -> None:
                     "weighted Bonferroni)"),
         ("shared layers", ", ".join(map(str, r.shared_layers)) or "-"),
         ("B - A", r.difference["statement"] if r.difference else "-"),
+        *([("between", r.between["statement"])] if r.between else []),
         ("barrier", f"{render.fmt(r.barrier)} aligned, {render.fmt(r.barrier_unaligned)} before "
                     "alignment (descriptive: alignment connects independent models too)"),
         ("error barrier", render.fmt(r.error_barrier)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -53,3 +53,8 @@ def use_memory(max_memory: str | None) -> None:
     if max_memory is not None:
         from onnx_lineage.memory import set_budget
         set_budget(max_memory)
+
+AlsoOpt = Annotated[Optional[List[Path]], typer.Option(
+    "--also", show_default=False, metavar="MODEL",
+    help="Another candidate parent (once per model): whether B sits between A and it (a merge "
+         "of them, with the shares).")]

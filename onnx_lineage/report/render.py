@@ -88,6 +88,10 @@ def class_rows(tests: list) -> list[dict]:
     return rows
 
 
+#: Recipes of ``attribute`` that make B a merge of several models.
+MERGES = ("linear", "slerp", "task arithmetic", "ties", "dare")
+
+
 def headline(d, c) -> str:
     """The verdict and its evidence in plain words (determination ``d``, closeness ``c`` or None)."""
     verdict = {"related": "B is derived from A", "unrelated": "B was trained independently of A",
@@ -96,6 +100,8 @@ def headline(d, c) -> str:
     diff = d.difference
     if diff and any(x["low_rank"] for x in diff["layers"]):  # an adapter, in part or whole
         text += f" {diff['statement'][:1].upper()}{diff['statement'][1:]}."
+    if d.between and d.between["recipe"] in MERGES:
+        text += f" {d.between['statement']}."
     if c is not None:
         text += (f" Closeness {c.closeness:.3f} (95% CI {c.ci95[0]:.3f}-{c.ci95[1]:.3f}): the two "
                  f"models agree on {c.matching_rate:.0%} of boundary crossings.")

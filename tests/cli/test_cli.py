@@ -441,3 +441,20 @@ def test_attribute_gives_a_merge_s_parents_their_shares_and_a_stranger_none(tmp_
     table = cli("attribute", b, "--parents", paths[0], "--parents", paths[1])
     assert table.returncode == 0 and "linear average" in table.stdout
     assert cli("attribute", b).returncode == 2  # no parent: a usage error
+
+
+def test_determine_and_analyze_say_when_b_sits_between_a_and_another_model(tmp_path):
+    from tests.analyses.test_attribution import SIZES, _combine, _moved
+    from tests.evidence.models import random_mlp, save
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    a, c = save(*p1, tmp_path / "a.onnx"), save(*p2, tmp_path / "c.onnx")
+    b = save(*_combine([p1, p2], [0.4, 0.6]), tmp_path / "b.onnx")
+    d = json.loads(cli("determine", a, b, "--also", c, "--json").stdout)
+    assert d["between"]["recipe"] == "linear"
+    assert [round(s["share"], 3) for s in d["between"]["parents"]] == [0.4, 0.6]
+    r = cli("analyze", a, b, "--also", c, "--points", 32, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "linear average" in out["summary"] and out["determination"]["between"]["recipe"] == "linear"
+    assert json.loads(cli("determine", a, b, "--json").stdout)["between"] is None
