@@ -290,22 +290,28 @@ def _valuewise(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
         pick = np.argmin(err, axis=1)
         ok = err[np.arange(n), pick] <= tol
         if ok.mean() >= VALUEWISE and (best is None or ok.mean() > best[0]):
-            kept = masks[pick[ok]].mean(axis=0)  # each parent's share of values kept
+            # each parent's share of values kept, where keeping it is told from dropping it
+            clear = ok[:, None] & (np.abs(basis * coef) > 10.0 * tol[:, None])
+            kept = np.array([masks[pick[clear[:, i]], i].mean() if clear[:, i].any() else 1.0
+                             for i in range(k)])
             best = (float(ok.mean()), recipe, coef * kept if recipe == "dare" else coef)
     return None if best is None else (best[1], best[2])
 
 
 def _ratio_modes(target: np.ndarray, basis: np.ndarray, pooled: bool) -> np.ndarray | None:
-    """Each parent's most frequent ratio ``target / basis`` (to 4 decimals), where a value of B
-    is a single parent's times its coefficient; ``pooled``: one ratio for all. None where no
-    ratio recurs in at least 5% of the values."""
+    """Each parent's most frequent ratio ``target / basis`` (found to 4 decimals, then the median
+    of the ratios there), where a value of B is a single parent's times its coefficient;
+    ``pooled``: one ratio for all. None where no ratio recurs in at least 5% of the values."""
     def mode(ratios: np.ndarray) -> float | None:
         ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
         if ratios.size == 0:
             return None
         values, counts = np.unique(np.round(ratios, 4), return_counts=True)
         top = int(np.argmax(counts))
-        return float(values[top]) if counts[top] >= 0.05 * target.size else None
+        if counts[top] < 0.05 * target.size:
+            return None
+        # the exact coefficient: the median of the ratios that round to the mode
+        return float(np.median(ratios[np.round(ratios, 4) == values[top]]))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = target[:, None] / basis
     if pooled:

@@ -88,17 +88,11 @@ class Correspondence:
     rotations: list = field(default_factory=list)
 
 
-def _read_through(name: str) -> property:
-    """``MatchResult.<name>``: the correspondence's (:class:`Correspondence` says what it is)."""
-    return property(lambda self: getattr(self._correspondence, name),
-                    doc=f"The correspondence's ``{name}`` (:class:`Correspondence`).")
-
-
 @dataclass(frozen=True)
 class MatchResult(Result):
     """Layer correspondence of A and B: the report (plain data, what the JSON holds), with the
     arrays and unit axes it was read from in :attr:`correspondence` (B's parameters mapped onto
-    A's layout; also read through, as ``m.a_params`` and the like).
+    A's layout, ``m.correspondence.a_params`` and the like).
 
     Attributes
     ----------
@@ -116,8 +110,8 @@ class MatchResult(Result):
     pruned : list of dict
         Pruned units: per hidden layer whose units differ in number (``a``, ``b``), the model
         with fewer (``pruned``: ``"a"`` or ``"b"``), how many it kept, of how many
-        (``units``), and that ratio (``coverage``). The smaller model's parameters in
-        :attr:`a_params` / :attr:`b_own` / :attr:`b_aligned` carry zero units at the end
+        (``units``), and that ratio (``coverage``). The smaller model's parameters in the
+        correspondence's ``a_params`` / ``b_own`` / ``b_aligned`` carry zero units at the end
         (:mod:`onnx_lineage.matching.pruning`).
     """
 
@@ -138,18 +132,6 @@ class MatchResult(Result):
     def correspondence(self) -> Correspondence:
         """The arrays and unit axes this report was read from (never serialised)."""
         return self._correspondence
-
-    a_layers = _read_through("a_layers")
-    b_layers = _read_through("b_layers")
-    b_aligned = _read_through("b_aligned")
-    folded = _read_through("folded")
-    chains = _read_through("chains")
-    a_params = _read_through("a_params")
-    b_own = _read_through("b_own")
-    stream_pairs = _read_through("stream_pairs")
-    attention = _read_through("attention")
-    classes = _read_through("classes")
-    class_matches = _read_through("class_matches")
 
 
 def _layer_cosine(pa: dict, pb: dict, keys: list, chunk: int = 1 << 16) -> float:

@@ -73,8 +73,9 @@ def direction(match_result, name_a: str = "A", name_b: str = "B") -> Direction:
     """Direction evidence for one matched pair (A's layers against B's aligned parameters);
     the evidence sentences name the models ``name_a`` and ``name_b``."""
     A, B = name_a, name_b
-    la = [x for x in match_result.a_layers if x.index in match_result.b_aligned]
-    lb_by = {x.index: x for x in match_result.b_layers}
+    corr = match_result.correspondence
+    la = [x for x in corr.a_layers if x.index in corr.b_aligned]
+    lb_by = {x.index: x for x in corr.b_layers}
     b_of = {p["a"]: p["b"] for p in match_result.pairs}
     lb = [lb_by[b_of[x.index]] for x in la]
     score, ev = 0.0, []
@@ -203,7 +204,7 @@ def rescaling(match_result) -> float:
     rescaled, the largest median of ``|log|`` of the per-unit ratio of B's matched incoming norm
     to A's (0 when there are none)."""
     worst = 0.0
-    for cm in match_result.class_matches or []:
+    for cm in match_result.correspondence.class_matches or []:
         if cm.scale is not None and cm.scale.size:
             worst = max(worst, float(np.median(np.abs(np.log(cm.scale)))))
     return worst

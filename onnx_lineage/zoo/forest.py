@@ -401,8 +401,8 @@ def aligned_distance(m) -> float:
     fine-tunes of one parent move in near-orthogonal directions, so distances add up along a
     lineage as squares (siblings sqrt(2) times farther apart than each from the parent)."""
     diff = scale = 0.0
-    for k, a in m.a_params.items():
-        b = m.b_aligned.get(k, {})
+    for k, a in m.correspondence.a_params.items():
+        b = m.correspondence.b_aligned.get(k, {})
         for key, va in a.items():
             if key == "eps" or key not in b or np.shape(va) != np.shape(b[key]):
                 continue

@@ -152,7 +152,8 @@ def shares_of(loaded: dict, seed: int):
             try:
                 m = match(loaded[q], loaded[x], rng=np.random.default_rng(seed), rescale=False)
                 ok = m.pairs and rescaling(m) <= RESCALED
-                aligned[(q, x)] = (m.a_params, m.b_aligned) if ok else None
+                corr = m.correspondence
+                aligned[(q, x)] = (corr.a_params, corr.b_aligned) if ok else None
             except LineageError:
                 aligned[(q, x)] = None
         return aligned[(q, x)]
