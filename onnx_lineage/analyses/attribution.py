@@ -49,6 +49,8 @@ from onnx_lineage.matching import match
 from onnx_lineage.model.loading import as_loaded
 from onnx_lineage.results import Result
 
+#: The recipes that make B a merge of several models.
+MERGES = ("linear", "slerp", "task arithmetic", "ties", "dare")
 #: A share whose interval lies within this of a value is taken as that value (recipes).
 EXACT = 0.01
 #: TIES and DARE are read in tensors of at least this many values, and recognised where at

@@ -78,6 +78,9 @@ def render_tree(r) -> None:
             f"screening, {r.exact_tests} exact tests at {r.alpha_per_test:.2g} each (alpha "
             f"{r.alpha:g} for the run), {r.related_pairs} related; executor {r.executor}; "
             f"{r.seconds:.1f} s")
+    for m in r.merges or []:
+        shares = ", ".join(f"{p['parent']} {p['share']:.3f}" for p in m["parents"])
+        c.print(f"- merge: {m['child']} is {m['recipe']} of {shares}", markup=False)
     for f in r.failed:
         c.print(f"- not tested: {f['a']} / {f['b']}: {f['error']}")
     for note in r.notes or []:

@@ -6,6 +6,7 @@ import base64
 import html
 import math
 
+from onnx_lineage.analyses.attribution import MERGES
 from onnx_lineage.report import plots
 from onnx_lineage.wording import p_text
 
@@ -86,10 +87,6 @@ def class_rows(tests: list) -> list[dict]:
                      "similarity": a.similarity if a else None,
                      "p_aligned": a.p_value if a else None})
     return rows
-
-
-#: Recipes of ``attribute`` that make B a merge of several models.
-MERGES = ("linear", "slerp", "task arithmetic", "ties", "dare")
 
 
 def headline(d, c) -> str:

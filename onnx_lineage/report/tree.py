@@ -24,6 +24,10 @@ def tree_html(r) -> str:
         f"<td>{e['direction']} ({e['confidence']:.2f})</td>"
         f"<td>{_e('; '.join(e['evidence']) or '-')}</td></tr>" for e in r.edges)
     notes = "".join(f"<li>{_e(n)}</li>" for n in (r.notes or []))
+    merges = "".join(
+        f"<tr><td>{_e(m['child'])}</td><td>{_e(m['recipe'])}</td><td>"
+        + ", ".join(f"{_e(p['parent'])} {p['share']:.3f}" for p in m["parents"])
+        + f"</td><td>{_e(m['statement'])}</td></tr>" for m in (r.merges or []))
     failed = "".join(f"<li>{_e(f['a'])} / {_e(f['b'])}: {_e(f['error'])}</li>" for f in r.failed)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>onnx-lineage "
             f"forest</title><style>body{{font-family:system-ui,sans-serif;max-width:1100px;"
@@ -33,10 +37,13 @@ def tree_html(r) -> str:
             f"<p>{r.candidates} candidate pairs of {r.all_pairs} after screening; {r.exact_tests} "
             f"exact tests, each at level {r.alpha_per_test:.2g} (family-wise {r.alpha:g}); "
             f"{r.related_pairs} related. {len(r.roots)} root(s).</p>"
-            f"<div class='svg'>{forest_svg(r.roots, r.edges)}</div>"
+            f"<div class='svg'>{forest_svg(r.roots, r.edges, r.merges)}</div>"
             f"<p>Above each child: the p-value of the exact tests that joined it to its parent, "
             f"the closeness (c) and the direction's confidence (dir); a solid line is a decided "
-            f"direction, a dashed one undecided.</p>"
+            f"direction, a dashed one undecided; a dotted orange line, a merge's other parent "
+            f"with its share.</p>"
+            + (f"<h2>Merges</h2><table><tr><th>model</th><th>recipe</th><th>parents and shares"
+               f"</th><th>statement</th></tr>{merges}</table>" if merges else "")
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Pairs that could not be tested</h2><ul>{failed}</ul>" if failed else "")
             + f"<h2>Edges</h2><table><tr><th>parent</th><th>child</th><th>p-value</th>"
@@ -44,8 +51,9 @@ def tree_html(r) -> str:
             f"{rows}</table></body></html>")
 
 
-def forest_svg(roots: list[str], edges: list[dict]) -> str:
-    """The forest as an inline SVG: one tree after another, roots on top."""
+def forest_svg(roots: list[str], edges: list[dict], merges: list | None = None) -> str:
+    """The forest as an inline SVG: one tree after another, roots on top; a merge's parents other
+    than its tree parent joined to it by dotted lines labelled with their shares."""
     children: dict[str, list[dict]] = {}
     for e in edges:
         children.setdefault(e["parent"], []).append(e)
@@ -86,6 +94,7 @@ def forest_svg(roots: list[str], edges: list[dict]) -> str:
             parts.append(f"<text x='{x1:.0f}' y='{y1 - 22 + 12 * k}' text-anchor='middle' "
                          f"fill='#333' stroke='#fff' stroke-width='3' paint-order='stroke'>"
                          f"{_e(text)}</text>")
+    parts += _merge_lines(at, edges, merges or [])
     for name, (x, d) in at.items():
         shown = name if len(name) * _CHAR < _SLOT - 16 else name[: int((_SLOT - 28) / _CHAR)] + "…"
         w = min(len(shown) * _CHAR + 16, _SLOT - 8)
@@ -96,6 +105,26 @@ def forest_svg(roots: list[str], edges: list[dict]) -> str:
                      f"text-anchor='middle'>{_e(shown)}</text></g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _merge_lines(at: dict, edges: list[dict], merges: list) -> list[str]:
+    """SVG of each merge's other parents: a dotted line from each to the merged model, its share
+    at the middle."""
+    tree_parent = {e["child"]: e["parent"] for e in edges}
+    parts = []
+    for m in merges:
+        for p in m["parents"]:
+            drawn = {p["parent"], m["child"]} <= set(at)
+            if tree_parent.get(m["child"]) == p["parent"] or not drawn:
+                continue
+            (x0, d0), (x1, d1) = at[p["parent"]], at[m["child"]]
+            y0, y1 = d0 * _ROW + _BOX_H + 8, d1 * _ROW + 8
+            parts.append(f"<line x1='{x0:.0f}' y1='{y0}' x2='{x1:.0f}' y2='{y1}' stroke='#d9822b' "
+                         f"stroke-dasharray='2 3'/><text x='{(x0 + x1) / 2:.0f}' "
+                         f"y='{(y0 + y1) / 2:.0f}' text-anchor='middle' fill='#b35900' "
+                         f"stroke='#fff' stroke-width='3' paint-order='stroke'>"
+                         f"{_e(m['recipe'])} {p['share']:.2f}</text>")
+    return parts
 
 
 def _e(text) -> str:

@@ -375,8 +375,9 @@ def edge_confidence(parent: str, child: str, e: PairOutcome, stats: dict | None,
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def mermaid(edges: list[dict], roots: list[str]) -> str:
-    """Mermaid ``graph TD`` text of the forest (edges labelled with their closeness)."""
+def mermaid(edges: list[dict], roots: list[str], merges: list | None = None) -> str:
+    """Mermaid ``graph TD`` text of the forest (edges labelled with their closeness; a merge's
+    other parents dotted, labelled with their shares)."""
     ids: dict[str, str] = {}
 
     def node(name: str) -> str:
@@ -389,6 +390,12 @@ def mermaid(edges: list[dict], roots: list[str]) -> str:
     for e in edges:
         label = "" if e.get("closeness") is None else f"|{e['closeness']:.2f}|"
         lines.append(f"  {node(e['parent'])} -->{label} {node(e['child'])}")
+    tree_parent = {e["child"]: e["parent"] for e in edges}
+    for m in merges or []:
+        for p in m["parents"]:
+            if tree_parent.get(m["child"]) != p["parent"]:
+                lines.append(f"  {node(p['parent'])} -. \"{m['recipe']} {p['share']:.2f}\" .-> "
+                             f"{node(m['child'])}")
     for r in roots:
         if r not in ids:
             lines.append(f"  {node(r)}")

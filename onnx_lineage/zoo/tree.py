@@ -47,6 +47,7 @@ from onnx_lineage.zoo.forest import (DECIDED, INHERITANCE_LEVEL, PairOutcome, al
                                      follow_inheritance, mermaid, orient, shape_notes,
                                      signal_clock, spanning_forest)
 from onnx_lineage.zoo.inheritance import SHARED_RANK, displacement_share
+from onnx_lineage.zoo.merges import mend, merge_edges
 from onnx_lineage.zoo.inheritance import evidence as inheritance_evidence
 
 
@@ -72,6 +73,10 @@ class TreeResult(Result):
         Per model, the statistics of the weak direction signals (:class:`.direction.ModelStats`).
     notes : list of str
         Where the evidence cannot tell a chain from a star, and checkpoints of one run.
+    merges : list of dict
+        Models made from several others (:func:`.merges.merge_edges`): ``child``, ``recipe``,
+        ``statement`` and ``parents`` [{``parent``, ``share``, ``interval``}]; the child's
+        tree edge is from the first of them.
     """
 
     models: list
@@ -90,6 +95,7 @@ class TreeResult(Result):
     related: list = None
     stats: dict = None
     notes: list = None
+    merges: list = None
 
 
 def _name_models(paths: list[Path]) -> dict[str, Path]:
@@ -282,6 +288,16 @@ def _clocks(stats: dict, weights: dict) -> tuple:
     return evidence_clock(stats, weights), evidence_clock(stats, weights, INHERITANCE_LEVEL)
 
 
+def _merged(directed: list, roots: list, outcomes: list, loaded: dict, seed: int) -> tuple:
+    """The forest mended where a model is a merge of others (:mod:`.merges`):
+    ``(directed, roots, merges)``."""
+    merges = merge_edges(outcomes, loaded, seed)
+    if merges:
+        directed, mended = mend(directed, merges, outcomes)
+        roots = sorted(set(roots) | set(mended) - {m["child"] for m in merges})
+    return directed, roots, merges
+
+
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
          device: str = "auto", ray: str | None = None, screen: float = 0.3,
          with_closeness: bool = True, progress=None, alpha: float = 0.01,
@@ -334,6 +350,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     step("inheritance: does each child carry its parent's own change")
     share = shares_of(loaded, seed)
     directed = follow_inheritance(directed, outcomes, share, stats, quantized, move_down)
+    step("merges: is any model an average of its relatives")
+    directed, roots, merges = _merged(directed, roots, outcomes, loaded, seed)
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
@@ -350,9 +368,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     return TreeResult(models=names, edges=edges, roots=sorted(roots), candidates=len(cand),
                       exact_tests=len(outcomes), all_pairs=n * (n - 1) // 2,
                       related_pairs=len(related), failed=failed,
-                      executor=ex.name, mermaid=mermaid(edges, sorted(roots)),
+                      executor=ex.name, mermaid=mermaid(edges, sorted(roots), merges),
                       seconds=time.perf_counter() - t0, alpha=alpha,
                       alpha_per_test=per_test, related=related,
                       stats={k: v.to_dict() for k, v in stats.items()},
                       notes=label_notes(edges, stats, data, label_space)
-                      + shape_notes(edges, related))
+                      + shape_notes(edges, related), merges=merges)

@@ -76,7 +76,8 @@ def test_an_independent_gru_keeps_no_order(tmp_path):
 
 def test_a_recurrent_class_is_pinned_and_refuses_to_be_permuted(tmp_path):
     (cm,) = [c for c in match(fixture_path("torch_vad_state"),
-                              _variant(tmp_path, "same")).class_matches if c.cls.gates]
+                              _variant(tmp_path, "same")).correspondence.class_matches
+            if c.cls.gates]
     assert cm.cls.pinned
     with pytest.raises(ValueError, match="never permuted"):
         cm.cls.permute({}, np.arange(H))

@@ -1,0 +1,34 @@
+"""tree draws a merge with every parent it was made from, and no merge where there is none."""
+
+import numpy as np
+
+from onnx_lineage.report.tree import tree_html
+from onnx_lineage.zoo import tree
+from tests.analyses.test_attribution import SIZES, _combine, _moved
+from tests.evidence.models import random_mlp, save
+
+
+def test_a_merge_gets_each_of_its_parents_with_its_share(tmp_path):
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    save(*base, tmp_path / "base.onnx")
+    save(*p1, tmp_path / "p1.onnx")
+    save(*p2, tmp_path / "p2.onnx")
+    save(*_moved(p1, 3, size=0.1), tmp_path / "p1_ft.onnx")  # a fine-tune: one parent
+    save(*_combine([p1, p2], [0.35, 0.65]), tmp_path / "merge.onnx")
+    x = np.random.default_rng(0).random((300, 64)).astype(np.float32)
+    from onnx_lineage.data import Dataset
+    r = tree([tmp_path], Dataset({"x": x}, None, "random"), with_closeness=False)
+    merged = {m["child"]: m for m in r.merges}
+    assert set(merged) == {"merge"}, r.merges
+    m = merged["merge"]
+    assert m["recipe"] == "linear"
+    assert sorted((p["parent"], round(p["share"], 2)) for p in m["parents"]) == [
+        ("p1", 0.35), ("p2", 0.65)]
+    tree_parent = next(e["parent"] for e in r.edges if e["child"] == "merge")
+    other = ({"p1", "p2"} - {tree_parent}).pop()
+    assert f'-. "linear' in r.mermaid  # the other parent, dotted
+    assert "merge" not in r.roots and {"p1", "p2"} <= {e["parent"] for e in r.edges} | set(r.roots)
+    assert not any(e["parent"] == "merge" and e["child"] in ("p1", "p2") for e in r.edges)
+    page = tree_html(r)
+    assert "<h2>Merges</h2>" in page and "#d9822b" in page and other in page
