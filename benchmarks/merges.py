@@ -1,7 +1,7 @@
 """Merges and adapters with known recipes: does ``attribute`` find the parents, their shares and
 the recipe, and does ``determine`` give a merged adapter's rank?
 
-    python benchmarks/merges.py /tmp/merges --seeds 1 2 --json benchmarks/results/merges.json
+    python benchmarks/merges.py /tmp/merges --seeds 3 4 --json benchmarks/results/merges.json
     python benchmarks/merges.py --from benchmarks/results/merges.json --markdown
 
 Per seed and family (``digits_mlp`` 64-128-64-10 and ``digits_cnn`` with BatchNorm kept, from
@@ -22,9 +22,11 @@ Adapters (``mnist_wide``, 784-512-512-10 on MNIST): a base, and the base with a 
 ``determine``'s difference (:func:`onnx_lineage.analyses.lowrank.difference`) gives each layer's
 rank, which should be ``min(r, rows, columns)``.
 
-None of these models was used to choose the method's settings (the share interval's level,
-SLERP's tolerance and the adapter's alternating fit were set on the synthetic MLPs of
-tests/analyses/test_attribution.py).
+The method's settings (the share interval's level, SLERP's tolerance, the value-by-value
+readings' thresholds, the adapter's alternating fit) were set on the synthetic MLPs of
+tests/analyses/test_attribution.py; a first run on seeds 1 and 2 found the DARE reading's two
+faults (coefficients rounded, kept values miscounted), mended without a new threshold, so the
+reported seeds are 3 and 4, run once after.
 """
 
 from __future__ import annotations
@@ -271,7 +273,7 @@ def summary(doc: dict) -> str:
 def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[3, 4])
     cli.add_json(ap)
     cli.add_from(ap)
     cli.add_markdown(ap)
