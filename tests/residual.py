@@ -55,13 +55,7 @@ def residual_model(seed: int = 0, blocks: int = 2, stream: np.ndarray | None = N
     for i, w in enumerate(ws):
         inits.update({f"{k}_{i}": v for k, v in w.items()})
         nodes += [helper.make_node("LayerNormalization", [x, f"g_{i}", f"be_{i}"], [f"h_{i}"],
-                                   axis=-1, name=f"ln_{i}"),
-                  helper.make_node("MatMul", [f"h_{i}", f"W1_{i}"], [f"m1_{i}"], name=f"ff1_{i}"),
-                  helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"ff1b_{i}"),
-                  helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}"),
-                  helper.make_node("MatMul", [f"r_{i}", f"W2_{i}"], [f"m2_{i}"], name=f"ff2_{i}"),
-                  helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"y_{i}"], name=f"ff2b_{i}"),
-                  helper.make_node("Add", [x, f"y_{i}"], [f"x{i + 1}"], name=f"residual_{i}")]
+                                   axis=-1, name=f"ln_{i}")] + _feed_forward(x, i)
         x = f"x{i + 1}"
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", CLASSES])]
     if tail == "output":
@@ -137,12 +131,7 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
     for i, w in enumerate(ws):
         inits.update({f"{k}_{i}": v for k, v in w.items()})
         nodes += _rms(x, f"h_{i}", str(i), norm, f"g_{i}")
-        nodes += [helper.make_node("MatMul", [f"h_{i}", f"W1_{i}"], [f"m1_{i}"], name=f"ff1_{i}"),
-                  helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"ff1b_{i}"),
-                  helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}"),
-                  helper.make_node("MatMul", [f"r_{i}", f"W2_{i}"], [f"m2_{i}"], name=f"ff2_{i}"),
-                  helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"y_{i}"], name=f"ff2b_{i}"),
-                  helper.make_node("Add", [x, f"y_{i}"], [f"x{i + 1}"], name=f"residual_{i}")]
+        nodes += _feed_forward(x, i)
         x = f"x{i + 1}"
     inits["gf"] = gf
     nodes += _rms(x, "hf", "f", norm, "gf")
@@ -177,3 +166,14 @@ def _rms(x: str, out: str, tag: str, norm: str, gain: str) -> list:
         raise ValueError(f"unknown norm {norm!r}: rms, ops or gain")
     return nodes + [helper.make_node("Div", [x, "rms" + s], ["n" + s], name="div" + s),
                     helper.make_node("Mul", ["n" + s, gain], [out], name="gain" + s)]
+
+
+def _feed_forward(x: str, i: int) -> list:
+    """Block ``i``'s feed-forward layer on its normalised ``h_i`` and the residual add onto
+    ``x``: ``x_{i+1} = x + W2 relu(W1 h_i + b1) + b2``."""
+    return [helper.make_node("MatMul", [f"h_{i}", f"W1_{i}"], [f"m1_{i}"], name=f"ff1_{i}"),
+            helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"ff1b_{i}"),
+            helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}"),
+            helper.make_node("MatMul", [f"r_{i}", f"W2_{i}"], [f"m2_{i}"], name=f"ff2_{i}"),
+            helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"y_{i}"], name=f"ff2b_{i}"),
+            helper.make_node("Add", [x, f"y_{i}"], [f"x{i + 1}"], name=f"residual_{i}")]
