@@ -20,9 +20,10 @@ embeddings) of the same shape in both, with B in A's unit order, the rank of
 * Each value may differ by its tolerance ``t_ij``: the coarser float format's relative rounding of
   ``max(|a|, |b|)`` and half the two quantization steps (the same-values test's,
   :mod:`onnx_lineage.evidence.same_values`). A rounding matrix has spectral norm at most its
-  Frobenius norm, at most ``sqrt(sum t_ij^2)``: no singular value above that bound is rounding,
-  so the rank counts only what rounding cannot explain (a weak adapter direction below the
-  bound is missed, never invented).
+  Frobenius norm, at most ``sqrt(sum t_ij^2)``, itself at most ``relative * sqrt(||A||_F^2 +
+  ||B||_F^2) + step * sqrt(mn)`` (what is computed: two dot products, not a pass over every
+  value): no singular value above that bound is rounding, so the rank counts only what rounding
+  cannot explain (a weak adapter direction below the bound is missed, never invented).
 * Units B zeroed (pruned) leave the rows and columns compared.
 
 A layer is low-rank when its rank is at least 1 and at most half its smaller side; B is an
@@ -177,10 +178,9 @@ def _layer(la, lb, wa: np.ndarray, wb: np.ndarray) -> LayerRank:
         a, b = a[rows][:, cols], b[rows][:, cols]
     d = b - a
     relative = max(RELATIVE.get(la.quant, RELATIVE[None]), RELATIVE.get(lb.quant, RELATIVE[None]))
-    step = 0.5 * (la.step + lb.step)
-    bound = math.sqrt(sum(float(np.sum(np.square(
-        relative * np.maximum(np.abs(a[k:k + 256]), np.abs(b[k:k + 256]), dtype=np.float64)
-        + step))) for k in range(0, a.shape[0], 256)))
+    # ||relative * max(|a|, |b|) + step||_F <= relative * sqrt(||a||^2 + ||b||^2) + step * sqrt(n)
+    sq = float(np.dot(a.ravel(), a.ravel())) + float(np.dot(b.ravel(), b.ravel()))
+    bound = relative * math.sqrt(sq) + 0.5 * (la.step + lb.step) * math.sqrt(a.size)
     return LayerRank(la.index, lb.index, list(d.shape), rank_above(d, bound), _change(a, b))
 
 
