@@ -165,7 +165,16 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
     # fixed signal-processing constants (a DFT basis) are shared by unrelated models bit for bit
     fixed_a = {e["a"] for e in m.excluded} | {i for i, x in a_layers.items() if _fixed(x)}
     fixed_b = {e["b"] for e in m.excluded} | {i for i, x in b_layers.items() if _fixed(x)}
-    rows, candidates = [], 0
+    rows, candidates, heads = [], 0, {}
+
+    def head(side: str, layer) -> np.ndarray:
+        # the first values in C order, once per layer, without a copy of the whole weight
+        # (a transposed view's reshape copied all of it for every candidate pair)
+        key = (side, layer.index)
+        if key not in heads:
+            heads[key] = np.asarray(layer.weight).flat[:_PREFILTER].astype(np.float64)
+        return heads[key]
+
     for la in a_layers.values():
         if la.kind not in STACKED or la.index in fixed_a:
             continue
@@ -175,8 +184,7 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
                 continue
             candidates += 1
             tol = _tolerance(la, lb)
-            head_a = np.asarray(la.weight).reshape(-1)[:_PREFILTER].astype(np.float64)
-            head_b = np.asarray(lb.weight).reshape(-1)[:_PREFILTER].astype(np.float64)
+            head_a, head_b = head("a", la), head("b", lb)
             near = np.abs(head_a - head_b) <= tol.relative * np.abs(head_a) + tol.absolute
             if near.mean() < 0.5:
                 continue
