@@ -115,7 +115,12 @@ def procrustes(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, float, float
     """
     xa, xb = np.asarray(xa, np.float64), np.asarray(xb, np.float64)
     norm = float(np.linalg.norm(xa) * np.linalg.norm(xb))
-    cross = xb @ xa.T  # (width, width): B's unit i against A's unit j
+    return from_cross(xb @ xa.T, norm)
+
+
+def from_cross(cross: np.ndarray, norm: float) -> tuple[np.ndarray, float, float]:
+    """:func:`procrustes` from ``cross = xb @ xa.T`` (width, width), B's unit i against A's
+    unit j, and ``norm = ||xa|| ||xb||``."""
     u, s, vt = np.linalg.svd(cross)
     perm = best_assignment(np.abs(cross).T)  # A's unit j -> B's unit perm[j]
     signed = float(np.sum(np.abs(cross[perm, np.arange(cross.shape[0])])))
@@ -134,16 +139,33 @@ def fixed_members(sa: Stream, k: int, classes: list) -> tuple:
             + tuple(i for i in sa.readers if i not in rows))
 
 
-def stream_matrix(params: dict, role: str, scale: float) -> np.ndarray:
-    """One member's weights with the stream on the rows, shape (width, n_k), float64, divided
-    by ``scale``: a writer's rows and bias, a reader's weight transposed."""
-    w = np.asarray(params["weight"], np.float64)
+def stream_matrix(params: dict, role: str) -> list[np.ndarray]:
+    """One member's weights with the stream on the rows, as blocks of shape (width, n_k) in their
+    stored type (no copy where the weight allows): a writer's rows and its bias, a reader's
+    weight transposed."""
+    w = np.asarray(params["weight"])
     if role == "readers":
-        return w.reshape(w.shape[0], -1).T / scale
-    w = w.reshape(w.shape[0], -1)
+        return [w.reshape(w.shape[0], -1).T]
+    blocks = [w.reshape(w.shape[0], -1)]
     if "bias" in params:
-        w = np.concatenate([w, np.asarray(params["bias"], np.float64)[:, None]], axis=1)
-    return w / scale
+        blocks.append(np.asarray(params["bias"])[:, None])
+    return blocks
+
+
+#: Columns of a stream block multiplied at a time (float64 copies of this many columns only).
+CHUNK = 2048
+
+
+def _accumulate(cross: np.ndarray, a: np.ndarray, b: np.ndarray, scale: float) -> tuple:
+    """``cross += (b / scale) @ (a / scale).T`` over column chunks of blocks (width, n) in
+    float64, in place; ``(||a||^2, ||b||^2)`` over ``scale^2``."""
+    na = nb = 0.0
+    for c in range(0, a.shape[1], CHUNK):
+        x = np.asarray(a[:, c:c + CHUNK], np.float64) / scale
+        y = np.asarray(b[:, c:c + CHUNK], np.float64) / scale
+        cross += y @ x.T
+        na, nb = na + float(np.sum(x * x)), nb + float(np.sum(y * y))
+    return na, nb
 
 
 def fit_rotation(sa: Stream, b_of: dict, a_params: dict, b_params: dict, read: tuple
@@ -156,19 +178,23 @@ def fit_rotation(sa: Stream, b_of: dict, a_params: dict, b_params: dict, read: t
     a_params, b_params : dict of layer index to dict of str to ndarray
         A's parameters by A's index, B's by B's (canonical; read only).
     """
-    blocks_a, blocks_b = [], []
-    for i in read:
-        role = "writers" if i in sa.writers else "readers"
-        scale = float(np.linalg.norm(a_params[i]["weight"])) or 1.0
-        blocks_a.append(stream_matrix(a_params[i], role, scale))
-        blocks_b.append(stream_matrix(b_params[b_of[i]], role, scale))
-    n = sum(x.shape[1] for x in blocks_a)
     members = tuple(b_of[i] for i in sa.members)
+    n = sum(x.shape[1] for i in read
+            for x in stream_matrix(a_params[i], "writers" if i in sa.writers else "readers"))
     if n < COLUMNS_PER_UNIT * sa.width:
         return StreamRotation(sa.width, np.eye(sa.width), members, read, n, fit=0.0,
                               permutation=0.0, accepted=False,
                               reason=f"{n} fixed columns, fewer than {COLUMNS_PER_UNIT} per unit")
-    r, fit, perm = procrustes(np.concatenate(blocks_a, axis=1), np.concatenate(blocks_b, axis=1))
+    # the cross-covariance a block and a chunk at a time: no float64 copy of the stream's members
+    # (an embedding and a head of 32,000 tokens are 1 GB each in float64)
+    cross, norm_a, norm_b = np.zeros((sa.width, sa.width)), 0.0, 0.0
+    for i in read:
+        role = "writers" if i in sa.writers else "readers"
+        scale = float(np.linalg.norm(a_params[i]["weight"])) or 1.0
+        for a, b in zip(stream_matrix(a_params[i], role), stream_matrix(b_params[b_of[i]], role)):
+            na, nb = _accumulate(cross, a, b, scale)
+            norm_a, norm_b = norm_a + na, norm_b + nb
+    r, fit, perm = from_cross(cross, float(np.sqrt(norm_a) * np.sqrt(norm_b)))
     reason = judge(fit, perm)
     return StreamRotation(sa.width, r, members, read, n, fit=fit, permutation=perm,
                           accepted=not reason, reason=reason)
