@@ -126,7 +126,8 @@ def dare(states, w, base, drop=0.5, generator=None):
 
 
 def _models(family: str, seed: int, out: Path) -> dict:
-    """The base, parents, look-alikes and their states, exported (the paths)."""
+    """The base, parents and look-alikes exported: their paths by name, their state dicts by
+    name, the base model (the template merges are loaded into) and the data."""
     import torch
     import families as F
     data = F.family_data(family)

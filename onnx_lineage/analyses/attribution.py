@@ -184,7 +184,11 @@ def attribute(b, parents, base=None, *, alpha: float = 0.01, seed: int = 0, prog
             base = as_loaded(base)
             step(f"matching the base {base.name} to {b.name}")
             m = match(b, base, rng=rng)
-            q = _in_b_frame(m, _order_kept(data_free(m, alpha), alpha))
+            free = data_free(m, alpha)
+            if decide(free.tests, alpha).related is not True:
+                notes.append(f"the base {base.name} is not related to {b.name} at the level: "
+                             "task vectors from it say nothing of B's lineage")
+            q = _in_b_frame(m, _order_kept(free, alpha))
         step("fitting B's layers as combinations of the related parents")
         fits = _fits(frames, q)
         return _result(b.name, None if base is None else base.name, alpha, shares, fits, notes,

@@ -150,3 +150,11 @@ def test_a_model_related_to_no_candidate_gets_no_shares(family):
     d, paths, m = family
     r = attribute(paths["stranger"], [paths["p1"]])
     assert r.recipe == "none" and all(s.share is None for s in r.parents)
+
+
+def test_a_base_unrelated_to_b_is_said_to_be(family):
+    d, paths, m = family
+    b = save(*_combine([m["p1"], m["p2"]], [0.5, 0.5]), d / "half_again.onnx")
+    r = attribute(b, [paths["p1"], paths["p2"]], base=paths["stranger"])
+    assert any("stranger.onnx is not related" in n for n in r.notes)
+    assert not attribute(b, [paths["p1"], paths["p2"]], base=paths["base"]).notes
