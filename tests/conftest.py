@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 #: The committed fixtures, or a freshly generated set (CI regenerates them with generate.py).
@@ -30,6 +31,16 @@ def truth(name: str) -> tuple[dict, float]:
         layer, param = key.split(".", 1)
         layers.setdefault(int(layer[1:]), {})[param] = z[key]
     return layers, float(z["step"])
+
+
+@pytest.fixture()
+def save(tmp_path):
+    """``save(name, model)`` writes an ONNX model to a temporary file and returns its path."""
+    def write(name, model):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, path)
+        return path
+    return write
 
 
 @pytest.fixture(scope="session")

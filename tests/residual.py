@@ -94,7 +94,8 @@ def rotation(seed: int = 3, width: int = D) -> np.ndarray:
 
 def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
               rotate: np.ndarray | None = None, stream: np.ndarray | None = None,
-              hidden: list | None = None, noise: float = 0.0) -> onnx.ModelProto:
+              hidden: list | None = None, noise: float = 0.0,
+              gated: bool = False) -> onnx.ModelProto:
     """``residual_model``'s token classifier with an RMS norm instead of each LayerNorm:
     embedding, ``blocks`` pre-norm blocks ``x + W2 relu(W1 rms(x) + b1) + b2``, a final RMS
     norm, the mean over positions, a dense head; ``rms(x) = x / sqrt(mean(x^2) + eps)`` over
@@ -106,7 +107,8 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
     ``rotate`` (D, D) orthogonal ``R``: the stream ``x`` becomes ``R x``: the embedding's rows
     ``E R^T``, writers ``R W``, readers ``W R^T`` (the same function where the norm has no
     gain). ``stream`` (D,) and ``hidden`` (F,) per block permute units as in
-    ``residual_model``; ``noise`` perturbs every weight before (a fine-tune)."""
+    ``residual_model``; ``noise`` perturbs every weight before (a fine-tune). ``gated``: each
+    feed-forward layer is SwiGLU, ``W2 (silu(W1 h + b1) * (W3 h))``, without the ReLU."""
     rng, jitter = np.random.default_rng(seed), np.random.default_rng(seed + 99)
 
     def normal(*shape, scale=1.0):
@@ -117,6 +119,9 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
     ws = [dict(W1=normal(D, F, scale=D ** -0.5), b1=normal(F, scale=0.1),
                W2=normal(F, D, scale=F ** -0.5), b2=normal(D, scale=0.1),
                g=1 + normal(D, scale=0.3)) for _ in range(blocks)]
+    if gated:  # drawn after the others: the ungated model's weights stay as they were
+        for w in ws:
+            w["W3"] = normal(D, F, scale=D ** -0.5)
     gf = 1 + normal(D, scale=0.3)
     r = np.eye(D) if rotate is None else rotate
     p = np.arange(D) if stream is None else stream
@@ -124,6 +129,8 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
     for w, q in zip(ws, hidden or [np.arange(F)] * blocks):
         w["W1"], w["b1"] = (r @ w["W1"])[p][:, q], w["b1"][q]
         w["W2"], w["b2"], w["g"] = (w["W2"] @ r.T)[q][:, p], (r @ w["b2"])[p], w["g"][p]
+        if gated:
+            w["W3"] = (r @ w["W3"])[p][:, q]
     inits = {"E": emb, "Wh": wh, "bh": bh, "two": np.array(2.0), "eps": np.array(1e-5),
              "ones": np.ones(D)}
     nodes = [helper.make_node("Gather", ["E", "ids"], ["x0"], name="embed")]
@@ -131,7 +138,7 @@ def rms_model(seed: int = 0, blocks: int = 2, norm: str = "rms",
     for i, w in enumerate(ws):
         inits.update({f"{k}_{i}": v for k, v in w.items()})
         nodes += _rms(x, f"h_{i}", str(i), norm, f"g_{i}")
-        nodes += _feed_forward(x, i)
+        nodes += _feed_forward(x, i, gated)
         x = f"x{i + 1}"
     inits["gf"] = gf
     nodes += _rms(x, "hf", "f", norm, "gf")
@@ -168,12 +175,20 @@ def _rms(x: str, out: str, tag: str, norm: str, gain: str) -> list:
                     helper.make_node("Mul", ["n" + s, gain], [out], name="gain" + s)]
 
 
-def _feed_forward(x: str, i: int) -> list:
+def _feed_forward(x: str, i: int, gated: bool = False) -> list:
     """Block ``i``'s feed-forward layer on its normalised ``h_i`` and the residual add onto
-    ``x``: ``x_{i+1} = x + W2 relu(W1 h_i + b1) + b2``."""
+    ``x``: ``x_{i+1} = x + W2 relu(W1 h_i + b1) + b2`` (gated: ``silu(W1 h_i + b1) * W3 h_i``
+    in place of the ReLU)."""
+    if gated:
+        act = [helper.make_node("Sigmoid", [f"a1_{i}"], [f"s_{i}"], name=f"sigmoid_{i}"),
+               helper.make_node("Mul", [f"a1_{i}", f"s_{i}"], [f"silu_{i}"], name=f"silu_{i}"),
+               helper.make_node("MatMul", [f"h_{i}", f"W3_{i}"], [f"m3_{i}"], name=f"ff3_{i}"),
+               helper.make_node("Mul", [f"silu_{i}", f"m3_{i}"], [f"r_{i}"], name=f"glu_{i}")]
+    else:
+        act = [helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}")]
     return [helper.make_node("MatMul", [f"h_{i}", f"W1_{i}"], [f"m1_{i}"], name=f"ff1_{i}"),
             helper.make_node("Add", [f"m1_{i}", f"b1_{i}"], [f"a1_{i}"], name=f"ff1b_{i}"),
-            helper.make_node("Relu", [f"a1_{i}"], [f"r_{i}"], name=f"relu_{i}"),
+            *act,
             helper.make_node("MatMul", [f"r_{i}", f"W2_{i}"], [f"m2_{i}"], name=f"ff2_{i}"),
             helper.make_node("Add", [f"m2_{i}", f"b2_{i}"], [f"y_{i}"], name=f"ff2b_{i}"),
             helper.make_node("Add", [x, f"y_{i}"], [f"x{i + 1}"], name=f"residual_{i}")]

@@ -29,9 +29,12 @@ from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, pl
 from onnx_lineage.data import Dataset, check_labels
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, Probe, copies_for
+from onnx_lineage.evidence.function import NAME as FUNCTION, Values, gated_classes
+from onnx_lineage.evidence.verdict import rejects
 from onnx_lineage.evidence.registry import Evidence, registered
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
+from onnx_lineage.model.activations import unit_values
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.results import Result
 
@@ -266,19 +269,28 @@ class Determination(Analysis):
         tests = free.tests
         t_tests = time.perf_counter()
         decided = decide(tests, alpha).related is True
-        copies = copies_for(share(alpha, BASIN)) if self.copies is None else int(self.copies)
+        gates, by_function = gated_classes(m), False
+        if gates:  # the function test: before the sweep, and it may spare the basin test
+            tests.append(_function(run, m, gates, self.device, None if decided and not
+                                   self.all_tests else share(alpha, FUNCTION, True)))
+            by_function = rejects(FUNCTION, tests[-1].p_value, alpha, True)
+            decided = decide(tests, alpha).related is True
+        t_function = time.perf_counter()
+        level = share(alpha, BASIN, bool(gates))
+        copies = copies_for(level) if self.copies is None else int(self.copies)
         path = _Path()
         if m.pairs and copies > 0:
             how = _How(device=self.device, output=self.output, points=self.points,
                        rows=self.rows, copies=copies if self.all_tests or not decided else 0,
-                       level=share(alpha, BASIN), step=step)
+                       level=level, step=step)
             path = _sweep(run, m, how)
             notes += path.notes
         if copies > 0 and path.basin is None and decided:
-            tests.append(TestResult(BASIN, None, None, BASIN_NULL, reason="not run: the "
-                                    "data-free tests already reject independence"))
+            before = "the tests before it" if by_function else "the data-free tests"
+            tests.append(TestResult(BASIN, None, None, BASIN_NULL,
+                                    reason=f"not run: {before} already reject independence"))
         elif copies > 0:  # no path: the test says it did not run
-            tests.append(path.basin or registered(BASIN).run(Evidence(m), self.alpha))
+            tests.append(path.basin or registered(BASIN).run(Evidence(m), level))
         v = decide(tests, alpha, no_units(m))
         diff = lowrank.difference(m).to_dict() if v.related and m.pairs else None
         between = None
@@ -298,7 +310,8 @@ class Determination(Analysis):
             notes=notes, provider=path.provider, queries=path.queries,
             seconds=run.seconds(),
             timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
-                     "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds},
+                     "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds,
+                     **({"function": t_function - t_tests} if gates else {})},
             match=m.to_dict(), difference=diff, between=between)
 
 
@@ -379,6 +392,27 @@ def _basin(sweep: Sweep, plan, sample, rngs: tuple, how: _How, scale: float) -> 
     probe = Probe(rows, plan.keys, plan.match.correspondence.b_own, symmetry_classes(plan.match),
                   rng=rng, copies=copies, scale=scale, progress=lambda what: step(f"basin test: {what}"))
     return registered(BASIN).run(Evidence(plan.match, path=probe), how.level)
+
+
+def _function(run, m: MatchResult, gates: list, device: str, level: float | None) -> TestResult:
+    """The function test on the run's data at ``level`` (None: not run, the data-free tests
+    having decided)."""
+    if level is None:
+        return TestResult(FUNCTION, None, None, registered(FUNCTION).null, exact=False,
+                          reason="not run: the data-free tests already reject independence")
+    run.step("function test: the gated units' values on the data, in both models")
+    corr = m.correspondence
+    a_out = {layer.index: layer.output for layer in corr.a_layers}
+    b_out = {layer.index: layer.output for layer in corr.b_layers}
+    a_used = sorted({p.a for g in gates for p in (g.gate, g.up)})
+    b_used = sorted({p.b for g in gates for p in (g.gate, g.up)})
+    va = unit_values(run.a.proto, [a_out[i] for i in a_used], run.data, device=device,
+                     name=run.a.name)
+    vb = unit_values(run.b.proto, [b_out[i] for i in b_used], run.data, device=device,
+                     name=run.b.name)
+    values = Values(gates, {i: va[a_out[i]] for i in a_used}, {i: vb[b_out[i]] for i in b_used})
+    run.step("function test: matching the units through both projections")
+    return registered(FUNCTION).run(Evidence(m, values=values), level)
 
 
 def _aligned(m: MatchResult) -> bool:

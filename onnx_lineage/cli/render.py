@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onnx_lineage.evidence.registry import registered
+from onnx_lineage.evidence.verdict import gated
 from onnx_lineage.wording import p_text
 
 
@@ -62,11 +63,11 @@ def pval(p) -> str:
 def tests_table(tests: list, alpha: float) -> Table:
     """One row per independence test: statistic, p-value, the level it is read at (its share of
     ``alpha``, :mod:`onnx_lineage.evidence.registry`), power."""
-    rows = []
+    rows, is_gated = [], gated(tests)
     for t in tests:
         info = registered(t.name)
         stat = "-" if t.statistic is None else f"{t.statistic:.4f}"
-        rows.append([info.title, stat, pval(t.p_value), f"{info.level(alpha):.2g}",
+        rows.append([info.title, stat, pval(t.p_value), f"{info.level(alpha, is_gated):.2g}",
                      "yes" if t.power else "no", t.reason])
     return table("independence tests", ["test", "statistic", "p-value", "level", "power",
                                         "outcome"], rows)
@@ -75,13 +76,16 @@ def tests_table(tests: list, alpha: float) -> Table:
 def classes_table(tests: list) -> Table | None:
     """Per symmetry class: its layers, units kept in A's order and matched cosine, p-values
     (one row per class, names made unique: :func:`onnx_lineage.report.render.class_rows`)."""
-    from onnx_lineage.report.render import class_rows
+    from onnx_lineage.report.render import class_rows, function_ran
     rows = class_rows(tests)
     if not rows:
         return None
+    function = function_ran(rows)
     return table("per class", ["class", "layers", "units", "in A's order", "p (order)",
-                               "cosine (aligned)", "p (aligned)"],
+                               "cosine (aligned)", "p (aligned)"]
+                 + ["function", "p (function)"] * function,
                  [[r["name"], ",".join(map(str, r["layers"])), str(r["units"]),
                    "-" if r["fixed_points"] is None else str(r["fixed_points"]),
                    pval(r["p_order"]), "-" if r["similarity"] is None else f"{r['similarity']:.3f}",
-                   pval(r["p_aligned"])] for r in rows])
+                   pval(r["p_aligned"])]
+                  + [r["function"] or "-", pval(r["p_function"])] * function for r in rows])

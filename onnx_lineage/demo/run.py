@@ -10,7 +10,7 @@ from pathlib import Path
 from onnx_lineage.analysis import AnalysisResult, analyze
 from onnx_lineage.demo.family import FAMILY_ROLES, build_family
 from onnx_lineage.evidence.registry import registered
-from onnx_lineage.evidence.verdict import rejects
+from onnx_lineage.evidence.verdict import gated, rejects
 from onnx_lineage.model.inspect import inspect_model
 from onnx_lineage.model.loading import load_model
 from onnx_lineage.report.atomic import write_atomic
@@ -35,7 +35,8 @@ REPORT_MEMBER = "finetuned_heavy"
 
 def _rejecting(det) -> str:
     """The tests that reject independence at their share of alpha, by short name."""
-    hits = [registered(t.name).brief for t in det.tests if rejects(t.name, t.p_value, det.alpha)]
+    hits = [registered(t.name).brief for t in det.tests
+            if rejects(t.name, t.p_value, det.alpha, gated(det.tests))]
     return ", ".join(hits) or "-"
 
 

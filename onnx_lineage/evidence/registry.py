@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from onnx_lineage.evidence import aligned, basin, same_values, unit_order
+from onnx_lineage.evidence import aligned, basin, function, same_values, unit_order
 from onnx_lineage.evidence.result import TestResult
 
 
@@ -29,11 +29,15 @@ class Evidence:
     path : basin.Probe or None
         The interpolated model on the data, holding B in its own unit order, for the basin test
         (None where no path was built: that test then says it did not run).
+    values : function.Values or None
+        Both models' gated units on the same rows, for the function test (None where no rows
+        were run).
     """
 
     match: object
     matches: list | None = None
     path: basin.Probe | None = None
+    values: function.Values | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class TestInfo:
         An exact p-value (True), or one calibrated on measured independent pairs.
     weight : float
         Its share of the verdict's level ``alpha`` (weighted Bonferroni; a test that does not
-        run keeps its share unspent).
+        run keeps its share unspent), for models without gated units (:func:`weights`).
     null : str
         The null hypothesis it tests.
     short : str
@@ -81,9 +85,9 @@ class TestInfo:
         """In a table of tests: the label and the kind of p-value."""
         return f"{self.label} ({'exact' if self.exact else 'calibrated'})"
 
-    def level(self, alpha: float) -> float:
-        """The level the test is read at, its share of ``alpha``."""
-        return alpha * self.weight
+    def level(self, alpha: float, gated: bool = False) -> float:
+        """The level the test is read at, its share of ``alpha`` (:func:`weights`)."""
+        return alpha * weights(gated)[self.name]
 
 
 #: In the order they run and are reported. The same-values test takes a hundredth of the
@@ -96,10 +100,26 @@ TESTS = (
              run=lambda e, level: aligned.aligned_test(e.matches, level)),
     TestInfo(same_values.NAME, "same values", False, 0.01 / 3, same_values.NULL,
              run=lambda e, level: same_values.same_values_test(e.match, level)),
+    TestInfo(function.NAME, "unit function", False, 0.0, function.NULL, short="function",
+             run=lambda e, level: function.function_test(e.values, level), needs_data=True),
     TestInfo(basin.NAME, "loss basin", True, 1 / 3, basin.NULL, short="basin",
              run=lambda e, level: basin.on_path(e.path, level), needs_data=True),
 )
 BY_NAME = {t.name: t for t in TESTS}
+#: Where A and B have gated units (:func:`.function.gated_classes`: known from the architecture
+#: before any data), the function test takes this share of the basin test's weight.
+FUNCTION_SHARE = 0.5
+
+
+def weights(gated: bool) -> dict[str, float]:
+    """Each test's share of the verdict's level, fixed before any data is seen: the registered
+    weights, or, for models with gated units, the basin test's weight split with the function
+    test (the data-free tests keep theirs either way)."""
+    w = {t.name: t.weight for t in TESTS}
+    if gated:
+        w[function.NAME] = FUNCTION_SHARE * w[basin.NAME]
+        w[basin.NAME] -= w[function.NAME]
+    return w
 
 
 def registered(name: str) -> TestInfo:

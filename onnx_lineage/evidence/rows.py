@@ -75,6 +75,23 @@ class ValuesRow:
 
 
 @dataclass(frozen=True)
+class FunctionRow:
+    """The function test on a gated class: of the ``compared`` units matched, how many the
+    matching through the gate projections and the one through the up projections send to the
+    same unit of B (``agree``, the ``statistic``); ``similarity`` is the median absolute
+    correlation of the gate matching's pairs on the rows."""
+
+    name: str
+    layers: list
+    units: int
+    statistic: int
+    agree: int
+    compared: int
+    p_value: float
+    similarity: float
+
+
+@dataclass(frozen=True)
 class BasinRow:
     """A class the basin test's copies permute (the test's p-value is over all of them)."""
 

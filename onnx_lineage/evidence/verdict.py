@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnx_lineage.evidence.combine import bonferroni, holm
-from onnx_lineage.evidence.registry import BY_NAME, TESTS, registered
+from onnx_lineage.evidence.function import NAME as FUNCTION
+from onnx_lineage.evidence.registry import BY_NAME, TESTS, registered, weights
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.wording import ranges
 
-#: Shares of ``alpha`` given to each test before any data is seen (:mod:`.registry`).
+#: Shares of ``alpha`` given to each test before any data is seen, for models without gated
+#: units (:func:`.registry.weights`).
 WEIGHTS = {t.name: t.weight for t in TESTS}
 #: The aligned test's p-values within this factor of its share of alpha are inconclusive: no
 #: accusation, and no acquittal either.
@@ -38,25 +40,31 @@ class Verdict:
     shared_layers: list
 
 
-def share(alpha: float, name: str) -> float:
-    """The level test ``name`` is read at."""
-    return registered(name).level(alpha)
+def share(alpha: float, name: str, gated: bool = False) -> float:
+    """The level test ``name`` is read at (``gated``: the models have gated units)."""
+    return registered(name).level(alpha, gated)
 
 
-def rejects(name: str, p_value: float | None, alpha: float) -> bool:
+def gated(tests: list[TestResult]) -> bool:
+    """Whether ``tests`` are those of models with gated units: the function test is among
+    them (run or not)."""
+    return any(t.name == FUNCTION for t in tests)
+
+
+def rejects(name: str, p_value: float | None, alpha: float, is_gated: bool = False) -> bool:
     """Whether test ``name`` with ``p_value`` rejects independence at its share of ``alpha``
     (with room for rounding: ``1 / (T + 1)`` copies are sized to reach it exactly)."""
-    return p_value is not None and p_value <= share(alpha, name) * (1 + 1e-9)
+    return p_value is not None and p_value <= share(alpha, name, is_gated) * (1 + 1e-9)
 
 
 def decide(tests: list[TestResult], alpha: float, no_units: str | None = None) -> Verdict:
     """Verdict from the tests that ran (see the module docstring); ``no_units`` is why the
     models have no hidden units to compare, in the models' own terms, said when the unit-order
     test has no class."""
-    by = {t.name: t for t in tests}
-    p = bonferroni({t.name: t.p_value for t in tests}, WEIGHTS)
+    by, is_gated = {t.name: t for t in tests}, gated(tests)
+    p = bonferroni({t.name: t.p_value for t in tests}, weights(is_gated))
     if p <= alpha * (1 + 1e-9):
-        rejecting = [t for t in tests if rejects(t.name, t.p_value, alpha)]
+        rejecting = [t for t in tests if rejects(t.name, t.p_value, alpha, is_gated)]
         shared = shared_layers(tests, alpha)
         where = f" in layers {ranges(shared)}" if shared else ""
         why = "; ".join(f"{_label(t)} p = {t.p_value:.1e} ({t.reason})" for t in rejecting)
@@ -87,12 +95,13 @@ def decide(tests: list[TestResult], alpha: float, no_units: str | None = None) -
 
 def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:
     """A's layers of the classes rejected by Holm's procedure within a test, at its share."""
-    layers = set()
+    layers, is_gated = set(), gated(tests)
     for t in tests:
         rows = [c for c in t.classes if c.p_value is not None]
         if not rows or t.p_value is None:
             continue
-        for c, rejected in zip(rows, holm([c.p_value for c in rows], share(alpha, t.name))):
+        for c, rejected in zip(rows, holm([c.p_value for c in rows],
+                                          share(alpha, t.name, is_gated))):
             if rejected:
                 layers.update(c.layers)
     return sorted(layers)

@@ -74,7 +74,8 @@ def matching_by_class(by_class: dict) -> bytes:
 
 
 def class_evidence(rows: list[dict]) -> bytes:
-    """Per class: -log10 of the unit-order and aligned p-values (bars) and the matched cosine."""
+    """Per class: -log10 of the unit-order and aligned p-values (bars; the function test's too
+    where it ran) and the matched cosine."""
     plt, fig, _ = class_evidence_figure(rows)
     return _png(plt, fig)
 
@@ -87,10 +88,14 @@ def class_evidence_figure(rows: list[dict]):
     def strength(p):
         return 0.0 if p is None else min(-np.log10(max(p, 1e-300)), 300.0)
 
-    ax.bar(x - 0.2, [strength(r["p_order"]) for r in rows], 0.4, color="#1f5fa8",
-           label="unit order: -log10 p")
-    ax.bar(x + 0.2, [strength(r["p_aligned"]) for r in rows], 0.4, color="#e67e22",
-           label="aligned: -log10 p")
+    series = [("p_order", "#1f5fa8", "unit order: -log10 p"),
+              ("p_aligned", "#e67e22", "aligned: -log10 p")]
+    if any(r.get("p_function") is not None for r in rows):
+        series.append(("p_function", "#8e44ad", "function: -log10 p"))
+    width = 0.8 / len(series)
+    for k, (key, color, label) in enumerate(series):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, [strength(r.get(key)) for r in rows],
+               width, color=color, label=label)
     ax.set_yscale("symlog", linthresh=2)
     ax.set_ylabel("-log10 p")
     ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right", fontsize=7)

@@ -52,7 +52,8 @@ def _p(p) -> str:
 
 
 def class_rows(tests: list) -> list[dict]:
-    """Per symmetry class, the unit-order and aligned tests side by side, one row per class.
+    """Per symmetry class, the unit-order, aligned and function tests side by side, one row per
+    class.
 
     Classes are told apart by name and layers: a model with two residual streams has two classes
     named ``residual stream``, shown as ``residual stream #1`` and ``#2`` (in graph order).
@@ -65,10 +66,14 @@ def class_rows(tests: list) -> list[dict]:
     -------
     list of dict
         ``name`` (unique), ``layers``, ``units``, ``fixed_points`` (in A's order), ``p_order``,
-        ``similarity``, ``p_aligned``; absent values None.
+        ``similarity``, ``p_aligned``, ``function`` (units both matchings agree on, of those
+        compared), ``p_function``; absent values None.
     """
     by = {t.name: {(c.name, tuple(c.layers)): c for c in t.classes} for t in tests}
     order, aligned = by.get("unit_order", {}), by.get("aligned", {})
+    # the function test's rows span every layer of a gated class, the others' the layers that
+    # agreed: by name (a gated class's name, its first layer's, is unique)
+    function = {name: c for (name, _), c in by.get("function", {}).items()}
     keys = list(dict.fromkeys(list(order) + list(aligned)))
     count: dict[str, int] = {}
     for name, _ in keys:
@@ -78,15 +83,23 @@ def class_rows(tests: list) -> list[dict]:
     for key in keys:
         name = key[0]
         seen[name] = seen.get(name, 0) + 1
-        u, a = order.get(key), aligned.get(key)
+        u, a, f = order.get(key), aligned.get(key), function.get(name)
         first = u or a
         rows.append({"name": f"{name} #{seen[name]}" if count[name] > 1 else name,
                      "layers": first.layers, "units": first.units,
                      "fixed_points": u.in_order if u else None,
                      "p_order": u.p_value if u else None,
                      "similarity": a.similarity if a else None,
-                     "p_aligned": a.p_value if a else None})
+                     "p_aligned": a.p_value if a else None,
+                     "function": f"{f.agree} of {f.compared}" if f else None,
+                     "p_function": f.p_value if f else None})
     return rows
+
+
+def function_ran(rows: list[dict]) -> bool:
+    """Whether the function test has a row among ``rows`` (:func:`class_rows`): its columns are
+    shown only then."""
+    return any(r["p_function"] is not None for r in rows)
 
 
 def headline(d, c) -> str:
@@ -113,13 +126,24 @@ def _html_classes(tests: list) -> list:
     return ["<h2>Where the evidence is, layer by layer</h2>",
             "<p>Per class of hidden units: how many of B's units sit in A's order (exact "
             "test), how closely their incoming weights agree after matching (calibrated "
-            "test), and the p-value of each.</p>",
+            "test)" + (", how many gated units are matched to the same unit of B through both "
+                       "their projections on the data (function test)" if function_ran(rows)
+                       else "") + ", and the p-value of each.</p>",
             _img(plots.class_evidence(rows), "per-layer evidence"),
             _table([[r["name"], ",".join(map(str, r["layers"])), r["units"],
                      r["fixed_points"], _p(r["p_order"]), r["similarity"],
-                     _p(r["p_aligned"])] for r in rows],
+                     _p(r["p_aligned"])] + _function_cells(r, rows) for r in rows],
                    ["class", "layers", "units", "in A's order", "p (order)",
-                    "cosine (aligned)", "p (aligned)"])]
+                    "cosine (aligned)", "p (aligned)"] + FUNCTION_COLUMNS * function_ran(rows))]
+
+
+#: The per-class table's columns of the function test (where it ran).
+FUNCTION_COLUMNS = ["same unit by gate and up (function)", "p (function)"]
+
+
+def _function_cells(r: dict, rows: list[dict]) -> list:
+    """Row ``r``'s cells in :data:`FUNCTION_COLUMNS` (none where the test ran on no class)."""
+    return [r["function"] or "-", _p(r["p_function"])] if function_ran(rows) else []
 
 
 def _html_boundaries(c) -> list:
@@ -208,11 +232,14 @@ def to_markdown(r) -> str:
               f"{'yes' if t.power else 'no'} | {t.reason} |" for t in d.tests]
     rows = class_rows(d.tests)
     if rows:
+        extra = FUNCTION_COLUMNS * function_ran(rows)
         lines += ["", "| class | layers | units | in A's order | p (order) | cosine (aligned) | "
-                  "p (aligned) |", "|---|---|---|---|---|---|---|"]
+                  "p (aligned) |" + "".join(f" {h} |" for h in extra),
+                  "|---|---|---|---|---|---|---|" + "---|" * len(extra)]
         lines += [f"| {r['name']} | {','.join(map(str, r['layers']))} | {r['units']} | "
                   f"{_f(r['fixed_points'])} | {_p(r['p_order'])} | {_f(r['similarity'])} | "
-                  f"{_p(r['p_aligned'])} |" for r in rows]
+                  f"{_p(r['p_aligned'])} |" + "".join(f" {c} |" for c in _function_cells(r, rows))
+                  for r in rows]
     if c is not None:
         lines += ["", "| decision boundaries | value |", "|---|---|",
                   f"| closeness | {c.closeness:.4f} [{c.ci95[0]:.4f}, {c.ci95[1]:.4f}] |",

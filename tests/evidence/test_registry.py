@@ -3,6 +3,7 @@ is registered under the name its result carries."""
 
 from onnx_lineage.evidence.aligned import NAME as ALIGNED
 from onnx_lineage.evidence.basin import NAME as BASIN
+from onnx_lineage.evidence.function import NAME as FUNCTION
 from onnx_lineage.evidence.registry import TESTS, registered
 from onnx_lineage.evidence.same_values import NAME as SAME_VALUES
 from onnx_lineage.evidence.unit_order import NAME as UNIT_ORDER
@@ -16,7 +17,7 @@ def test_the_shares_of_alpha_are_fixed_and_spend_at_most_alpha():
 
 
 def test_every_test_the_evidence_runs_is_registered_once():
-    assert [t.name for t in TESTS] == [UNIT_ORDER, ALIGNED, SAME_VALUES, BASIN]
+    assert [t.name for t in TESTS] == [UNIT_ORDER, ALIGNED, SAME_VALUES, FUNCTION, BASIN]
     assert registered("unit_order").title == "unit order (exact)"
     assert registered("aligned").title == "aligned weights (calibrated)"
 
@@ -27,7 +28,9 @@ def test_the_data_free_tests_run_through_the_registry_with_one_signature(family)
     m = match(family["parent"], family["finetuned_light"])
     free = data_free(m, 0.01)
     assert [t.name for t in free.tests] == [t.name for t in TESTS if not t.needs_data]
-    assert [t.name for t in TESTS if t.needs_data] == ["basin"]  # it runs after the sweep
+    # they run after the data-free tests: the function test on the data, the basin test after
+    # the sweep
+    assert [t.name for t in TESTS if t.needs_data] == ["function", "basin"]
     for t in free.tests:
         assert t.null == registered(t.name).null or t.null.startswith(registered(t.name).null)
 

@@ -145,3 +145,32 @@ def test_a_test_that_did_not_run_says_why_instead_of_an_empty_power(family):
     page = related.to_html()
     assert "Not run: not run: the data-free tests" not in page  # said once, not twice
     assert "Power: </li>" not in page and "the data-free tests already reject" in page
+
+
+@pytest.fixture(scope="module")
+def gated_pair(tmp_path_factory):
+    """A SwiGLU token classifier against a copy fine-tuned (noise), its stream rotated and every
+    unit axis permuted: only the function test sees it."""
+    import onnx
+
+    from tests.residual import permutations, rms_model, rotation, token_data
+    where = tmp_path_factory.mktemp("gated")
+    stream, hidden = permutations()
+    onnx.save(rms_model(gated=True), where / "a.onnx")
+    onnx.save(rms_model(gated=True, noise=0.5, rotate=rotation(), stream=stream, hidden=hidden),
+              where / "b.onnx")
+    return analyze(where / "a.onnx", where / "b.onnx", token_data(200), points=16)
+
+
+def test_the_function_test_has_its_columns_where_it_ran_and_only_there(gated_pair, result):
+    from onnx_lineage.cli.render import classes_table
+    table = next(t for t in markdown_tables(gated_pair.to_markdown()) if t[0][0] == "class")
+    assert table[0][-2:] == ["same unit by gate and up (function)", "p (function)"]
+    gated = [r for r in table[2:] if r[0].endswith("(gated)")]
+    assert len(gated) == 2 and all(r[-2].endswith("of 20") and r[-1] != "n/a" for r in gated)
+    assert "function test" in gated_pair.to_html()
+    plain = next(t for t in markdown_tables(result.to_markdown()) if t[0][0] == "class")
+    assert "p (function)" not in plain[0]
+    headers = [c.header for c in classes_table(gated_pair.determination.tests).columns]
+    assert headers[-2:] == ["function", "p (function)"]
+    assert "function" not in [c.header for c in classes_table(result.determination.tests).columns]
