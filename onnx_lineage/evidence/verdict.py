@@ -5,7 +5,9 @@
   shared part is named: the layers of the classes that Holm's procedure rejects within each
   test at its share of ``alpha``.
 * ``unrelated``: nothing rejects, and the tests had the power to see lineage of both kinds: a
-  copy in A's unit order (the unit-order test) and a permuted copy (the aligned test).
+  copy in A's unit order (the unit-order test) and a permuted copy (the aligned test); for models
+  with gated units also a fine-tuned copy with its units permuted or its stream rotated (the
+  function test, which must have run with power).
 * ``undetermined``: otherwise, with the reason (no hidden units to compare: the caller says why,
   a convex model only when it is one; layers too small to tell a permuted copy; aligned evidence
   in between).
@@ -88,9 +90,17 @@ def decide(tests: list[TestResult], alpha: float, no_units: str | None = None) -
         return Verdict("undetermined", None, f"B's units are not in A's order; after alignment "
                        f"its weights are closer to A's than independent models' usually are "
                        f"(aligned p = {aligned.p_value:.1e}), but not enough to accuse", p, [])
+    function = by.get(FUNCTION)
+    if function is not None and not function.power:  # gated units, where only it can look
+        why = function.reason if function.p_value is None else function.power_reason
+        return Verdict("undetermined", None, "no test rejects independence, but the weight tests "
+                       "see only copies: a fine-tune whose units were permuted or whose stream "
+                       f"was rotated shows only in the function test, which could not tell "
+                       f"({why})", p, [])
+    could = [order.power_reason, aligned.power_reason] + (
+        [function.power_reason] if function is not None else [])
     return Verdict("unrelated", False, f"no test rejects independence at alpha {alpha:g} (p = "
-                   f"{p:.2g}), and they could have: {order.power_reason}; "
-                   f"{aligned.power_reason}", p, [])
+                   f"{p:.2g}), and they could have: {'; '.join(could)}", p, [])
 
 
 def shared_layers(tests: list[TestResult], alpha: float) -> list[int]:

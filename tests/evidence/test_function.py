@@ -129,3 +129,13 @@ def test_agreements_of_a_partial_matching_are_bounded_by_a_binomial_tail():
     for f in (1, 2, 3):
         assert np.mean(agree >= f) <= agreement_tail(m, n, f) * 1.1 + 0.005
     assert agreement_tail(m, n, 0) == 1.0 and agreement_tail(m, n, m) < 1e-80
+
+
+def test_gated_models_are_called_unrelated_only_where_the_function_test_could_see(save):
+    a, b = save("a", rms_model(gated=True)), save("b", rms_model(seed=5, gated=True))
+    r = determine(a, b, DATA, copies=0)
+    assert r.verdict == "unrelated" and "gate and up" not in r.reason
+    assert "a copy, however its stream is rotated" in r.reason
+    without = [t for t in r.tests if t.name != NAME] + [function_test(None, 0.01)]
+    v = decide(without, 0.01)
+    assert v.verdict == "undetermined" and "function test" in v.reason and "needs data" in v.reason
