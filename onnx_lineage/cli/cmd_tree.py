@@ -68,7 +68,9 @@ def render_tree(r) -> None:
             conf = (f", direction confidence {e['confidence']:.2f}"
                     if e.get("direction", "decided") == "decided"
                     else f", direction undecided: {e['confidence']:.2f}")
-            grow(node.add(f"{e['child']}  [dim](closeness {clo}{conf})[/dim]"), e["child"])
+            adapter = "" if e.get("adapter") is None else f", adapter of rank {e['adapter']}"
+            grow(node.add(f"{e['child']}  [dim](closeness {clo}{adapter}{conf})[/dim]"),
+                 e["child"])
 
     for root in r.roots:
         t = Tree(f"[bold]{root}[/bold]")

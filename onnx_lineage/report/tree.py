@@ -21,6 +21,7 @@ def tree_html(r) -> str:
     rows = "".join(
         f"<tr><td>{_e(e['parent'])}</td><td>{_e(e['child'])}</td><td>{_p(e.get('p_value'))}</td>"
         f"<td>{_num(e['closeness'])}</td><td>{e['similarity']:.4f}</td>"
+        f"<td>{'-' if e.get('adapter') is None else e['adapter']}</td>"
         f"<td>{e['direction']} ({e['confidence']:.2f})</td>"
         f"<td>{_e('; '.join(e['evidence']) or '-')}</td></tr>" for e in r.edges)
     notes = "".join(f"<li>{_e(n)}</li>" for n in (r.notes or []))
@@ -47,7 +48,8 @@ def tree_html(r) -> str:
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + (f"<h2>Pairs that could not be tested</h2><ul>{failed}</ul>" if failed else "")
             + f"<h2>Edges</h2><table><tr><th>parent</th><th>child</th><th>p-value</th>"
-            f"<th>closeness</th><th>weight cosine</th><th>direction</th><th>evidence</th></tr>"
+            f"<th>closeness</th><th>weight cosine</th><th>adapter rank</th><th>direction</th>"
+            f"<th>evidence</th></tr>"
             f"{rows}</table></body></html>")
 
 
@@ -88,7 +90,8 @@ def forest_svg(roots: list[str], edges: list[dict], merges: list | None = None) 
         parts.append(f"<line x1='{x0:.0f}' y1='{y0}' x2='{x1:.0f}' y2='{y1}' stroke='#555'"
                      f"{dash}/>")
         top = (f"p {_p(e.get('p_value'))}" if e.get("p_value") is not None else "p -")
-        bottom = ("" if e["closeness"] is None else f"c {e['closeness']:.2f} · ") + \
+        bottom = ("" if e["closeness"] is None else f"c {e['closeness']:.2f} · ") + (
+            "" if e.get("adapter") is None else f"adapter r{e['adapter']} · ") + \
             f"dir {e['confidence']:.2f}"
         for k, text in enumerate((top, bottom)):  # above the child, on a halo over the line
             parts.append(f"<text x='{x1:.0f}' y='{y1 - 22 + 12 * k}' text-anchor='middle' "

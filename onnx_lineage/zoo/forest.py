@@ -51,7 +51,9 @@ class PairOutcome:
     ``distance``: relative distance of the aligned weights (None: not measured; the forest then
     uses ``1 - weight``). ``rescaled``: B's hidden units are grossly rescaled against A's
     (:func:`.direction.rescaling`), so their weight norms say nothing of direction.
-    ``p_value``: the exact tests' combined p-value (None: they did not run)."""
+    ``p_value``: the exact tests' combined p-value (None: they did not run). ``adapter``: the
+    rank of B - A where every weight matrix that changed changed by a low rank (a merged adapter,
+    :mod:`onnx_lineage.analyses.lowrank`), else None."""
 
     a: str
     b: str
@@ -63,6 +65,7 @@ class PairOutcome:
     distance: float | None = None
     rescaled: bool = False
     p_value: float | None = None
+    adapter: int | None = None
 
     @property
     def length(self) -> float:
@@ -376,8 +379,8 @@ def edge_confidence(parent: str, child: str, e: PairOutcome, stats: dict | None,
 
 
 def mermaid(edges: list[dict], roots: list[str], merges: list | None = None) -> str:
-    """Mermaid ``graph TD`` text of the forest (edges labelled with their closeness; a merge's
-    other parents dotted, labelled with their shares)."""
+    """Mermaid ``graph TD`` text of the forest (edges labelled with their closeness, and an
+    adapter's rank; a merge's other parents dotted, labelled with their shares)."""
     ids: dict[str, str] = {}
 
     def node(name: str) -> str:
@@ -388,7 +391,9 @@ def mermaid(edges: list[dict], roots: list[str], merges: list | None = None) -> 
 
     lines = ["graph TD"]
     for e in edges:
-        label = "" if e.get("closeness") is None else f"|{e['closeness']:.2f}|"
+        said = ([] if e.get("closeness") is None else [f"{e['closeness']:.2f}"]) + (
+            [f"adapter r{e['adapter']}"] if e.get("adapter") is not None else [])
+        label = f"|{' · '.join(said)}|" if said else ""
         lines.append(f"  {node(e['parent'])} -->{label} {node(e['child'])}")
     tree_parent = {e["child"]: e["parent"] for e in edges}
     for m in merges or []:

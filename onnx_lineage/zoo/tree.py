@@ -140,9 +140,14 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         return PairOutcome(name_a, name_b, det.related, float(weight),
                            0.0 if d is None else d.strong, () if d is None else d.evidence,
                            distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED,
-                           p_value=det.p_value)
+                           p_value=det.p_value, adapter=adapter_rank(det.difference))
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), error=str(exc))
+
+
+def adapter_rank(difference: dict | None) -> int | None:
+    """The rank of a merged adapter that ``determine``'s ``difference`` found, else None."""
+    return difference["rank"] if difference and difference["adapter"] else None
 
 
 def shares_of(loaded: dict, seed: int):
@@ -269,7 +274,8 @@ def _edge(p: str, c: str, o: PairOutcome, clo, q: str | None, stats: dict, weigh
     conf = edge_confidence(p, c, o, stats, weights)
     carried = None if q is None else share(q, p, c)
     return {"parent": p, "child": c, "closeness": clo, "similarity": o.weight,
-            "distance": o.distance, "p_value": o.p_value, "confidence": round(conf, 3),
+            "distance": o.distance, "p_value": o.p_value, "adapter": o.adapter,
+            "confidence": round(conf, 3),
             "classes": {"parent": stats[p].classes, "child": stats[c].classes},
             "direction": "decided" if conf >= DECIDED else "undecided",
             "evidence": list(o.evidence) + weak_evidence(p, c, edge_votes(p, c, o, stats), weights)

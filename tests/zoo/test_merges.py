@@ -32,3 +32,21 @@ def test_a_merge_gets_each_of_its_parents_with_its_share(tmp_path):
     assert not any(e["parent"] == "merge" and e["child"] in ("p1", "p2") for e in r.edges)
     page = tree_html(r)
     assert "<h2>Merges</h2>" in page and "#d9822b" in page and other in page
+
+
+def test_an_adapter_s_edge_is_labelled_with_its_rank_everywhere(tmp_path):
+    from onnx_lineage.data import Dataset
+    from tests.analyses.test_lowrank import SIZES as MLP, adapted
+    parent = random_mlp(0, MLP)
+    save(*parent, tmp_path / "parent.onnx")
+    save(*adapted(*parent, [4, 8, 8, 4]), tmp_path / "adapter.onnx")
+    save(*_moved(parent, 3, size=0.1), tmp_path / "finetune.onnx")  # full rank: no label
+    x = np.random.default_rng(0).random((300, 64)).astype(np.float32)
+    r = tree([tmp_path], Dataset({"x": x}, None, "random"), with_closeness=False)
+    # the rank labels the edge whichever way its direction was read
+    by_pair = {frozenset((e["parent"], e["child"])): e for e in r.edges}
+    assert by_pair[frozenset(("parent", "adapter"))]["adapter"] == 8
+    assert by_pair[frozenset(("parent", "finetune"))]["adapter"] is None
+    assert "adapter r8" in r.mermaid and r.mermaid.count("adapter r") == 1
+    page = tree_html(r)
+    assert "adapter rank" in page and "adapter r8" in page
