@@ -26,7 +26,8 @@ def tree_html(r) -> str:
         f"<td>{_e('; '.join(e['evidence']) or '-')}</td></tr>" for e in r.edges)
     notes = "".join(f"<li>{_e(n)}</li>" for n in (r.notes or []))
     merges = "".join(
-        f"<tr><td>{_e(m['child'])}</td><td>{_e(m['recipe'])}</td><td>"
+        f"<tr><td>{_e(m['child'])}</td><td>{_e(m['recipe'])}"
+        f"{'' if not m.get('base') else ' from ' + _e(m['base'])}</td><td>"
         + ", ".join(f"{_e(p['parent'])} {p['share']:.3f}" for p in m["parents"])
         + f"</td><td>{_e(m['statement'])}</td></tr>" for m in (r.merges or []))
     failed = "".join(f"<li>{_e(f['a'])} / {_e(f['b'])}: {_e(f['error'])}</li>" for f in r.failed)

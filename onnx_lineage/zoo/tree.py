@@ -294,10 +294,12 @@ def _clocks(stats: dict, weights: dict) -> tuple:
     return evidence_clock(stats, weights), evidence_clock(stats, weights, INHERITANCE_LEVEL)
 
 
-def _merged(directed: list, roots: list, outcomes: list, loaded: dict, seed: int) -> tuple:
-    """The forest mended where a model is a merge of others (:mod:`.merges`):
+def _merged(directed: list, roots: list, outcomes: list, loaded: dict, seed: int,
+            decided: list) -> tuple:
+    """The forest mended where a model is a merge of others (:mod:`.merges`; ``decided``: the
+    edges whose direction is decided, which alone may say which model is a base):
     ``(directed, roots, merges)``."""
-    merges = merge_edges(outcomes, loaded, seed)
+    merges = merge_edges(outcomes, loaded, seed, decided)
     if merges:
         directed, mended = mend(directed, merges, outcomes)
         roots = sorted(set(roots) | set(mended) - {m["child"] for m in merges})
@@ -357,7 +359,9 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     share = shares_of(loaded, seed)
     directed = follow_inheritance(directed, outcomes, share, stats, quantized, move_down)
     step("merges: is any model an average of its relatives")
-    directed, roots, merges = _merged(directed, roots, outcomes, loaded, seed)
+    decided = [(p, c, o) for p, c, o in directed
+               if edge_confidence(p, c, o, stats, weights) >= DECIDED]
+    directed, roots, merges = _merged(directed, roots, outcomes, loaded, seed, decided)
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:

@@ -27,7 +27,7 @@ def test_a_merge_gets_each_of_its_parents_with_its_share(tmp_path):
         ("p1", 0.35), ("p2", 0.65)]
     tree_parent = next(e["parent"] for e in r.edges if e["child"] == "merge")
     other = ({"p1", "p2"} - {tree_parent}).pop()
-    assert f'-. "linear' in r.mermaid  # the other parent, dotted
+    assert '-. "linear' in r.mermaid  # the other parent, dotted
     assert "merge" not in r.roots and {"p1", "p2"} <= {e["parent"] for e in r.edges} | set(r.roots)
     assert not any(e["parent"] == "merge" and e["child"] in ("p1", "p2") for e in r.edges)
     page = tree_html(r)
@@ -50,3 +50,60 @@ def test_an_adapter_s_edge_is_labelled_with_its_rank_everywhere(tmp_path):
     assert "adapter r8" in r.mermaid and r.mermaid.count("adapter r") == 1
     page = tree_html(r)
     assert "adapter rank" in page and "adapter r8" in page
+
+
+def _family(tmp_path) -> dict:
+    """A base, two fine-tunes of it, a sibling, a grandchild, and a task-arithmetic merge of the
+    two fine-tunes from the base (weights 0.8 and 0.6)."""
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    models = {"base": base, "p1": p1, "p2": p2, "sibling": _moved(base, 4),
+              "p1_ft": _moved(p1, 3, size=0.1), "merge": _combine([p1, p2], [0.8, 0.6], base=base)}
+    for name, model in models.items():
+        save(*model, tmp_path / f"{name}.onnx")
+    return {name: tmp_path / f"{name}.onnx" for name in models}
+
+
+def _outcomes(paths: dict) -> list:
+    """Every pair's exact test, as tree runs it."""
+    from onnx_lineage.data import Dataset
+    from onnx_lineage.zoo.tree import _pair_task
+    x = np.random.default_rng(0).random((300, 64)).astype(np.float32)
+    names = sorted(paths)
+    return [_pair_task(a, paths[a].read_bytes(), b, paths[b].read_bytes(),
+                       Dataset({"x": x}, None, "random"), 0, "cpu")
+            for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def test_a_merge_of_task_vectors_is_found_from_its_base_where_the_forest_says_which_it_is(
+        tmp_path):
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.merges import merge_edges
+    paths = _family(tmp_path)
+    outcomes = _outcomes(paths)
+    loaded = {n: load_model(p) for n, p in paths.items()}
+    pair = {frozenset((o.a, o.b)): o for o in outcomes}
+    forest = [(p, c, pair[frozenset((p, c))]) for p, c in
+              [("base", "p1"), ("base", "p2"), ("base", "sibling"), ("p1", "p1_ft")]]
+    merges = merge_edges(outcomes, loaded, 0, forest)
+    assert [m["child"] for m in merges] == ["merge"], merges
+    m = merges[0]
+    assert m["recipe"] == "task arithmetic" and m["base"] == "base"
+    assert [(p["parent"], round(p["share"], 2)) for p in m["parents"]] == [("p1", 0.8),
+                                                                           ("p2", 0.6)]
+    # read with the base and the merge swapped, the same algebra holds: only the forest's
+    # directions tell them apart, and without decided ones no merge of task vectors is claimed
+    assert merge_edges(outcomes, loaded, 0, []) == []
+    wrong = [(p, c, pair[frozenset((p, c))]) for p, c in
+             [("merge", "p1"), ("merge", "p2"), ("p1", "p1_ft")]]
+    assert [m["child"] for m in merge_edges(outcomes, loaded, 0, wrong)] == ["base"]
+
+
+def test_tree_shows_a_merge_of_task_vectors_with_its_base():
+    from onnx_lineage.zoo.forest import mermaid
+    merge = {"child": "merge", "recipe": "task arithmetic", "statement": "", "base": "base",
+             "parents": [{"parent": "p1", "share": 0.8, "interval": None},
+                         {"parent": "p2", "share": 0.6, "interval": None}]}
+    edges = [{"parent": "base", "child": x, "closeness": None} for x in ("p1", "p2")] + [
+        {"parent": "p1", "child": "merge", "closeness": None}]
+    assert '-. "task arithmetic 0.60" .->' in mermaid(edges, ["base"], [merge])
