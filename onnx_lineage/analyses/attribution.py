@@ -76,6 +76,10 @@ class Share:
         Mean of its per-layer weights (None: not related, no share).
     interval : list of float or None
         95% t interval over the layers.
+    p_share : float or None
+        The t test over the layers of "this parent's share is 0": B made from the other related
+        parents alone (fine-tuned after, or not). Calibrated, as the interval is (the layers taken
+        as replicates); None where the share rests on one tensor.
     """
 
     parent: str
@@ -83,6 +87,7 @@ class Share:
     related: bool
     share: float | None = None
     interval: list | None = None
+    p_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -369,19 +374,21 @@ def _result(name: str, base: str | None, alpha: float, shares: list, fits: list,
                              seconds=seconds)
 
 
-def _mean_interval(w: np.ndarray, sizes: np.ndarray) -> tuple[float | None, list | None]:
-    """The mean of per-tensor weights, each weighed by its number of values, and its 95% t
-    interval (the weighted standard error, over the tensors less one degree of freedom; none
-    from one tensor)."""
+def _mean_interval(w: np.ndarray, sizes: np.ndarray) -> tuple:
+    """The mean of per-tensor weights, each weighed by its number of values, its 95% t interval
+    (the weighted standard error, over the tensors less one degree of freedom) and the two-sided
+    t test's p-value of a mean of 0 (none of either from one tensor)."""
     if w.size == 0:
-        return None, None
+        return None, None, None
     p = sizes / sizes.sum()
     mean = float(p @ w)
     if w.size < 2:
-        return mean, None
+        return mean, None, None
     se = math.sqrt(float(np.sum(p * p * (w - mean) ** 2)) * w.size / (w.size - 1))
     half = float(stats.t.ppf(0.975, w.size - 1)) * se
-    return mean, [mean - half, mean + half]
+    zero = 1.0 if mean == 0 else 0.0 if se == 0 else float(
+        2 * stats.t.sf(abs(mean) / se, w.size - 1))
+    return mean, [mean - half, mean + half], zero
 
 
 def _near(share: Share, value: float) -> bool:

@@ -43,11 +43,12 @@ def command(model_b: ModelArg, parents: ParentsOpt, more: MoreArg = None,
         return
     c = render.console()
     c.print(render.table(f"{r.model}: {r.recipe}", ["parent", "p (independence)", "related",
-                                                     "share", "95% interval"],
+                                                     "share", "95% interval", "p (share 0)"],
                          [[s.parent, render.pval(s.p_value), "yes" if s.related else "no",
                            "-" if s.share is None else f"{s.share:.4f}",
                            "-" if s.interval is None else
-                           f"{s.interval[0]:.4f} to {s.interval[1]:.4f}"] for s in r.parents]))
+                           f"{s.interval[0]:.4f} to {s.interval[1]:.4f}",
+                           render.pval(s.p_share)] for s in r.parents]))
     c.print(r.statement)
     for line in r.notes:
         c.print(f"- {line}")

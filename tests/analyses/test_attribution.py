@@ -93,6 +93,17 @@ def test_a_fine_tune_of_one_parent_is_not_called_a_merge(family):
     b = save(*_moved(m["p1"], 11, size=0.05), d / "ft.onnx")
     r = attribute(b, [paths["p1"], paths["p2"]], base=paths["base"])
     assert r.recipe == "fine-tune" and "p1.onnx trained further" in r.statement
+    # per parent, "B made from the others alone": p1 is needed, p2 is not
+    assert _share(r, "p1").p_share < 1e-6 and _share(r, "p2").p_share > 0.05
+
+
+def test_each_parent_of_a_merge_has_a_p_value_for_a_share_of_zero(family):
+    d, paths, m = family
+    b = save(*_combine([m["p1"], m["p2"], m["p3"]], [0.5, 0.8, 0.0], base=m["base"]),
+             d / "two_of_three.onnx")
+    r = attribute(b, [paths["p1"], paths["p2"], paths["p3"]], base=paths["base"])
+    assert _share(r, "p1").p_share < 1e-6 and _share(r, "p2").p_share < 1e-6
+    assert _share(r, "p3").p_share > 0.01 or abs(_share(r, "p3").share) < 0.01
 
 
 def test_an_adapter_on_one_parent_gives_its_rank(family):
