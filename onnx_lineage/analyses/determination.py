@@ -27,6 +27,7 @@ from onnx_lineage.analyses.context import Analysis, Run
 from onnx_lineage.analyses.sweep import (MIN_INTERPOLATED, Sweep, barrier_of, plan_path, run_sweep,
                                          sample_rows)
 from onnx_lineage.data import Dataset, check_labels
+from onnx_lineage.errors import LineageError
 from onnx_lineage.evidence import data_free, decide, share, symmetry_classes
 from onnx_lineage.evidence.basin import NAME as BASIN, NULL as BASIN_NULL, Probe, copies_for
 from onnx_lineage.evidence.function import NAME as FUNCTION, Values, gated_classes
@@ -404,12 +405,17 @@ def _function(run, m: MatchResult, gates: list, device: str, level: float | None
     corr = m.correspondence
     a_out = {layer.index: layer.output for layer in corr.a_layers}
     b_out = {layer.index: layer.output for layer in corr.b_layers}
+    gates = [g for g in gates if all(a_out[p.a] and b_out[p.b] for p in (g.gate, g.up))]
     a_used = sorted({p.a for g in gates for p in (g.gate, g.up)})
     b_used = sorted({p.b for g in gates for p in (g.gate, g.up)})
-    va = unit_values(run.a.proto, [a_out[i] for i in a_used], run.data, device=device,
-                     name=run.a.name)
-    vb = unit_values(run.b.proto, [b_out[i] for i in b_used], run.data, device=device,
-                     name=run.b.name)
+    try:
+        va = unit_values(run.a.proto, [a_out[i] for i in a_used], run.data, device=device,
+                         name=run.a.name)
+        vb = unit_values(run.b.proto, [b_out[i] for i in b_used], run.data, device=device,
+                         name=run.b.name)
+    except LineageError as exc:  # over the memory budget, say: the verdict cannot be unrelated
+        return TestResult(FUNCTION, None, None, registered(FUNCTION).null, exact=False,
+                          reason=f"not run: {exc}")
     values = Values(gates, {i: va[a_out[i]] for i in a_used}, {i: vb[b_out[i]] for i in b_used})
     run.step("function test: matching the units through both projections")
     return registered(FUNCTION).run(Evidence(m, values=values), level)

@@ -120,7 +120,12 @@ def function_test(values: Values | None, level: float) -> TestResult:
                is not None else "not run: it needs data")
         return TestResult(NAME, None, None, NULL, exact=False, reason=why,
                           power_reason="no gated hidden units")
-    rows, bests = zip(*[_row(g, values) for g in values.gated])
+    read = [r for r in (_row(g, values) for g in values.gated) if r is not None]
+    if not read:
+        return TestResult(NAME, None, None, NULL, exact=False, power_reason="nothing read",
+                          reason="not run: no gated layer's values hold its units as the "
+                                 "weights say (another layout of the output)")
+    rows, bests = zip(*read)
     k = len(rows)
     p = float(min(1.0, k * min(r.p_value for r in rows)))
     best = min(1.0, k * min(bests))
@@ -134,10 +139,14 @@ def function_test(values: Values | None, level: float) -> TestResult:
                f"gate and their up projections, in {k} gated layer(s)")
 
 
-def _row(g: Gated, values: Values) -> tuple[FunctionRow, float]:
-    """One class's row, and the p-value a copy would get."""
+def _row(g: Gated, values: Values) -> tuple[FunctionRow, float] | None:
+    """One class's row, and the p-value a copy would get (None where a model's two projections
+    do not hold as many units: their outputs are not laid out with the units last)."""
     a_gate, b_gate = g.gate.units(values.a[g.gate.a]), g.gate.units(values.b[g.gate.b])
     a_up, b_up = g.up.units(values.a[g.up.a]), g.up.units(values.b[g.up.b])
+    if a_gate.shape[1] != a_up.shape[1] or b_gate.shape[1] != b_up.shape[1] or min(
+            a_gate.shape[1], b_gate.shape[1]) < 2:
+        return None
     live_a = _live(a_gate) & _live(a_up)
     live_b = _live(b_gate) & _live(b_up)
     left_is_a = live_a.sum() <= live_b.sum()

@@ -139,3 +139,24 @@ def test_gated_models_are_called_unrelated_only_where_the_function_test_could_se
     without = [t for t in r.tests if t.name != NAME] + [function_test(None, 0.01)]
     v = decide(without, 0.01)
     assert v.verdict == "undetermined" and "function test" in v.reason and "needs data" in v.reason
+
+
+def test_values_over_the_memory_budget_leave_the_test_unrun_and_the_verdict_open(save):
+    a, b = save("a", rms_model(gated=True)), save("b", rms_model(seed=5, gated=True))
+    r = determine(a, b, DATA, copies=0, max_memory=100_000)
+    t = r.test(NAME)
+    assert t.p_value is None and "memory budget" in t.reason
+    assert r.verdict == "undetermined" and "function test" in r.reason
+
+
+def test_values_not_laid_out_as_the_units_are_not_read(save):
+    m = match(save("a", rms_model(gated=True)), save("b", rms_model(gated=True)))
+    gates = gated_classes(m)
+    rng = np.random.default_rng(0)
+    a = {p.a: rng.normal(size=(64, F)) for g in gates for p in (g.gate, g.up)}
+    b = {p.b: rng.normal(size=(64, F)) for g in gates for p in (g.gate, g.up)}
+    b[gates[0].gate.b] = rng.normal(size=(64, 3))  # the units on another axis
+    t = function_test(Values(gates, a, b), 0.01)
+    assert len(t.classes) == len(gates) - 1
+    b = {k: v[:, :3] if k in (gates[-1].gate.b,) else v for k, v in b.items()}
+    assert function_test(Values(gates[-1:], a, b), 0.01).p_value is None
