@@ -7,6 +7,7 @@
     from harness.memory import peak_rss_mb, run_child
     from harness.export import export_onnx      # torch -> ONNX (torch imported lazily)
     from harness.training import train          # the mini-batch loop (torch imported lazily)
+    from harness.llama import Config, Llama     # a small Llama-style decoder (imports torch)
 
 The scripts run as ``python benchmarks/NAME.py``, so ``benchmarks/`` is first on ``sys.path`` and
 ``import harness`` finds this package. Importing it changes nothing (``match_time.py`` times other
@@ -19,7 +20,9 @@ Modules:
 * :mod:`harness.machine`: the machine line every result file carries;
 * :mod:`harness.memory`: peak resident memory, of this process and of a CLI run in a child;
 * :mod:`harness.export`: PyTorch models to ONNX files with a dynamic batch axis;
-* :mod:`harness.training`: mini-batch training with Adam or SGD, seeded.
+* :mod:`harness.training`: mini-batch training with Adam or SGD, seeded;
+* :mod:`harness.llama`: a small Llama-style decoder in PyTorch, and the standard library's
+  sources as byte-level text to train it on.
 """
 
 from __future__ import annotations
