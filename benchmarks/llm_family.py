@@ -61,7 +61,7 @@ import numpy as np
 import harness
 
 harness.checkout_first()
-from harness import cli, results  # noqa: E402
+from harness import cli  # noqa: E402
 from harness.machine import machine  # noqa: E402
 
 #: The verdicts' level, and the second level the independent pairs are counted at.
@@ -600,14 +600,8 @@ def main() -> None:
     cli.add_from(ap)
     cli.add_markdown(ap)
     args = ap.parse_args()
-    if args.source:
-        doc = results.read_json(args.source)
-    else:
-        if args.out is None:
-            sys.exit("give a folder for the models (or --from FILE)")
-        doc = run(quick_plan() if args.quick else full_plan(), args.seeds, args.out)
-        if args.json:
-            results.write_json(args.json, doc, newline=True)
+    doc = cli.document(args, lambda out: run(quick_plan() if args.quick else full_plan(),
+                                             args.seeds, out), newline=True)
     print(summary(doc))
 
 

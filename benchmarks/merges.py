@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import numpy as np
 import harness
 
 harness.checkout_first()
-from harness import cli, results  # noqa: E402
+from harness import cli  # noqa: E402
 from harness.machine import machine  # noqa: E402
 
 FAMILIES = ("digits_mlp", "digits_cnn")
@@ -279,21 +278,18 @@ def main() -> None:
     cli.add_from(ap)
     cli.add_markdown(ap)
     args = ap.parse_args()
-    if args.source:
-        doc = results.read_json(args.source)
-    else:
-        if args.out is None:
-            sys.exit("give a folder for the models (or --from FILE)")
+
+    def build(out: Path) -> dict:
         t0 = time.perf_counter()
         merges, adapters = [], []
         for seed in args.seeds:
             for family in FAMILIES:
-                merges += run_family(family, seed, args.out / f"{family}_{seed}")
-            adapters += run_adapters(seed, args.out / f"adapters_{seed}")
-        doc = {"machine": machine(), "seeds": args.seeds, "merges": merges, "adapters": adapters,
-               "seconds": time.perf_counter() - t0}
-        if args.json:
-            results.write_json(args.json, doc)
+                merges += run_family(family, seed, out / f"{family}_{seed}")
+            adapters += run_adapters(seed, out / f"adapters_{seed}")
+        return {"machine": machine(), "seeds": args.seeds, "merges": merges,
+                "adapters": adapters, "seconds": time.perf_counter() - t0}
+
+    doc = cli.document(args, build)
     print(summary(doc))
 
 

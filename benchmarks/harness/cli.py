@@ -13,7 +13,9 @@ everywhere:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Callable
 
 
 def parser(doc: str, paragraph: bool = False) -> argparse.ArgumentParser:
@@ -41,3 +43,19 @@ def add_markdown(ap: argparse.ArgumentParser, help: str | None = None) -> None:
 def add_check(ap: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--check``: exit non-zero when the result fails the script's check (CI)."""
     ap.add_argument("--check", action="store_true", help=help)
+
+
+def document(args: argparse.Namespace, build: Callable[[Path], dict], newline: bool = False,
+             what: str = "the models") -> dict:
+    """The run's result: an earlier ``--json`` read back with ``--from``, else ``build(out)`` on
+    the folder ``args.out`` (exits with a one-line message when none is given), written to
+    ``--json`` when one is given."""
+    from harness import results
+    if args.source:
+        return results.read_json(args.source)
+    if args.out is None:
+        sys.exit(f"give a folder for {what} (or --from FILE)")
+    doc = build(args.out)
+    if args.json:
+        results.write_json(args.json, doc, newline=newline)
+    return doc
