@@ -393,8 +393,9 @@ def pairs(f: Family) -> list[tuple[str, str, str]]:
 
 def lineage(a: Built, b: Built, data) -> dict:
     """``determine(A, B)`` at seed 0 and :data:`ALPHA`: the verdict, combined p-value, each
-    test's p-value, the seconds, how many layers the two share (0: nothing to compare) and the
-    reason; a failure's error and traceback instead (a bug of the library, reported)."""
+    test's p-value, the seconds (and per step: ``timings``), how many layers the two share (0:
+    nothing to compare) and the reason; a failure's error and traceback instead (a bug of the
+    library, reported)."""
     from onnx_lineage import determine
     t0 = time.perf_counter()
     try:
@@ -405,7 +406,7 @@ def lineage(a: Built, b: Built, data) -> dict:
                 "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     return {"verdict": r.verdict, "p_value": r.p_value,
             "tests": {t.name: t.p_value for t in r.tests}, "shared_layers": len(r.match["pairs"]),
-            "seconds": r.seconds, "reason": r.reason, "error": None}
+            "seconds": r.seconds, "timings": r.timings, "reason": r.reason, "error": None}
 
 
 def compare(f: Family, kind: str, a: str, b: str, data) -> dict:
@@ -510,7 +511,7 @@ def _checks_table(doc: dict) -> list[str]:
 
 def _derived_table(doc: dict) -> list[str]:
     """One row per derived or sibling pair: onnx-lineage's verdict, p and tests; MATCH's p."""
-    tests = ("unit_order", "aligned", "same_values", "basin")
+    tests = ("unit_order", "aligned", "same_values", "function", "basin")
     lines = ["| A | B | onnx-lineage | p | " + " | ".join(tests) + " | s | MATCH p | "
              "MATCH related at 0.01 | MATCH s |", "|---" * (8 + len(tests)) + "|"]
     for r in doc["pairs"]:
@@ -563,6 +564,9 @@ def _independent_tables(doc: dict) -> list[str]:
              [r["lineage"]["p_value"] for r in compared]),
             ("onnx-lineage (the pairs it decides: related or unrelated)",
              [r["lineage"]["p_value"] for r in decided]),
+            ("onnx-lineage's function test alone (the pairs it ran on)",
+             [r["lineage"]["tests"]["function"] for r in compared
+              if r["lineage"]["tests"].get("function") is not None]),
             ("MATCH (every pair)", [r["match"]["p_value"] for r in ind]),
             ("MATCH (the pairs onnx-lineage compares)", [r["match"]["p_value"] for r in compared]))
     lines += ["", "| method | pairs | related at 0.05 (95% interval) | related at 0.01 "
@@ -571,6 +575,22 @@ def _independent_tables(doc: dict) -> list[str]:
         lines.append(f"| {name} | {len(ps)} | " + " | ".join(_rate(ps))
                      + f" | {_p(min(ps)) if ps else '-'} |")
     return lines
+
+
+def _cost_table(doc: dict) -> list[str]:
+    """Where the function test ran: its seconds against the sweep's (the paper's path, one pass
+    per point), median and largest over the pairs."""
+    rows = [r["lineage"]["timings"] for r in doc["pairs"]
+            if (r["lineage"].get("timings") or {}).get("function") is not None]
+    if not rows:
+        return ["(no timings recorded)"]
+    f = np.array([t["function"] for t in rows])
+    sweep = np.array([t["sweep"] for t in rows])
+    ratio = f / np.maximum(sweep, 1e-9)
+    return ["| pairs the function test ran on | its seconds: median, largest | the sweep's: "
+            "median, largest | function / sweep: median, largest |", "|---|---|---|---|",
+            f"| {len(rows)} | {np.median(f):.2f}, {f.max():.2f} | {np.median(sweep):.2f}, "
+            f"{sweep.max():.2f} | {np.median(ratio):.2f}, {ratio.max():.2f} |"]
 
 
 def summary(doc: dict) -> str:
@@ -583,7 +603,7 @@ def summary(doc: dict) -> str:
              f"{s['pairs']:.0f} s; text: {doc['text_bytes']:,} bytes of Python {doc['python']}'s "
              "standard library (log 256 = 5.545 nats/byte)", ""]
     lines += _models_table(doc) + [""] + _checks_table(doc) + [""] + _derived_table(doc)
-    lines += [""] + _independent_tables(doc)
+    lines += [""] + _independent_tables(doc) + [""] + _cost_table(doc)
     lines += ["", f"determine failed on {len(errors)} pair(s)"
               + "".join(f"\n- {r['a']} - {r['b']}: {r['lineage']['error']}" for r in errors)]
     return "\n".join(lines)
