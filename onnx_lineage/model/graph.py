@@ -449,6 +449,25 @@ def _shape_twin(node: onnx.NodeProto) -> onnx.NodeProto:
                                     for a in node.attribute if a.name in keep})
 
 
+def _block_quantized_twins(nodes: list) -> list:
+    """Replace each com.microsoft MatMulNBits in ``nodes`` by a MatMul that shape inference
+    knows, reading a stand-in weight of its shape ``(K, N)`` (its attributes; the packed blocks
+    have another shape); the stand-ins' value infos, to be given as graph inputs."""
+    stand_ins = []
+    for k, node in enumerate(nodes):
+        if node.domain != "com.microsoft" or node.op_type != "MatMulNBits" or not node.output:
+            continue
+        size = {a.name: a.i for a in node.attribute if a.name in ("K", "N")}
+        if len(size) < 2 or not node.input:
+            continue
+        name = f"{node.output[0]}__weight_shape"
+        nodes[k] = onnx.helper.make_node("MatMul", [node.input[0], name], [node.output[0]],
+                                         name=node.name)
+        stand_ins.append(onnx.helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, [size["K"], size["N"]]))
+    return stand_ins
+
+
 def inferred_values(model: onnx.ModelProto, folded: dict | None = None
                     ) -> list[onnx.ValueInfoProto]:
     """Shapes of the main graph's values and outputs, as :func:`onnx.shape_inference.infer_shapes`
@@ -462,7 +481,7 @@ def inferred_values(model: onnx.ModelProto, folded: dict | None = None
     the shapes after that node are known too. Raises what shape inference raises."""
     g = model.graph
     nodes = [_shape_twin(n) for n in g.node]
-    kept, shaped = [], []
+    kept, shaped = [], _block_quantized_twins(nodes)
     for (k, slot), value in (folded or {}).items():
         node = onnx.NodeProto()
         node.CopyFrom(nodes[k])

@@ -99,6 +99,37 @@ def test_a_4bit_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
     assert r.test("same_values").p_value < 1e-100
 
 
+def test_a_4bit_export_keeps_its_gated_units_found(tmp_path):
+    # shape inference does not know MatMulNBits: without its output's shape the SwiGLU units,
+    # read by the gate's Sigmoid and Mul, were no class in the 4-bit file (a decoder of
+    # llm_family.py matched by its values alone)
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from onnx_lineage.evidence.function import gated_classes
+    from onnx_lineage.matching import match
+    from onnx_lineage.model.ops import dims_of
+    rng = np.random.default_rng(0)
+    t = {"g": rng.normal(size=(64, 96)) / 8, "u": rng.normal(size=(64, 96)) / 8,
+         "d": rng.normal(size=(96, 10)) / 10}
+    nodes = [helper.make_node("MatMul", ["x", "g"], ["hg"]),
+             helper.make_node("MatMul", ["x", "u"], ["hu"]),
+             helper.make_node("Sigmoid", ["hg"], ["s"]), helper.make_node("Mul", ["hg", "s"], ["a"]),
+             helper.make_node("Mul", ["a", "hu"], ["h"]), helper.make_node("MatMul", ["h", "d"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "swiglu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "float.onnx")
+    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True)
+    quantizer.process()
+    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
+    assert dims_of(quantizer.model.model).get("hg") == [None, 96]
+    m = match(tmp_path / "float.onnx", tmp_path / "int4.onnx")
+    assert len(gated_classes(m)) == 1 and not m.limits
+
+
 # -- GatherBlockQuantized and DequantizeLinear by blocks --------------------------------------
 
 V, D = 12, 40  # D not a multiple of the block: the last block of each row is short
