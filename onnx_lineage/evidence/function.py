@@ -22,9 +22,9 @@ the other side), no more often together than independently: ``F`` is then at mos
 Binomial(``m``, ``INFLATION / n``) in the stochastic order, whose tail is the p-value. Chance alone
 (two independent random matchings, whose agreements are negatively associated) would make ``F``
 about Poisson(``m / n``), the fixed points of a random permutation where ``m = n``; but
-independent models trained on the
-same data learn some of the same features (convergent learning), and a unit that two models both
-learned agrees through both projections: on independent decoders trained on the same text
+independent models trained on the same data learn some of the same features (convergent
+learning), and a unit that two models both learned agrees through both projections: on
+independent decoders trained on the same text
 (``benchmarks/llm_family.py``, development seeds 101-106, not the reported ones) classes of 256-344
 units agreed on 1.8 times chance on average and on up to 8 units, which Poisson(1) puts at 1e-5.
 The null allows five times chance (8 agreements then have p = 0.13); a copy, rotated or permuted,
