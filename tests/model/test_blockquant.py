@@ -69,9 +69,26 @@ def test_act_order_takes_each_values_block_from_g_idx():
     np.testing.assert_allclose(w, expected, rtol=1e-6)
 
 
-def test_a_4bit_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
+def _float_and_4bit(nodes: list, weights: dict, outputs: int, tmp_path) -> onnx.ModelProto:
+    """A float model of ``nodes`` and ``weights`` (input ``x`` of 64 features, output ``y`` of
+    ``outputs``) saved as float.onnx, then onnxruntime's 4-bit export of it (blocks of 32,
+    symmetric) as int4.onnx; the 4-bit model. The quantizer rewrites the model it is given in
+    place, so the float file is written first."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    graph = helper.make_graph(
+        nodes, "model", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", outputs])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "float.onnx")
+    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True)
+    quantizer.process()
+    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
+    return quantizer.model.model
 
+
+def test_a_4bit_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
     from onnx_lineage.analyses.determination import determine
     rng = np.random.default_rng(0)
     t = {"w0": rng.normal(size=(64, 96)) / 8, "w1": rng.normal(size=(96, 64)) / 10,
@@ -79,17 +96,9 @@ def test_a_4bit_export_of_a_float_model_pairs_with_it_by_its_values(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"]), helper.make_node("Relu", ["h0"], ["a0"]),
              helper.make_node("MatMul", ["a0", "w1"], ["h1"]), helper.make_node("Relu", ["h1"], ["a1"]),
              helper.make_node("MatMul", ["a1", "w2"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True)
-    quantizer.process()
-    onnx.save(model, tmp_path / "float.onnx")
-    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
-    layers = extract_layers(quantizer.model.model)
+    int4 = _float_and_4bit(nodes, t, 10, tmp_path)
+    assert [n.op_type for n in onnx.load(tmp_path / "float.onnx").graph.node].count("MatMul") == 3
+    layers = extract_layers(int4)
     assert [x.op for x in layers] == ["MatMulNBits"] * 3
     for x, w in zip(layers, t.values()):
         # rounding to the nearest level, the top of a symmetric range clipped by one level
@@ -103,8 +112,6 @@ def test_a_4bit_export_keeps_its_gated_units_found(tmp_path):
     # shape inference does not know MatMulNBits: without its output's shape the SwiGLU units,
     # read by the gate's Sigmoid and Mul, were no class in the 4-bit file (a decoder of
     # llm_family.py matched by its values alone)
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     from onnx_lineage.evidence.function import gated_classes
     from onnx_lineage.matching import match
     from onnx_lineage.model.ops import dims_of
@@ -115,17 +122,8 @@ def test_a_4bit_export_keeps_its_gated_units_found(tmp_path):
              helper.make_node("MatMul", ["x", "u"], ["hu"]),
              helper.make_node("Sigmoid", ["hg"], ["s"]), helper.make_node("Mul", ["hg", "s"], ["a"]),
              helper.make_node("Mul", ["a", "hu"], ["h"]), helper.make_node("MatMul", ["h", "d"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "swiglu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in t.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "float.onnx")
-    quantizer = MatMulNBitsQuantizer(model, block_size=32, is_symmetric=True)
-    quantizer.process()
-    onnx.save(quantizer.model.model, tmp_path / "int4.onnx")
-    assert dims_of(quantizer.model.model).get("hg") == [None, 96]
+    int4 = _float_and_4bit(nodes, t, 10, tmp_path)
+    assert dims_of(int4).get("hg") == [None, 96]
     m = match(tmp_path / "float.onnx", tmp_path / "int4.onnx")
     assert len(gated_classes(m)) == 1 and not m.limits
 
