@@ -406,6 +406,8 @@ def _function(run, m: MatchResult, gates: list, device: str, level: float | None
     a_out = {layer.index: layer.output for layer in corr.a_layers}
     b_out = {layer.index: layer.output for layer in corr.b_layers}
     gates = [g for g in gates if all(a_out[p.a] and b_out[p.b] for p in (g.gate, g.up))]
+    if not gates:  # no projection's output to read: the test says so
+        return registered(FUNCTION).run(Evidence(m, values=Values([], {}, {})), level)
     a_used = sorted({p.a for g in gates for p in (g.gate, g.up)})
     b_used = sorted({p.b for g in gates for p in (g.gate, g.up)})
     try:

@@ -137,3 +137,18 @@ def test_convergent_agreement_measured_on_independent_decoders_is_not_significan
     # docstring): 8 of 344 units in one class of four
     assert 4 * agreement_tail(344, 344, 8) > 0.01 / 6
     assert 4 * agreement_tail(344, 344, 40) < 1e-12  # a partial copy still is
+
+
+def test_gated_layers_without_an_output_to_read_leave_the_test_unrun(save, monkeypatch):
+    from onnx_lineage.analyses import determination
+    real = determination.gated_classes
+
+    def unnamed(m):  # the projections' outputs not known by name (as a graph could leave them)
+        for layer in m.correspondence.a_layers:
+            layer.output = ""
+        return real(m)
+    monkeypatch.setattr(determination, "gated_classes", unnamed)
+    monkeypatch.setattr(determination, "unit_values", lambda *a, **k: 1 / 0)  # no pass run
+    a, b = save("a", rms_model(gated=True)), save("b", rms_model(seed=5, gated=True))
+    t = determine(a, b, DATA, copies=0).test(NAME)
+    assert t.p_value is None and "no gated hidden units" in t.reason
