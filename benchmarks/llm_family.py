@@ -394,7 +394,8 @@ def pairs(f: Family) -> list[tuple[str, str, str]]:
 def lineage(a: Built, b: Built, data) -> dict:
     """``determine(A, B)`` at seed 0 and :data:`ALPHA`: the verdict, combined p-value, each
     test's p-value, the seconds (and per step: ``timings``), how many layers the two share (0:
-    nothing to compare) and the reason; a failure's error and traceback instead (a bug of the
+    nothing to compare), the reason, and per gated class the units the function test's two
+    matchings agree on, of those compared (``function_agree``); a failure's error and traceback instead (a bug of the
     library, reported)."""
     from onnx_lineage import determine
     t0 = time.perf_counter()
@@ -404,9 +405,12 @@ def lineage(a: Built, b: Built, data) -> dict:
         return {"verdict": None, "p_value": None, "tests": {}, "shared_layers": None,
                 "seconds": time.perf_counter() - t0, "reason": None,
                 "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    function = r.test("function")
     return {"verdict": r.verdict, "p_value": r.p_value,
             "tests": {t.name: t.p_value for t in r.tests}, "shared_layers": len(r.match["pairs"]),
-            "seconds": r.seconds, "timings": r.timings, "reason": r.reason, "error": None}
+            "seconds": r.seconds, "timings": r.timings, "reason": r.reason, "error": None,
+            "function_agree": [[c.agree, c.compared] for c in function.classes]
+            if function is not None else None}
 
 
 def compare(f: Family, kind: str, a: str, b: str, data) -> dict:
