@@ -157,7 +157,8 @@ def _row(g: Gated, values: Values) -> tuple[FunctionRow, float] | None:
     live_a = _live(a_gate) & _live(a_up)
     live_b = _live(b_gate) & _live(b_up)
     left_is_a = live_a.sum() <= live_b.sum()
-    (xl, yl), (xr, yr) = ((a_gate[:, live_a], a_up[:, live_a]), (b_gate[:, live_b], b_up[:, live_b]))
+    (xl, yl), (xr, yr) = ((_standardised(a_gate[:, live_a]), _standardised(a_up[:, live_a])),
+                          (_standardised(b_gate[:, live_b]), _standardised(b_up[:, live_b])))
     if not left_is_a:
         (xl, yl), (xr, yr) = (xr, yr), (xl, yl)
     n = xr.shape[1]
@@ -186,20 +187,21 @@ def _live(x: np.ndarray) -> np.ndarray:
     return sd > CONSTANT * max(float(sd.max(initial=0.0)), np.finfo(np.float32).tiny)
 
 
-def _assign(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Each column of ``x`` (samples, m) matched to a distinct column of ``y`` (samples, n >= m)
-    by maximal total absolute correlation; the median matched correlation."""
-    zx, zy = _standardised(x), _standardised(y)
-    corr = np.abs(zx.T @ zy) / x.shape[0]
+def _assign(zx: np.ndarray, zy: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each column of ``zx`` (samples, m) matched to a distinct column of ``zy`` (samples,
+    n >= m), both standardised (:func:`_standardised`), by maximal total absolute correlation;
+    the median matched correlation."""
+    corr = np.abs(zx.T @ zy) / zx.shape[0]
     rows, cols = linear_sum_assignment(corr, maximize=True)
-    match = np.empty(x.shape[1], np.int64)
+    match = np.empty(zx.shape[1], np.int64)
     match[rows] = cols
     return match, float(np.median(corr[rows, cols]))
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
-    """Columns of ``x`` centred and scaled to unit standard deviation, float32."""
-    x = x.astype(np.float64)
-    x -= x.mean(axis=0)
-    x /= x.std(axis=0)
-    return x.astype(np.float32)
+    """Columns of ``x`` (samples, units; none constant) centred and scaled to unit standard
+    deviation, float32 (the sums accumulated in float64)."""
+    z = np.asarray(x, np.float32) - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    sd = np.sqrt(np.einsum("ij,ij->j", z, z, dtype=np.float64) / max(z.shape[0], 1))
+    z /= sd.astype(np.float32)
+    return z

@@ -61,7 +61,8 @@ def unit_values(model: onnx.ModelProto, names: list[str], data: Dataset, *, devi
     dict of name to ndarray of shape (samples, units), float32
     """
     with _exposed(model, names) as exposed:
-        runner = Runner(exposed, device, name=name)
+        # a few rows, run once: batches of a bounded size rather than a probe session
+        runner = Runner(exposed, device, name=name, probe=False)
         feeds, _ = feeds_for(runner.inputs, data, name)
         first = runner.run(runner.take(feeds, np.arange(1)), outputs=list(names))
         positions = max(int(first[0].size // max(first[0].shape[-1], 1)), 1)
@@ -69,6 +70,7 @@ def unit_values(model: onnx.ModelProto, names: list[str], data: Dataset, *, devi
         memory.check(4 * rows * sum(v.size for v in first),
                      f"{name}: its hidden units' values on {rows} rows")
         pick = np.linspace(0, len(data) - 1, rows).astype(np.int64)
+        # all of them again: one row more to run costs less than joining the arrays
         values = runner.run(runner.take(feeds, pick), outputs=list(names))
     out = {}
     for n, v in zip(names, values):

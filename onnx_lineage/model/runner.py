@@ -203,11 +203,16 @@ class Runner:
     static_inputs : set of str
         Inputs that are not data (weights fed at run time, same for every row): excluded from
         :attr:`inputs` and passed whole to every batch through ``run(..., static=...)``.
+    probe : bool
+        Where shape inference cannot size a row's intermediate values, measure them on one and
+        two rows (a second session) before the first pass. False: batches of
+        :data:`UNSIZED_LARGE_BATCH` rows instead, as for models too large to probe; for callers
+        that run a few rows once, to whom the probe costs more than the passes.
     """
 
     def __init__(self, model: onnx.ModelProto, device: str = "auto", output: str = "auto",
                  batch_size: int | None = None, threads: int | None = None, name: str = "model",
-                 static_inputs: frozenset = frozenset()):
+                 static_inputs: frozenset = frozenset(), probe: bool = True):
         if output not in OUTPUT_KINDS:
             raise LineageError(f"unknown output kind {output!r}: choose one of {', '.join(OUTPUT_KINDS)}")
         rt = ort()
@@ -243,7 +248,7 @@ class Runner:
         self.output_name, self.output_kind = self._choose_output(output)
         fixed = {i.fixed_batch for i in self.inputs} - {None}
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
-        self.batch_size = self._batch_size(batch_size, row_bytes, certain)
+        self.batch_size = self._batch_size(batch_size, row_bytes, certain, probe)
         #: pad batches to few shapes (see :meth:`plan`): under CUDA, for models that convolve
         #: (a model of matrix products gains nothing, measured); never batch-dependent ones
         self.pad_shapes = self.provider in PAD_PROVIDERS and not self.batch_dependent and convolves
@@ -266,16 +271,18 @@ class Runner:
         for o in self.session.get_outputs():  # names and types readable (hostile graphs)
             _ = (o.name, o.type, o.shape)
 
-    def _batch_size(self, asked: int | None, row_bytes: float, certain: bool) -> int:
+    def _batch_size(self, asked: int | None, row_bytes: float, certain: bool,
+                    probe: bool) -> int:
         """Rows per forward pass: ``asked``, else what the memory per batch allows for a row of
-        ``row_bytes`` (small batches, or a probe of one row first, where that size is not
-        ``certain``); one for a batch-dependent model, the model's own for a fixed batch."""
+        ``row_bytes`` (small batches, or a probe of one row first if ``probe``, where that size
+        is not ``certain``); one for a batch-dependent model, the model's own for a fixed
+        batch."""
         self._probe = False  # measure one row's intermediate values before the first pass
         if asked is None:
             per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
             asked = int(np.clip(per_batch // row_bytes, 1, MAX_BATCH))
-            if not certain and stored_bytes(self.model) > PROBE_MAX_MODEL_BYTES:
-                # too large to load twice for a probe: small batches instead of a guess
+            if not certain and (not probe or stored_bytes(self.model) > PROBE_MAX_MODEL_BYTES):
+                # too large to load twice for a probe (or not asked for): small batches
                 asked = min(asked, UNSIZED_LARGE_BATCH)
             else:
                 self._probe = not certain

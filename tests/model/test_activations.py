@@ -31,6 +31,14 @@ def test_values_match_the_layer_computed_by_hand():
     np.testing.assert_allclose(got, (h @ w["W3_0"]).reshape(-1, F), atol=1e-4)
 
 
+def test_every_row_run_is_kept_in_order():
+    model, data = rms_model(gated=True), token_data(7)
+    got = unit_values(model, ["m1_0"], data)["m1_0"]
+    one_by_one = [unit_values(model, ["m1_0"], data.subset(np.array([i])))["m1_0"]
+                  for i in range(7)]
+    np.testing.assert_allclose(got, np.concatenate(one_by_one), rtol=1e-5, atol=1e-6)
+
+
 def test_samples_are_thinned_evenly_and_only_the_rows_needed_are_run():
     values = unit_values(rms_model(gated=True), ["m1_0"], token_data(300), samples=100)
     assert values["m1_0"].shape == (100, F)

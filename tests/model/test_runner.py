@@ -208,6 +208,19 @@ def test_unsized_models_too_large_to_probe_run_small_batches(monkeypatch):
                                rtol=1e-4, atol=1e-3)
 
 
+def test_unsized_models_not_to_be_probed_run_small_batches_without_a_second_session(monkeypatch):
+    from onnx_lineage.model import runner as runner_module
+
+    def no_probe(*_):
+        raise AssertionError("probed")
+    monkeypatch.setattr(runner_module, "_probed_row_bytes", no_probe)
+    r = Runner(_unshaped_conv(), device="cpu", probe=False)
+    assert r.batch_size == runner_module.UNSIZED_LARGE_BATCH
+    x = np.random.default_rng(1).random((40, 32 * 32), dtype=np.float32)
+    np.testing.assert_allclose(r.predict({"x": x}).scores, r.session.run(None, {"x": x})[0],
+                               rtol=1e-4, atol=1e-3)
+
+
 def test_small_models_run_on_one_thread_with_the_same_answers(digits):
     from onnx_lineage.model.runner import SINGLE_THREAD_MAX_PARAMS, parameter_count
     r = runner("torch_mlp_legacy")
