@@ -80,6 +80,30 @@ def test_a_rotated_copy_is_fitted_to_rounding():
     assert "rounding" in judge(*procrustes(a, a[p])[1:])  # a permuted copy: no rotation
 
 
+@pytest.mark.parametrize("noise, accepted", [(0.0, True), (0.05, True), (None, False)])
+def test_members_with_many_columns_are_read_at_evenly_spaced_columns(noise, accepted):
+    """A 4,000-token embedding and a 500-class head on a stream of 32: every 18th column read
+    (251, within 8 per unit); a rotated copy is still fitted to rounding, a rotated fine-tune
+    accepted, an independent stream not."""
+    from types import SimpleNamespace
+    from onnx_lineage.matching.rotation import SAMPLED_COLUMNS_PER_UNIT, fit_rotation
+    rng, width = np.random.default_rng(3), 32
+    sa = SimpleNamespace(width=width, writers=(0,), readers=(1,), members=(0, 1))
+    a = {0: {"weight": rng.normal(size=(width, 4000))}, 1: {"weight": rng.normal(size=(500, width))}}
+    r = np.linalg.qr(rng.normal(size=(width, width)))[0]
+    if noise is None:
+        b = {0: {"weight": rng.normal(size=(width, 4000))},
+             1: {"weight": rng.normal(size=(500, width))}}
+    else:
+        b = {0: {"weight": r @ (a[0]["weight"] + noise * rng.normal(size=(width, 4000)))},
+             1: {"weight": (a[1]["weight"] + noise * rng.normal(size=(500, width))) @ r.T}}
+    fit = fit_rotation(sa, {0: 0, 1: 1}, a, b, (0, 1))
+    assert fit.columns == 223 + 28 <= SAMPLED_COLUMNS_PER_UNIT * width
+    assert fit.accepted == accepted
+    if noise == 0.0:
+        assert fit.fit > 1 - 1e-12 and np.allclose(fit.rotation, r, atol=1e-8)
+
+
 @pytest.mark.parametrize("norm", ["rms", "ops"])
 def test_a_rotated_copy_is_rotated_back(save, norm):
     a, b = save("a", rms_model(norm=norm)), save("b", rms_model(norm=norm, rotate=rotation()))
