@@ -17,10 +17,22 @@ are no merge: a fine-tune of one parent, a model trained independently and a stu
 from a parent (its own initialisation). ``attribute`` runs on each with the parents (and, for
 task vectors, the base) as candidates, an independent model added to the linear merges'.
 
+The ``decoder`` family (:func:`decoder_family`) is ``llm_family.py``'s Llama-style decoder on the
+standard library's text: its parent as the base, four parents fine-tuned from it each on its own
+slice of the text, the same merges of their state dicts, and the same look-alikes (``p1``
+fine-tuned further; a decoder trained from another seed; a fresh decoder distilled from
+``p1``'s next-byte distributions).
+
 Adapters (``mnist_wide``, 784-512-512-10 on MNIST): a base, and the base with a rank-r adapter
 (LoRA on every Linear, :func:`families.adapted`) trained and merged, r in 4, 8, 16, 32, 64;
-``determine``'s difference (:func:`onnx_lineage.analyses.lowrank.difference`) gives each layer's
-rank, which should be ``min(r, rows, columns)``.
+for the decoder, LoRA of rank r on the q, v, gate, up and down projections of every block
+(``llm_derivations.lora``), trained 100 steps and merged. ``determine``'s difference
+(:func:`onnx_lineage.analyses.lowrank.difference`) gives each layer's rank, which should be
+``min(r, rows, columns)`` where adapted and 0 elsewhere.
+
+Each parent's ``p_share`` (the test of "this parent's share is 0": B made from the others
+alone) is recorded and read where the truth is known: the true parents of a merge, and the
+fine-tune's second candidate ``p2``, a sibling of its parent from which it was not made.
 
 The method's settings (the share interval's level, SLERP's tolerance, the value-by-value
 readings' thresholds, the adapter's alternating fit) were set on the synthetic MLPs of
@@ -32,6 +44,7 @@ reported seeds are 3 and 4, run once after.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from pathlib import Path
@@ -44,8 +57,11 @@ harness.checkout_first()
 from harness import cli  # noqa: E402
 from harness.machine import machine  # noqa: E402
 
-FAMILIES = ("digits_mlp", "digits_cnn")
+DECODER = "decoder"
+FAMILIES = ("digits_mlp", "digits_cnn", DECODER)
 PARENTS = 4
+#: The adapters' ranks.
+RANKS = (4, 8, 16, 32, 64)
 
 
 def _state(model) -> dict:
@@ -124,9 +140,11 @@ def dare(states, w, base, drop=0.5, generator=None):
     return out
 
 
-def _models(family: str, seed: int, out: Path) -> dict:
+def _models(family: str, seed: int, out: Path) -> tuple:
     """The base, parents and look-alikes exported: their paths by name, their state dicts by
-    name, the base model (the template merges are loaded into) and the data."""
+    name, and ``export(name, state)``, which writes a model of the family holding ``state``."""
+    if family == DECODER:
+        return _decoder_models(seed, out)
     import torch
     import families as F
     data = F.family_data(family)
@@ -144,8 +162,75 @@ def _models(family: str, seed: int, out: Path) -> dict:
                           F.TORCH[family].epochs, F.TORCH[family].lr, seed + 7)
     models = {"base": base, **{f"p{i + 1}": p for i, p in enumerate(parents)},
               "finetune": finetune, "independent": independent, "distilled": student}
-    return {name: F.export_torch(m.eval(), data, out / f"{name}.onnx", keep_bn=True)
-            for name, m in models.items()}, {n: _state(m) for n, m in models.items()}, base, data
+
+    def export(name: str, state: dict) -> Path:
+        return F.export_torch(_load(base, state), data, out / f"{name}.onnx", keep_bn=True)
+    return ({name: F.export_torch(m.eval(), data, out / f"{name}.onnx", keep_bn=True)
+             for name, m in models.items()}, {n: _state(m) for n, m in models.items()}, export)
+
+
+@functools.cache
+def decoder_family(seed: int, out: Path):
+    """``llm_family.py``'s decoder (its parent's shape and recipe, the standard library's text)
+    as a family of this benchmark: the base is its parent; each of the parents (``p1``...) and
+    the fine-tune of ``p1`` (``finetune``) trains 100 steps at 5e-4 on its own slice of the text,
+    the adapters (``lora``) 100 at 2e-3; the independent model is the parent's shape trained
+    from another seed on the parent's text."""
+    import llm_family as L
+    from harness.llama import Config
+    recipes = {"parent": (300, 3e-3), **{f"p{i + 1}": (100, 5e-4) for i in range(PARENTS)},
+               "finetune": (100, 5e-4), "lora": (100, 2e-3)}
+    f = L.Family(L.Plan(Config(), ((Config(), 1),), recipes), [seed], out)
+    f.builders.update({f"p{i + 1}": _fine_tuned("parent", f"p{i + 1}", i + 1)
+                       for i in range(PARENTS)})
+    f.builders.update(finetune=_fine_tuned("p1", "finetune", 9), distilled=_distilled_decoder,
+                      independent=f.builders[next(n for n in f.builders if n.startswith("ind_"))])
+    return f
+
+
+def _fine_tuned(source: str, role: str, k: int):
+    """A decoder builder: ``source`` trained further on ``role``'s slice (seed ``k``)."""
+    return lambda f: f.fit(f.copy(source), role, f.seed(k))
+
+
+def _distilled_decoder(f):
+    """A fresh decoder (its own initialisation) trained on ``p1``'s soft next-byte
+    distributions at every position (temperature 2, no true bytes), on the parent's slice with
+    the parent's recipe."""
+    import torch
+    from harness import training
+    from harness.llama import Llama
+    teacher = f.model("p1").eval()
+    rows = torch.from_numpy(f.corpus.slices["parent"])
+    _, lr = f.plan.recipes["parent"]
+    torch.manual_seed(f.seed(7))
+    student = Llama(f.plan.parent)
+
+    def loss(model, idx):
+        x = rows[idx][:, :-1]
+        with torch.no_grad():
+            target = torch.log_softmax(teacher.all_logits(x) / 2.0, -1)
+        got = torch.log_softmax(model.all_logits(x) / 2.0, -1)
+        return 4.0 * torch.nn.functional.kl_div(got.flatten(0, 1), target.flatten(0, 1),
+                                                log_target=True, reduction="batchmean")
+    return training.train(student, np.arange(len(rows)), loss, epochs=1, lr=lr,
+                          seed=f.seed(7), batch=f.plan.batch)
+
+
+def _decoder_models(seed: int, out: Path) -> tuple:
+    """:func:`_models` for the decoder family (:func:`decoder_family`)."""
+    from llm_derivations import _clone
+    f = decoder_family(seed, out)
+    names = ["parent", *(f"p{i + 1}" for i in range(PARENTS)), "finetune", "independent",
+             "distilled"]
+    built = {("base" if n == "parent" else n): f.get(n) for n in names}
+
+    def export(name: str, state: dict) -> Path:
+        model = _clone(f.model("parent"))
+        model.load_state_dict(state)
+        return f.add(name, model.eval()).path
+    return ({n: b.path for n, b in built.items()},
+            {n: _state(b.model) for n, b in built.items()}, export)
 
 
 def _merges(seed: int) -> list:
@@ -171,10 +256,9 @@ MAKE = {"linear": linear, "slerp": slerp, "task arithmetic": task_arithmetic, "t
 def run_family(family: str, seed: int, out: Path) -> list:
     """Every merge and look-alike of one family and seed, attributed."""
     import torch
-    import families as F
     from onnx_lineage.analyses.attribution import attribute
     out.mkdir(parents=True, exist_ok=True)
-    paths, states, template, data = _models(family, seed, out)
+    paths, states, export = _models(family, seed, out)
     rows = []
     gen = torch.Generator().manual_seed(seed)
     for name, recipe, k, w, with_base in _merges(seed):
@@ -183,7 +267,7 @@ def run_family(family: str, seed: int, out: Path) -> list:
         state = (make(used, w[0]) if recipe == "slerp" else
                  make(used, w, states["base"], generator=gen) if recipe == "dare" else
                  make(used, w, states["base"]))
-        path = F.export_torch(_load(template, state), data, out / f"{name}.onnx", keep_bn=True)
+        path = export(name, state)
         candidates = [paths[f"p{i + 1}"] for i in range(k)]
         if recipe == "linear":
             candidates.append(paths["independent"])
@@ -208,29 +292,56 @@ def _attributed(name: str, recipe: str, truth, r, family: str, seed: int) -> dic
         error = max(abs(s - t) for s, t in zip(shares, truth))
     return {"family": family, "seed": seed, "case": name, "recipe": recipe, "found": r.recipe,
             "truth": truth, "shares": shares, "related": related,
-            "p_values": [s.p_value for s in r.parents], "share_error": error,
+            "p_values": [s.p_value for s in r.parents],
+            "p_shares": [s.p_share for s in r.parents], "share_error": error,
             "remainder_rank": r.remainder_rank, "statement": r.statement, "seconds": r.seconds}
 
 
-def run_adapters(seed: int, out: Path, ranks=(4, 8, 16, 32, 64)) -> list:
-    """mnist_wide and its merged adapters: each layer's rank found by determine's difference."""
+def run_adapters(seed: int, out: Path, ranks=RANKS) -> list:
+    """mnist_wide and its merged adapters: each layer's rank found by determine's difference
+    (every Linear adapted: ``min(r, rows, columns)`` expected)."""
     import families as F
-    from onnx_lineage.analyses.lowrank import difference
-    from onnx_lineage.matching import match
     out.mkdir(parents=True, exist_ok=True)
     data = F.family_data("mnist_wide")
     base = F.trained("mnist_wide", seed)
     base_path = F.export_torch(base.eval(), data, out / "base.onnx")
+    children = ((r, F.export_torch(F.adapted(base, data, data.second, 3, 1e-3, seed * 10 + r,
+                                             rank=r), data, out / f"adapter_{r}.onnx"))
+                for r in ranks)
+    return _ranks("mnist_wide", seed, base_path, children, lambda layer: True)
+
+
+def run_decoder_adapters(seed: int, out: Path, ranks=RANKS) -> list:
+    """The decoder (:func:`decoder_family`) and LoRA of rank r on its q, v, gate, up and down
+    projections (``llm_derivations.lora``), trained and merged: those layers' rank should be
+    ``min(r, rows, columns)``, every other layer's 0."""
+    import llm_derivations as D
+    f = decoder_family(seed, out)
+    parent = f.get("parent")
+    targets = tuple(t.split(".")[1] for t in D.LORA_TARGETS)
+    children = ((r, f.add(f"lora_{r}", D.lora(parent.model, r, lambda m: f.fit(
+        m, "lora", f.seed(50 + r)), f.seed(100 + r))).path) for r in ranks)
+    return _ranks(DECODER, seed, parent.path, children,
+                  lambda layer: any(f"/{t}/" in layer.node for t in targets))
+
+
+def _ranks(family: str, seed: int, base: Path, children, adapted) -> list:
+    """Per child ``(r, path)``: each layer's rank of the difference from ``base`` against the
+    truth (``min(r, rows, columns)`` where ``adapted(layer)``, else 0)."""
+    from onnx_lineage.analyses.lowrank import difference
+    from onnx_lineage.matching import match
     rows = []
-    for r in ranks:
-        child = F.adapted(base, data, data.second, 3, 1e-3, seed * 10 + r, rank=r)
-        path = F.export_torch(child, data, out / f"adapter_{r}.onnx")
+    for r, path in children:
         t0 = time.perf_counter()
-        d = difference(match(base_path, path))
-        rows.append({"seed": seed, "rank": r, "seconds": time.perf_counter() - t0,
+        m = match(base, path)
+        d = difference(m)
+        layers = {x.index: x for x in m.correspondence.a_layers}
+        rows.append({"family": family, "seed": seed, "rank": r,
+                     "seconds": time.perf_counter() - t0,
                      "layers": [{"a": x.a, "shape": x.shape, "found": x.rank,
-                                 "expected": min(r, *x.shape), "low": x.low}
-                                for x in d.layers], "adapter": d.adapter, "statement": d.statement})
+                                 "expected": min(r, *x.shape) if adapted(layers[x.a]) else 0,
+                                 "low": x.low} for x in d.layers],
+                     "adapter": d.adapter, "statement": d.statement})
     return rows
 
 
@@ -238,42 +349,81 @@ def summary(doc: dict) -> str:
     """The tables of RESULTS.md."""
     rows, adapters = doc["merges"], doc["adapters"]
     lines = [f"Machine: {doc['machine']}", "",
-             "| recipe | cases | recipe found | share error (max over parents): median, worst | "
-             "false shares (an unrelated candidate given one) |", "|---|---|---|---|---|"]
+             "| recipe | family | cases | recipe found | share error (max over parents): median, "
+             "worst | false shares (an unrelated candidate given one) |", "|---|---|---|---|---|---|"]
+    families = list(dict.fromkeys(r["family"] for r in rows))
     for recipe in ("linear", "slerp", "task arithmetic", "ties", "dare", "fine-tune", "none"):
-        got = [r for r in rows if r["recipe"] == recipe]
-        if not got:
-            continue
-        errs = [r["share_error"] for r in got if r["share_error"] is not None]
-        found = {}
-        for r in got:
-            found[r["found"]] = found.get(r["found"], 0) + 1
-        said = ", ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1]))
-        false = sum(1 for r in got for s, rel in zip(r["shares"], r["related"])
-                    if s is not None and not rel)
-        lines.append(f"| {recipe} | {len(got)} | {said} | "
-                     + (f"{np.median(errs):.4f}, {max(errs):.4f}" if errs else "-")
-                     + f" | {false} |")
+        for family in families:
+            got = [r for r in rows if r["recipe"] == recipe and r["family"] == family]
+            if got:
+                lines.append(_recipe_row(recipe, family, got))
+    lines += ["", _look_alikes(rows), "", *_p_share_table(rows), ""]
     right = sum(1 for a in adapters for x in a["layers"] if x["found"] == x["expected"])
     total = sum(len(a["layers"]) for a in adapters)
+    lines += [f"Merged adapters: {right} of {total} layers with rank exactly as made "
+              "(min(r, rows, columns) where adapted, 0 elsewhere)", "",
+              "| family | seed | r | layers right | ranks found by layer (where wrong: found/expected) |",
+              "|---|---|---|---|---|"]
+    for a in adapters:
+        ok = sum(x["found"] == x["expected"] for x in a["layers"])
+        ranks = [x["found"] if x["found"] == x["expected"] else f"{x['found']}/{x['expected']}"
+                 for x in a["layers"]]
+        lines.append(f"| {a.get('family', 'mnist_wide')} | {a['seed']} | {a['rank']} | "
+                     f"{ok} of {len(a['layers'])} | {ranks} |")
+    return "\n".join(lines)
+
+
+def _recipe_row(recipe: str, family: str, got: list) -> str:
+    """One row of the recipes table."""
+    errs = [r["share_error"] for r in got if r["share_error"] is not None]
+    found: dict = {}
+    for r in got:
+        found[r["found"]] = found.get(r["found"], 0) + 1
+    said = ", ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1]))
+    false = sum(1 for r in got for s, rel in zip(r["shares"], r["related"])
+                if s is not None and not rel)
+    return (f"| {recipe} | {family} | {len(got)} | {said} | "
+            + (f"{np.median(errs):.4f}, {max(errs):.4f}" if errs else "-") + f" | {false} |")
+
+
+def _look_alikes(rows: list) -> str:
+    """How many look-alikes (a fine-tune, an independent or distilled model) were called a
+    merge."""
     merges = ("linear", "slerp", "task arithmetic", "ties", "dare")
     alike = [r for r in rows if r["recipe"] in ("fine-tune", "none")]
     called = sum(1 for r in alike if r["found"] in merges
                  or (r["found"] == "adapter" and "combination" in r["statement"]))
-    lines += ["", f"Look-alikes called a merge: {called} of {len(alike)}"]
-    lines += ["", f"Merged adapters: {right} of {total} layers with rank exactly "
-                  "min(r, rows, columns)", "", "| seed | r | ranks found by layer | expected |",
-              "|---|---|---|---|"]
-    for a in adapters:
-        lines.append(f"| {a['seed']} | {a['rank']} | {[x['found'] for x in a['layers']]} | "
-                     f"{[x['expected'] for x in a['layers']]} |")
-    return "\n".join(lines)
+    return f"Look-alikes called a merge: {called} of {len(alike)}"
+
+
+def _p_share_table(rows: list, level: float = 0.01) -> list:
+    """``p_share`` (the test of "this parent's share is 0") where the truth is known: each true
+    parent of a merge (power), and the fine-tune's second candidate, a sibling of its parent
+    that it was not made from (the null holds: a value at most ``level`` is a false claim)."""
+    out = [f"| family | merges' true parents with p_share <= {level} | fine-tunes' other "
+           f"candidate with p_share <= {level} (false) | their p_share |", "|---|---|---|---|"]
+    for family in dict.fromkeys(r["family"] for r in rows):
+        mine = [r for r in rows if r["family"] == family and r.get("p_shares")]
+        if not mine:
+            continue
+        true = [p for r in mine if r["truth"] is not None and r["recipe"] != "slerp"
+                for p in r["p_shares"][:len(r["truth"])]]
+        true += [p for r in mine if r["recipe"] == "slerp" for p in r["p_shares"][:2]]
+        other = [r["p_shares"][1] for r in mine if r["recipe"] == "fine-tune"]
+        hit = sum(1 for p in true if p is not None and p <= level)
+        false = sum(1 for p in other if p is not None and p <= level)
+        out.append(f"| {family} | {hit} of {len(true)} | {false} of {len(other)} | "
+                   + ", ".join("-" if p is None else f"{p:.2g}" for p in other) + " |")
+    return out
 
 
 def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("out", type=Path, nargs="?")
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 4])
+    ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                    help="the families merged (the MNIST adapters come with digits_mlp, the "
+                         "decoder's with the decoder)")
     cli.add_json(ap)
     cli.add_from(ap)
     cli.add_markdown(ap)
@@ -283,11 +433,14 @@ def main() -> None:
         t0 = time.perf_counter()
         merges, adapters = [], []
         for seed in args.seeds:
-            for family in FAMILIES:
+            for family in args.families:
                 merges += run_family(family, seed, out / f"{family}_{seed}")
-            adapters += run_adapters(seed, out / f"adapters_{seed}")
-        return {"machine": machine(), "seeds": args.seeds, "merges": merges,
-                "adapters": adapters, "seconds": time.perf_counter() - t0}
+            if "digits_mlp" in args.families:
+                adapters += run_adapters(seed, out / f"adapters_{seed}")
+            if DECODER in args.families:
+                adapters += run_decoder_adapters(seed, out / f"{DECODER}_{seed}")
+        return {"machine": machine(), "seeds": args.seeds, "families": args.families,
+                "merges": merges, "adapters": adapters, "seconds": time.perf_counter() - t0}
 
     doc = cli.document(args, build)
     print(summary(doc))
