@@ -312,14 +312,16 @@ def _valuewise(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
 def _ratio_modes(target: np.ndarray, basis: np.ndarray, pooled: bool) -> np.ndarray | None:
     """Each parent's most frequent ratio ``target / basis`` (found to 4 decimals, then the median
     of the ratios there), where a value of B is a single parent's times its coefficient;
-    ``pooled``: one ratio for all. None where no ratio recurs in at least 5% of the values."""
+    ``pooled``: one ratio for all. None where no ratio recurs in at least 5% of the values the
+    parent changed (a fine-tune leaves most of an embedding's rows as they were: the rows of
+    tokens its text never holds)."""
     def mode(ratios: np.ndarray) -> float | None:
         ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
         if ratios.size == 0:
             return None
         values, counts = np.unique(np.round(ratios, 4), return_counts=True)
         top = int(np.argmax(counts))
-        if counts[top] < 0.05 * target.size:
+        if counts[top] < 0.05 * ratios.size:
             return None
         # the exact coefficient: the median of the ratios that round to the mode
         return float(np.median(ratios[np.round(ratios, 4) == values[top]]))

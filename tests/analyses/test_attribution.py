@@ -131,6 +131,28 @@ def test_dare_is_read_value_by_value_with_its_shares(family):
     assert abs(_share(r, "p1").share - 0.4) < 0.05 and abs(_share(r, "p2").share - 0.8) < 0.05
 
 
+def test_dare_of_task_vectors_that_leave_most_values_unchanged_is_read(tmp_path):
+    """Each parent changed a tenth of the values of every tensor (as a fine-tune changes only
+    the embedding rows of the tokens its text holds): a value of B that is one parent's times
+    its coefficient is then rare among all values, common among those the parent changed."""
+    base, rng = random_mlp(0, SIZES), np.random.default_rng(7)
+
+    def sparse(t, moved):
+        return np.where(rng.random(t.shape) < 0.1, moved, t).astype(np.float32)
+    parents = []
+    for s in (1, 2, 3):
+        moved = _moved(base, s)
+        parents.append(tuple([sparse(t, x) for t, x in zip(base[k], moved[k])] for k in (0, 1)))
+    paths = [save(*p, tmp_path / f"p{i}.onnx") for i, p in enumerate(parents)]
+    merged = [[(q + sum(w * np.where(rng.random(q.shape) < 0.5, 0.0, 2.0 * (x[k][j] - q))
+                        for w, x in zip((0.9, 0.8, 0.4), parents))).astype(np.float32)
+               for j, q in enumerate(base[k])] for k in (0, 1)]
+    r = attribute(save(*merged, tmp_path / "dare.onnx"), paths,
+                  base=save(*base, tmp_path / "base.onnx"))
+    assert r.recipe == "dare", r.statement
+    assert all(abs(s.share - w) < 0.05 for s, w in zip(r.parents, (0.9, 0.8, 0.4)))
+
+
 def test_ties_is_read_value_by_value(family):
     d, paths, m = family
     base, merged = m["base"], []
