@@ -77,9 +77,12 @@ class Share:
     interval : list of float or None
         95% t interval over the layers.
     p_share : float or None
-        The t test over the layers of "this parent's share is 0": B made from the other related
-        parents alone (fine-tuned after, or not). Calibrated, as the interval is (the layers taken
-        as replicates); None where the share rests on one tensor.
+        The t test over the layers of "this parent's share is 0", the tensors taken as
+        replicates (an approximation, as the interval is); None where the share rests on one
+        tensor. Not a valid test of "B derives from the other parents alone" where this parent
+        is a sibling of one of them: a fine-tune moves its model partly along directions its
+        siblings' training also took, which the fit reads as a share (benchmarks/merges.py:
+        every fine-tune's sibling candidate at p_share 1e-22 to 5e-4).
     """
 
     parent: str
