@@ -22,6 +22,15 @@ parameters, float16 weights in an external data file, 2.2 GB each; B = A plus 1%
 C from another seed) and 16 rows of 16 tokens; the goals there: ``match`` (with the data-free
 tests) <= 3 minutes at <= 8 GB, and ``determine`` with its sweep completes (time and memory
 reported). Files already in the folder are reused.
+
+With ``--seven-b``: the issue "Seven billion parameters"'s pair, of Llama-2-7B's shape
+(``decoder.LLAMA_7B``: width 4096, 32 blocks, 11,008 SwiGLU units, 32,000 tokens; 13.5 GB of
+float16 each): A, B = A plus 1% noise, C from another seed, and A's linear layers written as
+4-bit MatMulNBits blocks of 32 (4.5 GB), each file a tensor at a time (``decoder.build``), after
+checking the disk; then ``inspect``, ``match`` (A-B, A-C, A against its 4-bit export) and
+``determine`` on 8 rows of 32 tokens, each in its own process, with what each did or said.
+
+    python benchmarks/big_models.py /tmp/big7 --seven-b --json benchmarks/results/big_7b_cpu.json
 """
 
 from __future__ import annotations
@@ -79,6 +88,34 @@ def build_decoder(out: Path) -> dict[str, Path]:
     return paths
 
 
+#: The 7B files: name, build arguments (``decoder.build``'s: seed, noise, bits).
+SEVEN_B = (("a", 0, 0.0, None), ("b", 0, 0.01, None), ("c", 7, 0.0, None), ("a4", 0, 0.0, 4))
+
+
+def build_7b(out: Path) -> dict[str, Path]:
+    """The 7B pair (``decoder.LLAMA_7B``): A, B = A plus 1% noise, C from another seed, all in
+    float16, and A's linear layers as 4-bit MatMulNBits blocks (``a4``), each written a tensor at
+    a time; the disk they need is checked first (files already there are reused), and 8 rows of
+    32 tokens."""
+    import shutil
+    from decoder import LLAMA_7B, build as write, file_bytes
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / f"llama7b_{name}.onnx" for name, *_ in SEVEN_B}
+    needed = sum(file_bytes(LLAMA_7B, bits) for name, _, _, bits in SEVEN_B
+                 if not paths[name].exists())
+    free = shutil.disk_usage(out).free
+    if needed > free - 2 * 1024**3:
+        raise SystemExit(f"the 7B files need {needed / 1e9:.1f} GB in {out}, {free / 1e9:.1f} GB "
+                         "is free there (2 GB kept for the runs): free some, or give another "
+                         "folder")
+    for name, seed, noise, bits in SEVEN_B:
+        if not paths[name].exists():
+            write(paths[name], LLAMA_7B, seed=seed, noise=noise, bits=bits)
+    paths["data"] = out / "llama7b_tokens.npz"
+    np.savez(paths["data"], input_ids=np.random.default_rng(0).integers(0, LLAMA_7B.vocab, (8, 32)))
+    return paths
+
+
 def timed(args: list[str], env: dict | None = None) -> dict:
     """Run the CLI in its own process (``env``: variables set for it): wall time, its peak RSS
     (MB, from ``wait4``) and peak anonymous RSS (sampled, :class:`harness.memory.AnonPeak`), exit
@@ -131,8 +168,11 @@ def main():
     ap.add_argument("out", type=Path)
     cli.add_json(ap)
     ap.add_argument("--decoder", action="store_true", help="the 1.1B decoder pair")
+    ap.add_argument("--seven-b", action="store_true", help="the 7B pair and A's 4-bit export")
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.seven_b:
+        return seven_b(args)
     p = build_decoder(args.out) if args.decoder else build(args.out)
     built = time.perf_counter() - t0
     rows = "16" if args.decoder else "64"
@@ -164,6 +204,33 @@ def main():
     out = {"machine": machine(),
            "build_seconds": built, "files_mb_a_plus_b": files_mb, "runs": runs,
            "matmul": matmul_rate(), "forward_pass_a": forward}
+    print(results.dumps(out))
+    if args.json:
+        results.write_json(args.json, out)
+
+
+def seven_b(args) -> None:
+    """``--seven-b``: build the 7B files (time and the builder's peak RSS), then each command of
+    the issue's goals as a user runs it, in its own process: what it did, or said."""
+    import resource
+    t0 = time.perf_counter()
+    p = build_7b(args.out)
+    built = {"seconds": time.perf_counter() - t0,
+             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             "files_gb": {k: sum(f.stat().st_size for f in v.parent.glob(v.name + "*")) / 1e9
+                          for k, v in p.items() if k != "data"}}
+    print(json.dumps(built), file=sys.stderr)
+    steps = [("inspect A", ["inspect", str(p["a"]), "--json"])]
+    steps += [(f"match A-{o.upper()}", ["match", str(p["a"]), str(p[o]), "--json", "--quiet"])
+              for o in ("b", "c", "a4")]
+    steps += [(f"determine A-{o.upper()} (8 rows of 32 tokens)",
+               ["determine", str(p["a"]), str(p[o]), "--data", str(p["data"]), "--json",
+                "--quiet"]) for o in ("b", "c")]
+    runs = []
+    for step, command in steps:
+        runs.append({"step": step, **timed(command)})
+        print(json.dumps(runs[-1])[:400], file=sys.stderr)
+    out = {"machine": machine(), "build": built, "runs": runs}
     print(results.dumps(out))
     if args.json:
         results.write_json(args.json, out)

@@ -43,20 +43,44 @@ class Config:
         return 2 * self.vocab * d + self.layers * block + d
 
 
-class _Writer:
-    """Weights appended to one external data file as float16, with their TensorProtos."""
+#: Llama-2-7B's shape (the issue "Seven billion parameters"): 6.7B parameters, 13.5 GB in float16.
+LLAMA_7B = Config(vocab=32000, width=4096, layers=32, heads=32, kv_heads=32, ff=11008)
 
-    def __init__(self, data: Path, seed: int, noise: float, noise_seed: int):
+
+def file_bytes(cfg: Config, bits: int | None = None) -> int:
+    """Bytes of the external data :func:`build` writes for ``cfg`` (float16, or the linear
+    layers as ``bits``-bit blocks with a float32 scale and a packed zero point per block)."""
+    if bits is None:
+        return 2 * cfg.parameters()
+    d, kv = cfg.width, cfg.kv_heads * cfg.head_dim
+    shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, cfg.ff), (d, cfg.ff), (cfg.ff, d)]
+
+    def nbits(k: int, n: int) -> int:
+        blocks = -(-k // BLOCK)
+        return n * (blocks * BLOCK * bits // 8 + 4 * blocks + -(-blocks * bits // 8))
+    linear = cfg.layers * sum(nbits(k, n) for k, n in shapes) + nbits(d, cfg.vocab)
+    return linear + 2 * (cfg.vocab * d + (2 * cfg.layers + 1) * d)
+
+
+class _Writer:
+    """Weights appended to one external data file, with their TensorProtos: float16 (each cast to
+    float32 in the graph), or with ``bits`` the linear layers' weights as MatMulNBits blocks
+    (:func:`quantize_blocks`) of the same float16 values."""
+
+    def __init__(self, data: Path, seed: int, noise: float, noise_seed: int,
+                 bits: int | None = None):
         self.file = data.open("wb")
         self.location = data.name
         self.rng = np.random.default_rng(seed)
         self.jitter = np.random.default_rng(noise_seed)
         self.noise = noise
+        self.bits = bits
         self.tensors: list[TensorProto] = []
         self.nodes: list[onnx.NodeProto] = []
 
-    def weight(self, name: str, shape: tuple, std: float | None = None, ones: bool = False) -> str:
-        """Append a float16 weight; returns the name of its float32 cast."""
+    def values(self, shape: tuple, std: float | None = None, ones: bool = False) -> np.ndarray:
+        """The next weight's values, rounded to float16 (the generators advance alike whatever
+        is stored)."""
         if ones:
             w = np.ones(shape, np.float32)
         else:
@@ -64,24 +88,86 @@ class _Writer:
             w = self.rng.normal(0.0, std, size=shape).astype(np.float32)
         if self.noise:
             w += (self.noise * (std or 0.02) * self.jitter.standard_normal(shape)).astype(np.float32)
-        raw = w.astype(np.float16).tobytes()
+        return w.astype(np.float16)
+
+    def stored(self, name: str, array: np.ndarray, data_type: int) -> str:
+        """Append ``array``'s bytes as external tensor ``name`` of ONNX type ``data_type``."""
+        raw = np.ascontiguousarray(array).tobytes()
         offset = self.file.tell()
         self.file.write(raw)
-        t = TensorProto(name=name, data_type=TensorProto.FLOAT16, dims=list(shape))
+        t = TensorProto(name=name, data_type=data_type, dims=list(array.shape))
         t.data_location = TensorProto.EXTERNAL
         for k, v in (("location", self.location), ("offset", str(offset)),
                      ("length", str(len(raw)))):
             entry = t.external_data.add()
             entry.key, entry.value = k, v
         self.tensors.append(t)
+        return name
+
+    def weight(self, name: str, shape: tuple, std: float | None = None, ones: bool = False) -> str:
+        """Append a float16 weight; returns the name of its float32 cast."""
+        self.stored(name, self.values(shape, std, ones), TensorProto.FLOAT16)
         self.nodes.append(helper.make_node("Cast", [name], [f"{name}_f"], to=TensorProto.FLOAT))
         return f"{name}_f"
 
+    def matmul(self, x: str, name: str, shape: tuple, out: str, std: float | None = None) -> str:
+        """``x @ W``, ``W`` of ``shape`` (K, N): a float16 weight cast, or MatMulNBits blocks."""
+        if self.bits is None:
+            self.nodes.append(helper.make_node("MatMul", [x, self.weight(name, shape, std)], [out]))
+            return out
+        packed, scales, zeros = quantize_blocks(self.values(shape, std).astype(np.float32),
+                                                self.bits)
+        ins = [x, self.stored(f"{name}.q", packed, TensorProto.UINT8),
+               self.stored(f"{name}.scales", scales, TensorProto.FLOAT),
+               self.stored(f"{name}.zero_points", zeros, TensorProto.UINT8)]
+        self.nodes.append(helper.make_node("MatMulNBits", ins, [out], domain="com.microsoft",
+                                           K=shape[0], N=shape[1], bits=self.bits,
+                                           block_size=BLOCK))
+        return out
+
+
+#: Values per MatMulNBits block (along K), as onnxruntime's quantizer writes by default.
+BLOCK = 32
+
+
+def quantize_blocks(w: np.ndarray, bits: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``w`` (K, N) as MatMulNBits stores it: per output column and block of :data:`BLOCK` values
+    along K, the asymmetric ``bits``-bit grid from the block's range (0 included) with its
+    zero point, as onnxruntime's quantizer writes it without a symmetric option.
+
+    Returns
+    -------
+    packed : ndarray of uint8, shape (N, blocks, BLOCK * bits // 8)
+        Values lowest bits first.
+    scales : ndarray of float32, shape (N * blocks,)
+    zero_points : ndarray of uint8, shape (N * ceil(blocks * bits / 8),)
+        Packed per column like ``packed``.
+    """
+    k, n = w.shape
+    blocks, top, per = -(-k // BLOCK), (1 << bits) - 1, 8 // bits
+    v = np.zeros((n, blocks * BLOCK), np.float32)
+    v[:, :k] = w.T
+    v = v.reshape(n, blocks, BLOCK)
+    lo, hi = np.minimum(v.min(-1), 0.0), np.maximum(v.max(-1), 0.0)
+    scale = np.where(hi > lo, (hi - lo) / top, 1.0).astype(np.float32)
+    zero = np.clip(np.round(-lo / scale), 0, top).astype(np.uint8)
+    q = np.clip(np.round(v / scale[..., None]) + zero[..., None], 0, top).astype(np.uint8)
+    packed = np.zeros((n, blocks, BLOCK // per), np.uint8)
+    for j in range(per):
+        packed |= q[..., j::per] << np.uint8(j * bits)
+    padded = np.zeros((n, -(-blocks // per) * per), np.uint8)
+    padded[:, :blocks] = zero
+    zeros = np.zeros((n, padded.shape[1] // per), np.uint8)
+    for j in range(per):
+        zeros |= padded[:, j::per] << np.uint8(j * bits)
+    return packed, scale.reshape(-1), zeros.reshape(-1)
+
 
 def build(path: Path, cfg: Config = Config(), seed: int = 0, noise: float = 0.0,
-          noise_seed: int = 1) -> Path:
-    """Write the decoder to ``path`` (and ``path.data``)."""
-    w = _Writer(path.with_name(path.name + ".data"), seed, noise, noise_seed)
+          noise_seed: int = 1, bits: int | None = None) -> Path:
+    """Write the decoder to ``path`` (and ``path.data``); with ``bits``, every linear layer
+    (the head too) as MatMulNBits of that many bits, from the same values."""
+    w = _Writer(path.with_name(path.name + ".data"), seed, noise, noise_seed, bits)
     nodes = w.nodes
     consts = []
 
@@ -115,7 +201,7 @@ def build(path: Path, cfg: Config = Config(), seed: int = 0, noise: float = 0.0,
         return node("Mul", [node("Div", [x, root], f"{name}_n"), g], f"{name}_out")
 
     def linear(x, name, n_in, n_out):
-        return node("MatMul", [x, w.weight(f"{name}.weight", (n_in, n_out))], f"{name}_out")
+        return w.matmul(x, f"{name}.weight", (n_in, n_out), f"{name}_out")
 
     emb = w.weight("embed.weight", (cfg.vocab, d), std=0.02)
     h = node("Gather", [emb, "input_ids"], "h0")
@@ -153,13 +239,15 @@ def build(path: Path, cfg: Config = Config(), seed: int = 0, noise: float = 0.0,
         h = node("Add", [h, linear(up, f"{p}.down", cfg.ff, d)], f"{p}_h2")
     h = rms(h, "final_norm")
     last = node("Squeeze", [node("Gather", [h, "last"], "h_last3", axis=1), "one"], "h_last")
-    node("MatMul", [last, w.weight("lm_head.weight", (d, cfg.vocab), std=0.02)], "logits")
+    w.matmul(last, "lm_head.weight", (d, cfg.vocab), "logits", std=0.02)
     w.file.close()
     graph = helper.make_graph(
         nodes, "decoder",
         [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", cfg.vocab])],
         w.tensors + consts)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("com.microsoft", 1)] if bits
+                                               else [])
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
     path.write_bytes(model.SerializeToString())
     return path
