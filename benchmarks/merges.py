@@ -3,6 +3,7 @@ the recipe, and does ``determine`` give a merged adapter's rank?
 
     python benchmarks/merges.py /tmp/merges --seeds 3 4 --json benchmarks/results/merges.json
     python benchmarks/merges.py --from benchmarks/results/merges.json --markdown
+    python benchmarks/merges.py /tmp/merges --seeds 3 4 --trees-only --json benchmarks/results/merges_trees.json
 
 Per seed and family (``digits_mlp`` 64-128-64-10 and ``digits_cnn`` with BatchNorm kept, from
 ``families.py``): a base trained on the first half of digits, four parents fine-tuned from it on
@@ -29,6 +30,10 @@ for the decoder, LoRA of rank r on the q, v, gate, up and down projections of ev
 (``llm_derivations.lora``), trained 100 steps and merged. ``determine``'s difference
 (:func:`onnx_lineage.analyses.lowrank.difference`) gives each layer's rank, which should be
 ``min(r, rows, columns)`` where adapted and 0 elsewhere.
+
+``tree`` then runs over each family's folder (base, parents, merges, look-alikes, and the
+decoder's adapters; without closeness): each merge against the parents it was made from
+(:func:`run_tree`). With ``--trees-only`` it runs on the folders an earlier run left.
 
 Each parent's ``p_share`` (the test of "this parent's share is 0": B made from the others
 alone) is recorded and read where the truth is known: the true parents of a merge, and the
@@ -284,6 +289,37 @@ def run_family(family: str, seed: int, out: Path) -> list:
     return rows
 
 
+def run_tree(family: str, seed: int, out: Path) -> dict:
+    """``tree`` over every model of the family's folder (base, parents, merges, look-alikes and,
+    for the decoder, its adapters), without closeness: each merge's parents as the forest
+    gives them, against the parents it was made from; which models it calls merges; each
+    adapter's edge and rank."""
+    from onnx_lineage.data import Dataset
+    from onnx_lineage.zoo.tree import tree
+    data = None
+    if family == DECODER:
+        ids = decoder_family(seed, out).ids
+        data = Dataset({"input_ids": ids}, None, "the decoder's held-out rows")
+    t0 = time.perf_counter()
+    r = tree([out], data, seed=seed, with_closeness=False)
+    made = {name: [f"p{i + 1}" for i in range(k)] for name, _, k, _, _ in _merges(seed)}
+    found = {m["child"].removesuffix(".onnx"): m for m in r.merges or []}
+    parent = {e["child"].removesuffix(".onnx"): (e["parent"].removesuffix(".onnx"), e.get("adapter"))
+              for e in r.edges}
+    rows = []
+    for name, truth in made.items():
+        got = found.get(name)
+        parents = sorted(p["parent"].removesuffix(".onnx") for p in got["parents"]) if got else []
+        rows.append({"case": name, "truth": truth, "found": parents,
+                     "recipe": got["recipe"] if got else None, "right": parents == truth})
+    adapters = {n: parent.get(n) for n in parent if n.startswith("lora_")}
+    return {"family": family, "seed": seed, "seconds": time.perf_counter() - t0,
+            "merges": rows, "claimed": sorted(set(found) - set(made)),
+            "finetune_parent": parent.get("finetune", (None,))[0],
+            "adapters": {n: {"parent": p, "rank": rank} for n, (p, rank) in adapters.items()},
+            "roots": [x.removesuffix(".onnx") for x in r.roots]}
+
+
 def _attributed(name: str, recipe: str, truth, r, family: str, seed: int) -> dict:
     shares = [s.share for s in r.parents]
     related = [s.related for s in r.parents]
@@ -373,6 +409,24 @@ def summary(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def tree_summary(doc: dict) -> list:
+    """``tree`` over each folder: merges drawn with exactly the parents they were made from."""
+    out = ["| family | seed | merges drawn with exactly their parents | drawn with others | "
+           "not drawn | other models called merges | the fine-tune's parent | adapters' edges "
+           "(parent, rank) |", "|---|---|---|---|---|---|---|---|"]
+    for t in doc.get("trees", []):
+        rows = t["merges"]
+        right = [r["case"] for r in rows if r["right"]]
+        other = [f"{r['case']} <- {'+'.join(r['found'])}" for r in rows if r["found"] and not r["right"]]
+        none = [r["case"] for r in rows if not r["found"]]
+        adapters = ", ".join(f"{n}: {a['parent']}, {a['rank']}" for n, a in
+                             sorted(t["adapters"].items())) or "-"
+        out.append(f"| {t['family']} | {t['seed']} | {len(right)} of {len(rows)} | "
+                   f"{'; '.join(other) or '-'} | {len(none)} | {', '.join(t['claimed']) or '-'} "
+                   f"| {t['finetune_parent']} | {adapters} |")
+    return out
+
+
 def _recipe_row(recipe: str, family: str, got: list) -> str:
     """One row of the recipes table."""
     errs = [r["share_error"] for r in got if r["share_error"] is not None]
@@ -424,6 +478,8 @@ def main() -> None:
     ap.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
                     help="the families merged (the MNIST adapters come with digits_mlp, the "
                          "decoder's with the decoder)")
+    ap.add_argument("--trees-only", action="store_true",
+                    help="only tree over the folders an earlier run left in OUT")
     cli.add_json(ap)
     cli.add_from(ap)
     cli.add_markdown(ap)
@@ -431,7 +487,12 @@ def main() -> None:
 
     def build(out: Path) -> dict:
         t0 = time.perf_counter()
-        merges, adapters = [], []
+        if args.trees_only:  # on the folders a run left
+            trees = [run_tree(family, seed, out / f"{family}_{seed}")
+                     for seed in args.seeds for family in args.families]
+            return {"machine": machine(), "seeds": args.seeds, "families": args.families,
+                    "trees": trees, "seconds": time.perf_counter() - t0}
+        merges, adapters, trees = [], [], []
         for seed in args.seeds:
             for family in args.families:
                 merges += run_family(family, seed, out / f"{family}_{seed}")
@@ -439,11 +500,14 @@ def main() -> None:
                 adapters += run_adapters(seed, out / f"adapters_{seed}")
             if DECODER in args.families:
                 adapters += run_decoder_adapters(seed, out / f"{DECODER}_{seed}")
+            trees += [run_tree(family, seed, out / f"{family}_{seed}")
+                      for family in args.families]
         return {"machine": machine(), "seeds": args.seeds, "families": args.families,
-                "merges": merges, "adapters": adapters, "seconds": time.perf_counter() - t0}
+                "merges": merges, "adapters": adapters, "trees": trees,
+                "seconds": time.perf_counter() - t0}
 
     doc = cli.document(args, build)
-    print(summary(doc))
+    print(summary(doc) if "merges" in doc else "", "\n".join(tree_summary(doc)), sep="\n")
 
 
 if __name__ == "__main__":
