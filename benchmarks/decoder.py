@@ -133,7 +133,8 @@ BLOCK = 32
 def quantize_blocks(w: np.ndarray, bits: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``w`` (K, N) as MatMulNBits stores it: per output column and block of :data:`BLOCK` values
     along K, the asymmetric ``bits``-bit grid from the block's range (0 included) with its
-    zero point, as onnxruntime's quantizer writes it without a symmetric option.
+    zero point, byte for byte as onnxruntime's ``MatMulNBitsQuantizer`` writes it (asymmetric;
+    a last byte's unused zero point holds the default, ``2^(bits - 1)``).
 
     Returns
     -------
@@ -155,7 +156,7 @@ def quantize_blocks(w: np.ndarray, bits: int = 4) -> tuple[np.ndarray, np.ndarra
     packed = np.zeros((n, blocks, BLOCK // per), np.uint8)
     for j in range(per):
         packed |= q[..., j::per] << np.uint8(j * bits)
-    padded = np.zeros((n, -(-blocks // per) * per), np.uint8)
+    padded = np.full((n, -(-blocks // per) * per), 1 << (bits - 1), np.uint8)  # unused: default
     padded[:, :blocks] = zero
     zeros = np.zeros((n, padded.shape[1] // per), np.uint8)
     for j in range(per):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -27,6 +28,29 @@ def test_blocks_hold_each_value_within_half_a_step_including_a_ragged_last_block
     assert packed.shape == (n, 4, BLOCK // 2) and scales.shape == (n * 4,)
     weight, steps = dequantize_nbits(packed, scales, zeros, k, n, 4, BLOCK)
     assert np.all(np.abs(weight - w.T) <= 0.5 * steps + 1e-6)
+
+
+def _matmul(w: np.ndarray) -> onnx.ModelProto:
+    """``y = x @ w``, ``w`` a float32 initializer."""
+    k, n = w.shape
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])], [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+        [numpy_helper.from_array(w, "W")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("k, n", [(64, 48), (96, 40), (256, 344)])
+def test_the_blocks_are_the_bytes_onnxruntimes_quantizer_writes(k, n):
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    w = np.random.default_rng(k + n).normal(size=(k, n)).astype(np.float32)
+    quantizer = MatMulNBitsQuantizer(_matmul(w), block_size=BLOCK, is_symmetric=False)
+    quantizer.process()
+    theirs = {t.name: numpy_helper.to_array(t) for t in quantizer.model.model.graph.initializer}
+    packed, scales, zeros = quantize_blocks(w)
+    assert np.array_equal(theirs["W_Q4"], packed)
+    assert np.array_equal(theirs["W_scales"].ravel(), scales)
+    assert np.array_equal(theirs["W_zero_points"].ravel(), zeros)
 
 
 def test_onnxruntime_multiplies_by_the_weight_the_blocks_stand_for():
