@@ -14,7 +14,8 @@ reader's weight transposed), divided by the Frobenius norm of A's. Stacked side 
 ``X_A`` and ``X_B`` of shape ``(width, n)`` with ``X_B = R X_A`` for a rotated copy. Where the
 members hold more than :data:`SAMPLED_COLUMNS_PER_UNIT` columns per unit, every ``k``-th column
 of each is read (the same columns of both models, fixed: no draw), ``k`` the smallest that keeps
-``n`` within that many per unit (a 32,000-token embedding and head of width 2,048: every 4th).
+``n`` within that many per unit (a 1.1B decoder's stream of width 2,048 holds 165,376 such
+columns: every 11th).
 ``R = U V^T`` from the SVD ``X_B X_A^T = U S V^T`` minimises ``||X_B - R X_A||_F`` over all
 orthogonal matrices (orthogonal Procrustes). Because no permutable axis enters, ``R`` depends on
 nothing that B's hidden units' order could change: the classes matched afterwards keep their null
@@ -62,7 +63,7 @@ ROUNDING = 1e-6
 COLUMNS_PER_UNIT = 2
 #: Most columns read per stream unit: beyond this, evenly spaced columns of each member (every
 #: ``k``-th token of an embedding) are read, as many as this allows. The cross-covariance costs
-#: ``width^2`` per column (a 1.1B decoder's 32,000-token embedding and head: 0.5 TFLOP), and
+#: ``width^2`` per column (a 1.1B decoder's fixed members: 1.4 TFLOP in float64), and
 #: four times the columns the criterion needs leaves it where it was measured.
 SAMPLED_COLUMNS_PER_UNIT = 8
 
