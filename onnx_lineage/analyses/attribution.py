@@ -44,7 +44,7 @@ from onnx_lineage.analyses.lowrank import MATRIX_KINDS, permuted_only, rank_abov
 from onnx_lineage.errors import UsageError
 from onnx_lineage.evidence import data_free, decide, unit_order
 from onnx_lineage.evidence.registry import registered
-from onnx_lineage.evidence.same_values import RELATIVE
+from onnx_lineage.evidence.same_values import FLOOR, RELATIVE
 from onnx_lineage.matching import match
 from onnx_lineage.model.loading import as_loaded
 from onnx_lineage.results import Result
@@ -57,6 +57,8 @@ EXACT = 0.01
 #: least VALUEWISE of them are the recipe's to rounding.
 VALUEWISE_FROM = 64
 VALUEWISE = 0.99
+#: ... with each parent's coefficient recurring in at least this share of the values it changed.
+RECURS = 0.05
 #: SLERP: largest gap between a layer's fitted weights and the spherical ones.
 SLERP_GAP = 1e-4
 
@@ -77,12 +79,15 @@ class Share:
     interval : list of float or None
         95% t interval over the layers.
     p_share : float or None
-        The t test over the layers of "this parent's share is 0", the tensors taken as
-        replicates (an approximation, as the interval is); None where the share rests on one
-        tensor. Not a valid test of "B derives from the other parents alone" where this parent
-        is a sibling of one of them: a fine-tune moves its model partly along directions its
-        siblings' training also took, which the fit reads as a share (benchmarks/merges.py:
-        every fine-tune's sibling candidate at p_share 1e-22 to 5e-4).
+        The test of "B derives from the other parents alone, trained after or not", where the fit
+        is exact (B is the combination to rounding in every weight matrix, value by value for
+        TIES and DARE): :data:`FLOOR` where the fit without this parent is not exact (training
+        noise that lands exactly in the span of this parent has probability 0, whatever its
+        distribution), 1 where it still is. None where B is no exact combination: a fine-tune
+        moves its model partly along directions its siblings' training also took, which the fit
+        reads as a share, so no share of a model trained after is tested (a t test over the
+        tensors, used before, gave a fine-tune's sibling p 1e-22 to 5e-4 in
+        benchmarks/merges.py).
     """
 
     parent: str
@@ -181,26 +186,53 @@ def attribute(b, parents, base=None, *, alpha: float = 0.01, seed: int = 0, prog
         for p in parents:
             p = as_loaded(p)
             step(f"matching {p.name} to {b.name} and testing independence")
-            m = match(b, p, rng=rng)
-            free = data_free(m, alpha)
-            v = decide(free.tests, alpha)
-            shares.append(Share(p.name, v.p_value, v.related is True))
-            if v.related is True:
-                frames.append(_in_b_frame(m, _order_kept(free, alpha)))
+            a = aligned(b, p, alpha, rng)
+            shares.append(Share(p.name, a.p_value, a.related))
+            if a.related:
+                frames.append(a.frame)
         q = None
         if base is not None:
             base = as_loaded(base)
             step(f"matching the base {base.name} to {b.name}")
-            m = match(b, base, rng=rng)
-            free = data_free(m, alpha)
-            if decide(free.tests, alpha).related is not True:
+            a = aligned(b, base, alpha, rng)
+            if not a.related:
                 notes.append(f"the base {base.name} is not related to {b.name} at the level: "
                              "task vectors from it say nothing of B's lineage")
-            q = _in_b_frame(m, _order_kept(free, alpha))
+            q = a.frame
         step("fitting B's layers as combinations of the related parents")
         fits = _fits(frames, q)
-        return _result(b.name, None if base is None else base.name, alpha, shares, fits, notes,
-                       time.perf_counter() - t0)
+        needed = _needed(frames, q) if _exact(fits) else [None] * len(frames)
+        return _result(b.name, None if base is None else base.name, alpha, shares, fits, needed,
+                       notes, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Another model in B's frame.
+
+    Attributes
+    ----------
+    p_value : float
+        The data-free tests combined: "B shares nothing with it".
+    related : bool
+        ``p_value`` at most ``alpha``.
+    frame : dict
+        B's layer index -> (B's layer, its parameters, the other model's in B's unit order), for
+        the layers the matching paired.
+    """
+
+    p_value: float
+    related: bool
+    frame: dict
+
+
+def aligned(b, other, alpha: float, rng: np.random.Generator) -> Aligned:
+    """``other`` (a LoadedModel) matched to ``b`` with B's unit order as the frame and tested
+    for independence from B (module docstring)."""
+    m = match(b, other, rng=rng)
+    free = data_free(m, alpha)
+    v = decide(free.tests, alpha)
+    return Aligned(v.p_value, v.related is True, _in_b_frame(m, _order_kept(free, alpha)))
 
 
 def _order_kept(free, alpha: float) -> bool:
@@ -223,6 +255,17 @@ def _in_b_frame(m, in_place: bool) -> dict:
     layers = {x.index: x for x in corr.a_layers}
     return {p["a"]: (layers[p["a"]], corr.a_params[p["a"]], theirs[p["b"]])
             for p in m.pairs if p["b"] in theirs and p["a"] in layers}
+
+
+def _exact(fits: list) -> bool:
+    """Whether the fit leaves nothing beyond rounding in any weight matrix (value by value for
+    TIES and DARE)."""
+    return bool(fits) and all(f.rank == 0 for f in fits if f.low is not None)
+
+
+def _needed(frames: list, q: dict | None) -> list:
+    """Per related parent, of an exact fit: whether the fit without it is no longer exact."""
+    return [not _exact(_fits(frames[:i] + frames[i + 1:], q)) for i in range(len(frames))]
 
 
 def _fits(frames: list, q: dict | None) -> list:
@@ -265,7 +308,7 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
         bound = relative * float(np.linalg.norm(size)) + 0.5 * layer.step * math.sqrt(y.size)
         rank = rank_above(remainder.reshape(rows, -1), bound)
     if q is not None and (rank != 0 if matrix else residual > 1e-6) and y.size >= VALUEWISE_FROM:
-        found = _valuewise(target, basis, np.abs(y) + np.abs(xs).sum(1) + np.abs(origin),
+        found = value_by_value(target, basis, np.abs(y) + np.abs(xs).sum(1) + np.abs(origin),
                            relative)
         if found is not None:
             (valuewise, w), rank = found, (0 if matrix else None)
@@ -282,7 +325,7 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
                     angle=angle, size=int(y.size), valuewise=valuewise)
 
 
-def _valuewise(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
+def value_by_value(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
                relative: float) -> tuple[str, np.ndarray] | None:
     """TIES or DARE, read value by value (module docstring): ``(recipe, weights)`` where at
     least :data:`VALUEWISE` of the values are one of the recipe's candidates to rounding, else
@@ -312,22 +355,27 @@ def _valuewise(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
     return None if best is None else (best[1], best[2])
 
 
+def ratio_mode(ratios: np.ndarray) -> tuple[float | None, float]:
+    """The most frequent of ``ratios`` (found to 4 decimals, then the median of the ratios there)
+    and the share of the finite non-zero ratios at it; ``(None, 0.0)`` where there are none."""
+    ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
+    if ratios.size == 0:
+        return None, 0.0
+    values, counts = np.unique(np.round(ratios, 4), return_counts=True)
+    top = int(np.argmax(counts))
+    # the exact coefficient: the median of the ratios that round to the mode
+    return (float(np.median(ratios[np.round(ratios, 4) == values[top]])),
+            float(counts[top] / ratios.size))
+
+
 def _ratio_modes(target: np.ndarray, basis: np.ndarray, pooled: bool) -> np.ndarray | None:
-    """Each parent's most frequent ratio ``target / basis`` (found to 4 decimals, then the median
-    of the ratios there), where a value of B is a single parent's times its coefficient;
-    ``pooled``: one ratio for all. None where no ratio recurs in at least 5% of the values the
-    parent changed (a fine-tune leaves most of an embedding's rows as they were: the rows of
-    tokens its text never holds)."""
+    """Each parent's most frequent ratio ``target / basis`` (:func:`ratio_mode`), where a value
+    of B is a single parent's times its coefficient; ``pooled``: one ratio for all. None where no
+    ratio recurs in at least :data:`RECURS` of the values the parent changed (a fine-tune leaves
+    most of an embedding's rows as they were: the rows of tokens its text never holds)."""
     def mode(ratios: np.ndarray) -> float | None:
-        ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
-        if ratios.size == 0:
-            return None
-        values, counts = np.unique(np.round(ratios, 4), return_counts=True)
-        top = int(np.argmax(counts))
-        if counts[top] < 0.05 * ratios.size:
-            return None
-        # the exact coefficient: the median of the ratios that round to the mode
-        return float(np.median(ratios[np.round(ratios, 4) == values[top]]))
+        value, share = ratio_mode(ratios)
+        return value if share >= RECURS else None
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = target[:, None] / basis
     if pooled:
@@ -360,15 +408,17 @@ def _with_low_rank(basis: np.ndarray, target: np.ndarray, rows: int, bound: floa
     return w, None
 
 
-def _result(name: str, base: str | None, alpha: float, shares: list, fits: list, notes: list,
-            seconds: float) -> AttributionResult:
-    """Shares with their intervals, the remainder's rank, the recipe and its sentence."""
+def _result(name: str, base: str | None, alpha: float, shares: list, fits: list, needed: list,
+            notes: list, seconds: float) -> AttributionResult:
+    """Shares with their intervals and tests (``needed``: :func:`_needed`, or None per parent
+    where the fit is not exact), the remainder's rank, the recipe and its sentence."""
     related = [k for k, s in enumerate(shares) if s.related]
     weights = np.array([f.weights for f in fits]).reshape(len(fits), len(related))
     sizes = np.array([f.size for f in fits], np.float64)
     for j, k in enumerate(related):
-        shares[k] = Share(shares[k].parent, shares[k].p_value, True, *_mean_interval(
-            weights[:, j], sizes))
+        share, interval = _mean_interval(weights[:, j], sizes)
+        p_share = None if needed[j] is None else FLOOR if needed[j] else 1.0
+        shares[k] = Share(shares[k].parent, shares[k].p_value, True, share, interval, p_share)
     matrices = [f for f in fits if f.low is not None]
     beyond = [f for f in matrices if f.rank != 0]  # a remainder beyond rounding
     rank = (max(f.rank for f in beyond) if beyond and all(f.low for f in beyond)
@@ -380,20 +430,18 @@ def _result(name: str, base: str | None, alpha: float, shares: list, fits: list,
 
 
 def _mean_interval(w: np.ndarray, sizes: np.ndarray) -> tuple:
-    """The mean of per-tensor weights, each weighed by its number of values, its 95% t interval
-    (the weighted standard error, over the tensors less one degree of freedom) and the two-sided
-    t test's p-value of a mean of 0 (none of either from one tensor)."""
+    """The mean of per-tensor weights, each weighed by its number of values, and its 95% t
+    interval (the weighted standard error, over the tensors less one degree of freedom; none
+    from one tensor)."""
     if w.size == 0:
-        return None, None, None
+        return None, None
     p = sizes / sizes.sum()
     mean = float(p @ w)
     if w.size < 2:
-        return mean, None, None
+        return mean, None
     se = math.sqrt(float(np.sum(p * p * (w - mean) ** 2)) * w.size / (w.size - 1))
-    half = float(stats.t.ppf(0.975, w.size - 1)) * se
-    zero = 1.0 if mean == 0 else 0.0 if se == 0 else float(
-        2 * stats.t.sf(abs(mean) / se, w.size - 1))
-    return mean, [mean - half, mean + half], zero
+    return mean, [mean - float(stats.t.ppf(0.975, w.size - 1)) * se,
+                  mean + float(stats.t.ppf(0.975, w.size - 1)) * se]
 
 
 def _near(share: Share, value: float) -> bool:
