@@ -46,6 +46,15 @@ faults (coefficients rounded, kept values miscounted), mended without a new thre
 reported seeds are 3 and 4, run once after. The decoder family was developed on its seed 1 alone,
 which found a third (a coefficient counted among all of a tensor's values, not those its parent
 changed: fc8ceb3) before seeds 3 and 4 were run.
+
+``tree``'s search for merges (:mod:`onnx_lineage.zoo.merges`: generators, smallest explaining
+sets, TIES and DARE bases from the values they keep) was written against the folders of seeds 3
+and 4 (where the previous search drew 1 of 66 merges with exactly its parents), so those seeds
+are no test of it: it is reported on seeds 5 and 6, built and run once after.
+
+Each parent's ``p_share`` is the test of "B derives from the other parents alone, trained after
+or not" where B is exactly their combination (:class:`~onnx_lineage.analyses.attribution.Share`),
+and none where it is not (a fine-tune's candidates).
 """
 
 from __future__ import annotations

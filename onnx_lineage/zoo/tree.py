@@ -47,7 +47,7 @@ from onnx_lineage.zoo.forest import (DECIDED, INHERITANCE_LEVEL, PairOutcome, al
                                      follow_inheritance, mermaid, orient, shape_notes,
                                      signal_clock, spanning_forest)
 from onnx_lineage.zoo.inheritance import SHARED_RANK, displacement_share
-from onnx_lineage.zoo.merges import mend, merge_edges
+from onnx_lineage.zoo.merges import attach, merge_edges
 from onnx_lineage.zoo.inheritance import evidence as inheritance_evidence
 
 
@@ -294,16 +294,36 @@ def _clocks(stats: dict, weights: dict) -> tuple:
     return evidence_clock(stats, weights), evidence_clock(stats, weights, INHERITANCE_LEVEL)
 
 
-def _merged(directed: list, roots: list, outcomes: list, loaded: dict, seed: int,
-            decided: list) -> tuple:
-    """The forest mended where a model is a merge of others (:mod:`.merges`; ``decided``: the
-    edges whose direction is decided, which alone may say which model is a base):
-    ``(directed, roots, merges)``."""
-    merges = merge_edges(outcomes, loaded, seed, decided)
-    if merges:
-        directed, mended = mend(directed, merges, outcomes)
-        roots = sorted(set(roots) | set(mended) - {m["child"] for m in merges})
-    return directed, roots, merges
+def _forest(names: list, outcomes: list, quantized: frozenset, stats: dict, weights: dict,
+            share) -> tuple[list, list]:
+    """The spanning forest over ``names`` (the related pairs among them), oriented by the
+    direction evidence and the clock, each child moved to the relative whose change it carries:
+    ``(directed, roots)``."""
+    among = [o for o in outcomes if o.a in names and o.b in names]
+    kept = spanning_forest(names, among, quantized)
+    directed, roots = orient(names, kept, hubness(among), stats, weights)
+    correct, move_down = _clocks(stats, weights)
+    directed, roots = follow_clock(directed, roots, among, stats, correct)
+    return follow_inheritance(directed, among, share, stats, quantized, move_down), roots
+
+
+def _merged(names: list, outcomes: list, loaded: dict, seed: int, quantized: frozenset,
+            stats: dict, weights: dict, share, step) -> tuple:
+    """The forest with every merge (:mod:`.merges`) hung from its parents: the forest over all
+    models gives the directions that may tell a base from its merge; the merges found, it is
+    drawn again without them, and each merge hangs from its largest parent (the others are in
+    ``merges``). ``(directed, roots, merges)``."""
+    directed, roots = _forest(names, outcomes, quantized, stats, weights, share)
+    step("merges: is any model made from several of its relatives")
+    decided = [(p, c, o) for p, c, o in directed
+               if edge_confidence(p, c, o, stats, weights) >= DECIDED]
+    merges = merge_edges(outcomes, loaded, seed, decided, quantized)
+    if not merges:
+        return directed, roots, merges
+    made = {m["child"] for m in merges}
+    directed, roots = _forest([n for n in names if n not in made], outcomes, quantized, stats,
+                              weights, share)
+    return attach(directed, roots, merges, outcomes) + (merges,)
 
 
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
@@ -350,18 +370,10 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     step(f"weight statistics and loss of {len(names)} models")
     stats = _model_stats(names, loaded, layers, data, seed)
     weights = signal_weights()
-    kept = spanning_forest(names, outcomes, quantized)
-    centrality = hubness(outcomes)
-    directed, roots = orient(names, kept, centrality, stats, weights)
-    correct, move_down = _clocks(stats, weights)
-    directed, roots = follow_clock(directed, roots, outcomes, stats, correct)
-    step("inheritance: does each child carry its parent's own change")
     share = shares_of(loaded, seed)
-    directed = follow_inheritance(directed, outcomes, share, stats, quantized, move_down)
-    step("merges: is any model an average of its relatives")
-    decided = [(p, c, o) for p, c, o in directed
-               if edge_confidence(p, c, o, stats, weights) >= DECIDED]
-    directed, roots, merges = _merged(directed, roots, outcomes, loaded, seed, decided)
+    step("the forest: directions, and which relative each child carries the change of")
+    directed, roots, merges = _merged(names, outcomes, loaded, seed, quantized, stats, weights,
+                                      share, step)
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:

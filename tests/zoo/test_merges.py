@@ -4,7 +4,7 @@ import numpy as np
 
 from onnx_lineage.report.tree import tree_html
 from onnx_lineage.zoo import tree
-from tests.analyses.test_attribution import SIZES, _combine, _moved
+from tests.analyses.test_attribution import SIZES, _combine, _moved, _slerp, dare, ties
 from tests.evidence.models import random_mlp, save
 
 
@@ -107,3 +107,63 @@ def test_tree_shows_a_merge_of_task_vectors_with_its_base():
     edges = [{"parent": "base", "child": x, "closeness": None} for x in ("p1", "p2")] + [
         {"parent": "p1", "child": "merge", "closeness": None}]
     assert '-. "task arithmetic 0.60" .->' in mermaid(edges, ["base"], [merge])
+
+
+def _outcomes_all_related(names: list, strangers=()) -> list:
+    """Every pair's outcome as the exact tests would give it for one family (``strangers``
+    related to nothing)."""
+    from onnx_lineage.zoo.forest import PairOutcome
+    return [PairOutcome(a, b, a not in strangers and b not in strangers, 0.9, 0.0, (),
+                        distance=0.1) for i, a in enumerate(names) for b in names[i + 1:]]
+
+
+def test_every_merge_of_a_crowded_folder_is_found_with_exactly_its_parents(tmp_path):
+    """Averages on one line (a linear merge and a SLERP of the same two parents), averages of
+    three, task arithmetic from the base with weights over 1 (so the base is no average of
+    anything), TIES and DARE beside a fine-tune and a stranger: each merge gets the models it
+    was made from, not another merge that lies in their span; nothing else is called a merge,
+    and no forest directions are needed to tell the base from its merges."""
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.merges import merge_edges
+    base = random_mlp(0, SIZES)
+    p1, p2, p3 = (_moved(base, s) for s in (1, 2, 3))
+    made = {"linear_2": ([p1, p2], _combine([p1, p2], [0.3, 0.7]), "linear"),
+            "slerp_2": ([p1, p2], tuple([_slerp(x, y, 0.6) for x, y in zip(p1[k], p2[k])]
+                                        for k in (0, 1)), "slerp"),
+            "linear_3": ([p1, p2, p3], _combine([p1, p2, p3], [0.2, 0.5, 0.3]), "linear"),
+            "ta_2": ([p1, p2], _combine([p1, p2], [0.8, 0.6], base=base), "task arithmetic"),
+            "ta_3": ([p1, p2, p3], _combine([p1, p2, p3], [0.5, 0.8, 0.7], base=base),
+                     "task arithmetic"),
+            "ties_3": ([p1, p2, p3], ties([p1, p2, p3], base), "ties"),
+            "dare_2": ([p2, p3], dare([p2, p3], [0.9, 0.6], base, np.random.default_rng(4)),
+                       "dare")}
+    models = {"base": base, "p1": p1, "p2": p2, "p3": p3, "p1_ft": _moved(p1, 5, size=0.1),
+              "stranger": random_mlp(9, SIZES), **{k: v[1] for k, v in made.items()}}
+    loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
+    name = {id(m): n for n, m in models.items()}
+    merges = {m["child"]: m for m in merge_edges(
+        _outcomes_all_related(sorted(models), ["stranger"]), loaded, 0)}
+    assert set(merges) == set(made), sorted(merges)
+    for child, (parents, _, recipe) in made.items():
+        got = merges[child]
+        assert sorted(p["parent"] for p in got["parents"]) == sorted(
+            name[id(p)] for p in parents), (child, got["parents"])
+        assert got["recipe"] == recipe, (child, got["recipe"])
+        assert got["base"] == ("base" if recipe in ("task arithmetic", "ties", "dare") else None)
+
+
+def test_a_merge_and_a_parent_with_copies_beside_them_are_still_found(tmp_path):
+    """Re-exports hold the same values: measured from its copy, no fit of a merge looks like
+    rounding, and a parent is explained by its copy alone. Each copy is set aside (one of the
+    two stands for both)."""
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.merges import merge_edges
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    merge = _combine([p1, p2], [0.4, 0.6])
+    models = {"base": base, "p1": p1, "p1_again": p1, "p2": p2, "merge": merge,
+              "merge_again": merge}
+    loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
+    merges = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
+    assert [m["child"] for m in merges] == ["merge"], merges
+    assert sorted(p["parent"] for p in merges[0]["parents"]) == ["p1", "p2"]
