@@ -93,14 +93,18 @@ class _UnionFind:
 def spanning_forest(models: list[str], outcomes: list[PairOutcome],
                     leaves: frozenset = frozenset()) -> list[PairOutcome]:
     """Related pairs kept by Kruskal's minimum spanning forest on their distances (ties broken
-    by name).
+    by name), pairs whose difference is a merged adapter's first, the lowest rank first: adapters
+    trained alike from one parent can sit closer to each other than to it, but the difference
+    of two adapters has the rank of both (a rank-4 and a rank-8 adapter of one parent differ by
+    rank 12), so each hangs from the model it differs from by least.
 
     Models in ``leaves`` (quantized copies: nothing is trained from an int8 file) are attached
     last, each to its nearest related model outside ``leaves``.
     """
     uf = _UnionFind(models)
     kept = []
-    related = sorted((o for o in outcomes if o.related), key=lambda o: (o.length, o.a, o.b))
+    related = sorted((o for o in outcomes if o.related),
+                     key=lambda o: (o.adapter is None, o.adapter or 0, o.length, o.a, o.b))
     for o in related:
         if o.a not in leaves and o.b not in leaves and uf.union(o.a, o.b):
             kept.append(o)
@@ -268,7 +272,10 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
       down (a grandchild that trained back towards its grandparent's task, hung beside its
       parent by the distances).
 
-    Only to models related to ``c`` (``outcomes``). Roots do not change.
+    Only to models related to ``c`` (``outcomes``), and never from a parent that ``c`` differs
+    from by a merged adapter to one it differs from by a higher rank or a full one (adapters
+    trained alike carry each other's displacement; the rank says which model they were
+    trained on). Roots do not change.
     """
     clock = clock or signal_clock(stats)
     pair = {}
@@ -297,7 +304,7 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
             p = parent[c][0]
             q = parent[p][0]
             s = share(q, p, c) if (q, c) in pair else None
-            if s is None or s >= CHILD_SHARE:
+            if s is None or s >= CHILD_SHARE or _rank(pair[(q, c)]) > _rank(parent[c][1]):
                 break
             parent[c] = (q, pair[(q, c)])
         while True:  # down
@@ -305,7 +312,8 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
             scored = []
             for s in children(p):
                 e = pair.get((s, c))
-                if s in mine or s in leaves or e is None or clock(s, c, e) <= 0:
+                if (s in mine or s in leaves or e is None or clock(s, c, e) <= 0
+                        or _rank(e) > _rank(parent[c][1])):
                     continue
                 v = share(p, s, c)
                 if v is not None and v >= CHILD_SHARE:
@@ -316,6 +324,11 @@ def follow_inheritance(directed: list[tuple[str, str, PairOutcome]], outcomes: l
             parent[c] = (s, e)
     order = {c: k for k, (_, c, _) in enumerate(directed)}
     return sorted(((p, c, e) for c, (p, e) in parent.items()), key=lambda x: order[x[1]])
+
+
+def _rank(e: PairOutcome) -> float:
+    """The rank of the merged adapter across edge ``e`` (infinite: none, a full-rank change)."""
+    return math.inf if e.adapter is None else e.adapter
 
 
 def _away_from(root: str, adj) -> list[tuple[str, str, PairOutcome]]:

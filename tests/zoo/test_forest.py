@@ -35,6 +35,20 @@ def test_a_star_with_children_trained_apart_stays_a_star():
     assert {frozenset((o.a, o.b)) for o in kept} == {frozenset(("root", f"c{k}")) for k in range(4)}
 
 
+def test_adapters_hang_from_the_model_they_differ_from_by_the_least_rank():
+    """Two adapters of one parent trained alike sit closer to each other than to it; their
+    difference has the rank of both, so each hangs from the parent."""
+    outcomes = [PairOutcome("parent", "lora_4", True, 0.0, 0.0, (), distance=0.3, adapter=4),
+                PairOutcome("parent", "lora_8", True, 0.0, 0.0, (), distance=0.35, adapter=8),
+                PairOutcome("lora_4", "lora_8", True, 0.0, 0.0, (), distance=0.2, adapter=12),
+                PairOutcome("parent", "tuned", True, 0.0, 0.0, (), distance=0.25),
+                PairOutcome("lora_4", "tuned", True, 0.0, 0.0, (), distance=0.1)]
+    kept = spanning_forest(["lora_4", "lora_8", "parent", "tuned"], outcomes)
+    assert {frozenset((o.a, o.b)) for o in kept} == {
+        frozenset(("parent", "lora_4")), frozenset(("parent", "lora_8")),
+        frozenset(("lora_4", "tuned"))}
+
+
 def test_a_chain_stays_a_chain():
     rng = np.random.default_rng(1)
     steps = np.cumsum(rng.normal(size=(4, 400)), axis=0)
@@ -215,6 +229,19 @@ def test_a_grandchild_beside_its_parent_moves_down_only_after_it_by_the_clock():
     edges = follow_inheritance(directed, out, _shares({("r", "g1", "g2"): 0.9}),
                                _clocked({"r": 1.0, "g1": 1.3, "g2": 1.2}))
     assert {(p, c) for p, c, _ in edges} == {("r", "g1"), ("r", "g2")}
+
+
+def test_an_adapter_is_not_moved_to_a_sibling_it_differs_from_by_a_higher_rank():
+    """Two adapters of r trained alike carry each other's displacement (share 0.9) and the
+    clock puts a4 first; but a16 - r has rank 16, a16 - a4 rank 20: a16 stays under r."""
+    from dataclasses import replace
+    ranks = {frozenset(("r", "a4")): 4, frozenset(("r", "a16")): 16, frozenset(("a4", "a16")): 20}
+    out = [replace(o, adapter=ranks[frozenset((o.a, o.b))]) for o in _related("r", "a4", "a16")]
+    e = {frozenset((o.a, o.b)): o for o in out}
+    directed = [("r", "a4", e[frozenset(("r", "a4"))]), ("r", "a16", e[frozenset(("r", "a16"))])]
+    share = _shares({("r", "a4", "a16"): 0.9, ("r", "a16", "a4"): 0.9})
+    edges = follow_inheritance(directed, out, share, _clocked({"r": 1.0, "a4": 1.1, "a16": 1.2}))
+    assert {(p, c) for p, c, _ in edges} == {("r", "a4"), ("r", "a16")}
 
 
 def test_quantized_copies_and_silent_shares_move_nothing():
