@@ -99,13 +99,13 @@ def spanning_forest(models: list[str], outcomes: list[PairOutcome],
     rank 12), so each hangs from the model it differs from by least.
 
     Models in ``leaves`` (quantized copies: nothing is trained from an int8 file) are attached
-    last, each to its nearest related model outside ``leaves``.
+    last, each to its nearest related model outside ``leaves`` (by distance alone: its rounding
+    can read as a low rank against its source's parent).
     """
     uf = _UnionFind(models)
     kept = []
-    related = sorted((o for o in outcomes if o.related),
-                     key=lambda o: (o.adapter is None, o.adapter or 0, o.length, o.a, o.b))
-    for o in related:
+    related = sorted((o for o in outcomes if o.related), key=lambda o: (o.length, o.a, o.b))
+    for o in sorted(related, key=lambda o: (o.adapter is None, o.adapter or 0)):  # stable
         if o.a not in leaves and o.b not in leaves and uf.union(o.a, o.b):
             kept.append(o)
     for leaf in sorted(leaves):

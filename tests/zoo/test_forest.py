@@ -49,6 +49,17 @@ def test_adapters_hang_from_the_model_they_differ_from_by_the_least_rank():
         frozenset(("lora_4", "tuned"))}
 
 
+def test_a_quantized_copy_hangs_from_its_source_even_where_its_rounding_reads_as_a_low_rank():
+    """q, an int8 copy of a1 (a1 itself a low-rank change of a): q differs from a by a low rank
+    too (its rounding is within the bound), but it is a leaf attached by distance."""
+    outcomes = [PairOutcome("a", "a1", True, 0.0, 0.0, (), distance=0.2, adapter=1),
+                PairOutcome("a", "q", True, 0.0, 0.0, (), distance=0.21, adapter=1),
+                PairOutcome("a1", "q", True, 0.0, 0.0, (), distance=0.01)]
+    kept = spanning_forest(["a", "a1", "q"], outcomes, leaves=frozenset({"q"}))
+    assert {frozenset((o.a, o.b)) for o in kept} == {frozenset(("a", "a1")),
+                                                     frozenset(("a1", "q"))}
+
+
 def test_a_chain_stays_a_chain():
     rng = np.random.default_rng(1)
     steps = np.cumsum(rng.normal(size=(4, 400)), axis=0)
