@@ -82,7 +82,8 @@ def render_tree(r) -> None:
             f"{r.seconds:.1f} s")
     for m in r.merges or []:
         shares = ", ".join(f"{p['parent']} {p['share']:.3f}" for p in m["parents"])
-        c.print(f"- merge: {m['child']} is {m['recipe']} of {shares}", markup=False)
+        base = f" from {m['base']}" if m.get("base") else ""
+        c.print(f"- merge: {m['child']} is a {m['recipe']} merge of {shares}{base}", markup=False)
     for f in r.failed:
         c.print(f"- not tested: {f['a']} / {f['b']}: {f['error']}")
     for note in r.notes or []:

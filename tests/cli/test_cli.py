@@ -443,6 +443,30 @@ def test_attribute_gives_a_merge_s_parents_their_shares_and_a_stranger_none(tmp_
     assert cli("attribute", b).returncode == 2  # no parent: a usage error
 
 
+def test_tree_names_each_merge_s_recipe_parents_and_base(tmp_path):
+    from tests.analyses.test_attribution import SIZES, _combine, _moved, ties
+    from tests.evidence.models import random_mlp, save
+    base = random_mlp(0, SIZES)
+    p1, p2, p3 = (_moved(base, s) for s in (1, 2, 3))
+    for name, model in {"base": base, "p1": p1, "p2": p2, "p3": p3,
+                        "avg": _combine([p1, p2], [0.25, 0.75]),
+                        "ta": _combine([p1, p2, p3], [0.9, 0.6, 0.5], base=base),
+                        "ties": ties([p1, p2, p3], base)}.items():
+        save(*model, tmp_path / f"{name}.onnx")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((300, 64)).astype(np.float32))
+    r = cli("tree", tmp_path, "--data", tmp_path / "x.npy", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "- merge: avg is a linear merge of p2 0.750, p1 0.250\n" in r.stdout, r.stdout
+    assert "- merge: ta is a task arithmetic merge of p1 0.900, p2 0.600, p3 0.500 from base" in (
+        r.stdout)
+    assert "- merge: ties is a ties merge of" in r.stdout
+    d = json.loads(cli("tree", tmp_path, "--data", tmp_path / "x.npy", "--json").stdout)
+    assert {m["child"]: m["base"] for m in d["merges"]} == {"avg": None, "ta": "base",
+                                                             "ties": "base"}
+    assert not {"avg", "ta", "ties"} & set(d["roots"])
+    assert not any(e["parent"] in ("avg", "ta", "ties") for e in d["edges"])
+
+
 def test_determine_and_analyze_say_when_b_sits_between_a_and_another_model(tmp_path):
     from tests.analyses.test_attribution import SIZES, _combine, _moved
     from tests.evidence.models import random_mlp, save

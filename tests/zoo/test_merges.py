@@ -167,3 +167,20 @@ def test_a_merge_and_a_parent_with_copies_beside_them_are_still_found(tmp_path):
     merges = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
     assert [m["child"] for m in merges] == ["merge"], merges
     assert sorted(p["parent"] for p in merges[0]["parents"]) == ["p1", "p2"]
+
+
+def test_merges_of_the_same_two_parents_in_one_plane_claim_no_base(tmp_path):
+    """Two task-arithmetic merges of p1 and p2 from the base lie in one plane with them: the five
+    make a convex pentagon, where every model reads as a positive merge of its two neighbours
+    from any other vertex. Nothing tells the base, so no merge of task vectors is claimed; the
+    average inside the pentagon is still found."""
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.merges import merge_edges
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    models = {"base": base, "p1": p1, "p2": p2, "avg": _combine([p1, p2], [0.25, 0.75]),
+              "ta": _combine([p1, p2], [0.9, 0.6], base=base),
+              "ta_more": _combine([p1, p2], [0.7, 1.0], base=base)}
+    loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
+    merges = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
+    assert [(m["child"], m["recipe"]) for m in merges] == [("avg", "linear")], merges
