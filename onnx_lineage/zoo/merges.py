@@ -233,7 +233,7 @@ def smallest_support(grams: np.ndarray, m: int, candidates: list, scale: float) 
 
 
 def merge_edges(outcomes: list, loaded: dict, seed: int, directed: list = (),
-                leaves: frozenset = frozenset()) -> list[dict]:
+                leaves: frozenset = frozenset()) -> tuple[list[dict], list[str]]:
     """The merges among the models (module docstring).
 
     Parameters
@@ -248,20 +248,23 @@ def merge_edges(outcomes: list, loaded: dict, seed: int, directed: list = (),
 
     Returns
     -------
-    list of dict
+    merges : list of dict
         Per merged model: ``child``, ``recipe``, ``statement``, ``base`` (None for an average)
         and ``parents`` [{``parent``, ``share``, ``interval``}], largest share first.
+    notes : list of str
+        The families not searched, and why (their parameters together over the memory budget).
     """
     above = _above({c: p for p, c, _ in directed})
-    out = []
+    out, notes = [], []
     for members in families(outcomes, leaves):
         try:
             frame = family_frame(members, loaded, seed)
-        except memory.MemoryBudgetError:
+        except memory.MemoryBudgetError as exc:
+            notes.append(f"no merge looked for among {', '.join(members)}: {exc}")
             continue
         if frame is not None:
             out += _family_merges(frame, loaded, seed, above)
-    return sorted(out, key=lambda m: m["child"])
+    return sorted(out, key=lambda m: m["child"]), notes
 
 
 def families(outcomes: list, leaves: frozenset = frozenset()) -> list[list]:

@@ -312,18 +312,19 @@ def _merged(names: list, outcomes: list, loaded: dict, seed: int, quantized: fro
     """The forest with every merge (:mod:`.merges`) hung from its parents: the forest over all
     models gives the directions that may tell a base from its merge; the merges found, it is
     drawn again without them, and each merge hangs from its largest parent (the others are in
-    ``merges``). ``(directed, roots, merges)``."""
+    ``merges``). ``(directed, roots, merges, notes)``: the notes say where no merge was looked
+    for."""
     directed, roots = _forest(names, outcomes, quantized, stats, weights, share)
     step("merges: is any model made from several of its relatives")
     decided = [(p, c, o) for p, c, o in directed
                if edge_confidence(p, c, o, stats, weights) >= DECIDED]
-    merges = merge_edges(outcomes, loaded, seed, decided, quantized)
+    merges, notes = merge_edges(outcomes, loaded, seed, decided, quantized)
     if not merges:
-        return directed, roots, merges
+        return directed, roots, merges, notes
     made = {m["child"] for m in merges}
     directed, roots = _forest([n for n in names if n not in made], outcomes, quantized, stats,
                               weights, share)
-    return attach(directed, roots, merges, outcomes) + (merges,)
+    return attach(directed, roots, merges, outcomes) + (merges, notes)
 
 
 def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0,
@@ -372,8 +373,8 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     weights = signal_weights()
     share = shares_of(loaded, seed)
     step("the forest: directions, and which relative each child carries the change of")
-    directed, roots, merges = _merged(names, outcomes, loaded, seed, quantized, stats, weights,
-                                      share, step)
+    directed, roots, merges, merge_notes = _merged(names, outcomes, loaded, seed, quantized,
+                                                   stats, weights, share, step)
     parent_of = {c: p for p, c, _ in directed}
     closeness_values = [None] * len(directed)
     if with_closeness and directed:
@@ -395,4 +396,4 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
                       alpha_per_test=per_test, related=related,
                       stats={k: v.to_dict() for k, v in stats.items()},
                       notes=label_notes(edges, stats, data, label_space)
-                      + shape_notes(edges, related), merges=merges)
+                      + shape_notes(edges, related) + merge_notes, merges=merges)

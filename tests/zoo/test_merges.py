@@ -85,7 +85,7 @@ def test_a_merge_of_task_vectors_is_found_from_its_base_where_the_forest_says_wh
     pair = {frozenset((o.a, o.b)): o for o in outcomes}
     forest = [(p, c, pair[frozenset((p, c))]) for p, c in
               [("base", "p1"), ("base", "p2"), ("base", "sibling"), ("p1", "p1_ft")]]
-    merges = merge_edges(outcomes, loaded, 0, forest)
+    merges, _ = merge_edges(outcomes, loaded, 0, forest)
     assert [m["child"] for m in merges] == ["merge"], merges
     m = merges[0]
     assert m["recipe"] == "task arithmetic" and m["base"] == "base"
@@ -93,10 +93,10 @@ def test_a_merge_of_task_vectors_is_found_from_its_base_where_the_forest_says_wh
                                                                            ("p2", 0.6)]
     # read with the base and the merge swapped, the same algebra holds: only the forest's
     # directions tell them apart, and without decided ones no merge of task vectors is claimed
-    assert merge_edges(outcomes, loaded, 0, []) == []
+    assert merge_edges(outcomes, loaded, 0, []) == ([], [])
     wrong = [(p, c, pair[frozenset((p, c))]) for p, c in
              [("merge", "p1"), ("merge", "p2"), ("p1", "p1_ft")]]
-    assert [m["child"] for m in merge_edges(outcomes, loaded, 0, wrong)] == ["base"]
+    assert [m["child"] for m in merge_edges(outcomes, loaded, 0, wrong)[0]] == ["base"]
 
 
 def test_tree_shows_a_merge_of_task_vectors_with_its_base():
@@ -141,8 +141,8 @@ def test_every_merge_of_a_crowded_folder_is_found_with_exactly_its_parents(tmp_p
               "stranger": random_mlp(9, SIZES), **{k: v[1] for k, v in made.items()}}
     loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
     name = {id(m): n for n, m in models.items()}
-    merges = {m["child"]: m for m in merge_edges(
-        _outcomes_all_related(sorted(models), ["stranger"]), loaded, 0)}
+    found, _ = merge_edges(_outcomes_all_related(sorted(models), ["stranger"]), loaded, 0)
+    merges = {m["child"]: m for m in found}
     assert set(merges) == set(made), sorted(merges)
     for child, (parents, _, recipe) in made.items():
         got = merges[child]
@@ -164,7 +164,7 @@ def test_a_merge_and_a_parent_with_copies_beside_them_are_still_found(tmp_path):
     models = {"base": base, "p1": p1, "p1_again": p1, "p2": p2, "merge": merge,
               "merge_again": merge}
     loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
-    merges = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
+    merges, _ = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
     assert [m["child"] for m in merges] == ["merge"], merges
     assert sorted(p["parent"] for p in merges[0]["parents"]) == ["p1", "p2"]
 
@@ -182,5 +182,20 @@ def test_merges_of_the_same_two_parents_in_one_plane_claim_no_base(tmp_path):
               "ta": _combine([p1, p2], [0.9, 0.6], base=base),
               "ta_more": _combine([p1, p2], [0.7, 1.0], base=base)}
     loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
-    merges = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
+    merges, _ = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
     assert [(m["child"], m["recipe"]) for m in merges] == [("avg", "linear")], merges
+
+
+def test_a_family_too_large_for_the_budget_is_not_searched_and_a_note_says_so(tmp_path):
+    from onnx_lineage import memory
+    from onnx_lineage.model.loading import load_model
+    from onnx_lineage.zoo.merges import merge_edges
+    base = random_mlp(0, SIZES)
+    p1, p2 = _moved(base, 1), _moved(base, 2)
+    models = {"p1": p1, "p2": p2, "merge": _combine([p1, p2], [0.4, 0.6])}
+    loaded = {n: load_model(save(*m, tmp_path / f"{n}.onnx")) for n, m in models.items()}
+    with memory.limited("256K"):
+        merges, notes = merge_edges(_outcomes_all_related(sorted(models)), loaded, 0)
+    assert merges == [] and len(notes) == 1
+    assert notes[0].startswith("no merge looked for among merge, p1, p2: the merge search over 3")
+    assert "over the memory budget of 256.0 KiB" in notes[0]
