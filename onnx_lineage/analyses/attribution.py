@@ -265,12 +265,13 @@ def _exact(fits: list) -> bool:
 
 def _needed(frames: list, q: dict | None) -> list:
     """Per related parent, of an exact fit: whether the fit without it is no longer exact."""
-    return [not _exact(_fits(frames[:i] + frames[i + 1:], q)) for i in range(len(frames))]
+    return [not _exact(_fits(frames[:i] + frames[i + 1:], q, exact_only=True))
+            for i in range(len(frames))]
 
 
-def _fits(frames: list, q: dict | None) -> list:
+def _fits(frames: list, q: dict | None, exact_only: bool = False) -> list:
     """One LayerFit per parameter tensor of the layers every frame (and the base) pairs, in B's
-    layer order."""
+    layer order (``exact_only``: only whether each is exact, no low-rank remainder looked for)."""
     if not frames:
         return []
     common = set.intersection(*(set(f) for f in frames))
@@ -284,12 +285,15 @@ def _fits(frames: list, q: dict | None) -> list:
             if key != "eps" and all(o is not None and np.shape(o) == np.shape(own[key])
                                     for o in others):
                 out.append(_fit(layer, key, own[key], others[:len(frames)],
-                                others[-1] if q else None))
+                                others[-1] if q else None, exact_only))
     return out
 
 
-def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
-    """Least squares of B's tensor on the parents' (module docstring)."""
+def _fit(layer, key: str, own: np.ndarray, others: list, q, exact_only: bool = False
+         ) -> LayerFit:
+    """Least squares of B's tensor on the parents' (module docstring); ``exact_only``: no
+    low-rank remainder is looked for where the fit is not exact (its rank is then the plain
+    fit's)."""
     y = np.asarray(own, np.float64).ravel()
     xs = np.stack([np.asarray(o, np.float64).ravel() for o in others], axis=1)
     origin = np.asarray(q, np.float64).ravel() if q is not None else np.zeros_like(y)
@@ -312,7 +316,7 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q) -> LayerFit:
                            relative)
         if found is not None:
             (valuewise, w), rank = found, (0 if matrix else None)
-    if matrix and rank != 0:  # a low-rank remainder leaks into the fit: fit both together
+    if matrix and rank != 0 and not exact_only:  # a low-rank remainder leaks into the fit
         w, rank = _with_low_rank(basis, target, rows, bound, w)
     if matrix:
         low = rank is not None and rank <= min(rows, y.size // rows) // 2
