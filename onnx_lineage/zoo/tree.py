@@ -8,7 +8,10 @@
    oriented parent to child by the direction evidence and the clock (:mod:`.forest`); each child
    then hangs from the relative whose own change it carries (:mod:`.inheritance`: a child, not a
    sibling); a note wherever the evidence cannot tell a chain from a star;
-4. closeness of every kept edge, as its weight.
+4. merges (:mod:`.merges`): the models made from several others, found from the aligned
+   weights, the forest then drawn again without them and each hung from its largest parent, its
+   other parents and their shares in ``merges``;
+5. closeness of every kept edge, as its weight.
 
 Models that score different numbers of classes (a transfer child with a new head) are compared
 only where that means something: their losses are not weighed against each other, the forest's
@@ -16,7 +19,7 @@ notes say so for every such edge, and its closeness is left out, or measured on 
 have when asked (``label_space="shared"``). Labels in the data outside a model's classes leave
 its loss unmeasured, and a note says so.
 
-Steps 2 and 4 run on an executor: this process, or Ray tasks (:mod:`.executors`).
+Steps 2 and 5 run on an executor: this process, or Ray tasks (:mod:`.executors`).
 """
 
 from __future__ import annotations
