@@ -4,6 +4,7 @@ the recipe, and does ``determine`` give a merged adapter's rank?
     python benchmarks/merges.py /tmp/merges --seeds 3 4 --json benchmarks/results/merges.json
     python benchmarks/merges.py --from benchmarks/results/merges.json --markdown
     python benchmarks/merges.py /tmp/merges --seeds 3 4 --trees-only --json benchmarks/results/merges_trees.json
+    python benchmarks/merges.py /tmp/merges --seeds 5 6 --json benchmarks/results/merges_seeds_5_6.json
 
 Per seed and family (``digits_mlp`` 64-128-64-10 and ``digits_cnn`` with BatchNorm kept, from
 ``families.py``): a base trained on the first half of digits, four parents fine-tuned from it on
