@@ -43,7 +43,7 @@ def command(model_b: ModelArg, parents: ParentsOpt, more: MoreArg = None,
         return
     c = render.console()
     c.print(render.table(f"{r.model}: {r.recipe}", ["parent", "p (independence)", "related",
-                                                     "share", "95% interval", "p (share 0)"],
+                                                     "share", "95% interval", "p (made without it)"],
                          [[s.parent, render.pval(s.p_value), "yes" if s.related else "no",
                            "-" if s.share is None else f"{s.share:.4f}",
                            "-" if s.interval is None else
