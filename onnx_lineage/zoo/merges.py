@@ -22,7 +22,8 @@ or without a base, is then a small solve.
    parent kept): their base is the generator that holds the most of ``M``'s values exactly
    (at least :data:`SAME_FROM` of them), and their parents the generators one of whose
    coefficients recurs, value by value, in ``M - Q`` (at least :data:`~.attribution.RECURS` of the
-   values it changed: where it alone was kept).
+   values it changed: where it alone was kept). A base sparser than its merge or a parent
+   (:data:`SPARSER`) is not taken: that is a pruning chain read the DARE way.
 3. Every proposal is checked by :func:`onnx_lineage.analyses.attribution.attribute`: only a
    recipe that makes a merge (:data:`RECIPES` without a base, :data:`TASK_RECIPES` with one) with
    every parent's share positive is kept. An average that uses as a parent the base of task-vector
@@ -64,6 +65,10 @@ EXPLAINED = 1e-3
 COPY = 0.01
 #: A TIES or DARE merge holds its base's values where no parent was kept: at least this share.
 SAME_FROM = 0.05
+#: A TIES or DARE base holds at most this share of exact zeros more than its merge and each
+#: parent: pruning reads like DARE value by value (a pruned model keeps its source's values or
+#: zeroes them), but takes a sparser model as the base, where merges of fine-tunes zero nothing.
+SPARSER = 0.01
 #: Values read, evenly spaced, for a coefficient's recurrence and TIES's or DARE's reading (the
 #: attribution that checks a proposal reads them all).
 SAMPLE = 100_000
@@ -116,6 +121,11 @@ class FamilyFrame:
                 np.abs(t[i]), np.abs(t[j])))) for t in self.tensors)
             self._same[key] = alike / sum(t.shape[1] for t in self.tensors)
         return self._same[key]
+
+    def zeros(self, i: int) -> float:
+        """The share of member ``i``'s values that are exactly zero."""
+        return sum(int(np.count_nonzero(t[i] == 0)) for t in self.tensors) / sum(
+            t.shape[1] for t in self.tensors)
 
     def recurs(self, m: int, base: int, parent: int) -> float:
         """The share of the values ``parent`` changed from ``base`` at which ``m``'s change is
@@ -391,9 +401,12 @@ class _TaskVectors:
         for share, q in alike[:BASES_TRIED]:
             if share < SAME_FROM:
                 break
+            if frame.zeros(q) > frame.zeros(m) + SPARSER:
+                continue  # a sparser base: pruning, not a merge
             recurring = sorted(((frame.recurs(m, q, a), a) for a in self.generators
                                 if a not in (m, q)), reverse=True)
-            s = _smallest_valuewise(frame, m, q, [a for r, a in recurring if r >= RECURS])
+            s = _smallest_valuewise(frame, m, q, [a for r, a in recurring if r >= RECURS
+                                                  and frame.zeros(q) <= frame.zeros(a) + SPARSER])
             if s is not None:
                 out.append((q, s))
         return out

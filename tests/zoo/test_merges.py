@@ -199,3 +199,24 @@ def test_a_family_too_large_for_the_budget_is_not_searched_and_a_note_says_so(tm
     assert merges == [] and len(notes) == 1
     assert notes[0].startswith("no merge looked for among merge, p1, p2: the merge search over 3")
     assert "over the memory budget of 256.0 KiB" in notes[0]
+
+
+def test_a_base_sparser_than_its_merge_is_no_dare_base():
+    """Pruning reads like DARE value by value (a pruned model keeps its source's values or zeroes
+    them), with the sparser model as the base. The same DARE reading from a base with half its
+    values zero is refused; from the base made dense, found."""
+    from onnx_lineage.zoo.merges import FamilyFrame, _TaskVectors
+    rng = np.random.default_rng(0)
+    n = 20_000
+
+    def frame(q):
+        t1, t2 = rng.normal(size=n), rng.normal(size=n)
+        keep1, keep2 = rng.random(n) < 0.5, rng.random(n) < 0.5
+        m = q + 0.8 * keep1 * t1 + 0.6 * keep2 * t2
+        x = np.stack([q, q + t1, q + t2, m]).astype(np.float32)
+        return FamilyFrame(["q", "p1", "p2", "m"], [x],
+                           (x.astype(np.float64) @ x.T.astype(np.float64))[None])
+    dense = rng.normal(size=n)
+    assert _TaskVectors(frame(dense), [0, 1, 2, 3])._value_by_value(3) == [(0, (1, 2))]
+    sparse = np.where(rng.random(n) < 0.5, 0.0, dense)
+    assert _TaskVectors(frame(sparse), [0, 1, 2, 3])._value_by_value(3) == []
