@@ -71,7 +71,11 @@ def evaluate(zoo: Path, r) -> dict:
             "independent_models_that_are_roots": float(np.mean([m in r.roots for m in indep_roots])),
             "unrelated_pairs_in_one_tree": sum(
                 1 for p in unrelated
-                if _root(name(p["a"]), parent_of) == _root(name(p["b"]), parent_of)) / len(unrelated)}
+                if _root(name(p["a"]), parent_of) == _root(name(p["b"]), parent_of)) / len(unrelated),
+            # the zoo holds no merge: every one claimed is read from the weights' algebra alone
+            "merges_claimed": [{"child": m["child"], "recipe": m["recipe"], "base": m["base"],
+                                "parents": [x["parent"] for x in m["parents"]]}
+                               for m in r.merges or []]}
 
 
 def _root(m, parent_of):
