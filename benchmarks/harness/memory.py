@@ -3,8 +3,9 @@
 ``ru_maxrss`` is in KB on Linux; every figure here is in MB (KB / 1024). A child's peak comes
 from the kernel when it is reaped (``os.wait4``), so it is the child's own, not the sum with this
 process; but it starts from this process's own high-water mark (Linux carries it across the fork
-and exec), so a process that runs children to measure them must stay smaller than they are. RSS counts the pages of memory-mapped files a run has read (clean, given back under
-pressure); :class:`AnonPeak` samples the anonymous part alone, what the run itself holds.
+and exec), so a process that runs children to measure them must stay smaller than they are. RSS
+counts the pages of memory-mapped files a run has read (clean, given back under pressure);
+:class:`AnonPeak` samples the anonymous part alone, what the run itself holds.
 """
 
 from __future__ import annotations

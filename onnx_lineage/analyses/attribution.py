@@ -313,7 +313,7 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q, exact_only: bool = F
         rank = rank_above(remainder.reshape(rows, -1), bound)
     if q is not None and (rank != 0 if matrix else residual > 1e-6) and y.size >= VALUEWISE_FROM:
         found = value_by_value(target, basis, np.abs(y) + np.abs(xs).sum(1) + np.abs(origin),
-                           relative)
+                               relative)
         if found is not None:
             (valuewise, w), rank = found, (0 if matrix else None)
     if matrix and rank != 0 and not exact_only:  # a low-rank remainder leaks into the fit
@@ -330,7 +330,7 @@ def _fit(layer, key: str, own: np.ndarray, others: list, q, exact_only: bool = F
 
 
 def value_by_value(target: np.ndarray, basis: np.ndarray, magnitude: np.ndarray,
-               relative: float) -> tuple[str, np.ndarray] | None:
+                   relative: float) -> tuple[str, np.ndarray] | None:
     """TIES or DARE, read value by value (module docstring): ``(recipe, weights)`` where at
     least :data:`VALUEWISE` of the values are one of the recipe's candidates to rounding, else
     None. ``target`` (n,) is B's task vector, ``basis`` (n, k) the parents'."""
@@ -444,8 +444,8 @@ def _mean_interval(w: np.ndarray, sizes: np.ndarray) -> tuple:
     if w.size < 2:
         return mean, None
     se = math.sqrt(float(np.sum(p * p * (w - mean) ** 2)) * w.size / (w.size - 1))
-    return mean, [mean - float(stats.t.ppf(0.975, w.size - 1)) * se,
-                  mean + float(stats.t.ppf(0.975, w.size - 1)) * se]
+    half = float(stats.t.ppf(0.975, w.size - 1)) * se
+    return mean, [mean - half, mean + half]
 
 
 def _near(share: Share, value: float) -> bool:

@@ -51,6 +51,7 @@ from onnx_lineage import memory
 from onnx_lineage.analyses.attribution import RECURS, aligned, attribute, ratio_mode, value_by_value
 from onnx_lineage.errors import LineageError
 from onnx_lineage.evidence.same_values import RELATIVE
+from onnx_lineage.model.runner import parameter_count
 
 #: Most parents a merge is looked for with.
 MOST_PARENTS = 4
@@ -99,7 +100,19 @@ class FamilyFrame:
     names: list
     tensors: list
     grams: np.ndarray
-    _same: dict = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def _once(self, key: tuple, compute):
+        """``compute()``, kept under ``key`` (the members' readings are asked for again and
+        again: per base, per candidate parent)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
+    def size(self) -> int:
+        """Values per member, over every tensor."""
+        return sum(t.shape[1] for t in self.tensors)
 
     def centred(self, base: int | None) -> np.ndarray:
         """The Gram matrices of ``x_i - x_base`` (unchanged without a base)."""
@@ -115,17 +128,14 @@ class FamilyFrame:
 
     def same(self, i: int, j: int) -> float:
         """The share of values members ``i`` and ``j`` hold alike, to float32 rounding."""
-        key = (min(i, j), max(i, j))
-        if key not in self._same:
-            alike = sum(int(np.count_nonzero(np.abs(t[i] - t[j]) <= RELATIVE[None] * np.maximum(
-                np.abs(t[i]), np.abs(t[j])))) for t in self.tensors)
-            self._same[key] = alike / sum(t.shape[1] for t in self.tensors)
-        return self._same[key]
+        return self._once(("same", min(i, j), max(i, j)), lambda: sum(
+            int(np.count_nonzero(np.abs(t[i] - t[j]) <= RELATIVE[None] * np.maximum(
+                np.abs(t[i]), np.abs(t[j])))) for t in self.tensors) / self.size)
 
     def zeros(self, i: int) -> float:
         """The share of member ``i``'s values that are exactly zero."""
-        return sum(int(np.count_nonzero(t[i] == 0)) for t in self.tensors) / sum(
-            t.shape[1] for t in self.tensors)
+        return self._once(("zeros", i), lambda: sum(
+            int(np.count_nonzero(t[i] == 0)) for t in self.tensors) / self.size)
 
     def recurs(self, m: int, base: int, parent: int) -> float:
         """The share of the values ``parent`` changed from ``base`` at which ``m``'s change is
@@ -137,8 +147,10 @@ class FamilyFrame:
 
     def sample(self, i: int) -> np.ndarray:
         """Member ``i``'s values, at most :data:`SAMPLE` of them evenly spaced, as float64."""
-        x = np.concatenate([t[i] for t in self.tensors])
-        return x[::max(1, -(-x.size // SAMPLE))].astype(np.float64)
+        def read() -> np.ndarray:
+            x = np.concatenate([t[i] for t in self.tensors])
+            return x[::max(1, -(-x.size // SAMPLE))].astype(np.float64)
+        return self._once(("sample", i), read)
 
 
 def family_frame(members: list, loaded: dict, seed: int) -> FamilyFrame | None:
@@ -149,7 +161,7 @@ def family_frame(members: list, loaded: dict, seed: int) -> FamilyFrame | None:
     Raises MemoryBudgetError where every member's parameters would not fit the budget together.
     """
     ref = loaded[members[0]]
-    memory.check(8.0 * _parameters(ref) * len(members),
+    memory.check(8.0 * parameter_count(ref.proto) * len(members),
                  f"the merge search over {len(members)} related models")
     rng = np.random.default_rng(seed)
     frames = {members[0]: None}
@@ -177,11 +189,6 @@ def family_frame(members: list, loaded: dict, seed: int) -> FamilyFrame | None:
         return None
     grams = np.stack([x.astype(np.float64) @ x.T.astype(np.float64) for x in tensors])
     return FamilyFrame(names, tensors, grams)
-
-
-def _parameters(model) -> int:
-    """The number of values in ``model``'s initializers."""
-    return sum(int(np.prod(t.dims)) if len(t.dims) else 1 for t in model.proto.graph.initializer)
 
 
 def fit(grams: np.ndarray, m: int, support, *, per_tensor: bool = True) -> tuple[float, np.ndarray]:
