@@ -126,9 +126,28 @@ def timed(args: list[str], env: dict | None = None) -> dict:
     result = json.loads(run.stdout) if run.exit_code == 0 and run.stdout.strip() else {}
     return {"args": args, "rc": run.exit_code, "seconds": run.seconds,
             "peak_rss_mb": run.peak_rss_mb, "peak_anon_mb": run.peak_anon_mb,
+            "estimate_mb": estimate(args) / 1e6,
             "stderr": run.stderr.decode()[-300:],
             "timings": result.get("timings"), "verdict": result.get("verdict"),
             "p_value": result.get("p_value"), "queries": result.get("queries")}
+
+
+def estimate(args: list[str]) -> float:
+    """What the command in ``args`` estimates it will hold before it starts
+    (:mod:`onnx_lineage.model.footprint`), in bytes, from the graphs and the data's rows."""
+    from onnx_lineage.data import load_data
+    from onnx_lineage.model import footprint
+    from onnx_lineage.model.loading import load_model
+    command, paths = args[0], [a for a in args[1:] if a.endswith(".onnx")]
+    a, b = (load_model(p).proto for p in (paths + paths)[:2])
+    if command == "inspect":
+        return footprint.inspect_footprint(a).total
+    if command == "match":
+        return footprint.match_footprint(a, b).total
+    rows = int(args[args.index("--rows") + 1]) if "--rows" in args else 1000
+    if "--data" in args:
+        rows = min(rows, len(load_data(args[args.index("--data") + 1])))
+    return footprint.determine_footprint(a, b, rows).total
 
 
 def forward_pass(model: Path, data: Path) -> dict:

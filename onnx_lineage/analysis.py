@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from onnx_lineage import __version__
 from onnx_lineage.analyses.context import Analysis, Run
@@ -17,6 +18,8 @@ from onnx_lineage.analyses.determination import DeterminationResult, determine
 from onnx_lineage.data import Dataset, feeds_for
 from onnx_lineage.errors import LabelSpaceError, LineageError
 from onnx_lineage.matching import match
+from onnx_lineage.model.footprint import (closeness_footprint, determine_footprint,
+                                          inspect_footprint, match_footprint, widest)
 from onnx_lineage.model.runner import Runner
 from onnx_lineage.report import render
 from onnx_lineage.results import Result, to_jsonable
@@ -121,6 +124,18 @@ class Analyze(Analysis):
     alpha: float = 0.01
     label_space: str = "same"
     also: tuple = ()
+    command: ClassVar[str] = "analyze"
+
+    def footprint(self, run: Run) -> tuple:
+        """A's session (its predictions are kept) beside the determination, then beside the
+        closeness; ``determine`` alone, or ``match``, where that does not fit."""
+        a, b, rows = run.a.proto, run.b.proto, len(run.data)
+        det = determine_footprint(a, b, rows)
+        held = inspect_footprint(a)
+        steps = [held + det] + ([held + closeness_footprint(a, b, rows)]
+                                if self.with_closeness else [])
+        return widest(*steps), (("`determine`", det),
+                                ("`match` (the data-free tests)", match_footprint(a, b)))
 
     def run(self, run: Run) -> AnalysisResult:
         """The match, A's predictions, the determination and the closeness, on one run."""

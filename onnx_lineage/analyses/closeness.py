@@ -32,6 +32,7 @@ from onnx_lineage.analyses.rays import ContinuousSpace, DiscreteSpace, ModelView
 from onnx_lineage.analyses.sampling import margins, mean_ci95, priority_order
 from onnx_lineage.data import Dataset, check_labels, feeds_for, sources
 from onnx_lineage.errors import DataError, LabelSpaceError, LineageError
+from onnx_lineage.model.footprint import closeness_footprint, match_footprint
 from onnx_lineage.model.runner import Prediction, Runner
 from onnx_lineage.results import Result
 
@@ -212,10 +213,18 @@ class Closeness(Analysis):
     label_space: str = "same"
     a_predictions: Prediction | None = field(default=None, repr=False)
     first: ClassVar[str] = "reading the models and predicting with A"
+    command: ClassVar[str] = "closeness"
 
     def __post_init__(self):
         _check_settings(self.points, self.rays_per_point, self.tolerance, self.rtol,
                         self.directions, self.label_space, self.sampling)
+
+    def footprint(self, run: Run) -> tuple:
+        """A session of each model and a batch of each
+        (:func:`~onnx_lineage.model.footprint.closeness_footprint`)."""
+        a, b = run.a.proto, run.b.proto
+        return (closeness_footprint(a, b, len(run.data)),
+                (("`match` (the data-free tests)", match_footprint(a, b)),))
 
     def run(self, run: Run) -> ClosenessResult:
         """Rounds of boundary searches on a run that has begun (the module docstring)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from onnx_lineage import memory
 from onnx_lineage.data import Dataset, arrange_for, digits
+from onnx_lineage.model.footprint import Footprint, require
 from onnx_lineage.model.loading import LoadedModel, as_loaded
 from onnx_lineage.results import Result
 
@@ -92,6 +93,8 @@ class Analysis(abc.ABC):
     """
 
     first: ClassVar[str] = ""
+    #: The command's name in messages (``determine``).
+    command: ClassVar[str] = "the analysis"
 
     @final
     def __call__(self, a, b, data: Dataset | None = None, *, seed: int = 0,
@@ -101,7 +104,15 @@ class Analysis(abc.ABC):
         :func:`begin`'s."""
         with begin(a, b, data, seed=seed, rng=rng, progress=progress, first=self.first,
                    max_memory=max_memory) as run:
+            estimate, fits = self.footprint(run)
+            require(estimate, f"{self.command} of {run.a.name} and {run.b.name}", fits)
             return self.run(run)
+
+    def footprint(self, run: Run) -> tuple[Footprint, tuple]:
+        """What the run will hold at once, estimated from the graphs and the data before it
+        starts (:mod:`onnx_lineage.model.footprint`), and ``(what, Footprint)`` of smaller runs
+        that would answer part of the question, for the message when it exceeds the budget."""
+        return Footprint(), ()
 
     @abc.abstractmethod
     def run(self, run: Run) -> Result:

@@ -36,6 +36,7 @@ from onnx_lineage.evidence.registry import Evidence, registered
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.model.activations import unit_values
+from onnx_lineage.model.footprint import determine_footprint, match_footprint
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.results import Result
 
@@ -257,6 +258,15 @@ class Determination(Analysis):
     all_tests: bool = False
     also: tuple = ()
     first: ClassVar[str] = "reading the models"
+    command: ClassVar[str] = "determine"
+
+    def footprint(self, run: Run) -> tuple:
+        """Matching, the function test's session, the sweep's blend buffer and a batch
+        (:func:`~onnx_lineage.model.footprint.determine_footprint`); ``match`` fits where they
+        do not."""
+        a, b = run.a.proto, run.b.proto
+        return (determine_footprint(a, b, min(self.rows, len(run.data)), self.copies != 0),
+                (("`match` (the data-free tests)", match_footprint(a, b)),))
 
     def run(self, run: Run) -> DeterminationResult:
         """The tests in order (the module docstring) on a run that has begun."""

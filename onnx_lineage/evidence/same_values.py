@@ -45,6 +45,7 @@ from scipy.special import gammaln
 from onnx_lineage.evidence.result import TestResult
 from onnx_lineage.evidence.rows import ValuesRow
 from onnx_lineage.matching.constants import is_signal_constant
+from onnx_lineage.model.weights import release_pages
 
 NAME = "same_values"
 #: The null's mean number of agreements is taken this many times larger than estimated.
@@ -122,6 +123,7 @@ def same_values_test(m, alpha: float) -> TestResult:
                      _tolerance(la, lb))
         if row is not None:
             rows.append({"name": f"layer {ai}", "layers": [ai], "b": bj, **row})
+        release_pages()  # the layer's values are read: their mapped pages need not stay
     log_k = math.log(max(len(rows), 1))
     unpaired, candidates = _unpaired(m, a_layers, b_layers)
     for r in unpaired:  # counted for every pair of layers of one shape that could have agreed

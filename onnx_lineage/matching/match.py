@@ -17,6 +17,7 @@ from onnx_lineage.matching.permutation import Chain, align_units, to_layout
 from onnx_lineage.matching.pruning import pad, pruned_chains
 from onnx_lineage.matching.rotation import fit_rotation, fixed_members, rotate_back
 from onnx_lineage.matching.streams import align_streams, pair_streams, permute_stream
+from onnx_lineage.model.footprint import match_footprint, require
 from onnx_lineage.model.attention import attention
 from onnx_lineage.model.loading import LoadedModel, as_loaded
 from onnx_lineage.model.ops import dims_of
@@ -219,6 +220,7 @@ def match(a, b, *, permutations: bool = True, progress=None,
     step = progress or (lambda name: None)
     step("reading the models")
     c = _Work(as_loaded(a), as_loaded(b))
+    require(match_footprint(c.a.proto, c.b.proto), f"matching {c.a.name} and {c.b.name}")
     _pair_layers(c, step)
     _leave_out_constants(c)
     _pair_parameters(c)

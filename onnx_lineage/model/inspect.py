@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from onnx_lineage.model.footprint import inspect_footprint, match_footprint, require
 from onnx_lineage.model.loading import load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.model.runner import Runner
@@ -44,6 +45,8 @@ def inspect_model(path, device: str = "auto", output: str = "auto") -> InspectRe
     """Read ``path`` and describe it (see :class:`InspectResult`)."""
     loaded = load_model(path)
     proto = loaded.proto
+    require(inspect_footprint(proto), f"inspect of {loaded.name}",
+            (("`match` (the data-free tests, against another model)", match_footprint(proto, proto)),))
     layers = extract_layers(proto)
     runner = Runner(proto, device=device, output=output, name=loaded.name)
     init_names = {t.name for t in proto.graph.initializer}

@@ -13,18 +13,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import external_data_helper
 
-from onnx_lineage import memory
 from onnx_lineage.errors import ModelError
 from onnx_lineage.model.weights import is_mapped, map_external, skeleton
 
 #: Largest model file (protobuf plus external data) read by default, in bytes; override with the
 #: environment variable ``ONNX_LINEAGE_MAX_MODEL_BYTES``. The weights are memory-mapped, not read
-#: whole, so what bounds a run is their size once in float32, checked against the run's memory
-#: budget (:mod:`onnx_lineage.memory`); this cap only refuses absurd files.
+#: whole, so what bounds a run is what each command allocates, estimated before it starts
+#: (:mod:`onnx_lineage.model.footprint`); this cap only refuses absurd files.
 MAX_MODEL_BYTES = int(os.environ.get("ONNX_LINEAGE_MAX_MODEL_BYTES", 64 * 1024**3))
 #: Deepest nesting of subgraphs (If branches, Loop and Scan bodies) read; override with the
 #: environment variable ``ONNX_LINEAGE_MAX_SUBGRAPH_DEPTH``.
@@ -160,8 +158,6 @@ def load_model(path: str | os.PathLike, *, max_bytes: int | None = None,
         raise ModelError(f"{p}: malformed external data reference") from None
     map_external(proto, p.parent)
     sort_nodes(proto.graph)
-    # the weights as the analyses hold them: float32, whatever they are stored as
-    memory.check(4.0 * _weight_elements(proto), f"{p.name}: its weights in float32")
     if check:
         try:
             onnx.checker.check_model(_without_weights(proto))
@@ -217,12 +213,6 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
         new.CopyFrom(old)
     del graph.node[:]
     graph.node.extend(kept)
-
-
-def _weight_elements(model: onnx.ModelProto) -> int:
-    """Values held by the model's tensors (every graph's initializers)."""
-    return sum(int(np.prod(t.dims, dtype=np.float64)) for t in
-               external_data_helper._get_all_tensors(model))
 
 
 def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:

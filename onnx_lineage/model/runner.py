@@ -129,7 +129,7 @@ def _session_options(rt, threads: int | None):
     return opts
 
 
-def _row_bytes(model: onnx.ModelProto) -> tuple[int, bool, tuple[str, float]]:
+def row_bytes(model: onnx.ModelProto) -> tuple[int, bool, tuple[str, float]]:
     """Bytes of intermediate values per row from shape inference, whether every value of the main
     graph had a fully known row shape (if not, the estimate counts 16 per unknown dim and misses
     values without a shape, and :func:`_probed_row_bytes` should measure instead), and the
@@ -219,11 +219,11 @@ class Runner:
         self.name = name
         self.model = model
         convolves = has_convolution(model)
-        row_bytes, certain, (largest, largest_bytes) = _row_bytes(model)
+        one_row, certain, (largest, largest_bytes) = row_bytes(model)
         # refused before onnxruntime allocates: a few bytes of graph can declare terabytes
-        memory.check(row_bytes, f"{name}: one row of its intermediate values")
+        memory.check(one_row, f"{name}: one row of its intermediate values")
         memory.check(largest_bytes, f"{name}: its value {largest!r}")
-        small = (not convolves and certain and row_bytes <= SINGLE_THREAD_MAX_ROW_BYTES
+        small = (not convolves and certain and one_row <= SINGLE_THREAD_MAX_ROW_BYTES
                  and parameter_count(model, static_inputs) <= SINGLE_THREAD_MAX_PARAMS)
         opts = _session_options(rt, 1 if threads is None and small else threads)
         providers = providers_for(device)
@@ -248,7 +248,7 @@ class Runner:
         self.output_name, self.output_kind = self._choose_output(output)
         fixed = {i.fixed_batch for i in self.inputs} - {None}
         self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
-        self.batch_size = self._batch_size(batch_size, row_bytes, certain, probe)
+        self.batch_size = self._batch_size(batch_size, one_row, certain, probe)
         #: pad batches to few shapes (see :meth:`plan`): under CUDA, for models that convolve
         #: (a model of matrix products gains nothing, measured); never batch-dependent ones
         self.pad_shapes = self.provider in PAD_PROVIDERS and not self.batch_dependent and convolves

@@ -131,15 +131,16 @@ def test_size_limits_can_be_lowered_by_environment(tmp_path):
     assert r.returncode != 0 and "over the limit of 100" in r.stderr
 
 
-def test_weights_beyond_the_memory_budget_are_refused_in_one_line():
+def test_reading_a_model_holds_nothing_against_the_memory_budget():
+    """The weights stay in the file: what a budget bounds is each command's own allocations
+    (tests/model/test_footprint.py), not the reading."""
     from onnx_lineage import memory
     memory.set_budget(4 * 1024)  # the fixture's weights in float32 (17 kB) are larger
     try:
-        with pytest.raises(memory.MemoryBudgetError) as err:
-            load_model(fixture_path("torch_cnn_bn"))
+        loaded = load_model(fixture_path("torch_cnn_bn"))
     finally:
         memory.set_budget(None)
-    assert "its weights in float32" in str(err.value) and "\n" not in str(err.value)
+    assert len(loaded.proto.graph.node) > 0
 
 
 def test_a_graph_out_of_order_is_put_in_order(tmp_path):

@@ -184,7 +184,7 @@ def _unshaped_conv(side=32, channels=64):
 def test_batches_stay_within_memory_when_shapes_cannot_be_inferred(monkeypatch):
     from onnx_lineage.model import runner as runner_module
     model = _unshaped_conv()
-    _, certain, _ = runner_module._row_bytes(model)
+    _, certain, _ = runner_module.row_bytes(model)
     assert not certain  # shape inference cannot size the Conv output
     budget = 64 * 1024**2
     monkeypatch.setattr(runner_module, "BATCH_MEMORY_BYTES", budget)

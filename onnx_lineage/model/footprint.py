@@ -1,0 +1,199 @@
+"""What a command will hold in memory, estimated from the graphs and the data before it starts.
+
+A model's weights stay in its files (:mod:`onnx_lineage.model.weights`): pages read from them
+are the page cache's, released as each layer is done, and are not counted here. What a run
+allocates of its own is counted, part by part, from the graph alone (no weight is read):
+
+* **an onnxruntime session** of a model keeps its own float32 copy of every weight stored in
+  another type that reaches a computation through ``Cast`` or ``DequantizeLinear`` (the graph
+  optimizer folds the conversion into a new constant), and a prepacked copy of every float32
+  weight of ``MatMul``, ``Gemm`` and ``Conv``; block-quantized weights (``MatMulNBits``,
+  ``GatherBlockQuantized``) and integer kernels keep their stored bytes (:func:`session_bytes`);
+* **the blend buffer** of the sweep and the basin test: every parameter in float32
+  (:func:`blend_bytes`);
+* **a batch** of intermediate values: what one row needs by shape inference, times the rows of a
+  batch, at most the runner's batch memory (:func:`batch_bytes`);
+* **matching** without data: the largest tensor of each model in float64 (:func:`matching_bytes`).
+
+Each is what the run must at least hold at once; the peaks measured on the big-model benchmark
+(``benchmarks/big_models.py``, RESULTS "Big models") are set beside these estimates there.
+:func:`require` refuses a run whose estimate exceeds the memory budget, in one line naming the
+figure, its largest part, and what would fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnx_lineage import memory
+from onnx_lineage.model.runner import BATCH_MEMORY_BYTES, row_bytes
+
+#: Ops whose float32 weight onnxruntime's CPU kernels prepack into a copy of their own.
+PREPACKED = frozenset({"MatMul", "Gemm", "Conv", "FusedMatMul", "FusedGemm", "FusedConv"})
+#: Ops through which a weight stored in another type becomes a folded float32 constant.
+WIDENING = frozenset({"Cast", "DequantizeLinear", "CastLike"})
+#: Ops that keep a quantized weight in (about) its stored bytes.
+KEEPS_STORED = frozenset({"MatMulNBits", "GatherBlockQuantized", "MatMulInteger", "ConvInteger",
+                          "QLinearMatMul", "QLinearConv", "QGemm", "DynamicQuantizeMatMul",
+                          "MatMulIntegerToFloat"})
+
+_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2,
+          onnx.TensorProto.BFLOAT16: 2, onnx.TensorProto.INT8: 1, onnx.TensorProto.UINT8: 1,
+          onnx.TensorProto.INT32: 4, onnx.TensorProto.INT64: 8}
+
+
+def _elements(t: onnx.TensorProto) -> int:
+    return int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Memory a run holds at once, by part.
+
+    Attributes
+    ----------
+    parts : tuple of (str, float)
+        What (``"A's onnxruntime session"``) and its bytes.
+    """
+
+    parts: tuple = ()
+
+    @property
+    def total(self) -> float:
+        """Bytes of every part together."""
+        return float(sum(b for _, b in self.parts))
+
+    def __add__(self, other: "Footprint") -> "Footprint":
+        return Footprint(self.parts + other.parts)
+
+    def largest(self) -> tuple[str, float]:
+        """The part that holds most."""
+        return max(self.parts, key=lambda p: p[1]) if self.parts else ("nothing", 0.0)
+
+    def to_dict(self) -> dict:
+        """``{"total_bytes": ..., "parts": {what: bytes}}`` for JSON."""
+        return {"total_bytes": int(self.total), "parts": {k: int(v) for k, v in self.parts}}
+
+
+def widest(*footprints: Footprint) -> Footprint:
+    """The largest of footprints held one after the other (steps of one run)."""
+    return max(footprints, key=lambda f: f.total, default=Footprint())
+
+
+def session_bytes(model: onnx.ModelProto) -> float:
+    """Bytes one onnxruntime CPU session of ``model`` allocates for its weights (module
+    docstring): folded float32 copies of weights widened by ``Cast``/``DequantizeLinear``,
+    prepacked copies of float32 ``MatMul``/``Gemm``/``Conv`` weights, quantized kernels' own
+    bytes. Main graph only; weights of subgraphs are small in every model we have met."""
+    g = model.graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    total = 0.0
+    for t in g.initializer:
+        n = _elements(t)
+        users = consumers.get(t.name, [])
+        ops = {u.op_type for u in users}
+        if ops & KEEPS_STORED:
+            total += n * _BYTES.get(t.data_type, 1)  # 4-bit blocks: two to a stored byte
+        elif t.data_type != onnx.TensorProto.FLOAT and ops & WIDENING:
+            total += 4.0 * n
+        elif t.data_type == onnx.TensorProto.FLOAT and ops & PREPACKED:
+            total += 4.0 * n
+    return total
+
+
+def blend_bytes(model: onnx.ModelProto) -> float:
+    """The sweep's blend buffer for ``model``: every parameter (main-graph initializer of a float
+    or quantized type, Constant nodes included) in float32; a ``MatMulNBits`` weight counts its
+    ``K x N`` values, not its packed bytes."""
+    nbits = {n.input[1]: _attr(n, "K") * _attr(n, "N") for n in model.graph.node
+             if n.op_type == "MatMulNBits" and len(n.input) > 1}
+    count = sum(nbits.get(t.name, _elements(t)) for t in model.graph.initializer
+                if t.data_type in _BYTES
+                and t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32))
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            count += sum(_elements(a.t) for a in node.attribute
+                         if a.type == onnx.AttributeProto.TENSOR)
+    return 4.0 * count
+
+
+def _attr(node: onnx.NodeProto, name: str) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), 0)
+
+
+def matching_bytes(model: onnx.ModelProto) -> float:
+    """Matching without data: the model's largest tensor in float64 (its features as the
+    matching reads them)."""
+    return 8.0 * max((_elements(t) for t in model.graph.initializer), default=0)
+
+
+def batch_bytes(model: onnx.ModelProto, rows: int) -> float:
+    """One batch of ``rows`` rows' intermediate values by shape inference, at most the runner's
+    batch memory (:data:`~onnx_lineage.model.runner.BATCH_MEMORY_BYTES`) where a batch can be
+    smaller."""
+    one = float(row_bytes(model)[0])
+    return max(one, min(rows * one, BATCH_MEMORY_BYTES))
+
+
+def require(fp: Footprint, what: str, fits: tuple = ()) -> None:
+    """Refuse ``what`` (e.g. ``"determine on a.onnx and b.onnx"``) when ``fp`` exceeds the memory
+    budget: a :class:`~onnx_lineage.memory.MemoryBudgetError` in one line with the estimate, its
+    largest part, and the first of ``fits`` (``(what would run instead, its Footprint)``) whose
+    estimate is within the budget."""
+    limit = memory.budget()
+    if fp.total <= limit:
+        return
+    part, size = fp.largest()
+    line = (f"{what} needs about {memory.describe(fp.total)} ({part} "
+            f"{memory.describe(size)}), over the memory budget of {memory.describe(limit)} "
+            f"(--max-memory or {memory.ENV})")
+    for instead, other in fits:
+        if other.total <= limit:
+            line += f"; {instead} needs about {memory.describe(other.total)} and fits"
+            break
+    else:
+        if fits:
+            line += "; nothing smaller this command can do fits either"
+    raise memory.MemoryBudgetError(line)
+
+
+# -- per command ------------------------------------------------------------------------------
+# Each takes the models' graphs (onnx.ModelProto) and returns the widest step of the command.
+
+def inspect_footprint(a: onnx.ModelProto) -> Footprint:
+    """``inspect``: one session of the model."""
+    return Footprint((("its onnxruntime session", session_bytes(a)),))
+
+
+def match_footprint(a: onnx.ModelProto, b: onnx.ModelProto) -> Footprint:
+    """``match``: both models' largest tensors as the matching reads them."""
+    return Footprint((("matching", matching_bytes(a) + matching_bytes(b)),))
+
+
+def closeness_footprint(a: onnx.ModelProto, b: onnx.ModelProto, rows: int) -> Footprint:
+    """``closeness``: a session of each model, and a batch of each."""
+    return Footprint((("A's onnxruntime session", session_bytes(a)),
+                      ("B's onnxruntime session", session_bytes(b)),
+                      ("a batch of values", batch_bytes(a, rows) + batch_bytes(b, rows))))
+
+
+def determine_footprint(a: onnx.ModelProto, b: onnx.ModelProto, rows: int,
+                        sweep: bool = True) -> Footprint:
+    """``determine``: matching, then the function test (a session of one model at a time, for
+    models with gated units), then (``sweep``) the interpolated model's blend buffer, which
+    takes its weights as inputs (no folded or prepacked copy), and a batch. What a session
+    allocated stays with the process after it is closed (onnxruntime's and the C library's
+    allocators keep it: measured on the 1.1B decoder, RESULTS "Big models"), so the session
+    counts beside the blend buffer."""
+    held = Footprint((("a session of one model (function test)",
+                       max(session_bytes(a), session_bytes(b))),))
+    if sweep:
+        held += Footprint((("the blend buffer", min(blend_bytes(a), blend_bytes(b))),
+                           ("a batch of values", batch_bytes(a, rows))))
+    return widest(match_footprint(a, b), held)
