@@ -52,6 +52,7 @@ from onnx_lineage.analyses.closeness import class_count
 from onnx_lineage.analyses.criteria import cross_entropy
 from onnx_lineage.data import arrange_for, check_labels, feeds_for
 from onnx_lineage.errors import LineageError
+from onnx_lineage.model.footprint import inspect_footprint, require
 from onnx_lineage.model.runner import Runner
 
 
@@ -326,8 +327,9 @@ def model_outputs(model, data, seed: int = 0) -> tuple[float | None, bool | None
     that are not class scores, when the data cannot feed the model or holds labels outside its
     classes; ``classifier`` and ``classes`` are None when no session of it can be made."""
     try:
+        require(inspect_footprint(model.proto), f"the loss of {model.name}")
         runner = Runner(model.proto, name=model.name)
-    except LineageError:
+    except LineageError:  # no session of it fits, or none can be made
         return None, None, None
     classifier = runner.output_kind in ("logits", "probabilities")
     try:

@@ -66,6 +66,7 @@ class PairOutcome:
     rescaled: bool = False
     p_value: float | None = None
     adapter: int | None = None
+    note: str | None = None
 
     @property
     def length(self) -> float:

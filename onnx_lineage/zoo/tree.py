@@ -34,10 +34,14 @@ import numpy as np
 import onnx
 
 from onnx_lineage.analyses.closeness import closeness
-from onnx_lineage.analyses.determination import determine
+from onnx_lineage import memory
+from onnx_lineage.analyses.determination import determine, no_units
 from onnx_lineage.data import Dataset, digits
 from onnx_lineage.errors import LineageError, ModelError
+from onnx_lineage.evidence import data_free
+from onnx_lineage.evidence.verdict import decide
 from onnx_lineage.matching import match
+from onnx_lineage.model.footprint import determine_footprint, inspect_footprint
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
@@ -136,14 +140,24 @@ def _pair_task(name_a: str, bytes_a: bytes, name_b: str, bytes_b: bytes, data: D
         b = LoadedModel(onnx.load_from_string(bytes_b), Path(name_b))
         rng = np.random.default_rng(seed)
         m = match(a, b, rng=rng)
-        det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
-                        alpha=alpha, rng=rng)
+        need = determine_footprint(a.proto, b.proto, len(data), sweep=False)
+        note = None
+        if need.total <= memory.budget():
+            det = determine(a, b, data, seed=seed, device=device, match_result=m, copies=0,
+                            alpha=alpha, rng=rng)
+            related, p_value, adapter = det.related, det.p_value, adapter_rank(det.difference)
+        else:  # the data-free tests are valid alone; the function test's session does not fit
+            v = decide(data_free(m, alpha).tests, alpha, no_units(m))
+            related, p_value, adapter = v.related, v.p_value, None
+            note = (f"{name_a} and {name_b}: the data-free tests only (the function test's "
+                    f"session needs about {memory.describe(need.total)}, over the memory "
+                    f"budget of {memory.describe(memory.budget())})")
         d = direction(m, name_a, name_b) if m.pairs else None
         weight = whole_cosine(m)
-        return PairOutcome(name_a, name_b, det.related, float(weight),
+        return PairOutcome(name_a, name_b, related, float(weight),
                            0.0 if d is None else d.strong, () if d is None else d.evidence,
                            distance=aligned_distance(m), rescaled=rescaling(m) > RESCALED,
-                           p_value=det.p_value, adapter=adapter_rank(det.difference))
+                           p_value=p_value, adapter=adapter, note=note)
     except LineageError as exc:
         return PairOutcome(name_a, name_b, None, 0.0, 0.0, (), error=str(exc))
 
@@ -215,6 +229,16 @@ def label_notes(edges: list[dict], stats: dict, data: Dataset, label_space: str)
                              f"{data.source or 'the data'} run from {int(data.y.min())} to {top}: "
                              "its loss is not measured")
     return notes
+
+
+def _budget_notes(loaded: dict) -> list[str]:
+    """Models no onnxruntime session of which fits the memory budget: their loss and the
+    closeness of their edges are not measured."""
+    limit = memory.budget()
+    heavy = {n: inspect_footprint(m.proto).total for n, m in sorted(loaded.items())}
+    return [f"{n}: a session of it needs about {memory.describe(b)}, over the memory budget of "
+            f"{memory.describe(limit)}: its loss and the closeness of its edges are not measured"
+            for n, b in heavy.items() if b > limit]
 
 
 def hubness(outcomes: list[PairOutcome]) -> dict[str, float]:
@@ -399,4 +423,6 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
                       alpha_per_test=per_test, related=related,
                       stats={k: v.to_dict() for k, v in stats.items()},
                       notes=label_notes(edges, stats, data, label_space)
-                      + shape_notes(edges, related) + merge_notes, merges=merges)
+                      + shape_notes(edges, related) + merge_notes
+                      + [o.note for o in outcomes if o.note] + _budget_notes(loaded),
+                      merges=merges)

@@ -195,3 +195,21 @@ def test_the_report_draws_the_forest_with_each_edges_evidence(lineage, tmp_path)
         assert html.escape(e["child"]) in page and e["direction"] in page
     lone = forest_svg(["only"], [])
     assert ET.fromstring(lone).find(f"{ns}g/{ns}title").text == "only"
+
+
+def test_models_whose_sessions_do_not_fit_are_joined_by_the_data_free_tests(lineage, monkeypatch):
+    """Where one model's onnxruntime session would exceed the memory budget (a 7B float16 file's
+    is 25 GiB), the pairs are decided by the data-free tests alone, each loss is left
+    unmeasured and each closeness out, and the notes say so; nothing is refused or killed."""
+    from onnx_lineage.model import footprint
+    monkeypatch.setattr(footprint, "session_bytes", lambda model: float(1 << 40))
+    r = tree([lineage])
+    edges = {(e["parent"], e["child"]) for e in r.edges}
+    assert {("root", "child"), ("child", "grandchild")} <= edges and len(edges) == 3
+    assert "stranger" in r.roots and not r.failed
+    assert all(e["closeness"] is None for e in r.edges)
+    assert all(s["loss"] is None for s in r.stats.values())
+    said = [n for n in r.notes if "the data-free tests only" in n]
+    assert len(said) == r.exact_tests and "1.0 TiB" in said[0]
+    unmeasured = [n for n in r.notes if "its loss and the closeness of its edges" in n]
+    assert len(unmeasured) == len(r.models)
