@@ -114,3 +114,21 @@ def test_a_layer_equal_to_an_unpaired_layer_of_a_is_found():
     assert found == {(1, 1), (2, 2)}
     independent = {x.index: x for x in extract_layers(cumsum_mlp(1))}
     assert _unpaired(wrong, a, independent)[0] == []
+
+
+def test_a_huge_tensor_is_read_in_runs_that_leave_most_of_its_pages_unread():
+    """From BLOCKED_FROM values on, the positions are runs of BLOCK values at evenly spaced
+    starts (a page of float16 each) instead of a stride that touches every page; the count is
+    the same, the first run starts the tensor and the last one ends it."""
+    from onnx_lineage.evidence import same_values as sv
+    x = np.arange(sv.BLOCKED_FROM + 12345, dtype=np.float64)  # every index exact
+    got = sv._positions(x)
+    runs = sv.MAX_POSITIONS // sv.BLOCK
+    assert got.dtype == np.float64 and got.size == runs * sv.BLOCK
+    starts = got[::sv.BLOCK]
+    assert starts[0] == 0 and got[-1] == x[-1]
+    assert np.all(np.diff(got.reshape(runs, sv.BLOCK), axis=1) == 1)  # each run contiguous
+    gaps = np.diff(starts)
+    assert gaps.min() >= sv.BLOCK and gaps.max() - gaps.min() <= 1  # evenly spaced, apart
+    small = np.arange(sv.MAX_POSITIONS * 3, dtype=np.float32)
+    np.testing.assert_array_equal(sv._positions(small), small[::3])  # below: the stride
