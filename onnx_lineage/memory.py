@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import shutil
+import tempfile
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator
@@ -130,3 +133,45 @@ def plain_empty(shape, dtype=np.float32) -> np.ndarray:
     if size < PLAIN_FROM or not hasattr(mmap, "MAP_PRIVATE"):  # small: numpy advises none
         return np.empty(shape, dtype)
     return np.frombuffer(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE), dtype).reshape(shape)
+
+
+#: Copies from this size that stand for a weight read in place (a permuted copy of B's) go to a
+#: temporary file (:func:`spilled_empty`).
+SPILL_FROM = 16 << 20
+#: Disk space left free beside a spilled copy.
+SPILL_MARGIN = 1 << 30
+_spills: "weakref.WeakSet[mmap.mmap]" = weakref.WeakSet()
+
+
+def spilled_empty(shape, dtype=np.float32) -> np.ndarray:
+    """An uninitialised array, like :func:`plain_empty`, whose memory is a shared mapping of an
+    unlinked temporary file: for copies of weights that were read in place (B's weights in A's
+    unit order). Its pages are the page cache's, as the original's were: written back and
+    dropped under pressure, and let go by :func:`spilled_pages_release`, so a permuted 7B model
+    is not held in anonymous memory (13.5 GB) while it is matched and tested. Small arrays,
+    platforms without shared mappings, or a disk without room get :func:`plain_empty`."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < SPILL_FROM or not hasattr(mmap, "MAP_SHARED"):
+        return plain_empty(shape, dtype)
+    folder = tempfile.gettempdir()
+    if shutil.disk_usage(folder).free < size + SPILL_MARGIN:
+        return plain_empty(shape, dtype)
+    with tempfile.TemporaryFile(dir=folder) as f:  # unlinked: gone with its last mapping
+        f.truncate(size)
+        m = mmap.mmap(f.fileno(), size, flags=mmap.MAP_SHARED)
+    _spills.add(m)
+    return np.frombuffer(m, dtype).reshape(shape)
+
+
+def spilled_pages_release() -> None:
+    """Let the pages of every spilled array leave this process's resident memory (they stay
+    in the file and the page cache, and come back on the next read)."""
+    advise = getattr(mmap, "MADV_DONTNEED", None)
+    if advise is None:
+        return
+    for m in list(_spills):
+        try:
+            m.madvise(advise)
+        except (OSError, ValueError):
+            pass

@@ -53,3 +53,20 @@ def test_an_analysis_s_budget_holds_for_its_call_only(tmp_path):
         assert budget() == 8 * 1024**3
     finally:
         memory.set_budget(None)
+
+
+def test_a_spilled_copy_keeps_its_values_when_its_pages_are_let_go():
+    """A copy that stands for a weight read in place lives in an unlinked temporary file:
+    letting its pages go (as after each layer is read) loses nothing, and it leaves no file."""
+    import os
+    import tempfile
+    from onnx_lineage.model.weights import release_pages
+    before = set(os.listdir(tempfile.gettempdir()))
+    arr = memory.spilled_empty((memory.SPILL_FROM // 4 + 7,), np.float32)
+    assert arr.flags.writeable and arr.base is not None
+    arr[:] = np.arange(arr.size, dtype=np.float32)
+    release_pages()
+    assert float(arr[-1]) == arr.size - 1 and float(arr[123]) == 123.0
+    assert set(os.listdir(tempfile.gettempdir())) == before  # nothing left on the disk
+    small = memory.spilled_empty((5, 3), np.float16)
+    assert small.shape == (5, 3) and small.dtype == np.float16

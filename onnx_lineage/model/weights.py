@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, numpy_helper
 
+from onnx_lineage.memory import spilled_pages_release
+
 #: Tensors smaller than this stay inline in the skeleton (their bytes are copied).
 INLINE_BYTES = 4096
 #: Files at least this large are memory-mapped; smaller ones are read whole (a map holds a file
@@ -80,6 +82,7 @@ def release_pages() -> None:
             m.madvise(advise)
         except (OSError, ValueError):  # closed, or refused: the pages just stay
             pass
+    spilled_pages_release()  # B's permuted copies of such weights, written to a file
 
 
 # -- the wire format -----------------------------------------------------------------------------

@@ -217,3 +217,30 @@ def test_a_sketched_block_read_transposed_gives_the_same_similarities(monkeypatc
         assert total.sketched
         sums.append(total.result())
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-6, atol=1e-7)
+
+
+def test_sketched_units_are_screened_on_a_quarter_of_the_sketch(monkeypatch):
+    """Sketched classes (a 7B decoder's SwiGLU units) are screened too, on the sketch's leading
+    quarter: a noisy copy's rows are proven without the full product, and the matching is the
+    assignment on the whole matrix of sketched similarities, for a copy and for unrelated units."""
+    from onnx_lineage.matching import permutation as P
+    monkeypatch.setattr(P, "SKETCH_ABOVE", 1e5)
+    monkeypatch.setattr(P, "SKETCH_RATIO", 2)
+    monkeypatch.setattr(P, "SLAB_ROWS", 100)
+    rng = np.random.default_rng(13)
+    n = 400
+    xs = [rng.normal(size=(n, 2000)), rng.normal(size=(n, 2500))]
+    truth = rng.permutation(n)
+    proven = []
+    real = P._Screen.best
+    monkeypatch.setattr(P._Screen, "best", lambda self, *a: proven.append(
+        float(np.mean(real(self, *a) >= 0))) or real(self, *a))
+    for ys in ([x[truth] + 0.05 * rng.normal(size=x.shape) for x in xs],
+               [rng.normal(size=x.shape) for x in xs]):
+        total = P.CosineSum(n, n, 4500, seed=3)
+        for x, y in zip(xs, ys):
+            total.add(x, y)
+        assert total.sketched
+        np.testing.assert_array_equal(total.matching(), P.best_assignment(total.result()))
+    assert min(proven[:4]) == 1.0  # the copy, at the sketch's real size: every row proven
+    assert proven[4] == 0.0  # unrelated: none, and the screen is dropped after its first slab
