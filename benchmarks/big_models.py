@@ -28,7 +28,10 @@ With ``--seven-b``: the issue "Seven billion parameters"'s pair, of Llama-2-7B's
 float16 each): A, B = A plus 1% noise, C from another seed, and A's linear layers written as
 4-bit MatMulNBits blocks of 32 (4.5 GB), each file a tensor at a time (``decoder.build``), after
 checking the disk; then ``inspect``, ``match`` (A-B, A-C, A against its 4-bit export) and
-``determine`` on 8 rows of 32 tokens, each in its own process, with what each did or said.
+``determine`` on 8 rows of 32 tokens and ``tree`` over the four files, each in its own process,
+with what each did or said, and what each estimated it would hold before it started
+(``estimate_mb``; every command of the other runs records it too). ``--steps tree`` runs only
+the tree.
 
     python benchmarks/big_models.py /tmp/big7 --seven-b --json benchmarks/results/big_7b_cpu.json
 """
@@ -126,15 +129,20 @@ def timed(args: list[str], env: dict | None = None) -> dict:
     result = json.loads(run.stdout) if run.exit_code == 0 and run.stdout.strip() else {}
     return {"args": args, "rc": run.exit_code, "seconds": run.seconds,
             "peak_rss_mb": run.peak_rss_mb, "peak_anon_mb": run.peak_anon_mb,
-            "estimate_mb": estimate(args) / 1e6,
+            "estimate_mb": _mb(estimate(args)),
             "stderr": run.stderr.decode()[-300:],
             "timings": result.get("timings"), "verdict": result.get("verdict"),
             "p_value": result.get("p_value"), "queries": result.get("queries")}
 
 
-def estimate(args: list[str]) -> float:
+def _mb(nbytes: float | None) -> float | None:
+    return None if nbytes is None else nbytes / 1e6
+
+
+def estimate(args: list[str]) -> float | None:
     """What the command in ``args`` estimates it will hold before it starts
-    (:mod:`onnx_lineage.model.footprint`), in bytes, from the graphs and the data's rows."""
+    (:mod:`onnx_lineage.model.footprint`), in bytes, from the graphs and the data's rows (None
+    for ``tree``, which estimates each pair's and each model's part as it comes to it)."""
     from onnx_lineage.data import load_data
     from onnx_lineage.model import footprint
     from onnx_lineage.model.loading import load_model
@@ -144,6 +152,8 @@ def estimate(args: list[str]) -> float:
         return footprint.inspect_footprint(a).total
     if command == "match":
         return footprint.match_footprint(a, b).total
+    if command == "tree":  # not estimated as a whole: each pair's and model's parts are
+        return None
     rows = int(args[args.index("--rows") + 1]) if "--rows" in args else 1000
     if "--data" in args:
         rows = min(rows, len(load_data(args[args.index("--data") + 1])))
@@ -190,6 +200,9 @@ def main():
     ap.add_argument("--decoder", action="store_true", help="the 1.1B decoder pair")
     ap.add_argument("--seven-b", action="store_true", help="the 7B pair and A's 4-bit export")
     ap.add_argument("--seven-b-build", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", nargs="+", metavar="COMMAND",
+                    help="with --seven-b: only the steps of these commands (inspect, match, "
+                         "determine, tree)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.seven_b_build:
@@ -253,6 +266,11 @@ def seven_b(args) -> None:
     steps += [(f"determine A-{o.upper()} (8 rows of 32 tokens)",
                ["determine", str(p["a"]), str(p[o]), "--data", str(p["data"]), "--json",
                 "--quiet"]) for o in ("b", "c")]
+    steps += [("tree over A, B, C and A's 4-bit export",
+               ["tree", *(str(p[k]) for k in ("a", "b", "c", "a4")), "--data", str(p["data"]),
+                "--json", "--quiet"])]
+    if args.steps:
+        steps = [(step, command) for step, command in steps if command[0] in args.steps]
     runs = []
     for step, command in steps:
         runs.append({"step": step, **timed(command)})
