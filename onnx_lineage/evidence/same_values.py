@@ -59,8 +59,9 @@ NULL_REFERENCE = 1 << 17
 #: Tensors of at least this many values are read in :data:`BLOCK`-value runs at evenly spaced
 #: starts instead of at a stride (the same count of positions, the same ones in both models):
 #: a stride under a page's worth of values touches every page of a memory-mapped file, so a
-#: 7B model's weights were read whole, twice, for 1/64 of their values. No model the null was
-#: measured on has a tensor this large.
+#: 7B model's weights were read whole, twice, for 1/64 of their values. The runs follow A's
+#: memory order (a weight A stores transposed is read along its transpose, in both models). No
+#: model the null was measured on has a tensor this large.
 BLOCKED_FROM = 1 << 24
 BLOCK = 2048
 #: Relative rounding of each storage format, as a tolerance (a few ulps for float32, so that a
@@ -176,12 +177,14 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
     fixed_b = {e["b"] for e in m.excluded} | {i for i, x in b_layers.items() if _fixed(x)}
     rows, candidates, heads = [], 0, {}
 
-    def head(side: str, layer) -> np.ndarray:
-        # the first values in C order, once per layer, without a copy of the whole weight
-        # (a transposed view's reshape copied all of it for every candidate pair)
-        key = (side, layer.index)
+    def head(side: str, layer, turned: bool) -> np.ndarray:
+        # the first values in C order (of the transpose, ``turned``: a huge weight that A stores
+        # transposed, read along its memory), once per layer, without a copy of the whole
+        # weight (a transposed view's reshape copied all of it for every candidate pair)
+        key = (side, layer.index, turned)
         if key not in heads:
-            heads[key] = np.asarray(layer.weight).flat[:_PREFILTER].astype(np.float64)
+            w = np.asarray(layer.weight)
+            heads[key] = (w.T if turned else w).flat[:_PREFILTER].astype(np.float64)
         return heads[key]
 
     for la in a_layers.values():
@@ -193,7 +196,9 @@ def _unpaired(m, a_layers: dict, b_layers: dict) -> tuple[list[dict], int]:
                 continue
             candidates += 1
             tol = _tolerance(la, lb)
-            head_a, head_b = head("a", la), head("b", lb)
+            w = np.asarray(la.weight)
+            turned = w.size >= BLOCKED_FROM and _memory_transposed(w)
+            head_a, head_b = head("a", la, turned), head("b", lb, turned)
             near = np.abs(head_a - head_b) <= tol.relative * np.abs(head_a) + tol.absolute
             if near.mean() < 0.5:
                 continue
@@ -264,9 +269,11 @@ def _count(a_params: dict, b_params: dict, tol: _Tolerance, own: bool):
         b = b_params.get(key)
         if key == "eps" or b is None or np.shape(a) != np.shape(b) or np.ndim(a) == 0:
             continue
-        a, b = _positions(np.asarray(a)), _positions(np.asarray(b))
+        a = np.asarray(a)
+        turned = _memory_transposed(a)  # positions in A's memory order, the same ones in B
+        a, b = _positions(a, turned), _positions(np.asarray(b), turned)
         keep = (a != 0) & (b != 0) & np.isfinite(a) & np.isfinite(b)
-        absolute = (_positions(tol.weight)[keep] if key == "weight" and own
+        absolute = (_positions(tol.weight, turned)[keep] if key == "weight" and own
                     and tol.weight is not None else tol.absolute)
         a, b = a[keep], b[keep]
         if a.size == 0:
@@ -282,15 +289,24 @@ def _count(a_params: dict, b_params: dict, tol: _Tolerance, own: bool):
     return (agree, compared, mean) if compared else None
 
 
-def _positions(x: np.ndarray) -> np.ndarray:
+def _memory_transposed(x: np.ndarray) -> bool:
+    """Whether ``x`` (canonical orientation) is a transposed view of its stored memory (a
+    MatMul weight stored ``(in, out)``)."""
+    return x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous
+
+
+def _positions(x: np.ndarray, turned: bool = False) -> np.ndarray:
     """``x`` flattened as float64: every ``k``-th value where it has more than
     :data:`MAX_POSITIONS`, or, from :data:`BLOCKED_FROM` values, :data:`MAX_POSITIONS` of them
-    in runs of :data:`BLOCK` at evenly spaced starts (which read a page of the file per run,
-    not every page)."""
-    flat = x.reshape(-1)
-    if flat.size < BLOCKED_FROM:
+    in runs of :data:`BLOCK` at evenly spaced starts (a page of the file per run, not every
+    page). ``turned``: the large tensor's runs are taken along its transpose, where the
+    reference model stores it that way (the positions are then the same in both models, and
+    contiguous in the reference's file)."""
+    if x.size < BLOCKED_FROM:
+        flat = x.reshape(-1)
         stride = -(-flat.size // MAX_POSITIONS)
         return np.asarray(flat[::stride], dtype=np.float64)
+    flat = (x.T if turned else x).reshape(-1)  # a view where the memory order is that one
     runs = MAX_POSITIONS // BLOCK
     starts = np.arange(runs, dtype=np.int64) * (flat.size - BLOCK) // (runs - 1)
     return np.concatenate([np.asarray(flat[s:s + BLOCK], dtype=np.float64) for s in starts])

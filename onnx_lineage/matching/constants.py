@@ -11,6 +11,8 @@ of order three. Trained weights satisfy neither.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 #: Relative residual of the recurrence below which a row counts as a sinusoid (for a row stored in
@@ -106,11 +108,30 @@ def _columns_may_be(w: np.ndarray) -> bool:
     return (ok + w.shape[1] - nonzero) / w.shape[1] >= FRACTION
 
 
+#: Answers of :func:`is_signal_constant` by array (its id, with a weak reference that proves the
+#: id is still that array's): ``match`` and the same-values test ask of the same weights.
+_ANSWERS: dict[int, tuple] = {}
+
+
 def is_signal_constant(weight: np.ndarray) -> bool:
     """Whether ``weight`` (any shape, first axis = units) looks computed rather than trained:
     most of its rows, or most of its columns, are sampled sinusoids. Either way round, it is read
     along its memory order, and a trained matrix is turned away by its first rows, so only they
-    are read (not every page of a memory-mapped weight)."""
+    are read (not every page of a memory-mapped weight). Asked again of the same array, the
+    first answer is given."""
+    known = _ANSWERS.get(id(weight))
+    if known is not None and known[0]() is weight:
+        return known[1]
+    answer = _is_signal_constant(weight)
+    try:
+        ref = weakref.ref(weight, lambda _, key=id(weight): _ANSWERS.pop(key, None))
+    except TypeError:  # not weakly referable: not remembered
+        return answer
+    _ANSWERS[id(weight)] = (ref, answer)
+    return answer
+
+
+def _is_signal_constant(weight: np.ndarray) -> bool:
     if weight.ndim < 2:
         return False
     w = weight.reshape(weight.shape[0], -1)

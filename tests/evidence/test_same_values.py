@@ -132,3 +132,16 @@ def test_a_huge_tensor_is_read_in_runs_that_leave_most_of_its_pages_unread():
     assert gaps.min() >= sv.BLOCK and gaps.max() - gaps.min() <= 1  # evenly spaced, apart
     small = np.arange(sv.MAX_POSITIONS * 3, dtype=np.float32)
     np.testing.assert_array_equal(sv._positions(small), small[::3])  # below: the stride
+
+
+def test_a_huge_weight_stored_transposed_is_read_along_its_memory_in_both_models():
+    """A MatMul weight read transposed (canonical ``(out, in)`` over a stored ``(in, out)``)
+    takes its runs along the stored rows, and B's values are read at the same canonical
+    positions whatever B's own layout."""
+    from onnx_lineage.evidence import same_values as sv
+    stored = np.arange(sv.BLOCKED_FROM + 4096, dtype=np.float64).reshape(-1, 4096)
+    canonical = stored.T
+    assert sv._memory_transposed(canonical)
+    got = sv._positions(canonical, True)
+    np.testing.assert_array_equal(got, sv._positions(stored))  # the stored rows' runs
+    np.testing.assert_array_equal(sv._positions(np.ascontiguousarray(canonical), True), got)

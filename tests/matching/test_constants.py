@@ -112,3 +112,19 @@ def test_trained_looking_rows_of_the_same_shape_are_not():
     smooth = np.cumsum(rng.normal(size=(258, 1, 256)), axis=2)  # random walks: smooth, not sums
     assert not is_signal_constant(rng.normal(size=(258, 1, 256)).astype(np.float32))
     assert not is_signal_constant(smooth.astype(np.float32))
+
+
+def test_the_answer_for_one_array_is_given_again_without_reading_it_again(monkeypatch):
+    """``match`` and the same-values test ask of the same weights: the second asking reads
+    nothing; another array (even with the same values) is read afresh."""
+    from onnx_lineage.matching import constants as C
+    calls = []
+    real = C._is_signal_constant
+    monkeypatch.setattr(C, "_is_signal_constant", lambda w: calls.append(1) or real(w))
+    n = np.arange(64)
+    basis = np.cos(np.outer(np.arange(1, 33), n) * 2 * np.pi / 64)
+    assert C.is_signal_constant(basis) and C.is_signal_constant(basis)
+    assert len(calls) == 1
+    trained = np.random.default_rng(0).normal(size=(32, 64))
+    assert not C.is_signal_constant(trained) and not C.is_signal_constant(trained.copy())
+    assert len(calls) == 3
