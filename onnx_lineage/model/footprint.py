@@ -13,7 +13,9 @@ allocates of its own is counted, part by part, from the graph alone (no weight i
   (:func:`blend_bytes`);
 * **a batch** of intermediate values: what one row needs by shape inference, times the rows of a
   batch, at most the runner's batch memory (:func:`batch_bytes`);
-* **matching** without data: the largest tensor of each model in float64 (:func:`matching_bytes`).
+* **matching** without data: the largest tensor of each model in float64 (:func:`matching_bytes`);
+* **quantized weights** (int8, 4-bit blocks) dequantized in float32, held while a model is
+  analysed (:func:`dequantized_bytes`).
 
 Each is what the run must at least hold at once; the peaks measured on the big-model benchmark
 (``benchmarks/big_models.py``, RESULTS "Big models") are set beside these estimates there.
@@ -127,6 +129,37 @@ def _attr(node: onnx.NodeProto, name: str) -> int:
     return next((int(a.i) for a in node.attribute if a.name == name), 0)
 
 
+#: Ops whose weight :func:`~onnx_lineage.model.parameters.extract_layers` holds dequantized in
+#: float32 for as long as the model is analysed, by the weight's input slot.
+DEQUANTIZED = {"MatMulNBits": 1, "GatherBlockQuantized": 0, "QLinearMatMul": 3, "QLinearConv": 3,
+               "QGemm": 3, "MatMulInteger": 1, "ConvInteger": 1, "DequantizeLinear": 0,
+               "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1}
+
+
+def dequantized_bytes(model: onnx.ModelProto) -> float:
+    """The model's quantized weights as the analyses hold them: dequantized, float32, every
+    value (a 4-bit ``MatMulNBits`` weight's ``K x N``, not its packed bytes). A 7B model's 4-bit
+    export holds 26 GiB this way: it cannot be analysed in 24 GiB (not yet read a layer at a
+    time)."""
+    weights = {t.name: t for t in model.graph.initializer}
+    seen, total = set(), 0.0
+    for node in model.graph.node:
+        slot = DEQUANTIZED.get(node.op_type)
+        if slot is None or len(node.input) <= slot or node.input[slot] in seen:
+            continue
+        t = weights.get(node.input[slot])
+        if t is None or t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+            continue
+        seen.add(t.name)
+        if node.op_type == "MatMulNBits":
+            total += 4.0 * _attr(node, "K") * _attr(node, "N")
+        elif node.op_type == "GatherBlockQuantized" and t.data_type == onnx.TensorProto.UINT8:
+            total += 4.0 * _elements(t) * (8 // max(_attr(node, "bits") or 4, 1))
+        else:
+            total += 4.0 * _elements(t)
+    return total
+
+
 def matching_bytes(model: onnx.ModelProto) -> float:
     """Matching without data: the model's largest tensor in float64 (its features as the
     matching reads them)."""
@@ -171,9 +204,17 @@ def inspect_footprint(a: onnx.ModelProto) -> Footprint:
     return Footprint((("its onnxruntime session", session_bytes(a)),))
 
 
+def held(a: onnx.ModelProto, b: onnx.ModelProto) -> Footprint:
+    """What both models hold while they are analysed: their quantized weights, dequantized
+    (:func:`dequantized_bytes`; float weights stay in their files)."""
+    dq = dequantized_bytes(a) + dequantized_bytes(b)
+    return Footprint((("the quantized weights dequantized", dq),) if dq else ())
+
+
 def match_footprint(a: onnx.ModelProto, b: onnx.ModelProto) -> Footprint:
-    """``match``: both models' largest tensors as the matching reads them."""
-    return Footprint((("matching", matching_bytes(a) + matching_bytes(b)),))
+    """``match``: the quantized weights dequantized, and both models' largest tensors as the
+    matching reads them."""
+    return held(a, b) + Footprint((("matching", matching_bytes(a) + matching_bytes(b)),))
 
 
 def closeness_footprint(a: onnx.ModelProto, b: onnx.ModelProto, rows: int) -> Footprint:
@@ -191,9 +232,9 @@ def determine_footprint(a: onnx.ModelProto, b: onnx.ModelProto, rows: int,
     allocated stays with the process after it is closed (onnxruntime's and the C library's
     allocators keep it: measured on the 1.1B decoder, RESULTS "Big models"), so the session
     counts beside the blend buffer."""
-    held = Footprint((("a session of one model (function test)",
-                       max(session_bytes(a), session_bytes(b))),))
+    later = held(a, b) + Footprint((("a session of one model (function test)",
+                                     max(session_bytes(a), session_bytes(b))),))
     if sweep:
-        held += Footprint((("the blend buffer", min(blend_bytes(a), blend_bytes(b))),
-                           ("a batch of values", batch_bytes(a, rows))))
-    return widest(match_footprint(a, b), held)
+        later += Footprint((("the blend buffer", min(blend_bytes(a), blend_bytes(b))),
+                            ("a batch of values", batch_bytes(a, rows))))
+    return widest(match_footprint(a, b), later)

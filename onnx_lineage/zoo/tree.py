@@ -41,7 +41,8 @@ from onnx_lineage.errors import LineageError, ModelError
 from onnx_lineage.evidence import data_free
 from onnx_lineage.evidence.verdict import decide
 from onnx_lineage.matching import match
-from onnx_lineage.model.footprint import determine_footprint, inspect_footprint
+from onnx_lineage.model.footprint import (dequantized_bytes, determine_footprint,
+                                          inspect_footprint)
 from onnx_lineage.model.loading import LoadedModel, load_model
 from onnx_lineage.model.parameters import extract_layers
 from onnx_lineage.results import Result
@@ -231,6 +232,20 @@ def label_notes(edges: list[dict], stats: dict, data: Dataset, label_space: str)
     return notes
 
 
+def _too_large(loaded: dict) -> list[str]:
+    """Take out of ``loaded`` (in place) the models whose quantized weights, dequantized as the
+    analyses hold them, alone exceed the memory budget; a note for each."""
+    limit, out = memory.budget(), []
+    for name in sorted(loaded):
+        need = dequantized_bytes(loaded[name].proto)
+        if need > limit:
+            del loaded[name]
+            out.append(f"{name} left out: its quantized weights dequantized need about "
+                       f"{memory.describe(need)}, over the memory budget of "
+                       f"{memory.describe(limit)}")
+    return out
+
+
 def _budget_notes(loaded: dict) -> list[str]:
     """Models no onnxruntime session of which fits the memory budget: their loss and the
     closeness of their edges are not measured."""
@@ -382,6 +397,10 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
     data = digits() if data is None else data
     step(f"fingerprinting {len(paths)} models")
     loaded = {name: load_model(p) for name, p in paths.items()}
+    left_out = _too_large(loaded)
+    if len(loaded) < 2:
+        raise LineageError("tree needs at least two models that fit the memory budget: "
+                           + "; ".join(left_out))
     layers = {name: extract_layers(m.proto) for name, m in loaded.items()}
     fps = [f for f in (fingerprint(n, layers[n]) for n in loaded) if f]
     cand = candidates(fps, screen)
@@ -424,5 +443,6 @@ def tree(models: list[str | Path], data: Dataset | None = None, *, seed: int = 0
                       stats={k: v.to_dict() for k, v in stats.items()},
                       notes=label_notes(edges, stats, data, label_space)
                       + shape_notes(edges, related) + merge_notes
-                      + [o.note for o in outcomes if o.note] + _budget_notes(loaded),
+                      + [o.note for o in outcomes if o.note] + _budget_notes(loaded)
+                      + left_out,
                       merges=merges)

@@ -86,3 +86,22 @@ def test_the_cli_refuses_in_one_line_with_exit_code_1():
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 1 and r.stdout == ""
     assert len(lines) == 1 and "inspect of torch_cnn_bn.onnx needs about" in lines[0]
+
+
+def test_a_4bit_export_counts_its_weights_dequantized_and_match_says_so():
+    """extract_layers holds MatMulNBits weights dequantized in float32 (a 7B model's 4-bit
+    export: 26 GiB, which was killed before this was counted): ``match`` stops up front."""
+    from onnx_lineage.model.footprint import dequantized_bytes
+    blob = np.zeros((6, 1, 4), np.uint8)
+    node = helper.make_node("MatMulNBits", ["X", "blob", "scales"], ["Y"], domain="com.microsoft",
+                            K=8, N=6, bits=4, block_size=8)
+    model = _graph([node], {"blob": blob, "scales": np.ones(6, np.float32)})
+    assert dequantized_bytes(model) == 4 * 8 * 6
+    plain = _graph([helper.make_node("MatMul", ["X", "w"], ["Y"])],
+                   {"w": np.ones((8, 6), np.float32)})
+    assert dequantized_bytes(plain) == 0
+    fp = match_footprint(plain, model)
+    assert dict(fp.parts)["the quantized weights dequantized"] == 4 * 8 * 6
+    with memory.limited(int(fp.total) - 1), pytest.raises(memory.MemoryBudgetError,
+                                                          match="matching a and b needs about"):
+        require(fp, "matching a and b")

@@ -213,3 +213,22 @@ def test_models_whose_sessions_do_not_fit_are_joined_by_the_data_free_tests(line
     assert len(said) == r.exact_tests and "1.0 TiB" in said[0]
     unmeasured = [n for n in r.notes if "its loss and the closeness of its edges" in n]
     assert len(unmeasured) == len(r.models)
+
+
+def test_a_model_whose_dequantized_weights_exceed_the_budget_is_left_out_and_said(lineage,
+                                                                                 monkeypatch):
+    """A 7B model's 4-bit export holds 26 GiB once dequantized: rather than be killed, the tree
+    leaves it out and says so, and draws the others."""
+    import sys
+    tree_module = sys.modules["onnx_lineage.zoo.tree"]  # the package's ``tree`` is the function
+
+    def dequantized(proto):  # the sibling's file stands for such an export
+        where = [e.value for t in proto.graph.initializer for e in t.external_data
+                 if e.key == "location"] or [proto.graph.name]
+        return float(1 << 40) if any("sibling" in w for w in where) else 0.0
+
+    monkeypatch.setattr(tree_module, "dequantized_bytes", dequantized)
+    r = tree([lineage], with_closeness=False)
+    assert "sibling" not in r.models and len(r.models) == 4
+    assert any(n.startswith("sibling left out: its quantized weights dequantized need about "
+                            "1.0 TiB") for n in r.notes)
