@@ -132,7 +132,8 @@ def timed(args: list[str], env: dict | None = None) -> dict:
             "estimate_mb": _mb(estimate(args)),
             "stderr": run.stderr.decode()[-300:],
             "timings": result.get("timings"), "verdict": result.get("verdict"),
-            "p_value": result.get("p_value"), "queries": result.get("queries")}
+            "p_value": result.get("p_value"), "queries": result.get("queries"),
+            "tests": {t["name"]: t["p_value"] for t in result.get("tests") or []}}
 
 
 def _mb(nbytes: float | None) -> float | None:
