@@ -116,11 +116,21 @@ def test_a_layer_equal_to_an_unpaired_layer_of_a_is_found():
     assert _unpaired(wrong, a, independent)[0] == []
 
 
-def test_a_huge_tensor_is_read_in_runs_that_leave_most_of_its_pages_unread():
+def _small_blocks(monkeypatch):
+    """The same-values test's reading sizes scaled down 256-fold (a real 7B tensor's 16M values
+    would hold a gigabyte in the test process)."""
+    from onnx_lineage.evidence import same_values as sv
+    monkeypatch.setattr(sv, "BLOCKED_FROM", 1 << 16)
+    monkeypatch.setattr(sv, "MAX_POSITIONS", 1 << 10)
+    monkeypatch.setattr(sv, "BLOCK", 8)
+    return sv
+
+
+def test_a_huge_tensor_is_read_in_runs_that_leave_most_of_its_pages_unread(monkeypatch):
     """From BLOCKED_FROM values on, the positions are runs of BLOCK values at evenly spaced
     starts (a page of float16 each) instead of a stride that touches every page; the count is
     the same, the first run starts the tensor and the last one ends it."""
-    from onnx_lineage.evidence import same_values as sv
+    sv = _small_blocks(monkeypatch)
     x = np.arange(sv.BLOCKED_FROM + 12345, dtype=np.float64)  # every index exact
     got = sv._positions(x)
     runs = sv.MAX_POSITIONS // sv.BLOCK
@@ -134,12 +144,12 @@ def test_a_huge_tensor_is_read_in_runs_that_leave_most_of_its_pages_unread():
     np.testing.assert_array_equal(sv._positions(small), small[::3])  # below: the stride
 
 
-def test_a_huge_weight_stored_transposed_is_read_along_its_memory_in_both_models():
+def test_a_huge_weight_stored_transposed_is_read_along_its_memory_in_both_models(monkeypatch):
     """A MatMul weight read transposed (canonical ``(out, in)`` over a stored ``(in, out)``)
     takes its runs along the stored rows, and B's values are read at the same canonical
     positions whatever B's own layout."""
-    from onnx_lineage.evidence import same_values as sv
-    stored = np.arange(sv.BLOCKED_FROM + 4096, dtype=np.float64).reshape(-1, 4096)
+    sv = _small_blocks(monkeypatch)
+    stored = np.arange(sv.BLOCKED_FROM + 256, dtype=np.float64).reshape(-1, 256)
     canonical = stored.T
     assert sv._memory_transposed(canonical)
     got = sv._positions(canonical, True)
