@@ -46,7 +46,8 @@ def inspect_model(path, device: str = "auto", output: str = "auto") -> InspectRe
     loaded = load_model(path)
     proto = loaded.proto
     require(inspect_footprint(proto), f"inspect of {loaded.name}",
-            (("`match` (the data-free tests, against another model)", match_footprint(proto, proto)),))
+            (("`match` (the data-free tests, against another model)",
+              match_footprint(proto, proto)),))
     layers = extract_layers(proto)
     runner = Runner(proto, device=device, output=output, name=loaded.name)
     init_names = {t.name for t in proto.graph.initializer}

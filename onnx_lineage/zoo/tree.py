@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnx_lineage.analyses.closeness import closeness
 from onnx_lineage import memory
+from onnx_lineage.analyses.closeness import closeness
 from onnx_lineage.analyses.determination import determine, no_units
 from onnx_lineage.data import Dataset, digits
 from onnx_lineage.errors import LineageError, ModelError
