@@ -147,7 +147,7 @@ def spilled_empty(shape, dtype=np.float32) -> np.ndarray:
     """An uninitialised array, like :func:`plain_empty`, whose memory is a shared mapping of an
     unlinked temporary file: for copies of weights that were read in place (B's weights in A's
     unit order). Its pages are the page cache's, as the original's were: written back and
-    dropped under pressure, and let go by :func:`spilled_pages_release`, so a permuted 7B model
+    dropped under pressure, and let go by :func:`~onnx_lineage.model.weights.release_pages`, so a permuted 7B model
     is not held in anonymous memory (13.5 GB) while it is matched and tested. Small arrays,
     platforms without shared mappings, or a disk without room get :func:`plain_empty`."""
     dtype = np.dtype(dtype)
@@ -164,14 +164,7 @@ def spilled_empty(shape, dtype=np.float32) -> np.ndarray:
     return np.frombuffer(m, dtype).reshape(shape)
 
 
-def spilled_pages_release() -> None:
-    """Let the pages of every spilled array leave this process's resident memory (they stay
-    in the file and the page cache, and come back on the next read)."""
-    advise = getattr(mmap, "MADV_DONTNEED", None)
-    if advise is None:
-        return
-    for m in list(_spills):
-        try:
-            m.madvise(advise)
-        except (OSError, ValueError):
-            pass
+def spilled_maps() -> list:
+    """The mappings behind every spilled array still alive (:func:`spilled_empty`), whose pages
+    :func:`~onnx_lineage.model.weights.release_pages` lets go with the mapped weights'."""
+    return list(_spills)

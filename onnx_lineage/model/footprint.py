@@ -31,20 +31,20 @@ import numpy as np
 import onnx
 
 from onnx_lineage import memory
-from onnx_lineage.model.runner import BATCH_MEMORY_BYTES, row_bytes
+from onnx_lineage.model.graph import attr
+from onnx_lineage.model.runner import BATCH_MEMORY_BYTES, parameter_count, row_bytes
 
 #: Ops whose float32 weight onnxruntime's CPU kernels prepack into a copy of their own.
 PREPACKED = frozenset({"MatMul", "Gemm", "Conv", "FusedMatMul", "FusedGemm", "FusedConv"})
 #: Ops through which a weight stored in another type becomes a folded float32 constant.
 WIDENING = frozenset({"Cast", "DequantizeLinear", "CastLike"})
-#: Ops that keep a quantized weight in (about) its stored bytes.
-KEEPS_STORED = frozenset({"MatMulNBits", "GatherBlockQuantized", "MatMulInteger", "ConvInteger",
-                          "QLinearMatMul", "QLinearConv", "QGemm", "DynamicQuantizeMatMul",
-                          "MatMulIntegerToFloat"})
-
-_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2,
-          onnx.TensorProto.BFLOAT16: 2, onnx.TensorProto.INT8: 1, onnx.TensorProto.UINT8: 1,
-          onnx.TensorProto.INT32: 4, onnx.TensorProto.INT64: 8}
+#: Ops whose weight :func:`~onnx_lineage.model.parameters.extract_layers` holds dequantized in
+#: float32 for as long as the model is analysed, by the weight's input slot.
+DEQUANTIZED = {"MatMulNBits": 1, "GatherBlockQuantized": 0, "QLinearMatMul": 3, "QLinearConv": 3,
+               "QGemm": 3, "MatMulInteger": 1, "ConvInteger": 1, "DequantizeLinear": 0,
+               "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1}
+#: Ops that keep a quantized weight in (about) its stored bytes in an onnxruntime session.
+KEEPS_STORED = frozenset(DEQUANTIZED) - {"DequantizeLinear"}
 
 
 def _elements(t: onnx.TensorProto) -> int:
@@ -75,10 +75,6 @@ class Footprint:
         """The part that holds most."""
         return max(self.parts, key=lambda p: p[1]) if self.parts else ("nothing", 0.0)
 
-    def to_dict(self) -> dict:
-        """``{"total_bytes": ..., "parts": {what: bytes}}`` for JSON."""
-        return {"total_bytes": int(self.total), "parts": {k: int(v) for k, v in self.parts}}
-
 
 def widest(*footprints: Footprint) -> Footprint:
     """The largest of footprints held one after the other (steps of one run)."""
@@ -100,8 +96,8 @@ def session_bytes(model: onnx.ModelProto) -> float:
         n = _elements(t)
         users = consumers.get(t.name, [])
         ops = {u.op_type for u in users}
-        if ops & KEEPS_STORED:
-            total += n * _BYTES.get(t.data_type, 1)  # 4-bit blocks: two to a stored byte
+        if ops & KEEPS_STORED:  # as stored (4-bit blocks: two values to a stored byte)
+            total += n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
         elif t.data_type != onnx.TensorProto.FLOAT and ops & WIDENING:
             total += 4.0 * n
         elif t.data_type == onnx.TensorProto.FLOAT and ops & PREPACKED:
@@ -110,30 +106,13 @@ def session_bytes(model: onnx.ModelProto) -> float:
 
 
 def blend_bytes(model: onnx.ModelProto) -> float:
-    """The sweep's blend buffer for ``model``: every parameter (main-graph initializer of a float
-    or quantized type, Constant nodes included) in float32; a ``MatMulNBits`` weight counts its
-    ``K x N`` values, not its packed bytes."""
-    nbits = {n.input[1]: _attr(n, "K") * _attr(n, "N") for n in model.graph.node
-             if n.op_type == "MatMulNBits" and len(n.input) > 1}
-    count = sum(nbits.get(t.name, _elements(t)) for t in model.graph.initializer
-                if t.data_type in _BYTES
-                and t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32))
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            count += sum(_elements(a.t) for a in node.attribute
-                         if a.type == onnx.AttributeProto.TENSOR)
-    return 4.0 * count
-
-
-def _attr(node: onnx.NodeProto, name: str) -> int:
-    return next((int(a.i) for a in node.attribute if a.name == name), 0)
-
-
-#: Ops whose weight :func:`~onnx_lineage.model.parameters.extract_layers` holds dequantized in
-#: float32 for as long as the model is analysed, by the weight's input slot.
-DEQUANTIZED = {"MatMulNBits": 1, "GatherBlockQuantized": 0, "QLinearMatMul": 3, "QLinearConv": 3,
-               "QGemm": 3, "MatMulInteger": 1, "ConvInteger": 1, "DequantizeLinear": 0,
-               "DynamicQuantizeMatMul": 1, "MatMulIntegerToFloat": 1}
+    """The sweep's blend buffer for ``model``: every parameter
+    (:func:`~onnx_lineage.model.runner.parameter_count`) in float32, a ``MatMulNBits`` weight
+    counted by its ``K x N`` values rather than its packed bytes."""
+    stored = {t.name: _elements(t) for t in model.graph.initializer}
+    unpacked = sum(attr(n, "K", 0) * attr(n, "N", 0) - stored.get(n.input[1], 0)
+                   for n in model.graph.node if n.op_type == "MatMulNBits" and len(n.input) > 1)
+    return 4.0 * (parameter_count(model) + unpacked)
 
 
 def dequantized_bytes(model: onnx.ModelProto) -> float:
@@ -152,9 +131,9 @@ def dequantized_bytes(model: onnx.ModelProto) -> float:
             continue
         seen.add(t.name)
         if node.op_type == "MatMulNBits":
-            total += 4.0 * _attr(node, "K") * _attr(node, "N")
+            total += 4.0 * attr(node, "K", 0) * attr(node, "N", 0)
         elif node.op_type == "GatherBlockQuantized" and t.data_type == onnx.TensorProto.UINT8:
-            total += 4.0 * _elements(t) * (8 // max(_attr(node, "bits") or 4, 1))
+            total += 4.0 * _elements(t) * (8 // max(attr(node, "bits", 4), 1))
         else:
             total += 4.0 * _elements(t)
     return total

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, numpy_helper
 
-from onnx_lineage.memory import spilled_pages_release
+from onnx_lineage.memory import spilled_maps
 
 #: Tensors smaller than this stay inline in the skeleton (their bytes are copied).
 INLINE_BYTES = 4096
@@ -75,14 +75,13 @@ def release_pages() -> None:
         return
     with _LOCK:
         bases = [getattr(arr.base, "obj", arr.base) for arr in _FILES.values()]
-    for m in bases:
+    for m in bases + spilled_maps():  # B's permuted copies of such weights, in a file too
         if not isinstance(m, mmap.mmap):
             continue
         try:
             m.madvise(advise)
         except (OSError, ValueError):  # closed, or refused: the pages just stay
             pass
-    spilled_pages_release()  # B's permuted copies of such weights, written to a file
 
 
 # -- the wire format -----------------------------------------------------------------------------
