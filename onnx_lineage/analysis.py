@@ -19,8 +19,9 @@ from onnx_lineage.data import Dataset, feeds_for
 from onnx_lineage.errors import LabelSpaceError, LineageError
 from onnx_lineage.matching import match
 from onnx_lineage.model.footprint import (closeness_footprint, determine_footprint,
-                                          inspect_footprint, match_footprint, widest)
-from onnx_lineage.model.runner import Runner
+                                          match_footprint, predict_footprint, session_sizes,
+                                          widest)
+from onnx_lineage.model.stages import staged_runner
 from onnx_lineage.report import render
 from onnx_lineage.results import Result, to_jsonable
 
@@ -131,7 +132,7 @@ class Analyze(Analysis):
         closeness; ``determine`` alone, or ``match``, where that does not fit."""
         a, b, rows = run.a.proto, run.b.proto, len(run.data)
         det = determine_footprint(a, b, rows)
-        held = inspect_footprint(a)
+        held = predict_footprint(a)
         steps = [held + det] + ([held + closeness_footprint(a, b, rows)]
                                 if self.with_closeness else [])
         return widest(*steps), (("`determine`", det),
@@ -143,7 +144,8 @@ class Analyze(Analysis):
         rng = run.rng  # the match's tie-breaking, then determine's draws
         m = match(a, b, progress=step, rng=rng)
         step("predicting with A")
-        ra = Runner(a.proto, device=self.device, output=self.output, name=a.name)
+        ra = staged_runner(a.proto, session_sizes(a.proto), device=self.device,
+                           output=self.output, name=a.name)
         feeds, _ = feeds_for(ra.inputs, data, a.name)
         pred_a = ra.predict(feeds)
         step("independence tests and interpolation sweep")

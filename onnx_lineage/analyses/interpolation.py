@@ -27,6 +27,7 @@ from kernels.blend import blend, blend_2d, blend_mixed
 from onnx_lineage.memory import plain_empty
 from onnx_lineage.model.graph import drop_unused
 from onnx_lineage.model.parameters import Site, kept
+from onnx_lineage.model.stages import split
 from onnx_lineage.model.weights import release_pages
 from onnx_lineage.threads import pool
 
@@ -117,11 +118,16 @@ class InterpolatedModel:
     base : onnx.ModelProto
         Model A (nodes already uniquely named by :func:`extract_layers`).
     endpoints : list of Endpoint
+    most : float, optional
+        Run the graph a stage at a time (:mod:`onnx_lineage.model.stages`), each stage's
+        interpolated weights at most this many bytes: the buffer then holds one stage's, blended
+        as its stage comes (:meth:`weights` gives a :class:`StageWeights`). Default: one buffer
+        for every weight.
     """
 
     PREFIX = "__lineage_w"
 
-    def __init__(self, base: onnx.ModelProto, endpoints: list[Endpoint]):
+    def __init__(self, base: onnx.ModelProto, endpoints: list[Endpoint], most: float | None = None):
         if not fast_path_supported(endpoints):
             raise ValueError("some endpoints are attributes or read-only: use rebuilt_model")
         self.endpoints = endpoints
@@ -137,25 +143,38 @@ class InterpolatedModel:
             shapes.append(tuple(e.site.shape))
         drop_unused(self.proto.graph)
         # the endpoints in stored orientation, views where they can be (A's often of the
-        # memory-mapped file); one buffer for the blended weights, fed to onnxruntime
+        # memory-mapped file); one buffer for the blended weights (of a stage), fed to onnxruntime
         self._a = [_stored(e.site, e.a) for e in endpoints]
         self._b = [_stored(e.site, e.b) for e in endpoints]
-        offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-        self.buffer = plain_empty(int(offsets[-1]))  # no huge-page stall
-        self.views = {n: self.buffer[o:o2].reshape(s)
-                      for n, o, o2, s in zip(self.names, offsets[:-1], offsets[1:], shapes)}
-        self._t: float | None = None  # the position the buffer holds
+        self.sizes = {n: 4.0 * int(np.prod(s)) for n, s in zip(self.names, shapes)}
+        self.most = most
+        self.stages = None if most is None else split(self.proto, most, self.sizes)
+        index = {n: k for k, n in enumerate(self.names)}
+        #: endpoints by the part of the buffer they share: all of them, or each stage's
+        self.groups = ([list(range(len(endpoints)))] if self.stages is None else
+                       [[index[w] for w in st.weights if w in index] for st in self.stages])
+        self.buffer = plain_empty(max((sum(int(np.prod(shapes[k])) for k in g)
+                                       for g in self.groups), default=0))  # no huge-page stall
+        self.views = {}
+        for group in self.groups:
+            offsets = np.cumsum([0] + [int(np.prod(shapes[k])) for k in group])
+            self.views.update({self.names[k]: self.buffer[o:o2].reshape(shapes[k])
+                               for k, o, o2 in zip(group, offsets[:-1], offsets[1:])})
+        self._t: float | None = None  # the position the buffer holds (never, staged)
         self._b_values: dict[int, np.ndarray] = {}  # endpoints whose B value was replaced
 
     @property
     def n_params(self) -> int:
         """Number of interpolated scalars."""
-        return int(self.buffer.size)
+        return int(sum(e.a.size for e in self.endpoints))
 
-    def weights(self, t: float) -> dict[str, np.ndarray]:
-        """Feeds for ``t``: views into the shared buffer (valid until the next call)."""
+    def weights(self, t: float):
+        """Feeds for ``t``: views into the shared buffer (valid until the next call); staged, a
+        :class:`StageWeights` that blends each stage's as it comes."""
+        if self.stages is not None:
+            return StageWeights(self, float(t), {})
         if t != self._t:
-            self._blend_all(t, ())
+            self._blend_all(t, {}, self.groups[0])
             self._t = float(t)
         return self.views
 
@@ -171,44 +190,47 @@ class InterpolatedModel:
         if self._t is not None:
             self._blend(k, self._b[k], self._t)
 
-    def weights_with(self, t: float, values) -> dict[str, np.ndarray]:
-        """Feeds for ``t`` with some endpoints' B replaced by the values given, each blended
-        as it comes and not kept: a whole other B (a permuted copy) is never held, only the
-        endpoint in hand. The endpoints keep their own B; the buffer then holds none of their
-        points (the next :meth:`weights` blends it again).
+    def weights_with(self, t: float, values: dict):
+        """Feeds for ``t`` with some endpoints' B replaced by the values given, each made and
+        blended as its turn comes and not kept: a whole other B (a permuted copy) is never
+        held, only the endpoint in hand. The endpoints keep their own B; the buffer then holds
+        none of their points (the next :meth:`weights` blends it again).
 
         Parameters
         ----------
         t : float
-        values : iterable of (int, ndarray)
-            Endpoint index and its B value (canonical orientation), at most once each.
+        values : dict of int to callable
+            Endpoint index to a function of no argument that returns its B value (canonical
+            orientation); called once, in the dict's order within each stage.
         """
         self._t = None
-        self._blend_all(t, values)
+        if self.stages is not None:
+            return StageWeights(self, float(t), values)
+        self._blend_all(t, values, self.groups[0])
         return self.views
 
-    def _blend_all(self, t: float, values) -> None:
-        """Every endpoint at ``t`` into the buffer, ``values`` (pairs of endpoint index and
-        canonical B value) standing in for their endpoints' B.
+    def _blend_all(self, t: float, values: dict, group: list) -> None:
+        """The endpoints ``group`` at ``t`` into the buffer, ``values`` (endpoint index to a
+        function that makes its canonical B value) standing in for their endpoints' B.
 
         Interpolated models of :data:`THREADS_FROM` values or more are blended on
         :data:`BLEND_THREADS` threads (the kernels release the GIL; each writes its own part of
-        the buffer). A value is handed to a thread as it comes and the next taken only once
+        the buffer). A value is handed to a thread as it is made and the next made only once
         fewer than that many wait, so the values in hand stay a few layers; the endpoints' own
         follow, largest first."""
         threads = BLEND_THREADS or min(os.cpu_count() or 1, 4)
         if self.buffer.size < THREADS_FROM:
             threads = 1
-        given = set()
+        members = set(group)
+        given = [k for k in values if k in members]
         with pool(threads) as workers:
             waiting: deque = deque()
-            for k, value in values:
+            for k in given:
                 while len(waiting) >= threads:
                     waiting.popleft().result()
-                stored = _stored(self.endpoints[k].site, value)
+                stored = _stored(self.endpoints[k].site, values[k]())
                 waiting.append(workers.submit(self._blend, k, stored, t))
-                given.add(k)
-            rest = sorted((k for k in range(len(self.names)) if k not in given),
+            rest = sorted((k for k in group if k not in values),
                           key=lambda k: -self.views[self.names[k]].size)
             waiting.extend(workers.submit(self._blend, k, self._b[k], t) for k in rest)
             for done in waiting:
@@ -228,6 +250,21 @@ class InterpolatedModel:
             part = slice(r0, r0 + step)
             blend_into(a[part], b[part], float(t), out[part])
             release_pages()
+
+
+class StageWeights:
+    """One point of an interpolated model run a stage at a time
+    (:class:`~onnx_lineage.model.stages.StageFeeds`): each stage's weights are blended into the
+    buffer when its turn comes."""
+
+    def __init__(self, model: InterpolatedModel, t: float, values: dict):
+        self.model, self.t, self.values = model, t, values
+
+    def stage(self, s: int, names: tuple) -> dict[str, np.ndarray]:
+        """The interpolated weights of stage ``s`` (its weight inputs ``names``), blended."""
+        group = self.model.groups[s]
+        self.model._blend_all(self.t, self.values, group)
+        return {self.model.names[k]: self.model.views[self.model.names[k]] for k in group}
 
 
 def rebuilt_model(base: onnx.ModelProto, endpoints: list[Endpoint], t: float) -> onnx.ModelProto:

@@ -22,6 +22,7 @@ from onnx_lineage.matching import MatchResult, match
 from onnx_lineage.matching.batchnorm import folded_graph
 from onnx_lineage.model.loading import LoadedModel
 from onnx_lineage.model.runner import Runner
+from onnx_lineage.model.stages import StagedRunner, stage_bytes
 
 #: A sweep that can write less than this share of the matched parameters is not evidence.
 MIN_INTERPOLATED = 0.5
@@ -151,9 +152,14 @@ class Sweep:
         self.device, self.output = device, output
         self.fast = fast_path_supported(endpoints)
         if self.fast:
-            self.model = InterpolatedModel(base, endpoints)
-            self.runner = Runner(self.model.proto, device=device, output=output,
-                                 name="interpolated", static_inputs=frozenset(self.model.names))
+            # past a share of the memory budget, the blend buffer holds a stage's weights
+            most = stage_bytes(4.0 * sum(e.a.size for e in self.endpoints))
+            self.model = InterpolatedModel(base, endpoints, most)
+            kwargs = dict(device=device, output=output, name="interpolated",
+                          static_inputs=frozenset(self.model.names))
+            self.runner = (Runner(self.model.proto, **kwargs) if most is None else
+                           StagedRunner(self.model.proto, most, self.model.sizes, keep=True,
+                                        **kwargs))
         else:
             self.model = None
             self.runner = Runner(rebuilt_model(base, endpoints, 0.0), device=device, output=output,
@@ -213,8 +219,8 @@ class Sweep:
         return self._point(t, self.scores(t))
 
     def point_with(self, t: float, values) -> dict:
-        """Loss and error at ``t`` with some endpoints' B replaced by ``values`` (pairs of
-        endpoint index and canonical B value, each at most once), for this point only: the
+        """Loss and error at ``t`` with some endpoints' B replaced by ``values`` (endpoint index
+        to a function that makes its canonical B value), for this point only: the
         endpoints keep their B and the computed points stay (:meth:`InterpolatedModel
         .weights_with`: a replaced B is blended an endpoint at a time, never held whole)."""
         return self._point(t, self._run(t, values))
@@ -227,8 +233,8 @@ class Sweep:
                                        if values is None else self.model.weights_with(t, values))
         else:
             eps = list(self.endpoints)
-            for k, value in values or ():
-                eps[k] = Endpoint(eps[k].site, eps[k].a, value)
+            for k, value in (values or {}).items():
+                eps[k] = Endpoint(eps[k].site, eps[k].a, value())
             r = Runner(rebuilt_model(self.base, eps, t), device=self.device,
                        output=self.output, name="interpolated")
             pred = r.predict(self.feeds)

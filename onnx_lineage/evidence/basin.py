@@ -26,6 +26,7 @@ run: a path with the rest frozen is no evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -87,6 +88,36 @@ def permuted_classes(classes: list) -> list:
     return hidden or usable
 
 
+def permuted_copy(own: dict, touched: dict, perms: list) -> dict:
+    """B with its units permuted, as the interpolated model takes it
+    (:meth:`~onnx_lineage.analyses.interpolation.InterpolatedModel.weights_with`): endpoint
+    index to a function that makes its value when its turn comes, a layer at a time with every
+    class that moves it, so that the copy in hand is one layer (each tensor once, however many
+    classes share it).
+
+    Parameters
+    ----------
+    own : dict of layer index to dict of str to ndarray
+        B's parameters in its own unit order.
+    touched : dict of layer index to list of (int, str)
+        The endpoints (index, parameter name) of each layer a class moves.
+    perms : list of (SymmetryClass, ndarray)
+        Each class and its permutation.
+    """
+    made: dict = {}
+
+    def value(layer: int, key: str) -> np.ndarray:
+        if made.get("layer") != layer:
+            params = {layer: own[layer]}
+            for c, perm in perms:
+                if layer in c.layers:
+                    c.permute(params, perm, only={layer})
+            made.update(layer=layer, params=params[layer])
+        return made["params"][key]
+
+    return {n: partial(value, layer, key) for layer, ends in touched.items() for n, key in ends}
+
+
 def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Generator,
                alpha: float, copies: int, scale: float = 1.0, progress=None) -> TestResult:
     """Midway loss of A and B against A and randomly permuted copies of B.
@@ -126,24 +157,13 @@ def basin_test(probe, keys: list, own: dict, classes: list, rng: np.random.Gener
     excess = []
     step = progress or (lambda what: None)
 
-    def copy_of_b(perms: list):
-        # a layer at a time, with every class that moves it, blended as it comes: the copy in
-        # hand is one layer
-        for layer, ends in touched.items():
-            params = {layer: own[layer]}
-            for c, perm in perms:
-                if layer in c.layers:
-                    c.permute(params, perm, only={layer})
-            for n, key in ends:  # each tensor once, however many classes share it
-                yield n, params[layer][key]
-
     low = 0  # copies as low as B so far
 
     def draw() -> float:
         nonlocal low
         step(f"copy {len(excess) + 1} of up to {copies} ({low} as low as B so far)")
         perms = [(c, rng.permutation(c.width)) for c in permuted]
-        loss = probe.point_with(0.5, copy_of_b(perms))["loss"]
+        loss = probe.point_with(0.5, permuted_copy(own, touched, perms))["loss"]
         excess.append(loss - chord)
         low += int(loss <= observed)
         return loss

@@ -16,7 +16,8 @@ import onnx
 
 from onnx_lineage import memory
 from onnx_lineage.data import Dataset, feeds_for
-from onnx_lineage.model.runner import Runner
+from onnx_lineage.model.footprint import session_sizes
+from onnx_lineage.model.stages import staged_runner
 
 #: Most samples (rows times positions) kept per tensor: the positions of every row, evenly
 #: thinned (fixed indices, no generator: the same samples for every seed).
@@ -62,7 +63,9 @@ def unit_values(model: onnx.ModelProto, names: list[str], data: Dataset, *, devi
     """
     with _exposed(model, names) as exposed:
         # a few rows, run once: batches of a bounded size rather than a probe session
-        runner = Runner(exposed, device, name=name, probe=False)
+        # a model too large for one session runs a stage at a time
+        runner = staged_runner(exposed, session_sizes(exposed), device=device, name=name,
+                               probe=False)
         feeds, _ = feeds_for(runner.inputs, data, name)
         first = runner.run(runner.take(feeds, np.arange(1)), outputs=list(names))
         positions = max(int(first[0].size // max(first[0].shape[-1], 1)), 1)

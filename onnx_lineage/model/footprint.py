@@ -33,6 +33,7 @@ import onnx
 from onnx_lineage import memory
 from onnx_lineage.model.graph import attr
 from onnx_lineage.model.runner import BATCH_MEMORY_BYTES, parameter_count, row_bytes
+from onnx_lineage.model.stages import split, stage_bytes
 
 #: Ops whose float32 weight onnxruntime's CPU kernels prepack into a copy of their own.
 PREPACKED = frozenset({"MatMul", "Gemm", "Conv", "FusedMatMul", "FusedGemm", "FusedConv"})
@@ -81,38 +82,63 @@ def widest(*footprints: Footprint) -> Footprint:
     return max(footprints, key=lambda f: f.total, default=Footprint())
 
 
-def session_bytes(model: onnx.ModelProto) -> float:
-    """Bytes one onnxruntime CPU session of ``model`` allocates for its weights (module
-    docstring): folded float32 copies of weights widened by ``Cast``/``DequantizeLinear``,
-    prepacked copies of float32 ``MatMul``/``Gemm``/``Conv`` weights, quantized kernels' own
-    bytes. Main graph only; weights of subgraphs are small in every model we have met."""
+def session_sizes(model: onnx.ModelProto) -> dict[str, float]:
+    """Bytes one onnxruntime CPU session of ``model`` allocates for each of its weights (module
+    docstring): a folded float32 copy of a weight widened by ``Cast``/``DequantizeLinear``, a
+    prepacked copy of a float32 ``MatMul``/``Gemm``/``Conv`` weight, a quantized kernel's own
+    bytes; none for the rest. Main graph only; weights of subgraphs are small in every model we
+    have met."""
     g = model.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in g.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    total = 0.0
+    sizes = {}
     for t in g.initializer:
         n = _elements(t)
-        users = consumers.get(t.name, [])
-        ops = {u.op_type for u in users}
+        ops = {u.op_type for u in consumers.get(t.name, [])}
         if ops & KEEPS_STORED:  # as stored (4-bit blocks: two values to a stored byte)
-            total += n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            sizes[t.name] = n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
         elif t.data_type != onnx.TensorProto.FLOAT and ops & WIDENING:
-            total += 4.0 * n
+            sizes[t.name] = 4.0 * n
         elif t.data_type == onnx.TensorProto.FLOAT and ops & PREPACKED:
-            total += 4.0 * n
-    return total
+            sizes[t.name] = 4.0 * n
+    return sizes
+
+
+def session_bytes(model: onnx.ModelProto) -> float:
+    """Bytes one onnxruntime CPU session of ``model`` allocates for its weights
+    (:func:`session_sizes`)."""
+    return float(sum(session_sizes(model).values()))
+
+
+def blend_sizes(model: onnx.ModelProto) -> dict[str, float]:
+    """The sweep's blend buffer for ``model``, by weight: each initializer in float32, a
+    ``MatMulNBits`` weight counted by its ``K x N`` values rather than its packed bytes."""
+    sizes = {t.name: 4.0 * _elements(t) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "MatMulNBits" and len(n.input) > 1 and n.input[1] in sizes:
+            sizes[n.input[1]] = 4.0 * attr(n, "K", 0) * attr(n, "N", 0)
+    return sizes
 
 
 def blend_bytes(model: onnx.ModelProto) -> float:
     """The sweep's blend buffer for ``model``: every parameter
     (:func:`~onnx_lineage.model.runner.parameter_count`) in float32, a ``MatMulNBits`` weight
-    counted by its ``K x N`` values rather than its packed bytes."""
-    stored = {t.name: _elements(t) for t in model.graph.initializer}
-    unpacked = sum(attr(n, "K", 0) * attr(n, "N", 0) - stored.get(n.input[1], 0)
-                   for n in model.graph.node if n.op_type == "MatMulNBits" and len(n.input) > 1)
-    return 4.0 * (parameter_count(model) + unpacked)
+    counted by its ``K x N`` values rather than its packed bytes (:func:`blend_sizes`)."""
+    stored = {t.name: 4.0 * _elements(t) for t in model.graph.initializer}
+    unpacked = sum(blend_sizes(model).values()) - sum(stored.values())
+    return 4.0 * parameter_count(model) + unpacked
+
+
+def in_one_pass(model: onnx.ModelProto, sizes: dict[str, float]) -> float:
+    """What a forward pass holds at once of weights ``sizes``: all of them, or where it runs a
+    stage at a time (:func:`~onnx_lineage.model.stages.stage_bytes`), its largest stage's."""
+    total = float(sum(sizes.values()))
+    most = stage_bytes(total)
+    if most is None:
+        return total
+    return max((st.size for st in split(model, most, sizes)), default=0.0)
 
 
 def dequantized_bytes(model: onnx.ModelProto) -> float:
@@ -183,6 +209,12 @@ def inspect_footprint(a: onnx.ModelProto) -> Footprint:
     return Footprint((("its onnxruntime session", session_bytes(a)),))
 
 
+def predict_footprint(a: onnx.ModelProto) -> Footprint:
+    """The model's predictions: its session, a stage at a time where the whole would take more
+    than a share of the budget (:func:`in_one_pass`)."""
+    return Footprint((("its onnxruntime session", in_one_pass(a, session_sizes(a))),))
+
+
 def held(a: onnx.ModelProto, b: onnx.ModelProto) -> Footprint:
     """What both models hold while they are analysed: their quantized weights, dequantized
     (:func:`dequantized_bytes`; float weights stay in their files)."""
@@ -210,10 +242,12 @@ def determine_footprint(a: onnx.ModelProto, b: onnx.ModelProto, rows: int,
     takes its weights as inputs (no folded or prepacked copy), and a batch. What a session
     allocated stays with the process after it is closed (onnxruntime's and the C library's
     allocators keep it: measured on the 1.1B decoder, RESULTS "Big models"), so the session
-    counts beside the blend buffer."""
+    counts beside the blend buffer. Each runs a stage at a time where the whole would take
+    more than a share of the budget (:func:`in_one_pass`): then one stage of each counts."""
     later = held(a, b) + Footprint((("a session of one model (function test)",
-                                     max(session_bytes(a), session_bytes(b))),))
+                                     max(in_one_pass(m, session_sizes(m)) for m in (a, b))),))
     if sweep:
-        later += Footprint((("the blend buffer", min(blend_bytes(a), blend_bytes(b))),
+        later += Footprint((("the blend buffer",
+                             min(in_one_pass(m, blend_sizes(m)) for m in (a, b))),
                             ("a batch of values", batch_bytes(a, rows))))
     return widest(match_footprint(a, b), later)

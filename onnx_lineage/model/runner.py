@@ -117,7 +117,7 @@ def parameter_count(model: onnx.ModelProto, weight_inputs: frozenset = frozenset
     return count
 
 
-def _session_options(rt, threads: int | None):
+def session_options(rt, threads: int | None):
     """Session options: quiet logging, ``threads`` intra-op threads (onnxruntime's choice when
     None), pool threads spinning or not (:data:`SPIN`)."""
     opts = rt.SessionOptions()
@@ -225,12 +225,12 @@ class Runner:
         memory.check(largest_bytes, f"{name}: its value {largest!r}")
         small = (not convolves and certain and one_row <= SINGLE_THREAD_MAX_ROW_BYTES
                  and parameter_count(model, static_inputs) <= SINGLE_THREAD_MAX_PARAMS)
-        opts = _session_options(rt, 1 if threads is None and small else threads)
+        opts = session_options(rt, 1 if threads is None and small else threads)
         providers = providers_for(device)
         try:
             # onnxruntime prints provider failures on stdout, which belongs to the JSON output
             with contextlib.redirect_stdout(sys.stderr):
-                self.session = runtime_session(model, opts, providers)
+                self.session = self._open(model, opts, providers)
             self.provider = self.session.get_providers()[0]
             if device == "cuda" and self.provider != "CUDAExecutionProvider":
                 raise LineageError("--device cuda: onnxruntime could not start CUDA here and would "
@@ -254,6 +254,10 @@ class Runner:
         self.pad_shapes = self.provider in PAD_PROVIDERS and not self.batch_dependent and convolves
         self.forward_rows = 0  # rows run so far (query accounting)
         self.forward_seconds = 0.0  # time spent inside onnxruntime
+
+    def _open(self, model: onnx.ModelProto, opts, providers):
+        """The session its passes run (a staged runner has one per stage instead)."""
+        return runtime_session(model, opts, providers)
 
     def _read_inputs(self, static_inputs: frozenset) -> None:
         """The session's data inputs (states among them), their batch axes and the outputs'."""
@@ -348,8 +352,8 @@ class Runner:
         list of ndarray, one per output, of ``rows`` rows each
         """
         names = outputs or [self.output_name]
-        # inputs without a batch axis go whole to every batch, like the static feeds
-        static = {**{k: v for k, v in feeds.items() if k in self._unbatched}, **(static or {})}
+        # inputs without a batch axis go whole to every batch, beside the static feeds
+        whole = {k: v for k, v in feeds.items() if k in self._unbatched}
         feeds = {k: v for k, v in feeds.items() if k not in self._unbatched}
         m = len(next(iter(feeds.values()))) if feeds else 1
         n = m if rows is None else int(rows)
@@ -359,7 +363,8 @@ class Runner:
             raise ValueError(f"rows={rows} but the feeds hold {m}")
         if self._probe:
             self._probe = False
-            measured = _probed_row_bytes(self.model, self._in_model_layout(feeds), static)
+            measured = _probed_row_bytes(self.model, self._in_model_layout(feeds),
+                                         {**whole, **(static or {})})
             if measured:
                 memory.check(measured, f"{self.name}: one row of its intermediate values")
                 per_batch = min(BATCH_MEMORY_BYTES, memory.budget())
@@ -367,8 +372,9 @@ class Runner:
                                               self.batch_size))
         plan = self.plan(n)
         if len(plan) == 1 and plan[0][2] == m:  # one batch, the feeds as given: no copies
-            return [np.asarray(r)[:n] for r in self._run_batch(names, {**feeds, **(static or {})}, n)]
-        parts: list[list[np.ndarray]] = [[] for _ in names]
+            return [np.asarray(r)[:n] for r in self._passes(names, [({**feeds, **whole}, n)],
+                                                              static)[0]]
+        batches = []
         for start, stop, computed in plan:
             real = stop - start
             if start + computed <= m:  # the rows after the real ones pad the batch
@@ -377,12 +383,16 @@ class Runner:
                 pad = computed - real
                 batch = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], pad, axis=0)])
                          for k, v in feeds.items()}
-            if static:
-                batch.update(static)
-            res = self._run_batch(names, batch, real)
-            for p, r in zip(parts, res):
-                p.append(np.asarray(r)[:real])
-        return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
+            batches.append(({**batch, **whole}, real))
+        parts = zip(*(res for res in self._passes(names, batches, static)))
+        return [np.concatenate([np.asarray(r)[:real] for r, (_, real) in zip(p, batches)])
+                if len(batches) > 1 else np.asarray(p[0])[:batches[0][1]] for p in parts]
+
+    def _passes(self, names: list[str], batches: list, static: dict | None) -> list[list]:
+        """The outputs ``names`` of each batch (feeds rows first, its real rows), the ``static``
+        feeds given to every one: a session run per batch."""
+        return [self._run_batch(names, {**batch, **(static or {})}, real)
+                for batch, real in batches]
 
     def take(self, feeds: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
         """Rows ``idx`` of ``feeds`` (inputs without a batch axis kept whole)."""

@@ -77,7 +77,7 @@ def test_a_point_with_another_b_is_that_of_set_b_and_leaves_the_sweep_as_it_was(
     assert sweep.fast is fast
     half = sweep.point(0.5)
     other = [(k, -2.0 * eps[k].b) for k in range(0, len(eps), 2)]
-    got = sweep.point_with(0.5, iter(other))
+    got = sweep.point_with(0.5, {k: (lambda v=v: v) for k, v in other})
     for k, value in other:
         replaced.set_b(k, value)
     assert got == replaced.point(0.5) and got != half
@@ -106,7 +106,7 @@ def test_blending_on_threads_writes_the_same_buffer(monkeypatch):
         model = InterpolatedModel(base, eps)
         model.weights(0.3)
         at_03 = model.buffer.copy()
-        model.weights_with(0.7, iter(other))
+        model.weights_with(0.7, {k: (lambda v=v: v) for k, v in other})
         got[threads] = (at_03, model.buffer.copy())
     for x, y in zip(got[1], got[3]):
         np.testing.assert_array_equal(x, y)
