@@ -202,8 +202,8 @@ def main():
     ap.add_argument("--seven-b", action="store_true", help="the 7B pair and A's 4-bit export")
     ap.add_argument("--seven-b-build", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--steps", nargs="+", metavar="COMMAND",
-                    help="with --seven-b: only the steps of these commands (inspect, match, "
-                         "determine, tree)")
+                    help="only the steps of these commands (inspect, match, determine; tree "
+                         "with --seven-b)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.seven_b_build:
@@ -216,22 +216,23 @@ def main():
     rows = "16" if args.decoder else "64"
     files_mb = sum(f.stat().st_size for k in "ab" for f in p[k].parent.glob(p[k].name + "*")) / 1e6
     # what one onnxruntime session of A holds beyond the mapped file (inspect runs one)
-    runs = [{"step": "inspect A", **timed(["inspect", str(p["a"]), "--json"])}]
-    for other in ("b", "c"):
-        runs.append({"step": f"match A-{other.upper()}",
-                     **timed(["match", str(p["a"]), str(p[other]), "--json", "--quiet"])})
-        print(json.dumps(runs[-1])[:300], file=sys.stderr)
+    steps = [("inspect A", ["inspect", str(p["a"]), "--json"], None)]
+    steps += [(f"match A-{other.upper()}", ["match", str(p["a"]), str(p[other]), "--json",
+                                            "--quiet"], None) for other in ("b", "c")]
     # the same with numpy's huge-page advice off (it asks the kernel to back every array over
     # 4 MB with huge pages; where the kernel compacts memory for them on the spot, touching a new
     # array can stall: numpy issue 31590)
-    runs.append({"step": "match A-C, NUMPY_MADVISE_HUGEPAGE=0",
-                 **timed(["match", str(p["a"]), str(p["c"]), "--json", "--quiet"],
-                         {"NUMPY_MADVISE_HUGEPAGE": "0"})})
-    for other in ("b", "c"):
-        runs.append({"step": f"determine A-{other.upper()} ({rows} rows)",
-                     **timed(["determine", str(p["a"]), str(p[other]), "--data", str(p["data"]),
-                              "--rows", rows, "--json", "--quiet"])})
-        print(json.dumps(runs[-1])[:300], file=sys.stderr)
+    steps.append(("match A-C, NUMPY_MADVISE_HUGEPAGE=0", ["match", str(p["a"]), str(p["c"]),
+                                                          "--json", "--quiet"],
+                  {"NUMPY_MADVISE_HUGEPAGE": "0"}))
+    steps += [(f"determine A-{other.upper()} ({rows} rows)",
+               ["determine", str(p["a"]), str(p[other]), "--data", str(p["data"]), "--rows", rows,
+                "--json", "--quiet"], None) for other in ("b", "c")]
+    runs = []
+    for step, command, env in steps:
+        if not args.steps or command[0] in args.steps:
+            runs.append({"step": step, **timed(command, env)})
+            print(json.dumps(runs[-1])[:300], file=sys.stderr)
     forward = forward_pass(p["a"], p["data"])
     for r in runs:
         r["rss_over_files"] = r["peak_rss_mb"] / files_mb
@@ -272,9 +273,13 @@ def seven_b(args) -> None:
                 "--json", "--quiet"])]
     if args.steps:
         steps = [(step, command) for step, command in steps if command[0] in args.steps]
+    from onnx_lineage.data import load_data
+    rows = len(load_data(p["data"]))
     runs = []
     for step, command in steps:
         runs.append({"step": step, **timed(command)})
+        if runs[-1].get("queries"):  # determine: its forward passes over the data's rows
+            runs[-1]["passes"] = runs[-1]["queries"] / rows
         print(json.dumps(runs[-1])[:400], file=sys.stderr)
     out = {"machine": machine(), "build": built, "runs": runs}
     print(results.dumps(out))
