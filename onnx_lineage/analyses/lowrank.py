@@ -179,16 +179,17 @@ def _layer(la, lb, wa: np.ndarray, wb: np.ndarray) -> LayerRank:
     d = b - a
     relative = max(RELATIVE.get(la.quant, RELATIVE[None]), RELATIVE.get(lb.quant, RELATIVE[None]))
     # ||relative * max(|a|, |b|) + step||_F <= relative * sqrt(||a||^2 + ||b||^2) + step * sqrt(n)
-    sq = float(np.dot(a.ravel(), a.ravel())) + float(np.dot(b.ravel(), b.ravel()))
-    bound = relative * math.sqrt(sq) + 0.5 * (la.step + lb.step) * math.sqrt(a.size)
-    return LayerRank(la.index, lb.index, list(d.shape), rank_above(d, bound), _change(a, b))
+    sq_a, sq_b, sq_d = (_squares(x) for x in (a, b, d))
+    bound = relative * math.sqrt(sq_a + sq_b) + 0.5 * (la.step + lb.step) * math.sqrt(a.size)
+    change = math.sqrt(sq_d / sq_a) if sq_a > 0 else float(sq_d > 0)  # ||b - a||_F / ||a||_F
+    return LayerRank(la.index, lb.index, list(d.shape), rank_above(d, bound), change)
 
 
-def _change(a: np.ndarray, b: np.ndarray) -> float:
-    """``||b - a||_F / ||a||_F``."""
-    norm_a = float(np.linalg.norm(np.asarray(a, np.float32)))
-    norm_d = float(np.linalg.norm(np.asarray(b, np.float32) - np.asarray(a, np.float32)))
-    return norm_d / norm_a if norm_a > 0 else float(norm_d > 0)
+def _squares(x: np.ndarray) -> float:
+    """The sum of ``x``'s squared values, read in its memory order (a weight read transposed is
+    not copied)."""
+    flat = x.ravel(order="K")
+    return float(np.dot(flat, flat))
 
 
 def rank_above(d: np.ndarray, bound: float) -> int | None:
