@@ -78,7 +78,8 @@ class DeterminationResult(Result):
     timings : dict
         Seconds per step: ``match``, ``tests`` (the data-free ones), ``sweep`` (the paper's
         sweep along A -> B aligned, with its session), ``sweep_unaligned`` (the same before
-        alignment, when alignment moved B) and ``basin``.
+        alignment, when alignment moved B), ``basin`` and ``difference`` (whether B - A is
+        low-rank, for a related pair).
     difference : dict or None
         For a related pair, whether B - A is low-rank layer by layer (a merged adapter, its
         rank): :meth:`onnx_lineage.analyses.lowrank.Difference.to_dict`. None otherwise.
@@ -303,7 +304,9 @@ class Determination(Analysis):
         elif copies > 0:  # no path: the test says it did not run
             tests.append(path.basin or registered(BASIN).run(Evidence(m), level))
         v = decide(tests, alpha, no_units(m))
+        t_verdict = time.perf_counter()
         diff = lowrank.difference(m).to_dict() if v.related and m.pairs else None
+        t_difference = time.perf_counter() - t_verdict
         between = None
         if self.also:
             step("whether B sits between A and the other models")
@@ -322,6 +325,7 @@ class Determination(Analysis):
             seconds=run.seconds(),
             timings={"match": t_match - t0, "tests": t_tests - t_match, "sweep": path.sweep_seconds,
                      "sweep_unaligned": path.unaligned_seconds, "basin": path.basin_seconds,
+                     "difference": t_difference,
                      **({"function": t_function - t_tests} if gates else {})},
             match=m.to_dict(), difference=diff, between=between)
 
