@@ -43,6 +43,7 @@ import numpy as np
 
 from onnx_lineage.evidence.same_values import RELATIVE
 from onnx_lineage.matching.permutation import permute_units
+from onnx_lineage.model.weights import release_pages
 
 #: Largest rank told apart from full rank in a sketched matrix.
 MAX_RANK = 128
@@ -138,6 +139,7 @@ def difference(m) -> Difference:
         if wa is None or wb is None or wa.shape != wb.shape or wa.ndim < 2:
             continue
         row = _layer(la, lb, wa, wb)
+        release_pages()  # the layer's file pages read: not held while the next is
         if lb.index in rescaled and row.changed and not row.low:  # a scale mixed in?
             scaled = _layer(la, lb, wa, corr.b_aligned[la.index]["weight"])
             row = scaled if not scaled.changed or scaled.low else LayerRank(

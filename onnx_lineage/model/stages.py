@@ -32,6 +32,7 @@ from onnx_lineage.errors import ModelError
 from onnx_lineage.model.runner import Runner, session_options
 from onnx_lineage.model.runtime import ort
 from onnx_lineage.model.runtime import session as runtime_session
+from onnx_lineage.model.weights import release_pages
 
 #: A model whose weights, as one session or one blend buffer holds them, take more than this share
 #: of the memory budget runs a stage at a time (:func:`stage_bytes`)...
@@ -298,6 +299,7 @@ class StagedRunner(Runner):
                     if n not in names:
                         values.pop(n, None)
             del session, weights
+            release_pages()  # the stage's weights are read: their file pages need not stay
         out = []
         for values, (_, rows) in zip(carried, batches):
             self.forward_rows += rows

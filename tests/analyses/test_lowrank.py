@@ -134,3 +134,13 @@ def test_determine_and_its_reports_say_so_for_a_related_pair_only(tmp_path, pare
     assert "low-rank adapter merged into A's weights, rank 2" in headline(r, None)
     r = determine(a, save(*random_mlp(7, SIZES), tmp_path / "c.onnx"), copies=0)
     assert not r.related and r.difference is None and "adapter" not in headline(r, None)
+
+
+def test_each_layers_file_pages_are_let_go_once_read(tmp_path, parent, monkeypatch):
+    """A 7B pair's weights are read whole here: without letting each layer's mapped pages go,
+    the process held every page of both files (23 GB resident on the 7B pair)."""
+    import onnx_lineage.analyses.lowrank as L
+    calls = []
+    monkeypatch.setattr(L, "release_pages", lambda: calls.append(1))
+    d = _diff(tmp_path, parent, adapted(*parent, [2, 2, 2, 2]))
+    assert len(calls) == len(d.layers) == 4

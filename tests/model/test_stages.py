@@ -197,3 +197,16 @@ def test_the_estimate_counts_one_stage_where_the_pass_is_staged(decoders, monkey
     assert staged["the blend buffer"] < whole["the blend buffer"] / 4
     most = max(4.0 * int(np.prod(t.dims)) for t in a.graph.initializer)
     assert staged["the blend buffer"] == most  # a stage of one weight
+
+
+def test_a_staged_pass_lets_each_stages_file_pages_go(decoders, tokens, monkeypatch):
+    """A stage's weights, read from the mapped file into its session, are not held while the
+    next stage runs."""
+    model = load_model(decoders["a"]).proto
+    most, sizes = _fifth(model)
+    staged = StagedRunner(model, most, sizes, device="cpu")
+    feeds, _ = feeds_for(staged.inputs, tokens)
+    calls = []
+    monkeypatch.setattr(stages, "release_pages", lambda: calls.append(1))
+    staged.predict(feeds)
+    assert len(calls) == len(staged.stages) >= 5
