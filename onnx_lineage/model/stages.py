@@ -227,6 +227,14 @@ class _Signature:
         return [self._provider]
 
 
+@runtime_checkable
+class StageFeeds(Protocol):
+    """Weights given a stage at a time (:meth:`StagedRunner.run`'s ``static``): ``stage(s, names)``
+    returns the feeds of stage ``s``'s weight inputs ``names``, valid until the next call."""
+
+    def stage(self, s: int, names: tuple) -> dict[str, np.ndarray]: ...
+
+
 class StagedRunner(Runner):
     """A :class:`~onnx_lineage.model.runner.Runner` whose passes run the graph a stage at a time.
 
@@ -277,7 +285,8 @@ class StagedRunner(Runner):
         return session
 
     def _passes(self, names: list[str], batches: list, static) -> list[list]:
-        """Every batch through every stage, stage-major (module docstring)."""
+        """Every batch (``(feeds rows first, real rows)``) through every stage, stage-major
+        (module docstring): per batch, the outputs ``names``, rows first."""
         carried = [self._in_model_layout(batch) for batch, _ in batches]
         for s, stage in enumerate(self.stages):
             weights = (static.stage(s, stage.weights) if isinstance(static, StageFeeds) else
@@ -306,14 +315,6 @@ class StagedRunner(Runner):
             out.append([np.moveaxis(values[n], self._out_axis[n], 0) if self._out_axis.get(n)
                         else values[n] for n in names])
         return out
-
-
-@runtime_checkable
-class StageFeeds(Protocol):
-    """Weights given a stage at a time (:meth:`StagedRunner.run`'s ``static``): ``stage(s, names)``
-    returns the feeds of stage ``s``'s weight inputs ``names``, valid until the next call."""
-
-    def stage(self, s: int, names: tuple) -> dict[str, np.ndarray]: ...
 
 
 def staged_runner(model: onnx.ModelProto, sizes: dict[str, float], **kwargs) -> Runner:
