@@ -19,6 +19,12 @@ GridOpt = Annotated[Optional[int], typer.Option(
 #: the former name of --grid, still read
 OldGridOpt = Annotated[Optional[int], typer.Option("--alphas", min=3, max=1001, hidden=True)]
 RowsOpt = Annotated[int, typer.Option("--rows", min=1, help="Data rows used for the loss.")]
+CopiesOpt = Annotated[Optional[int], typer.Option(
+    "--copies", min=0, show_default=False,
+    help="Most permuted copies the basin test draws, each a forward pass (default 30 over its "
+         "level; it stops once its sequential boundaries decide). Fewer bound its time on large "
+         "models; undecided at the most, its p-value is the upper end of its interval. 0 skips "
+         "the basin test and the sweep.")]
 
 
 def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: SeedOpt = 0,
@@ -26,7 +32,7 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
             grid: GridOpt = None, rows: RowsOpt = 1000, alpha: AlphaOpt = 0.01,
             json: JsonOpt = False, quiet: QuietOpt = False,
             max_memory: MaxMemoryOpt = None, alphas: OldGridOpt = None,
-            also: AlsoOpt = None) -> None:
+            also: AlsoOpt = None, copies: CopiesOpt = None) -> None:
     """Is B derived from A? Independence tests with stated nulls (unit order, aligned weights,
     loss basin), their p-values per layer, and the loss along the interpolation path."""
     use_memory(max_memory)
@@ -43,7 +49,7 @@ def command(model_a: ModelArg, model_b: ModelArg, data: DataOpt = None, seed: Se
     with steps(not (json or quiet)) as step:
         r = determine(model_a, model_b, ds, seed=seed, device=device.value, points=grid,
                       rows=rows, output=output.value, alpha=alpha, progress=step,
-                      also=also or ())
+                      also=also or (), copies=copies)
     if json:
         render.emit_json(r)
         return

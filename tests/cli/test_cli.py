@@ -482,3 +482,18 @@ def test_determine_and_analyze_say_when_b_sits_between_a_and_another_model(tmp_p
     out = json.loads(r.stdout)
     assert "linear average" in out["summary"] and out["determination"]["between"]["recipe"] == "linear"
     assert json.loads(cli("determine", a, b, "--json").stdout)["between"] is None
+
+
+def test_determine_copies_bounds_the_basin_tests_draws(tmp_path):
+    """Two independent MLPs: the basin test runs, and draws at most --copies copies."""
+    from tests.evidence.models import random_mlp, save
+    sizes = (64, 32, 32, 10)
+    a, b = (save(*random_mlp(seed, sizes), tmp_path / f"m{seed}.onnx") for seed in (0, 1))
+    drawn = {}
+    for copies in ("2", None):
+        r = cli("determine", a, b, "--json", "--rows", "200",
+                *(("--copies", copies) if copies else ()))
+        assert r.returncode == 0, r.stderr
+        basin = next(t for t in json.loads(r.stdout)["tests"] if t["name"] == "basin")
+        drawn[copies] = basin["monte_carlo"]["copies"]
+    assert drawn["2"] <= 2 < drawn[None]
