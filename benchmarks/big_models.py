@@ -204,6 +204,10 @@ def main():
     ap.add_argument("--steps", nargs="+", metavar="COMMAND",
                     help="only the steps of these commands (inspect, match, determine; tree "
                          "with --seven-b)")
+    ap.add_argument("--copies", type=int, help="with --seven-b: determine's --copies (the basin "
+                    "test's most copies, each a forward pass of about a minute there)")
+    ap.add_argument("--order", nargs="+", metavar="OTHER", default=["b", "c"],
+                    help="with --seven-b: the models determine compares A with, in this order")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.seven_b_build:
@@ -265,9 +269,10 @@ def seven_b(args) -> None:
     steps = [("inspect A", ["inspect", str(p["a"]), "--json"])]
     steps += [(f"match A-{o.upper()}", ["match", str(p["a"]), str(p[o]), "--json", "--quiet"])
               for o in ("b", "c", "a4")]
+    copies = ["--copies", str(args.copies)] if args.copies is not None else []
     steps += [(f"determine A-{o.upper()} (8 rows of 32 tokens)",
-               ["determine", str(p["a"]), str(p[o]), "--data", str(p["data"]), "--json",
-                "--quiet"]) for o in ("b", "c")]
+               ["determine", str(p["a"]), str(p[o]), "--data", str(p["data"]), *copies, "--json",
+                "--quiet"]) for o in args.order]
     steps += [("tree over A, B, C and A's 4-bit export",
                ["tree", *(str(p[k]) for k in ("a", "b", "c", "a4")), "--data", str(p["data"]),
                 "--json", "--quiet"])]
