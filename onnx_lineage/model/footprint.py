@@ -11,6 +11,8 @@ allocates of its own is counted, part by part, from the graph alone (no weight i
   ``GatherBlockQuantized``) and integer kernels keep their stored bytes (:func:`session_bytes`);
 * **the blend buffer** of the sweep and the basin test: every parameter in float32
   (:func:`blend_bytes`);
+* of a forward pass whose session or blend buffer would take more than a share of the budget,
+  only the largest stage's (:mod:`onnx_lineage.model.stages`, :func:`in_one_pass`);
 * **a batch** of intermediate values: what one row needs by shape inference, times the rows of a
   batch, at most the runner's batch memory (:func:`batch_bytes`);
 * **matching** without data: the largest tensor of each model in float64 (:func:`matching_bytes`);

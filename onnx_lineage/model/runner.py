@@ -384,7 +384,7 @@ class Runner:
                 batch = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], pad, axis=0)])
                          for k, v in feeds.items()}
             batches.append(({**batch, **whole}, real))
-        parts = zip(*(res for res in self._passes(names, batches, static)))
+        parts = zip(*self._passes(names, batches, static))
         return [np.concatenate([np.asarray(r)[:real] for r, (_, real) in zip(p, batches)])
                 if len(batches) > 1 else np.asarray(p[0])[:batches[0][1]] for p in parts]
 
