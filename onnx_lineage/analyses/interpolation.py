@@ -147,7 +147,6 @@ class InterpolatedModel:
         self._a = [_stored(e.site, e.a) for e in endpoints]
         self._b = [_stored(e.site, e.b) for e in endpoints]
         self.sizes = {n: 4.0 * int(np.prod(s)) for n, s in zip(self.names, shapes)}
-        self.most = most
         self.stages = None if most is None else split(self.proto, most, self.sizes)
         index = {n: k for k, n in enumerate(self.names)}
         #: endpoints by the part of the buffer they share: all of them, or each stage's
